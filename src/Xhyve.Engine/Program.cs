@@ -1,0 +1,117 @@
+using System.Runtime.InteropServices;
+using Xhyve.Engine.Cli;
+using Xhyve.Engine.Runtime;
+using Xhyve.Vmm;
+using Xhyve.Vmm.Boot;
+using Xhyve.Vmm.Hypervisor;
+using Xhyve.Vmm.Hypervisor.Kvm;
+using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Serial;
+
+namespace Xhyve.Engine;
+
+/// <summary>The `xhyve` engine host: one process, one VM.</summary>
+public static class Program
+{
+    public const string Version = "0.1.0";
+
+    public static int Main(string[] args)
+    {
+        CliResult cli;
+        try { cli = CommandLineParser.Parse(args); }
+        catch (CliException e) { return Fail(e.Message); }
+
+        switch (cli.Action)
+        {
+            case CliAction.Help: Console.Out.Write(CommandLineParser.Usage); return 0;
+            case CliAction.Version: Console.Out.WriteLine($"xhyve: {Version} (XhyvePS, KVM backend)"); return 0;
+            case CliAction.PrintMacs: return 0; // no virtio-net device exists yet, so there is no MAC to print
+        }
+
+        var spec = cli.Spec;
+        var problems = spec.Validate();
+        if (problems.Count > 0)
+        {
+            foreach (var p in problems) Console.Error.WriteLine($"xhyve: {p}");
+            return 1;
+        }
+        if (!KvmHypervisor.IsPresent) return Fail($"{KvmHypervisor.DevicePath} not found: this host has no KVM");
+
+        PidFile? pidFile = null;
+        Machine? machine = null;
+        try
+        {
+            if (spec.PidFile != null) pidFile = PidFile.Create(spec.PidFile);
+            using var hypervisor = KvmHypervisor.Open();
+            var runner = new VmRunner(spec.VcpuPinning);
+            machine = new VmBuilder(spec, hypervisor, runner).Build();
+            foreach (var s in machine.SerialPorts)
+                foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
+
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; runner.RequestStop(VmExitStatus.PoweredOff, "SIGTERM"); });
+            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; runner.RequestStop(VmExitStatus.PoweredOff, "SIGINT"); });
+            using var usr1 = PosixSignalRegistration.Create((PosixSignal)10, c => { c.Cancel = true; runner.Pause(); });
+            using var usr2 = PosixSignalRegistration.Create((PosixSignal)12, c => { c.Cancel = true; runner.Resume(); });
+
+            runner.Start(machine);
+            var status = runner.WaitForExit();
+            TerminalGuard.RestoreAll();
+            if (status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset) && runner.StopReason != null)
+                Console.Error.WriteLine($"xhyve: {runner.StopReason}");
+            return (int)status;
+        }
+        catch (VmConfigurationException e)
+        {
+            foreach (var p in e.Problems) Console.Error.WriteLine($"xhyve: {p}");
+            return 1;
+        }
+        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            return Fail(e.Message);
+        }
+        finally
+        {
+            TerminalGuard.RestoreAll();
+            machine?.Dispose();
+            pidFile?.Dispose();
+        }
+    }
+
+    private static int Fail(string message)
+    {
+        TerminalGuard.RestoreAll();
+        Console.Error.WriteLine($"xhyve: {message}");
+        return 1;
+    }
+}
+
+/// <summary>-F: a pid file created exclusively (a second engine with the same file refuses to start) and removed at exit.</summary>
+internal sealed class PidFile : IDisposable
+{
+    private readonly string _path;
+    private PidFile(string path) => _path = path;
+
+    public static PidFile Create(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
+            using var writer = new StreamWriter(stream);
+            writer.WriteLine(Environment.ProcessId);
+        }
+        catch (IOException e) when (File.Exists(path))
+        {
+            throw new IOException($"-F {path}: pid file already exists (another engine running?)", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"-F {path}: cannot create pid file: {e.Message}", e);
+        }
+        return new PidFile(path);
+    }
+
+    public void Dispose()
+    {
+        try { File.Delete(_path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

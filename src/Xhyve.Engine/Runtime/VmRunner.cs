@@ -1,0 +1,158 @@
+using Xhyve.Vmm;
+using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Hypervisor;
+using Xhyve.Vmm.Memory;
+
+namespace Xhyve.Engine.Runtime;
+
+/// <summary>
+/// Runs a built <see cref="Machine"/>: one dedicated thread per vCPU, stop on the first terminal event
+/// (reset, power off, triple fault, unhandled exit, signal), pause/resume by kicking every vCPU out of
+/// the guest.
+/// </summary>
+public sealed class VmRunner : IPlatformEvents
+{
+    private readonly IReadOnlyDictionary<int, int> _pinning;
+    private readonly ManualResetEventSlim _stopped = new(false);
+    private readonly ManualResetEventSlim _running = new(true);
+    private readonly Lock _stopLock = new();
+    private Machine? _machine;
+    private Thread[] _threads = [];
+    private volatile bool _stopRequested;
+
+    public VmExitStatus Status { get; private set; } = VmExitStatus.PoweredOff;
+    public string? StopReason { get; private set; }
+    public DateTime StartedUtc { get; private set; }
+    public bool Paused => !_running.IsSet;
+
+    /// <summary>The runner exists before the machine: devices are built with it as their <see cref="IPlatformEvents"/>.</summary>
+    public VmRunner(IReadOnlyDictionary<int, int> pinning) => _pinning = pinning;
+
+    private Machine Machine => _machine ?? throw new InvalidOperationException("No machine attached");
+
+    public void Start(Machine machine)
+    {
+        _machine = machine;
+        StartedUtc = DateTime.UtcNow;
+        _threads = Machine.Vcpus.Select(v => new Thread(() => VcpuLoop(v), 256 * 1024)
+        {
+            Name = $"vcpu{v.Id}", IsBackground = true,
+        }).ToArray();
+        foreach (var t in _threads) t.Start();
+    }
+
+    /// <summary>Blocks until the VM stops; returns the exit status.</summary>
+    public VmExitStatus WaitForExit()
+    {
+        _stopped.Wait();
+        foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(5));
+        return Status;
+    }
+
+    public void RequestStop(VmExitStatus status, string reason)
+    {
+        lock (_stopLock)
+        {
+            if (_stopRequested) return;
+            _stopRequested = true;
+            Status = status;
+            StopReason = reason;
+        }
+        _running.Set();
+        foreach (var v in _machine?.Vcpus ?? []) v.Kick();
+        _stopped.Set();
+    }
+
+    public void Pause()
+    {
+        _running.Reset();
+        foreach (var v in _machine?.Vcpus ?? []) v.Kick();
+    }
+
+    public void Resume() => _running.Set();
+
+    private void VcpuLoop(IVcpu vcpu)
+    {
+        try
+        {
+            vcpu.AttachToCurrentThread();
+            if (_pinning.TryGetValue(vcpu.Id, out int hostCpu)) HostThread.PinCurrentThread(hostCpu);
+            int idleSleepMs = 1;
+            var dispatcher = Machine.Dispatcher;
+            while (!_stopRequested)
+            {
+                if (!_running.IsSet) { _running.Wait(); continue; }
+                var exit = vcpu.Run();
+                switch (exit.Reason)
+                {
+                    case VcpuExitReason.Io:
+                    case VcpuExitReason.Mmio:
+                        if (dispatcher.Dispatch(exit) == DispatchResult.UnhandledAccess)
+                            RequestStop(VmExitStatus.UnhandledExit, DescribeUnhandledAccess(vcpu, exit));
+                        break;
+                    case VcpuExitReason.Interrupted:
+                        break;
+                    case VcpuExitReason.WaitingForStartup:
+                        // An AP waiting for INIT/SIPI (some hosts return instead of blocking): back off.
+                        Thread.Sleep(idleSleepMs);
+                        idleSleepMs = Math.Min(idleSleepMs * 2, 20);
+                        continue;
+                    case VcpuExitReason.Halt:
+                        break;
+                    case VcpuExitReason.Shutdown:
+                        RequestStop(VmExitStatus.TripleFault, $"vCPU {vcpu.Id}: triple fault (shutdown) {DescribeRip(vcpu)}");
+                        break;
+                    case VcpuExitReason.SystemReset:
+                        RequestStop(VmExitStatus.Reset, $"vCPU {vcpu.Id}: system reset");
+                        break;
+                    case VcpuExitReason.SystemShutdown:
+                        RequestStop(VmExitStatus.PoweredOff, $"vCPU {vcpu.Id}: system shutdown");
+                        break;
+                    case VcpuExitReason.InternalError:
+                        RequestStop(VmExitStatus.UnhandledExit, $"vCPU {vcpu.Id}: {DescribeInternalError(exit.Detail)} {DescribeRip(vcpu)}{Advice(exit.Detail)}");
+                        break;
+                    case VcpuExitReason.FailEntry:
+                        RequestStop(VmExitStatus.UnhandledExit, $"vCPU {vcpu.Id}: VM entry failed (hardware reason 0x{exit.Detail:X}) {DescribeRip(vcpu)}");
+                        break;
+                    default:
+                        RequestStop(VmExitStatus.UnhandledExit, $"vCPU {vcpu.Id}: unhandled exit (reason {exit.RawReason}) {DescribeRip(vcpu)}");
+                        break;
+                }
+                idleSleepMs = 1;
+            }
+        }
+        catch (Exception e)
+        {
+            RequestStop(VmExitStatus.Error, $"vCPU {vcpu.Id}: {e.Message}");
+        }
+    }
+
+    private static string DescribeInternalError(ulong suberror) => suberror switch
+    {
+        1 => "KVM internal error: instruction emulation failed",
+        2 => "KVM internal error: simultaneous exceptions",
+        3 => "KVM internal error: delivery event failed",
+        _ => $"KVM internal error (suberror {suberror})",
+    };
+
+    private static string Advice(ulong suberror) => suberror == 1
+        ? Environment.NewLine + "  The host's KVM could not emulate this instruction. Software-nested KVM (e.g. kvm_pvm) emulates all guest kernel code and lacks some instructions; run on a host with VT-x or AMD-V."
+        : "";
+
+    private string DescribeUnhandledAccess(IVcpu vcpu, in VcpuExit exit)
+    {
+        string kind = exit.Reason == VcpuExitReason.Io ? $"I/O port 0x{exit.Port:X4}" : $"MMIO address 0x{exit.Address:X}";
+        return $"vCPU {vcpu.Id}: unhandled {(exit.IsWrite ? "write to" : "read from")} {kind} ({exit.Size} bytes) with -e {DescribeRip(vcpu)}";
+    }
+
+    /// <summary>RIP and the instruction bytes there, for diagnosing an exit the engine cannot handle.</summary>
+    private string DescribeRip(IVcpu vcpu)
+    {
+        var (rip, physical) = vcpu.GetInstructionPointer();
+        if (physical is not { } pa) return $"at RIP 0x{rip:X} (not mapped)";
+        Span<byte> bytes = stackalloc byte[16];
+        int n = 16;
+        while (n > 0 && !Machine.Memory.TryRead(new GuestAddress(pa), bytes[..n])) n--;
+        return $"at RIP 0x{rip:X} (physical 0x{pa:X}), instruction bytes: {Convert.ToHexString(bytes[..n]).ToLowerInvariant()}";
+    }
+}

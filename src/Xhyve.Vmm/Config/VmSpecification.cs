@@ -1,0 +1,123 @@
+using Xhyve.Vmm.Boot;
+using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Serial;
+
+namespace Xhyve.Vmm.Config;
+
+/// <summary>How the guest is booted (xhyve's -f).</summary>
+public abstract record FirmwareSpec;
+
+/// <summary>-f kexec,KERNEL[,INITRD][,CMDLINE]</summary>
+public sealed record KexecFirmware(string Kernel, string? Initrd, string? CommandLine, KernelLoadMode LoadMode = KernelLoadMode.Auto) : FirmwareSpec;
+
+/// <summary>-f multiboot,KERNEL[,MODULE[;CMD][:MODULE[;CMD]]...][,CMDLINE]</summary>
+public sealed record MultibootFirmware(string Kernel, IReadOnlyList<MultibootModule> Modules, string? CommandLine) : FirmwareSpec;
+
+/// <summary>-f bootrom,ROM or -l bootrom,ROM (UEFI). Not supported yet.</summary>
+public sealed record BootromFirmware(string Rom) : FirmwareSpec;
+
+/// <summary>-f fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]. Not supported yet.</summary>
+public sealed record FreeBsdFirmware(string Userboot, string BootVolume, string? KernelEnv) : FirmwareSpec;
+
+/// <summary>One -s SLOT,EMULATION[,CONFIG].</summary>
+public sealed record PciDeviceSpec(PciAddress Address, string Emulation, string? Options)
+{
+    public override string ToString() => $"-s {Address.Bus}:{Address.Slot}:{Address.Function},{Emulation}{(Options != null ? "," + Options : "")}";
+}
+
+/// <summary>
+/// Everything that defines one VM: produced by the xhyve command-line parser (and later by the
+/// management library's VM objects) and consumed by <see cref="VmBuilder"/>.
+/// </summary>
+public sealed record VmSpecification
+{
+    public const ulong DefaultMemory = 256UL << 20;
+    public const ulong MinimumMemory = 2UL << 20;
+
+    public string Name { get; init; } = "xhyve";
+    public int Vcpus { get; init; } = 1;
+    public ulong MemoryBytes { get; init; } = DefaultMemory;
+    public bool Acpi { get; init; }
+    public bool MpTable { get; init; } = true;
+    public Guid? Uuid { get; init; }
+    public FirmwareSpec? Firmware { get; init; }
+    public IReadOnlyList<SerialBackendSpec>? Com1 { get; init; }
+    public IReadOnlyList<SerialBackendSpec>? Com2 { get; init; }
+    public IReadOnlyList<PciDeviceSpec> PciDevices { get; init; } = [];
+    public IReadOnlyDictionary<int, int> VcpuPinning { get; init; } = new Dictionary<int, int>();
+    /// <summary>-e: unhandled I/O stops the VM instead of reading all-ones.</summary>
+    public bool StrictIo { get; init; }
+    /// <summary>-u: RTC in UTC.</summary>
+    public bool RtcUtc { get; init; }
+    public bool ExitOnHlt { get; init; }
+    public bool ExitOnPause { get; init; }
+    public bool IgnoreUnknownMsrs { get; init; }
+    public bool SingleVectorMsi { get; init; }
+    public bool X2Apic { get; init; }
+    public bool CoreDumpIncludesMemory { get; init; }
+    public string? PidFile { get; init; }
+    public int? GdbPort { get; init; }
+
+    /// <summary>Emulations the engine builds today, and the ones later work will add.</summary>
+    public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc" };
+    public static readonly IReadOnlySet<string> PlannedEmulations = new HashSet<string>
+        { "uart", "virtio-blk", "virtio-net", "virtio-tap", "virtio-rnd", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
+
+    /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
+    public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue)
+    {
+        var problems = new List<string>();
+        if (Vcpus < 1) problems.Add($"-c {Vcpus}: at least one vCPU is needed");
+        else if (Vcpus > hostMaxVcpus) problems.Add($"-c {Vcpus}: exceeds the host limit of {hostMaxVcpus} vCPUs");
+        if (MemoryBytes < MinimumMemory) problems.Add($"-m: {MemoryBytes} bytes is below the minimum of {MinimumMemory >> 20} MiB");
+        if (MemoryBytes % 4096 != 0) problems.Add($"-m: {MemoryBytes} bytes is not a multiple of 4 KiB");
+
+        switch (Firmware)
+        {
+            case null: problems.Add("-f: no firmware or kernel given (e.g. -f kexec,vmlinuz,initrd.gz,\"console=ttyS0\")"); break;
+            case BootromFirmware: problems.Add("bootrom: UEFI boot ROMs are not supported yet"); break;
+            case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;
+            case KexecFirmware k:
+                RequireFile(problems, "-f kexec: kernel", k.Kernel);
+                if (k.Initrd != null) RequireFile(problems, "-f kexec: initrd", k.Initrd);
+                break;
+            case MultibootFirmware m:
+                RequireFile(problems, "-f multiboot: kernel", m.Kernel);
+                foreach (var mod in m.Modules) RequireFile(problems, "-f multiboot: module", mod.Path);
+                break;
+        }
+
+        var seen = new Dictionary<PciAddress, PciDeviceSpec>();
+        foreach (var d in PciDevices)
+        {
+            if (!d.Address.IsValid) { problems.Add($"{d}: bus:slot:function out of range (bus 0-255, slot 0-31, function 0-7)"); continue; }
+            if (seen.TryGetValue(d.Address, out var other)) problems.Add($"{d}: slot {d.Address} is already used by {other.Emulation}");
+            else seen[d.Address] = d;
+            if (PlannedEmulations.Contains(d.Emulation)) problems.Add($"{d}: emulation '{d.Emulation}' is not supported yet");
+            else if (!SupportedEmulations.Contains(d.Emulation)) problems.Add($"{d}: unknown emulation '{d.Emulation}'");
+            if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
+            if (SupportedEmulations.Contains(d.Emulation) && !string.IsNullOrEmpty(d.Options)) problems.Add($"{d}: {d.Emulation} takes no options");
+        }
+        if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
+        bool hasLpc = PciDevices.Any(d => d.Emulation == "lpc");
+        if ((Com1 != null || Com2 != null) && !hasLpc) problems.Add("-l com1/com2: the COM ports live on the LPC bridge; add -s 31,lpc");
+
+        int stdioOwners = new[] { Com1, Com2 }.Count(c => c?.Any(b => b.Kind == SerialBackendKind.Stdio) == true);
+        if (stdioOwners > 1) problems.Add("-l: stdio can be used by only one device");
+        foreach (var (vcpu, host) in VcpuPinning)
+        {
+            if (vcpu < 0 || vcpu >= Vcpus) problems.Add($"-p {vcpu}:{host}: vCPU {vcpu} does not exist (the VM has {Vcpus})");
+            if (host < 0 || host >= Environment.ProcessorCount) problems.Add($"-p {vcpu}:{host}: host CPU {host} does not exist (the host has {Environment.ProcessorCount})");
+        }
+        if (GdbPort != null) problems.Add($"-g {GdbPort}: the gdb stub is not supported yet");
+        if (Acpi) problems.Add("-A: ACPI tables are not supported yet");
+        return problems;
+    }
+
+    private static void RequireFile(List<string> problems, string what, string path)
+    {
+        if (string.IsNullOrEmpty(path)) problems.Add($"{what}: no path given");
+        else if (Directory.Exists(path)) problems.Add($"{what} {path}: is a directory");
+        else if (!File.Exists(path)) problems.Add($"{what} {path}: file not found");
+    }
+}

@@ -1,0 +1,179 @@
+using Xhyve.Vmm.Bus;
+
+namespace Xhyve.Vmm.Devices.Legacy;
+
+/// <summary>
+/// The MC146818 RTC and CMOS NVRAM behind ports 0x70 (index) / 0x71 (data). Time of day comes from
+/// the host clock (local time unless UTC was asked for, -u); guest writes to the clock move an offset,
+/// never the host clock. NVRAM holds the PC memory-size bytes the firmware convention defines.
+/// </summary>
+public sealed class Rtc : IByteRegisterDevice
+{
+    // Clock registers.
+    public const byte Seconds = 0x00, SecondsAlarm = 0x01, Minutes = 0x02, MinutesAlarm = 0x03, Hours = 0x04,
+        HoursAlarm = 0x05, DayOfWeek = 0x06, DayOfMonth = 0x07, Month = 0x08, Year = 0x09,
+        RegisterA = 0x0A, RegisterB = 0x0B, RegisterC = 0x0C, RegisterD = 0x0D, Century = 0x32;
+    // NVRAM memory-size bytes (IBM PC/AT layout, as bhyve's rtc.c fills them).
+    public const byte BaseMemLow = 0x15, BaseMemHigh = 0x16, ExtMemLow = 0x17, ExtMemHigh = 0x18,
+        ChecksumHigh = 0x2E, ChecksumLow = 0x2F, ExtMem2Low = 0x30, ExtMem2High = 0x31,
+        Above16MLow = 0x34, Above16MHigh = 0x35, Above4GLow = 0x5B, Above4GMid = 0x5C, Above4GHigh = 0x5D;
+
+    private const byte BSet = 0x80, BBinary = 0x04, B24Hour = 0x02;
+    private const byte DValid = 0x80;
+
+    private readonly Lock _lock = new();
+    private readonly byte[] _nvram = new byte[128];
+    private readonly Func<DateTimeOffset> _utcNow;
+    private readonly TimeZoneInfo _zone;
+    private TimeSpan _offset;          // guest clock minus host clock
+    private DateTime? _setting;        // time being written while SET is on
+    private byte _index;
+
+    /// <param name="utcNow">The host clock (injected for tests).</param>
+    /// <param name="useUtc">-u: the RTC keeps UTC rather than local time.</param>
+    /// <param name="lowMemoryBytes">RAM below the PCI hole.</param>
+    /// <param name="highMemoryBytes">RAM above 4 GiB.</param>
+    /// <param name="zone">The local time zone (default: the host's).</param>
+    public Rtc(Func<DateTimeOffset> utcNow, bool useUtc, ulong lowMemoryBytes, ulong highMemoryBytes, TimeZoneInfo? zone = null)
+    {
+        _utcNow = utcNow;
+        _zone = useUtc ? TimeZoneInfo.Utc : zone ?? TimeZoneInfo.Local;
+        _nvram[RegisterA] = 0x26;           // 32.768 kHz time base, 1024 Hz rate
+        _nvram[RegisterB] = B24Hour;        // BCD, 24-hour
+        _nvram[RegisterD] = DValid;
+        WriteWord(BaseMemLow, 640);         // KiB of conventional memory
+        ulong ext = lowMemoryBytes > (1 << 20) ? (lowMemoryBytes - (1 << 20)) / 1024 : 0;
+        WriteWord(ExtMemLow, (ushort)Math.Min(ext, 0xFFFF));
+        WriteWord(ExtMem2Low, (ushort)Math.Min(ext, 0xFFFF));
+        ulong above16 = lowMemoryBytes > (16 << 20) ? (lowMemoryBytes - (16 << 20)) / 65536 : 0;
+        WriteWord(Above16MLow, (ushort)Math.Min(above16, 0xFFFF));
+        ulong above4G = Math.Min(highMemoryBytes / 65536, 0xFF_FFFF);
+        _nvram[Above4GLow] = (byte)above4G;
+        _nvram[Above4GMid] = (byte)(above4G >> 8);
+        _nvram[Above4GHigh] = (byte)(above4G >> 16);
+        UpdateChecksum();
+    }
+
+    private void WriteWord(byte index, ushort value)
+    {
+        _nvram[index] = (byte)value;
+        _nvram[index + 1] = (byte)(value >> 8);
+    }
+
+    // The AT checksum covers 0x10..0x2D.
+    private void UpdateChecksum()
+    {
+        int sum = 0;
+        for (int i = 0x10; i <= 0x2D; i++) sum += _nvram[i];
+        _nvram[ChecksumHigh] = (byte)(sum >> 8);
+        _nvram[ChecksumLow] = (byte)sum;
+    }
+
+    private DateTime GuestNow() => _setting ?? TimeZoneInfo.ConvertTime(_utcNow(), _zone).DateTime + _offset;
+
+    public byte Read(byte port)
+    {
+        lock (_lock)
+        {
+            if (port == 0) return _index; // not readable on real hardware; harmless
+            return ReadRegister(_index);
+        }
+    }
+
+    public void Write(byte port, byte value)
+    {
+        lock (_lock)
+        {
+            if (port == 0) { _index = (byte)(value & 0x7F); return; } // bit 7 is the NMI mask
+            WriteRegister(_index, value);
+        }
+    }
+
+    private byte ReadRegister(byte index)
+    {
+        if (index <= Year || index == Century)
+        {
+            var t = GuestNow();
+            return index switch
+            {
+                Seconds => Encode(t.Second),
+                Minutes => Encode(t.Minute),
+                Hours => EncodeHour(t.Hour),
+                DayOfWeek => Encode((int)t.DayOfWeek + 1),
+                DayOfMonth => Encode(t.Day),
+                Month => Encode(t.Month),
+                Year => Encode(t.Year % 100),
+                Century => Encode(t.Year / 100),
+                _ => _nvram[index], // alarms
+            };
+        }
+        if (index == RegisterA) return (byte)(_nvram[RegisterA] & 0x7F); // UIP never set: reads are consistent
+        if (index == RegisterC) { byte c = _nvram[RegisterC]; _nvram[RegisterC] = 0; return c; }
+        return _nvram[index];
+    }
+
+    private void WriteRegister(byte index, byte value)
+    {
+        switch (index)
+        {
+            case Seconds or Minutes or Hours or DayOfMonth or Month or Year or Century:
+            {
+                var t = GuestNow();
+                try
+                {
+                    t = index switch
+                    {
+                        Seconds => t.AddSeconds(Decode(value) - t.Second),
+                        Minutes => t.AddMinutes(Decode(value) - t.Minute),
+                        Hours => t.AddHours(DecodeHour(value) - t.Hour),
+                        DayOfMonth => new DateTime(t.Year, t.Month, Math.Clamp(Decode(value), 1, DateTime.DaysInMonth(t.Year, t.Month)), t.Hour, t.Minute, t.Second),
+                        Month => new DateTime(t.Year, Math.Clamp(Decode(value), 1, 12), Math.Min(t.Day, DateTime.DaysInMonth(t.Year, Math.Clamp(Decode(value), 1, 12))), t.Hour, t.Minute, t.Second),
+                        Year => new DateTime(t.Year / 100 * 100 + Decode(value) % 100, t.Month, Math.Min(t.Day, 28), t.Hour, t.Minute, t.Second),
+                        _ => new DateTime(Math.Clamp(Decode(value), 1, 99) * 100 + t.Year % 100, t.Month, Math.Min(t.Day, 28), t.Hour, t.Minute, t.Second),
+                    };
+                }
+                catch (ArgumentOutOfRangeException) { return; } // nonsense from the guest: ignore the write
+                if (_setting != null) _setting = t;
+                else _offset += t - GuestNow();
+                break;
+            }
+            case DayOfWeek: break; // derived from the date
+            case RegisterA: _nvram[RegisterA] = (byte)(value & 0x7F); break;
+            case RegisterB:
+                bool wasSetting = (_nvram[RegisterB] & BSet) != 0, setting = (value & BSet) != 0;
+                if (!wasSetting && setting) _setting = GuestNow();
+                else if (wasSetting && !setting && _setting is { } target)
+                {
+                    _setting = null;
+                    _offset = target - (GuestNow() - _offset);
+                }
+                _nvram[RegisterB] = value;
+                break;
+            case RegisterC or RegisterD: break; // read-only
+            default:
+                _nvram[index] = value;
+                if (index is >= 0x10 and <= 0x2D) UpdateChecksum();
+                break;
+        }
+    }
+
+    private bool Binary => (_nvram[RegisterB] & BBinary) != 0;
+
+    private byte Encode(int value) => Binary ? (byte)value : (byte)(((value / 10) << 4) | (value % 10));
+
+    private int Decode(byte value) => Binary ? value : ((value >> 4) & 0xF) * 10 + (value & 0xF);
+
+    private byte EncodeHour(int hour)
+    {
+        if ((_nvram[RegisterB] & B24Hour) != 0) return Encode(hour);
+        int h12 = hour % 12 == 0 ? 12 : hour % 12;
+        return (byte)(Encode(h12) | (hour >= 12 ? 0x80 : 0));
+    }
+
+    private int DecodeHour(byte value)
+    {
+        if ((_nvram[RegisterB] & B24Hour) != 0) return Math.Clamp(Decode(value), 0, 23);
+        int h = Math.Clamp(Decode((byte)(value & 0x7F)), 1, 12) % 12;
+        return (value & 0x80) != 0 ? h + 12 : h;
+    }
+}

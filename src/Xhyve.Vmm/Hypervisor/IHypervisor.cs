@@ -1,0 +1,50 @@
+namespace Xhyve.Vmm.Hypervisor;
+
+/// <summary>A host hypervisor API (KVM on Linux; Hypervisor.framework on macOS later).</summary>
+public interface IHypervisor : IDisposable
+{
+    /// <summary>Short backend name for messages ("kvm").</summary>
+    string Name { get; }
+
+    /// <summary>The most vCPUs one VM may have on this host.</summary>
+    int MaxVcpus { get; }
+
+    /// <summary>Creates an empty VM with an in-kernel interrupt controller and timer.</summary>
+    IVirtualMachine CreateVm();
+}
+
+/// <summary>One VM of a backend: memory slots, interrupt lines and vCPUs.</summary>
+public interface IVirtualMachine : IDisposable
+{
+    /// <summary>Maps <paramref name="size"/> bytes of host memory at <paramref name="hostAddress"/>
+    /// into the guest physical address space at <paramref name="guestAddress"/>.</summary>
+    void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size);
+
+    /// <summary>Drives a GSI of the in-kernel interrupt controllers (PIC and IOAPIC).</summary>
+    void SetIrqLine(int gsi, bool level);
+
+    /// <summary>Creates vCPU <paramref name="id"/> with CPUID leaves for a VM of <paramref name="vcpuCount"/> CPUs.</summary>
+    IVcpu CreateVcpu(int id, int vcpuCount);
+}
+
+/// <summary>A virtual CPU. <see cref="Run"/> is called only from the vCPU's own thread.</summary>
+public interface IVcpu : IDisposable
+{
+    int Id { get; }
+
+    /// <summary>Enters the guest until the next exit that needs the VMM.</summary>
+    VcpuExit Run();
+
+    /// <summary>Forces a running or about-to-run <see cref="Run"/> to return
+    /// <see cref="VcpuExitReason.Interrupted"/> soon. Callable from any thread.</summary>
+    void Kick();
+
+    /// <summary>Binds the vCPU to the calling thread (must be called on the vCPU thread before Run).</summary>
+    void AttachToCurrentThread();
+
+    /// <summary>Sets the architectural state the vCPU starts in.</summary>
+    void SetBootState(in X86BootState state);
+
+    /// <summary>Current RIP and the guest-physical address it maps to (for diagnostics).</summary>
+    (ulong Rip, ulong? PhysicalRip) GetInstructionPointer();
+}

@@ -1,0 +1,162 @@
+using System.Runtime.InteropServices;
+using System.Threading;
+using Xhyve.Vmm.Native;
+
+namespace Xhyve.Vmm.Hypervisor.Kvm;
+
+internal sealed unsafe class KvmVcpu : IVcpu
+{
+    /// <summary>The real-time signal that kicks a vCPU thread out of KVM_RUN. Its handler does
+    /// nothing: the point is the EINTR (SIGRTMIN+6; .NET itself uses SIGRTMIN).</summary>
+    internal const int KickSignal = 40;
+    private static PosixSignalRegistration? s_kickHandler;
+    private static readonly Lock s_kickLock = new();
+
+    private readonly int _fd;
+    private readonly int _mmapSize;
+    private readonly KvmRun* _run;
+    private volatile int _tid;
+
+    public int Id { get; }
+
+    public KvmVcpu(int fd, int id, int mmapSize)
+    {
+        _fd = fd;
+        Id = id;
+        _mmapSize = mmapSize;
+        nint run = LibC.Mmap(0, (nuint)mmapSize, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_SHARED, fd, 0);
+        if (run == LibC.MapFailed) throw new HypervisorException($"mmap of vCPU {id} run page failed", LibC.LastErrno);
+        _run = (KvmRun*)run;
+        EnsureKickHandler();
+    }
+
+    private static void EnsureKickHandler()
+    {
+        lock (s_kickLock)
+        {
+            // A handler (rather than the default action, which terminates) makes the signal harmless
+            // outside KVM_RUN; inside it KVM returns EINTR.
+            s_kickHandler ??= PosixSignalRegistration.Create((PosixSignal)KickSignal, static ctx => ctx.Cancel = true);
+        }
+    }
+
+    public void AttachToCurrentThread() => _tid = LibC.GetTid();
+
+    public VcpuExit Run()
+    {
+        int r = LibC.Ioctl(_fd, KvmIoctl.Run, 0);
+        if (r < 0)
+        {
+            int errno = LibC.LastErrno;
+            if (errno == LibC.EINTR)
+            {
+                Volatile.Write(ref _run->ImmediateExit, 0);
+                return new VcpuExit { Reason = VcpuExitReason.Interrupted, RawReason = KvmExitReasons.Intr };
+            }
+            if (errno == LibC.EAGAIN)
+                return new VcpuExit { Reason = VcpuExitReason.WaitingForStartup };
+            throw new HypervisorException($"KVM_RUN on vCPU {Id} failed", errno);
+        }
+        var run = _run;
+        switch (run->ExitReason)
+        {
+            case KvmExitReasons.Io:
+            {
+                int size = run->IoSize, count = (int)run->IoCount;
+                ulong offset = run->IoDataOffset;
+                long bytes = (long)size * count;
+                // The data offset and length come from the kernel, but check them against the page anyway.
+                if (offset >= (ulong)_mmapSize || bytes > _mmapSize - (long)offset)
+                    return new VcpuExit { Reason = VcpuExitReason.Unknown, RawReason = run->ExitReason };
+                return new VcpuExit
+                {
+                    Reason = VcpuExitReason.Io, RawReason = run->ExitReason, Port = run->IoPort,
+                    IsWrite = run->IoDirection == KvmRun.IoOut, Size = size, Count = count,
+                    Data = new Span<byte>((byte*)run + offset, (int)bytes),
+                };
+            }
+            case KvmExitReasons.Mmio:
+            {
+                int len = (int)Math.Min(run->MmioLen, 8u);
+                return new VcpuExit
+                {
+                    Reason = VcpuExitReason.Mmio, RawReason = run->ExitReason, Address = run->MmioPhysAddr,
+                    IsWrite = run->MmioIsWrite != 0, Size = len, Count = 1, Data = new Span<byte>(run->MmioData, len),
+                };
+            }
+            case KvmExitReasons.Hlt: return new VcpuExit { Reason = VcpuExitReason.Halt, RawReason = run->ExitReason };
+            case KvmExitReasons.Shutdown: return new VcpuExit { Reason = VcpuExitReason.Shutdown, RawReason = run->ExitReason };
+            case KvmExitReasons.Intr:
+                Volatile.Write(ref _run->ImmediateExit, 0);
+                return new VcpuExit { Reason = VcpuExitReason.Interrupted, RawReason = run->ExitReason };
+            case KvmExitReasons.InternalError:
+                return new VcpuExit { Reason = VcpuExitReason.InternalError, RawReason = run->ExitReason, Detail = run->InternalSuberror };
+            case KvmExitReasons.FailEntry:
+                return new VcpuExit { Reason = VcpuExitReason.FailEntry, RawReason = run->ExitReason, Detail = run->FailEntryReason };
+            case KvmExitReasons.SystemEvent:
+                return new VcpuExit
+                {
+                    Reason = run->SystemEventType switch
+                    {
+                        KvmExitReasons.SystemEventReset => VcpuExitReason.SystemReset,
+                        KvmExitReasons.SystemEventShutdown => VcpuExitReason.SystemShutdown,
+                        _ => VcpuExitReason.Unknown,
+                    },
+                    RawReason = run->ExitReason, Detail = run->SystemEventType,
+                };
+            default:
+                return new VcpuExit { Reason = VcpuExitReason.Unknown, RawReason = run->ExitReason };
+        }
+    }
+
+    public void Kick()
+    {
+        // immediate_exit covers a vCPU about to enter KVM_RUN; the signal one already inside it.
+        Volatile.Write(ref _run->ImmediateExit, 1);
+        int tid = _tid;
+        if (tid != 0) LibC.TgKill(LibC.GetPid(), tid, KickSignal);
+    }
+
+    public void SetBootState(in X86BootState s)
+    {
+        KvmSregs sregs;
+        if (LibC.Ioctl(_fd, KvmIoctl.GetSregs, &sregs) < 0) throw new HypervisorException("KVM_GET_SREGS failed", LibC.LastErrno);
+        sregs.Cs = ToKvm(s.Cs); sregs.Ds = ToKvm(s.Ds); sregs.Es = ToKvm(s.Es);
+        sregs.Fs = ToKvm(s.Fs); sregs.Gs = ToKvm(s.Gs); sregs.Ss = ToKvm(s.Ss);
+        sregs.Tr = ToKvm(s.Tr);
+        sregs.Gdt = new KvmDtable { Base = s.GdtBase, Limit = s.GdtLimit };
+        sregs.Idt = new KvmDtable { Base = s.IdtBase, Limit = s.IdtLimit };
+        sregs.Cr0 = s.Cr0; sregs.Cr3 = s.Cr3; sregs.Cr4 = s.Cr4; sregs.Efer = s.Efer;
+        if (LibC.Ioctl(_fd, KvmIoctl.SetSregs, &sregs) < 0) throw new HypervisorException("KVM_SET_SREGS failed", LibC.LastErrno);
+
+        var regs = new KvmRegs { Rip = s.Rip, Rsp = s.Rsp, Rflags = s.Rflags | 0x2, Rax = s.Rax, Rbx = s.Rbx, Rsi = s.Rsi, Rdi = s.Rdi };
+        if (LibC.Ioctl(_fd, KvmIoctl.SetRegs, &regs) < 0) throw new HypervisorException("KVM_SET_REGS failed", LibC.LastErrno);
+    }
+
+    private static KvmSegment ToKvm(in X86Segment s) => new()
+    {
+        Base = s.Base, Limit = s.Limit, Selector = s.Selector, Type = s.Type, Present = B(s.Present),
+        Dpl = s.Dpl, Db = B(s.Default32), S = B(s.CodeOrData), L = B(s.Long), G = B(s.Granularity4K),
+    };
+
+    private static byte B(bool b) => b ? (byte)1 : (byte)0;
+
+    public (ulong Rip, ulong? PhysicalRip) GetInstructionPointer()
+    {
+        KvmRegs regs;
+        KvmSregs sregs;
+        if (LibC.Ioctl(_fd, KvmIoctl.GetRegs, &regs) < 0 || LibC.Ioctl(_fd, KvmIoctl.GetSregs, &sregs) < 0)
+            return (0, null);
+        bool longMode = (sregs.Efer & (1 << 10)) != 0 && sregs.Cs.L != 0;
+        var tr = new KvmTranslation { LinearAddress = longMode ? regs.Rip : unchecked(sregs.Cs.Base + regs.Rip) };
+        if (LibC.Ioctl(_fd, KvmIoctl.Translate, &tr) < 0 || tr.Valid == 0)
+            return (regs.Rip, null);
+        return (regs.Rip, tr.PhysicalAddress);
+    }
+
+    public void Dispose()
+    {
+        LibC.Munmap((nint)_run, (nuint)_mmapSize);
+        LibC.Close(_fd);
+    }
+}

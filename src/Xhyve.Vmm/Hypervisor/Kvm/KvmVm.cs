@@ -1,0 +1,77 @@
+using Xhyve.Vmm.Native;
+
+namespace Xhyve.Vmm.Hypervisor.Kvm;
+
+internal sealed unsafe class KvmVm : IVirtualMachine
+{
+    // Where KVM keeps the real-mode TSS (3 pages) and the EPT identity map (1 page) on Intel:
+    // just below the BIOS area at the top of the 32-bit space, as QEMU places them.
+    public const ulong TssAddress = 0xFFFB_D000;
+    public const ulong IdentityMapAddress = 0xFFFB_C000;
+
+    private readonly KvmHypervisor _kvm;
+    private readonly int _fd;
+
+    public KvmVm(KvmHypervisor kvm)
+    {
+        _kvm = kvm;
+        _fd = LibC.Ioctl(kvm.Fd, KvmIoctl.CreateVm, 0);
+        if (_fd < 0) throw new HypervisorException("KVM_CREATE_VM failed", LibC.LastErrno);
+        try
+        {
+            Check(LibC.Ioctl(_fd, KvmIoctl.SetTssAddr, unchecked((nint)TssAddress)), "KVM_SET_TSS_ADDR");
+            ulong identity = IdentityMapAddress;
+            Check(LibC.Ioctl(_fd, KvmIoctl.SetIdentityMapAddr, &identity), "KVM_SET_IDENTITY_MAP_ADDR");
+            Check(LibC.Ioctl(_fd, KvmIoctl.CreateIrqchip, 0), "KVM_CREATE_IRQCHIP");
+            var pit = new KvmPitConfig { Flags = KvmPitConfig.SpeakerDummy };
+            Check(LibC.Ioctl(_fd, KvmIoctl.CreatePit2, &pit), "KVM_CREATE_PIT2");
+        }
+        catch { LibC.Close(_fd); throw; }
+    }
+
+    private static void Check(int result, string what)
+    {
+        if (result < 0) throw new HypervisorException($"{what} failed", LibC.LastErrno);
+    }
+
+    public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size)
+    {
+        var region = new KvmUserspaceMemoryRegion
+        {
+            Slot = (uint)slot, GuestPhysAddr = guestAddress, MemorySize = size, UserspaceAddr = (ulong)hostAddress,
+        };
+        Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region), $"KVM_SET_USER_MEMORY_REGION (slot {slot} at 0x{guestAddress:X})");
+    }
+
+    public void SetIrqLine(int gsi, bool level)
+    {
+        var irq = new KvmIrqLevel { Irq = (uint)gsi, Level = level ? 1u : 0u };
+        // A failure here is a host problem; the device cannot do anything useful with it.
+        LibC.Ioctl(_fd, KvmIoctl.IrqLine, &irq);
+    }
+
+    public IVcpu CreateVcpu(int id, int vcpuCount)
+    {
+        int fd = LibC.Ioctl(_fd, KvmIoctl.CreateVcpu, id);
+        if (fd < 0) throw new HypervisorException($"KVM_CREATE_VCPU {id} failed", LibC.LastErrno);
+        try
+        {
+            var cpuid = CpuidTopology.ForVcpu(_kvm.SupportedCpuid(), id, vcpuCount);
+            SetCpuid(fd, cpuid);
+            return new KvmVcpu(fd, id, _kvm.VcpuMmapSize);
+        }
+        catch { LibC.Close(fd); throw; }
+    }
+
+    private static void SetCpuid(int vcpuFd, KvmCpuidEntry2[] entries)
+    {
+        int bytes = sizeof(KvmCpuid2Header) + entries.Length * sizeof(KvmCpuidEntry2);
+        byte* buffer = stackalloc byte[bytes];
+        new Span<byte>(buffer, bytes).Clear();
+        ((KvmCpuid2Header*)buffer)->Nent = (uint)entries.Length;
+        entries.AsSpan().CopyTo(new Span<KvmCpuidEntry2>(buffer + sizeof(KvmCpuid2Header), entries.Length));
+        Check(LibC.Ioctl(vcpuFd, KvmIoctl.SetCpuid2, buffer), "KVM_SET_CPUID2");
+    }
+
+    public void Dispose() => LibC.Close(_fd);
+}

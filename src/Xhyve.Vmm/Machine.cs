@@ -1,0 +1,55 @@
+using Xhyve.Vmm.Boot;
+using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Devices.Legacy;
+using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Hypervisor;
+using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Serial;
+
+namespace Xhyve.Vmm;
+
+/// <summary>Why a VM stopped; the values are HyperKit's process exit codes.</summary>
+public enum VmExitStatus
+{
+    PoweredOff = 0,
+    Error = 1,
+    Reset = 2,
+    TripleFault = 3,
+    UnhandledExit = 100,
+}
+
+/// <summary>Requests that leave devices through callbacks (reset lines, power), never by calling the VM.</summary>
+public interface IPlatformEvents
+{
+    void RequestStop(VmExitStatus status, string reason);
+}
+
+/// <summary>A built VM: hypervisor objects, memory, buses, devices and vCPUs, ready to run.</summary>
+public sealed class Machine : IDisposable
+{
+    public required IVirtualMachine Vm { get; init; }
+    public required GuestMemory Memory { get; init; }
+    public required DeviceBus PortIo { get; init; }
+    public required DeviceBus Mmio { get; init; }
+    public required ExitDispatcher Dispatcher { get; init; }
+    public required IReadOnlyList<IVcpu> Vcpus { get; init; }
+    public required LoadedKernel Kernel { get; init; }
+    public required PciRootBus Pci { get; init; }
+    public required PostCode Post { get; init; }
+    public required IReadOnlyList<SerialPort> SerialPorts { get; init; }
+    public required IReadOnlyList<(string Name, Uart16550 Uart)> Uarts { get; init; }
+
+    public void Dispose()
+    {
+        foreach (var s in SerialPorts) s.Dispose();
+        foreach (var v in Vcpus) v.Dispose();
+        Vm.Dispose();
+        Memory.Dispose();
+    }
+}
+
+/// <summary>An interrupt line wired to a GSI of the in-kernel PIC/IOAPIC.</summary>
+public sealed class GsiLine(IVirtualMachine vm, int gsi) : IInterruptLine
+{
+    public void Set(bool level) => vm.SetIrqLine(gsi, level);
+}

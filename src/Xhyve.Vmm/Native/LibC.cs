@@ -1,0 +1,120 @@
+using System.Runtime.InteropServices;
+
+namespace Xhyve.Vmm.Native;
+
+/// <summary>The few libc calls the VMM needs. All signatures are blittable.</summary>
+internal static partial class LibC
+{
+    private const string Lib = "libc";
+
+    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_NOCTTY = 0x100, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+    public const int PROT_READ = 1, PROT_WRITE = 2;
+    public const int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
+    public const int MADV_DONTDUMP = 16, MADV_MERGEABLE = 12;
+    public const int EINTR = 4, EAGAIN = 11, EBADF = 9, EINVAL = 22;
+    public static readonly nint MapFailed = -1;
+
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, int mode);
+
+    public const int O_CREAT = 0x40, O_APPEND = 0x400;
+
+    [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, nint arg);
+
+    [LibraryImport(Lib, EntryPoint = "ioctl", SetLastError = true)]
+    public static unsafe partial int Ioctl(int fd, nuint request, void* arg);
+
+    [LibraryImport(Lib, EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport(Lib, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(nint addr, nuint length);
+
+    [LibraryImport(Lib, EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(nint addr, nuint length, int advice);
+
+    [LibraryImport(Lib, EntryPoint = "gettid")]
+    public static partial int GetTid();
+
+    [LibraryImport(Lib, EntryPoint = "getpid")]
+    public static partial int GetPid();
+
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long Syscall3(long number, long a, long b, long c);
+
+    private const long SysTgkill = 234;
+
+    /// <summary>Sends <paramref name="signal"/> to one thread of this process.</summary>
+    public static int TgKill(int pid, int tid, int signal) => (int)Syscall3(SysTgkill, pid, tid, signal);
+
+    [LibraryImport(Lib, EntryPoint = "strerror")]
+    private static partial nint StrErrorNative(int errnum);
+
+    public static string StrError(int errno) => Marshal.PtrToStringUTF8(StrErrorNative(errno)) ?? $"errno {errno}";
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    public static unsafe partial nint Read(int fd, byte* buffer, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    public static unsafe partial nint Write(int fd, byte* buffer, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
+    public static unsafe partial int Poll(PollFd* fds, nuint nfds, int timeoutMs);
+
+    [LibraryImport(Lib, EntryPoint = "pipe2", SetLastError = true)]
+    public static unsafe partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "isatty")]
+    public static partial int IsATty(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "tcgetattr", SetLastError = true)]
+    public static partial int TcGetAttr(int fd, out Termios termios);
+
+    [LibraryImport(Lib, EntryPoint = "tcsetattr", SetLastError = true)]
+    public static partial int TcSetAttr(int fd, int optionalActions, in Termios termios);
+
+    [LibraryImport(Lib, EntryPoint = "cfmakeraw")]
+    public static partial void CfMakeRaw(ref Termios termios);
+
+    public const int TCSANOW = 0;
+
+    [LibraryImport(Lib, EntryPoint = "posix_openpt", SetLastError = true)]
+    public static partial int PosixOpenPt(int flags);
+
+    [LibraryImport(Lib, EntryPoint = "grantpt", SetLastError = true)]
+    public static partial int GrantPt(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "unlockpt", SetLastError = true)]
+    public static partial int UnlockPt(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "ptsname_r", SetLastError = true)]
+    public static unsafe partial int PtsNameR(int fd, byte* buffer, nuint length);
+
+    public static int LastErrno => Marshal.GetLastPInvokeError();
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct PollFd
+{
+    public int Fd;
+    public short Events;
+    public short Revents;
+    public const short PollIn = 1, PollErr = 8, PollHup = 0x10, PollNval = 0x20;
+}
+
+/// <summary>glibc's struct termios on Linux (60 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct Termios
+{
+    public uint IFlag, OFlag, CFlag, LFlag;
+    public byte Line;
+    public fixed byte Cc[32];
+    public uint ISpeed, OSpeed;
+}

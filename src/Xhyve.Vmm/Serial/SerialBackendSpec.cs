@@ -1,0 +1,37 @@
+namespace Xhyve.Vmm.Serial;
+
+public enum SerialBackendKind { Stdio, AutoPty, Log, Null, Tty }
+
+/// <summary>One backend of a UART, as written on the command line: stdio, autopty[=PATH], log=PATH, null, or a tty path.</summary>
+public sealed record SerialBackendSpec(SerialBackendKind Kind, string? Path = null)
+{
+    /// <summary>Parses one comma-separated item; returns an error message for anything else.</summary>
+    public static SerialBackendSpec? TryParse(string item, out string? error)
+    {
+        error = null;
+        if (item == "stdio") return new(SerialBackendKind.Stdio);
+        if (item == "null") return new(SerialBackendKind.Null);
+        if (item == "autopty") return new(SerialBackendKind.AutoPty);
+        if (item.StartsWith("autopty=", StringComparison.Ordinal))
+            return item.Length > 8 ? new(SerialBackendKind.AutoPty, item[8..]) : Fail("autopty= needs a path", out error);
+        if (item.StartsWith("log=", StringComparison.Ordinal))
+            return item.Length > 4 ? new(SerialBackendKind.Log, item[4..]) : Fail("log= needs a path", out error);
+        if (item.StartsWith('/')) return new(SerialBackendKind.Tty, item);
+        return Fail($"unknown serial backend '{item}' (expected stdio, autopty[=PATH], log=PATH, null or a tty path)", out error);
+    }
+
+    private static SerialBackendSpec? Fail(string message, out string? error)
+    {
+        error = message;
+        return null;
+    }
+
+    public override string ToString() => Kind switch
+    {
+        SerialBackendKind.Stdio => "stdio",
+        SerialBackendKind.Null => "null",
+        SerialBackendKind.AutoPty => Path == null ? "autopty" : $"autopty={Path}",
+        SerialBackendKind.Log => $"log={Path}",
+        _ => Path!,
+    };
+}

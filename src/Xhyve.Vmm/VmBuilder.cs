@@ -1,0 +1,159 @@
+using Xhyve.Vmm.Boot;
+using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Devices.Legacy;
+using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Hypervisor;
+using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Serial;
+
+namespace Xhyve.Vmm;
+
+/// <summary>
+/// The composition root: turns one <see cref="VmSpecification"/> into a <see cref="Machine"/> as a
+/// straight list of small Attach steps. Devices get their bus range, interrupt line and callbacks here
+/// and nowhere else.
+/// </summary>
+public sealed class VmBuilder
+{
+    private readonly VmSpecification _spec;
+    private readonly IHypervisor _hypervisor;
+    private readonly IPlatformEvents _events;
+    private readonly Func<DateTimeOffset> _clock;
+    private readonly DeviceBus _pio = new("port I/O");
+    private readonly DeviceBus _mmio = new("MMIO");
+    private readonly List<SerialPort> _serialPorts = new();
+    private readonly List<(string, Uart16550)> _uarts = new();
+    private IVirtualMachine? _vm;
+    private GuestMemory? _memory;
+
+    public VmBuilder(VmSpecification spec, IHypervisor hypervisor, IPlatformEvents events, Func<DateTimeOffset>? clock = null)
+    {
+        _spec = spec;
+        _hypervisor = hypervisor;
+        _events = events;
+        _clock = clock ?? (() => DateTimeOffset.UtcNow);
+    }
+
+    public Machine Build()
+    {
+        var problems = _spec.Validate(_hypervisor.MaxVcpus);
+        if (problems.Count > 0) throw new VmConfigurationException(problems);
+        var vcpus = new List<IVcpu>();
+        try
+        {
+            _vm = _hypervisor.CreateVm();
+            AttachMemory();
+            var post = AttachPostPort();
+            AttachI8042();
+            AttachRtc();
+            var pci = AttachPciRoot();
+            AttachPciDevices(pci);
+            AttachComPorts();
+            var kernel = LoadFirmware();
+            for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus));
+            vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
+            return new Machine
+            {
+                Vm = _vm, Memory = _memory!, PortIo = _pio, Mmio = _mmio,
+                Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
+                Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
+                SerialPorts = _serialPorts, Uarts = _uarts,
+            };
+        }
+        catch
+        {
+            foreach (var s in _serialPorts) s.Dispose();
+            foreach (var v in vcpus) v.Dispose();
+            _vm?.Dispose();
+            _memory?.Dispose();
+            throw;
+        }
+    }
+
+    private void AttachMemory()
+    {
+        _memory = new GuestMemory(X86Layout.RamRegions(_spec.MemoryBytes), _spec.CoreDumpIncludesMemory);
+        for (int i = 0; i < _memory.Regions.Count; i++)
+            _vm!.MapMemory(i, _memory.Regions[i].Start.Value, _memory.HostAddress(i), _memory.Regions[i].Size);
+    }
+
+    private PostCode AttachPostPort()
+    {
+        var post = new PostCode();
+        _pio.Register(X86Layout.PostPort, 1, new ByteRegisterBusAdapter(post), "POST port");
+        return post;
+    }
+
+    private void AttachI8042()
+    {
+        var kbc = new I8042(() => _events.RequestStop(VmExitStatus.Reset, "reset requested through the i8042 (port 0x64 <- 0xFE)"));
+        // Ports 0x60 and 0x64 as one 5-byte range; the device answers offsets 0 and 4.
+        _pio.Register(X86Layout.I8042DataPort, 5, new ByteRegisterBusAdapter(kbc), "i8042");
+    }
+
+    private void AttachRtc()
+    {
+        var regions = _memory!.Regions;
+        ulong high = regions.Count > 1 ? regions[1].Size : 0;
+        var rtc = new Rtc(_clock, _spec.RtcUtc, regions[0].Size, high);
+        _pio.Register(X86Layout.RtcPort, 2, new ByteRegisterBusAdapter(rtc), "RTC/CMOS");
+    }
+
+    private PciRootBus AttachPciRoot()
+    {
+        var pci = new PciRootBus(value =>
+        {
+            // CF9 reset control: RST_CPU (bit 2) performs the reset selected by bits 1 and 3.
+            if ((value & 0x04) != 0) _events.RequestStop(VmExitStatus.Reset, $"reset requested through port 0xCF9 (0x{value:X2})");
+        });
+        _pio.Register(X86Layout.PciConfigAddressPort, 8, pci, "PCI configuration");
+        return pci;
+    }
+
+    private void AttachPciDevices(PciRootBus pci)
+    {
+        foreach (var d in _spec.PciDevices)
+        {
+            IPciFunction function = d.Emulation switch
+            {
+                "hostbridge" => PciIdentityFunction.HostBridge(),
+                "amd_hostbridge" => PciIdentityFunction.AmdHostBridge(),
+                "lpc" => PciIdentityFunction.LpcBridge(),
+                _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
+            };
+            pci.Add(d.Address, function);
+        }
+    }
+
+    private void AttachComPorts()
+    {
+        if (!_spec.PciDevices.Any(d => d.Emulation == "lpc")) return;
+        AttachUart("com1", X86Layout.Com1Port, X86Layout.Com1Irq, _spec.Com1);
+        AttachUart("com2", X86Layout.Com2Port, X86Layout.Com2Irq, _spec.Com2);
+    }
+
+    private void AttachUart(string name, ushort port, int irq, IReadOnlyList<SerialBackendSpec>? backends)
+    {
+        var serial = new SerialPort(name, backends ?? []);
+        _serialPorts.Add(serial);
+        var uart = new Uart16550(serial, new GsiLine(_vm!, irq));
+        serial.Attach(uart);
+        _uarts.Add((name, uart));
+        _pio.Register(port, 8, new ByteRegisterBusAdapter(uart), name);
+    }
+
+    private LoadedKernel LoadFirmware() => _spec.Firmware switch
+    {
+        KexecFirmware k => new LinuxLoader(k.Kernel, k.Initrd, k.CommandLine, k.LoadMode).Load(_memory!),
+        MultibootFirmware m => new MultibootLoader(m.Kernel, m.Modules, m.CommandLine).Load(_memory!),
+        _ => throw new VmConfigurationException([$"-f: {_spec.Firmware} is not supported"]),
+    };
+}
+
+/// <summary>The VM specification cannot be built; every problem is listed.</summary>
+public sealed class VmConfigurationException(IReadOnlyList<string> problems)
+    : Exception(string.Join(Environment.NewLine, problems))
+{
+    public IReadOnlyList<string> Problems => problems;
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Fetches the Debian cloud kernel (bzImage) with apt-get download and caches it under
+# .cache/linux/ (gitignored). Prints the path of the cached vmlinuz on stdout.
+# Usage: tests/linux/fetch-debian-kernel.sh [CACHE_DIR]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${1:-$root/.cache/linux}
+mkdir -p "$cache"
+existing=$(ls "$cache"/vmlinuz-* 2>/dev/null | head -n 1 || true)
+if [ -n "$existing" ]; then echo "$existing"; exit 0; fi
+# The meta package names the current ABI; resolve it so the cache holds a concrete version.
+pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+if [ -z "$pkg" ]; then
+  echo "fetch-debian-kernel: cannot resolve linux-image-cloud-amd64 (run 'apt-get update' first)" >&2
+  exit 1
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && apt-get download "$pkg" >&2)
+dpkg-deb -x "$work"/"$pkg"_*.deb "$work/x"
+cp "$work"/x/boot/vmlinuz-* "$cache"/
+ls "$cache"/vmlinuz-* | head -n 1
