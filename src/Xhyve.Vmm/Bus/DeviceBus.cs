@@ -42,7 +42,7 @@ public sealed class DeviceBus(string name)
             var e = entries[mid];
             if (address < e.Start) hi = mid - 1;
             else if (address - e.Start >= e.Length) lo = mid + 1;
-            else return address - e.Start <= e.Length - (ulong)length ? e : null; // must not straddle the end
+            else return (ulong)length <= e.Length && address - e.Start <= e.Length - (ulong)length ? e : null; // must not straddle the end
         }
         return null;
     }

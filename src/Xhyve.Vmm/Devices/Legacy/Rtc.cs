@@ -118,21 +118,7 @@ public sealed class Rtc : IByteRegisterDevice
         {
             case Seconds or Minutes or Hours or DayOfMonth or Month or Year or Century:
             {
-                var t = GuestNow();
-                try
-                {
-                    t = index switch
-                    {
-                        Seconds => t.AddSeconds(Decode(value) - t.Second),
-                        Minutes => t.AddMinutes(Decode(value) - t.Minute),
-                        Hours => t.AddHours(DecodeHour(value) - t.Hour),
-                        DayOfMonth => new DateTime(t.Year, t.Month, Math.Clamp(Decode(value), 1, DateTime.DaysInMonth(t.Year, t.Month)), t.Hour, t.Minute, t.Second),
-                        Month => new DateTime(t.Year, Math.Clamp(Decode(value), 1, 12), Math.Min(t.Day, DateTime.DaysInMonth(t.Year, Math.Clamp(Decode(value), 1, 12))), t.Hour, t.Minute, t.Second),
-                        Year => new DateTime(t.Year / 100 * 100 + Decode(value) % 100, t.Month, Math.Min(t.Day, 28), t.Hour, t.Minute, t.Second),
-                        _ => new DateTime(Math.Clamp(Decode(value), 1, 99) * 100 + t.Year % 100, t.Month, Math.Min(t.Day, 28), t.Hour, t.Minute, t.Second),
-                    };
-                }
-                catch (ArgumentOutOfRangeException) { return; } // nonsense from the guest: ignore the write
+                if (WithField(GuestNow(), index, value) is not { } t) return; // out of range: ignore the write
                 if (_setting != null) _setting = t;
                 else _offset += t - GuestNow();
                 break;
@@ -157,11 +143,32 @@ public sealed class Rtc : IByteRegisterDevice
         }
     }
 
+    /// <summary>The time with one field replaced, or null when the value is not a valid date or time.</summary>
+    private DateTime? WithField(DateTime t, byte index, byte value)
+    {
+        int v = index == Hours ? DecodeHour(value) : Decode(value);
+        int year = t.Year, month = t.Month, day = t.Day, hour = t.Hour, minute = t.Minute, second = t.Second;
+        switch (index)
+        {
+            case Seconds: second = v; break;
+            case Minutes: minute = v; break;
+            case Hours: hour = v; break;
+            case DayOfMonth: day = v; break;
+            case Month: month = v; break;
+            case Year: year = year / 100 * 100 + v; break;
+            case Century: year = v * 100 + year % 100; break;
+        }
+        bool valid = second is >= 0 and < 60 && minute is >= 0 and < 60 && hour is >= 0 and < 24 && month is >= 1 and <= 12
+            && year is >= 1 and <= 9999 && day >= 1 && day <= DateTime.DaysInMonth(year, month);
+        return valid ? new DateTime(year, month, day, hour, minute, second) : null;
+    }
+
     private bool Binary => (_nvram[RegisterB] & BBinary) != 0;
 
     private byte Encode(int value) => Binary ? (byte)value : (byte)(((value / 10) << 4) | (value % 10));
 
-    private int Decode(byte value) => Binary ? value : ((value >> 4) & 0xF) * 10 + (value & 0xF);
+    // An invalid BCD digit decodes to -1, which no range check accepts.
+    private int Decode(byte value) => Binary ? value : (value >> 4) > 9 || (value & 0xF) > 9 ? -1 : (value >> 4) * 10 + (value & 0xF);
 
     private byte EncodeHour(int hour)
     {
@@ -172,8 +179,9 @@ public sealed class Rtc : IByteRegisterDevice
 
     private int DecodeHour(byte value)
     {
-        if ((_nvram[RegisterB] & B24Hour) != 0) return Math.Clamp(Decode(value), 0, 23);
-        int h = Math.Clamp(Decode((byte)(value & 0x7F)), 1, 12) % 12;
-        return (value & 0x80) != 0 ? h + 12 : h;
+        if ((_nvram[RegisterB] & B24Hour) != 0) return Decode(value);
+        int h = Decode((byte)(value & 0x7F));
+        if (h is < 1 or > 12) return -1;
+        return (value & 0x80) != 0 ? h % 12 + 12 : h % 12;
     }
 }

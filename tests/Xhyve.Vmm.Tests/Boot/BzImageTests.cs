@@ -1,0 +1,186 @@
+using System.Buffers.Binary;
+using Xhyve.Vmm.Boot;
+using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Tests.Fakes;
+
+namespace Xhyve.Vmm.Tests.Boot;
+
+/// <summary>The boot-protocol parser and loader on the real Debian cloud kernel and on damaged copies of it.</summary>
+public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
+{
+    public sealed class Kernel
+    {
+        public string Path { get; } = HostTools.DebianKernel();
+        public byte[] Bytes { get; }
+        public Kernel() => Bytes = File.ReadAllBytes(Path);
+    }
+
+    private readonly Kernel _kernel;
+    public BzImageTests(Kernel kernel) => _kernel = kernel;
+
+    [Fact]
+    public void DebianKernel_ParsesAsA64BitRelocatableBzImage()
+    {
+        var bz = BzImage.Parse(_kernel.Bytes, "vmlinuz");
+        Assert.True(bz.Protocol >= 0x020F, $"protocol 0x{bz.Protocol:X}");
+        Assert.True(bz.HasEntry64);
+        Assert.True(bz.Relocatable);
+        Assert.Equal(0x0020_0000u, bz.KernelAlignment);   // CONFIG_PHYSICAL_ALIGN
+        Assert.Equal(0x0100_0000UL, bz.PreferredAddress);
+        Assert.True(bz.InitSize > (uint)bz.ProtectedModeKernel.Length);
+        Assert.Equal(2047u, bz.CommandLineSize);
+        Assert.Equal(0x7FFF_FFFFu, bz.InitrdAddressMax);
+        Assert.Equal(PayloadCompression.Lz4, KernelPayload.Detect(bz.Payload.Span));
+    }
+
+    [Fact]
+    public void DebianKernelPayload_DecompressesToAnX8664Elf_OfTheAppendedSize()
+    {
+        var bz = BzImage.Parse(_kernel.Bytes, "vmlinuz");
+        var elf = KernelPayload.Decompress(bz.Payload.Span, "vmlinuz");
+        uint appended = BinaryPrimitives.ReadUInt32LittleEndian(bz.Payload.Span[^4..]);
+        Assert.Equal((int)appended, elf.Length);
+        var image = ElfImage.Parse(elf, "vmlinux");
+        Assert.True(image.Is64);
+        Assert.Equal(0x0100_0000UL, image.LowestAddress);
+        Assert.InRange(image.Entry, image.LowestAddress, image.EndAddress);
+    }
+
+    [Theory]
+    [InlineData(KernelLoadMode.Auto)]
+    [InlineData(KernelLoadMode.BzImage)]
+    public void Loader_WritesZeroPageCommandLineInitrdAndPageTables(KernelLoadMode mode)
+    {
+        string initrd = System.IO.Path.GetTempFileName();
+        File.WriteAllBytes(initrd, Enumerable.Range(0, 10000).Select(i => (byte)i).ToArray());
+        try
+        {
+            using var mem = new GuestMemory(X86Layout.RamRegions(256UL << 20));
+            var loaded = new LinuxLoader(_kernel.Path, initrd, "console=ttyS0 quiet", mode).Load(mem);
+            var zp = new byte[4096];
+            mem.ReadExactly(new GuestAddress(X86Layout.ZeroPage), zp);
+            Assert.Equal(0x53726448u, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x202)));
+            Assert.Equal((uint)X86Layout.CommandLine, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x228)));
+            uint rdImage = BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x218));
+            Assert.Equal(10000u, BinaryPrimitives.ReadUInt32LittleEndian(zp.AsSpan(0x21C)));
+            Assert.Equal(0u, rdImage % 4096);
+            Assert.True(rdImage + 10000 <= 256u << 20);
+            var rd = new byte[10000];
+            mem.ReadExactly(new GuestAddress(rdImage), rd);
+            Assert.Equal(File.ReadAllBytes(initrd), rd);
+            Assert.Equal(loaded.MemoryMap.Count, zp[0x1E8]);
+            var cmd = new byte[20];
+            mem.ReadExactly(new GuestAddress(X86Layout.CommandLine), cmd);
+            Assert.Equal("console=ttyS0 quiet\0"u8.ToArray(), cmd);
+            Assert.Equal(X86Layout.ZeroPage, loaded.EntryState.Rsi);
+            if (mode == KernelLoadMode.BzImage)
+            {
+                Assert.Equal(X86Layout.KernelLoad + 0x200, loaded.EntryState.Rip);
+                Assert.Contains("self-decompressing", loaded.Description);
+            }
+            else
+            {
+                Assert.Equal(0x0100_0000UL, loaded.EntryState.Rip & 0xFF00_0000);
+                Assert.Contains("decompressed on the host", loaded.Description);
+            }
+        }
+        finally { File.Delete(initrd); }
+    }
+
+    [Fact]
+    public void Loader_RefusesTooLongCommandLine()
+    {
+        using var mem = new GuestMemory(X86Layout.RamRegions(256UL << 20));
+        var e = Assert.Throws<BootImageException>(() => new LinuxLoader(_kernel.Path, null, new string('x', 3000)).Load(mem));
+        Assert.Contains("2047", e.Message);
+    }
+
+    [Fact]
+    public void Loader_RefusesTooSmallRam()
+    {
+        using var mem = new GuestMemory(X86Layout.RamRegions(16UL << 20));
+        Assert.Throws<BootImageException>(() => new LinuxLoader(_kernel.Path, null, "", KernelLoadMode.BzImage).Load(mem));
+    }
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(0x250)]
+    [InlineData(0x4000)]
+    [InlineData(1 << 20)]
+    public void TruncatedKernel_IsRefusedWithAMessageNamingIt(int length)
+    {
+        var e = Assert.ThrowsAny<BootImageException>(() =>
+        {
+            var bz = BzImage.Parse(_kernel.Bytes.AsMemory(0, length), "short.bzImage");
+            KernelPayload.Decompress(bz.Payload.Span, "short.bzImage");
+        });
+        Assert.Contains("short.bzImage", e.Message);
+    }
+
+    [Fact]
+    public void TruncatedKernel_InAutoMode_CannotBeLoaded()
+    {
+        string path = System.IO.Path.GetTempFileName();
+        File.WriteAllBytes(path, _kernel.Bytes.AsSpan(0, _kernel.Bytes.Length / 2).ToArray());
+        try
+        {
+            using var mem = new GuestMemory(X86Layout.RamRegions(256UL << 20));
+            Assert.Throws<BootImageException>(() => new LinuxLoader(path, null, null).Load(mem));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void MissingBootFlag_IsRefused()
+    {
+        var copy = _kernel.Bytes.AsSpan(0, 64 * 1024).ToArray();
+        copy[0x1FE] = 0;
+        var e = Assert.Throws<BootImageException>(() => BzImage.Parse(copy, "k"));
+        Assert.Contains("not a Linux bzImage", e.Message);
+    }
+
+    [Fact]
+    public void OldProtocol_IsRefused()
+    {
+        var copy = _kernel.Bytes.AsSpan(0, 64 * 1024).ToArray();
+        BinaryPrimitives.WriteUInt16LittleEndian(copy.AsSpan(0x206), 0x0204);
+        var e = Assert.Throws<BootImageException>(() => BzImage.Parse(copy, "k"));
+        Assert.Contains("2.04", e.Message);
+    }
+
+    [Fact]
+    public void KernelWithout64BitEntry_IsRefused()
+    {
+        var copy = _kernel.Bytes.ToArray();
+        copy[0x236] &= 0xFE;
+        Assert.Throws<BootImageException>(() => BzImage.Parse(copy, "k"));
+    }
+
+    [Fact]
+    public void PayloadOffsetPastTheEnd_IsRefused()
+    {
+        var copy = _kernel.Bytes.ToArray();
+        BinaryPrimitives.WriteUInt32LittleEndian(copy.AsSpan(0x248), 0x7FFF_FFF0);
+        var e = Assert.Throws<BootImageException>(() => BzImage.Parse(copy, "k"));
+        Assert.Contains("payload", e.Message);
+    }
+
+    [Fact]
+    public void CorruptPayload_IsRefusedByHostDecompression_AndAutoFallsBackToBzImage()
+    {
+        var copy = _kernel.Bytes.ToArray();
+        var bz = BzImage.Parse(copy, "k");
+        int payloadStart = bz.SetupBytes + bz.PayloadOffset;
+        for (int i = payloadStart + 8; i < payloadStart + 4096; i++) copy[i] ^= 0x5A;
+        string path = System.IO.Path.GetTempFileName();
+        File.WriteAllBytes(path, copy);
+        try
+        {
+            using var mem = new GuestMemory(X86Layout.RamRegions(256UL << 20));
+            Assert.Throws<BootImageException>(() => new LinuxLoader(path, null, null, KernelLoadMode.HostDecompress).Load(mem));
+            var loaded = new LinuxLoader(path, null, null, KernelLoadMode.Auto).Load(mem);
+            Assert.Contains("self-decompressing", loaded.Description);
+        }
+        finally { File.Delete(path); }
+    }
+}

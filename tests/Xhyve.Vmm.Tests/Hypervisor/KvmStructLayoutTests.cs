@@ -1,0 +1,159 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Xhyve.Vmm.Hypervisor.Kvm;
+using Xhyve.Vmm.Tests.Fakes;
+
+namespace Xhyve.Vmm.Tests.Hypervisor;
+
+/// <summary>
+/// Compiles a probe against the installed &lt;linux/kvm.h&gt; and checks every struct size, field
+/// offset and ioctl number the backend uses against the kernel's own definitions.
+/// </summary>
+public sealed class KvmStructLayoutTests
+{
+    private static readonly Lazy<Dictionary<string, long>> Probe = new(RunProbe);
+
+    private const string ProbeSource = """
+        #include <stdio.h>
+        #include <stddef.h>
+        #include <linux/kvm.h>
+        #define S(t) printf("sizeof %s %zu\n", #t, sizeof(struct t));
+        #define O(t, f) printf("offset %s.%s %zu\n", #t, #f, offsetof(struct t, f));
+        #define I(n) printf("ioctl %s %lu\n", #n, (unsigned long)(n));
+        int main(void) {
+          S(kvm_regs) S(kvm_sregs) S(kvm_segment) S(kvm_dtable) S(kvm_userspace_memory_region)
+          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_irq_level) S(kvm_translation)
+          O(kvm_regs, rip) O(kvm_regs, rflags) O(kvm_regs, rsi)
+          O(kvm_segment, selector) O(kvm_segment, type) O(kvm_segment, present) O(kvm_segment, dpl)
+          O(kvm_segment, db) O(kvm_segment, s) O(kvm_segment, l) O(kvm_segment, g) O(kvm_segment, unusable)
+          O(kvm_sregs, tr) O(kvm_sregs, gdt) O(kvm_sregs, idt) O(kvm_sregs, cr0) O(kvm_sregs, cr3)
+          O(kvm_sregs, cr4) O(kvm_sregs, efer) O(kvm_sregs, apic_base) O(kvm_sregs, interrupt_bitmap)
+          O(kvm_userspace_memory_region, guest_phys_addr) O(kvm_userspace_memory_region, userspace_addr)
+          O(kvm_cpuid_entry2, eax) O(kvm_cpuid_entry2, edx) O(kvm_translation, valid)
+          O(kvm_run, immediate_exit) O(kvm_run, exit_reason) O(kvm_run, io.direction) O(kvm_run, io.size)
+          O(kvm_run, io.port) O(kvm_run, io.count) O(kvm_run, io.data_offset) O(kvm_run, mmio.phys_addr)
+          O(kvm_run, mmio.data) O(kvm_run, mmio.len) O(kvm_run, mmio.is_write) O(kvm_run, internal.suberror)
+          O(kvm_run, internal.data) O(kvm_run, fail_entry.hardware_entry_failure_reason) O(kvm_run, system_event.type)
+          I(KVM_GET_API_VERSION) I(KVM_CREATE_VM) I(KVM_CHECK_EXTENSION) I(KVM_GET_VCPU_MMAP_SIZE)
+          I(KVM_GET_SUPPORTED_CPUID) I(KVM_CREATE_VCPU) I(KVM_SET_USER_MEMORY_REGION) I(KVM_SET_TSS_ADDR)
+          I(KVM_SET_IDENTITY_MAP_ADDR) I(KVM_CREATE_IRQCHIP) I(KVM_IRQ_LINE) I(KVM_CREATE_PIT2) I(KVM_RUN)
+          I(KVM_GET_REGS) I(KVM_SET_REGS) I(KVM_GET_SREGS) I(KVM_SET_SREGS) I(KVM_TRANSLATE) I(KVM_SET_CPUID2)
+          I(KVM_CAP_IRQCHIP) I(KVM_CAP_NR_VCPUS) I(KVM_CAP_MAX_VCPUS) I(KVM_CAP_IMMEDIATE_EXIT)
+          I(KVM_EXIT_IO) I(KVM_EXIT_MMIO) I(KVM_EXIT_HLT) I(KVM_EXIT_SHUTDOWN) I(KVM_EXIT_FAIL_ENTRY)
+          I(KVM_EXIT_INTR) I(KVM_EXIT_INTERNAL_ERROR) I(KVM_EXIT_SYSTEM_EVENT) I(KVM_SYSTEM_EVENT_RESET)
+          I(KVM_SYSTEM_EVENT_SHUTDOWN) I(KVM_PIT_SPEAKER_DUMMY)
+          return 0;
+        }
+        """;
+
+    private static Dictionary<string, long> RunProbe()
+    {
+        string dir = Directory.CreateTempSubdirectory("kvm-probe").FullName;
+        File.WriteAllText(Path.Combine(dir, "probe.c"), ProbeSource);
+        var (code, _, stderr) = HostTools.Run("gcc", "-o probe probe.c", workingDirectory: dir);
+        Assert.True(code == 0, $"gcc could not build the <linux/kvm.h> probe (is linux-libc-dev installed?): {stderr}");
+        var (runCode, stdout, _) = HostTools.Run(Path.Combine(dir, "probe"), "");
+        Assert.Equal(0, runCode);
+        Directory.Delete(dir, true);
+        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' '))
+            .ToDictionary(p => p[0] + " " + p[1], p => long.Parse(p[2]));
+    }
+
+    private static long K(string key) => Probe.Value[key];
+
+    [Theory]
+    [InlineData(typeof(KvmRegs), "kvm_regs")]
+    [InlineData(typeof(KvmSregs), "kvm_sregs")]
+    [InlineData(typeof(KvmSegment), "kvm_segment")]
+    [InlineData(typeof(KvmDtable), "kvm_dtable")]
+    [InlineData(typeof(KvmUserspaceMemoryRegion), "kvm_userspace_memory_region")]
+    [InlineData(typeof(KvmCpuidEntry2), "kvm_cpuid_entry2")]
+    [InlineData(typeof(KvmCpuid2Header), "kvm_cpuid2")]
+    [InlineData(typeof(KvmPitConfig), "kvm_pit_config")]
+    [InlineData(typeof(KvmIrqLevel), "kvm_irq_level")]
+    [InlineData(typeof(KvmTranslation), "kvm_translation")]
+    public void StructSize_MatchesKernelHeader(Type type, string kernelName)
+    {
+        Assert.Equal(K($"sizeof {kernelName}"), Marshal.SizeOf(type));
+    }
+
+    [Theory]
+    [InlineData(typeof(KvmRegs), "Rip", "kvm_regs.rip")]
+    [InlineData(typeof(KvmRegs), "Rflags", "kvm_regs.rflags")]
+    [InlineData(typeof(KvmRegs), "Rsi", "kvm_regs.rsi")]
+    [InlineData(typeof(KvmSegment), "Selector", "kvm_segment.selector")]
+    [InlineData(typeof(KvmSegment), "Type", "kvm_segment.type")]
+    [InlineData(typeof(KvmSegment), "Present", "kvm_segment.present")]
+    [InlineData(typeof(KvmSegment), "Dpl", "kvm_segment.dpl")]
+    [InlineData(typeof(KvmSegment), "Db", "kvm_segment.db")]
+    [InlineData(typeof(KvmSegment), "S", "kvm_segment.s")]
+    [InlineData(typeof(KvmSegment), "L", "kvm_segment.l")]
+    [InlineData(typeof(KvmSegment), "G", "kvm_segment.g")]
+    [InlineData(typeof(KvmSegment), "Unusable", "kvm_segment.unusable")]
+    [InlineData(typeof(KvmSregs), "Tr", "kvm_sregs.tr")]
+    [InlineData(typeof(KvmSregs), "Gdt", "kvm_sregs.gdt")]
+    [InlineData(typeof(KvmSregs), "Idt", "kvm_sregs.idt")]
+    [InlineData(typeof(KvmSregs), "Cr0", "kvm_sregs.cr0")]
+    [InlineData(typeof(KvmSregs), "Cr3", "kvm_sregs.cr3")]
+    [InlineData(typeof(KvmSregs), "Cr4", "kvm_sregs.cr4")]
+    [InlineData(typeof(KvmSregs), "Efer", "kvm_sregs.efer")]
+    [InlineData(typeof(KvmSregs), "ApicBase", "kvm_sregs.apic_base")]
+    [InlineData(typeof(KvmSregs), "InterruptBitmap", "kvm_sregs.interrupt_bitmap")]
+    [InlineData(typeof(KvmUserspaceMemoryRegion), "GuestPhysAddr", "kvm_userspace_memory_region.guest_phys_addr")]
+    [InlineData(typeof(KvmUserspaceMemoryRegion), "UserspaceAddr", "kvm_userspace_memory_region.userspace_addr")]
+    [InlineData(typeof(KvmCpuidEntry2), "Eax", "kvm_cpuid_entry2.eax")]
+    [InlineData(typeof(KvmCpuidEntry2), "Edx", "kvm_cpuid_entry2.edx")]
+    [InlineData(typeof(KvmTranslation), "Valid", "kvm_translation.valid")]
+    [InlineData(typeof(KvmRun), "ImmediateExit", "kvm_run.immediate_exit")]
+    [InlineData(typeof(KvmRun), "ExitReason", "kvm_run.exit_reason")]
+    [InlineData(typeof(KvmRun), "IoDirection", "kvm_run.io.direction")]
+    [InlineData(typeof(KvmRun), "IoSize", "kvm_run.io.size")]
+    [InlineData(typeof(KvmRun), "IoPort", "kvm_run.io.port")]
+    [InlineData(typeof(KvmRun), "IoCount", "kvm_run.io.count")]
+    [InlineData(typeof(KvmRun), "IoDataOffset", "kvm_run.io.data_offset")]
+    [InlineData(typeof(KvmRun), "MmioPhysAddr", "kvm_run.mmio.phys_addr")]
+    [InlineData(typeof(KvmRun), "MmioData", "kvm_run.mmio.data")]
+    [InlineData(typeof(KvmRun), "MmioLen", "kvm_run.mmio.len")]
+    [InlineData(typeof(KvmRun), "MmioIsWrite", "kvm_run.mmio.is_write")]
+    [InlineData(typeof(KvmRun), "InternalSuberror", "kvm_run.internal.suberror")]
+    [InlineData(typeof(KvmRun), "InternalData", "kvm_run.internal.data")]
+    [InlineData(typeof(KvmRun), "FailEntryReason", "kvm_run.fail_entry.hardware_entry_failure_reason")]
+    [InlineData(typeof(KvmRun), "SystemEventType", "kvm_run.system_event.type")]
+    public void FieldOffset_MatchesKernelHeader(Type type, string field, string kernelField)
+    {
+        Assert.Equal(K($"offset {kernelField}"), (long)Marshal.OffsetOf(type, field));
+    }
+
+    public static TheoryData<string, ulong> Ioctls => new()
+    {
+        { "KVM_GET_API_VERSION", KvmIoctl.GetApiVersion }, { "KVM_CREATE_VM", KvmIoctl.CreateVm },
+        { "KVM_CHECK_EXTENSION", KvmIoctl.CheckExtension }, { "KVM_GET_VCPU_MMAP_SIZE", KvmIoctl.GetVcpuMmapSize },
+        { "KVM_GET_SUPPORTED_CPUID", KvmIoctl.GetSupportedCpuid }, { "KVM_CREATE_VCPU", KvmIoctl.CreateVcpu },
+        { "KVM_SET_USER_MEMORY_REGION", KvmIoctl.SetUserMemoryRegion }, { "KVM_SET_TSS_ADDR", KvmIoctl.SetTssAddr },
+        { "KVM_SET_IDENTITY_MAP_ADDR", KvmIoctl.SetIdentityMapAddr }, { "KVM_CREATE_IRQCHIP", KvmIoctl.CreateIrqchip },
+        { "KVM_IRQ_LINE", KvmIoctl.IrqLine }, { "KVM_CREATE_PIT2", KvmIoctl.CreatePit2 }, { "KVM_RUN", KvmIoctl.Run },
+        { "KVM_GET_REGS", KvmIoctl.GetRegs }, { "KVM_SET_REGS", KvmIoctl.SetRegs }, { "KVM_GET_SREGS", KvmIoctl.GetSregs },
+        { "KVM_SET_SREGS", KvmIoctl.SetSregs }, { "KVM_TRANSLATE", KvmIoctl.Translate }, { "KVM_SET_CPUID2", KvmIoctl.SetCpuid2 },
+        { "KVM_CAP_IRQCHIP", KvmIoctl.CapIrqchip }, { "KVM_CAP_NR_VCPUS", KvmIoctl.CapNrVcpus },
+        { "KVM_CAP_MAX_VCPUS", KvmIoctl.CapMaxVcpus }, { "KVM_CAP_IMMEDIATE_EXIT", KvmIoctl.CapImmediateExit },
+        { "KVM_EXIT_IO", KvmExitReasons.Io }, { "KVM_EXIT_MMIO", KvmExitReasons.Mmio }, { "KVM_EXIT_HLT", KvmExitReasons.Hlt },
+        { "KVM_EXIT_SHUTDOWN", KvmExitReasons.Shutdown }, { "KVM_EXIT_FAIL_ENTRY", KvmExitReasons.FailEntry },
+        { "KVM_EXIT_INTR", KvmExitReasons.Intr }, { "KVM_EXIT_INTERNAL_ERROR", KvmExitReasons.InternalError },
+        { "KVM_EXIT_SYSTEM_EVENT", KvmExitReasons.SystemEvent }, { "KVM_SYSTEM_EVENT_RESET", KvmExitReasons.SystemEventReset },
+        { "KVM_SYSTEM_EVENT_SHUTDOWN", KvmExitReasons.SystemEventShutdown }, { "KVM_PIT_SPEAKER_DUMMY", KvmPitConfig.SpeakerDummy },
+    };
+
+    [Theory]
+    [MemberData(nameof(Ioctls))]
+    public void IoctlAndConstant_MatchKernelHeader(string name, ulong value)
+    {
+        Assert.Equal((ulong)K($"ioctl {name}"), value);
+    }
+
+    [Fact]
+    public void KvmRunHead_FitsTheSmallestRunPage()
+    {
+        Assert.True(Unsafe.SizeOf<KvmRun>() <= 4096);
+    }
+}
