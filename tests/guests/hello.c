@@ -1,5 +1,16 @@
-/* hello: prints a line and resets (exit status 2). The benchmark runs the same ELF under QEMU. */
+/* hello: prints a line and resets (exit status 2). The benchmark runs the same ELF under QEMU.
+ * Command-line options for the engine tests:
+ *   inport=P  read I/O port P (nobody emulates it) and report the value
+ *   echo=N    read N bytes from COM1 and report them back
+ *   spin=1    print "ready" and spin forever (the host stops the VM) */
 #include "lib/guest.h"
+
+static uint8_t serial_getc(void)
+{
+    while (!(inb(0x3F8 + 5) & 0x01))
+        __asm__ volatile("pause");
+    return inb(0x3F8);
+}
 
 void guest_main(uint32_t magic, struct multiboot_info *mbi)
 {
@@ -7,5 +18,23 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     print("Hello from the XhyvePS hello guest\n");
     report_hex("magic", magic);
     report("mem_upper_kib", mbi->mem_upper);
+
+    uint32_t port = cmdline_uint(mbi, "inport", 0);
+    if (port) report_hex("inport", inb((uint16_t)port));
+
+    uint32_t echo = cmdline_uint(mbi, "echo", 0);
+    if (echo) {
+        char buf[64];
+        uint32_t n = echo < sizeof buf - 1 ? echo : sizeof buf - 1;
+        report("echo_ready", n);
+        for (uint32_t i = 0; i < n; i++) buf[i] = (char)serial_getc();
+        buf[n] = 0;
+        report_str("echo", buf);
+    }
+
+    if (cmdline_uint(mbi, "spin", 0)) {
+        report("ready", 1);
+        for (;;) __asm__ volatile("pause");
+    }
     test_done();
 }

@@ -1,0 +1,52 @@
+using Xhyve.Engine.Cli;
+
+namespace Xhyve.Engine.Tests.Cli;
+
+/// <summary>Problems that need the whole command line (and the file system) to see.</summary>
+public sealed class VmSpecificationValidationTests
+{
+    private static readonly string Kernel = typeof(VmSpecificationValidationTests).Assembly.Location; // any existing file
+
+    private static IReadOnlyList<string> Problems(params string[] args) => CommandLineParser.Parse(args).Spec.Validate(hostMaxVcpus: 8);
+
+    [Fact]
+    public void ValidLine_HasNoProblems()
+    {
+        Assert.Empty(Problems("-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"kexec,{Kernel}"));
+    }
+
+    [Theory]
+    [InlineData("-s 0,hostbridge -s 0,lpc", "already used by hostbridge")]
+    [InlineData("-s 1:31:0,lpc", "lpc must be on bus 0")]
+    [InlineData("-s 3,frobnicator", "unknown emulation 'frobnicator'")]
+    [InlineData("-s 3,virtio-blk,disk.img", "not supported yet")]
+    [InlineData("-s 31,lpc -l com1,stdio -l com2,stdio", "stdio can be used by only one device")]
+    [InlineData("-l com1,stdio", "add -s 31,lpc")]
+    [InlineData("-c 9", "exceeds the host limit of 8")]
+    [InlineData("-m 1M", "below the minimum")]
+    [InlineData("-m 4097k", "multiple of 4 KiB")]
+    [InlineData("-c 2 -p 5:0", "vCPU 5 does not exist")]
+    [InlineData("-p 0:4096", "host CPU 4096 does not exist")]
+    [InlineData("-g 1234", "gdb stub is not supported yet")]
+    [InlineData("-s 0,hostbridge,extra", "takes no options")]
+    public void Problem_IsReportedNamingTheFlag(string commandLine, string expected)
+    {
+        var problems = Problems([.. commandLine.Split(' '), "-f", $"kexec,{Kernel}"]);
+        Assert.Contains(problems, p => p.Contains(expected));
+    }
+
+    [Fact]
+    public void MissingFirmwareAndFiles_AreReported()
+    {
+        Assert.Contains(Problems(), p => p.StartsWith("-f: no firmware"));
+        Assert.Contains(Problems("-f", "kexec,/no/such/kernel,/no/such/initrd"), p => p.Contains("/no/such/kernel: file not found"));
+        Assert.Contains(Problems("-f", "kexec,/no/such/kernel,/no/such/initrd"), p => p.Contains("/no/such/initrd: file not found"));
+        Assert.Contains(Problems("-f", "multiboot,/tmp"), p => p.Contains("is a directory"));
+    }
+
+    [Fact]
+    public void EveryProblem_IsReported_NotJustTheFirst()
+    {
+        Assert.True(Problems("-c", "9", "-m", "1M", "-s", "3,nope").Count >= 4);
+    }
+}

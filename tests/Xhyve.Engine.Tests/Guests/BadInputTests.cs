@@ -1,0 +1,82 @@
+using Xhyve.Engine.Tests.Support;
+
+namespace Xhyve.Engine.Tests.Guests;
+
+/// <summary>The engine process on bad input: one line naming the input, exit 1, nothing started or written.</summary>
+public sealed class BadInputTests
+{
+    [Theory]
+    [InlineData("-c x", "-c x")]
+    [InlineData("-m lots", "-m lots")]
+    [InlineData("-s 40,hostbridge", "-s 40,hostbridge")]
+    [InlineData("-s 3,floppy -f kexec,/etc/hostname", "unknown emulation 'floppy'")]
+    [InlineData("-f kexec,/no/such/vmlinuz", "/no/such/vmlinuz: file not found")]
+    [InlineData("-l com1,stdio -f kexec,/etc/hostname", "add -s 31,lpc")]
+    [InlineData("-Z", "-Z: unknown flag")]
+    public void MalformedCommandLine_ExitsWithStatus1_AndOneMessage(string commandLine, string message)
+    {
+        string pid = Path.Combine(Path.GetTempPath(), $"xhyve-bad-{Guid.NewGuid():N}.pid");
+        var run = EngineProcess.Run(["-F", pid, .. commandLine.Split(' ')]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains(message, run.Stderr);
+        Assert.StartsWith("xhyve: ", run.Stderr);
+        Assert.Empty(run.Stdout);
+        Assert.False(File.Exists(pid), "nothing may be written for a bad command line");
+    }
+
+    [SkippableFact]
+    public void CorruptKernel_IsRefusedNamingTheFile()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string kernel = Path.GetTempFileName();
+        File.WriteAllBytes(kernel, new byte[4096]);
+        try
+        {
+            var run = EngineProcess.Run(["-s", "31,lpc", "-f", $"kexec,{kernel}"]);
+            Assert.Equal(1, run.ExitCode);
+            Assert.Contains(kernel, run.Stderr);
+            Assert.Contains("not a Linux bzImage", run.Stderr);
+        }
+        finally { File.Delete(kernel); }
+    }
+
+    [SkippableFact]
+    public void KernelThatDoesNotFitInRam_IsRefused()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string module = Path.GetTempFileName();
+        File.WriteAllBytes(module, new byte[3 << 20]);
+        try
+        {
+            var run = EngineProcess.Run(["-m", "2M", "-f", $"multiboot,{EngineProcess.Guest("hello")},{module}"]);
+            Assert.Equal(1, run.ExitCode);
+            Assert.Contains(module, run.Stderr);
+            Assert.Contains("do not fit", run.Stderr);
+        }
+        finally { File.Delete(module); }
+    }
+
+    [Fact]
+    public void Help_PrintsUsage_AndExits0()
+    {
+        var run = EngineProcess.Run(["-h"]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("Usage: xhyve", run.Stdout);
+    }
+
+    [Fact]
+    public void Version_PrintsTheVersion()
+    {
+        var run = EngineProcess.Run(["-v"]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains(Program.Version, run.Stdout);
+    }
+
+    [Fact]
+    public void PrintMacs_PrintsNothingWithoutVirtioNet()
+    {
+        var run = EngineProcess.Run(["-M", "-s", "0,hostbridge"]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Empty(run.Stdout);
+    }
+}
