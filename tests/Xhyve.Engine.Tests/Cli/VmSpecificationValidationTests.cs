@@ -45,6 +45,18 @@ public sealed class VmSpecificationValidationTests
     }
 
     [Fact]
+    public void FlagsWithoutEffectYet_AreWarnedAbout_NotRefused()
+    {
+        var spec = CommandLineParser.Parse(["-w", "-W", "-x", "-H", "-P", "-f", $"kexec,{Kernel}"]).Spec;
+        Assert.Empty(spec.Validate(hostMaxVcpus: 8));
+        var warnings = spec.Warnings();
+        Assert.Equal(3, warnings.Count);
+        Assert.Contains(warnings, w => w.StartsWith("-w:"));
+        Assert.Contains(warnings, w => w.StartsWith("-W:"));
+        Assert.Contains(warnings, w => w.StartsWith("-x:"));
+    }
+
+    [Fact]
     public void EveryProblem_IsReported_NotJustTheFirst()
     {
         Assert.True(Problems("-c", "9", "-m", "1M", "-s", "3,nope").Count >= 4);

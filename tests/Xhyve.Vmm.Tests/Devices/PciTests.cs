@@ -14,11 +14,16 @@ public sealed class PciTests
         return bus;
     }
 
-    private static uint ConfigRead(PciRootBus bus, int slot, int fn, int reg, int width = 4)
+    private static void Select(PciRootBus bus, int slot, int fn, int reg)
     {
         Span<byte> a = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(a, 0x8000_0000u | (uint)(slot << 11) | (uint)(fn << 8) | (uint)(reg & 0xFC));
         bus.Write(0, a);
+    }
+
+    private static uint ConfigRead(PciRootBus bus, int slot, int fn, int reg, int width = 4)
+    {
+        Select(bus, slot, fn, reg);
         Span<byte> d = stackalloc byte[width];
         bus.Read(4 + (ulong)(reg & 3), d);
         uint v = 0;
@@ -28,9 +33,7 @@ public sealed class PciTests
 
     private static void ConfigWrite(PciRootBus bus, int slot, int reg, uint value)
     {
-        Span<byte> a = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(a, 0x8000_0000u | (uint)(slot << 11) | (uint)(reg & 0xFC));
-        bus.Write(0, a);
+        Select(bus, slot, 0, reg);
         Span<byte> d = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(d, value);
         bus.Write(4, d);

@@ -1,0 +1,57 @@
+#!/usr/bin/env pwsh
+<#
+.SYNOPSIS
+    Builds and tests XhyvePS.
+.DESCRIPTION
+    Tasks:
+      Build   - build the solution (Release) and the test guests
+      Test    - run the xUnit suites (scripts/test.sh) and then Pester when it is installed
+      Pester  - run only the Pester suite in tests/pester
+      Bench   - run the benchmarks (bench/run.sh) and print the table for docs/benchmarks.md
+      Clean   - remove build output
+.EXAMPLE
+    ./build.ps1 -Task Test
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Pester', 'Bench', 'Clean')]
+    [string[]] $Task = @('Build'),
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release'
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+$root = $PSScriptRoot
+
+function Invoke-Native([string] $File, [string[]] $Arguments) {
+    & $File @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "$File $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+foreach ($t in $Task) {
+    switch ($t) {
+        'Build' {
+            Invoke-Native dotnet @('build', (Join-Path $root 'XhyvePS.sln'), '-c', $Configuration, '--nologo')
+            Invoke-Native make @('-s', '-C', (Join-Path $root 'tests/guests'))
+        }
+        'Test' {
+            Invoke-Native bash @((Join-Path $root 'scripts/test.sh'))
+        }
+        'Pester' {
+            $pesterDir = Join-Path $root 'tests/pester'
+            if (-not (Test-Path $pesterDir)) { Write-Host 'No Pester tests yet (tests/pester).'; break }
+            if (-not (Get-Module -ListAvailable Pester)) { throw 'Pester is not installed: Install-Module Pester -MinimumVersion 5.0' }
+            Import-Module Pester -MinimumVersion 5.0
+            $result = Invoke-Pester -Path $pesterDir -PassThru -Output Detailed
+            if ($result.FailedCount -gt 0) { throw "$($result.FailedCount) Pester test(s) failed" }
+        }
+        'Bench' {
+            Invoke-Native bash @((Join-Path $root 'bench/run.sh'))
+        }
+        'Clean' {
+            Invoke-Native dotnet @('clean', (Join-Path $root 'XhyvePS.sln'), '--nologo')
+            Invoke-Native make @('-s', '-C', (Join-Path $root 'tests/guests'), 'clean')
+        }
+    }
+}
