@@ -13,7 +13,10 @@ namespace Xhyve.Engine;
 /// <summary>The `xhyve` engine host: one process, one VM.</summary>
 public static class Program
 {
-    public const string Version = "0.1.0";
+    public const string Version = BuildInfo.Version;
+
+    /// <summary>How long a guest gets to shut down after the ACPI power button before it is turned off.</summary>
+    public static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(30);
 
     public static int Main(string[] args)
     {
@@ -49,7 +52,7 @@ public static class Program
             foreach (var s in machine.SerialPorts)
                 foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
 
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; runner.RequestStop(VmExitStatus.PoweredOff, "SIGTERM"); });
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; runner.RequestGracefulShutdown(ShutdownTimeout); });
             using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; runner.RequestStop(VmExitStatus.PoweredOff, "SIGINT"); });
             using var usr1 = PosixSignalRegistration.Create((PosixSignal)10, c => { c.Cancel = true; runner.Pause(); });
             using var usr2 = PosixSignalRegistration.Create((PosixSignal)12, c => { c.Cancel = true; runner.Resume(); });

@@ -38,9 +38,14 @@ public sealed class Machine : IDisposable
     public required PostCode Post { get; init; }
     public required IReadOnlyList<SerialPort> SerialPorts { get; init; }
     public required IReadOnlyList<(string Name, Uart16550 Uart)> Uarts { get; init; }
+    public required Devices.Acpi.PowerManagement Power { get; init; }
+    /// <summary>Whether the guest was given ACPI tables (-A): only then can it handle the power button.</summary>
+    public required bool Acpi { get; init; }
+    public required IReadOnlyList<IDisposable> HostResources { get; init; }
 
     public void Dispose()
     {
+        foreach (var r in HostResources) r.Dispose();
         foreach (var s in SerialPorts) s.Dispose();
         foreach (var v in Vcpus) v.Dispose();
         Vm.Dispose();

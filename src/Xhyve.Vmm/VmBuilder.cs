@@ -2,7 +2,12 @@ using Xhyve.Vmm.Boot;
 using Xhyve.Vmm.Bus;
 using Xhyve.Vmm.Config;
 using Xhyve.Vmm.Devices.Legacy;
+using Xhyve.Vmm.Devices.Acpi;
 using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Devices.Timers;
+using Xhyve.Vmm.Firmware;
+using Xhyve.Vmm.Firmware.Acpi;
+using Xhyve.Vmm.Firmware.Smbios;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Memory;
 using Xhyve.Vmm.Serial;
@@ -20,6 +25,8 @@ public sealed class VmBuilder
     private readonly IHypervisor _hypervisor;
     private readonly IPlatformEvents _events;
     private readonly Func<DateTimeOffset> _clock;
+    private readonly Func<long> _monotonicNs = HostDeadlineTimer.MonotonicNs;
+    private readonly List<IDisposable> _hostResources = new();
     private readonly DeviceBus _pio = new("port I/O");
     private readonly DeviceBus _mmio = new("MMIO");
     private readonly List<SerialPort> _serialPorts = new();
@@ -50,7 +57,10 @@ public sealed class VmBuilder
             var pci = AttachPciRoot();
             AttachPciDevices(pci);
             AttachComPorts();
+            var power = AttachPowerManagement();
+            AttachHpet();
             var kernel = LoadFirmware();
+            WriteFirmwareTables();
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus));
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
             return new Machine
@@ -58,11 +68,13 @@ public sealed class VmBuilder
                 Vm = _vm, Memory = _memory!, PortIo = _pio, Mmio = _mmio,
                 Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
                 Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
-                SerialPorts = _serialPorts, Uarts = _uarts,
+                SerialPorts = _serialPorts, Uarts = _uarts, Power = power, Acpi = _spec.Acpi,
+                HostResources = _hostResources,
             };
         }
         catch
         {
+            foreach (var r in _hostResources) r.Dispose();
             foreach (var s in _serialPorts) s.Dispose();
             foreach (var v in vcpus) v.Dispose();
             _vm?.Dispose();
@@ -141,6 +153,42 @@ public sealed class VmBuilder
         serial.Attach(uart);
         _uarts.Add((name, uart));
         _pio.Register(port, 8, new ByteRegisterBusAdapter(uart), name);
+    }
+
+    private PowerManagement AttachPowerManagement()
+    {
+        var power = new PowerManagement(_monotonicNs, new GsiLine(_vm!, PlatformLayout.SciIrq), slpTyp =>
+        {
+            if (slpTyp == PlatformLayout.SlpTypS5) _events.RequestStop(VmExitStatus.PoweredOff, "the guest powered off (ACPI S5)");
+        });
+        _pio.Register(PlatformLayout.Pm1aEventPort, 12, power, "ACPI PM1/PM timer");
+        return power;
+    }
+
+    private void AttachHpet()
+    {
+        Hpet? hpet = null;
+        var deadline = new HostDeadlineTimer(_monotonicNs, () => hpet!.Poll());
+        _hostResources.Add(deadline);
+        hpet = new Hpet(_monotonicNs, gsi => new GsiLine(_vm!, gsi), deadline);
+        _mmio.Register(PlatformLayout.HpetBase, 0x400, hpet, "HPET");
+    }
+
+    /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description.</summary>
+    private void WriteFirmwareTables()
+    {
+        var regions = _memory!.Regions;
+        var platform = new PlatformDescription
+        {
+            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Emulation == "lpc"),
+            LowMemoryBytes = regions[0].Size, HighMemoryBytes = regions.Count > 1 ? regions[1].Size : 0,
+            PciSlots = _spec.PciDevices.Where(d => d.Address.Bus == 0).Select(d => d.Address.Slot).Distinct().Order().ToArray(),
+        };
+        if (_spec.Acpi) AcpiTables.Write(_memory, AcpiTables.Build(platform));
+        if (_spec.MpTable)
+            _memory.WriteExactly(new GuestAddress(PlatformLayout.MpFloatingPointer), MpTable.Build(platform, PlatformLayout.MpFloatingPointer));
+        var uuid = _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
+        _memory.WriteExactly(new GuestAddress(PlatformLayout.SmbiosEntryPoint), SmbiosTables.Build(platform, uuid, _spec.Name, PlatformLayout.SmbiosEntryPoint));
     }
 
     private LoadedKernel LoadFirmware() => _spec.Firmware switch

@@ -63,6 +63,27 @@ public sealed class VmRunner : IPlatformEvents
         _stopped.Set();
     }
 
+    /// <summary>
+    /// SIGTERM: with ACPI, press the power button so the guest shuts down and writes S5; a second request,
+    /// or <paramref name="timeout"/> passing, turns the VM off. A guest that never enabled the power-button
+    /// event (no ACPI OS listening) is turned off at once.
+    /// </summary>
+    public void RequestGracefulShutdown(TimeSpan timeout)
+    {
+        var machine = _machine;
+        if (machine == null || !machine.Acpi || !machine.Power.PowerButtonEnabled || Interlocked.Exchange(ref _powerButtonPressed, 1) == 1)
+        {
+            RequestStop(VmExitStatus.PoweredOff, "turned off (SIGTERM)");
+            return;
+        }
+        machine.Power.PressPowerButton();
+        _hardOffTimer = new Timer(_ => RequestStop(VmExitStatus.PoweredOff, $"turned off: the guest did not shut down within {timeout.TotalSeconds:F0} s of the power button"),
+            null, timeout, Timeout.InfiniteTimeSpan);
+    }
+
+    private int _powerButtonPressed;
+    private Timer? _hardOffTimer;
+
     public void Pause()
     {
         _running.Reset();

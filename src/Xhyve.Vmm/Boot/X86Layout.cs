@@ -18,7 +18,7 @@ public static class X86Layout
     public const int CommandLineMax = 0x10000;         // bytes reserved for the command line (with NUL)
     public const ulong EbdaStart = 0x9FC00;
     public const ulong LowRamEnd = 0xA0000;            // end of conventional memory (640 KiB)
-    public const ulong BiosStart = 0xF0000;            // MP table / ACPI RSDP live here
+    public const ulong BiosStart = 0xE0000;            // firmware tables (ACPI, MP table, SMBIOS) live here
     public const ulong HighMemoryStart = 0x100000;     // 1 MiB: bzImage protected-mode kernel
     public const ulong KernelLoad = 0x100000;
 

@@ -110,7 +110,6 @@ public sealed record VmSpecification
             if (host < 0 || host >= Environment.ProcessorCount) problems.Add($"-p {vcpu}:{host}: host CPU {host} does not exist (the host has {Environment.ProcessorCount})");
         }
         if (GdbPort != null) problems.Add($"-g {GdbPort}: the gdb stub is not supported yet");
-        if (Acpi) problems.Add("-A: ACPI tables are not supported yet");
         return problems;
     }
 

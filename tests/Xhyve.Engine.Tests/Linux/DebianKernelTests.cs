@@ -59,6 +59,44 @@ public sealed class DebianKernelTests
         Assert.Equal(ExpectedE820(bytes), e820);
     }
 
+    [SkippableTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void DebianKernel_FindsAcpiTablesWithMinusA_AndTheMpTableWithout(bool acpi)
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string kernel = FetchKernel();
+        string[] flags = acpi ? ["-A"] : [];
+        using var p = EngineProcess.Start([.. flags, "-c", "2", "-m", "512M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"kexec,{kernel},,{CommandLine}"]);
+        string console;
+        // With MP or ACPI tables the kernel allows 2 CPUs; a kernel that can read neither allows 1.
+        try { console = EngineProcess.ReadUntil(p, "smpboot: Allowing ", Bound) + EngineProcess.ReadUntil(p, "CPUs", TimeSpan.FromSeconds(30)); }
+        finally
+        {
+            EngineProcess.Signal(p, "TERM");
+            p.WaitForExit(10_000);
+        }
+        Assert.Contains("SMBIOS 2.8 present", console);
+        Assert.Contains(acpi ? "smpboot: Allowing 2 CPUs" : "smpboot: Allowing", console);
+        Assert.Contains("DMI: XhyvePS xhyve", console);
+        if (acpi)
+        {
+            foreach (var table in new[] { "RSDP", "XSDT", "FACP", "DSDT", "FACS", "APIC", "HPET", "MCFG" })
+                Assert.Matches($@"ACPI: {table} 0x[0-9A-F]+ ", console);
+            Assert.Contains("ACPI: PM-Timer IO Port: 0x408", console);
+            Assert.Contains("Using ACPI (MADT) for SMP configuration information", console);
+        }
+        else
+        {
+            Assert.Contains("A valid RSDP was not found", console);
+            // Debian's cloud kernel is built without CONFIG_X86_MPPARSE and ignores MP tables; the MP
+            // table itself is checked by the acpi test guest. A kernel with MP support must use it.
+            string config = File.ReadAllText(Directory.GetFiles(Path.GetDirectoryName(kernel)!, "config-*").Single());
+            if (config.Contains("CONFIG_X86_MPPARSE=y")) Assert.Contains("Intel MultiProcessor Specification v1.4", console);
+            else Assert.Contains("smpboot: Boot CPU (id 0) not listed by BIOS", console);
+        }
+    }
+
     private static bool HostHasHardwareVirtualization(out string reason)
     {
         if (Directory.Exists("/sys/module/kvm_pvm"))

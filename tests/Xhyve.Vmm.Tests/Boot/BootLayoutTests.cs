@@ -15,7 +15,7 @@ public sealed class BootLayoutTests
             [
                 new E820Entry(0, 0x9FC00, E820Type.Ram),
                 new E820Entry(0x9FC00, 0x400, E820Type.Reserved),
-                new E820Entry(0xF0000, 0x10000, E820Type.Reserved),
+                new E820Entry(0xE0000, 0x20000, E820Type.Reserved),
                 new E820Entry(0x100000, (256UL << 20) - 0x100000, E820Type.Ram),
             ], map);
     }

@@ -1,0 +1,227 @@
+using System.Buffers.Binary;
+using System.Text;
+using Xhyve.Vmm.Boot;
+using Xhyve.Vmm.Firmware.Acpi.Aml;
+using Xhyve.Vmm.Memory;
+using A = Xhyve.Vmm.Firmware.Acpi.Aml.Aml;
+
+namespace Xhyve.Vmm.Firmware.Acpi;
+
+/// <summary>One table and the guest-physical address it was placed at.</summary>
+public sealed record PlacedTable(string Signature, ulong Address, byte[] Bytes);
+
+/// <summary>
+/// Builds the ACPI tables for -A (ACPI 6.4): RSDP, XSDT and RSDT, FADT, FACS, MADT, HPET, MCFG and a DSDT
+/// written with <see cref="A"/>, laid out from <see cref="PlatformLayout.AcpiTablesStart"/>.
+/// </summary>
+public static class AcpiTables
+{
+    private const byte SystemIo = 1, SystemMemory = 0;
+
+    public static IReadOnlyList<PlacedTable> Build(PlatformDescription p)
+    {
+        var placed = new List<PlacedTable>();
+        ulong next = PlatformLayout.AcpiTablesStart;
+        ulong Place(string sig, byte[] bytes, ulong alignment = 16)
+        {
+            ulong at = (next + alignment - 1) & ~(alignment - 1);
+            if (at + (ulong)bytes.Length > PlatformLayout.AcpiTablesEnd)
+                throw new InvalidOperationException($"ACPI tables exceed their area ({sig})");
+            placed.Add(new PlacedTable(sig, at, bytes));
+            next = at + (ulong)bytes.Length;
+            return at;
+        }
+
+        ulong facs = Place("FACS", Facs(), 64);
+        ulong dsdt = Place("DSDT", Dsdt(p));
+        ulong fadt = Place("FACP", Fadt(facs, dsdt));
+        ulong madt = Place("APIC", Madt(p));
+        ulong hpet = Place("HPET", Hpet());
+        ulong mcfg = Place("MCFG", Mcfg());
+        ulong[] described = [fadt, madt, hpet, mcfg];
+        ulong xsdt = Place("XSDT", Xsdt(described));
+        ulong rsdt = Place("RSDT", Rsdt(described));
+        placed.Add(new PlacedTable("RSD PTR ", PlatformLayout.Rsdp, Rsdp(rsdt, xsdt)));
+        return placed;
+    }
+
+    public static void Write(IGuestMemory memory, IReadOnlyList<PlacedTable> tables)
+    {
+        foreach (var t in tables) memory.WriteExactly(new GuestAddress(t.Address), t.Bytes);
+    }
+
+    /// <summary>RSDP revision 2 (§5.2.5.3): checksum over the first 20 bytes, extended checksum over all 36.</summary>
+    public static byte[] Rsdp(ulong rsdt, ulong xsdt)
+    {
+        var b = new byte[36];
+        Encoding.ASCII.GetBytes("RSD PTR ").CopyTo(b, 0);
+        Encoding.ASCII.GetBytes(AcpiTable.OemId).CopyTo(b, 9);
+        b[15] = 2;
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(16), (uint)rsdt);
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(20), 36);
+        BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(24), xsdt);
+        b[8] = Checksum.For(b.AsSpan(0, 20));
+        b[32] = Checksum.For(b);
+        return b;
+    }
+
+    public static byte[] Xsdt(IEnumerable<ulong> tables)
+    {
+        var t = new AcpiTable("XSDT", 1, "XHYVEXSD");
+        foreach (var a in tables) t.U64(a);
+        return t.Finish();
+    }
+
+    public static byte[] Rsdt(IEnumerable<ulong> tables)
+    {
+        var t = new AcpiTable("RSDT", 1, "XHYVERSD");
+        foreach (var a in tables) t.U32((uint)a);
+        return t.Finish();
+    }
+
+    /// <summary>FACS (§5.2.10): 64 bytes, no checksum.</summary>
+    public static byte[] Facs()
+    {
+        var b = new byte[64];
+        Encoding.ASCII.GetBytes("FACS").CopyTo(b, 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(4), 64);
+        b[32] = 2; // version
+        return b;
+    }
+
+    /// <summary>FADT revision 6 (§5.2.9): PM1a event/control and PM timer in I/O space, SCI on IRQ 9,
+    /// fixed-feature power button, the CF9 reset register, no SMI command port (always in ACPI mode).</summary>
+    public static byte[] Fadt(ulong facs, ulong dsdt)
+    {
+        const uint flagWbinvd = 1 << 0, flagProcC1 = 1 << 2, flagSleepButtonIsControlMethod = 1 << 5,
+            flagTmrValExt = 1 << 8, flagResetRegSup = 1 << 10;
+        const ushort bootArchLegacyDevices = 1 << 0, bootArch8042 = 1 << 1, bootArchNoVga = 1 << 2;
+        var t = new AcpiTable("FACP", 6, "XHYVEFAC");
+        t.U32((uint)facs).U32((uint)dsdt)
+         .U8(0)                                   // reserved (INT_MODEL in ACPI 1.0)
+         .U8(0)                                   // preferred PM profile: unspecified
+         .U16(PlatformLayout.SciIrq)
+         .U32(0).U8(0).U8(0).U8(0).U8(0)           // SMI_CMD, ACPI_ENABLE/DISABLE, S4BIOS_REQ, PSTATE_CNT
+         .U32(PlatformLayout.Pm1aEventPort).U32(0)
+         .U32(PlatformLayout.Pm1aControlPort).U32(0)
+         .U32(0)                                  // PM2_CNT_BLK
+         .U32(PlatformLayout.PmTimerPort)
+         .U32(0).U32(0)                           // GPE0, GPE1
+         .U8(PlatformLayout.Pm1EventLength).U8(PlatformLayout.Pm1ControlLength).U8(0).U8(PlatformLayout.PmTimerLength)
+         .U8(0).U8(0).U8(0).U8(0)                 // GPE0/1 lengths, GPE1 base, CST_CNT
+         .U16(101).U16(1001)                      // C2/C3 latency: not supported
+         .U16(0).U16(0).U8(0).U8(0)               // flush size/stride, duty offset/width
+         .U8(0).U8(0).U8(0x32)                    // day/month alarm, century register in CMOS
+         .U16((ushort)(bootArchLegacyDevices | bootArch8042 | bootArchNoVga))
+         .U8(0)
+         .U32(flagWbinvd | flagProcC1 | flagSleepButtonIsControlMethod | flagTmrValExt | flagResetRegSup)
+         .Gas(SystemIo, 8, 0, 1, PlatformLayout.ResetControlPortAddress).U8(PlatformLayout.ResetValue)
+         .U16(0).U8(4)                            // ARM boot arch, FADT minor version
+         .U64(facs).U64(dsdt)
+         .Gas(SystemIo, 32, 0, 2, PlatformLayout.Pm1aEventPort).Gas(0, 0, 0, 0, 0)
+         .Gas(SystemIo, 16, 0, 2, PlatformLayout.Pm1aControlPort).Gas(0, 0, 0, 0, 0)
+         .Gas(0, 0, 0, 0, 0)                      // X_PM2_CNT_BLK
+         .Gas(SystemIo, 32, 0, 3, PlatformLayout.PmTimerPort)
+         .Gas(0, 0, 0, 0, 0).Gas(0, 0, 0, 0, 0)   // X_GPE0, X_GPE1
+         .Gas(0, 0, 0, 0, 0).Gas(0, 0, 0, 0, 0)   // sleep control/status (HW-reduced only)
+         .Bytes("XHYVEKVM"u8);                    // hypervisor vendor identity
+        return t.Finish();
+    }
+
+    /// <summary>MADT (§5.2.12): one Local APIC (or Local x2APIC with -x) per vCPU, the IOAPIC, the SCI's
+    /// interrupt source override (level, active high) and LINT1 as NMI.</summary>
+    public static byte[] Madt(PlatformDescription p)
+    {
+        var t = new AcpiTable("APIC", 5, "XHYVEMAD");
+        t.U32((uint)X86Layout.LapicBase).U32(1);  // PCAT_COMPAT: there are 8259s too
+        for (int i = 0; i < p.Vcpus; i++)
+        {
+            if (p.X2Apic) t.U8(9).U8(16).U16(0).U32((uint)i).U32(1).U32((uint)i);
+            else t.U8(0).U8(8).U8((byte)i).U8((byte)i).U32(1);
+        }
+        t.U8(1).U8(12).U8(IoapicId(p)).U8(0).U32((uint)X86Layout.IoapicBase).U32(0);
+        t.U8(2).U8(10).U8(0).U8(PlatformLayout.SciIrq).U32(PlatformLayout.SciIrq).U16(0x000D);
+        if (p.X2Apic) t.U8(0x0A).U8(12).U16(0x0005).U32(0xFFFF_FFFF).U8(1).Zeros(3);
+        else t.U8(4).U8(6).U8(0xFF).U16(0x0005).U8(1);  // all processors, edge/high, LINT1
+        return t.Finish();
+    }
+
+    /// <summary>The IOAPIC's id: the first id above the CPUs' APIC ids (the in-kernel IOAPIC accepts any).</summary>
+    public static byte IoapicId(PlatformDescription p) => (byte)Math.Min(p.Vcpus, 254);
+
+    /// <summary>HPET description (IA-PC HPET spec 1.0a, table 3).</summary>
+    public static byte[] Hpet()
+    {
+        var t = new AcpiTable("HPET", 1, "XHYVEHPE");
+        t.U32(Devices.Timers.Hpet.CapabilitiesLow)
+         .Gas(SystemMemory, 64, 0, 0, PlatformLayout.HpetBase)
+         .U8(0)            // HPET number
+         .U16(0x80)        // minimum clock tick in periodic mode
+         .U8(0);           // page protection: none
+        return t.Finish();
+    }
+
+    /// <summary>MCFG (PCI Firmware spec 3.2, §4.1.2): ECAM for segment 0, buses 0-255.</summary>
+    public static byte[] Mcfg()
+    {
+        var t = new AcpiTable("MCFG", 1, "XHYVEMCF");
+        t.Zeros(8).U64(PlatformLayout.EcamBase).U16(0).U8(0).U8(255).U32(0);
+        return t.Finish();
+    }
+
+    /// <summary>The DSDT: \_SB.PCI0 (host bridge with its windows and _PRT), the LPC devices under it
+    /// (COM1, COM2, RTC, HPET, the 8042 reset port) and the S5 sleep package.</summary>
+    public static byte[] Dsdt(PlatformDescription p)
+    {
+        var pci0 = new List<byte[]>
+        {
+            A.NameObject("_HID", A.EisaId("PNP0A08")),
+            A.NameObject("_CID", A.EisaId("PNP0A03")),
+            A.NameObject("_ADR", A.Integer(0)),
+            A.NameObject("_UID", A.Integer(0)),
+            A.NameObject("_BBN", A.Integer(0)),
+            A.NameObject("_SEG", A.Integer(0)),
+            A.NameObject("_CRS", Resources.Template(
+                Resources.WordBusNumber(0, 255),
+                Resources.Io(0xCF8, 0xCF8, 1, 8),
+                Resources.WordIo(0x0000, 0x0CF7),
+                Resources.WordIo(0x0D00, PlatformLayout.PciIoEnd),
+                Resources.DWordMemory(0x000A_0000, 0x000B_FFFF),
+                Resources.DWordMemory(PlatformLayout.Mmio32Start, PlatformLayout.Mmio32End),
+                Resources.QWordMemory(p.Mmio64Start, p.Mmio64Start + PlatformLayout.Mmio64Size - 1))),
+            A.NameObject("_PRT", A.Package(Enumerable.Range(0, 32).SelectMany(slot => Enumerable.Range(0, 4).Select(pin =>
+                A.Package(A.DWord(((uint)slot << 16) | 0xFFFF), A.Integer((ulong)pin), A.Integer(0), A.Integer((ulong)PlatformLayout.PciGsi(slot, pin))))).ToArray())),
+        };
+        if (p.HasLpc) pci0.Add(LpcDevice(p));
+
+        var body = A.Concat(
+            A.Scope("\\_SB", A.Device("PCI0", pci0.ToArray())),
+            A.NameObject("\\_S5", A.Package(A.Integer(PlatformLayout.SlpTypS5), A.Integer(PlatformLayout.SlpTypS5), A.Integer(0), A.Integer(0))));
+        return new AcpiTable("DSDT", 2, "XHYVEDSD").Bytes(body).Finish();
+    }
+
+    private static byte[] LpcDevice(PlatformDescription p)
+    {
+        static byte[] Com(string name, int uid, ushort port, int irq) => A.Device(name,
+            A.NameObject("_HID", A.EisaId("PNP0501")),
+            A.NameObject("_UID", A.Integer((ulong)uid)),
+            A.NameObject("_CRS", Resources.Template(Resources.Io(port, port, 1, 8), Resources.IrqNoFlags(irq))));
+        return A.Device("ISA",
+            A.NameObject("_ADR", A.Integer(0x001F_0000)),
+            Com("COM1", 1, X86Layout.Com1Port, X86Layout.Com1Irq),
+            Com("COM2", 2, X86Layout.Com2Port, X86Layout.Com2Irq),
+            A.Device("RTC",
+                A.NameObject("_HID", A.EisaId("PNP0B00")),
+                A.NameObject("_CRS", Resources.Template(Resources.Io(X86Layout.RtcPort, X86Layout.RtcPort, 1, 2), Resources.IrqNoFlags(X86Layout.RtcIrq)))),
+            A.Device("HPET",
+                A.NameObject("_HID", A.EisaId("PNP0103")),
+                A.NameObject("_UID", A.Integer(0)),
+                A.NameObject("_CRS", Resources.Template(Resources.Memory32Fixed(false, (uint)PlatformLayout.HpetBase, 0x400)))),
+            A.Device("KBC",
+                // The 8042 is there for its reset line; no keyboard is attached.
+                A.NameObject("_HID", A.EisaId("PNP0303")),
+                A.NameObject("_STA", A.Integer(0x0B)),
+                A.NameObject("_CRS", Resources.Template(Resources.Io(X86Layout.I8042DataPort, X86Layout.I8042DataPort, 1, 1),
+                    Resources.Io(X86Layout.I8042CommandPort, X86Layout.I8042CommandPort, 1, 1)))));
+    }
+}

@@ -1,0 +1,51 @@
+using Xhyve.Vmm.Boot;
+
+namespace Xhyve.Vmm.Firmware.Acpi;
+
+/// <summary>What the firmware tables describe: CPUs, the interrupt and power-management resources and
+/// the PCI windows. One record so ACPI, the MP table and SMBIOS cannot disagree.</summary>
+public sealed record PlatformDescription
+{
+    public required int Vcpus { get; init; }
+    public bool X2Apic { get; init; }
+    public bool HasLpc { get; init; }
+    public required ulong LowMemoryBytes { get; init; }
+    public ulong HighMemoryBytes { get; init; }
+    /// <summary>PCI slots on bus 0 that have a device (their INTx lines appear in _PRT and the MP table).</summary>
+    public IReadOnlyList<int> PciSlots { get; init; } = [];
+
+    public ulong Mmio64Start => PlatformLayout.Mmio64Start(HighMemoryBytes);
+}
+
+/// <summary>The fixed resources of the platform the tables describe (port numbers, windows, GSIs).</summary>
+public static class PlatformLayout
+{
+    public const ushort Pm1aEventPort = 0x400, Pm1aControlPort = 0x404, PmTimerPort = 0x408;
+    public const int Pm1EventLength = 4, Pm1ControlLength = 2, PmTimerLength = 4;
+    public const int SciIrq = 9;
+    public const byte ResetValue = 0x06;                     // CF9: full reset (SYS_RST | RST_CPU)
+    public const byte SlpTypS5 = 5;
+    public const ulong ResetControlPortAddress = 0xCF9;
+
+    public const ulong EcamBase = 0xE000_0000;               // 256 buses x 1 MiB
+    public const ulong EcamSize = 0x1000_0000;
+    public const uint Mmio32Start = 0xC000_0000, Mmio32End = 0xDFFF_FFFF;
+    public const ushort PciIoStart = 0x2000, PciIoEnd = 0xFFFF;
+    public const ulong Mmio64Size = 32UL << 30;
+    public const ulong HpetBase = 0xFED0_0000;
+    public const int FirstPciGsi = 16, PciGsiCount = 8;
+
+    /// <summary>The 64-bit PCI window starts at the first GiB boundary above RAM.</summary>
+    public static ulong Mmio64Start(ulong highMemoryBytes) => (X86Layout.FourGiB + highMemoryBytes + (1UL << 30) - 1) & ~((1UL << 30) - 1);
+
+    /// <summary>The GSI of a slot's INTx pin (0 = INTA): the swizzle _PRT and the MP table describe.</summary>
+    public static int PciGsi(int slot, int pin) => FirstPciGsi + (slot + pin) % PciGsiCount;
+
+    // Where the tables go: ACPI tables in 0xE0000-0xEFFFF, the RSDP, MP table and SMBIOS in the
+    // 0xF0000 BIOS area that guests scan. The whole 0xE0000-0xFFFFF range is e820-reserved.
+    public const ulong AcpiTablesStart = 0xE_0000, AcpiTablesEnd = 0xF_0000;
+    public const ulong Rsdp = 0xF_0000;
+    public const ulong MpFloatingPointer = 0xF_0100;
+    public const ulong SmbiosEntryPoint = 0xF_1000;
+    public const ulong SmbiosEnd = 0x10_0000;
+}

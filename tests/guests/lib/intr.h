@@ -1,0 +1,14 @@
+/* Interrupt support for the test guests: an IDT, the IOAPIC and the local APIC. Interrupts are taken
+ * only inside wait_for_interrupt() (see irq_stub.S for why). */
+#ifndef INTR_H
+#define INTR_H
+#include <stdint.h>
+
+void idt_init(void (*handler)(void));   /* every vector >= 32 calls handler, then EOI */
+void wait_for_interrupt(void);          /* sti; hlt; cli */
+void lapic_enable(void);
+/* Route IOAPIC pin to vector on CPU 0; level selects level/active-low (PCI style) vs edge/active-high. */
+void ioapic_route(uint32_t pin, uint8_t vector, int level);
+void ioapic_mask(uint32_t pin);
+
+#endif
