@@ -118,24 +118,47 @@ public sealed class VmBuilder
         {
             // CF9 reset control: RST_CPU (bit 2) performs the reset selected by bits 1 and 3.
             if ((value & 0x04) != 0) _events.RequestStop(VmExitStatus.Reset, $"reset requested through port 0xCF9 (0x{value:X2})");
-        });
+        }, _pio, _mmio);
         _pio.Register(X86Layout.PciConfigAddressPort, 8, pci, "PCI configuration");
+        _mmio.Register(PlatformLayout.EcamBase, PlatformLayout.EcamSize, new PciEcam(pci), "PCI ECAM");
         return pci;
     }
 
+    /// <summary>Creates each -s device, gives its BARs addresses and maps them, and wires INTx to the
+    /// IOAPIC pin the _PRT and MP table name for its slot.</summary>
     private void AttachPciDevices(PciRootBus pci)
     {
+        var msi = new HypervisorMsiSink(_vm!);
+        var regions = _memory!.Regions;
+        var allocator = new PciResourceAllocator(PlatformLayout.Mmio64Start(regions.Count > 1 ? regions[1].Size : 0));
         foreach (var d in _spec.PciDevices)
         {
+            int gsi = PlatformLayout.PciGsi(d.Address.Slot, 0);
+            var intx = new GsiLine(_vm!, gsi);
             IPciFunction function = d.Emulation switch
             {
                 "hostbridge" => PciIdentityFunction.HostBridge(),
                 "amd_hostbridge" => PciIdentityFunction.AmdHostBridge(),
                 "lpc" => PciIdentityFunction.LpcBridge(),
+                "uart" => CreatePciUart(d, msi, intx),
+                "testdev" => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
                 _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
             };
+            if (function.Bars.Count > 0) function.Config.Write(PciConfigSpace.InterruptLine, 1, (uint)gsi);
             pci.Add(d.Address, function);
+            allocator.Allocate(function);
+            pci.UpdateMappings(function);
         }
+    }
+
+    private PciUart CreatePciUart(PciDeviceSpec d, IMsiSink msi, IInterruptLine intx)
+    {
+        var serial = new SerialPort($"uart at {d.Address}", SerialBackendSpec.ParseList(d.Options ?? ""));
+        _serialPorts.Add(serial);
+        var device = new PciUart(serial, msi, intx);
+        serial.Attach(device.Uart);
+        _uarts.Add(($"uart {d.Address}", device.Uart));
+        return device;
     }
 
     private void AttachComPorts()

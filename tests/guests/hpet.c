@@ -39,8 +39,11 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     report("oneshot_ok", wait_irqs(1));
     report("oneshot_irqs", irqs);
     uint32_t now = hpet_lo(0xF0);
-    hpet_w(0x100, (20u << 9) | (1u << 2) | (1u << 3) | (1u << 6), 0); /* periodic, VAL_SET */
-    hpet_w(0x108, now + 20000, 0);                       /* first expiry */
+    uint32_t periodic = (20u << 9) | (1u << 2) | (1u << 3) | (1u << 6); /* periodic, VAL_SET */
+    hpet_w(0x100, periodic, 0);
+    mmio_write32(HPET + 0x108, now + 20000);             /* first expiry: VAL_SET for each half */
+    hpet_w(0x100, periodic, 0);
+    mmio_write32(HPET + 0x10C, 0);
     hpet_w(0x108, 20000, 0);                             /* period: 2 ms */
     report("periodic_ok", wait_irqs(4));
     hpet_w(0x100, 0, 0);

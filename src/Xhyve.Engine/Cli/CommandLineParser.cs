@@ -9,7 +9,8 @@ namespace Xhyve.Engine.Cli;
 /// <summary>What the command line asks the engine to do.</summary>
 public enum CliAction { Run, Help, Version, PrintMacs }
 
-public sealed record CliResult(CliAction Action, VmSpecification Spec);
+/// <param name="Verbose">--verbose: describe the built machine (kernel load, PCI functions and BARs) on stderr.</param>
+public sealed record CliResult(CliAction Action, VmSpecification Spec, bool Verbose = false);
 
 /// <summary>A malformed argument: the message names the flag and what is wrong.</summary>
 public sealed class CliException(string message) : Exception(message);
@@ -31,6 +32,7 @@ public static class CommandLineParser
         var action = CliAction.Run;
         KernelLoadMode loadMode = KernelLoadMode.Auto;
         bool firmwareFromBootrom = false;
+        bool verbose = false;
 
         for (int i = 0; i < args.Count; i++)
         {
@@ -43,6 +45,7 @@ public static class CommandLineParser
                 {
                     case "--help": action = CliAction.Help; break;
                     case "--version": action = CliAction.Version; break;
+                    case "--verbose": verbose = true; break;
                     case "--kernel-load":
                         loadMode = value switch
                         {
@@ -98,7 +101,7 @@ public static class CommandLineParser
 
         if (spec.Firmware is KexecFirmware k) spec = spec with { Firmware = k with { LoadMode = loadMode } };
         spec = spec with { PciDevices = pci, VcpuPinning = pinning };
-        return new CliResult(action, spec);
+        return new CliResult(action, spec, verbose);
     }
 
     private static VmSpecification ApplyWithArgument(VmSpecification spec, char flag, string value,
@@ -277,6 +280,7 @@ public static class CommandLineParser
                --kernel-load=auto|decompress|bzimage: how -f kexec enters a bzImage (default auto:
                    decompress the payload on the host when its format allows)
                --name=NAME: VM name (seeds the default UUID)
+               --verbose: describe the built machine (kernel, PCI functions, BARs) on stderr
         Exit status: 0 powered off, 1 error, 2 reset, 3 triple fault, 100 unhandled vCPU exit.
         """;
 }

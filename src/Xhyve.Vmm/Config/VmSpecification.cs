@@ -59,9 +59,10 @@ public sealed record VmSpecification
     public int? GdbPort { get; init; }
 
     /// <summary>Emulations the engine builds today, and the ones later work will add.</summary>
-    public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc" };
+    public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev" };
+    private static readonly IReadOnlySet<string> EmulationsWithoutOptions = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "testdev" };
     public static readonly IReadOnlySet<string> PlannedEmulations = new HashSet<string>
-        { "uart", "virtio-blk", "virtio-net", "virtio-tap", "virtio-rnd", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
+        { "virtio-blk", "virtio-net", "virtio-tap", "virtio-rnd", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
 
     /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
     public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue)
@@ -96,13 +97,19 @@ public sealed record VmSpecification
             if (PlannedEmulations.Contains(d.Emulation)) problems.Add($"{d}: emulation '{d.Emulation}' is not supported yet");
             else if (!SupportedEmulations.Contains(d.Emulation)) problems.Add($"{d}: unknown emulation '{d.Emulation}'");
             if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
-            if (SupportedEmulations.Contains(d.Emulation) && !string.IsNullOrEmpty(d.Options)) problems.Add($"{d}: {d.Emulation} takes no options");
+            if (EmulationsWithoutOptions.Contains(d.Emulation) && !string.IsNullOrEmpty(d.Options)) problems.Add($"{d}: {d.Emulation} takes no options");
+            if (d.Emulation == "uart")
+            {
+                try { SerialBackendSpec.ParseList(d.Options ?? ""); }
+                catch (FormatException e) { problems.Add($"{d}: {e.Message}"); }
+            }
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
         bool hasLpc = PciDevices.Any(d => d.Emulation == "lpc");
         if ((Com1 != null || Com2 != null) && !hasLpc) problems.Add("-l com1/com2: the COM ports live on the LPC bridge; add -s 31,lpc");
 
-        int stdioOwners = new[] { Com1, Com2 }.Count(c => c?.Any(b => b.Kind == SerialBackendKind.Stdio) == true);
+        int stdioOwners = new[] { Com1, Com2 }.Count(c => c?.Any(b => b.Kind == SerialBackendKind.Stdio) == true)
+            + PciDevices.Count(d => d.Emulation == "uart" && (d.Options ?? "").Split(',').Contains("stdio"));
         if (stdioOwners > 1) problems.Add("-l: stdio can be used by only one device");
         foreach (var (vcpu, host) in VcpuPinning)
         {

@@ -23,6 +23,9 @@ public interface IVirtualMachine : IDisposable
     /// <summary>Drives a GSI of the in-kernel interrupt controllers (PIC and IOAPIC).</summary>
     void SetIrqLine(int gsi, bool level);
 
+    /// <summary>Delivers a message-signalled interrupt (the address/data pair a device wrote).</summary>
+    void SignalMsi(ulong address, uint data);
+
     /// <summary>Creates vCPU <paramref name="id"/> with CPUID leaves for a VM of <paramref name="vcpuCount"/> CPUs.</summary>
     IVcpu CreateVcpu(int id, int vcpuCount);
 }

@@ -20,6 +20,16 @@ public sealed record SerialBackendSpec(SerialBackendKind Kind, string? Path = nu
         return Fail($"unknown serial backend '{item}' (expected stdio, autopty[=PATH], log=PATH, null or a tty path)", out error);
     }
 
+    /// <summary>A comma-separated list of backends; throws <see cref="FormatException"/> naming a bad one.</summary>
+    public static IReadOnlyList<SerialBackendSpec> ParseList(string list)
+    {
+        if (list.Length == 0) throw new FormatException("missing backend (stdio, autopty, log=PATH, null or a tty)");
+        var backends = new List<SerialBackendSpec>();
+        foreach (var item in list.Split(','))
+            backends.Add(TryParse(item, out string? error) ?? throw new FormatException(error));
+        return backends;
+    }
+
     private static SerialBackendSpec? Fail(string message, out string? error)
     {
         error = message;

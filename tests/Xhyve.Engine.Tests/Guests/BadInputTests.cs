@@ -13,6 +13,10 @@ public sealed class BadInputTests
     [InlineData("-f kexec,/no/such/vmlinuz", "/no/such/vmlinuz: file not found")]
     [InlineData("-l com1,stdio -f kexec,/etc/hostname", "add -s 31,lpc")]
     [InlineData("-Z", "-Z: unknown flag")]
+    [InlineData("-s 3,uart -f kexec,/etc/hostname", "-s 0:3:0,uart: missing backend")]
+    [InlineData("-s 3,uart,stdio -s 31,lpc -l com1,stdio -f kexec,/etc/hostname", "stdio can be used by only one device")]
+    [InlineData("-s 4,testdev,x -f kexec,/etc/hostname", "testdev takes no options")]
+    [InlineData("-s 31,lpc -s 31,lpc -f kexec,/etc/hostname", "already used by lpc")]
     public void MalformedCommandLine_ExitsWithStatus1_AndOneMessage(string commandLine, string message)
     {
         string pid = Path.Combine(Path.GetTempPath(), $"xhyve-bad-{Guid.NewGuid():N}.pid");

@@ -198,3 +198,24 @@ public sealed class PowerManagementTests
         Assert.Empty(_sleeps);
     }
 }
+
+public sealed class HpetHalfWriteTests
+{
+    [Fact]
+    public void PeriodicComparator_WrittenInHalves_NeedsValSetForEachHalf()
+    {
+        long now = 0;
+        var deadline = new FakeDeadline();
+        var hpet = new Hpet(() => now, _ => new RecordingInterruptLine(), deadline);
+        void W32(ulong o, uint v) { var b = new byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, v); hpet.Write(o, b); }
+        uint cfg = (20u << 9) | (1u << 2) | (1u << 3) | (1u << 6);
+        W32(0x100, cfg); W32(0x108, 1000);
+        W32(0x100, cfg); W32(0x10C, 0);
+        W32(0x108, 500); W32(0x10C, 0);
+        W32(0x10, 1);
+        Assert.Equal(1000L * 100, deadline.Deadline);
+        now = 1000L * 100;
+        hpet.Poll();
+        Assert.Equal(1500L * 100, deadline.Deadline);          // next expiry one period later
+    }
+}

@@ -70,6 +70,24 @@ uint32_t pci_read32(uint32_t bus, uint32_t slot, uint32_t fn, uint32_t reg)
     return inl(0xCFC);
 }
 
+void pci_write32(uint32_t bus, uint32_t slot, uint32_t fn, uint32_t reg, uint32_t value)
+{
+    outl(0xCF8, 0x80000000u | (bus << 16) | (slot << 11) | (fn << 8) | (reg & 0xFC));
+    outl(0xCFC, value);
+}
+
+uint32_t pci_find_cap(uint32_t slot, uint8_t id)
+{
+    if (!((pci_read32(0, slot, 0, 4) >> 16) & 0x10)) return 0;
+    uint32_t at = pci_read32(0, slot, 0, 0x34) & 0xFC;
+    for (int n = 0; at && n < 48; n++) {
+        uint32_t head = pci_read32(0, slot, 0, at);
+        if ((head & 0xFF) == id) return at;
+        at = (head >> 8) & 0xFC;
+    }
+    return 0;
+}
+
 uint32_t cmdline_uint(const struct multiboot_info *mbi, const char *key, uint32_t def)
 {
     if (!(mbi->flags & (1u << 2)) || !mbi->cmdline) return def;

@@ -36,6 +36,9 @@ void report_str(const char *key, const char *value);
 void test_done(void) __attribute__((noreturn));      /* XHYVE-TEST done, then reset */
 void guest_reset(void) __attribute__((noreturn));
 uint32_t pci_read32(uint32_t bus, uint32_t slot, uint32_t fn, uint32_t reg);
+void pci_write32(uint32_t bus, uint32_t slot, uint32_t fn, uint32_t reg, uint32_t value);
+/* Offset of capability id in the function's list, or 0. */
+uint32_t pci_find_cap(uint32_t slot, uint8_t id);
 /* Value of "key=<decimal>" in the multiboot command line, or def when absent. */
 uint32_t cmdline_uint(const struct multiboot_info *mbi, const char *key, uint32_t def);
 

@@ -8,14 +8,17 @@ struct idt_entry { uint16_t offset_lo, selector; uint8_t zero, type; uint16_t of
 static struct idt_entry idt[256] __attribute__((aligned(8)));
 static struct { uint16_t limit; uint32_t base; } __attribute__((packed)) idtr;
 extern void irq_stub(void);
+extern char irq_stubs[];
 extern void (*irq_handler)(void);
 
 void idt_init(void (*handler)(void))
 {
     uint32_t a = (uint32_t)irq_stub;
     irq_handler = handler;
-    for (int i = 32; i < 256; i++)   /* present, ring 0, 32-bit interrupt gate */
-        idt[i] = (struct idt_entry){ (uint16_t)a, 0x08, 0, 0x8E, (uint16_t)(a >> 16) };
+    for (int i = 32; i < 256; i++) {  /* present, ring 0, 32-bit interrupt gate */
+        uint32_t e = i < 0x60 ? (uint32_t)irq_stubs + 16 * (uint32_t)(i - 0x20) : a;
+        idt[i] = (struct idt_entry){ (uint16_t)e, 0x08, 0, 0x8E, (uint16_t)(e >> 16) };
+    }
     idtr.limit = sizeof idt - 1;
     idtr.base = (uint32_t)idt;
     __asm__ volatile("lidt %0" : : "m"(idtr));

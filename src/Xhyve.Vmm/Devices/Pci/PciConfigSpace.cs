@@ -3,24 +3,32 @@ using System.Buffers.Binary;
 namespace Xhyve.Vmm.Devices.Pci;
 
 /// <summary>
-/// A function's 256-byte type-0 configuration header with per-bit write masks: the guest can
-/// change only the bits a device declares writable (PCI Local Bus 3.0, ch. 6).
+/// A function's 256-byte type-0 configuration header with per-bit write masks: the guest can change
+/// only the bits a device declares writable (PCI Local Bus 3.0, ch. 6). BAR sizing needs no special
+/// case: a BAR's address bits below its size are read-only zero, so writing all-ones reads back the size.
 /// </summary>
 public sealed class PciConfigSpace
 {
     public const int Size = 256;
     public const int VendorId = 0x00, DeviceId = 0x02, Command = 0x04, Status = 0x06, RevisionId = 0x08,
-        ClassCode = 0x09, CacheLineSize = 0x0C, HeaderType = 0x0E, SubsystemVendorId = 0x2C, SubsystemId = 0x2E,
-        CapabilitiesPointer = 0x34, InterruptLine = 0x3C, InterruptPin = 0x3D;
+        ClassCode = 0x09, CacheLineSize = 0x0C, HeaderType = 0x0E, Bar0 = 0x10, SubsystemVendorId = 0x2C,
+        SubsystemId = 0x2E, CapabilitiesPointer = 0x34, InterruptLine = 0x3C, InterruptPin = 0x3D;
+    public const ushort CommandIo = 1 << 0, CommandMemory = 1 << 1, CommandBusMaster = 1 << 2, CommandIntxDisable = 1 << 10;
+    public const ushort StatusInterrupt = 1 << 3, StatusCapabilities = 1 << 4;
 
     private readonly byte[] _data = new byte[Size];
     private readonly byte[] _writable = new byte[Size];
+    private readonly byte[] _writeOneToClear = new byte[Size];
     private readonly Lock _lock = new();
+    private int _nextCapability = 0x40;
+    private int _lastCapability;
 
     public PciConfigSpace(ushort vendor, ushort device, byte classCode, byte subclass, byte progIf, byte revision = 0, byte headerType = 0)
     {
         BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(VendorId), vendor);
         BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(DeviceId), device);
+        BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(SubsystemVendorId), vendor);
+        BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(SubsystemId), device);
         _data[RevisionId] = revision;
         _data[ClassCode] = progIf;
         _data[ClassCode + 1] = subclass;
@@ -35,6 +43,7 @@ public sealed class PciConfigSpace
 
     public ushort Vendor => BinaryPrimitives.ReadUInt16LittleEndian(_data.AsSpan(VendorId));
     public ushort Device => BinaryPrimitives.ReadUInt16LittleEndian(_data.AsSpan(DeviceId));
+    public ushort CommandRegister { get { lock (_lock) return BinaryPrimitives.ReadUInt16LittleEndian(_data.AsSpan(Command)); } }
 
     /// <summary>Sets the multi-function bit in the header type.</summary>
     public bool MultiFunction
@@ -46,9 +55,40 @@ public sealed class PciConfigSpace
     /// <summary>Device setup: initial value and writable mask of a byte range.</summary>
     public void Define(int offset, ReadOnlySpan<byte> value, ReadOnlySpan<byte> writableMask)
     {
-        value.CopyTo(_data.AsSpan(offset));
-        writableMask.CopyTo(_writable.AsSpan(offset));
+        lock (_lock)
+        {
+            value.CopyTo(_data.AsSpan(offset));
+            writableMask.CopyTo(_writable.AsSpan(offset));
+        }
     }
+
+    /// <summary>Appends a capability (id, next pointer, body) to the list; returns its offset.</summary>
+    public int AddCapability(byte id, ReadOnlySpan<byte> body, ReadOnlySpan<byte> writableBody)
+    {
+        lock (_lock)
+        {
+            int at = _nextCapability;
+            if (at + 2 + body.Length > Size) throw new InvalidOperationException("PCI capabilities do not fit in configuration space");
+            _data[at] = id;
+            body.CopyTo(_data.AsSpan(at + 2));
+            writableBody.CopyTo(_writable.AsSpan(at + 2));
+            if (_lastCapability == 0) _data[CapabilitiesPointer] = (byte)at;
+            else _data[_lastCapability + 1] = (byte)at;
+            _lastCapability = at;
+            _data[Status] |= (byte)StatusCapabilities;
+            _nextCapability = (at + 2 + body.Length + 3) & ~3;
+            return at;
+        }
+    }
+
+    /// <summary>Device-side update of read-only state (status bits, pending bits): ignores write masks.</summary>
+    public void SetBits(int offset, byte mask, bool set)
+    {
+        lock (_lock) _data[offset] = (byte)(set ? _data[offset] | mask : _data[offset] & ~mask);
+    }
+
+    public ushort ReadWord(int offset) { lock (_lock) return BinaryPrimitives.ReadUInt16LittleEndian(_data.AsSpan(offset)); }
+    public uint ReadDword(int offset) { lock (_lock) return BinaryPrimitives.ReadUInt32LittleEndian(_data.AsSpan(offset)); }
 
     /// <summary>Guest read of 1, 2 or 4 bytes at an offset aligned to its width.</summary>
     public uint Read(int offset, int width)
@@ -79,27 +119,4 @@ public sealed class PciConfigSpace
 
     private static bool ValidAccess(int offset, int width) =>
         width is 1 or 2 or 4 && offset >= 0 && offset + width <= Size && (offset & (width - 1)) == 0;
-}
-
-/// <summary>A PCI function on the root bus: its configuration space (BARs and capabilities come with the platform work).</summary>
-public interface IPciFunction
-{
-    string Name { get; }
-    PciConfigSpace Config { get; }
-}
-
-/// <summary>A function with nothing but its identity: host bridges and the LPC bridge.</summary>
-public sealed class PciIdentityFunction(string name, PciConfigSpace config) : IPciFunction
-{
-    public string Name => name;
-    public PciConfigSpace Config => config;
-
-    /// <summary>bhyve's "hostbridge": vendor/device 0x1275:0x1275, class 06/00.</summary>
-    public static PciIdentityFunction HostBridge() => new("hostbridge", new PciConfigSpace(0x1275, 0x1275, 0x06, 0x00, 0x00));
-
-    /// <summary>bhyve's "amd_hostbridge": 0x1022:0x7432.</summary>
-    public static PciIdentityFunction AmdHostBridge() => new("amd_hostbridge", new PciConfigSpace(0x1022, 0x7432, 0x06, 0x00, 0x00));
-
-    /// <summary>bhyve's "lpc": an Intel PIIX3-style ISA bridge (0x8086:0x7000), class 06/01.</summary>
-    public static PciIdentityFunction LpcBridge() => new("lpc", new PciConfigSpace(0x8086, 0x7000, 0x06, 0x01, 0x00));
 }

@@ -11,14 +11,33 @@ public readonly record struct PciAddress(int Bus, int Slot, int Function)
 }
 
 /// <summary>
-/// PCI configuration mechanism #1: the address register at 0xCF8 and data window at 0xCFC-0xCFF
-/// (registered as one 8-byte range at 0xCF8). A byte write to 0xCF9 is the reset control register
-/// of the same chipset, so it is forwarded to <paramref name="resetControl"/>.
+/// The PCI host: configuration mechanism #1 (the address register at 0xCF8 and data window at
+/// 0xCFC-0xCFF, registered as one 8-byte range at 0xCF8) and ECAM through <see cref="PciEcam"/>. It keeps
+/// every BAR mapped on the port-I/O or MMIO bus exactly while its decode is enabled in the command
+/// register and its address is valid. A byte write to 0xCF9 is the chipset's reset control register.
 /// </summary>
-public sealed class PciRootBus(Action<byte> resetControl) : IBusDevice
+public sealed class PciRootBus : IBusDevice
 {
     private readonly Dictionary<PciAddress, IPciFunction> _functions = new();
+    private readonly Dictionary<PciBar, (ulong Start, ulong Size)> _mapped = new();
+    private readonly Lock _mapLock = new();
+    private readonly Action<byte> _resetControl;
+    private readonly DeviceBus? _pio, _mmio;
     private uint _address;
+    private long _rejectedMappings;
+
+    /// <param name="resetControl">Receives byte writes to port 0xCF9.</param>
+    /// <param name="pio">Where I/O BARs are mapped (null: no BAR mapping, for tests of config space alone).</param>
+    /// <param name="mmio">Where memory BARs are mapped.</param>
+    public PciRootBus(Action<byte> resetControl, DeviceBus? pio = null, DeviceBus? mmio = null)
+    {
+        _resetControl = resetControl;
+        _pio = pio;
+        _mmio = mmio;
+    }
+
+    /// <summary>BAR placements the guest asked for that overlapped another device and were not mapped.</summary>
+    public long RejectedMappings => Interlocked.Read(ref _rejectedMappings);
 
     public void Add(PciAddress address, IPciFunction function)
     {
@@ -34,6 +53,56 @@ public sealed class PciRootBus(Action<byte> resetControl) : IBusDevice
 
     public IReadOnlyDictionary<PciAddress, IPciFunction> Functions => _functions;
 
+    /// <summary>Configuration read of one function (all-ones where nothing answers).</summary>
+    public uint ReadConfig(PciAddress address, int offset, int width)
+    {
+        if (!_functions.TryGetValue(address, out var f)) return width == 4 ? 0xFFFF_FFFF : (1u << (8 * width)) - 1;
+        return offset < PciConfigSpace.Size ? f.Config.Read(offset, width) : 0; // no extended capabilities
+    }
+
+    public void WriteConfig(PciAddress address, int offset, int width, uint value)
+    {
+        if (!_functions.TryGetValue(address, out var f) || offset >= PciConfigSpace.Size) return;
+        f.Config.Write(offset, width, value);
+        if (offset < PciConfigSpace.Bar0 + 24 && offset + width > PciConfigSpace.Command) UpdateMappings(f);
+        f.ConfigWritten(offset, width);
+    }
+
+    /// <summary>Maps every BAR whose decode is on at its current address (initial placement included).</summary>
+    public void UpdateMappings(IPciFunction f)
+    {
+        if (_pio == null || _mmio == null) return;
+        lock (_mapLock)
+        {
+            ushort command = f.Config.CommandRegister;
+            foreach (var bar in f.Bars)
+            {
+                bool io = bar.Kind == PciBarKind.Io;
+                bool decode = (command & (io ? PciConfigSpace.CommandIo : PciConfigSpace.CommandMemory)) != 0;
+                ulong start = bar.Address(f.Config);
+                ulong limit = io ? 0x1_0000UL : ulong.MaxValue;
+                bool valid = decode && start != 0 && start <= limit - bar.Size;
+                var bus = io ? _pio : _mmio;
+                if (_mapped.TryGetValue(bar, out var current))
+                {
+                    if (valid && current.Start == start) continue;
+                    bus.Unregister(bar.Handler);
+                    _mapped.Remove(bar);
+                }
+                if (!valid) continue;
+                try
+                {
+                    bus.Register(start, bar.Size, bar.Handler, bar.Name);
+                    _mapped[bar] = (start, bar.Size);
+                }
+                catch (InvalidOperationException)
+                {
+                    Interlocked.Increment(ref _rejectedMappings); // overlaps another device: leave it unmapped
+                }
+            }
+        }
+    }
+
     public void Read(ulong offset, Span<byte> data)
     {
         if (offset == 0 && data.Length == 4)
@@ -41,11 +110,9 @@ public sealed class PciRootBus(Action<byte> resetControl) : IBusDevice
             BinaryPrimitives.WriteUInt32LittleEndian(data, Volatile.Read(ref _address));
             return;
         }
-        if (offset >= 4)
+        if (offset >= 4 && Selected(out var address, out int register))
         {
-            var f = Selected(out int register);
-            int at = register + (int)(offset - 4);
-            uint v = f?.Config.Read(at, data.Length) ?? 0xFFFF_FFFF;
+            uint v = ReadConfig(address, register + (int)(offset - 4), data.Length);
             for (int i = 0; i < data.Length; i++) data[i] = (byte)(v >> (8 * i));
             return;
         }
@@ -61,24 +128,47 @@ public sealed class PciRootBus(Action<byte> resetControl) : IBusDevice
         }
         if (offset == 1 && data.Length == 1)
         {
-            resetControl(data[0]);
+            _resetControl(data[0]);
             return;
         }
-        if (offset >= 4)
+        if (offset >= 4 && Selected(out var address, out int register))
         {
-            var f = Selected(out int register);
             uint v = 0;
             for (int i = data.Length - 1; i >= 0; i--) v = (v << 8) | data[i];
-            f?.Config.Write(register + (int)(offset - 4), data.Length, v);
+            WriteConfig(address, register + (int)(offset - 4), data.Length, v);
         }
     }
 
-    private IPciFunction? Selected(out int register)
+    private bool Selected(out PciAddress address, out int register)
     {
         uint a = Volatile.Read(ref _address);
         register = (int)(a & 0xFC);
-        if ((a & 0x8000_0000) == 0) return null;
-        var address = new PciAddress((int)(a >> 16) & 0xFF, (int)(a >> 11) & 0x1F, (int)(a >> 8) & 0x7);
-        return _functions.GetValueOrDefault(address);
+        address = new PciAddress((int)(a >> 16) & 0xFF, (int)(a >> 11) & 0x1F, (int)(a >> 8) & 0x7);
+        return (a & 0x8000_0000) != 0;
+    }
+}
+
+/// <summary>PCI Express enhanced configuration access (ECAM): bus &lt;&lt; 20 | slot &lt;&lt; 15 | function &lt;&lt; 12 | register.</summary>
+public sealed class PciEcam(PciRootBus root) : IBusDevice
+{
+    public void Read(ulong offset, Span<byte> data)
+    {
+        uint v = Decode(offset, data.Length, out var address, out int register) ? root.ReadConfig(address, register, data.Length) : 0xFFFF_FFFF;
+        for (int i = 0; i < data.Length; i++) data[i] = (byte)(v >> (8 * i));
+    }
+
+    public void Write(ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (!Decode(offset, data.Length, out var address, out int register)) return;
+        uint v = 0;
+        for (int i = data.Length - 1; i >= 0; i--) v = (v << 8) | data[i];
+        root.WriteConfig(address, register, data.Length, v);
+    }
+
+    private static bool Decode(ulong offset, int width, out PciAddress address, out int register)
+    {
+        address = new PciAddress((int)(offset >> 20) & 0xFF, (int)(offset >> 15) & 0x1F, (int)(offset >> 12) & 0x7);
+        register = (int)(offset & 0xFFF);
+        return width is 1 or 2 or 4 && (register & (width - 1)) == 0;
     }
 }

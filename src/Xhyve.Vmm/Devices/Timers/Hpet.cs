@@ -69,9 +69,12 @@ public sealed class Hpet : IBusDevice
             {
                 int shift = (int)((offset & 4) * 8);
                 mask = 0xFFFF_FFFFUL << shift;
-                value = (ReadRegister(reg, now) & ~mask) | (value << shift);
+                value <<= shift;
             }
-            WriteRegister(reg, value, mask, now);
+            if (reg >= 0x108 && reg < 0x100 + 0x20 * Timers && (reg - 0x100) % 0x20 == 0x08)
+                WriteComparator((int)((reg - 0x100) / 0x20), value, mask);
+            else
+                WriteRegister(reg, (ReadRegister(reg, now) & ~mask) | (value & mask), mask, now);
             Reschedule(now);
         }
     }
@@ -135,19 +138,24 @@ public sealed class Hpet : IBusDevice
                     _tconf[n] = next;
                     return;
                 }
-                case 0x08:
-                {
-                    // The written value is always the period; it moves the comparator itself in one-shot
-                    // mode, or in periodic mode when Tn_VAL_SET_CNF was set first (spec 2.3.9.2.2).
-                    ulong v = (_tconf[n] & Tn32Bit) != 0 ? value & 0xFFFF_FFFF : value;
-                    if ((_tconf[n] & TnPeriodic) == 0 || (_tconf[n] & TnValSet) != 0) _comparator[n] = v;
-                    _period[n] = v;
-                    _armed[n] = true;
-                    _tconf[n] &= ~TnValSet;
-                    return;
-                }
             }
         }
+    }
+
+    /// <summary>
+    /// A write to a comparator, whole or one 32-bit half: the written bits always go to the period; they
+    /// move the comparator itself in one-shot mode, or in periodic mode when Tn_VAL_SET_CNF was set
+    /// first (spec 2.3.9.2.2). VAL_SET is consumed by the write, so a guest writing halves sets it again
+    /// before the second half.
+    /// </summary>
+    private void WriteComparator(int n, ulong value, ulong mask)
+    {
+        if ((_tconf[n] & Tn32Bit) != 0) mask &= 0xFFFF_FFFF;
+        if ((_tconf[n] & TnPeriodic) == 0 || (_tconf[n] & TnValSet) != 0)
+            _comparator[n] = (_comparator[n] & ~mask) | (value & mask);
+        _period[n] = (_period[n] & ~mask) | (value & mask);
+        _tconf[n] &= ~TnValSet;
+        _armed[n] = true;
     }
 
     /// <summary>Fires every comparator the counter has reached; called by the deadline timer's owner.</summary>

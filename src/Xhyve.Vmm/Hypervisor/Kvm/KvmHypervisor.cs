@@ -25,6 +25,8 @@ public sealed unsafe class KvmHypervisor : IHypervisor
             throw new HypervisorException($"{DevicePath} has no in-kernel irqchip (KVM_CAP_IRQCHIP)");
         if (LibC.Ioctl(fd, KvmIoctl.CheckExtension, KvmIoctl.CapImmediateExit) <= 0)
             throw new HypervisorException($"{DevicePath} lacks KVM_CAP_IMMEDIATE_EXIT, needed to stop vCPUs");
+        if (LibC.Ioctl(fd, KvmIoctl.CheckExtension, KvmIoctl.CapSignalMsi) <= 0)
+            throw new HypervisorException($"{DevicePath} lacks KVM_CAP_SIGNAL_MSI, needed for MSI and MSI-X");
         int max = LibC.Ioctl(fd, KvmIoctl.CheckExtension, KvmIoctl.CapMaxVcpus);
         if (max <= 0) max = LibC.Ioctl(fd, KvmIoctl.CheckExtension, KvmIoctl.CapNrVcpus);
         MaxVcpus = max > 0 ? max : 4;

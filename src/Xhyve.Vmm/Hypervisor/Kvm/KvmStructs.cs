@@ -105,6 +105,16 @@ internal struct KvmIrqLevel
     [FieldOffset(4)] public uint Level;
 }
 
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct KvmMsi
+{
+    [FieldOffset(0)] public uint AddressLo;
+    [FieldOffset(4)] public uint AddressHi;
+    [FieldOffset(8)] public uint Data;
+    [FieldOffset(12)] public uint Flags;
+    [FieldOffset(16)] public uint DevId;
+}
+
 [StructLayout(LayoutKind.Explicit, Size = 24)]
 internal struct KvmTranslation
 {
@@ -187,7 +197,8 @@ internal static class KvmIoctl
     public static readonly nuint SetSregs = Iow(0x84, 312);
     public static readonly nuint Translate = Iowr(0x85, 24);
     public static readonly nuint SetCpuid2 = Iow(0x90, 8);
+    public static readonly nuint SignalMsi = Iow(0xA5, 32);
 
     public const int ApiVersion = 12;
-    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33;
+    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77;
 }

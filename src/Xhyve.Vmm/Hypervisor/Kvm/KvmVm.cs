@@ -50,6 +50,13 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         LibC.Ioctl(_fd, KvmIoctl.IrqLine, &irq);
     }
 
+    public void SignalMsi(ulong address, uint data)
+    {
+        var msi = new KvmMsi { AddressLo = (uint)address, AddressHi = (uint)(address >> 32), Data = data };
+        // Returns 0 when the interrupt was blocked by the guest's APIC state; that is the guest's business.
+        LibC.Ioctl(_fd, KvmIoctl.SignalMsi, &msi);
+    }
+
     public IVcpu CreateVcpu(int id, int vcpuCount)
     {
         int fd = LibC.Ioctl(_fd, KvmIoctl.CreateVcpu, id);

@@ -1,0 +1,108 @@
+/* msix: drives the test device ("-s N,testdev") through MSI-X (two vectors, per-vector and function
+ * masks with the pending-bit array), MSI, and INTx through the IOAPIC pin its interrupt line names. */
+#include "lib/guest.h"
+#include "lib/intr.h"
+
+static volatile uint32_t count[0x60];
+static uint32_t bar0;
+static void on_irq(void)
+{
+    if (irq_vector < 0x60) count[irq_vector]++;
+    if (irq_vector == 0x53) mmio_write32(bar0 + 8, 1);   /* acknowledge INTx before EOI */
+}
+
+/* An HPET tick (1 ms, vector 0x41 on IOAPIC pin 21) wakes every hlt, so a lost interrupt ends a wait
+ * after ~200 ms instead of hanging the guest. */
+#define HPET 0xFED00000u
+static void watchdog_start(void)
+{
+    ioapic_route(21, 0x41, 0);
+    mmio_write32(HPET + 0x10, 0);
+    uint32_t cfg = (21u << 9) | (1u << 2) | (1u << 3) | (1u << 6);   /* pin 21, enabled, periodic, VAL_SET */
+    mmio_write32(HPET + 0x100, cfg); mmio_write32(HPET + 0x108, 10000);  /* first expiry, low half */
+    mmio_write32(HPET + 0x100, cfg); mmio_write32(HPET + 0x10C, 0);      /* VAL_SET again for the high half */
+    mmio_write32(HPET + 0x108, 10000); mmio_write32(HPET + 0x10C, 0);    /* period */
+    mmio_write32(HPET + 0x10, 1);
+}
+
+static int wait_count(uint32_t vector, uint32_t n)
+{
+    uint32_t start = count[0x41];
+    while (count[vector] < n && count[0x41] - start < 200) wait_for_interrupt();
+    return count[vector] >= n;
+}
+
+static void settle(void)
+{
+    uint32_t start = count[0x41];
+    while (count[0x41] - start < 5) wait_for_interrupt();
+}
+
+void guest_main(uint32_t magic, struct multiboot_info *mbi)
+{
+    (void)magic; (void)mbi;
+    serial_init();
+    idt_init(on_irq);
+    lapic_enable();
+    watchdog_start();
+    uint32_t slot = 32;
+    for (uint32_t s = 0; s < 32; s++) if (pci_read32(0, s, 0, 0) == 0x7E571275) { slot = s; break; }
+    report("found", slot < 32);
+    if (slot == 32) test_done();
+    bar0 = pci_read32(0, slot, 0, 0x10) & ~0xFu;
+    uint32_t bar1 = pci_read32(0, slot, 0, 0x14) & ~0xFu;
+    report_hex("magic", mmio_read32(bar0));
+    pci_write32(0, slot, 0, 4, pci_read32(0, slot, 0, 4) | 0x6);          /* memory decode, bus master */
+
+    uint32_t msix = pci_find_cap(slot, 0x11);
+    report("msix_cap", msix != 0);
+    if (msix) {
+        report("msix_table_size", ((pci_read32(0, slot, 0, msix) >> 16) & 0x7FF) + 1);
+        for (uint32_t v = 0; v < 2; v++) {
+            mmio_write32(bar1 + 16 * v, 0xFEE00000); mmio_write32(bar1 + 16 * v + 4, 0);
+            mmio_write32(bar1 + 16 * v + 8, 0x50 + v); mmio_write32(bar1 + 16 * v + 12, 0);
+        }
+        pci_write32(0, slot, 0, msix, pci_read32(0, slot, 0, msix) | (1u << 31));   /* MSI-X enable */
+        mmio_write32(bar0 + 4, 0);
+        report("msix_v0", wait_count(0x50, 1));
+        mmio_write32(bar0 + 4, 1);
+        report("msix_v1", wait_count(0x51, 1));
+        /* Vector mask: the interrupt waits in the PBA until unmasked. */
+        mmio_write32(bar1 + 12, 1);
+        mmio_write32(bar0 + 4, 0);
+        settle();
+        report("masked_count", count[0x50]);
+        report("pba_pending", mmio_read32(bar1 + 0x800) & 1);
+        mmio_write32(bar1 + 12, 0);
+        report("unmasked_delivered", wait_count(0x50, 2));
+        report("pba_after", mmio_read32(bar1 + 0x800) & 1);
+        /* Function mask. */
+        pci_write32(0, slot, 0, msix, pci_read32(0, slot, 0, msix) | (1u << 30));
+        mmio_write32(bar0 + 4, 1);
+        settle();
+        report("function_masked_count", count[0x51]);
+        pci_write32(0, slot, 0, msix, pci_read32(0, slot, 0, msix) & ~(1u << 30));
+        report("function_unmasked_delivered", wait_count(0x51, 2));
+        pci_write32(0, slot, 0, msix, pci_read32(0, slot, 0, msix) & ~(1u << 31)); /* MSI-X off */
+    }
+
+    uint32_t msi = pci_find_cap(slot, 0x05);
+    report("msi_cap", msi != 0);
+    if (msi) {
+        pci_write32(0, slot, 0, msi + 4, 0xFEE00000);
+        pci_write32(0, slot, 0, msi + 8, 0);
+        pci_write32(0, slot, 0, msi + 12, 0x52);
+        pci_write32(0, slot, 0, msi, pci_read32(0, slot, 0, msi) | (1u << 16));   /* MSI enable */
+        mmio_write32(bar0 + 4, 0);
+        report("msi_delivered", wait_count(0x52, 1));
+        pci_write32(0, slot, 0, msi, pci_read32(0, slot, 0, msi) & ~(1u << 16));
+    }
+
+    uint32_t line = pci_read32(0, slot, 0, 0x3C) & 0xFF;
+    report("intx_line", line);
+    ioapic_route(line, 0x53, 1);
+    mmio_write32(bar0 + 4, 0);
+    report("intx_delivered", wait_count(0x53, 1));
+    report("intx_status_after_ack", (pci_read32(0, slot, 0, 4) >> 19) & 1);
+    test_done();
+}
