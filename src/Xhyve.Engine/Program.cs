@@ -38,7 +38,6 @@ public static class Program
             foreach (var p in problems) Console.Error.WriteLine($"xhyve: {p}");
             return 1;
         }
-        foreach (var w in spec.Warnings()) Console.Error.WriteLine($"xhyve: warning: {w}");
         if (!KvmHypervisor.IsPresent) return Fail($"{KvmHypervisor.DevicePath} not found: this host has no KVM");
 
         PidFile? pidFile = null;

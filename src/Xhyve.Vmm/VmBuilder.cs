@@ -50,6 +50,7 @@ public sealed class VmBuilder
         try
         {
             _vm = _hypervisor.CreateVm();
+            if (_spec.IgnoreUnknownMsrs) _vm.EnableUnknownMsrExits();
             AttachMemory();
             var post = AttachPostPort();
             AttachI8042();
@@ -61,7 +62,7 @@ public sealed class VmBuilder
             AttachHpet();
             var kernel = LoadFirmware();
             WriteFirmwareTables();
-            for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus));
+            for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
             return new Machine
             {
@@ -108,7 +109,10 @@ public sealed class VmBuilder
     {
         var regions = _memory!.Regions;
         ulong high = regions.Count > 1 ? regions[1].Size : 0;
-        var rtc = new Rtc(_clock, _spec.RtcUtc, regions[0].Size, high);
+        Rtc? rtc = null;
+        var deadline = new HostDeadlineTimer(_monotonicNs, () => rtc!.Poll());
+        _hostResources.Add(deadline);
+        rtc = new Rtc(_clock, _spec.RtcUtc, regions[0].Size, high, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs);
         _pio.Register(X86Layout.RtcPort, 2, new ByteRegisterBusAdapter(rtc), "RTC/CMOS");
     }
 

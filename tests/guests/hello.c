@@ -2,7 +2,9 @@
  * Command-line options for the engine tests:
  *   inport=P  read I/O port P (nobody emulates it) and report the value
  *   echo=N    read N bytes from COM1 and report them back
- *   spin=1    print "ready" and spin forever (the host stops the VM) */
+ *   spin=1    print "ready" and spin forever (the host stops the VM)
+ *   msr=1     read and write an MSR no hypervisor implements (#GP, or 0 with -w)
+ *   x2apic=1  report IA32_APIC_BASE's mode bits and, in x2APIC mode, the x2APIC id MSR */
 #include "lib/guest.h"
 
 static uint8_t serial_getc(void)
@@ -30,6 +32,25 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         for (uint32_t i = 0; i < n; i++) buf[i] = (char)serial_getc();
         buf[n] = 0;
         report_str("echo", buf);
+    }
+
+    if (cmdline_uint(mbi, "msr", 0)) {
+        uint32_t lo, hi;
+        __asm__ volatile("wrmsr" : : "c"(0xC0DE0123u), "a"(0x55u), "d"(0u));
+        __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xC0DE0123u));
+        report_hex("msr_lo", lo);
+        report_hex("msr_hi", hi);
+    }
+
+    if (cmdline_uint(mbi, "x2apic", 0)) {
+        uint32_t lo, hi;
+        __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x1Bu));
+        report("apic_enabled", (lo >> 11) & 1);
+        report("x2apic_mode", (lo >> 10) & 1);
+        if (lo & (1u << 10)) {
+            __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x802u));
+            report("x2apic_id", lo);
+        }
     }
 
     if (cmdline_uint(mbi, "spin", 0)) {

@@ -11,31 +11,12 @@ static void on_irq(void)
     if (irq_vector == 0x53) mmio_write32(bar0 + 8, 1);   /* acknowledge INTx before EOI */
 }
 
-/* An HPET tick (1 ms, vector 0x41 on IOAPIC pin 21) wakes every hlt, so a lost interrupt ends a wait
- * after ~200 ms instead of hanging the guest. */
-#define HPET 0xFED00000u
-static void watchdog_start(void)
-{
-    ioapic_route(21, 0x41, 0);
-    mmio_write32(HPET + 0x10, 0);
-    uint32_t cfg = (21u << 9) | (1u << 2) | (1u << 3) | (1u << 6);   /* pin 21, enabled, periodic, VAL_SET */
-    mmio_write32(HPET + 0x100, cfg); mmio_write32(HPET + 0x108, 10000);  /* first expiry, low half */
-    mmio_write32(HPET + 0x100, cfg); mmio_write32(HPET + 0x10C, 0);      /* VAL_SET again for the high half */
-    mmio_write32(HPET + 0x108, 10000); mmio_write32(HPET + 0x10C, 0);    /* period */
-    mmio_write32(HPET + 0x10, 1);
-}
-
-static int wait_count(uint32_t vector, uint32_t n)
-{
-    uint32_t start = count[0x41];
-    while (count[vector] < n && count[0x41] - start < 200) wait_for_interrupt();
-    return count[vector] >= n;
-}
+static int wait_count(uint32_t vector, uint32_t n) { return wait_for(&count[vector], n, 200); }
 
 static void settle(void)
 {
-    uint32_t start = count[0x41];
-    while (count[0x41] - start < 5) wait_for_interrupt();
+    static volatile uint32_t never;
+    wait_for(&never, 1, 5);   /* 5 ms for anything that would (wrongly) arrive */
 }
 
 void guest_main(uint32_t magic, struct multiboot_info *mbi)

@@ -1,7 +1,8 @@
 /* power: ACPI power control from the guest side.
  *   s5=1      write SLP_TYP=5 | SLP_EN to PM1a_CNT: the engine must exit 0
  *   button=1  enable the power-button event, wait for the host to press it (SIGTERM), then S5
- *   reset=1   write 0x06 to the FADT reset register (port 0xCF9): the engine must exit 2 */
+ *   reset=1   write 0x06 to the FADT reset register (port 0xCF9): the engine must exit 2
+ *   ignore=1  enable the power-button event, then never shut down (the host must turn it off) */
 #include "lib/guest.h"
 
 #define PM1A_STS 0x400
@@ -23,6 +24,11 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     (void)magic;
     serial_init();
     if (cmdline_uint(mbi, "reset", 0)) { print("XHYVE-TEST reset=1\n"); outb(0xCF9, 0x06); for (;;) ; }
+    if (cmdline_uint(mbi, "ignore", 0)) {
+        outw(PM1A_EN, PWRBTN);
+        report("ready", 1);
+        for (;;) __asm__ volatile("pause");
+    }
     if (cmdline_uint(mbi, "button", 0)) {
         outw(PM1A_STS, PWRBTN);           /* clear a stale status */
         outw(PM1A_EN, PWRBTN);

@@ -82,6 +82,8 @@ public sealed class VmRunner : IPlatformEvents
     }
 
     private int _powerButtonPressed;
+    private long _unknownMsrAccesses;
+    public long UnknownMsrAccesses => Interlocked.Read(ref _unknownMsrAccesses);
     private Timer? _hardOffTimer;
 
     public void Pause()
@@ -112,6 +114,13 @@ public sealed class VmRunner : IPlatformEvents
                             RequestStop(VmExitStatus.UnhandledExit, DescribeUnhandledAccess(vcpu, exit));
                         break;
                     case VcpuExitReason.Interrupted:
+                        break;
+                    case VcpuExitReason.MsrRead:
+                        exit.Data.Clear();          // -w: unknown MSRs read as zero
+                        Interlocked.Increment(ref _unknownMsrAccesses);
+                        break;
+                    case VcpuExitReason.MsrWrite:
+                        Interlocked.Increment(ref _unknownMsrAccesses); // -w: and writes are dropped
                         break;
                     case VcpuExitReason.WaitingForStartup:
                         // An AP waiting for INIT/SIPI (some hosts return instead of blocking): back off.

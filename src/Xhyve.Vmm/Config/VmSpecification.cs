@@ -120,17 +120,6 @@ public sealed record VmSpecification
         return problems;
     }
 
-    /// <summary>Flags that are accepted but do not take effect yet; the engine prints each as a warning.
-    /// (-H and -P need nothing: KVM's in-kernel irqchip handles HLT and its pause-loop exiting handles PAUSE.)</summary>
-    public IReadOnlyList<string> Warnings()
-    {
-        var warnings = new List<string>();
-        if (IgnoreUnknownMsrs) warnings.Add("-w: ignoring unknown MSRs is not supported yet; the guest gets #GP as usual");
-        if (SingleVectorMsi) warnings.Add("-W: single-vector MSI has no effect until MSI-capable devices exist");
-        if (X2Apic) warnings.Add("-x: x2APIC mode is not supported yet; the local APICs start in xAPIC mode");
-        return warnings;
-    }
-
     private static void RequireFile(List<string> problems, string what, string path)
     {
         if (string.IsNullOrEmpty(path)) problems.Add($"{what}: no path given");

@@ -23,11 +23,16 @@ public interface IVirtualMachine : IDisposable
     /// <summary>Drives a GSI of the in-kernel interrupt controllers (PIC and IOAPIC).</summary>
     void SetIrqLine(int gsi, bool level);
 
+    /// <summary>-w: accesses to MSRs the hypervisor does not know exit to the VMM (which reads 0 and drops
+    /// writes) instead of raising #GP in the guest.</summary>
+    void EnableUnknownMsrExits();
+
     /// <summary>Delivers a message-signalled interrupt (the address/data pair a device wrote).</summary>
     void SignalMsi(ulong address, uint data);
 
-    /// <summary>Creates vCPU <paramref name="id"/> with CPUID leaves for a VM of <paramref name="vcpuCount"/> CPUs.</summary>
-    IVcpu CreateVcpu(int id, int vcpuCount);
+    /// <summary>Creates vCPU <paramref name="id"/> with CPUID leaves for a VM of <paramref name="vcpuCount"/> CPUs;
+    /// with <paramref name="x2Apic"/> its local APIC starts in x2APIC mode (-x).</summary>
+    IVcpu CreateVcpu(int id, int vcpuCount, bool x2Apic = false);
 }
 
 /// <summary>A virtual CPU. <see cref="Run"/> is called only from the vCPU's own thread.</summary>

@@ -22,6 +22,11 @@ public enum VcpuExitReason
     InternalError,
     /// <summary>VM entry failed (bad guest state).</summary>
     FailEntry,
+    /// <summary>The guest read an MSR the hypervisor does not know (only with unknown-MSR exits on):
+    /// <see cref="VcpuExit.Address"/> is the MSR, write the value into <see cref="VcpuExit.Data"/>.</summary>
+    MsrRead,
+    /// <summary>The guest wrote an unknown MSR: <see cref="VcpuExit.Address"/>, value in <see cref="VcpuExit.Data"/>.</summary>
+    MsrWrite,
     /// <summary>Anything else; <see cref="VcpuExit.RawReason"/> names it.</summary>
     Unknown,
 }

@@ -86,6 +86,64 @@ public sealed class PlatformTests
     }
 
     [SkippableFact]
+    public void SecondSigterm_TurnsOffAGuestThatIgnoresThePowerButton()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        using var p = EngineProcess.Start(["-A", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"multiboot,{EngineProcess.Guest("power")},,ignore=1"]);
+        EngineProcess.ReadUntil(p, "XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
+        EngineProcess.Signal(p, "TERM");
+        Assert.False(p.WaitForExit(1500), "the first SIGTERM only presses the power button");
+        EngineProcess.Signal(p, "TERM");
+        Assert.True(p.WaitForExit(5000), "the second SIGTERM turns the VM off");
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    [SkippableFact]
+    public void Rtc_PeriodicUpdateAndAlarmInterrupts_ReachTheGuestOnIrq8()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = EngineProcess.RunGuest("rtcirq", extra: ["-A"]);
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("1", run.Results["periodic_ok"]);
+        Assert.Equal("1", run.Results["update_ok"]);
+        Assert.Equal("1", run.Results["alarm_seen"]);
+    }
+
+    [SkippableTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void UnknownMsr_ReadsZeroWithMinusW_AndRaisesGpWithout(bool ignore)
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = EngineProcess.RunGuest("hello", "msr=1", extra: ignore ? ["-w"] : []);
+        if (ignore)
+        {
+            Assert.True(run.Done, run.ToString());
+            Assert.Equal("0x00000000", run.Results["msr_lo"]);
+            Assert.Equal("0x00000000", run.Results["msr_hi"]);
+        }
+        else
+        {
+            Assert.False(run.Done);
+            Assert.Equal(3, run.ExitCode);                    // #GP with no handler in the guest: triple fault
+            Assert.DoesNotContain("msr_lo", run.Stdout);
+        }
+    }
+
+    [SkippableTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void X2ApicFlag_StartsTheLocalApicInX2ApicMode(bool x2apic)
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = EngineProcess.RunGuest("hello", "x2apic=1", extra: x2apic ? ["-x"] : []);
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("1", run.Results["apic_enabled"]);
+        Assert.Equal(x2apic ? "1" : "0", run.Results["x2apic_mode"]);
+        if (x2apic) Assert.Equal("0", run.Results["x2apic_id"]);
+    }
+
+    [SkippableFact]
     public void Hpet_OneShotAndPeriodicComparators_InterruptTheGuest()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);

@@ -133,3 +133,65 @@ public sealed class RtcTests
         Assert.Equal(0x59, Get(rtc, Rtc.Seconds));
     }
 }
+
+public sealed class RtcInterruptTests
+{
+    private long _mono = 10_000_000_000;
+    private readonly Fakes.RecordingInterruptLine _irq = new();
+    private readonly FakeDeadline _deadline = new();
+    private readonly Rtc _rtc;
+
+    public RtcInterruptTests() =>
+        _rtc = new Rtc(() => new DateTimeOffset(2026, 11, 21, 13, 45, 59, TimeSpan.Zero), true, 256UL << 20, 0, null, _irq, _deadline, () => _mono);
+
+    private byte Get(byte reg) { _rtc.Write(0, reg); return _rtc.Read(1); }
+    private void Set(byte reg, byte value) { _rtc.Write(0, reg); _rtc.Write(1, value); }
+
+    [Fact]
+    public void PeriodicInterrupt_FollowsTheRegisterARate_AndRegisterCReadClearsIt()
+    {
+        Set(Rtc.RegisterA, 0x2F);                            // 2 Hz
+        Set(Rtc.RegisterB, 0x42);                            // PIE, 24-hour
+        Assert.Equal(_mono + 500_000_000, _deadline.Deadline);
+        _mono += 500_000_000;
+        _rtc.Poll();
+        Assert.True(_irq.Level);
+        Assert.Equal(0xC0, Get(Rtc.RegisterC));              // IRQF | PF
+        Assert.False(_irq.Level);
+        Assert.Equal(0x00, Get(Rtc.RegisterC));
+        Assert.Equal(_mono + 500_000_000, _deadline.Deadline);
+    }
+
+    [Fact]
+    public void UpdateEndedAndAlarm_ComeOncePerSecond_WhenEnabled()
+    {
+        Set(Rtc.SecondsAlarm, 0xFF); Set(Rtc.MinutesAlarm, 0xFF); Set(Rtc.HoursAlarm, 0xFF); // don't care: every second
+        Set(Rtc.RegisterB, 0x32);                            // AIE | UIE
+        _mono += 1_000_000_000;
+        _rtc.Poll();
+        Assert.True(_irq.Level);
+        Assert.Equal(0xB0, Get(Rtc.RegisterC));              // IRQF | AF | UF
+    }
+
+    [Fact]
+    public void Alarm_ThatDoesNotMatch_RaisesOnlyTheUpdateFlag()
+    {
+        Set(Rtc.HoursAlarm, 0x03);                           // 03:xx never matches 13:45
+        Set(Rtc.RegisterB, 0x22);                            // AIE only
+        _mono += 1_000_000_000;
+        _rtc.Poll();
+        Assert.False(_irq.Level);
+        Assert.Equal(0x10, Get(Rtc.RegisterC));              // UF seen, no IRQF
+    }
+
+    [Fact]
+    public void RateSelectZero_OrStoppedDivider_GivesNoPeriodicInterrupt()
+    {
+        Set(Rtc.RegisterA, 0x20);
+        Set(Rtc.RegisterB, 0x42);
+        Assert.Null(_deadline.Deadline);
+        Set(Rtc.RegisterA, 0x7F);                            // divider in reset
+        Set(Rtc.RegisterB, 0x42);
+        Assert.Null(_deadline.Deadline);
+    }
+}

@@ -13,4 +13,10 @@ void lapic_enable(void);
 void ioapic_route(uint32_t pin, uint8_t vector, int level);
 void ioapic_mask(uint32_t pin);
 
+/* A 1 ms HPET tick on vector 0x41 (IOAPIC pin 21) that wakes every hlt, so waits end even when the
+ * interrupt under test never comes. Uses HPET timer 2. */
+void watchdog_start(void);
+/* Waits (hlt) until *counter >= target or timeout_ms passes; returns whether the target was reached. */
+int wait_for(volatile uint32_t *counter, uint32_t target, uint32_t timeout_ms);
+
 #endif

@@ -1,4 +1,5 @@
 using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Devices.Timers;
 
 namespace Xhyve.Vmm.Devices.Legacy;
 
@@ -6,6 +7,8 @@ namespace Xhyve.Vmm.Devices.Legacy;
 /// The MC146818 RTC and CMOS NVRAM behind ports 0x70 (index) / 0x71 (data). Time of day comes from
 /// the host clock (local time unless UTC was asked for, -u); guest writes to the clock move an offset,
 /// never the host clock. NVRAM holds the PC memory-size bytes the firmware convention defines.
+/// Interrupts (IRQ 8): periodic at the register A rate, alarm and update-ended once a second, each
+/// flagged in register C and raised when enabled in register B; reading C clears them and the line.
 /// </summary>
 public sealed class Rtc : IByteRegisterDevice
 {
@@ -18,7 +21,8 @@ public sealed class Rtc : IByteRegisterDevice
         ChecksumHigh = 0x2E, ChecksumLow = 0x2F, ExtMem2Low = 0x30, ExtMem2High = 0x31,
         Above16MLow = 0x34, Above16MHigh = 0x35, Above4GLow = 0x5B, Above4GMid = 0x5C, Above4GHigh = 0x5D;
 
-    private const byte BSet = 0x80, BBinary = 0x04, B24Hour = 0x02;
+    private const byte BSet = 0x80, BPie = 0x40, BAie = 0x20, BUie = 0x10, BBinary = 0x04, B24Hour = 0x02;
+    private const byte CIrqf = 0x80, CPf = 0x40, CAf = 0x20, CUf = 0x10;
     private const byte DValid = 0x80;
 
     private readonly Lock _lock = new();
@@ -28,15 +32,27 @@ public sealed class Rtc : IByteRegisterDevice
     private TimeSpan _offset;          // guest clock minus host clock
     private DateTime? _setting;        // time being written while SET is on
     private byte _index;
+    private readonly IInterruptLine? _irq;
+    private readonly IDeadlineTimer? _deadline;
+    private readonly Func<long> _monotonicNs;
+    private long _nextPeriodicNs = long.MaxValue, _nextUpdateNs = long.MaxValue;
+    private bool _irqLevel;
 
     /// <param name="utcNow">The host clock (injected for tests).</param>
     /// <param name="useUtc">-u: the RTC keeps UTC rather than local time.</param>
     /// <param name="lowMemoryBytes">RAM below the PCI hole.</param>
     /// <param name="highMemoryBytes">RAM above 4 GiB.</param>
     /// <param name="zone">The local time zone (default: the host's).</param>
-    public Rtc(Func<DateTimeOffset> utcNow, bool useUtc, ulong lowMemoryBytes, ulong highMemoryBytes, TimeZoneInfo? zone = null)
+    /// <param name="irq">IRQ 8 (null: no interrupts, for tests of the clock alone).</param>
+    /// <param name="deadline">The host timer the RTC arms for its next interrupt.</param>
+    /// <param name="monotonicNs">The clock that paces interrupts.</param>
+    public Rtc(Func<DateTimeOffset> utcNow, bool useUtc, ulong lowMemoryBytes, ulong highMemoryBytes, TimeZoneInfo? zone = null,
+        IInterruptLine? irq = null, IDeadlineTimer? deadline = null, Func<long>? monotonicNs = null)
     {
         _utcNow = utcNow;
+        _irq = irq;
+        _deadline = deadline;
+        _monotonicNs = monotonicNs ?? HostDeadlineTimer.MonotonicNs;
         _zone = useUtc ? TimeZoneInfo.Utc : zone ?? TimeZoneInfo.Local;
         _nvram[RegisterA] = 0x26;           // 32.768 kHz time base, 1024 Hz rate
         _nvram[RegisterB] = B24Hour;        // BCD, 24-hour
@@ -108,7 +124,14 @@ public sealed class Rtc : IByteRegisterDevice
             };
         }
         if (index == RegisterA) return (byte)(_nvram[RegisterA] & 0x7F); // UIP never set: reads are consistent
-        if (index == RegisterC) { byte c = _nvram[RegisterC]; _nvram[RegisterC] = 0; return c; }
+        if (index == RegisterC)
+        {
+            Advance(_monotonicNs());
+            byte c = _nvram[RegisterC];
+            _nvram[RegisterC] = 0;
+            UpdateIrq();
+            return c;
+        }
         return _nvram[index];
     }
 
@@ -124,7 +147,10 @@ public sealed class Rtc : IByteRegisterDevice
                 break;
             }
             case DayOfWeek: break; // derived from the date
-            case RegisterA: _nvram[RegisterA] = (byte)(value & 0x7F); break;
+            case RegisterA:
+                _nvram[RegisterA] = (byte)(value & 0x7F);
+                Reschedule(resetPeriodic: true);
+                break;
             case RegisterB:
                 bool wasSetting = (_nvram[RegisterB] & BSet) != 0, setting = (value & BSet) != 0;
                 if (!wasSetting && setting) _setting = GuestNow();
@@ -134,6 +160,8 @@ public sealed class Rtc : IByteRegisterDevice
                     _offset = target - (GuestNow() - _offset);
                 }
                 _nvram[RegisterB] = value;
+                Reschedule(resetPeriodic: true);
+                UpdateIrq();
                 break;
             case RegisterC or RegisterD: break; // read-only
             default:
@@ -161,6 +189,76 @@ public sealed class Rtc : IByteRegisterDevice
         bool valid = second is >= 0 and < 60 && minute is >= 0 and < 60 && hour is >= 0 and < 24 && month is >= 1 and <= 12
             && year is >= 1 and <= 9999 && day >= 1 && day <= DateTime.DaysInMonth(year, month);
         return valid ? new DateTime(year, month, day, hour, minute, second) : null;
+    }
+
+    /// <summary>Periodic interrupt period from register A's rate select (0: off; 1 and 2 alias 256/128 Hz).</summary>
+    private long PeriodNs
+    {
+        get
+        {
+            int rs = _nvram[RegisterA] & 0xF;
+            if (rs == 0 || (_nvram[RegisterA] & 0x70) != 0x20) return 0;   // off, or the divider is not running
+            int shift = rs <= 2 ? rs + 7 : rs - 1;
+            return 1_000_000_000L * (1L << shift) / 32768;
+        }
+    }
+
+    /// <summary>Sets the flags of every event due by <paramref name="now"/>.</summary>
+    private void Advance(long now)
+    {
+        while (_nextPeriodicNs <= now && PeriodNs > 0)
+        {
+            _nvram[RegisterC] |= CPf;
+            _nextPeriodicNs += PeriodNs;
+            if (_nextPeriodicNs <= now - 1_000_000_000L) _nextPeriodicNs = now + PeriodNs; // long stall: no burst
+        }
+        if (_nextUpdateNs <= now)
+        {
+            _nvram[RegisterC] |= CUf;
+            var t = GuestNow();
+            if (AlarmMatches(_nvram[SecondsAlarm], t.Second) && AlarmMatches(_nvram[MinutesAlarm], t.Minute) && AlarmMatches(_nvram[HoursAlarm], t.Hour, hour: true))
+                _nvram[RegisterC] |= CAf;
+            _nextUpdateNs = now + 1_000_000_000L - (now - _nextUpdateNs) % 1_000_000_000L;
+        }
+    }
+
+    // An alarm byte of 0xC0-0xFF matches every value ("don't care").
+    private bool AlarmMatches(byte alarm, int value, bool hour = false) =>
+        alarm >= 0xC0 || (hour ? DecodeHour(alarm) : Decode(alarm)) == value;
+
+    private void UpdateIrq()
+    {
+        byte b = _nvram[RegisterB], c = _nvram[RegisterC];
+        bool pending = ((c & CPf) != 0 && (b & BPie) != 0) || ((c & CAf) != 0 && (b & BAie) != 0) || ((c & CUf) != 0 && (b & BUie) != 0);
+        _nvram[RegisterC] = (byte)(pending ? c | CIrqf : c & ~CIrqf);
+        if (_irq == null || pending == _irqLevel) return;
+        _irqLevel = pending;
+        _irq.Set(pending);
+    }
+
+    private void Reschedule(bool resetPeriodic)
+    {
+        long now = _monotonicNs();
+        byte b = _nvram[RegisterB];
+        if (resetPeriodic) _nextPeriodicNs = (b & BPie) != 0 && PeriodNs > 0 ? now + PeriodNs : long.MaxValue;
+        bool updates = (b & (BUie | BAie)) != 0 && (b & BSet) == 0;
+        if (!updates) _nextUpdateNs = long.MaxValue;
+        else if (_nextUpdateNs == long.MaxValue) _nextUpdateNs = now + 1_000_000_000L;
+        long next = Math.Min(_nextPeriodicNs, _nextUpdateNs);
+        if (_deadline == null) return;
+        if (next == long.MaxValue) _deadline.Cancel();
+        else _deadline.Arm(next);
+    }
+
+    /// <summary>Called when the armed deadline passes: raise what is due and arm the next one.</summary>
+    public void Poll()
+    {
+        lock (_lock)
+        {
+            Advance(_monotonicNs());
+            UpdateIrq();
+            Reschedule(resetPeriodic: false);
+        }
     }
 
     private bool Binary => (_nvram[RegisterB] & BBinary) != 0;

@@ -115,6 +115,14 @@ internal struct KvmMsi
     [FieldOffset(16)] public uint DevId;
 }
 
+[StructLayout(LayoutKind.Explicit, Size = 104)]
+internal unsafe struct KvmEnableCap
+{
+    [FieldOffset(0)] public uint Cap;
+    [FieldOffset(4)] public uint Flags;
+    [FieldOffset(8)] public fixed ulong Args[4];
+}
+
 [StructLayout(LayoutKind.Explicit, Size = 24)]
 internal struct KvmTranslation
 {
@@ -158,13 +166,19 @@ internal unsafe struct KvmRun
 
     [FieldOffset(32)] public uint SystemEventType;
 
+    [FieldOffset(32)] public byte MsrError;
+    [FieldOffset(40)] public uint MsrReason;
+    [FieldOffset(44)] public uint MsrIndex;
+    [FieldOffset(48)] public ulong MsrData;
+
     public const int IoOut = 1;
 }
 
 internal static class KvmExitReasons
 {
     public const uint Unknown = 0, Exception = 1, Io = 2, Hypercall = 3, Debug = 4, Hlt = 5, Mmio = 6,
-        IrqWindowOpen = 7, Shutdown = 8, FailEntry = 9, Intr = 10, InternalError = 17, SystemEvent = 24;
+        IrqWindowOpen = 7, Shutdown = 8, FailEntry = 9, Intr = 10, InternalError = 17, SystemEvent = 24,
+        X86Rdmsr = 29, X86Wrmsr = 30;
     public const uint SystemEventShutdown = 1, SystemEventReset = 2, SystemEventCrash = 3;
 }
 
@@ -198,7 +212,9 @@ internal static class KvmIoctl
     public static readonly nuint Translate = Iowr(0x85, 24);
     public static readonly nuint SetCpuid2 = Iow(0x90, 8);
     public static readonly nuint SignalMsi = Iow(0xA5, 32);
+    public static readonly nuint EnableCap = Iow(0xA3, 104);
 
     public const int ApiVersion = 12;
-    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77;
+    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188;
+    public const ulong MsrExitReasonUnknown = 1 << 1;
 }

@@ -84,6 +84,15 @@ internal sealed unsafe class KvmVcpu : IVcpu
                     IsWrite = run->MmioIsWrite != 0, Size = len, Count = 1, Data = new Span<byte>(run->MmioData, len),
                 };
             }
+            case KvmExitReasons.X86Rdmsr:
+            case KvmExitReasons.X86Wrmsr:
+                run->MsrError = 0; // handled: no #GP
+                return new VcpuExit
+                {
+                    Reason = run->ExitReason == KvmExitReasons.X86Rdmsr ? VcpuExitReason.MsrRead : VcpuExitReason.MsrWrite,
+                    RawReason = run->ExitReason, Address = run->MsrIndex, Size = 8, Count = 1,
+                    IsWrite = run->ExitReason == KvmExitReasons.X86Wrmsr, Data = new Span<byte>(&run->MsrData, 8),
+                };
             case KvmExitReasons.Hlt: return new VcpuExit { Reason = VcpuExitReason.Halt, RawReason = run->ExitReason };
             case KvmExitReasons.Shutdown: return new VcpuExit { Reason = VcpuExitReason.Shutdown, RawReason = run->ExitReason };
             case KvmExitReasons.Intr:

@@ -50,6 +50,15 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         LibC.Ioctl(_fd, KvmIoctl.IrqLine, &irq);
     }
 
+    public void EnableUnknownMsrExits()
+    {
+        if (LibC.Ioctl(_kvm.Fd, KvmIoctl.CheckExtension, KvmIoctl.CapX86UserSpaceMsr) <= 0)
+            throw new HypervisorException("-w: this host's KVM lacks KVM_CAP_X86_USER_SPACE_MSR");
+        var cap = new KvmEnableCap { Cap = KvmIoctl.CapX86UserSpaceMsr };
+        cap.Args[0] = KvmIoctl.MsrExitReasonUnknown;
+        Check(LibC.Ioctl(_fd, KvmIoctl.EnableCap, &cap), "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)");
+    }
+
     public void SignalMsi(ulong address, uint data)
     {
         var msi = new KvmMsi { AddressLo = (uint)address, AddressHi = (uint)(address >> 32), Data = data };
@@ -57,7 +66,7 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         LibC.Ioctl(_fd, KvmIoctl.SignalMsi, &msi);
     }
 
-    public IVcpu CreateVcpu(int id, int vcpuCount)
+    public IVcpu CreateVcpu(int id, int vcpuCount, bool x2Apic = false)
     {
         int fd = LibC.Ioctl(_fd, KvmIoctl.CreateVcpu, id);
         if (fd < 0) throw new HypervisorException($"KVM_CREATE_VCPU {id} failed", LibC.LastErrno);
@@ -65,9 +74,19 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         {
             var cpuid = CpuidTopology.ForVcpu(_kvm.SupportedCpuid(), id, vcpuCount);
             SetCpuid(fd, cpuid);
+            if (x2Apic) EnableX2Apic(fd);
             return new KvmVcpu(fd, id, _kvm.VcpuMmapSize);
         }
         catch { LibC.Close(fd); throw; }
+    }
+
+    /// <summary>IA32_APIC_BASE: EN (bit 11) and EXTD (bit 10) put the local APIC in x2APIC mode.</summary>
+    private static void EnableX2Apic(int vcpuFd)
+    {
+        KvmSregs sregs;
+        Check(LibC.Ioctl(vcpuFd, KvmIoctl.GetSregs, &sregs), "KVM_GET_SREGS");
+        sregs.ApicBase |= (1UL << 11) | (1UL << 10);
+        Check(LibC.Ioctl(vcpuFd, KvmIoctl.SetSregs, &sregs), "KVM_SET_SREGS (x2APIC mode)");
     }
 
     private static void SetCpuid(int vcpuFd, KvmCpuidEntry2[] entries)
