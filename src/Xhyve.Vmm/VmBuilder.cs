@@ -51,6 +51,8 @@ public sealed class VmBuilder
         {
             _vm = _hypervisor.CreateVm();
             if (_spec.IgnoreUnknownMsrs) _vm.EnableUnknownMsrExits();
+            _vm.SetInterruptRouting(Enumerable.Range(PlatformLayout.FirstPciGsi, PlatformLayout.PciGsiCount)
+                .ToDictionary(gsi => gsi, PlatformLayout.PciPicIrq));
             AttachMemory();
             var post = AttachPostPort();
             AttachI8042();
@@ -148,7 +150,9 @@ public sealed class VmBuilder
                 "testdev" => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
                 _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
             };
-            if (function.Bars.Count > 0) function.Config.Write(PciConfigSpace.InterruptLine, 1, (uint)gsi);
+            // The Interrupt Line register names the 8259 input (what PIC-mode guests read); APIC-mode
+            // guests take the GSI from _PRT or the MP table.
+            if (function.Bars.Count > 0) function.Config.Write(PciConfigSpace.InterruptLine, 1, (uint)PlatformLayout.PciPicIrq(gsi));
             pci.Add(d.Address, function);
             allocator.Allocate(function);
             pci.UpdateMappings(function);

@@ -4,11 +4,20 @@
 #include "lib/intr.h"
 
 static volatile uint32_t count[0x60];
-static uint32_t bar0;
+static uint32_t bar0, pic_vector = 0xFFFF;
 static void on_irq(void)
 {
     if (irq_vector < 0x60) count[irq_vector]++;
-    if (irq_vector == 0x53) mmio_write32(bar0 + 8, 1);   /* acknowledge INTx before EOI */
+    if (irq_vector == 0x53 || irq_vector == pic_vector) mmio_write32(bar0 + 8, 1);   /* acknowledge INTx before EOI */
+    if (irq_vector == pic_vector) { outb(0xA0, 0x20); outb(0x20, 0x20); }          /* 8259 EOI (slave, master) */
+}
+
+/* The 8259 pair in the PC layout: vectors 0x30-0x3F, slave on IRQ 2; all masked but the cascade. */
+static void pic_init(void)
+{
+    outb(0x20, 0x11); outb(0x21, 0x30); outb(0x21, 0x04); outb(0x21, 0x01);
+    outb(0xA0, 0x11); outb(0xA1, 0x38); outb(0xA1, 0x02); outb(0xA1, 0x01);
+    outb(0x21, 0xFB); outb(0xA1, 0xFF);
 }
 
 static int wait_count(uint32_t vector, uint32_t n) { return wait_for(&count[vector], n, 200); }
@@ -79,11 +88,25 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         pci_write32(0, slot, 0, msi, pci_read32(0, slot, 0, msi) & ~(1u << 16));
     }
 
-    uint32_t line = pci_read32(0, slot, 0, 0x3C) & 0xFF;
-    report("intx_line", line);
-    ioapic_route(line, 0x53, 1);
+    /* INTx in APIC mode: the GSI is the one _PRT gives for the slot's INTA (16 + slot mod 8). */
+    uint32_t gsi = 16 + slot % 8;
+    report("intx_gsi", gsi);
+    ioapic_route(gsi, 0x53, 1);
     mmio_write32(bar0 + 4, 0);
     report("intx_delivered", wait_count(0x53, 1));
     report("intx_status_after_ack", (pci_read32(0, slot, 0, 4) >> 19) & 1);
+    ioapic_mask(gsi);
+
+    /* INTx in PIC mode: the Interrupt Line register names the 8259 input; level-triggered via ELCR. */
+    uint32_t line = pci_read32(0, slot, 0, 0x3C) & 0xFF;
+    report("intx_line", line);
+    pic_init();
+    outb(line < 8 ? 0x4D0 : 0x4D1, (uint8_t)(1u << (line % 8)));
+    pic_vector = 0x30 + line;
+    if (line < 8) outb(0x21, (uint8_t)(0xFB & ~(1u << line)));
+    else outb(0xA1, (uint8_t)~(1u << (line - 8)));
+    mmio_write32(bar0 + 4, 0);
+    report("pic_delivered", wait_count(pic_vector, 1));
+    outb(0x21, 0xFF); outb(0xA1, 0xFF);
     test_done();
 }

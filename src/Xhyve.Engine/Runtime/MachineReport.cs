@@ -17,7 +17,11 @@ public static class MachineReport
                 parts.Add($"bar{bar.Index}=0x{bar.Address(f.Config):x}/0x{bar.Size:x}");
             var caps = Capabilities(f.Config).ToList();
             if (caps.Count > 0) parts.Add("caps=" + string.Join(",", caps.Select(c => $"0x{c:x2}")));
-            if (f.Bars.Count > 0) parts.Add($"intx=gsi{f.Config.Read(PciConfigSpace.InterruptLine, 1)}");
+            if (f.Bars.Count > 0)
+            {
+                int gsi = Vmm.Firmware.Acpi.PlatformLayout.PciGsi(address.Slot, 0);
+                parts.Add($"intx=gsi{gsi},irq{f.Config.Read(PciConfigSpace.InterruptLine, 1)}");
+            }
             yield return string.Join(" ", parts);
         }
     }

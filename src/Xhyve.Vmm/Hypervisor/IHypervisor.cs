@@ -23,6 +23,10 @@ public interface IVirtualMachine : IDisposable
     /// <summary>Drives a GSI of the in-kernel interrupt controllers (PIC and IOAPIC).</summary>
     void SetIrqLine(int gsi, bool level);
 
+    /// <summary>Routes each GSI to IOAPIC pin GSI and, where <paramref name="picIrqForGsi"/> names one, also to
+    /// that 8259 input (ISA GSIs 0-15 keep their PIC inputs).</summary>
+    void SetInterruptRouting(IReadOnlyDictionary<int, int> picIrqForGsi);
+
     /// <summary>-w: accesses to MSRs the hypervisor does not know exit to the VMM (which reads 0 and drops
     /// writes) instead of raising #GP in the guest.</summary>
     void EnableUnknownMsrExits();

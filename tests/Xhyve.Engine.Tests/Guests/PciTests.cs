@@ -35,8 +35,8 @@ public sealed class PciTests
         Assert.Equal("0x54535458", run.Results["decode_on"]);
         Assert.Equal("0x54535458", run.Results["moved_new"]);
         Assert.Equal("0xffffffff", run.Results["moved_old"]);
-        Assert.Contains("intx=gsi19", engine[3]);   // slot 3, INTA: 16 + 3
-        Assert.Contains("intx=gsi20", engine[4]);
+        Assert.Contains("intx=gsi19,irq10", engine[3]);   // slot 3, INTA: GSI 16 + 3, and its 8259 input
+        Assert.Contains("intx=gsi20,irq11", engine[4]);
     }
 
     [SkippableFact]
@@ -71,9 +71,25 @@ public sealed class PciTests
         Assert.Equal("1", r["function_masked_count"]);
         Assert.Equal("1", r["function_unmasked_delivered"]);
         Assert.Equal("1", r["msi_delivered"]);
-        Assert.Equal("20", r["intx_line"]);
-        Assert.Equal("1", r["intx_delivered"]);
+        Assert.Equal("20", r["intx_gsi"]);
+        Assert.Equal("1", r["intx_delivered"]);              // through the IOAPIC
         Assert.Equal("0", r["intx_status_after_ack"]);
+        Assert.Equal("11", r["intx_line"]);
+        Assert.Equal("1", r["pic_delivered"]);               // and through the 8259
+    }
+
+    [SkippableTheory]
+    [InlineData(2, 7)]
+    [InlineData(9, 6)]
+    public void Intx_ReachesThe8259InputTheInterruptLineNames(int slot, int irq)
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = EngineProcess.RunGuest("msix", extra: ["-A", "-s", $"{slot},testdev"]);
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal((16 + slot % 8).ToString(), run.Results["intx_gsi"]);
+        Assert.Equal("1", run.Results["intx_delivered"]);
+        Assert.Equal(irq.ToString(), run.Results["intx_line"]);
+        Assert.Equal("1", run.Results["pic_delivered"]);
     }
 
     [SkippableFact]

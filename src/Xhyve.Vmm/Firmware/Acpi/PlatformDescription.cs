@@ -41,6 +41,12 @@ public static class PlatformLayout
     /// <summary>The GSI of a slot's INTx pin (0 = INTA): the swizzle _PRT and the MP table describe.</summary>
     public static int PciGsi(int slot, int pin) => FirstPciGsi + (slot + pin) % PciGsiCount;
 
+    /// <summary>The 8259 input each PCI GSI also drives, for guests in PIC mode (they read it from the
+    /// Interrupt Line register). ISA IRQs nobody else uses on this platform, one per GSI so no line is shared.</summary>
+    public static readonly IReadOnlyList<int> PciPicIrqs = [5, 6, 7, 10, 11, 12, 14, 15];
+
+    public static int PciPicIrq(int gsi) => PciPicIrqs[gsi - FirstPciGsi];
+
     // Where the tables go: ACPI tables in 0xE0000-0xEFFFF, the RSDP, MP table and SMBIOS in the
     // 0xF0000 BIOS area that guests scan. The whole 0xE0000-0xFFFFF range is e820-reserved.
     public const ulong AcpiTablesStart = 0xE_0000, AcpiTablesEnd = 0xF_0000;

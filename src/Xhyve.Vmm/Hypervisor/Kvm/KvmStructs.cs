@@ -115,6 +115,27 @@ internal struct KvmMsi
     [FieldOffset(16)] public uint DevId;
 }
 
+/// <summary>struct kvm_irq_routing_entry with the irqchip member of its union.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 48)]
+internal struct KvmIrqRoutingEntry
+{
+    [FieldOffset(0)] public uint Gsi;
+    [FieldOffset(4)] public uint Type;
+    [FieldOffset(8)] public uint Flags;
+    [FieldOffset(16)] public uint Irqchip;
+    [FieldOffset(20)] public uint Pin;
+    public const uint TypeIrqchip = 1;
+    public const uint PicMaster = 0, PicSlave = 1, Ioapic = 2;
+}
+
+/// <summary>Header of struct kvm_irq_routing; the entries follow it.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct KvmIrqRoutingHeader
+{
+    [FieldOffset(0)] public uint Nr;
+    [FieldOffset(4)] public uint Flags;
+}
+
 [StructLayout(LayoutKind.Explicit, Size = 104)]
 internal unsafe struct KvmEnableCap
 {
@@ -213,6 +234,7 @@ internal static class KvmIoctl
     public static readonly nuint SetCpuid2 = Iow(0x90, 8);
     public static readonly nuint SignalMsi = Iow(0xA5, 32);
     public static readonly nuint EnableCap = Iow(0xA3, 104);
+    public static readonly nuint SetGsiRouting = Iow(0x6A, 8);
 
     public const int ApiVersion = 12;
     public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188;

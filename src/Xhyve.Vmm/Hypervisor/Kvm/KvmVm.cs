@@ -50,6 +50,30 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         LibC.Ioctl(_fd, KvmIoctl.IrqLine, &irq);
     }
 
+    public const int IoapicPins = 24;
+
+    public void SetInterruptRouting(IReadOnlyDictionary<int, int> picIrqForGsi)
+    {
+        var entries = new List<KvmIrqRoutingEntry>();
+        void Pic(int gsi, int irq) => entries.Add(new KvmIrqRoutingEntry
+        {
+            Gsi = (uint)gsi, Type = KvmIrqRoutingEntry.TypeIrqchip,
+            Irqchip = irq < 8 ? KvmIrqRoutingEntry.PicMaster : KvmIrqRoutingEntry.PicSlave, Pin = (uint)(irq % 8),
+        });
+        for (int gsi = 0; gsi < IoapicPins; gsi++)
+        {
+            if (gsi < 16 && gsi != 2) Pic(gsi, gsi);                       // KVM's default ISA wiring
+            if (picIrqForGsi.TryGetValue(gsi, out int irq)) Pic(gsi, irq);
+            entries.Add(new KvmIrqRoutingEntry { Gsi = (uint)gsi, Type = KvmIrqRoutingEntry.TypeIrqchip, Irqchip = KvmIrqRoutingEntry.Ioapic, Pin = (uint)gsi });
+        }
+        int bytes = sizeof(KvmIrqRoutingHeader) + entries.Count * sizeof(KvmIrqRoutingEntry);
+        byte* buffer = stackalloc byte[bytes];
+        new Span<byte>(buffer, bytes).Clear();
+        ((KvmIrqRoutingHeader*)buffer)->Nr = (uint)entries.Count;
+        entries.ToArray().AsSpan().CopyTo(new Span<KvmIrqRoutingEntry>(buffer + sizeof(KvmIrqRoutingHeader), entries.Count));
+        Check(LibC.Ioctl(_fd, KvmIoctl.SetGsiRouting, buffer), "KVM_SET_GSI_ROUTING");
+    }
+
     public void EnableUnknownMsrExits()
     {
         if (LibC.Ioctl(_kvm.Fd, KvmIoctl.CheckExtension, KvmIoctl.CapX86UserSpaceMsr) <= 0)
