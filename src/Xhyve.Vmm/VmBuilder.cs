@@ -137,8 +137,11 @@ public sealed class VmBuilder
         var msi = new HypervisorMsiSink(_vm!);
         var regions = _memory!.Regions;
         var allocator = new PciResourceAllocator(PlatformLayout.Mmio64Start(regions.Count > 1 ? regions[1].Size : 0));
-        foreach (var d in _spec.PciDevices)
+        int bus = 0;
+        allocator.BeginBus(0);   // bus 0 always exists: the host bridge the LPC devices hang off
+        foreach (var d in _spec.PciDevices.OrderBy(d => d.Address.Bus))
         {
+            if (d.Address.Bus != bus) allocator.BeginBus(bus = d.Address.Bus);
             int gsi = PlatformLayout.PciGsi(d.Address.Slot, 0);
             var intx = new GsiLine(_vm!, gsi);
             IPciFunction function = d.Emulation switch
@@ -157,7 +160,10 @@ public sealed class VmBuilder
             allocator.Allocate(function);
             pci.UpdateMappings(function);
         }
+        _pciBuses = allocator.Finish();
     }
+
+    private IReadOnlyList<PciBusWindows> _pciBuses = [];
 
     private PciUart CreatePciUart(PciDeviceSpec d, IMsiSink msi, IInterruptLine intx)
     {
@@ -213,7 +219,8 @@ public sealed class VmBuilder
         {
             Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Emulation == "lpc"),
             LowMemoryBytes = regions[0].Size, HighMemoryBytes = regions.Count > 1 ? regions[1].Size : 0,
-            PciSlots = _spec.PciDevices.Where(d => d.Address.Bus == 0).Select(d => d.Address.Slot).Distinct().Order().ToArray(),
+            PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
+            PciBuses = _pciBuses,
         };
         if (_spec.Acpi) AcpiTables.Write(_memory, AcpiTables.Build(platform));
         if (_spec.MpTable)

@@ -12,7 +12,6 @@ namespace Xhyve.Vmm.Firmware;
 /// </summary>
 public static class MpTable
 {
-    private const byte PciBusId = 0, IsaBusId = 1;
 
     /// <summary>The floating pointer (16 bytes) followed by the configuration table.</summary>
     public static byte[] Build(PlatformDescription p, ulong address)
@@ -27,8 +26,11 @@ public static class MpTable
             BinaryPrimitives.WriteUInt32LittleEndian(e.AsSpan(8), 0x201);               // FPU, APIC
             entries.Add(e);
         }
-        entries.Add([1, PciBusId, .. "PCI   "u8]);
-        entries.Add([1, IsaBusId, .. "ISA   "u8]);
+        // MP bus ids: the PCI bus numbers, then the ISA bus after the highest.
+        var pciBuses = p.EffectivePciBuses.Select(b => b.Bus).Union(p.PciSlots.Select(s => s.Bus)).Distinct().Order().ToArray();
+        byte isaBusId = (byte)(pciBuses.Max() + 1);
+        foreach (int bus in pciBuses) entries.Add([1, (byte)bus, .. "PCI   "u8]);
+        entries.Add([1, isaBusId, .. "ISA   "u8]);
         var io = new byte[8];
         io[0] = 2; io[1] = ioapic; io[2] = 0x11; io[3] = 1;
         BinaryPrimitives.WriteUInt32LittleEndian(io.AsSpan(4), (uint)X86Layout.IoapicBase);
@@ -36,13 +38,13 @@ public static class MpTable
         for (int irq = 0; irq < 16; irq++)
         {
             if (irq == 2) continue; // the cascade
-            entries.Add(Interrupt(type: 0, flags: irq == PlatformLayout.SciIrq ? (ushort)0x0D : (ushort)0, IsaBusId, (byte)irq, ioapic, (byte)irq));
+            entries.Add(Interrupt(type: 0, flags: irq == PlatformLayout.SciIrq ? (ushort)0x0D : (ushort)0, isaBusId, (byte)irq, ioapic, (byte)irq));
         }
-        foreach (int slot in p.PciSlots)
+        foreach (var (bus, slot) in p.PciSlots)
             for (int pin = 0; pin < 4; pin++) // level, active low, as PCI INTx is
-                entries.Add(Interrupt(0, 0x0F, PciBusId, (byte)((slot << 2) | pin), ioapic, (byte)PlatformLayout.PciGsi(slot, pin)));
-        entries.Add([4, 3, 0, 0, IsaBusId, 0, 0xFF, 0]);  // ExtINT -> LINT0 of every CPU
-        entries.Add([4, 1, 0, 0, IsaBusId, 0, 0xFF, 1]);  // NMI -> LINT1
+                entries.Add(Interrupt(0, 0x0F, (byte)bus, (byte)((slot << 2) | pin), ioapic, (byte)PlatformLayout.PciGsi(slot, pin)));
+        entries.Add([4, 3, 0, 0, isaBusId, 0, 0xFF, 0]);  // ExtINT -> LINT0 of every CPU
+        entries.Add([4, 1, 0, 0, isaBusId, 0, 0xFF, 1]);  // NMI -> LINT1
 
         int bodyLength = entries.Sum(e => e.Length);
         var table = new byte[16 + 44 + bodyLength];

@@ -40,6 +40,21 @@ public sealed class PciTests
     }
 
     [SkippableFact]
+    public void DevicesOnOtherBuses_AnswerThere_AndTheEngineGivesEachBusItsOwnWindows()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = EngineProcess.Run(["--verbose", "-A", "-s", "0,hostbridge", "-s", "1:5:0,testdev", "-s", "2:3:0,uart,null", "-s", "31,lpc",
+            "-l", "com1,stdio", "-f", $"multiboot,{EngineProcess.Guest("pci")}"]);
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("0x7e571275", run.Results["pcibus1_5"]);
+        Assert.Equal("0x2000131f", run.Results["pcibus2_3"]);
+        Assert.Equal("4", run.Results["pci_functions"]);
+        Assert.Equal("1", run.Results["ecam_matches"]);
+        Assert.Contains("xhyve: pci 1:5:0 testdev", run.Stderr);
+        Assert.Contains("xhyve: pci 2:3:0 uart", run.Stderr);
+    }
+
+    [SkippableFact]
     public void PciUart_CarriesGuestOutputToItsBackend()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);

@@ -11,7 +11,7 @@ public sealed class FirmwareTableTests
 {
     private static readonly PlatformDescription Platform = new()
     {
-        Vcpus = 4, HasLpc = true, LowMemoryBytes = 3UL << 30, HighMemoryBytes = 1UL << 30, PciSlots = [0, 31],
+        Vcpus = 4, HasLpc = true, LowMemoryBytes = 3UL << 30, HighMemoryBytes = 1UL << 30, PciSlots = [(0, 0), (0, 31)],
     };
 
     private static Dictionary<string, PlacedTable> Tables(PlatformDescription? p = null) =>
@@ -150,6 +150,38 @@ public sealed class FirmwareTableTests
         Assert.NotEqual(SmbiosTables.DefaultUuid("web", "h1"), SmbiosTables.DefaultUuid("db", "h1"));
         Assert.NotEqual(SmbiosTables.DefaultUuid("web", "h1"), SmbiosTables.DefaultUuid("web", "h2"));
         Assert.Equal(5, SmbiosTables.DefaultUuid("web", "h1").Version);
+    }
+
+    [Fact]
+    public void TwoRootBuses_GetTwoHostBridges_WithDisjointWindows_AndTwoMpPciBuses()
+    {
+        var allocator = new Xhyve.Vmm.Devices.Pci.PciResourceAllocator(PlatformLayout.Mmio64Start(0));
+        allocator.BeginBus(0);
+        allocator.BeginBus(1);
+        var buses = allocator.Finish();
+        Assert.Equal([0, 1], buses.Select(b => b.Bus));
+        Assert.True(buses[0].Mmio32End < buses[1].Mmio32Start && buses[0].IoEnd < buses[1].IoStart && buses[0].Mmio64End < buses[1].Mmio64Start);
+        Assert.Equal(PlatformLayout.Mmio32End, buses[1].Mmio32End);
+        var platform = Platform with { PciBuses = buses, PciSlots = [(0, 0), (0, 31), (1, 5)] };
+
+        string dir = Directory.CreateTempSubdirectory("acpi2").FullName;
+        try
+        {
+            File.WriteAllBytes(Path.Combine(dir, "dsdt.dat"), AcpiTables.Dsdt(platform));
+            var (code, stdout, stderr) = HostTools.Run("iasl", "-d dsdt.dat", workingDirectory: dir);
+            Assert.True(code == 0, stdout + stderr);
+            string dsl = File.ReadAllText(Path.Combine(dir, "dsdt.dsl"));
+            Assert.Contains("Device (PCI0)", dsl);
+            Assert.Contains("Device (PC01)", dsl);
+            Assert.Contains("Name (_BBN, One)", dsl);
+        }
+        finally { Directory.Delete(dir, true); }
+
+        var mp = MpTable.Build(platform, PlatformLayout.MpFloatingPointer);
+        int pciBuses = 0;
+        for (int at = 60; at < mp.Length; at += mp[at] == 0 ? 20 : 8)
+            if (mp[at] == 1 && mp[at + 2] == (byte)'P') pciBuses++;
+        Assert.Equal(2, pciBuses);
     }
 
     /// <summary>The real tool: every table dumped and disassembled by iasl (acpica-tools) without errors,

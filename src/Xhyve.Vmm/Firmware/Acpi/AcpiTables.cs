@@ -169,35 +169,47 @@ public static class AcpiTables
         return t.Finish();
     }
 
-    /// <summary>The DSDT: \_SB.PCI0 (host bridge with its windows and _PRT), the LPC devices under it
-    /// (COM1, COM2, RTC, HPET, the 8042 reset port) and the S5 sleep package.</summary>
+    /// <summary>The DSDT: one host bridge per root bus (\_SB.PCI0 for bus 0, \_SB.PCxx for bus xx) with its
+    /// windows and _PRT, the LPC devices under PCI0 (COM1, COM2, RTC, HPET, the 8042 reset port) and
+    /// the S5 sleep package.</summary>
     public static byte[] Dsdt(PlatformDescription p)
     {
-        var pci0 = new List<byte[]>
+        var buses = p.EffectivePciBuses;
+        var bridges = buses.Select(b => HostBridge(p, b, buses.Count == 1)).ToArray();
+        var body = A.Concat(
+            A.Scope("\\_SB", bridges),
+            A.NameObject("\\_S5", A.Package(A.Integer(PlatformLayout.SlpTypS5), A.Integer(PlatformLayout.SlpTypS5), A.Integer(0), A.Integer(0))));
+        return new AcpiTable("DSDT", 2, "XHYVEDSD").Bytes(body).Finish();
+    }
+
+    private static byte[] HostBridge(PlatformDescription p, PciBusWindows w, bool onlyBus)
+    {
+        bool root = w.Bus == 0;
+        var resources = new List<byte[]> { Resources.WordBusNumber((ushort)w.Bus, (ushort)(onlyBus ? 255 : w.Bus)) };
+        if (root)
         {
-            A.NameObject("_HID", A.EisaId("PNP0A08")),
+            // Bus 0 also decodes the configuration ports, the legacy I/O below them and the VGA hole.
+            resources.Add(Resources.Io(0xCF8, 0xCF8, 1, 8));
+            resources.Add(Resources.WordIo(0x0000, 0x0CF7));
+            resources.Add(Resources.DWordMemory(0x000A_0000, 0x000B_FFFF));
+        }
+        resources.Add(Resources.WordIo(root ? (ushort)0x0D00 : w.IoStart, w.IoEnd));
+        resources.Add(Resources.DWordMemory(w.Mmio32Start, w.Mmio32End));
+        resources.Add(Resources.QWordMemory(w.Mmio64Start, w.Mmio64End));
+        var terms = new List<byte[]>
+        {
+            A.NameObject("_HID", A.EisaId(root ? "PNP0A08" : "PNP0A03")),
             A.NameObject("_CID", A.EisaId("PNP0A03")),
             A.NameObject("_ADR", A.Integer(0)),
-            A.NameObject("_UID", A.Integer(0)),
-            A.NameObject("_BBN", A.Integer(0)),
+            A.NameObject("_UID", A.Integer((ulong)w.Bus)),
+            A.NameObject("_BBN", A.Integer((ulong)w.Bus)),
             A.NameObject("_SEG", A.Integer(0)),
-            A.NameObject("_CRS", Resources.Template(
-                Resources.WordBusNumber(0, 255),
-                Resources.Io(0xCF8, 0xCF8, 1, 8),
-                Resources.WordIo(0x0000, 0x0CF7),
-                Resources.WordIo(0x0D00, PlatformLayout.PciIoEnd),
-                Resources.DWordMemory(0x000A_0000, 0x000B_FFFF),
-                Resources.DWordMemory(PlatformLayout.Mmio32Start, PlatformLayout.Mmio32End),
-                Resources.QWordMemory(p.Mmio64Start, p.Mmio64Start + PlatformLayout.Mmio64Size - 1))),
+            A.NameObject("_CRS", Resources.Template(resources.ToArray())),
             A.NameObject("_PRT", A.Package(Enumerable.Range(0, 32).SelectMany(slot => Enumerable.Range(0, 4).Select(pin =>
                 A.Package(A.DWord(((uint)slot << 16) | 0xFFFF), A.Integer((ulong)pin), A.Integer(0), A.Integer((ulong)PlatformLayout.PciGsi(slot, pin))))).ToArray())),
         };
-        if (p.HasLpc) pci0.Add(LpcDevice(p));
-
-        var body = A.Concat(
-            A.Scope("\\_SB", A.Device("PCI0", pci0.ToArray())),
-            A.NameObject("\\_S5", A.Package(A.Integer(PlatformLayout.SlpTypS5), A.Integer(PlatformLayout.SlpTypS5), A.Integer(0), A.Integer(0))));
-        return new AcpiTable("DSDT", 2, "XHYVEDSD").Bytes(body).Finish();
+        if (root && p.HasLpc) terms.Add(LpcDevice(p));
+        return A.Device(root ? "PCI0" : $"PC{w.Bus:X2}", terms.ToArray());
     }
 
     private static byte[] LpcDevice(PlatformDescription p)

@@ -11,10 +11,24 @@ public sealed record PlatformDescription
     public bool HasLpc { get; init; }
     public required ulong LowMemoryBytes { get; init; }
     public ulong HighMemoryBytes { get; init; }
-    /// <summary>PCI slots on bus 0 that have a device (their INTx lines appear in _PRT and the MP table).</summary>
-    public IReadOnlyList<int> PciSlots { get; init; } = [];
+    /// <summary>PCI slots that have a device, per bus (their INTx lines appear in the MP table).</summary>
+    public IReadOnlyList<(int Bus, int Slot)> PciSlots { get; init; } = [];
+
+    /// <summary>The root buses and the resources each decodes; one host bridge each in the DSDT.</summary>
+    public IReadOnlyList<PciBusWindows> PciBuses { get; init; } = [];
+
+    /// <summary>The buses to describe: as given, or bus 0 with the whole windows.</summary>
+    public IReadOnlyList<PciBusWindows> EffectivePciBuses =>
+        PciBuses.Count > 0 ? PciBuses : [PciBusWindows.Whole(0, Mmio64Start)];
 
     public ulong Mmio64Start => PlatformLayout.Mmio64Start(HighMemoryBytes);
+}
+
+/// <summary>The slice of the PCI windows one root bus decodes (bhyve gives each bus its own).</summary>
+public sealed record PciBusWindows(int Bus, ushort IoStart, ushort IoEnd, uint Mmio32Start, uint Mmio32End, ulong Mmio64Start, ulong Mmio64End)
+{
+    public static PciBusWindows Whole(int bus, ulong mmio64Start) => new(bus, PlatformLayout.PciIoStart, PlatformLayout.PciIoEnd,
+        PlatformLayout.Mmio32Start, PlatformLayout.Mmio32End, mmio64Start, mmio64Start + PlatformLayout.Mmio64Size - 1);
 }
 
 /// <summary>The fixed resources of the platform the tables describe (port numbers, windows, GSIs).</summary>
