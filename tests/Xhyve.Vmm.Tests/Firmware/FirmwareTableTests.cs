@@ -149,7 +149,8 @@ public sealed class FirmwareTableTests
         Assert.Equal(SmbiosTables.DefaultUuid("web", "h1"), SmbiosTables.DefaultUuid("web", "h1"));
         Assert.NotEqual(SmbiosTables.DefaultUuid("web", "h1"), SmbiosTables.DefaultUuid("db", "h1"));
         Assert.NotEqual(SmbiosTables.DefaultUuid("web", "h1"), SmbiosTables.DefaultUuid("web", "h2"));
-        Assert.Equal(5, SmbiosTables.DefaultUuid("web", "h1").Version);
+        Assert.Equal(8, SmbiosTables.DefaultUuid("web", "h1").Version);
+        Assert.Equal(0x80, SmbiosTables.DefaultUuid("web", "h1").ToByteArray(bigEndian: true)[8] & 0xC0);
     }
 
     [Fact]

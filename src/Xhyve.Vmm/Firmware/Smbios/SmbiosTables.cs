@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using System.Text;
 using Xhyve.Vmm.Firmware.Acpi;
 
@@ -121,12 +120,26 @@ public static class SmbiosTables
         return b.ToArray();
     }
 
-    /// <summary>The UUID xhyve derives when -U is absent: stable for a VM name on a host (name-based, SHA-1, RFC 9562 v5).</summary>
+    /// <summary>
+    /// The UUID used when -U is absent (as bhyve derives one from the VM and host names): stable for a VM
+    /// name on a host, different across names and hosts. Not a security property, so a 128-bit FNV-1a
+    /// (two 64-bit lanes) serves; SHA-1 would load OpenSSL, ~6 MiB of RSS for one hash at start-up.
+    /// Marked as an RFC 9562 version 8 (custom) UUID.
+    /// </summary>
     public static Guid DefaultUuid(string vmName, string hostName)
     {
-        var hash = SHA1.HashData(Encoding.UTF8.GetBytes($"xhyve:{hostName}:{vmName}"));
-        hash[6] = (byte)((hash[6] & 0x0F) | 0x50);
-        hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
-        return new Guid(hash.AsSpan(0, 16), bigEndian: true);
+        const ulong prime = 0x0000_0100_0000_01B3;
+        ulong a = 0xCBF2_9CE4_8422_2325, b = 0x6C62_272E_07BB_0142;
+        foreach (byte x in Encoding.UTF8.GetBytes($"xhyve:{hostName}:{vmName}"))
+        {
+            a = unchecked((a ^ x) * prime);
+            b = unchecked((b ^ (byte)~x) * prime);
+        }
+        Span<byte> bytes = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt64BigEndian(bytes, a);
+        BinaryPrimitives.WriteUInt64BigEndian(bytes[8..], b);
+        bytes[6] = (byte)((bytes[6] & 0x0F) | 0x80);
+        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
+        return new Guid(bytes, bigEndian: true);
     }
 }
