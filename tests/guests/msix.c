@@ -32,9 +32,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic; (void)mbi;
     serial_init();
-    idt_init(on_irq);
-    lapic_enable();
-    watchdog_start();
+    interrupts_start(on_irq);
     uint32_t slot = 32;
     for (uint32_t s = 0; s < 32; s++) if (pci_read32(0, s, 0, 0) == 0x7E571275) { slot = s; break; }
     report("found", slot < 32);

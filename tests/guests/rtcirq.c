@@ -21,9 +21,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic; (void)mbi;
     serial_init();
-    idt_init(on_irq);
-    lapic_enable();
-    watchdog_start();
+    interrupts_start(on_irq);
     ioapic_route(8, 0x48, 0);
     cmos(0x0C);
     cmos_w(0x0A, 0x2A);                                /* 64 Hz */

@@ -72,3 +72,10 @@ int wait_for(volatile uint32_t *counter, uint32_t target, uint32_t timeout_ms)
     while (*counter < target && watchdog_ticks - start < timeout_ms) wait_for_interrupt();
     return *counter >= target;
 }
+
+void interrupts_start(void (*handler)(void))
+{
+    idt_init(handler);
+    lapic_enable();
+    watchdog_start();
+}

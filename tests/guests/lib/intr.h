@@ -16,6 +16,8 @@ void ioapic_mask(uint32_t pin);
 /* A 1 ms HPET tick on vector 0x41 (IOAPIC pin 21) that wakes every hlt, so waits end even when the
  * interrupt under test never comes. Uses HPET timer 2. */
 void watchdog_start(void);
+/* The usual start: IDT with handler, PICs masked and local APIC on, watchdog running. */
+void interrupts_start(void (*handler)(void));
 /* Waits (hlt) until *counter >= target or timeout_ms passes; returns whether the target was reached. */
 int wait_for(volatile uint32_t *counter, uint32_t target, uint32_t timeout_ms);
 
