@@ -2,7 +2,8 @@
 # Installs what XhyvePS needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # the .NET SDK must already be there (dotnet on PATH); this adds the C toolchain for the test
 # guests, the kernel headers the layout tests compile against, the compression libraries the
-# kernel loader uses, QEMU for the side-by-side benchmarks, and fetches the Debian cloud kernel.
+# kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, and fetches
+# the Debian cloud kernel.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -11,6 +12,8 @@ packages=(
   gcc gcc-multilib make linux-libc-dev        # test guests (gcc -m32) and <linux/kvm.h>
   liblzma5 liblz4-1 libzstd1                  # host-side kernel payload decompression
   gzip xz-utils lz4 zstd                      # reference compressors for the payload tests
+  acpica-tools                                # iasl: the ACPI tables are checked with the real disassembler
+  procps                                      # kill(1), used by the tests to signal the engine
   cpio busybox-static                         # initramfs test (hardware-virtualization hosts)
   qemu-system-x86 time                        # side-by-side benchmarks
 )
