@@ -52,7 +52,7 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
     public void Loader_WritesZeroPageCommandLineInitrdAndPageTables(KernelLoadMode mode)
     {
         string initrd = System.IO.Path.GetTempFileName();
-        File.WriteAllBytes(initrd, Enumerable.Range(0, 10000).Select(i => (byte)i).ToArray());
+        File.WriteAllBytes(initrd, Enumerable.Range(0, 10000).Select(i => unchecked((byte)i)).ToArray());
         try
         {
             using var mem = new GuestMemory(X86Layout.RamRegions(256UL << 20));

@@ -219,3 +219,23 @@ public sealed class HpetHalfWriteTests
         Assert.Equal(1500L * 100, deadline.Deadline);          // next expiry one period later
     }
 }
+
+public sealed class HpetHostileTests
+{
+    [Fact]
+    public void HugePeriodicPeriod_DoesNotOverflowOrSpin()
+    {
+        long now = 0;
+        var deadline = new FakeDeadline();
+        var hpet = new Hpet(() => now, _ => new RecordingInterruptLine(), deadline);
+        void W64(ulong o, ulong v) { var b = new byte[8]; BinaryPrimitives.WriteUInt64LittleEndian(b, v); hpet.Write(o, b); }
+        W64(0x100, (20u << 9) | (1u << 2) | (1u << 3) | (1u << 6));
+        W64(0x108, 1);                                   // first expiry right away
+        W64(0x108, ulong.MaxValue - 5);                  // then a period that wraps the counter
+        W64(0x10, 1);
+        now = 1_000;
+        hpet.Poll();
+        hpet.Poll();
+        Assert.Equal(1, hpet.InterruptsRaised);
+    }
+}

@@ -45,7 +45,8 @@ public sealed class Hpet : IBusDevice
     public long InterruptsRaised => Interlocked.Read(ref _interrupts);
 
     private bool Enabled => (_config & ConfEnable) != 0;
-    private ulong Counter(long now) => Enabled ? _counterBase + (ulong)((now - _baseNs) / TickNs) : _counterBase;
+    // Guest-programmed values meet here: the counter wraps at 2^64 like the hardware, never throws.
+    private ulong Counter(long now) => Enabled ? unchecked(_counterBase + (ulong)((now - _baseNs) / TickNs)) : _counterBase;
 
     public void Read(ulong offset, Span<byte> data)
     {
@@ -174,7 +175,8 @@ public sealed class Hpet : IBusDevice
                 {
                     // Skip missed periods rather than firing a burst.
                     ulong behind = (counter - _comparator[n]) / _period[n] + 1;
-                    _comparator[n] += behind * _period[n];
+                    _comparator[n] = unchecked(_comparator[n] + behind * _period[n]);
+                    if (_comparator[n] <= counter) _armed[n] = false; // the period wrapped the counter: stop rather than spin
                 }
                 else _armed[n] = false; // one-shot: quiet until the comparator or enable bit is written again
             }

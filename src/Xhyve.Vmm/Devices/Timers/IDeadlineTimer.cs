@@ -18,7 +18,21 @@ public sealed class HostDeadlineTimer : IDeadlineTimer, IDisposable
     public HostDeadlineTimer(Func<long> nowNs, Action expired)
     {
         _nowNs = nowNs;
-        _timer = new Timer(_ => expired(), null, Timeout.Infinite, Timeout.Infinite);
+        _timer = new Timer(_ => Fire(expired), null, Timeout.Infinite, Timeout.Infinite);
+    }
+
+    private long _failures;
+    /// <summary>Callbacks that threw (a device bug); counted rather than allowed to end the process.</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+
+    private void Fire(Action expired)
+    {
+        try { expired(); }
+        catch (Exception e)
+        {
+            // An exception on a timer thread would terminate the engine; a timer device misbehaving must not.
+            if (Interlocked.Increment(ref _failures) == 1) Console.Error.WriteLine($"xhyve: device timer failed: {e.Message}");
+        }
     }
 
     public static long MonotonicNs() => (long)(System.Diagnostics.Stopwatch.GetTimestamp() * (1e9 / System.Diagnostics.Stopwatch.Frequency));
