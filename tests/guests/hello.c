@@ -4,7 +4,8 @@
  *   echo=N    read N bytes from COM1 and report them back
  *   spin=1    print "ready" and spin forever (the host stops the VM)
  *   msr=1     read and write an MSR no hypervisor implements (#GP, or 0 with -w)
- *   x2apic=1  report IA32_APIC_BASE's mode bits and, in x2APIC mode, the x2APIC id MSR */
+ *   x2apic=1  report IA32_APIC_BASE's mode bits and, in x2APIC mode, the x2APIC id MSR
+ *   ticks=1   print "tick N" lines forever at a steady pace (the host pauses, resumes and stops it) */
 #include "lib/guest.h"
 
 static uint8_t serial_getc(void)
@@ -50,6 +51,13 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         if (lo & (1u << 10)) {
             __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x802u));
             report("x2apic_id", lo);
+        }
+    }
+
+    if (cmdline_uint(mbi, "ticks", 0)) {
+        for (uint32_t n = 0;; n++) {
+            for (volatile uint32_t i = 0; i < 20000; i++) ;
+            print("tick "); print_dec(n); print("\n");
         }
     }
 

@@ -19,11 +19,16 @@ public sealed class VmRunner : IPlatformEvents
     private Machine? _machine;
     private Thread[] _threads = [];
     private volatile bool _stopRequested;
+    private int _powerButtonPressed;
+    private Timer? _hardOffTimer;
+    private long _unknownMsrAccesses;
 
     public VmExitStatus Status { get; private set; } = VmExitStatus.PoweredOff;
     public string? StopReason { get; private set; }
     public DateTime StartedUtc { get; private set; }
     public bool Paused => !_running.IsSet;
+    /// <summary>-w: reads and writes of MSRs the hypervisor does not know.</summary>
+    public long UnknownMsrAccesses => Interlocked.Read(ref _unknownMsrAccesses);
 
     /// <summary>The runner exists before the machine: devices are built with it as their <see cref="IPlatformEvents"/>.</summary>
     public VmRunner(IReadOnlyDictionary<int, int> pinning) => _pinning = pinning;
@@ -80,11 +85,6 @@ public sealed class VmRunner : IPlatformEvents
         _hardOffTimer = new Timer(_ => RequestStop(VmExitStatus.PoweredOff, $"turned off: the guest did not shut down within {timeout.TotalSeconds:F0} s of the power button"),
             null, timeout, Timeout.InfiniteTimeSpan);
     }
-
-    private int _powerButtonPressed;
-    private long _unknownMsrAccesses;
-    public long UnknownMsrAccesses => Interlocked.Read(ref _unknownMsrAccesses);
-    private Timer? _hardOffTimer;
 
     public void Pause()
     {

@@ -135,6 +135,30 @@ public sealed class GuestTests
     }
 
     [SkippableFact]
+    public void Sigusr1PausesTheVcpus_AndSigusr2ResumesThem()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        using var p = EngineProcess.Start(["-c", "2", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"multiboot,{EngineProcess.Guest("hello")},,ticks=1"]);
+        try
+        {
+            EngineProcess.ReadUntil(p, "tick 3\r\n", TimeSpan.FromSeconds(30));
+            EngineProcess.Signal(p, "USR1");
+            Thread.Sleep(300);                                    // let a line in flight finish
+            string duringPause = EngineProcess.ReadFor(p, TimeSpan.FromSeconds(2));
+            Assert.DoesNotContain("tick", duringPause);
+            Assert.False(p.HasExited);
+            EngineProcess.Signal(p, "USR2");
+            EngineProcess.ReadUntil(p, "tick", TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            EngineProcess.Signal(p, "TERM");
+            p.WaitForExit(10_000);
+        }
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    [SkippableFact]
     public void PidFile_ExistsWhileRunning_IsRemovedAtExit_AndBlocksASecondEngine()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);

@@ -43,7 +43,7 @@ public static class EngineProcess
 
     public static EngineRun Run(IEnumerable<string> args, int timeoutSeconds = 60)
     {
-        using var p = Start(args);
+        using var p = StartProcess(args);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         var sw = Stopwatch.StartNew();
@@ -56,7 +56,10 @@ public static class EngineProcess
         return new EngineRun(p.ExitCode, stdout.Result, stderr.Result, sw.Elapsed);
     }
 
-    public static Process Start(IEnumerable<string> args)
+    /// <summary>Starts the engine; its stdout is collected in the background for ReadUntil/ReadFor.</summary>
+    public static RunningEngine Start(IEnumerable<string> args) => new(StartProcess(args));
+
+    private static Process StartProcess(IEnumerable<string> args)
     {
         var psi = new ProcessStartInfo(Executable)
         {
@@ -67,27 +70,85 @@ public static class EngineProcess
         return Process.Start(psi)!;
     }
 
-    /// <summary>Reads a process's stdout until a line contains <paramref name="marker"/>; returns what was read.</summary>
-    public static string ReadUntil(Process p, string marker, TimeSpan timeout)
-    {
-        var sb = new StringBuilder();
-        var deadline = DateTime.UtcNow + timeout;
-        var buffer = new char[256];
-        while (DateTime.UtcNow < deadline)
-        {
-            var read = p.StandardOutput.ReadAsync(buffer, 0, buffer.Length);
-            if (!read.Wait(deadline - DateTime.UtcNow)) break;
-            if (read.Result == 0) break;
-            sb.Append(buffer, 0, read.Result);
-            if (sb.ToString().Contains(marker)) return sb.ToString();
-        }
-        throw new TimeoutException($"'{marker}' did not appear within {timeout.TotalSeconds}s; output so far:\n{sb}");
-    }
+    public static string ReadUntil(RunningEngine p, string marker, TimeSpan timeout) => p.ReadUntil(marker, timeout);
+
+    public static string ReadFor(RunningEngine p, TimeSpan window) => p.ReadFor(window);
 
     /// <summary>Sends a signal with kill(1), e.g. "TERM".</summary>
-    public static void Signal(Process p, string signal)
+    public static void Signal(RunningEngine p, string signal)
     {
         using var kill = Process.Start("kill", $"-{signal} {p.Id}")!;
         kill.WaitForExit();
+    }
+}
+
+/// <summary>An engine process whose stdout a background task collects, so tests can wait for markers and
+/// look at what arrived in a time window without competing readers.</summary>
+public sealed class RunningEngine : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly Lock _lock = new();
+    private int _consumed;
+
+    public RunningEngine(Process process)
+    {
+        _process = process;
+        _ = Task.Run(async () =>
+        {
+            var buffer = new char[256];
+            int n;
+            while ((n = await process.StandardOutput.ReadAsync(buffer)) > 0)
+                lock (_lock) _output.Append(buffer, 0, n);
+        });
+        _ = process.StandardError.ReadToEndAsync();
+    }
+
+    public int Id => _process.Id;
+    public StreamWriter StandardInput => _process.StandardInput;
+    public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
+    public bool WaitForExit(int milliseconds) => _process.WaitForExit(milliseconds);
+
+    /// <summary>Waits for <paramref name="marker"/> after what earlier calls consumed; returns the text up to it.</summary>
+    public string ReadUntil(string marker, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            lock (_lock)
+            {
+                string all = _output.ToString();
+                int at = all.IndexOf(marker, _consumed, StringComparison.Ordinal);
+                if (at >= 0)
+                {
+                    string text = all[_consumed..(at + marker.Length)];
+                    _consumed = at + marker.Length;
+                    return text;
+                }
+                if (DateTime.UtcNow > deadline)
+                    throw new TimeoutException($"'{marker}' did not appear within {timeout.TotalSeconds}s; output so far:\n{all}");
+            }
+            Thread.Sleep(20);
+        }
+    }
+
+    /// <summary>What arrives during the next <paramref name="window"/>.</summary>
+    public string ReadFor(TimeSpan window)
+    {
+        lock (_lock) _consumed = _output.Length;
+        Thread.Sleep(window);
+        lock (_lock)
+        {
+            string text = _output.ToString(_consumed, _output.Length - _consumed);
+            _consumed = _output.Length;
+            return text;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) { _process.Kill(true); _process.WaitForExit(); }
+        _process.Dispose();
     }
 }
