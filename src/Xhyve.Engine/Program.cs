@@ -20,6 +20,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "disk") return Disk.DiskCommand.Run(args[1..]);
         CliResult cli;
         try { cli = CommandLineParser.Parse(args); }
         catch (CliException e) { return Fail(e.Message); }

@@ -97,6 +97,9 @@ internal static partial class LibC
     [LibraryImport(Lib, EntryPoint = "ptsname_r", SetLastError = true)]
     public static unsafe partial int PtsNameR(int fd, byte* buffer, nuint length);
 
+    [LibraryImport(Lib, EntryPoint = "fdatasync", SetLastError = true)]
+    public static partial int FdataSync(nint fd);
+
     public static int LastErrno => Marshal.GetLastPInvokeError();
 }
 

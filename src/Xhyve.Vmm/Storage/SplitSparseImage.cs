@@ -1,0 +1,290 @@
+using System.Buffers.Binary;
+using Microsoft.Win32.SafeHandles;
+
+namespace Xhyve.Vmm.Storage;
+
+/// <summary>How a split/sparse image is laid out (the options of -s N,virtio-blk,PATH,...).</summary>
+/// <param name="Size">Virtual disk size in bytes (size=).</param>
+/// <param name="SplitSize">Segment size (split=), or null for one segment named PATH.</param>
+/// <param name="Sparse">Only written, non-zero sectors are stored, through PATH.lut.</param>
+/// <param name="SectorSize">The logical sector size: the allocation unit of sparse images.</param>
+public sealed record SplitImageLayout(long Size, long? SplitSize, bool Sparse, int SectorSize)
+{
+    public long SegmentSize => SplitSize ?? Size;
+    public int SegmentCount => (int)((Size + SegmentSize - 1) / SegmentSize);
+    public long Sectors => Size / SectorSize;
+
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (SectorSize is not (512 or 4096)) problems.Add($"sectorsize={SectorSize}: must be 512 or 4096");
+        if (Size <= 0) problems.Add("size=: the disk size must be positive");
+        else if (Size % SectorSize != 0) problems.Add($"size={Size}: not a multiple of the {SectorSize}-byte sector");
+        if (SplitSize is { } split)
+        {
+            if (split <= 0 || split % SectorSize != 0) problems.Add($"split={split}: must be a positive multiple of the {SectorSize}-byte sector");
+            else if (Size > 0 && (Size + split - 1) / split > 9999) problems.Add($"split={split}: more than 9999 segments");
+        }
+        if (Sparse && SegmentSize / SectorSize > uint.MaxValue) problems.Add("split=: a sparse segment may hold at most 2^32-1 sectors");
+        return problems;
+    }
+}
+
+/// <summary>
+/// xhyve's split and sparse disk images (../shared/reference/sparse-disk.md). Segment files PATH.0000,
+/// PATH.0001, ... (or PATH alone without split=) hold the data; with sparse, PATH.lut maps every logical
+/// sector of the disk to a sector index inside its segment (0xFFFFFFFF: never written, reads as zeroes).
+/// A newly written sector is appended to its segment, made durable, and only then entered in the LUT,
+/// so a crash leaves each sector with its old or its new content. Allocation is serialised per segment.
+/// </summary>
+public sealed class SplitSparseImage : IBlockBackend
+{
+    public const uint Unallocated = 0xFFFF_FFFF;
+
+    private readonly SplitImageLayout _layout;
+    private readonly SafeFileHandle[] _segments;
+    private readonly string[] _segmentPaths;
+    private readonly long[] _segmentSectors;       // sparse: sectors stored in each segment so far
+    private readonly Lock[] _segmentLocks;
+    private readonly SafeFileHandle? _lutHandle;
+    private readonly uint[] _lut = [];
+    private readonly string _lutPath;
+
+    public string Path { get; }
+    public long Size => _layout.Size;
+    public int LogicalSectorSize => _layout.SectorSize;
+    public bool ReadOnly { get; }
+
+    /// <summary>Segment file name i: PATH.0000 style with split=, PATH itself without.</summary>
+    public static string SegmentPath(string path, SplitImageLayout layout, int i) => layout.SplitSize == null ? path : $"{path}.{i:D4}";
+
+    public static string LutPath(string path) => path + ".lut";
+
+    private SplitSparseImage(string path, SplitImageLayout layout, bool readOnly)
+    {
+        Path = path;
+        _layout = layout;
+        ReadOnly = readOnly;
+        _lutPath = LutPath(path);
+        int n = layout.SegmentCount;
+        _segments = new SafeFileHandle[n];
+        _segmentPaths = Enumerable.Range(0, n).Select(i => SegmentPath(path, layout, i)).ToArray();
+        _segmentSectors = new long[n];
+        _segmentLocks = Enumerable.Range(0, n).Select(_ => new Lock()).ToArray();
+        try
+        {
+            bool creating = layout.Sparse ? !File.Exists(_lutPath) : _segmentPaths.Any(p => !File.Exists(p));
+            if (readOnly && creating) throw new StorageException($"{path}: image does not exist (a read-only disk cannot be created)");
+            for (int i = 0; i < n; i++)
+            {
+                _segments[i] = FileHandles.Open(_segmentPaths[i], readOnly, create: !readOnly);
+                long length = RandomAccess.GetLength(_segments[i]);
+                if (layout.Sparse)
+                {
+                    if (length % layout.SectorSize != 0 && !readOnly)
+                        // A crash mid-append leaves a partial sector no LUT entry points at: drop it.
+                        RandomAccess.SetLength(_segments[i], length -= length % layout.SectorSize);
+                    _segmentSectors[i] = length / layout.SectorSize;
+                }
+                else if (length < layout.SegmentSize)
+                {
+                    if (readOnly) throw new StorageException($"{_segmentPaths[i]}: segment is {length} bytes, expected {layout.SegmentSize}");
+                    RandomAccess.SetLength(_segments[i], layout.SegmentSize); // sparse on the host filesystem
+                }
+            }
+            if (layout.Sparse)
+            {
+                _lutHandle = FileHandles.Open(_lutPath, readOnly, create: !readOnly);
+                _lut = LoadLut(creating);
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the image at <paramref name="path"/>, creating it when absent (and not read-only).
+    /// A LUT of the wrong size, or one pointing past the end of a segment, is refused and left untouched.</summary>
+    public static SplitSparseImage Open(string path, SplitImageLayout layout, bool readOnly)
+    {
+        var problems = layout.Validate();
+        if (problems.Count > 0) throw new StorageException($"{path}: {string.Join("; ", problems)}");
+        return new SplitSparseImage(path, layout, readOnly);
+    }
+
+    private uint[] LoadLut(bool creating)
+    {
+        long expected = _layout.Sectors * 4;
+        long length = RandomAccess.GetLength(_lutHandle!);
+        if (creating && length == 0)
+        {
+            var fresh = new uint[_layout.Sectors];
+            Array.Fill(fresh, Unallocated);
+            var bytes = new byte[expected];
+            bytes.AsSpan().Fill(0xFF);
+            RandomAccess.Write(_lutHandle!, bytes, 0);
+            FileHandles.DataSync(_lutHandle!, _lutPath);
+            return fresh;
+        }
+        if (length != expected)
+            throw new StorageException($"{_lutPath}: LUT is {length} bytes; a {_layout.Size}-byte disk of {_layout.SectorSize}-byte sectors needs {expected}");
+        var raw = new byte[expected];
+        if (RandomAccess.Read(_lutHandle!, raw, 0) != raw.Length) throw new StorageException($"{_lutPath}: short read");
+        var lut = new uint[_layout.Sectors];
+        for (long s = 0; s < lut.Length; s++)
+        {
+            uint v = BinaryPrimitives.ReadUInt32LittleEndian(raw.AsSpan((int)(s * 4)));
+            int seg = SegmentOf(s);
+            if (v != Unallocated && v >= _segmentSectors[seg])
+                throw new StorageException($"{_lutPath}: entry for sector {s} points to sector {v} of {_segmentPaths[seg]}, which holds only {_segmentSectors[seg]}");
+            lut[s] = v;
+        }
+        return lut;
+    }
+
+    private int SegmentOf(long sector) => (int)(sector * _layout.SectorSize / _layout.SegmentSize);
+
+    private void CheckRange(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"{Path}: range {offset}+{length} is outside the {Size}-byte disk");
+        if (_layout.Sparse && (offset % LogicalSectorSize != 0 || length % LogicalSectorSize != 0))
+            throw new ArgumentException($"{Path}: sparse images take whole {LogicalSectorSize}-byte sectors (offset {offset}, length {length})");
+    }
+
+    public void Read(long offset, Span<byte> buffer)
+    {
+        CheckRange(offset, buffer.Length);
+        if (!_layout.Sparse)
+        {
+            for (int pos = 0; pos < buffer.Length;)
+            {
+                var (seg, inSeg, n) = Piece(offset + pos, buffer.Length - pos);
+                ReadExactly(seg, inSeg, buffer.Slice(pos, n));
+                pos += n;
+            }
+            return;
+        }
+        int ss = LogicalSectorSize;
+        for (int pos = 0; pos < buffer.Length; pos += ss)
+        {
+            long sector = (offset + pos) / ss;
+            uint index = Volatile.Read(ref _lut[sector]);
+            var dest = buffer.Slice(pos, ss);
+            if (index == Unallocated) dest.Clear();
+            else ReadExactly(SegmentOf(sector), (long)index * ss, dest);
+        }
+    }
+
+    private void ReadExactly(int seg, long at, Span<byte> dest)
+    {
+        int done = 0;
+        while (done < dest.Length)
+        {
+            int n = RandomAccess.Read(_segments[seg], dest[done..], at + done);
+            if (n == 0) { dest[done..].Clear(); return; } // past the end of a host-sparse segment: zeroes
+            done += n;
+        }
+    }
+
+    /// <summary>The part of a request at disk offset <paramref name="at"/> that lies in one segment:
+    /// requests crossing a segment boundary are split.</summary>
+    private (int Segment, long InSegment, int Length) Piece(long at, int remaining)
+    {
+        int seg = (int)(at / _layout.SegmentSize);
+        long inSeg = at % _layout.SegmentSize;
+        return (seg, inSeg, (int)Math.Min(remaining, _layout.SegmentSize - inSeg));
+    }
+
+    public void Write(long offset, ReadOnlySpan<byte> data)
+    {
+        if (ReadOnly) throw new InvalidOperationException($"{Path}: the disk is read-only");
+        CheckRange(offset, data.Length);
+        if (!_layout.Sparse)
+        {
+            for (int pos = 0; pos < data.Length;)
+            {
+                var (seg, inSeg, n) = Piece(offset + pos, data.Length - pos);
+                RandomAccess.Write(_segments[seg], data.Slice(pos, n), inSeg);
+                pos += n;
+            }
+            return;
+        }
+        int ss = LogicalSectorSize;
+        var allocated = new List<(long Sector, uint Index)>();
+        var touched = new HashSet<int>();
+        for (int pos = 0; pos < data.Length; pos += ss)
+        {
+            long sector = (offset + pos) / ss;
+            int seg = SegmentOf(sector);
+            var chunk = data.Slice(pos, ss);
+            uint index = Volatile.Read(ref _lut[sector]);
+            if (index != Unallocated)
+            {
+                RandomAccess.Write(_segments[seg], chunk, (long)index * ss);
+                continue;
+            }
+            if (!chunk.ContainsAnyExcept((byte)0)) continue;      // never-written zero sector: store nothing
+            lock (_segmentLocks[seg])
+            {
+                index = (uint)_segmentSectors[seg];
+                RandomAccess.Write(_segments[seg], chunk, (long)index * ss);
+                _segmentSectors[seg]++;
+            }
+            allocated.Add((sector, index));
+            touched.Add(seg);
+        }
+        if (allocated.Count == 0) return;
+        // Data first, durably; then the LUT entries that point at it.
+        foreach (int seg in touched) FileHandles.DataSync(_segments[seg], _segmentPaths[seg]);
+        Span<byte> entry = stackalloc byte[4];
+        foreach (var (sector, index) in allocated)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
+            RandomAccess.Write(_lutHandle!, entry, sector * 4);
+            Volatile.Write(ref _lut[sector], index);
+        }
+    }
+
+    public void WriteZeroes(long offset, long length)
+    {
+        if (ReadOnly) throw new InvalidOperationException($"{Path}: the disk is read-only");
+        CheckRange(offset, length);
+        if (!_layout.Sparse)
+        {
+            var zeros = new byte[Math.Min(length, 1 << 20)];
+            for (long done = 0; done < length; done += zeros.Length)
+                Write(offset + done, zeros.AsSpan(0, (int)Math.Min(zeros.Length, length - done)));
+            return;
+        }
+        // Unmapping: the sectors read as zeroes again; their space is reclaimed by an offline compact.
+        Span<byte> entry = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(entry, Unallocated);
+        for (long sector = offset / LogicalSectorSize; sector < (offset + length) / LogicalSectorSize; sector++)
+        {
+            if (Volatile.Read(ref _lut[sector]) == Unallocated) continue;
+            Volatile.Write(ref _lut[sector], Unallocated);
+            RandomAccess.Write(_lutHandle!, entry, sector * 4);
+        }
+    }
+
+    public void Flush()
+    {
+        if (ReadOnly) return;
+        for (int i = 0; i < _segments.Length; i++) FileHandles.DataSync(_segments[i], _segmentPaths[i]);
+        if (_lutHandle != null) FileHandles.DataSync(_lutHandle, _lutPath);
+    }
+
+    /// <summary>Allocated sectors per segment (for the disk tool and tests).</summary>
+    public IReadOnlyList<long> StoredSectors => _segmentSectors;
+
+    public long AllocatedSectors => _layout.Sparse ? _lut.LongCount(v => v != Unallocated) : _layout.Sectors;
+
+    public void Dispose()
+    {
+        foreach (var h in _segments) h?.Dispose();
+        _lutHandle?.Dispose();
+    }
+}
