@@ -90,7 +90,7 @@ public sealed class SplitQueueTests
             Assert.Equal(1, head);
             dev.AddUsed(head, (uint)n);
         }
-        Assert.Equal((ushort)65540, q.ReadU16(DriverQueue.Used + 2));
+        Assert.Equal(unchecked((ushort)65540), q.ReadU16(DriverQueue.Used + 2));   // 65540 mod 65536 = 4
         Assert.Equal((1u, 65539u), q.UsedElem(65539));
         Assert.False(dev.TryPop(_segments, out _, out _, out _));
     }
