@@ -86,6 +86,9 @@ public sealed class VmBuilder
         }
     }
 
+    /// <summary>RAM above 4 GiB (the second region of bhyve's layout), or 0.</summary>
+    private ulong HighMemoryBytes => _memory!.Regions.Count > 1 ? _memory.Regions[1].Size : 0;
+
     private void AttachMemory()
     {
         _memory = new GuestMemory(X86Layout.RamRegions(_spec.MemoryBytes), _spec.CoreDumpIncludesMemory);
@@ -109,12 +112,10 @@ public sealed class VmBuilder
 
     private void AttachRtc()
     {
-        var regions = _memory!.Regions;
-        ulong high = regions.Count > 1 ? regions[1].Size : 0;
         Rtc? rtc = null;
         var deadline = new HostDeadlineTimer(_monotonicNs, () => rtc!.Poll());
         _hostResources.Add(deadline);
-        rtc = new Rtc(_clock, _spec.RtcUtc, regions[0].Size, high, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs);
+        rtc = new Rtc(_clock, _spec.RtcUtc, _memory!.Regions[0].Size, HighMemoryBytes, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs);
         _pio.Register(X86Layout.RtcPort, 2, new ByteRegisterBusAdapter(rtc), "RTC/CMOS");
     }
 
@@ -135,8 +136,7 @@ public sealed class VmBuilder
     private void AttachPciDevices(PciRootBus pci)
     {
         var msi = new HypervisorMsiSink(_vm!);
-        var regions = _memory!.Regions;
-        var allocator = new PciResourceAllocator(PlatformLayout.Mmio64Start(regions.Count > 1 ? regions[1].Size : 0));
+        var allocator = new PciResourceAllocator(PlatformLayout.Mmio64Start(HighMemoryBytes));
         int bus = 0;
         allocator.BeginBus(0);   // bus 0 always exists: the host bridge the LPC devices hang off
         foreach (var d in _spec.PciDevices.OrderBy(d => d.Address.Bus))
@@ -214,11 +214,10 @@ public sealed class VmBuilder
     /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description.</summary>
     private void WriteFirmwareTables()
     {
-        var regions = _memory!.Regions;
         var platform = new PlatformDescription
         {
             Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Emulation == "lpc"),
-            LowMemoryBytes = regions[0].Size, HighMemoryBytes = regions.Count > 1 ? regions[1].Size : 0,
+            LowMemoryBytes = _memory!.Regions[0].Size, HighMemoryBytes = HighMemoryBytes,
             PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
             PciBuses = _pciBuses,
         };

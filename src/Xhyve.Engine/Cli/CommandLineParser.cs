@@ -182,13 +182,9 @@ public static class CommandLineParser
         switch (device)
         {
             case "com1" or "com2":
-                if (config.Length == 0) throw new CliException($"-l {value}: missing backend (stdio, autopty, log=PATH, null or a tty)");
-                var backends = new List<SerialBackendSpec>();
-                foreach (var item in config.Split(','))
-                {
-                    var b = SerialBackendSpec.TryParse(item, out string? error) ?? throw new CliException($"-l {value}: {error}");
-                    backends.Add(b);
-                }
+                IReadOnlyList<SerialBackendSpec> backends;
+                try { backends = SerialBackendSpec.ParseList(config); }
+                catch (FormatException e) { throw new CliException($"-l {value}: {e.Message}"); }
                 if (device == "com1")
                     return spec.Com1 != null ? throw new CliException($"-l {value}: com1 was already configured") : spec with { Com1 = backends };
                 return spec.Com2 != null ? throw new CliException($"-l {value}: com2 was already configured") : spec with { Com2 = backends };

@@ -2,11 +2,14 @@ using System.Globalization;
 
 namespace Xhyve.Engine.Cli;
 
-/// <summary>xhyve's size syntax: a number with k/m/g/t (either case, optional trailing b); a bare
-/// number below 1 MiB means MiB (so -m 1024 is 1 GiB, as in xhyve).</summary>
+/// <summary>xhyve's size syntax: a number with k/m/g/t (either case, optional trailing b); for -m a
+/// bare number below 1 MiB means MiB (so -m 1024 is 1 GiB, as in xhyve).</summary>
 public static class SizeParser
 {
-    public static bool TryParse(string text, out ulong bytes)
+    /// <param name="text">The size as written.</param>
+    /// <param name="bytes">The size in bytes.</param>
+    /// <param name="smallBareNumbersAreMiB">-m's rule; image sizes (size=, split=) take bare numbers as bytes.</param>
+    public static bool TryParse(string text, out ulong bytes, bool smallBareNumbersAreMiB = true)
     {
         bytes = 0;
         string s = text.Trim();
@@ -26,7 +29,7 @@ public static class SizeParser
         else if (s.Length != text.Trim().Length) return false; // a lone trailing "b" is not a unit
         if (s.Length == 0 || !s.All(char.IsAsciiDigit)) return false;
         if (!ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out ulong n)) return false;
-        if (!suffix && n < (1UL << 20)) shift = 20;
+        if (!suffix && smallBareNumbersAreMiB && n < (1UL << 20)) shift = 20;
         if (shift > 0 && n > (ulong.MaxValue >> shift)) return false;
         bytes = n << shift;
         return true;

@@ -82,9 +82,8 @@ public static class DiskCommand
 
     private static long Bytes(string item, string value)
     {
-        // Image sizes always carry a unit or are bytes: the "bare number means MiB" rule is -m's.
-        if (!SizeParser.TryParse(value, out ulong bytes) || bytes > long.MaxValue) throw new CliException($"{item}: not a size");
-        if (value.All(char.IsAsciiDigit)) bytes = ulong.Parse(value, CultureInfo.InvariantCulture);
+        if (!SizeParser.TryParse(value, out ulong bytes, smallBareNumbersAreMiB: false) || bytes > long.MaxValue)
+            throw new CliException($"{item}: not a size");
         return (long)bytes;
     }
 

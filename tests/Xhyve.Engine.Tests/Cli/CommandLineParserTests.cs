@@ -184,6 +184,17 @@ public sealed class CommandLineParserTests
         Assert.Throws<CliException>(() => CommandLineParser.Parse(["-f", "kexec,a", "-f", "kexec,b"]));
     }
 
+    [Theory]
+    [InlineData("1024", 1024UL)]
+    [InlineData("4096", 4096UL)]
+    [InlineData("4M", 4UL << 20)]
+    public void ImageSizes_TakeBareNumbersAsBytes(string text, ulong bytes)
+    {
+        Assert.True(SizeParser.TryParse(text, out ulong parsed, smallBareNumbersAreMiB: false));
+        Assert.Equal(bytes, parsed);
+        Assert.Equal((long)bytes, Xhyve.Engine.Disk.DiskCommand.ParseLayout($"size={text}").Size);
+    }
+
     [Fact]
     public void SizeParser_RejectsGarbage()
     {
