@@ -7,6 +7,7 @@ using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Hypervisor.Kvm;
 using Xhyve.Vmm.Memory;
 using Xhyve.Vmm.Serial;
+using Xhyve.Vmm.Storage;
 
 namespace Xhyve.Engine;
 
@@ -61,6 +62,7 @@ public static class Program
             runner.Start(machine);
             var status = runner.WaitForExit();
             TerminalGuard.RestoreAll();
+            if (cli.Verbose) foreach (var line in MachineReport.Counters(machine)) Console.Error.WriteLine($"xhyve: {line}");
             if (status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset) && runner.StopReason != null)
                 Console.Error.WriteLine($"xhyve: {runner.StopReason}");
             return (int)status;
@@ -70,7 +72,7 @@ public static class Program
             foreach (var p in e.Problems) Console.Error.WriteLine($"xhyve: {p}");
             return 1;
         }
-        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or StorageException or IOException or UnauthorizedAccessException or InvalidOperationException)
         {
             return Fail(e.Message);
         }

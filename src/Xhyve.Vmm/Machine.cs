@@ -42,6 +42,7 @@ public sealed class Machine : IDisposable
     /// <summary>Whether the guest was given ACPI tables (-A): only then can it handle the power button.</summary>
     public required bool Acpi { get; init; }
     public required IReadOnlyList<IDisposable> HostResources { get; init; }
+    public IReadOnlyList<Devices.Virtio.VirtioPciDevice> Virtio { get; init; } = [];
 
     public void Dispose()
     {

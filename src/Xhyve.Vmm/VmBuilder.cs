@@ -5,12 +5,16 @@ using Xhyve.Vmm.Devices.Legacy;
 using Xhyve.Vmm.Devices.Acpi;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Timers;
+using Xhyve.Vmm.Devices.Virtio;
+using Xhyve.Vmm.Devices.Virtio.Block;
+using Xhyve.Vmm.Devices.Virtio.Entropy;
 using Xhyve.Vmm.Firmware;
 using Xhyve.Vmm.Firmware.Acpi;
 using Xhyve.Vmm.Firmware.Smbios;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Memory;
 using Xhyve.Vmm.Serial;
+using Xhyve.Vmm.Storage;
 
 namespace Xhyve.Vmm;
 
@@ -72,7 +76,7 @@ public sealed class VmBuilder
                 Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
                 Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
                 SerialPorts = _serialPorts, Uarts = _uarts, Power = power, Acpi = _spec.Acpi,
-                HostResources = _hostResources,
+                HostResources = _hostResources, Virtio = _virtio,
             };
         }
         catch
@@ -151,6 +155,8 @@ public sealed class VmBuilder
                 "lpc" => PciIdentityFunction.LpcBridge(),
                 "uart" => CreatePciUart(d, msi, intx),
                 "testdev" => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
+                "virtio-blk" => CreateVirtio(CreateBlock(d), msi, intx),
+                "virtio-rnd" => CreateVirtio(new VirtioEntropy(), msi, intx),
                 _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
             };
             // The Interrupt Line register names the 8259 input (what PIC-mode guests read); APIC-mode
@@ -164,6 +170,26 @@ public sealed class VmBuilder
     }
 
     private IReadOnlyList<PciBusWindows> _pciBuses = [];
+
+    private VirtioBlock CreateBlock(PciDeviceSpec d)
+    {
+        var options = BlockDeviceOptions.Parse(d.Options);
+        var backend = BlockBackends.Open(options);
+        try { return new VirtioBlock(backend, options.LogicalSectorSize, options.PhysicalSectorSize, $"virtio-blk {d.Address}"); }
+        catch { backend.Dispose(); throw; }
+    }
+
+    private VirtioPciDevice CreateVirtio(IVirtioDevice device, IMsiSink msi, IInterruptLine intx)
+    {
+        VirtioPciDevice transport;
+        try { transport = new VirtioPciDevice(device, _memory!, msi, intx, new HypervisorDoorbells(_vm!)); }
+        catch { device.Dispose(); throw; }
+        _hostResources.Add(transport);
+        _virtio.Add(transport);
+        return transport;
+    }
+
+    private readonly List<VirtioPciDevice> _virtio = new();
 
     private PciUart CreatePciUart(PciDeviceSpec d, IMsiSink msi, IInterruptLine intx)
     {
@@ -234,6 +260,16 @@ public sealed class VmBuilder
         MultibootFirmware m => new MultibootLoader(m.Kernel, m.Modules, m.CommandLine).Load(_memory!),
         _ => throw new VmConfigurationException([$"-f: {_spec.Firmware} is not supported"]),
     };
+}
+
+/// <summary>Doorbells through the hypervisor (KVM ioeventfd).</summary>
+internal sealed class HypervisorDoorbells(IVirtualMachine vm) : IDoorbells
+{
+    public bool TryAttach(Native.EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) =>
+        vm.TryAttachDoorbell(target, address, width, portIo, dataMatch);
+
+    public void Detach(Native.EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) =>
+        vm.DetachDoorbell(target, address, width, portIo, dataMatch);
 }
 
 /// <summary>The VM specification cannot be built; every problem is listed.</summary>

@@ -1,51 +1,52 @@
-using System.Globalization;
-using Xhyve.Engine.Cli;
+using Xhyve.Vmm.Config;
 using Xhyve.Vmm.Storage;
 
 namespace Xhyve.Engine.Disk;
 
 /// <summary>
-/// `xhyve disk`: create split/sparse images, show their allocation, check a sparse image's LUT, and a
-/// stress writer for crash-consistency tests. The image options are those of -s N,virtio-blk,PATH,OPTIONS.
+/// `xhyve disk`: create raw/split/sparse images, show their allocation, check a sparse image's LUT,
+/// convert between formats (all through <see cref="DiskImages"/>), and a stress writer for crash-consistency tests. The image options are those of -s N,virtio-blk,PATH,OPTIONS.
 /// </summary>
 public static class DiskCommand
 {
     public const string Usage = """
-        Usage: xhyve disk create PATH OPTIONS     create a split/sparse image (OPTIONS: size=SIZE[,split=SIZE][,sparse][,sectorsize=512|4096])
-               xhyve disk info PATH OPTIONS       show allocated and stored sectors
-               xhyve disk check PATH OPTIONS      open read-only and validate the LUT
-               xhyve disk stress PATH OPTIONS SEED  write random sectors forever, printing "durable N" after each flush
+        Usage: xhyve disk create PATH OPTIONS         create an image (OPTIONS: size=SIZE[,split=SIZE][,sparse][,sectorsize=512|4096])
+               xhyve disk info PATH [OPTIONS]         show the size and what is stored
+               xhyve disk check PATH [OPTIONS]        open read-only and validate a sparse image's LUT
+               xhyve disk convert SRC DST [OPTIONS] [--from SRCOPTIONS]
+                                                      copy SRC into a new image DST (raw, or split/sparse by OPTIONS)
+               xhyve disk stress PATH OPTIONS SEED    write random sectors forever, printing "durable N" after each flush
+        OPTIONS are those of -s N,virtio-blk,PATH,OPTIONS, separated by commas.
         """;
 
     public static int Run(IReadOnlyList<string> args)
     {
-        if (args.Count < 3) { Console.Error.Write(Usage); return 1; }
-        SplitImageLayout layout;
-        try { layout = ParseLayout(args[2]); }
-        catch (CliException e) { Console.Error.WriteLine($"xhyve disk: {e.Message}"); return 1; }
-        string path = args[1];
+        if (args.Count < 2) { Console.Error.Write(Usage); return 1; }
         try
         {
             switch (args[0])
             {
-                case "create":
-                    using (var img = SplitSparseImage.Open(path, layout, readOnly: false)) img.Flush();
-                    Console.Out.WriteLine($"{path}: {layout.Size} bytes, {layout.SegmentCount} segment(s){(layout.Sparse ? ", sparse" : "")}, {layout.SectorSize}-byte sectors");
+                case "create" when args.Count == 3:
+                    Print(DiskImages.Create(Options(args[1], args[2])));
                     return 0;
-                case "info":
-                case "check":
-                    using (var img = SplitSparseImage.Open(path, layout, readOnly: true))
-                    {
-                        Console.Out.WriteLine($"{path}: {img.AllocatedSectors} of {layout.Sectors} sectors allocated; stored per segment: {string.Join(" ", img.StoredSectors)}");
-                        if (args[0] == "check") Console.Out.WriteLine($"{path}: ok");
-                    }
+                case "info" when args.Count is 2 or 3:
+                case "check" when args.Count is 2 or 3:
+                    Print(DiskImages.Inspect(Options(args[1], args.Count == 3 ? args[2] : "")));
+                    if (args[0] == "check") Console.Out.WriteLine($"{args[1]}: ok");
                     return 0;
-                case "stress" when args.Count >= 4 && int.TryParse(args[3], out int seed):
-                    return Stress(path, layout, seed);
+                case "convert" when args.Count >= 3:
+                    return Convert(args);
+                case "stress" when args.Count == 4 && int.TryParse(args[3], out int seed):
+                    return Stress(Options(args[1], args[2]), seed);
                 default:
                     Console.Error.Write(Usage);
                     return 1;
             }
+        }
+        catch (FormatException e)
+        {
+            Console.Error.WriteLine($"xhyve disk: {e.Message}");
+            return 1;
         }
         catch (StorageException e)
         {
@@ -54,44 +55,33 @@ public static class DiskCommand
         }
     }
 
-    /// <summary>size=SIZE[,split=SIZE][,sparse][,sectorsize=N]</summary>
-    public static SplitImageLayout ParseLayout(string options)
+    /// <summary>PATH and the comma-separated options of -s N,virtio-blk,PATH,OPTIONS.</summary>
+    public static BlockDeviceOptions Options(string path, string options) =>
+        BlockDeviceOptions.ParseOptions(path, options.Split(','));
+
+    private static int Convert(IReadOnlyList<string> args)
     {
-        long? size = null, split = null;
-        bool sparse = false;
-        int sectorSize = 512;
-        foreach (var item in options.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        string? targetOptions = null, sourceOptions = null;
+        for (int i = 3; i < args.Count; i++)
         {
-            int eq = item.IndexOf('=');
-            string key = eq < 0 ? item : item[..eq], value = eq < 0 ? "" : item[(eq + 1)..];
-            switch (key)
-            {
-                case "size": size = Bytes(item, value); break;
-                case "split": split = Bytes(item, value); break;
-                case "sparse" when eq < 0: sparse = true; break;
-                case "sectorsize":
-                    if (!int.TryParse(value.Split('/')[0], NumberStyles.None, CultureInfo.InvariantCulture, out sectorSize))
-                        throw new CliException($"{item}: not a sector size");
-                    break;
-                default: throw new CliException($"{item}: unknown image option (size=, split=, sparse, sectorsize=)");
-            }
+            if (args[i] == "--from" && i + 1 < args.Count) sourceOptions = args[++i];
+            else if (targetOptions == null && !args[i].StartsWith("--", StringComparison.Ordinal)) targetOptions = args[i];
+            else { Console.Error.Write(Usage); return 1; }
         }
-        if (size == null) throw new CliException($"{options}: size= is required for a split or sparse image");
-        return new SplitImageLayout(size.Value, split, sparse, sectorSize);
+        var info = DiskImages.Convert(Options(args[1], sourceOptions ?? ""), Options(args[2], targetOptions ?? ""));
+        Print(info);
+        return 0;
     }
 
-    private static long Bytes(string item, string value)
-    {
-        if (!SizeParser.TryParse(value, out ulong bytes, smallBareNumbersAreMiB: false) || bytes > long.MaxValue)
-            throw new CliException($"{item}: not a size");
-        return (long)bytes;
-    }
+    private static void Print(DiskImageInfo info) =>
+        Console.Out.WriteLine($"{info.Path}: {info.Format}, {info.Size} bytes, {info.SectorSize}-byte sectors, {info.AllocatedBytes} bytes stored in {info.Files.Count} file(s)");
 
     /// <summary>Writes runs of 1-8 random sectors with contents derived from (seed, write number), prints
     /// "write N SECTOR COUNT" before each and "durable N" after every fourth, once Flush returned.</summary>
-    private static int Stress(string path, SplitImageLayout layout, int seed)
+    private static int Stress(BlockDeviceOptions options, int seed)
     {
-        using var img = SplitSparseImage.Open(path, layout, readOnly: false);
+        var layout = options.SplitLayout ?? throw new FormatException("stress needs a split or sparse image (split=, sparse)");
+        using var img = SplitSparseImage.Open(options.Path, layout, readOnly: false);
         var rng = new Random(seed);
         int ss = layout.SectorSize;
         var buffer = new byte[8 * ss];

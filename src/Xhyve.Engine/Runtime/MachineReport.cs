@@ -1,5 +1,8 @@
 using Xhyve.Vmm;
 using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Devices.Virtio;
+using Xhyve.Vmm.Devices.Virtio.Block;
+using Xhyve.Vmm.Devices.Virtio.Entropy;
 
 namespace Xhyve.Engine.Runtime;
 
@@ -22,7 +25,21 @@ public static class MachineReport
                 int gsi = Vmm.Firmware.Acpi.PlatformLayout.PciGsi(address.Slot, 0);
                 parts.Add($"intx=gsi{gsi},irq{f.Config.Read(PciConfigSpace.InterruptLine, 1)}");
             }
+            if (f is VirtioPciDevice v) parts.Add($"doorbells={(v.DoorbellsInHypervisor > 0 ? "ioeventfd" : "exit")}");
             yield return string.Join(" ", parts);
+        }
+    }
+
+    /// <summary>Device counters at exit (--verbose).</summary>
+    public static IEnumerable<string> Counters(Machine machine)
+    {
+        foreach (var v in machine.Virtio)
+        {
+            var line = $"{v.Name}: notifications={v.Notifications} interrupts={v.InterruptsRaised}";
+            if (v.Device is VirtioBlock b)
+                line += $" reads={b.Reads} writes={b.Writes} flushes={b.Flushes} errors={b.Errors} read_bytes={b.BytesRead} written_bytes={b.BytesWritten}";
+            if (v.Device is VirtioEntropy e) line += $" bytes={e.BytesProvided}";
+            yield return line;
         }
     }
 

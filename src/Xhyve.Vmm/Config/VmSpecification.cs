@@ -59,10 +59,10 @@ public sealed record VmSpecification
     public int? GdbPort { get; init; }
 
     /// <summary>Emulations the engine builds today, and the ones later work will add.</summary>
-    public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev" };
-    private static readonly IReadOnlySet<string> EmulationsWithoutOptions = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "testdev" };
+    public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev", "virtio-blk", "virtio-rnd" };
+    private static readonly IReadOnlySet<string> EmulationsWithoutOptions = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "testdev", "virtio-rnd" };
     public static readonly IReadOnlySet<string> PlannedEmulations = new HashSet<string>
-        { "virtio-blk", "virtio-net", "virtio-tap", "virtio-rnd", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
+        { "virtio-net", "virtio-tap", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
 
     /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
     public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue)
@@ -89,6 +89,7 @@ public sealed record VmSpecification
         }
 
         var seen = new Dictionary<PciAddress, PciDeviceSpec>();
+        var disks = new Dictionary<string, PciDeviceSpec>();
         foreach (var d in PciDevices)
         {
             if (!d.Address.IsValid) { problems.Add($"{d}: bus:slot:function out of range (bus 0-255, slot 0-31, function 0-7)"); continue; }
@@ -98,6 +99,7 @@ public sealed record VmSpecification
             else if (!SupportedEmulations.Contains(d.Emulation)) problems.Add($"{d}: unknown emulation '{d.Emulation}'");
             if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
             if (EmulationsWithoutOptions.Contains(d.Emulation) && !string.IsNullOrEmpty(d.Options)) problems.Add($"{d}: {d.Emulation} takes no options");
+            if (d.Emulation == "virtio-blk") ValidateDisk(problems, d, disks);
             if (d.Emulation == "uart")
             {
                 try { SerialBackendSpec.ParseList(d.Options ?? ""); }
@@ -118,6 +120,22 @@ public sealed record VmSpecification
         }
         if (GdbPort != null) problems.Add($"-g {GdbPort}: the gdb stub is not supported yet");
         return problems;
+    }
+
+    private static void ValidateDisk(List<string> problems, PciDeviceSpec d, Dictionary<string, PciDeviceSpec> disks)
+    {
+        BlockDeviceOptions disk;
+        try { disk = BlockDeviceOptions.Parse(d.Options); }
+        catch (FormatException e) { problems.Add($"{d}: {e.Message}"); return; }
+        string full = Path.GetFullPath(disk.Path);
+        if (disks.TryGetValue(full, out var other)) problems.Add($"{d}: {disk.Path} is already the disk of {other}");
+        else disks[full] = d;
+        // A raw image must exist unless size= asks for a new one; split/sparse images are created on first use.
+        if (disk.SplitLayout == null && disk.Size == null)
+        {
+            if (Directory.Exists(disk.Path)) problems.Add($"{d}: {disk.Path} is a directory");
+            else if (!File.Exists(disk.Path)) problems.Add($"{d}: image {disk.Path} not found (give size= to create one)");
+        }
     }
 
     private static void RequireFile(List<string> problems, string what, string path)

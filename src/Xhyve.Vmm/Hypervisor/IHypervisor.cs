@@ -34,6 +34,14 @@ public interface IVirtualMachine : IDisposable
     /// <summary>Delivers a message-signalled interrupt (the address/data pair a device wrote).</summary>
     void SignalMsi(ulong address, uint data);
 
+    /// <summary>From now on a guest write of <paramref name="width"/> bytes at <paramref name="address"/> (port I/O
+    /// or MMIO; with <paramref name="dataMatch"/>, only of that value) signals <paramref name="target"/> inside
+    /// the hypervisor instead of exiting to the vCPU thread. False when the backend cannot.</summary>
+    bool TryAttachDoorbell(Native.EventFd target, ulong address, int width, bool portIo, ulong? dataMatch);
+
+    /// <summary>Undoes <see cref="TryAttachDoorbell"/> (same arguments).</summary>
+    void DetachDoorbell(Native.EventFd target, ulong address, int width, bool portIo, ulong? dataMatch);
+
     /// <summary>Creates vCPU <paramref name="id"/> with CPUID leaves for a VM of <paramref name="vcpuCount"/> CPUs;
     /// with <paramref name="x2Apic"/> its local APIC starts in x2APIC mode (-x).</summary>
     IVcpu CreateVcpu(int id, int vcpuCount, bool x2Apic = false);

@@ -20,7 +20,7 @@ internal static partial class LibC
     [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags, int mode);
 
-    public const int O_CREAT = 0x40, O_APPEND = 0x400;
+    public const int O_CREAT = 0x40, O_EXCL = 0x80, O_APPEND = 0x400;
 
     [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
@@ -101,6 +101,54 @@ internal static partial class LibC
     public static partial int FdataSync(nint fd);
 
     public static int LastErrno => Marshal.GetLastPInvokeError();
+
+    // Block I/O: vectored positional reads and writes straight into guest memory, no managed copies.
+    public const int O_DSYNC = 0x1000, O_DIRECT = 0x4000;
+    public const int EOPNOTSUPP = 95, ENOSYS = 38, EWOULDBLOCK = 11, EACCES = 13, EROFS = 30, EPERM = 1;
+
+    [LibraryImport(Lib, EntryPoint = "preadv", SetLastError = true)]
+    public static unsafe partial nint PReadV(int fd, Storage.IoBuffer* iov, int count, long offset);
+
+    [LibraryImport(Lib, EntryPoint = "pwritev", SetLastError = true)]
+    public static unsafe partial nint PWriteV(int fd, Storage.IoBuffer* iov, int count, long offset);
+
+    public const int IovMax = 1024;
+
+    [LibraryImport(Lib, EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+    public const int SEEK_END = 2;
+
+    [LibraryImport(Lib, EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+    public const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
+
+    [LibraryImport(Lib, EntryPoint = "ftruncate", SetLastError = true)]
+    public static partial int FTruncate(int fd, long length);
+
+    [LibraryImport(Lib, EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int Fallocate(int fd, int mode, long offset, long length);
+    public const int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
+
+    [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
+    public static unsafe partial int FStat(int fd, Stat* buffer);
+    public const uint S_IFMT = 0xF000, S_IFBLK = 0x6000, S_IFREG = 0x8000;
+
+    [LibraryImport(Lib, EntryPoint = "getrandom", SetLastError = true)]
+    public static unsafe partial nint GetRandom(byte* buffer, nuint length, uint flags);
+
+    // eventfd: the doorbell between a vCPU (or KVM itself, through ioeventfd) and a device worker.
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initval, int flags);
+    public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
+}
+
+/// <summary>struct stat on x86_64 (144 bytes); only st_mode, st_size and st_blocks are read.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 144)]
+internal struct Stat
+{
+    [FieldOffset(24)] public uint Mode;
+    [FieldOffset(48)] public long Size;
+    [FieldOffset(64)] public long Blocks;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -1,7 +1,19 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using Xhyve.Vmm.Native;
 
 namespace Xhyve.Vmm.Storage;
+
+/// <summary>One host buffer of a scatter/gather list, laid out exactly as struct iovec so a list of them
+/// goes to preadv/pwritev unchanged. Block devices point these into guest RAM.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public readonly struct IoBuffer(nint address, int length)
+{
+    public readonly nint Address = address;
+    public readonly nuint Length = (nuint)length;
+    public unsafe Span<byte> AsSpan() => new((void*)Address, (int)Length);
+}
 
 /// <summary>A disk as block devices see it: byte-addressed, sector-aligned for sparse images.
 /// Implementations are safe for concurrent requests.</summary>
@@ -13,10 +25,71 @@ public interface IBlockBackend : IDisposable
     bool ReadOnly { get; }
     void Read(long offset, Span<byte> buffer);
     void Write(long offset, ReadOnlySpan<byte> data);
+    /// <summary>Reads into a scatter list starting at disk <paramref name="offset"/>.</summary>
+    void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers);
+    /// <summary>Writes a gather list starting at disk <paramref name="offset"/>.</summary>
+    void WriteVectored(long offset, ReadOnlySpan<IoBuffer> buffers);
     /// <summary>Makes every completed write durable (fdatasync).</summary>
     void Flush();
     /// <summary>The range reads as zeroes afterwards (sparse images give the space back to the LUT).</summary>
     void WriteZeroes(long offset, long length);
+    /// <summary>The guest no longer needs the range: the host may reclaim it (its contents become undefined).</summary>
+    void Discard(long offset, long length);
+}
+
+/// <summary>Vectored I/O for backends without a native scatter/gather path: buffer by buffer when each
+/// is whole sectors, else through one pooled bounce buffer.</summary>
+internal static class ScatterGather
+{
+    public static void Read(IBlockBackend backend, long offset, ReadOnlySpan<IoBuffer> buffers)
+    {
+        if (WholeSectors(backend, buffers))
+        {
+            foreach (var b in buffers) { backend.Read(offset, b.AsSpan()); offset += (long)b.Length; }
+            return;
+        }
+        int total = Total(buffers);
+        byte[] bounce = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            backend.Read(offset, bounce.AsSpan(0, total));
+            int at = 0;
+            foreach (var b in buffers) { bounce.AsSpan(at, (int)b.Length).CopyTo(b.AsSpan()); at += (int)b.Length; }
+        }
+        finally { ArrayPool<byte>.Shared.Return(bounce); }
+    }
+
+    public static void Write(IBlockBackend backend, long offset, ReadOnlySpan<IoBuffer> buffers)
+    {
+        if (WholeSectors(backend, buffers))
+        {
+            foreach (var b in buffers) { backend.Write(offset, b.AsSpan()); offset += (long)b.Length; }
+            return;
+        }
+        int total = Total(buffers);
+        byte[] bounce = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            int at = 0;
+            foreach (var b in buffers) { b.AsSpan().CopyTo(bounce.AsSpan(at)); at += (int)b.Length; }
+            backend.Write(offset, bounce.AsSpan(0, total));
+        }
+        finally { ArrayPool<byte>.Shared.Return(bounce); }
+    }
+
+    private static bool WholeSectors(IBlockBackend backend, ReadOnlySpan<IoBuffer> buffers)
+    {
+        foreach (var b in buffers) if (b.Length % (nuint)backend.LogicalSectorSize != 0) return false;
+        return true;
+    }
+
+    public static int Total(ReadOnlySpan<IoBuffer> buffers)
+    {
+        long total = 0;
+        foreach (var b in buffers) total += (long)b.Length;
+        if (total > int.MaxValue) throw new ArgumentException("a request of 2 GiB or more");
+        return (int)total;
+    }
 }
 
 /// <summary>A disk image that cannot be opened or used; the message names the file and the problem.</summary>

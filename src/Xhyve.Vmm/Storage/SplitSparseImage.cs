@@ -248,6 +248,17 @@ public sealed class SplitSparseImage : IBlockBackend
         }
     }
 
+    public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => ScatterGather.Read(this, offset, buffers);
+
+    public void WriteVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => ScatterGather.Write(this, offset, buffers);
+
+    /// <summary>Sparse images unmap the range (as write-zeroes does); fully allocated ones keep their data.</summary>
+    public void Discard(long offset, long length)
+    {
+        if (_layout.Sparse) WriteZeroes(offset, length);
+        else CheckRange(offset, length);
+    }
+
     public void WriteZeroes(long offset, long length)
     {
         if (ReadOnly) throw new InvalidOperationException($"{Path}: the disk is read-only");

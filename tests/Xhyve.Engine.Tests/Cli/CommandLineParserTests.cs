@@ -192,7 +192,7 @@ public sealed class CommandLineParserTests
     {
         Assert.True(SizeParser.TryParse(text, out ulong parsed, smallBareNumbersAreMiB: false));
         Assert.Equal(bytes, parsed);
-        Assert.Equal((long)bytes, Xhyve.Engine.Disk.DiskCommand.ParseLayout($"size={text}").Size);
+        Assert.Equal((long)bytes, BlockDeviceOptions.Parse($"disk.img,size={text}").Size);
     }
 
     [Fact]

@@ -19,7 +19,7 @@ public sealed class CrashConsistencyTests
     [Fact]
     public async Task SparseImage_SurvivesSigkillAtRandomPoints()
     {
-        var layout = DiskCommand.ParseLayout(Options);
+        var layout = DiskCommand.Options("unused", Options).SplitLayout!;
         var random = new Random(20261121);
         for (int round = 0; round < 12; round++)
         {

@@ -10,6 +10,8 @@ public interface IPciFunction
     IReadOnlyList<PciBar> Bars { get; }
     /// <summary>Called after every guest configuration write (to follow MSI/MSI-X mask changes).</summary>
     void ConfigWritten(int offset, int width);
+    /// <summary>Called when a BAR is mapped at <paramref name="address"/> or (null) unmapped.</summary>
+    void BarMapped(PciBar bar, ulong? address);
 }
 
 /// <summary>Base of device models: declares BARs and capabilities; the platform places and maps them.</summary>
@@ -41,6 +43,8 @@ public abstract class PciDevice : IPciFunction
     }
 
     public virtual void ConfigWritten(int offset, int width) { }
+
+    public virtual void BarMapped(PciBar bar, ulong? address) { }
 }
 
 /// <summary>A function with nothing but its identity: host bridges and the LPC bridge.</summary>

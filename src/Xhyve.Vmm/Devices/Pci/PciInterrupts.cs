@@ -69,6 +69,9 @@ public sealed class PciInterrupts
         return new PciInterrupts(config, msi, intx, msiCap, msixCap, table);
     }
 
+    /// <summary>Whether the driver turned MSI-X on (virtio then uses per-queue vectors instead of the ISR).</summary>
+    public bool MsixEnabled => (MsixControl & MsixEnable) != 0;
+
     private ushort MsixControl => _msixCap == 0 ? (ushort)0 : _config.ReadWord(_msixCap + 2);
     private ushort MsiControl => _msiCap == 0 ? (ushort)0 : _config.ReadWord(_msiCap + 2);
 

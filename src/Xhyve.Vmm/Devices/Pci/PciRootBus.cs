@@ -88,12 +88,14 @@ public sealed class PciRootBus : IBusDevice
                     if (valid && current.Start == start) continue;
                     bus.Unregister(bar.Handler);
                     _mapped.Remove(bar);
+                    f.BarMapped(bar, null);
                 }
                 if (!valid) continue;
                 try
                 {
                     bus.Register(start, bar.Size, bar.Handler, bar.Name);
                     _mapped[bar] = (start, bar.Size);
+                    f.BarMapped(bar, start);
                 }
                 catch (InvalidOperationException)
                 {

@@ -115,6 +115,18 @@ internal struct KvmMsi
     [FieldOffset(16)] public uint DevId;
 }
 
+/// <summary>struct kvm_ioeventfd: a guest write to (addr, len[, datamatch]) signals fd instead of exiting.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+internal struct KvmIoeventfd
+{
+    [FieldOffset(0)] public ulong Datamatch;
+    [FieldOffset(8)] public ulong Addr;
+    [FieldOffset(16)] public uint Len;
+    [FieldOffset(20)] public int Fd;
+    [FieldOffset(24)] public uint Flags;
+    public const uint FlagDatamatch = 1, FlagPio = 2, FlagDeassign = 4;
+}
+
 /// <summary>struct kvm_irq_routing_entry with the irqchip member of its union.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 48)]
 internal struct KvmIrqRoutingEntry
@@ -235,8 +247,9 @@ internal static class KvmIoctl
     public static readonly nuint SignalMsi = Iow(0xA5, 32);
     public static readonly nuint EnableCap = Iow(0xA3, 104);
     public static readonly nuint SetGsiRouting = Iow(0x6A, 8);
+    public static readonly nuint Ioeventfd = Iow(0x79, 64);
 
     public const int ApiVersion = 12;
-    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188;
+    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188, CapIoeventfd = 36;
     public const ulong MsrExitReasonUnknown = 1 << 1;
 }

@@ -90,6 +90,22 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         LibC.Ioctl(_fd, KvmIoctl.SignalMsi, &msi);
     }
 
+    public bool TryAttachDoorbell(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) =>
+        Doorbell(target, address, width, portIo, dataMatch, 0) == 0;
+
+    public void DetachDoorbell(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) =>
+        Doorbell(target, address, width, portIo, dataMatch, KvmIoeventfd.FlagDeassign);
+
+    private int Doorbell(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch, uint extraFlags)
+    {
+        var e = new KvmIoeventfd
+        {
+            Addr = address, Len = (uint)width, Fd = target.Fd, Datamatch = dataMatch ?? 0,
+            Flags = extraFlags | (portIo ? KvmIoeventfd.FlagPio : 0) | (dataMatch != null ? KvmIoeventfd.FlagDatamatch : 0),
+        };
+        return LibC.Ioctl(_fd, KvmIoctl.Ioeventfd, &e);
+    }
+
     public IVcpu CreateVcpu(int id, int vcpuCount, bool x2Apic = false)
     {
         int fd = LibC.Ioctl(_fd, KvmIoctl.CreateVcpu, id);

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Xhyve.Engine.Cli;
+namespace Xhyve.Vmm.Config;
 
 /// <summary>xhyve's size syntax: a number with k/m/g/t (either case, optional trailing b); for -m a
 /// bare number below 1 MiB means MiB (so -m 1024 is 1 GiB, as in xhyve).</summary>

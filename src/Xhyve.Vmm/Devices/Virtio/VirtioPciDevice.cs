@@ -1,0 +1,449 @@
+using System.Buffers.Binary;
+using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Devices.Virtio.Queue;
+using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Native;
+
+namespace Xhyve.Vmm.Devices.Virtio;
+
+/// <summary>Lets a device have the hypervisor signal an eventfd on a guest write to a doorbell instead of
+/// exiting to the vCPU thread (KVM ioeventfd). Wired from the hypervisor by the composition root.</summary>
+public interface IDoorbells
+{
+    bool TryAttach(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch);
+    void Detach(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch);
+}
+
+/// <summary>
+/// virtio over PCI (virtio 1.2 §4.1), as a transitional device: the modern interface through vendor
+/// capabilities into BAR 2 (common configuration, ISR, device configuration, notifications) and the legacy
+/// interface in I/O BAR 0 for older drivers; MSI-X (BAR 1) with a vector per queue plus one for
+/// configuration changes, falling back to INTx with the ISR. Queue notifications go to an eventfd that a
+/// worker thread waits on; with ioeventfd the kick never leaves the kernel on the vCPU thread.
+/// </summary>
+public sealed class VirtioPciDevice : PciDevice, IDisposable
+{
+    public const int ModernBar = 2, LegacyBar = 0, MsixBar = 1;
+    public const ulong CommonOffset = 0x0000, IsrOffset = 0x1000, DeviceConfigOffset = 0x2000, NotifyOffset = 0x3000;
+    public const uint NotifyMultiplier = 4;
+    public const ulong ModernBarSize = 0x4000;
+    private const byte VendorCapability = 0x09;
+    private const byte CapCommon = 1, CapNotify = 2, CapIsr = 3, CapDevice = 4;
+    private const int LegacyHeader = 0x14, LegacyMsixHeader = 0x18, LegacyQueueAlign = 4096;
+    private const ulong TransportFeatures = Virtio.FeatureIndirectDesc | Virtio.FeatureEventIdx | Virtio.FeatureVersion1;
+
+    private readonly IVirtioDevice _device;
+    private readonly IGuestMemory _memory;
+    private readonly IDoorbells _doorbells;
+    private readonly PciInterrupts _interrupts;
+    private readonly Lock _lock = new();
+    private readonly QueueRegisters[] _queues;
+    private readonly int[] _vectors;                // per queue, read by interrupt paths without the lock
+    private readonly EventFd[] _kicks;
+    private readonly VirtioWorker _worker;
+    private readonly List<(ulong Address, int Width, bool Pio, ulong? Match, EventFd Fd)> _attached = new();
+    private ulong _driverFeatures;
+    private uint _deviceFeatureSelect, _driverFeatureSelect;
+    private byte _status;
+    private int _configVector = Virtio.NoVector;
+    private ushort _queueSelect;
+    private int _isr;
+    private volatile bool _active;
+    private long _notifications, _interruptsRaised;
+
+    private sealed class QueueRegisters(ushort max)
+    {
+        public ushort Size = max;
+        public bool Enabled;
+        public ulong Desc, Driver, Device;
+        public uint LegacyPfn;
+    }
+
+    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells)
+        : base(device.Name, new PciConfigSpace(Virtio.PciVendor, Virtio.TransitionalPciDeviceId(device.DeviceType), device.PciClass.Class, device.PciClass.Subclass, 0))
+    {
+        _device = device;
+        _memory = memory;
+        _doorbells = doorbells;
+        // Subsystem id = virtio device type, as transitional devices announce it (§4.1.2.1).
+        Span<byte> subsystem = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt16LittleEndian(subsystem, Virtio.PciVendor);
+        BinaryPrimitives.WriteUInt16LittleEndian(subsystem[2..], device.DeviceType);
+        Config.Define(PciConfigSpace.SubsystemVendorId, subsystem, [0, 0, 0, 0]);
+
+        _interrupts = PciInterrupts.Create(Config, msi, intx, msiVectors: 0, msixVectors: device.QueueCount + 1, msixBar: MsixBar, out var table);
+        AddCapability(CapCommon, CommonOffset, CommonConfigSize);
+        AddCapability(CapIsr, IsrOffset, 1);
+        AddCapability(CapDevice, DeviceConfigOffset, (uint)Math.Max(device.ConfigSize, 1));
+        AddCapability(CapNotify, NotifyOffset, (uint)(device.QueueCount * NotifyMultiplier), NotifyMultiplier);
+
+        ulong legacySize = 64;
+        while (legacySize < (ulong)(LegacyMsixHeader + device.ConfigSize)) legacySize <<= 1;
+        AddBar(LegacyBar, PciBarKind.Io, legacySize, new LegacyRegisters(this));
+        AddBar(MsixBar, PciBarKind.Memory32, MsixTable.BarSize, table!);
+        // 32-bit so guests without 64-bit addressing (and our 32-bit test guests) reach it.
+        AddBar(ModernBar, PciBarKind.Memory32, ModernBarSize, new ModernRegisters(this));
+
+        _queues = Enumerable.Range(0, device.QueueCount).Select(_ => new QueueRegisters(device.MaxQueueSize)).ToArray();
+        _vectors = Enumerable.Repeat((int)Virtio.NoVector, device.QueueCount).ToArray();
+        _kicks = Enumerable.Range(0, device.QueueCount).Select(_ => new EventFd()).ToArray();
+        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active) _device.Process(q); });
+    }
+
+    private const uint CommonConfigSize = 0x3C;
+
+    public IVirtioDevice Device => _device;
+    public PciInterrupts Interrupts => _interrupts;
+    public byte Status { get { lock (_lock) return StatusLocked; } }
+    public long Notifications => Interlocked.Read(ref _notifications);
+    public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
+    /// <summary>Doorbells the hypervisor signals directly (ioeventfd).</summary>
+    public int DoorbellsInHypervisor { get { lock (_lock) return _attached.Count; } }
+
+    private void AddCapability(byte type, ulong offset, uint length, uint? multiplier = null)
+    {
+        // struct virtio_pci_cap after cap_vndr/cap_next: cap_len, cfg_type, bar, id, padding[2], offset, length.
+        Span<byte> body = stackalloc byte[multiplier == null ? 14 : 18];
+        body.Clear();
+        body[0] = (byte)(body.Length + 2);
+        body[1] = type;
+        body[2] = ModernBar;
+        BinaryPrimitives.WriteUInt32LittleEndian(body[6..], (uint)offset);
+        BinaryPrimitives.WriteUInt32LittleEndian(body[10..], length);
+        if (multiplier is { } m) BinaryPrimitives.WriteUInt32LittleEndian(body[14..], m);
+        Config.AddCapability(VendorCapability, body, stackalloc byte[body.Length]);
+    }
+
+    public override void ConfigWritten(int offset, int width) => _interrupts.Reevaluate();
+
+    private ulong OfferedFeatures => _device.Features | TransportFeatures;
+
+    // ---- interrupts (called from worker and I/O threads; no transport lock) ----
+
+    private void QueueInterrupt(int queue)
+    {
+        Interlocked.Or(ref _isr, 1);
+        Raise(Volatile.Read(ref _vectors[queue]));
+    }
+
+    private void ConfigInterrupt()
+    {
+        Interlocked.Or(ref _isr, 2);
+        Raise(Volatile.Read(ref _configVector));
+    }
+
+    private void Raise(int vector)
+    {
+        // With MSI-X on, "no vector" means no interrupt; without it, INTx with the ISR says why.
+        if (_interrupts.MsixEnabled && vector == Virtio.NoVector) return;
+        Interlocked.Increment(ref _interruptsRaised);
+        _interrupts.Trigger(vector);
+    }
+
+    // Set from worker threads without the register lock (a reset holds that lock while it waits for them).
+    private int _needsReset;
+
+    private void QueueBroken(int queue)
+    {
+        if (Interlocked.Exchange(ref _needsReset, 1) != 0) return;
+        ConfigInterrupt();
+    }
+
+    private byte StatusLocked => (byte)(_status | (Volatile.Read(ref _needsReset) != 0 ? Virtio.StatusNeedsReset : 0));
+
+    private byte ReadIsr()
+    {
+        int isr = Interlocked.Exchange(ref _isr, 0);
+        _interrupts.DeassertIntx();
+        return (byte)isr;
+    }
+
+    // ---- status and lifecycle (vCPU threads, under _lock) ----
+
+    private void WriteStatus(byte value)
+    {
+        if (value == 0) { ResetLocked(); return; }
+        byte old = _status;
+        if ((value & Virtio.StatusFeaturesOk) != 0 && (old & Virtio.StatusFeaturesOk) == 0 && (_driverFeatures & ~OfferedFeatures) != 0)
+            value &= unchecked((byte)~Virtio.StatusFeaturesOk);     // the driver accepted a feature we never offered
+        _status = (byte)(value & ~Virtio.StatusNeedsReset);
+        if ((value & Virtio.StatusDriverOk) != 0 && (old & Virtio.StatusDriverOk) == 0) ActivateLocked();
+    }
+
+    private bool Legacy => (_driverFeatures & Virtio.FeatureVersion1) == 0;
+
+    private void ActivateLocked()
+    {
+        bool eventIdx = (_driverFeatures & Virtio.FeatureEventIdx) != 0, indirect = (_driverFeatures & Virtio.FeatureIndirectDesc) != 0;
+        var active = new Virtqueue?[_queues.Length];
+        for (int i = 0; i < _queues.Length; i++)
+        {
+            var q = _queues[i];
+            SplitQueue ring;
+            if (Legacy)
+            {
+                if (q.LegacyPfn == 0) continue;
+                ulong desc = (ulong)q.LegacyPfn * LegacyQueueAlign;
+                ulong avail = desc + 16UL * q.Size;
+                ulong used = (avail + 6 + 2UL * q.Size + LegacyQueueAlign - 1) & ~(ulong)(LegacyQueueAlign - 1);
+                ring = new SplitQueue(_memory, q.Size, new GuestAddress(desc), new GuestAddress(avail), new GuestAddress(used), eventIdx, indirect);
+            }
+            else
+            {
+                if (!q.Enabled) continue;
+                ring = new SplitQueue(_memory, q.Size, new GuestAddress(q.Desc), new GuestAddress(q.Driver), new GuestAddress(q.Device), eventIdx, indirect);
+            }
+            if (!ring.RingsValid)
+            {
+                QueueBroken(i);   // rings outside RAM: nothing to run until the driver resets the device
+                return;
+            }
+            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken);
+        }
+        _device.Activate(_memory, _driverFeatures, active);
+        _active = true;
+        // Kicks that arrived before DRIVER_OK were dropped by the worker; look at every queue once.
+        foreach (var k in _kicks) k.Signal();
+    }
+
+    private void ResetLocked()
+    {
+        _active = false;
+        _device.Reset();
+        _status = 0;
+        _driverFeatures = 0;
+        _deviceFeatureSelect = _driverFeatureSelect = 0;
+        _queueSelect = 0;
+        _configVector = Virtio.NoVector;
+        Volatile.Write(ref _needsReset, 0);
+        for (int i = 0; i < _queues.Length; i++)
+        {
+            _queues[i] = new QueueRegisters(_device.MaxQueueSize);
+            Volatile.Write(ref _vectors[i], Virtio.NoVector);
+        }
+        Interlocked.Exchange(ref _isr, 0);
+        _interrupts.DeassertIntx();
+    }
+
+    private void Kick(int queue)
+    {
+        if ((uint)queue >= (uint)_kicks.Length) return;
+        Interlocked.Increment(ref _notifications);
+        _kicks[queue].Signal();
+    }
+
+    // ---- ioeventfd: doorbells follow the BARs ----
+
+    public override void BarMapped(PciBar bar, ulong? address)
+    {
+        lock (_lock)
+        {
+            bool pio = bar.Index == LegacyBar;
+            if (bar.Index != LegacyBar && bar.Index != ModernBar) return;
+            for (int i = _attached.Count - 1; i >= 0; i--)
+            {
+                var a = _attached[i];
+                if (a.Pio != pio) continue;
+                _doorbells.Detach(a.Fd, a.Address, a.Width, a.Pio, a.Match);
+                _attached.RemoveAt(i);
+            }
+            if (address is not { } at) return;
+            for (int q = 0; q < _kicks.Length; q++)
+            {
+                // Legacy: one port, the queue index as data. Modern: one 16-bit doorbell per queue.
+                var d = pio ? (at + 0x10, 2, true, (ulong?)(ulong)q) : (at + NotifyOffset + (ulong)q * NotifyMultiplier, 2, false, (ulong?)null);
+                if (_doorbells.TryAttach(_kicks[q], d.Item1, d.Item2, d.Item3, d.Item4)) _attached.Add((d.Item1, d.Item2, d.Item3, d.Item4, _kicks[q]));
+            }
+        }
+    }
+
+    // ---- the modern interface (BAR 2) ----
+
+    private void ReadCommon(int offset, Span<byte> data)
+    {
+        Span<byte> image = stackalloc byte[0x40];
+        image.Clear();
+        lock (_lock)
+        {
+            ulong features = OfferedFeatures;
+            BinaryPrimitives.WriteUInt32LittleEndian(image[0x00..], _deviceFeatureSelect);
+            BinaryPrimitives.WriteUInt32LittleEndian(image[0x04..], _deviceFeatureSelect < 2 ? (uint)(features >> (int)(32 * _deviceFeatureSelect)) : 0);
+            BinaryPrimitives.WriteUInt32LittleEndian(image[0x08..], _driverFeatureSelect);
+            BinaryPrimitives.WriteUInt32LittleEndian(image[0x0C..], _driverFeatureSelect < 2 ? (uint)(_driverFeatures >> (int)(32 * _driverFeatureSelect)) : 0);
+            BinaryPrimitives.WriteUInt16LittleEndian(image[0x10..], (ushort)_configVector);
+            BinaryPrimitives.WriteUInt16LittleEndian(image[0x12..], (ushort)_queues.Length);
+            image[0x14] = StatusLocked;
+            image[0x15] = 0;   // config_generation: the device configuration never changes under the driver
+            BinaryPrimitives.WriteUInt16LittleEndian(image[0x16..], _queueSelect);
+            if (_queueSelect < _queues.Length)
+            {
+                var q = _queues[_queueSelect];
+                BinaryPrimitives.WriteUInt16LittleEndian(image[0x18..], q.Size);
+                BinaryPrimitives.WriteUInt16LittleEndian(image[0x1A..], (ushort)_vectors[_queueSelect]);
+                BinaryPrimitives.WriteUInt16LittleEndian(image[0x1C..], (ushort)(q.Enabled ? 1 : 0));
+                BinaryPrimitives.WriteUInt16LittleEndian(image[0x1E..], _queueSelect);   // queue_notify_off
+                BinaryPrimitives.WriteUInt64LittleEndian(image[0x20..], q.Desc);
+                BinaryPrimitives.WriteUInt64LittleEndian(image[0x28..], q.Driver);
+                BinaryPrimitives.WriteUInt64LittleEndian(image[0x30..], q.Device);
+                BinaryPrimitives.WriteUInt16LittleEndian(image[0x38..], _queueSelect);   // queue_notify_data
+            }
+        }
+        if (offset + data.Length <= (int)CommonConfigSize) image.Slice(offset, data.Length).CopyTo(data);
+        else data.Fill(0);
+    }
+
+    private void WriteCommon(int offset, ReadOnlySpan<byte> data)
+    {
+        // 64-bit fields may come as one 8-byte access or two 4-byte halves.
+        if (data.Length == 8 && offset is 0x20 or 0x28 or 0x30)
+        {
+            WriteCommon(offset, data[..4]);
+            WriteCommon(offset + 4, data[4..]);
+            return;
+        }
+        uint v = data.Length switch
+        {
+            1 => data[0], 2 => BinaryPrimitives.ReadUInt16LittleEndian(data), 4 => BinaryPrimitives.ReadUInt32LittleEndian(data), _ => 0,
+        };
+        lock (_lock)
+        {
+            QueueRegisters? q = _queueSelect < _queues.Length ? _queues[_queueSelect] : null;
+            // Queue registers are frozen once the queue is enabled (§4.1.4.3.2), except its vector.
+            bool queueWritable = q != null && !q.Enabled && (_status & Virtio.StatusDriverOk) == 0;
+            switch (offset, data.Length)
+            {
+                case (0x00, 4): _deviceFeatureSelect = v; break;
+                case (0x08, 4): _driverFeatureSelect = v; break;
+                case (0x0C, 4) when (_status & Virtio.StatusFeaturesOk) == 0 && _driverFeatureSelect < 2:
+                    int shift = (int)(32 * _driverFeatureSelect);
+                    _driverFeatures = (_driverFeatures & ~(0xFFFF_FFFFUL << shift)) | ((ulong)v << shift);
+                    break;
+                case (0x10, 2): Volatile.Write(ref _configVector, ValidVector(v)); break;
+                case (0x14, 1): WriteStatus((byte)v); break;
+                case (0x16, 2): _queueSelect = (ushort)v; break;
+                case (0x18, 2) when queueWritable:
+                    // Sizes must be powers of two no larger than the maximum; anything else keeps the old value.
+                    if (v != 0 && v <= _device.MaxQueueSize && (v & (v - 1)) == 0) q!.Size = (ushort)v;
+                    break;
+                case (0x1A, 2) when q != null: Volatile.Write(ref _vectors[_queueSelect], ValidVector(v)); break;
+                case (0x1C, 2) when queueWritable && v == 1: q!.Enabled = true; break;
+                case (0x20, 4) when queueWritable: q!.Desc = Low(q.Desc, v); break;
+                case (0x24, 4) when queueWritable: q!.Desc = High(q.Desc, v); break;
+                case (0x28, 4) when queueWritable: q!.Driver = Low(q.Driver, v); break;
+                case (0x2C, 4) when queueWritable: q!.Driver = High(q.Driver, v); break;
+                case (0x30, 4) when queueWritable: q!.Device = Low(q.Device, v); break;
+                case (0x34, 4) when queueWritable: q!.Device = High(q.Device, v); break;
+            }
+        }
+    }
+
+    /// <summary>A vector the table has, or NO_VECTOR (which reads back and tells the driver it failed).</summary>
+    private int ValidVector(uint v) => v < (uint)(_queues.Length + 1) ? (int)v : Virtio.NoVector;
+
+    private static ulong Low(ulong old, uint v) => (old & 0xFFFF_FFFF_0000_0000UL) | v;
+    private static ulong High(ulong old, uint v) => (old & 0xFFFF_FFFFUL) | ((ulong)v << 32);
+
+    private sealed class ModernRegisters(VirtioPciDevice t) : IBusDevice
+    {
+        public void Read(ulong offset, Span<byte> data)
+        {
+            data.Fill(0);
+            switch (offset)
+            {
+                case < IsrOffset: t.ReadCommon((int)offset, data); break;
+                case IsrOffset when data.Length == 1: data[0] = t.ReadIsr(); break;
+                case >= DeviceConfigOffset and < NotifyOffset:
+                    int at = (int)(offset - DeviceConfigOffset);
+                    if (at + data.Length <= t._device.ConfigSize) t._device.ReadConfig(at, data);
+                    break;
+            }
+        }
+
+        public void Write(ulong offset, ReadOnlySpan<byte> data)
+        {
+            switch (offset)
+            {
+                case < IsrOffset: t.WriteCommon((int)offset, data); break;
+                case >= DeviceConfigOffset and < NotifyOffset:
+                    int at = (int)(offset - DeviceConfigOffset);
+                    if (at + data.Length <= t._device.ConfigSize) t._device.WriteConfig(at, data);
+                    break;
+                case >= NotifyOffset when (offset - NotifyOffset) % NotifyMultiplier == 0:
+                    t.Kick((int)Math.Min((offset - NotifyOffset) / NotifyMultiplier, int.MaxValue));
+                    break;
+            }
+        }
+    }
+
+    // ---- the legacy interface (BAR 0, §4.1.4.8) ----
+
+    private sealed class LegacyRegisters(VirtioPciDevice t) : IBusDevice
+    {
+        private int ConfigStart => t._interrupts.MsixEnabled ? LegacyMsixHeader : LegacyHeader;
+
+        public void Read(ulong offset, Span<byte> data)
+        {
+            data.Fill(0);
+            int o = (int)offset, start = ConfigStart;
+            if (o >= start)
+            {
+                if (o - start + data.Length <= t._device.ConfigSize) t._device.ReadConfig(o - start, data);
+                return;
+            }
+            uint v;
+            lock (t._lock)
+            {
+                var q = t._queueSelect < t._queues.Length ? t._queues[t._queueSelect] : null;
+                v = (o, data.Length) switch
+                {
+                    (0x00, 4) => (uint)t.OfferedFeatures,
+                    (0x04, 4) => (uint)t._driverFeatures,
+                    (0x08, 4) => q?.LegacyPfn ?? 0,
+                    (0x0C, 2) => q?.Size ?? 0,
+                    (0x0E, 2) => t._queueSelect,
+                    (0x12, 1) => t.StatusLocked,
+                    (0x14, 2) => (uint)(ushort)t._configVector,
+                    (0x16, 2) => q != null ? (uint)(ushort)t._vectors[t._queueSelect] : Virtio.NoVector,
+                    _ => 0,
+                };
+            }
+            if (o == 0x13 && data.Length == 1) v = t.ReadIsr();
+            for (int i = 0; i < data.Length; i++) data[i] = (byte)(v >> (8 * i));
+        }
+
+        public void Write(ulong offset, ReadOnlySpan<byte> data)
+        {
+            int o = (int)offset, start = ConfigStart;
+            if (o >= start)
+            {
+                if (o - start + data.Length <= t._device.ConfigSize) t._device.WriteConfig(o - start, data);
+                return;
+            }
+            uint v = 0;
+            for (int i = data.Length - 1; i >= 0; i--) v = (v << 8) | data[i];
+            if (o == 0x10 && data.Length == 2) { t.Kick((int)v); return; }
+            lock (t._lock)
+            {
+                var q = t._queueSelect < t._queues.Length ? t._queues[t._queueSelect] : null;
+                switch (o, data.Length)
+                {
+                    case (0x04, 4) when (t._status & Virtio.StatusDriverOk) == 0: t._driverFeatures = v & (uint)t.OfferedFeatures; break;
+                    case (0x08, 4) when q != null && (t._status & Virtio.StatusDriverOk) == 0: q.LegacyPfn = v; break;
+                    case (0x0E, 2): t._queueSelect = (ushort)v; break;
+                    case (0x12, 1): t.WriteStatus((byte)v); break;
+                    case (0x14, 2): Volatile.Write(ref t._configVector, t.ValidVector(v)); break;
+                    case (0x16, 2) when q != null: Volatile.Write(ref t._vectors[t._queueSelect], t.ValidVector(v)); break;
+                }
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock) if (_active) ResetLocked();
+        _worker.Dispose();
+        foreach (var k in _kicks) k.Dispose();
+        _device.Dispose();
+    }
+}

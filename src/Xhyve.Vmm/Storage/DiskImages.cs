@@ -1,0 +1,92 @@
+using Xhyve.Vmm.Config;
+
+namespace Xhyve.Vmm.Storage;
+
+/// <summary>What an image holds: its format (raw, split, sparse, split+sparse), virtual size, sector size,
+/// the bytes actually stored, and the files it consists of (segments, LUT).</summary>
+public sealed record DiskImageInfo(string Path, string Format, long Size, int SectorSize, long AllocatedBytes, IReadOnlyList<string> Files);
+
+/// <summary>
+/// Image operations shared by `xhyve disk` and the management library: create raw, split and sparse
+/// images, inspect them (opening read-only, which validates a sparse LUT), and convert between formats.
+/// </summary>
+public static class DiskImages
+{
+    /// <summary>Creates a new image; refuses to touch an existing one.</summary>
+    public static DiskImageInfo Create(BlockDeviceOptions options)
+    {
+        if (options.Size is not { } size) throw new StorageException($"{options.Path}: size= is required to create an image");
+        var existing = FilesOf(options).Where(File.Exists).ToList();
+        if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
+        try
+        {
+            using (var image = BlockBackends.Open(options with { ReadOnly = false })) image.Flush();
+        }
+        catch
+        {
+            DeleteFiles(options);
+            throw;
+        }
+        return Inspect(options);
+    }
+
+    /// <summary>Opens the image read-only (checking a sparse image's LUT) and reports its allocation.</summary>
+    public static DiskImageInfo Inspect(BlockDeviceOptions options)
+    {
+        using var image = BlockBackends.Open(options with { ReadOnly = true, NoCache = false });
+        var files = FilesOf(options).Where(File.Exists).ToList();
+        long allocated = image is SplitSparseImage s && options.Sparse
+            ? s.AllocatedSectors * options.LogicalSectorSize
+            : files.Sum(RawImage.AllocatedBytes);
+        string format = options.SplitLayout is { } l ? (l.Sparse ? (l.SplitSize != null ? "split+sparse" : "sparse") : "split") : "raw";
+        return new DiskImageInfo(options.Path, format, image.Size, options.LogicalSectorSize, allocated, files);
+    }
+
+    /// <summary>Copies <paramref name="source"/> into a new image described by <paramref name="target"/>
+    /// (size= defaults to the source's). All-zero blocks are skipped, so sparse targets stay sparse.
+    /// On failure the partial target is removed.</summary>
+    public static DiskImageInfo Convert(BlockDeviceOptions source, BlockDeviceOptions target, IProgress<double>? progress = null)
+    {
+        using var from = BlockBackends.Open(source with { ReadOnly = true, NoCache = false });
+        target = target with { Size = target.Size ?? from.Size, ReadOnly = false };
+        if (target.Size != from.Size) throw new StorageException($"{target.Path}: size={target.Size} differs from the source's {from.Size} bytes");
+        var existing = FilesOf(target).Where(File.Exists).ToList();
+        if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
+        try
+        {
+            using (var to = BlockBackends.Open(target))
+            {
+                var buffer = new byte[1 << 20];
+                for (long at = 0; at < from.Size; at += buffer.Length)
+                {
+                    var chunk = buffer.AsSpan(0, (int)Math.Min(buffer.Length, from.Size - at));
+                    from.Read(at, chunk);
+                    if (chunk.ContainsAnyExcept((byte)0)) to.Write(at, chunk);
+                    progress?.Report((double)(at + chunk.Length) / from.Size);
+                }
+                to.Flush();
+            }
+        }
+        catch
+        {
+            DeleteFiles(target);
+            throw;
+        }
+        return Inspect(target);
+    }
+
+    /// <summary>Every file the image consists of (existing or not).</summary>
+    public static IReadOnlyList<string> FilesOf(BlockDeviceOptions options)
+    {
+        if (options.SplitLayout is not { } layout) return [options.Path];
+        var files = Enumerable.Range(0, layout.Size > 0 ? layout.SegmentCount : 1).Select(i => SplitSparseImage.SegmentPath(options.Path, layout, i)).ToList();
+        if (layout.Sparse) files.Add(SplitSparseImage.LutPath(options.Path));
+        return files;
+    }
+
+    private static void DeleteFiles(BlockDeviceOptions options)
+    {
+        foreach (var f in FilesOf(options))
+            try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
