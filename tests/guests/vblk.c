@@ -127,7 +127,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     (void)magic;
     serial_init();
     int legacy = cmdline_uint(mbi, "legacy", 0), msix = cmdline_uint(mbi, "msix", 0), intx = cmdline_uint(mbi, "intx", 0);
-    report("found", vdev_find(&dev, 0x1001, legacy));
+    report("found", vdev_find(&dev, 2, 0x1001, legacy));
     if (!dev.slot && !dev.io) test_done();
     if (msix || intx) {
         interrupts_start(on_irq);

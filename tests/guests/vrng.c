@@ -9,7 +9,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic;
     serial_init();
-    report("found", vdev_find(&dev, 0x1005, cmdline_uint(mbi, "legacy", 0)));
+    report("found", vdev_find(&dev, 4, 0x1005, cmdline_uint(mbi, "legacy", 0)));
     report_hex("status", vdev_start(&dev, 0, VIRTIO_F_VERSION_1_HI, 16, 0));
     uint32_t total = 0, head, len;
     for (uint32_t half = 0; half < 2; half++) {

@@ -7,10 +7,11 @@ static uint8_t ring_mem[16384] __attribute__((aligned(4096)));
 
 static inline void barrier(void) { __asm__ volatile("lock; addl $0, (%%esp)" ::: "memory"); }
 
-int vdev_find(struct vdev *d, uint16_t device_id, int legacy)
+int vdev_find(struct vdev *d, uint16_t type, uint16_t transitional_id, int legacy)
 {
     for (uint32_t s = 0; s < 32; s++) {
-        if (pci_read32(0, s, 0, 0) != ((uint32_t)device_id << 16 | 0x1AF4)) continue;
+        uint32_t id = pci_read32(0, s, 0, 0);
+        if (id != ((uint32_t)transitional_id << 16 | 0x1AF4) && id != ((uint32_t)(0x1040 + type) << 16 | 0x1AF4)) continue;
         d->slot = s;
         d->legacy = legacy;
         pci_write32(0, s, 0, 4, pci_read32(0, s, 0, 4) | 0x7);   /* I/O, memory, bus master */
