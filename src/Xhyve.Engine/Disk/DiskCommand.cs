@@ -68,7 +68,8 @@ public static class DiskCommand
             else if (targetOptions == null && !args[i].StartsWith("--", StringComparison.Ordinal)) targetOptions = args[i];
             else { Console.Error.Write(Usage); return 1; }
         }
-        var info = DiskImages.Convert(Options(args[1], sourceOptions ?? ""), Options(args[2], targetOptions ?? ""));
+        var target = BlockDeviceOptions.ParseOptions(args[2], (targetOptions ?? "").Split(','), sizeGivenLater: true);
+        var info = DiskImages.Convert(Options(args[1], sourceOptions ?? ""), target);
         Print(info);
         return 0;
     }

@@ -34,8 +34,9 @@ public sealed record BlockDeviceOptions
         return ParseOptions(items[0], items.AsSpan(1));
     }
 
-    /// <summary>Parses the options alone, for a path given separately (the disk tool).</summary>
-    public static BlockDeviceOptions ParseOptions(string path, ReadOnlySpan<string> items)
+    /// <summary>Parses the options alone, for a path given separately (the disk tool). With
+    /// <paramref name="sizeGivenLater"/> split/sparse need no size= (a conversion takes the source's).</summary>
+    public static BlockDeviceOptions ParseOptions(string path, ReadOnlySpan<string> items, bool sizeGivenLater = false)
     {
         var o = new BlockDeviceOptions { Path = path };
         foreach (var item in items)
@@ -56,6 +57,7 @@ public sealed record BlockDeviceOptions
                 _ => throw new FormatException($"{item}: unknown block option (ro, sync, direct, nocache, sectorsize=L[/P], size=, split=, sparse)"),
             };
         }
+        if (sizeGivenLater && o.Size == null) return o;
         if (o.SplitSize != null && o.Size == null) throw new FormatException($"split={o.SplitSize}: size= is required with split=");
         if (o.Sparse && o.Size == null) throw new FormatException("sparse: size= is required for a sparse image");
         if (o.SplitLayout is { } layout && layout.Validate() is { Count: > 0 } problems) throw new FormatException(string.Join("; ", problems));

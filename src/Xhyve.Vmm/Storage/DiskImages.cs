@@ -50,6 +50,7 @@ public static class DiskImages
         using var from = BlockBackends.Open(source with { ReadOnly = true, NoCache = false });
         target = target with { Size = target.Size ?? from.Size, ReadOnly = false };
         if (target.Size != from.Size) throw new StorageException($"{target.Path}: size={target.Size} differs from the source's {from.Size} bytes");
+        if (target.SplitLayout?.Validate() is { Count: > 0 } problems) throw new StorageException($"{target.Path}: {string.Join("; ", problems)}");
         var existing = FilesOf(target).Where(File.Exists).ToList();
         if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
         try

@@ -439,9 +439,16 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         }
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
-        lock (_lock) if (_active) ResetLocked();
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            if (_active) ResetLocked();
+        }
         _worker.Dispose();
         foreach (var k in _kicks) k.Dispose();
         _device.Dispose();

@@ -307,8 +307,12 @@ public sealed class VirtioBlock : IVirtioDevice
         }
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         Reset();
         _pool.Dispose();
         _idle.Dispose();

@@ -1,0 +1,280 @@
+using System.Buffers.Binary;
+using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Devices.Pci;
+using Xhyve.Vmm.Devices.Virtio;
+using V = Xhyve.Vmm.Devices.Virtio.Virtio;
+using Xhyve.Vmm.Devices.Virtio.Block;
+using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Native;
+using Xhyve.Vmm.Storage;
+using Xhyve.Vmm.Tests.Fakes;
+
+namespace Xhyve.Vmm.Tests.Virtio;
+
+/// <summary>
+/// virtio-blk behind the virtio-pci transport, driven only through its BARs as a guest driver would, with
+/// rings built by hand in guest memory: negotiation, requests, interrupts, and hostile requests that must
+/// complete with an error status (or not at all) without touching memory outside their buffers.
+/// </summary>
+public sealed class VirtioBlockDeviceTests : IDisposable
+{
+    private const ulong Header = 0x20000, Data = 0x30000, Status = 0x40000;
+    private const long DiskSize = 1 << 20;
+    private readonly DriverQueue _q = new(16);
+    private readonly RecordingMsi _msi = new();
+    private readonly RecordingInterruptLine _intx = new();
+    private readonly string _image = Path.GetTempFileName();
+    private readonly VirtioPciDevice _device;
+    private int _usedSeen;
+
+    public VirtioBlockDeviceTests()
+    {
+        File.WriteAllBytes(_image, Enumerable.Range(0, (int)DiskSize).Select(i => unchecked((byte)(i / 512))).ToArray());
+        var block = new VirtioBlock(RawImage.Open(_image, new RawImageOptions()), 512, 512, ioThreads: 2);
+        _device = new VirtioPciDevice(block, _q.Memory, _msi, _intx, new NoDoorbells());
+    }
+
+    public void Dispose()
+    {
+        _device.Dispose();
+        _q.Dispose();
+        File.Delete(_image);
+    }
+
+    private sealed class RecordingMsi : IMsiSink
+    {
+        public int Count;
+        public void Signal(ulong address, uint data) => Interlocked.Increment(ref Count);
+    }
+
+    private sealed class NoDoorbells : IDoorbells
+    {
+        public bool TryAttach(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) => false;
+        public void Detach(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) { }
+    }
+
+    private IBusDevice Modern => _device.Bars.Single(b => b.Index == VirtioPciDevice.ModernBar).Handler;
+
+    private void W(ulong offset, uint value, int width)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, value);
+        Modern.Write(offset, b[..width]);
+    }
+
+    private uint R(ulong offset, int width)
+    {
+        Span<byte> b = stackalloc byte[4];
+        b.Clear();
+        Modern.Read(offset, b[..width]);
+        return BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
+
+    /// <summary>The driver's side of initialisation (virtio 1.2 §3.1.1) with queue 0 at the DriverQueue rings.</summary>
+    private byte Start(uint featuresHigh = 1, ulong desc = DriverQueue.Desc)
+    {
+        W(0x14, 0, 1);
+        W(0x14, V.StatusAcknowledge | V.StatusDriver, 1);
+        W(0x08, 0, 4); W(0x0C, (uint)(VirtioBlock.FeatureFlush | VirtioBlock.FeatureDiscard | VirtioBlock.FeatureWriteZeroes), 4);
+        W(0x08, 1, 4); W(0x0C, featuresHigh, 4);
+        W(0x14, V.StatusAcknowledge | V.StatusDriver | V.StatusFeaturesOk, 1);
+        if ((R(0x14, 1) & V.StatusFeaturesOk) == 0) return (byte)R(0x14, 1);
+        W(0x16, 0, 2);
+        W(0x18, _q.Size, 2);
+        W(0x20, (uint)desc, 4); W(0x24, (uint)(desc >> 32), 4);
+        W(0x28, (uint)DriverQueue.Avail, 4); W(0x30, (uint)DriverQueue.Used, 4);
+        W(0x1C, 1, 2);
+        W(0x14, V.StatusAcknowledge | V.StatusDriver | V.StatusFeaturesOk | V.StatusDriverOk, 1);
+        return (byte)R(0x14, 1);
+    }
+
+    private void Kick() => W(VirtioPciDevice.NotifyOffset, 0, 2);
+
+    private (uint Id, uint Len) WaitUsed()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (_q.ReadU16(DriverQueue.Used + 2) == _usedSeen)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the device did not complete the request");
+            Thread.Sleep(1);
+        }
+        return _q.UsedElem(_usedSeen++);
+    }
+
+    private void WriteHeader(uint type, ulong sector)
+    {
+        var h = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(h, type);
+        BinaryPrimitives.WriteUInt64LittleEndian(h.AsSpan(8), sector);
+        _q.Memory.WriteExactly(new GuestAddress(Header), h);
+        _q.Memory.WriteExactly(new GuestAddress(Status), [0xEE]);
+    }
+
+    private byte StatusByte() { var b = new byte[1]; _q.Memory.ReadExactly(new GuestAddress(Status), b); return b[0]; }
+
+    /// <summary>header / data / status, the layout every driver uses.</summary>
+    private (uint Id, uint Len) Request(uint type, ulong sector, uint dataLength, bool dataWritable, ulong dataAddress = Data)
+    {
+        WriteHeader(type, sector);
+        _q.Descriptor(DriverQueue.Desc, 0, Header, 16, 1, 1);
+        _q.Descriptor(DriverQueue.Desc, 1, dataAddress, dataLength, (ushort)(1 | (dataWritable ? 2 : 0)), 2);
+        _q.Descriptor(DriverQueue.Desc, 2, Status, 1, 2, 0);
+        _q.Publish(0);
+        Kick();
+        return WaitUsed();
+    }
+
+    [Fact]
+    public void Negotiation_RefusesFeaturesOk_WhenTheDriverAcceptsAFeatureNeverOffered()
+    {
+        byte status = Start(featuresHigh: 1u | (1u << 30));   // VERSION_1 plus an unoffered high bit
+        Assert.Equal(0, status & V.StatusFeaturesOk);
+    }
+
+    [Fact]
+    public void Read_FillsTheBuffer_AndCompletesWithDataPlusStatusLength()
+    {
+        Assert.Equal(0x0F, Start());
+        var (id, len) = Request(VirtioBlock.TypeIn, 3, 1024, dataWritable: true);
+        Assert.Equal(0u, id);
+        Assert.Equal(1025u, len);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+        var data = new byte[1024];
+        _q.Memory.ReadExactly(new GuestAddress(Data), data);
+        Assert.All(data[..512], b => Assert.Equal((byte)3, b));
+        Assert.All(data[512..], b => Assert.Equal((byte)4, b));
+        Assert.True(_intx.Level, "without MSI-X the used buffer is announced on INTx");
+        Assert.Equal((byte)1, Modern.ReadIsr());
+        Assert.False(_intx.Level, "reading the ISR deasserts INTx");
+    }
+
+    [Fact]
+    public void Write_ThenFlush_ReachesTheImage()
+    {
+        Start();
+        _q.Memory.WriteExactly(new GuestAddress(Data), Enumerable.Repeat((byte)0xA5, 512).ToArray());
+        Assert.Equal(1u, Request(VirtioBlock.TypeOut, 7, 512, dataWritable: false).Len);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+        Request(VirtioBlock.TypeFlush, 0, 0, dataWritable: false);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+        _device.Dispose();
+        var bytes = File.ReadAllBytes(_image);
+        Assert.All(bytes[(7 * 512)..(8 * 512)], b => Assert.Equal(0xA5, b));
+        Assert.All(bytes[(8 * 512)..(9 * 512)], b => Assert.Equal(8, b));
+    }
+
+    [Theory]
+    [InlineData(VirtioBlock.TypeIn, 2048UL, 512u, VirtioBlock.StatusIoErr)]            // one past the last sector
+    [InlineData(VirtioBlock.TypeIn, 2047UL, 1024u, VirtioBlock.StatusIoErr)]           // runs off the end
+    [InlineData(VirtioBlock.TypeIn, ulong.MaxValue, 512u, VirtioBlock.StatusIoErr)]    // sector * 512 overflows
+    [InlineData(VirtioBlock.TypeIn, 0UL, 100u, VirtioBlock.StatusIoErr)]               // not whole sectors
+    [InlineData(77u, 0UL, 512u, VirtioBlock.StatusUnsupported)]                        // unknown request type
+    public void BadRequest_CompletesWithAnErrorStatus_AndTheDeviceCarriesOn(uint type, ulong sector, uint length, byte expected)
+    {
+        Start();
+        Request(type, sector, length, dataWritable: true);
+        Assert.Equal(expected, StatusByte());
+        Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+        Assert.Equal(0x0Fu, R(0x14, 1));
+    }
+
+    [Fact]
+    public void ChainWithoutAWritableStatusByte_CompletesEmpty_AndWritesNothing()
+    {
+        Start();
+        WriteHeader(VirtioBlock.TypeIn, 0);
+        _q.Memory.WriteExactly(new GuestAddress(Data), Enumerable.Repeat((byte)0x55, 512).ToArray());
+        _q.Descriptor(DriverQueue.Desc, 0, Header, 16, 1, 1);
+        _q.Descriptor(DriverQueue.Desc, 1, Data, 512, 0, 0);           // read-only "status": nowhere to report
+        _q.Publish(0);
+        Kick();
+        Assert.Equal(0u, WaitUsed().Len);
+        var data = new byte[512];
+        _q.Memory.ReadExactly(new GuestAddress(Data), data);
+        Assert.All(data, b => Assert.Equal(0x55, b));
+    }
+
+    [Fact]
+    public void DiscardWithUnknownFlags_IsUnsupported_AndWriteZeroesZeroes()
+    {
+        Start();
+        var range = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(range, 5);
+        BinaryPrimitives.WriteUInt32LittleEndian(range.AsSpan(8), 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(range.AsSpan(12), 1);  // "unmap": defined for write-zeroes only
+        _q.Memory.WriteExactly(new GuestAddress(Data), range);
+        Request(VirtioBlock.TypeDiscard, 0, 16, dataWritable: false);
+        Assert.Equal(VirtioBlock.StatusUnsupported, StatusByte());
+        Request(VirtioBlock.TypeWriteZeroes, 0, 16, dataWritable: false);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+        Request(VirtioBlock.TypeIn, 5, 1024, dataWritable: true);
+        var data = new byte[1024];
+        _q.Memory.ReadExactly(new GuestAddress(Data), data);
+        Assert.All(data, b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void AvailIndexRunningAhead_SetsNeedsReset_AndAResetRevivesTheDevice()
+    {
+        Start();
+        _q.SetAvailIdx(1000);                  // more than a queue's worth of new buffers: the ring is garbage
+        Kick();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((R(0x14, 1) & V.StatusNeedsReset) == 0) { Assert.True(DateTime.UtcNow < deadline, "no NEEDS_RESET"); Thread.Sleep(1); }
+        Assert.Equal(2, Modern.ReadIsr() & 2);          // configuration-change interrupt
+        _q.SetAvailIdx(0);
+        _q.U16(DriverQueue.Used + 2, 0);
+        _usedSeen = 0;
+        Assert.Equal(0x0F, Start());
+        Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+    }
+
+    [Fact]
+    public void RingsOutsideGuestRam_AreRefusedAtDriverOk()
+    {
+        byte status = Start(desc: DriverQueue.RamSize + 0x1000);
+        Assert.NotEqual(0, status & V.StatusNeedsReset);
+    }
+
+    [Fact]
+    public void QueueSizeThatIsNotAPowerOfTwo_IsIgnored()
+    {
+        W(0x16, 0, 2);
+        W(0x18, 100, 2);
+        Assert.Equal((uint)VirtioBlock.QueueSize, R(0x18, 2));
+        W(0x18, 64, 2);
+        Assert.Equal(64u, R(0x18, 2));
+    }
+
+    [Fact]
+    public void MsixVector_IsUsedForTheQueue_OnceMsixIsOn()
+    {
+        var table = _device.Bars.Single(b => b.Index == VirtioPciDevice.MsixBar).Handler;
+        Span<byte> entry = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(entry, 0xFEE0_0000); table.Write(0, entry);
+        BinaryPrimitives.WriteUInt32LittleEndian(entry, 0x40); table.Write(8, entry);
+        BinaryPrimitives.WriteUInt32LittleEndian(entry, 0); table.Write(12, entry);         // unmask vector 0
+        int cap = 0x40;                                                                      // MSI-X is the first capability
+        Assert.Equal(PciInterrupts.MsixCapabilityId, (byte)_device.Config.Read(cap, 1));
+        _device.Config.Write(cap + 2, 2, 0x8000);
+        Start();
+        W(0x16, 0, 2);
+        W(0x1A, 0, 2);
+        Request(VirtioBlock.TypeIn, 0, 512, dataWritable: true);
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (Volatile.Read(ref _msi.Count) == 0) { Assert.True(DateTime.UtcNow < deadline, "no MSI-X message"); Thread.Sleep(1); }
+        Assert.False(_intx.Level);
+    }
+}
+
+internal static class BusDeviceExtensions
+{
+    public static byte ReadIsr(this IBusDevice modern)
+    {
+        Span<byte> b = stackalloc byte[1];
+        modern.Read(VirtioPciDevice.IsrOffset, b);
+        return b[0];
+    }
+}
