@@ -7,7 +7,7 @@
       Build   - build the solution (Release) and the test guests
       Test    - run the xUnit suites (scripts/test.sh) and then Pester when it is installed
       Pester  - run only the Pester suite in tests/pester
-      Bench   - run the benchmarks (bench/run.sh) and print the table for docs/benchmarks.md
+      Bench   - run the benchmarks (bench/run.sh, bench/storage.sh) and print the tables for docs/benchmarks.md
       Clean   - remove build output
 .EXAMPLE
     ./build.ps1 -Task Test
@@ -48,6 +48,7 @@ foreach ($t in $Task) {
         }
         'Bench' {
             Invoke-Native bash @((Join-Path $root 'bench/run.sh'))
+            Invoke-Native bash @((Join-Path $root 'bench/storage.sh'))
         }
         'Clean' {
             Invoke-Native dotnet @('clean', (Join-Path $root 'XhyvePS.sln'), '--nologo')

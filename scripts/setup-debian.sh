@@ -15,7 +15,9 @@ packages=(
   acpica-tools                                # iasl: the ACPI tables are checked with the real disassembler
   procps                                      # kill(1), used by the tests to signal the engine
   cpio busybox-static                         # initramfs test (hardware-virtualization hosts)
-  qemu-system-x86 time                        # side-by-side benchmarks
+  qemu-system-x86 time                        # QEMU cross-checks (virtio-blk) and side-by-side benchmarks
+  fio                                         # the host baseline of the storage benchmark
+  e2fsprogs                                   # chattr: an unwritable image even for root (disk tests)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

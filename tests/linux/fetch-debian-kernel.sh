@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fetches the Debian cloud kernel (bzImage) with apt-get download and caches it, with its build
-# config (config-*), under .cache/linux/ (gitignored). Prints the path of the cached vmlinuz on stdout.
+# config (config-*) and the virtio modules a virtio-blk initramfs needs (modules/), under .cache/linux/ (gitignored). Prints the path of the cached vmlinuz on stdout.
 # Usage: tests/linux/fetch-debian-kernel.sh [CACHE_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${1:-$root/.cache/linux}
 mkdir -p "$cache"
 existing=$(ls "$cache"/vmlinuz-* 2>/dev/null | head -n 1 || true)
-if [ -n "$existing" ] && ls "$cache"/config-* >/dev/null 2>&1; then echo "$existing"; exit 0; fi
+if [ -n "$existing" ] && ls "$cache"/config-* >/dev/null 2>&1 && [ -f "$cache/modules/virtio_blk.ko" ]; then echo "$existing"; exit 0; fi
 # The meta package names the current ABI; resolve it so the cache holds a concrete version.
 pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
 if [ -z "$pkg" ]; then
@@ -19,4 +19,9 @@ trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download "$pkg" >&2)
 dpkg-deb -x "$work"/"$pkg"_*.deb "$work/x"
 cp "$work"/x/boot/vmlinuz-* "$work"/x/boot/config-* "$cache"/
+mkdir -p "$cache/modules"
+for m in drivers/virtio/virtio.ko drivers/virtio/virtio_ring.ko drivers/virtio/virtio_pci_legacy_dev.ko \
+         drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko; do
+  cp "$work"/x/lib/modules/*/kernel/$m "$cache/modules/"
+done
 ls "$cache"/vmlinuz-* | head -n 1

@@ -140,4 +140,44 @@ public sealed class DebianKernelTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    /// <summary>The virtio modules of the Debian package, in load order (fetch-debian-kernel.sh caches them).</summary>
+    private static readonly string[] VirtioModules = ["virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"];
+
+    [SkippableFact]
+    public void DebianKernel_FindsTheVirtioBlockDisk()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        Skip.IfNot(HostHasHardwareVirtualization(out string reason), reason);
+        Assert.True(File.Exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)");
+        string kernel = FetchKernel();
+        string modules = Path.Combine(Path.GetDirectoryName(kernel)!, "modules");
+        string dir = Directory.CreateTempSubdirectory("initramfs-vblk").FullName;
+        try
+        {
+            string root = Path.Combine(dir, "root");
+            Directory.CreateDirectory(Path.Combine(root, "bin"));
+            Directory.CreateDirectory(Path.Combine(root, "sys"));
+            File.Copy("/bin/busybox", Path.Combine(root, "bin/busybox"));
+            foreach (var m in VirtioModules) File.Copy(Path.Combine(modules, m + ".ko"), Path.Combine(root, m + ".ko"));
+            File.WriteAllText(Path.Combine(root, "init"), "#!/bin/busybox sh\n" +
+                string.Concat(VirtioModules.Select(m => $"/bin/busybox insmod /{m}.ko\n")) +
+                "/bin/busybox mount -t sysfs sysfs /sys\n" +
+                "/bin/busybox sleep 1\n" +
+                "echo XHYVE-VDA size=$(/bin/busybox cat /sys/block/vda/size) ro=$(/bin/busybox cat /sys/block/vda/ro)\n" +
+                "/bin/busybox reboot -f\n");
+            File.SetUnixFileMode(Path.Combine(root, "init"), (UnixFileMode)0b111_101_101);
+            using (var cpio = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "find . | cpio -o -H newc > ../initrd.cpio"]) { WorkingDirectory = root, RedirectStandardError = true })!)
+            {
+                cpio.WaitForExit();
+                Assert.Equal(0, cpio.ExitCode);
+            }
+            string disk = Path.Combine(dir, "disk.img");
+            using (var f = File.Create(disk)) f.SetLength(8 << 20);
+            var run = EngineProcess.Run(["-A", "-m", "512M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-s", $"4,virtio-blk,{disk}",
+                "-f", $"kexec,{kernel},{Path.Combine(dir, "initrd.cpio")},console=ttyS0 rdinit=/init"], timeoutSeconds: (int)Bound.TotalSeconds);
+            Assert.Contains("XHYVE-VDA size=16384 ro=0", run.Stdout);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
