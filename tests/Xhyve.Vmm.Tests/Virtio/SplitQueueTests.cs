@@ -30,7 +30,7 @@ internal sealed class DriverQueue : IDisposable
     public void Publish(ushort head)
     {
         U16(Avail + 4 + 2UL * (ushort)(_availIdx % Size), head);
-        U16(Avail + 2, ++_availIdx);
+        U16(Avail + 2, unchecked(++_availIdx));
     }
 
     public void SetAvailIdx(ushort idx) { _availIdx = idx; U16(Avail + 2, idx); }

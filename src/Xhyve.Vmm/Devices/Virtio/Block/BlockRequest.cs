@@ -40,14 +40,15 @@ internal sealed class BlockIoPool : IDisposable
         }
     }
 
-    /// <summary>Queues a request; the ring holds one entry per descriptor, so it never fills.</summary>
-    public void Submit(BlockRequest request)
+    /// <summary>Queues a request; false when the ring is full (the caller then runs it itself).</summary>
+    public bool TrySubmit(BlockRequest request)
     {
         lock (_lock)
         {
-            if (_count == _ring.Length) { _execute(request); return; }   // cannot happen; never drop a request
+            if (_count == _ring.Length) return false;
             _ring[(_head + _count++) % _ring.Length] = request;
             Monitor.Pulse(_lock);
+            return true;
         }
     }
 

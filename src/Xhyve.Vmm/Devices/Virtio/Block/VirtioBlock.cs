@@ -31,7 +31,6 @@ public sealed class VirtioBlock : IVirtioDevice
     private readonly BlockIoPool _pool;
     private readonly Stack<BlockRequest> _free = new();
     private readonly Lock _processLock = new();
-    private readonly ManualResetEventSlim _idle = new(true);
     private IGuestMemory? _memory;
     private Virtqueue? _queue;
     private int _inFlight;
@@ -122,9 +121,9 @@ public sealed class VirtioBlock : IVirtioDevice
                 var r = Rent();
                 if (!q.TryPop(r.Segments, out r.Head, out r.Count, out r.Error)) { Return(r); break; }
                 r.Queue = q;
-                if (Interlocked.Increment(ref _inFlight) == 1) _idle.Reset();
+                Interlocked.Increment(ref _inFlight);
                 if (first == null) { first = r; continue; }
-                _pool.Submit(first);
+                if (!_pool.TrySubmit(first)) Execute(first);   // only a driver re-queuing heads fills the pool
                 first = r;
             }
             if (first != null) Execute(first);
@@ -154,7 +153,7 @@ public sealed class VirtioBlock : IVirtioDevice
         if (status != StatusOk) Interlocked.Increment(ref _errors);
         r.Queue.Complete(r.Head, written);
         Return(r);
-        if (Interlocked.Decrement(ref _inFlight) == 0) _idle.Set();
+        Interlocked.Decrement(ref _inFlight);
     }
 
     /// <summary>Runs one request: its status, the bytes written to the driver's buffers (without the status
@@ -302,7 +301,8 @@ public sealed class VirtioBlock : IVirtioDevice
     {
         lock (_processLock)
         {
-            _idle.Wait();   // requests in the pool finish against the old rings before they are forgotten
+            // Requests in the pool finish against the old rings before they are forgotten (resets are rare).
+            while (Volatile.Read(ref _inFlight) != 0) Thread.Sleep(1);
             _queue = null;
         }
     }
@@ -315,7 +315,6 @@ public sealed class VirtioBlock : IVirtioDevice
         _disposed = true;
         Reset();
         _pool.Dispose();
-        _idle.Dispose();
         _backend.Dispose();
     }
 }
