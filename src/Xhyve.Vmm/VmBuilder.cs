@@ -58,6 +58,8 @@ public sealed class VmBuilder
             _vm.SetInterruptRouting(Enumerable.Range(PlatformLayout.FirstPciGsi, PlatformLayout.PciGsiCount)
                 .ToDictionary(gsi => gsi, PlatformLayout.PciPicIrq));
             AttachMemory();
+            // The kernel first: a bad image is refused before any disk image is opened (or created).
+            var kernel = LoadFirmware();
             var post = AttachPostPort();
             AttachI8042();
             AttachRtc();
@@ -66,7 +68,6 @@ public sealed class VmBuilder
             AttachComPorts();
             var power = AttachPowerManagement();
             AttachHpet();
-            var kernel = LoadFirmware();
             WriteFirmwareTables();
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP

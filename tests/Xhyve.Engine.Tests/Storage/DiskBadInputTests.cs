@@ -96,6 +96,19 @@ public sealed class DiskBadInputTests : IDisposable
         Assert.Equal(bytes, File.ReadAllBytes(lut));
     }
 
+    [SkippableFact]
+    public void CorruptKernel_IsRefusedBeforeANewImageIsCreated()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string kernel = Path.Combine(_dir, "vmlinuz");
+        File.WriteAllBytes(kernel, new byte[4096]);
+        string img = Path.Combine(_dir, "new.img");
+        var run = EngineProcess.Run(["-s", $"4,virtio-blk,{img},size=1M,split=512K,sparse", "-s", "31,lpc", "-f", $"kexec,{kernel}"]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("not a Linux bzImage", run.Stderr);
+        Assert.Empty(Directory.GetFiles(_dir, "new.img*"));
+    }
+
     /// <summary>A file nobody can open for writing: chattr +i as root (root ignores mode bits), mode 0444 otherwise.</summary>
     private static void Immutable(string path, bool on)
     {
