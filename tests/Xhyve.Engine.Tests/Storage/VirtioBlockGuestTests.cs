@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Xhyve.Engine.Tests.Support;
 using Xhyve.Vmm.Storage;
 
@@ -174,24 +173,15 @@ public sealed class VirtioBlockGuestTests : IDisposable
 
     private static EngineRun RunQemu(string disk, string cmdline, string deviceOptions)
     {
-        var psi = new ProcessStartInfo("qemu-system-x86_64") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-enable-kvm", "-m", "256", "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
-                     "-kernel", EngineProcess.Guest("vblk"), "-append", cmdline,
-                     "-drive", $"file={disk},format=raw,if=none,id=d0", "-device", $"virtio-blk-pci,drive=d0,{deviceOptions}" })
-            psi.ArgumentList.Add(a);
-        Process p;
-        try { p = Process.Start(psi)!; }
+        try
+        {
+            return EngineProcess.RunProgram("qemu-system-x86_64", ["-enable-kvm", "-m", "256", "-display", "none", "-nodefaults", "-no-reboot",
+                "-serial", "stdio", "-kernel", EngineProcess.Guest("vblk"), "-append", cmdline,
+                "-drive", $"file={disk},format=raw,if=none,id=d0", "-device", $"virtio-blk-pci,drive=d0,{deviceOptions}"], timeoutSeconds: 120);
+        }
         catch (System.ComponentModel.Win32Exception e)
         {
             throw new InvalidOperationException("qemu-system-x86_64 is needed for the cross-check; scripts/setup-debian.sh installs it", e);
-        }
-        using (p)
-        {
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            var sw = Stopwatch.StartNew();
-            if (!p.WaitForExit(120_000)) { p.Kill(true); p.WaitForExit(); }
-            return new EngineRun(p.ExitCode, stdout.Result, stderr.Result, sw.Elapsed);
         }
     }
 }

@@ -41,9 +41,12 @@ public static class EngineProcess
         return Run(args, timeoutSeconds);
     }
 
-    public static EngineRun Run(IEnumerable<string> args, int timeoutSeconds = 60)
+    public static EngineRun Run(IEnumerable<string> args, int timeoutSeconds = 60) => RunProgram(Executable, args, timeoutSeconds);
+
+    /// <summary>Runs any program (QEMU for cross-checks) the way <see cref="Run"/> runs the engine.</summary>
+    public static EngineRun RunProgram(string program, IEnumerable<string> args, int timeoutSeconds)
     {
-        using var p = StartProcess(args);
+        using var p = StartProcess(args, program);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         var sw = Stopwatch.StartNew();
@@ -51,7 +54,7 @@ public static class EngineProcess
         {
             p.Kill(true);
             p.WaitForExit();
-            throw new TimeoutException($"xhyve did not exit within {timeoutSeconds}s:\n{stdout.Result}\n{stderr.Result}");
+            throw new TimeoutException($"{Path.GetFileName(program)} did not exit within {timeoutSeconds}s:\n{stdout.Result}\n{stderr.Result}");
         }
         return new EngineRun(p.ExitCode, stdout.Result, stderr.Result, sw.Elapsed);
     }
@@ -59,9 +62,9 @@ public static class EngineProcess
     /// <summary>Starts the engine; its stdout is collected in the background for ReadUntil/ReadFor.</summary>
     public static RunningEngine Start(IEnumerable<string> args) => new(StartProcess(args));
 
-    private static Process StartProcess(IEnumerable<string> args)
+    private static Process StartProcess(IEnumerable<string> args, string? program = null)
     {
-        var psi = new ProcessStartInfo(Executable)
+        var psi = new ProcessStartInfo(program ?? Executable)
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
             UseShellExecute = false, StandardOutputEncoding = Encoding.Latin1,
