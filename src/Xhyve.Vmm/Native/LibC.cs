@@ -104,7 +104,7 @@ internal static partial class LibC
 
     // Block I/O: vectored positional reads and writes straight into guest memory, no managed copies.
     public const int O_DSYNC = 0x1000, O_DIRECT = 0x4000;
-    public const int EOPNOTSUPP = 95, ENOSYS = 38, EWOULDBLOCK = 11, EACCES = 13, EROFS = 30, EPERM = 1;
+    public const int ENOENT = 2, EISDIR = 21, EWOULDBLOCK = 11, EACCES = 13, EROFS = 30, EPERM = 1;
 
     [LibraryImport(Lib, EntryPoint = "preadv", SetLastError = true)]
     public static unsafe partial nint PReadV(int fd, Storage.IoBuffer* iov, int count, long offset);

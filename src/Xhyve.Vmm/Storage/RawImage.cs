@@ -87,8 +87,8 @@ public sealed unsafe class RawImage : IBlockBackend
 
     private static StorageException OpenError(string path, int errno, RawImageOptions options) => errno switch
     {
-        2 => new StorageException($"{path}: image file not found{(options.CreateSize == null ? " (give size= to create one)" : "")}"),
-        21 => new StorageException($"{path}: is a directory"),
+        LibC.ENOENT => new StorageException($"{path}: image file not found{(options.CreateSize == null ? " (give size= to create one)" : "")}"),
+        LibC.EISDIR => new StorageException($"{path}: is a directory"),
         LibC.EACCES or LibC.EROFS or LibC.EPERM when !options.ReadOnly =>
             new StorageException($"{path}: cannot open read-write: {LibC.StrError(errno)} (add ,ro for a read-only disk)"),
         LibC.EINVAL when options.NoCache => new StorageException($"{path}: nocache: the file system does not support O_DIRECT"),
@@ -174,17 +174,20 @@ public sealed unsafe class RawImage : IBlockBackend
 
     [ThreadStatic] private static nint t_bounce;
 
+    /// <summary>This thread's aligned 1 MiB buffer (allocated once per I/O thread, never freed).</summary>
+    private static nint ThreadBuffer => t_bounce != 0 ? t_bounce : t_bounce = (nint)NativeMemory.AlignedAlloc(BounceSize, DirectAlignment);
+
     /// <summary>O_DIRECT with guest buffers that are not aligned: through a per-thread aligned buffer.</summary>
     private void Bounced(long offset, ReadOnlySpan<IoBuffer> buffers, bool write)
     {
-        if (t_bounce == 0) t_bounce = (nint)NativeMemory.AlignedAlloc(BounceSize, DirectAlignment);
-        var bounce = new Span<byte>((void*)t_bounce, BounceSize);
+        nint buffer = ThreadBuffer;
+        var bounce = new Span<byte>((void*)buffer, BounceSize);
         int total = ScatterGather.Total(buffers), done = 0, index = 0, within = 0;
         while (done < total)
         {
             int chunk = Math.Min(BounceSize, total - done);
             var piece = bounce[..chunk];
-            var one = new IoBuffer(t_bounce, chunk);
+            var one = new IoBuffer(buffer, chunk);
             if (write)
             {
                 Copy(buffers, ref index, ref within, piece, gather: true);
@@ -227,19 +230,16 @@ public sealed unsafe class RawImage : IBlockBackend
         // The file system zeroes the range without data writes where it can; otherwise write zeroes.
         if (LibC.Fallocate(_fd, LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, length) == 0) return;
         if (!IsBlockDevice && LibC.Fallocate(_fd, LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length) == 0) return;
-        var zeros = (byte*)NativeMemory.AlignedAlloc(BounceSize, DirectAlignment);
-        try
+        // The thread's aligned buffer, cleared (should an odd length make the transfer bounce, it copies zeroes onto themselves).
+        nint zeros = ThreadBuffer;
+        NativeMemory.Clear((void*)zeros, BounceSize);
+        for (long done = 0; done < length;)
         {
-            NativeMemory.Clear(zeros, BounceSize);
-            for (long done = 0; done < length;)
-            {
-                int n = (int)Math.Min(BounceSize, length - done);
-                var one = new IoBuffer((nint)zeros, n);
-                Transfer(offset + done, new ReadOnlySpan<IoBuffer>(&one, 1), write: true);
-                done += n;
-            }
+            int n = (int)Math.Min(BounceSize, length - done);
+            var one = new IoBuffer(zeros, n);
+            Transfer(offset + done, new ReadOnlySpan<IoBuffer>(&one, 1), write: true);
+            done += n;
         }
-        finally { NativeMemory.AlignedFree(zeros); }
     }
 
     public void Discard(long offset, long length)

@@ -94,8 +94,6 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private const uint CommonConfigSize = 0x3C;
 
     public IVirtioDevice Device => _device;
-    public PciInterrupts Interrupts => _interrupts;
-    public byte Status { get { lock (_lock) return StatusLocked; } }
     public long Notifications => Interlocked.Read(ref _notifications);
     public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
     /// <summary>Doorbells the hypervisor signals directly (ioeventfd).</summary>

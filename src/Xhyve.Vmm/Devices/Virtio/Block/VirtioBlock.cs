@@ -67,7 +67,6 @@ public sealed class VirtioBlock : IVirtioDevice
     public long Errors => Interlocked.Read(ref _errors);
     public long BytesRead => Interlocked.Read(ref _bytesRead);
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
-    public IBlockBackend Backend => _backend;
 
     /// <summary>struct virtio_blk_config up to write_zeroes_may_unmap (60 bytes).</summary>
     private byte[] BuildConfig()
