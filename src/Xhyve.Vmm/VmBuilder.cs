@@ -140,7 +140,6 @@ public sealed class VmBuilder
     /// IOAPIC pin the _PRT and MP table name for its slot.</summary>
     private void AttachPciDevices(PciRootBus pci)
     {
-        var msi = new HypervisorMsiSink(_vm!);
         var allocator = new PciResourceAllocator(PlatformLayout.Mmio64Start(HighMemoryBytes));
         int bus = 0;
         allocator.BeginBus(0);   // bus 0 always exists: the host bridge the LPC devices hang off
@@ -149,6 +148,7 @@ public sealed class VmBuilder
             if (d.Address.Bus != bus) allocator.BeginBus(bus = d.Address.Bus);
             int gsi = PlatformLayout.PciGsi(d.Address.Slot, 0);
             var intx = new GsiLine(_vm!, gsi);
+            var msi = new HypervisorMsiSink(_vm!);   // per function: each vector owns an irqfd route
             IPciFunction function = d.Emulation switch
             {
                 "hostbridge" => PciIdentityFunction.HostBridge(),
@@ -164,6 +164,7 @@ public sealed class VmBuilder
             // guests take the GSI from _PRT or the MP table.
             if (function.Bars.Count > 0) function.Config.Write(PciConfigSpace.InterruptLine, 1, (uint)PlatformLayout.PciPicIrq(gsi));
             pci.Add(d.Address, function);
+            _hostResources.Add(msi);   // after the function, so its device threads stop before the routes go
             allocator.Allocate(function);
             pci.UpdateMappings(function);
         }

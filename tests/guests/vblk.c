@@ -17,7 +17,7 @@
 struct req_hdr { uint32_t type, reserved; uint64_t sector; };
 
 static struct vdev dev;
-static volatile uint32_t irqs;
+static volatile uint32_t irqs, retargeted_irqs;
 static int use_irq;
 static struct req_hdr hdrs[64];
 static volatile uint8_t statuses[64];
@@ -29,6 +29,7 @@ static uint32_t intx_gsi;
 static void on_irq(void)
 {
     if (irq_vector == 0x50) irqs++;                                /* MSI-X: the queue's vector */
+    if (irq_vector == 0x51) retargeted_irqs++;                     /* ... after the driver re-pointed it */
     if (irq_vector == 0x52 && (vdev_isr(&dev) & 1)) irqs++;       /* INTx: reading the ISR deasserts the line */
 }
 
@@ -133,9 +134,10 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         interrupts_start(on_irq);
         use_irq = 1;
     }
+    uint32_t table = 0;
     if (msix) {
         uint32_t cap = pci_find_cap(dev.slot, 0x11);
-        uint32_t table = pci_read32(0, dev.slot, 0, 0x10 + 4 * (pci_read32(0, dev.slot, 0, cap + 4) & 7)) & ~0xFu;
+        table = pci_read32(0, dev.slot, 0, 0x10 + 4 * (pci_read32(0, dev.slot, 0, cap + 4) & 7)) & ~0xFu;
         for (uint32_t v = 0; v < 2; v++) {
             mmio_write32(table + 16 * v, 0xFEE00000); mmio_write32(table + 16 * v + 4, 0);
             mmio_write32(table + 16 * v + 8, 0x50 + v); mmio_write32(table + 16 * v + 12, 0);
@@ -207,6 +209,22 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     uint32_t completed = 0, head, len;
     while (completed < 8 && wait_used(&head, &len)) completed += statuses[head / 4] == 0;
     report("in_flight_completed", completed);
+
+    if (msix) {
+        /* Re-point the queue's vector (entry 0) from 0x50 to 0x51, masked while it changes as drivers do:
+         * the next completion must arrive at 0x51 and nothing more at 0x50. Interrupts are taken only while
+         * waiting, so first let any still latched for earlier requests arrive. */
+        static volatile uint32_t never;
+        wait_for(&never, 1, 5);
+        uint32_t old_before = irqs;
+        mmio_write32(table + 12, 1);
+        mmio_write32(table + 8, 0x51);
+        mmio_write32(table + 12, 0);
+        report("retarget_read", run(T_IN, 0, chk, 512, 1));
+        wait_for(&retargeted_irqs, 1, 200);
+        report("retargeted_irqs", retargeted_irqs > 0);
+        report("old_vector_irqs_after", irqs - old_before);
+    }
 
     if (!cmdline_uint(mbi, "hostile", 1)) test_done();   /* what devices do with broken chains differs (QEMU stops the device) */
     /* Hostile chains: a buffer outside RAM, then a descriptor that points at itself. The device must

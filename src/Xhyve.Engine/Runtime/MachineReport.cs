@@ -36,6 +36,8 @@ public static class MachineReport
         foreach (var v in machine.Virtio)
         {
             var line = $"{v.Name}: notifications={v.Notifications} interrupts={v.InterruptsRaised}";
+            if (v.Msi is HypervisorMsiSink msi)
+                line += $" msi_irqfd={msi.ThroughIrqfd} msi_ioctl={msi.ThroughIoctl} msi_route_updates={msi.RouteUpdates}";
             if (v.Device is VirtioBlock b)
                 line += $" reads={b.Reads} writes={b.Writes} flushes={b.Flushes} errors={b.Errors} read_bytes={b.BytesRead} written_bytes={b.BytesWritten}";
             if (v.Device is VirtioEntropy e) line += $" bytes={e.BytesProvided}";

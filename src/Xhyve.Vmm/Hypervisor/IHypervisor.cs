@@ -34,6 +34,11 @@ public interface IVirtualMachine : IDisposable
     /// <summary>Delivers a message-signalled interrupt (the address/data pair a device wrote).</summary>
     void SignalMsi(ulong address, uint data);
 
+    /// <summary>Binds a new eventfd to the message (<paramref name="address"/>, <paramref name="data"/>) inside the
+    /// hypervisor (KVM irqfd on an MSI route), so raising the interrupt is one eventfd write from any thread. Null
+    /// when the backend cannot (no irqfd, or its routes are used up); the caller then uses <see cref="SignalMsi"/>.</summary>
+    IMsiRoute? TryCreateMsiRoute(ulong address, uint data);
+
     /// <summary>From now on a guest write of <paramref name="width"/> bytes at <paramref name="address"/> (port I/O
     /// or MMIO; with <paramref name="dataMatch"/>, only of that value) signals <paramref name="target"/> inside
     /// the hypervisor instead of exiting to the vCPU thread. False when the backend cannot.</summary>
@@ -45,6 +50,20 @@ public interface IVirtualMachine : IDisposable
     /// <summary>Creates vCPU <paramref name="id"/> with CPUID leaves for a VM of <paramref name="vcpuCount"/> CPUs;
     /// with <paramref name="x2Apic"/> its local APIC starts in x2APIC mode (-x).</summary>
     IVcpu CreateVcpu(int id, int vcpuCount, bool x2Apic = false);
+}
+
+/// <summary>A message-signalled interrupt the hypervisor injects when its eventfd is written.</summary>
+public interface IMsiRoute : IDisposable
+{
+    ulong Address { get; }
+    uint Data { get; }
+
+    /// <summary>Points the route at another message (the guest rewrote the vector's entry); false when the
+    /// hypervisor refused, after which the route must not be used.</summary>
+    bool Update(ulong address, uint data);
+
+    /// <summary>Raises the interrupt.</summary>
+    void Signal();
 }
 
 /// <summary>A virtual CPU. <see cref="Run"/> is called only from the vCPU's own thread.</summary>

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Xhyve.Engine.Tests.Support;
 using Xhyve.Vmm.Storage;
 
@@ -78,11 +79,23 @@ public sealed class VirtioBlockGuestTests : IDisposable
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         string disk = NewRawImage();
-        var run = RunVblk(disk, $"cross={Cross} {options}", "-A");
+        var run = RunVblk(disk, $"cross={Cross} {options}", "-A", "--verbose");
         AssertDriverResults(run, modern);
         var r = run.Results;
         Assert.Equal(options.Contains("indirect") ? "1" : "0", r["indirect"]);
         if (options.Contains("msix") || options.Contains("intx")) Assert.Equal("1", r["queue_irqs"]);
+        if (options.Contains("msix"))
+        {
+            // MSI-X goes through irqfd, and the route follows the guest when it re-points a vector.
+            Assert.Equal("0", r["retarget_read"]);
+            Assert.True(r["retargeted_irqs"] == "1", run.ToString());
+            Assert.True(r["old_vector_irqs_after"] == "0", run.ToString());
+            var counters = Regex.Match(run.Stderr, @"msi_irqfd=(\d+) msi_ioctl=(\d+) msi_route_updates=(\d+)");
+            Assert.True(counters.Success, run.ToString());
+            Assert.True(long.Parse(counters.Groups[1].Value) > 0, counters.Value);
+            Assert.Equal("0", counters.Groups[2].Value);
+            Assert.True(long.Parse(counters.Groups[3].Value) >= 1, counters.Value);
+        }
         // Hostile chains complete without a status and leave the device working (no NEEDS_RESET).
         Assert.Equal("1", r["outside_ram_completed"]);
         Assert.Equal("0", r["outside_ram_len"]);
@@ -165,8 +178,10 @@ public sealed class VirtioBlockGuestTests : IDisposable
         var run = RunVblk(ours, cmdline, "-A");
         var qemu = RunQemu(theirs, cmdline, qemuDevice);
         Assert.True(qemu.Done, qemu.ToString());
-        foreach (var key in new[] { "found", "status", "capacity", "blk_size", "ro_feature", "indirect", "eventidx", "write_a", "write_b", "write_c",
-                     "flush", "readback", "write_zeroes", "zeroes_read_back", "get_id", "read_past_end", "unknown_type", "in_flight_completed" })
+        var keys = new[] { "found", "status", "capacity", "blk_size", "ro_feature", "indirect", "eventidx", "write_a", "write_b", "write_c",
+            "flush", "readback", "write_zeroes", "zeroes_read_back", "get_id", "read_past_end", "unknown_type", "in_flight_completed" }
+            .Concat(new[] { "retarget_read", "retargeted_irqs", "old_vector_irqs_after" }.Where(run.Results.ContainsKey));   // MSI-X runs
+        foreach (var key in keys)
             Assert.True(run.Results[key] == qemu.Results[key], $"{key}: ours {run.Results[key]}, QEMU {qemu.Results[key]}\n{run}\n{qemu}");
         Assert.Equal(File.ReadAllBytes(theirs), File.ReadAllBytes(ours));
     }

@@ -9,7 +9,7 @@ namespace Xhyve.Vmm.Tests.Devices;
 internal sealed class RecordingMsiSink : IMsiSink
 {
     public List<(ulong Address, uint Data)> Messages { get; } = new();
-    public void Signal(ulong address, uint data) => Messages.Add((address, data));
+    public void Signal(int vector, ulong address, uint data) => Messages.Add((address, data));
 }
 
 public sealed class PciDeviceTests

@@ -24,14 +24,14 @@ public sealed class KvmStructLayoutTests
         #define I(n) printf("ioctl %s %lu\n", #n, (unsigned long)(n));
         int main(void) {
           S(kvm_regs) S(kvm_sregs) S(kvm_segment) S(kvm_dtable) S(kvm_userspace_memory_region)
-          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_irq_level) S(kvm_translation) S(kvm_msi) S(kvm_enable_cap) S(kvm_irq_routing_entry) S(kvm_irq_routing) S(kvm_ioeventfd) S(iovec) S(stat)
+          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_irq_level) S(kvm_translation) S(kvm_msi) S(kvm_enable_cap) S(kvm_irq_routing_entry) S(kvm_irq_routing) S(kvm_ioeventfd) S(kvm_irqfd) S(iovec) S(stat)
           O(kvm_regs, rip) O(kvm_regs, rflags) O(kvm_regs, rsi)
           O(kvm_segment, selector) O(kvm_segment, type) O(kvm_segment, present) O(kvm_segment, dpl)
           O(kvm_segment, db) O(kvm_segment, s) O(kvm_segment, l) O(kvm_segment, g) O(kvm_segment, unusable)
           O(kvm_sregs, tr) O(kvm_sregs, gdt) O(kvm_sregs, idt) O(kvm_sregs, cr0) O(kvm_sregs, cr3)
           O(kvm_sregs, cr4) O(kvm_sregs, efer) O(kvm_sregs, apic_base) O(kvm_sregs, interrupt_bitmap)
           O(kvm_userspace_memory_region, guest_phys_addr) O(kvm_userspace_memory_region, userspace_addr)
-          O(kvm_cpuid_entry2, eax) O(kvm_cpuid_entry2, edx) O(kvm_translation, valid) O(kvm_msi, data) O(kvm_msi, devid) O(kvm_enable_cap, args) O(kvm_irq_routing_entry, u.irqchip.irqchip) O(kvm_irq_routing_entry, u.irqchip.pin) O(kvm_irq_routing, entries) O(kvm_ioeventfd, addr) O(kvm_ioeventfd, len) O(kvm_ioeventfd, fd) O(kvm_ioeventfd, flags) O(iovec, iov_len) O(stat, st_mode) O(stat, st_size) O(stat, st_blocks) O(kvm_run, msr.error) O(kvm_run, msr.reason) O(kvm_run, msr.index) O(kvm_run, msr.data)
+          O(kvm_cpuid_entry2, eax) O(kvm_cpuid_entry2, edx) O(kvm_translation, valid) O(kvm_msi, data) O(kvm_msi, devid) O(kvm_enable_cap, args) O(kvm_irq_routing_entry, u.irqchip.irqchip) O(kvm_irq_routing_entry, u.irqchip.pin) O(kvm_irq_routing, entries) O(kvm_ioeventfd, addr) O(kvm_ioeventfd, len) O(kvm_ioeventfd, fd) O(kvm_ioeventfd, flags) O(kvm_irqfd, fd) O(kvm_irqfd, gsi) O(kvm_irqfd, flags) O(kvm_irqfd, resamplefd) O(kvm_irq_routing_entry, u.msi.address_lo) O(kvm_irq_routing_entry, u.msi.address_hi) O(kvm_irq_routing_entry, u.msi.data) O(iovec, iov_len) O(stat, st_mode) O(stat, st_size) O(stat, st_blocks) O(kvm_run, msr.error) O(kvm_run, msr.reason) O(kvm_run, msr.index) O(kvm_run, msr.data)
           O(kvm_run, immediate_exit) O(kvm_run, exit_reason) O(kvm_run, io.direction) O(kvm_run, io.size)
           O(kvm_run, io.port) O(kvm_run, io.count) O(kvm_run, io.data_offset) O(kvm_run, mmio.phys_addr)
           O(kvm_run, mmio.data) O(kvm_run, mmio.len) O(kvm_run, mmio.is_write) O(kvm_run, internal.suberror)
@@ -39,7 +39,7 @@ public sealed class KvmStructLayoutTests
           I(KVM_GET_API_VERSION) I(KVM_CREATE_VM) I(KVM_CHECK_EXTENSION) I(KVM_GET_VCPU_MMAP_SIZE)
           I(KVM_GET_SUPPORTED_CPUID) I(KVM_CREATE_VCPU) I(KVM_SET_USER_MEMORY_REGION) I(KVM_SET_TSS_ADDR)
           I(KVM_SET_IDENTITY_MAP_ADDR) I(KVM_CREATE_IRQCHIP) I(KVM_IRQ_LINE) I(KVM_CREATE_PIT2) I(KVM_RUN)
-          I(KVM_GET_REGS) I(KVM_SET_REGS) I(KVM_GET_SREGS) I(KVM_SET_SREGS) I(KVM_TRANSLATE) I(KVM_SET_CPUID2) I(KVM_SIGNAL_MSI) I(KVM_CAP_SIGNAL_MSI) I(KVM_ENABLE_CAP) I(KVM_SET_GSI_ROUTING) I(KVM_IRQ_ROUTING_IRQCHIP) I(KVM_IRQCHIP_PIC_SLAVE) I(KVM_IRQCHIP_IOAPIC) I(KVM_CAP_X86_USER_SPACE_MSR) I(KVM_MSR_EXIT_REASON_UNKNOWN) I(KVM_EXIT_X86_RDMSR) I(KVM_EXIT_X86_WRMSR) I(KVM_IOEVENTFD) I(KVM_CAP_IOEVENTFD) I(KVM_IOEVENTFD_FLAG_DATAMATCH) I(KVM_IOEVENTFD_FLAG_PIO) I(KVM_IOEVENTFD_FLAG_DEASSIGN)
+          I(KVM_GET_REGS) I(KVM_SET_REGS) I(KVM_GET_SREGS) I(KVM_SET_SREGS) I(KVM_TRANSLATE) I(KVM_SET_CPUID2) I(KVM_SIGNAL_MSI) I(KVM_CAP_SIGNAL_MSI) I(KVM_ENABLE_CAP) I(KVM_SET_GSI_ROUTING) I(KVM_IRQ_ROUTING_IRQCHIP) I(KVM_IRQCHIP_PIC_SLAVE) I(KVM_IRQCHIP_IOAPIC) I(KVM_CAP_X86_USER_SPACE_MSR) I(KVM_MSR_EXIT_REASON_UNKNOWN) I(KVM_EXIT_X86_RDMSR) I(KVM_EXIT_X86_WRMSR) I(KVM_IOEVENTFD) I(KVM_CAP_IOEVENTFD) I(KVM_IOEVENTFD_FLAG_DATAMATCH) I(KVM_IOEVENTFD_FLAG_PIO) I(KVM_IOEVENTFD_FLAG_DEASSIGN) I(KVM_IRQFD) I(KVM_CAP_IRQFD) I(KVM_CAP_IRQ_ROUTING) I(KVM_IRQFD_FLAG_DEASSIGN) I(KVM_IRQ_ROUTING_MSI)
           I(KVM_CAP_IRQCHIP) I(KVM_CAP_NR_VCPUS) I(KVM_CAP_MAX_VCPUS) I(KVM_CAP_IMMEDIATE_EXIT)
           I(KVM_EXIT_IO) I(KVM_EXIT_MMIO) I(KVM_EXIT_HLT) I(KVM_EXIT_SHUTDOWN) I(KVM_EXIT_FAIL_ENTRY)
           I(KVM_EXIT_INTR) I(KVM_EXIT_INTERNAL_ERROR) I(KVM_EXIT_SYSTEM_EVENT) I(KVM_SYSTEM_EVENT_RESET)
@@ -80,6 +80,7 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(KvmIrqRoutingEntry), "kvm_irq_routing_entry")]
     [InlineData(typeof(KvmIrqRoutingHeader), "kvm_irq_routing")]
     [InlineData(typeof(KvmIoeventfd), "kvm_ioeventfd")]
+    [InlineData(typeof(KvmIrqfd), "kvm_irqfd")]
     [InlineData(typeof(Xhyve.Vmm.Storage.IoBuffer), "iovec")]
     [InlineData(typeof(Xhyve.Vmm.Native.Stat), "stat")]
     public void StructSize_MatchesKernelHeader(Type type, string kernelName)
@@ -123,6 +124,13 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(KvmIoeventfd), "Len", "kvm_ioeventfd.len")]
     [InlineData(typeof(KvmIoeventfd), "Fd", "kvm_ioeventfd.fd")]
     [InlineData(typeof(KvmIoeventfd), "Flags", "kvm_ioeventfd.flags")]
+    [InlineData(typeof(KvmIrqfd), "Fd", "kvm_irqfd.fd")]
+    [InlineData(typeof(KvmIrqfd), "Gsi", "kvm_irqfd.gsi")]
+    [InlineData(typeof(KvmIrqfd), "Flags", "kvm_irqfd.flags")]
+    [InlineData(typeof(KvmIrqfd), "ResampleFd", "kvm_irqfd.resamplefd")]
+    [InlineData(typeof(KvmIrqRoutingEntry), "MsiAddressLo", "kvm_irq_routing_entry.u.msi.address_lo")]
+    [InlineData(typeof(KvmIrqRoutingEntry), "MsiAddressHi", "kvm_irq_routing_entry.u.msi.address_hi")]
+    [InlineData(typeof(KvmIrqRoutingEntry), "MsiData", "kvm_irq_routing_entry.u.msi.data")]
     [InlineData(typeof(Xhyve.Vmm.Storage.IoBuffer), "Length", "iovec.iov_len")]
     [InlineData(typeof(Xhyve.Vmm.Native.Stat), "Mode", "stat.st_mode")]
     [InlineData(typeof(Xhyve.Vmm.Native.Stat), "Size", "stat.st_size")]
@@ -169,6 +177,8 @@ public sealed class KvmStructLayoutTests
         { "KVM_IOEVENTFD", KvmIoctl.Ioeventfd }, { "KVM_CAP_IOEVENTFD", KvmIoctl.CapIoeventfd },
         { "KVM_IOEVENTFD_FLAG_DATAMATCH", KvmIoeventfd.FlagDatamatch }, { "KVM_IOEVENTFD_FLAG_PIO", KvmIoeventfd.FlagPio },
         { "KVM_IOEVENTFD_FLAG_DEASSIGN", KvmIoeventfd.FlagDeassign },
+        { "KVM_IRQFD", KvmIoctl.Irqfd }, { "KVM_CAP_IRQFD", KvmIoctl.CapIrqfd }, { "KVM_CAP_IRQ_ROUTING", KvmIoctl.CapIrqRouting },
+        { "KVM_IRQFD_FLAG_DEASSIGN", KvmIrqfd.FlagDeassign }, { "KVM_IRQ_ROUTING_MSI", KvmIrqRoutingEntry.TypeMsi },
         { "KVM_EXIT_X86_RDMSR", KvmExitReasons.X86Rdmsr }, { "KVM_EXIT_X86_WRMSR", KvmExitReasons.X86Wrmsr },
         { "KVM_CAP_IRQCHIP", KvmIoctl.CapIrqchip }, { "KVM_CAP_NR_VCPUS", KvmIoctl.CapNrVcpus },
         { "KVM_CAP_MAX_VCPUS", KvmIoctl.CapMaxVcpus }, { "KVM_CAP_IMMEDIATE_EXIT", KvmIoctl.CapImmediateExit },

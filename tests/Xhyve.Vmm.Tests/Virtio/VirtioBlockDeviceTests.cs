@@ -44,7 +44,7 @@ public sealed class VirtioBlockDeviceTests : IDisposable
     private sealed class RecordingMsi : IMsiSink
     {
         public int Count;
-        public void Signal(ulong address, uint data) => Interlocked.Increment(ref Count);
+        public void Signal(int vector, ulong address, uint data) => Interlocked.Increment(ref Count);
     }
 
     private sealed class NoDoorbells : IDoorbells

@@ -3,10 +3,13 @@ using Xhyve.Vmm.Bus;
 
 namespace Xhyve.Vmm.Devices.Pci;
 
-/// <summary>Delivers a message-signalled interrupt (address, data) to the platform.</summary>
+/// <summary>Delivers a function's message-signalled interrupts to the platform. Called under the function's
+/// interrupt lock, so one sink sees one vector's messages in order.</summary>
 public interface IMsiSink
 {
-    void Signal(ulong address, uint data);
+    /// <summary>Raises the message (<paramref name="address"/>, <paramref name="data"/>) the guest programmed
+    /// into <paramref name="vector"/>.</summary>
+    void Signal(int vector, ulong address, uint data);
 }
 
 /// <summary>
@@ -92,7 +95,7 @@ public sealed class PciInterrupts
                     return;
                 }
                 var (address, data) = _table.Message(vector);
-                Deliver(address, data);
+                Deliver(vector, address, data);
                 return;
             }
             ushort msi = MsiControl;
@@ -103,7 +106,7 @@ public sealed class PciInterrupts
                 uint data = _config.ReadWord(_msiCap + 12);
                 // Multiple messages: the low bits of the data select the vector.
                 data = (data & ~(enabled - 1)) | ((uint)vector & (enabled - 1));
-                Deliver(address, data);
+                Deliver(vector, address, data);
                 return;
             }
             SetIntx(true);
@@ -123,12 +126,12 @@ public sealed class PciInterrupts
         _intx.Set(line);
     }
 
-    private void Deliver(ulong address, uint data)
+    private void Deliver(int vector, ulong address, uint data)
     {
         // Only messages aimed at the local APIC window make sense; anything else is a guest bug to drop.
         if ((address & 0xFFF0_0000) != 0xFEE0_0000) return;
         Interlocked.Increment(ref _delivered);
-        _msi.Signal(address, data);
+        _msi.Signal(vector, address, data);
     }
 
     /// <summary>Re-evaluates masks after the guest changed configuration or the MSI-X table:
@@ -146,7 +149,7 @@ public sealed class PciInterrupts
                 if (!_table.IsPending(v) || _table.IsMasked(v)) continue;
                 _table.SetPending(v, false);
                 var (address, data) = _table.Message(v);
-                Deliver(address, data);
+                Deliver(v, address, data);
             }
         }
     }

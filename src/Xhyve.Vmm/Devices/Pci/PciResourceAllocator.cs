@@ -79,9 +79,3 @@ public sealed class PciResourceAllocator
         return at;
     }
 }
-
-/// <summary>MSI delivery through the hypervisor.</summary>
-public sealed class HypervisorMsiSink(Hypervisor.IVirtualMachine vm) : IMsiSink
-{
-    public void Signal(ulong address, uint data) => vm.SignalMsi(address, data);
-}

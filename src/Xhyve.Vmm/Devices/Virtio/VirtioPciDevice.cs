@@ -66,6 +66,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         _device = device;
         _memory = memory;
         _doorbells = doorbells;
+        Msi = msi;
         // Subsystem id = virtio device type, as transitional devices announce it (§4.1.2.1).
         Span<byte> subsystem = stackalloc byte[4];
         BinaryPrimitives.WriteUInt16LittleEndian(subsystem, Virtio.PciVendor);
@@ -96,6 +97,9 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public IVirtioDevice Device => _device;
     public long Notifications => Interlocked.Read(ref _notifications);
     public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
+    /// <summary>Where the MSI-X messages go (the report shows whether they went through irqfd).</summary>
+    public IMsiSink Msi { get; }
+
     /// <summary>Doorbells the hypervisor signals directly (ioeventfd).</summary>
     public int DoorbellsInHypervisor { get { lock (_lock) return _attached.Count; } }
 

@@ -127,7 +127,18 @@ internal struct KvmIoeventfd
     public const uint FlagDatamatch = 1, FlagPio = 2, FlagDeassign = 4;
 }
 
-/// <summary>struct kvm_irq_routing_entry with the irqchip member of its union.</summary>
+/// <summary>struct kvm_irqfd: signalling fd injects GSI gsi (here an MSI route) inside KVM.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct KvmIrqfd
+{
+    [FieldOffset(0)] public int Fd;
+    [FieldOffset(4)] public uint Gsi;
+    [FieldOffset(8)] public uint Flags;
+    [FieldOffset(12)] public int ResampleFd;
+    public const uint FlagDeassign = 1;
+}
+
+/// <summary>struct kvm_irq_routing_entry with the irqchip and msi members of its union.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 48)]
 internal struct KvmIrqRoutingEntry
 {
@@ -136,7 +147,10 @@ internal struct KvmIrqRoutingEntry
     [FieldOffset(8)] public uint Flags;
     [FieldOffset(16)] public uint Irqchip;
     [FieldOffset(20)] public uint Pin;
-    public const uint TypeIrqchip = 1;
+    [FieldOffset(16)] public uint MsiAddressLo;
+    [FieldOffset(20)] public uint MsiAddressHi;
+    [FieldOffset(24)] public uint MsiData;
+    public const uint TypeIrqchip = 1, TypeMsi = 2;
     public const uint PicMaster = 0, PicSlave = 1, Ioapic = 2;
 }
 
@@ -248,8 +262,10 @@ internal static class KvmIoctl
     public static readonly nuint EnableCap = Iow(0xA3, 104);
     public static readonly nuint SetGsiRouting = Iow(0x6A, 8);
     public static readonly nuint Ioeventfd = Iow(0x79, 64);
+    public static readonly nuint Irqfd = Iow(0x76, 32);
 
     public const int ApiVersion = 12;
-    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188, CapIoeventfd = 36;
+    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188, CapIoeventfd = 36,
+        CapIrqRouting = 25, CapIrqfd = 32;
     public const ulong MsrExitReasonUnknown = 1 << 1;
 }

@@ -66,12 +66,114 @@ internal sealed unsafe class KvmVm : IVirtualMachine
             if (picIrqForGsi.TryGetValue(gsi, out int irq)) Pic(gsi, irq);
             entries.Add(new KvmIrqRoutingEntry { Gsi = (uint)gsi, Type = KvmIrqRoutingEntry.TypeIrqchip, Irqchip = KvmIrqRoutingEntry.Ioapic, Pin = (uint)gsi });
         }
-        int bytes = sizeof(KvmIrqRoutingHeader) + entries.Count * sizeof(KvmIrqRoutingEntry);
-        byte* buffer = stackalloc byte[bytes];
-        new Span<byte>(buffer, bytes).Clear();
-        ((KvmIrqRoutingHeader*)buffer)->Nr = (uint)entries.Count;
-        entries.ToArray().AsSpan().CopyTo(new Span<KvmIrqRoutingEntry>(buffer + sizeof(KvmIrqRoutingHeader), entries.Count));
-        Check(LibC.Ioctl(_fd, KvmIoctl.SetGsiRouting, buffer), "KVM_SET_GSI_ROUTING");
+        lock (_routingLock)
+        {
+            _pinRoutes = entries.ToArray();
+            Check(CommitRouting(), "KVM_SET_GSI_ROUTING");
+        }
+    }
+
+    // KVM takes the GSI routing table only whole: the pin routes plus one MSI route per irqfd, GSIs from 24 up.
+    private readonly Lock _routingLock = new();
+    private KvmIrqRoutingEntry[] _pinRoutes = [];
+    private readonly SortedDictionary<uint, KvmIrqRoutingEntry> _msiRoutes = new();
+    private int _msiRouteLimit = -1;
+    private bool _closed;
+
+    /// <summary>At most this many MSI routes: a GSI per vector of every device that fires one.</summary>
+    public const int MaxMsiRoutes = 1024;
+
+    private int CommitRouting()
+    {
+        int count = _pinRoutes.Length + _msiRoutes.Count;
+        var table = new byte[sizeof(KvmIrqRoutingHeader) + count * sizeof(KvmIrqRoutingEntry)];
+        fixed (byte* buffer = table)
+        {
+            ((KvmIrqRoutingHeader*)buffer)->Nr = (uint)count;
+            var entries = new Span<KvmIrqRoutingEntry>(buffer + sizeof(KvmIrqRoutingHeader), count);
+            _pinRoutes.CopyTo(entries);
+            int at = _pinRoutes.Length;
+            foreach (var route in _msiRoutes.Values) entries[at++] = route;
+            return LibC.Ioctl(_fd, KvmIoctl.SetGsiRouting, buffer);
+        }
+    }
+
+    public IMsiRoute? TryCreateMsiRoute(ulong address, uint data)
+    {
+        lock (_routingLock)
+        {
+            if (_msiRouteLimit < 0)
+            {
+                bool hasIrqfd = LibC.Ioctl(_kvm.Fd, KvmIoctl.CheckExtension, KvmIoctl.CapIrqfd) > 0;
+                int routes = LibC.Ioctl(_kvm.Fd, KvmIoctl.CheckExtension, KvmIoctl.CapIrqRouting);
+                _msiRouteLimit = hasIrqfd && routes > IoapicPins * 2 ? Math.Min(MaxMsiRoutes, routes - IoapicPins * 2) : 0;
+            }
+            if (_closed || _msiRoutes.Count >= _msiRouteLimit) return null;
+            uint gsi = IoapicPins;
+            while (_msiRoutes.ContainsKey(gsi)) gsi++;
+            _msiRoutes[gsi] = MsiRoute(gsi, address, data);
+            if (CommitRouting() < 0) { _msiRoutes.Remove(gsi); return null; }
+            var eventFd = new EventFd();
+            var irqfd = new KvmIrqfd { Fd = eventFd.Fd, Gsi = gsi };
+            if (LibC.Ioctl(_fd, KvmIoctl.Irqfd, &irqfd) < 0)
+            {
+                eventFd.Dispose();
+                _msiRoutes.Remove(gsi);
+                CommitRouting();
+                return null;
+            }
+            return new KvmMsiRoute(this, eventFd, gsi, address, data);
+        }
+    }
+
+    private static KvmIrqRoutingEntry MsiRoute(uint gsi, ulong address, uint data) => new()
+    {
+        Gsi = gsi, Type = KvmIrqRoutingEntry.TypeMsi, MsiAddressLo = (uint)address, MsiAddressHi = (uint)(address >> 32), MsiData = data,
+    };
+
+    private bool UpdateMsiRoute(uint gsi, ulong address, uint data)
+    {
+        lock (_routingLock)
+        {
+            if (_closed || !_msiRoutes.ContainsKey(gsi)) return false;
+            _msiRoutes[gsi] = MsiRoute(gsi, address, data);
+            return CommitRouting() == 0;
+        }
+    }
+
+    private void RemoveMsiRoute(EventFd eventFd, uint gsi)
+    {
+        lock (_routingLock)
+        {
+            if (!_closed)
+            {
+                var irqfd = new KvmIrqfd { Fd = eventFd.Fd, Gsi = gsi, Flags = KvmIrqfd.FlagDeassign };
+                LibC.Ioctl(_fd, KvmIoctl.Irqfd, &irqfd);
+                if (_msiRoutes.Remove(gsi)) CommitRouting();
+            }
+            eventFd.Dispose();
+        }
+    }
+
+    private sealed class KvmMsiRoute(KvmVm vm, EventFd eventFd, uint gsi, ulong address, uint data) : IMsiRoute
+    {
+        private int _disposed;
+        public ulong Address { get; private set; } = address;
+        public uint Data { get; private set; } = data;
+
+        public bool Update(ulong address, uint data)
+        {
+            if (!vm.UpdateMsiRoute(gsi, address, data)) return false;
+            Address = address; Data = data;
+            return true;
+        }
+
+        public void Signal() => eventFd.Signal();
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) vm.RemoveMsiRoute(eventFd, gsi);
+        }
     }
 
     public void EnableUnknownMsrExits()
@@ -139,5 +241,13 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         Check(LibC.Ioctl(vcpuFd, KvmIoctl.SetCpuid2, buffer), "KVM_SET_CPUID2");
     }
 
-    public void Dispose() => LibC.Close(_fd);
+    public void Dispose()
+    {
+        lock (_routingLock)
+        {
+            if (_closed) return;
+            _closed = true;   // routes disposed later must not ioctl a descriptor number that may be reused
+            LibC.Close(_fd);
+        }
+    }
 }
