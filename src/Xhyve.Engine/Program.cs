@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Xhyve.Engine.Cli;
+using Xhyve.Vmm.Config;
 using Xhyve.Engine.Runtime;
 using Xhyve.Vmm;
 using Xhyve.Vmm.Boot;

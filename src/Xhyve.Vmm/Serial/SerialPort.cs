@@ -157,8 +157,29 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         }
     }
 
+    /// <summary>Recent output, for the control API's console stream.</summary>
+    public ConsoleBuffer Output { get; } = new();
+
+    /// <summary>Delivers <paramref name="data"/> to the guest as if typed on the port, waiting for FIFO space as the
+    /// input pump does; false when the port has no UART yet or <paramref name="cancel"/> fired first.</summary>
+    public bool Inject(ReadOnlySpan<byte> data, CancellationToken cancel)
+    {
+        var uart = _uart;
+        if (uart == null) return false;
+        while (data.Length > 0)
+        {
+            int taken = uart.Receive(data);
+            data = data[taken..];
+            if (data.Length == 0) break;
+            if (cancel.IsCancellationRequested || _stopping) return false;
+            Thread.Sleep(5);   // the guest reads its FIFO at its own pace
+        }
+        return true;
+    }
+
     public void Write(byte value)
     {
+        Output.Append(value);
         foreach (int fd in _outputs)
         {
             // Never block the vCPU on a slow reader: a full pty or pipe drops output, like a real line.

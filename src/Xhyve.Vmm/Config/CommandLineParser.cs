@@ -1,16 +1,19 @@
 using System.Globalization;
 using Xhyve.Vmm.Boot;
-using Xhyve.Vmm.Config;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Serial;
 
-namespace Xhyve.Engine.Cli;
+namespace Xhyve.Vmm.Config;
 
 /// <summary>What the command line asks the engine to do.</summary>
 public enum CliAction { Run, Help, Version, PrintMacs }
 
+/// <param name="Action">Run the VM, or only print help, the version or MAC addresses.</param>
+/// <param name="Spec">The VM the command line describes.</param>
 /// <param name="Verbose">--verbose: describe the built machine (kernel load, PCI functions and BARs) on stderr.</param>
-public sealed record CliResult(CliAction Action, VmSpecification Spec, bool Verbose = false);
+/// <param name="ControlSocket">--control-socket: where the engine serves its control API (docs/control-api.md).</param>
+/// <param name="ExitFile">--exit-file: where the engine writes its exit status as JSON when it ends.</param>
+public sealed record CliResult(CliAction Action, VmSpecification Spec, bool Verbose = false, string? ControlSocket = null, string? ExitFile = null);
 
 /// <summary>A malformed argument: the message names the flag and what is wrong.</summary>
 public sealed class CliException(string message) : Exception(message);
@@ -33,6 +36,7 @@ public static class CommandLineParser
         KernelLoadMode loadMode = KernelLoadMode.Auto;
         bool firmwareFromBootrom = false;
         bool verbose = false;
+        string? controlSocket = null, exitFile = null;
 
         for (int i = 0; i < args.Count; i++)
         {
@@ -40,7 +44,7 @@ public static class CommandLineParser
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 (string name, string? value) = arg.IndexOf('=') is var eq and > 0 ? (arg[..eq], arg[(eq + 1)..]) : (arg, null);
-                value ??= name is "--kernel-load" or "--name" ? (i + 1 < args.Count ? args[++i] : throw new CliException($"{name}: missing value")) : null;
+                value ??= name is "--kernel-load" or "--name" or "--control-socket" or "--exit-file" ? (i + 1 < args.Count ? args[++i] : throw new CliException($"{name}: missing value")) : null;
                 switch (name)
                 {
                     case "--help": action = CliAction.Help; break;
@@ -58,6 +62,12 @@ public static class CommandLineParser
                     case "--name":
                         if (string.IsNullOrWhiteSpace(value)) throw new CliException("--name: the VM name is empty");
                         spec = spec with { Name = value! };
+                        break;
+                    case "--control-socket":
+                        controlSocket = string.IsNullOrWhiteSpace(value) ? throw new CliException("--control-socket: the socket path is empty") : value;
+                        break;
+                    case "--exit-file":
+                        exitFile = string.IsNullOrWhiteSpace(value) ? throw new CliException("--exit-file: the path is empty") : value;
                         break;
                     default: throw new CliException($"{name}: unknown option (see xhyve -h)");
                 }
@@ -101,7 +111,7 @@ public static class CommandLineParser
 
         if (spec.Firmware is KexecFirmware k) spec = spec with { Firmware = k with { LoadMode = loadMode } };
         spec = spec with { PciDevices = pci, VcpuPinning = pinning };
-        return new CliResult(action, spec, verbose);
+        return new CliResult(action, spec, verbose, controlSocket, exitFile);
     }
 
     private static VmSpecification ApplyWithArgument(VmSpecification spec, char flag, string value,
@@ -277,6 +287,8 @@ public static class CommandLineParser
                    decompress the payload on the host when its format allows)
                --name=NAME: VM name (seeds the default UUID)
                --verbose: describe the built machine (kernel, PCI functions, BARs) on stderr
+               --control-socket=PATH: serve the control API on a Unix socket (see docs/control-api.md)
+               --exit-file=PATH: write the exit status as JSON when the engine ends
         Exit status: 0 powered off, 1 error, 2 reset, 3 triple fault, 100 unhandled vCPU exit.
         """;
 }

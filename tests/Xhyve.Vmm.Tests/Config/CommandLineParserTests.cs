@@ -1,10 +1,9 @@
-using Xhyve.Engine.Cli;
 using Xhyve.Vmm.Boot;
 using Xhyve.Vmm.Config;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Serial;
 
-namespace Xhyve.Engine.Tests.Cli;
+namespace Xhyve.Vmm.Tests.Config;
 
 public sealed class CommandLineParserTests
 {

@@ -1,6 +1,6 @@
-using Xhyve.Engine.Cli;
+using Xhyve.Vmm.Config;
 
-namespace Xhyve.Engine.Tests.Cli;
+namespace Xhyve.Vmm.Tests.Config;
 
 /// <summary>Problems that need the whole command line (and the file system) to see.</summary>
 public sealed class VmSpecificationValidationTests

@@ -1,0 +1,61 @@
+using System.Globalization;
+using Xhyve.Vmm.Boot;
+
+namespace Xhyve.Vmm.Config;
+
+/// <summary>
+/// The inverse of <see cref="CommandLineParser"/>: the xhyve arguments that describe a
+/// <see cref="VmSpecification"/>, so that parsing them gives the same specification back.
+/// </summary>
+public static class CommandLineFormatter
+{
+    public static IReadOnlyList<string> ToArguments(VmSpecification spec)
+    {
+        var args = new List<string>();
+        void Flag(bool on, string flag) { if (on) args.Add(flag); }
+        Flag(spec.Acpi, "-A");
+        Flag(spec.CoreDumpIncludesMemory, "-C");
+        Flag(spec.StrictIo, "-e");
+        Flag(spec.ExitOnHlt, "-H");
+        Flag(spec.ExitOnPause, "-P");
+        Flag(spec.RtcUtc, "-u");
+        Flag(spec.IgnoreUnknownMsrs, "-w");
+        Flag(spec.SingleVectorMsi, "-W");
+        Flag(spec.X2Apic, "-x");
+        Flag(!spec.MpTable, "-Y");
+        args.AddRange(["-c", spec.Vcpus.ToString(CultureInfo.InvariantCulture)]);
+        args.AddRange(["-m", FormatSize(spec.MemoryBytes)]);
+        if (spec.Uuid is Guid uuid) args.AddRange(["-U", uuid.ToString()]);
+        if (spec.PidFile != null) args.AddRange(["-F", spec.PidFile]);
+        if (spec.GdbPort is int port) args.AddRange(["-g", port.ToString(CultureInfo.InvariantCulture)]);
+        foreach (var (vcpu, host) in spec.VcpuPinning.OrderBy(p => p.Key))
+            args.AddRange(["-p", FormattableString.Invariant($"{vcpu}:{host}")]);
+        foreach (var d in spec.PciDevices)
+            args.AddRange(["-s", FormattableString.Invariant($"{d.Address.Bus}:{d.Address.Slot}:{d.Address.Function},{d.Emulation}") + (d.Options != null ? "," + d.Options : "")]);
+        if (spec.Com1 != null) args.AddRange(["-l", "com1," + string.Join(",", spec.Com1)]);
+        if (spec.Com2 != null) args.AddRange(["-l", "com2," + string.Join(",", spec.Com2)]);
+        if (spec.Firmware != null) args.AddRange(["-f", FormatFirmware(spec.Firmware)]);
+        if (spec.Firmware is KexecFirmware { LoadMode: not KernelLoadMode.Auto } k)
+            args.Add("--kernel-load=" + (k.LoadMode == KernelLoadMode.BzImage ? "bzimage" : "decompress"));
+        if (spec.Name != new VmSpecification().Name) args.Add("--name=" + spec.Name);
+        return args;
+    }
+
+    /// <summary>Bytes as -m writes them: the largest unit that divides them exactly.</summary>
+    public static string FormatSize(ulong bytes)
+    {
+        foreach (var (shift, unit) in new[] { (40, "T"), (30, "G"), (20, "M"), (10, "K") })
+            if (bytes != 0 && bytes % (1UL << shift) == 0) return (bytes >> shift).ToString(CultureInfo.InvariantCulture) + unit;
+        return bytes.ToString(CultureInfo.InvariantCulture) + "B";
+    }
+
+    public static string FormatFirmware(FirmwareSpec firmware) => firmware switch
+    {
+        KexecFirmware k => $"kexec,{k.Kernel},{k.Initrd}" + (k.CommandLine != null ? "," + k.CommandLine : ""),
+        MultibootFirmware m => $"multiboot,{m.Kernel},{string.Join(":", m.Modules.Select(x => x.CommandLine != null ? $"{x.Path};{x.CommandLine}" : x.Path))}"
+            + (m.CommandLine != null ? "," + m.CommandLine : ""),
+        BootromFirmware b => $"bootrom,{b.Rom}",
+        FreeBsdFirmware f => $"fbsd,{f.Userboot},{f.BootVolume}" + (f.KernelEnv != null ? "," + f.KernelEnv : ""),
+        _ => throw new ArgumentException($"unknown firmware {firmware.GetType().Name}", nameof(firmware)),
+    };
+}
