@@ -9,6 +9,9 @@ using Xhyve.Vmm.Memory;
 using Xhyve.Vmm.Serial;
 using Xhyve.Vmm.Storage;
 
+// The engine runs on the KVM backend (and later Hypervisor.framework): Unix sockets and file modes are fine.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
+
 namespace Xhyve.Engine;
 
 /// <summary>The `xhyve` engine host: one process, one VM.</summary>
@@ -22,9 +25,21 @@ public static class Program
     public static int Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "disk") return Disk.DiskCommand.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "ctl") return Control.ControlCommand.Run(args[1..]);
         CliResult cli;
         try { cli = CommandLineParser.Parse(args); }
         catch (CliException e) { return Fail(e.Message); }
+        _lastError = null;
+        int code = Run(cli);
+        if (cli.ExitFile != null && cli.Action == CliAction.Run) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
+        return code;
+    }
+
+    /// <summary>The last message printed for an error or stop, for the exit file.</summary>
+    private static string? _lastError;
+
+    private static int Run(CliResult cli)
+    {
 
         switch (cli.Action)
         {
@@ -38,12 +53,14 @@ public static class Program
         if (problems.Count > 0)
         {
             foreach (var p in problems) Console.Error.WriteLine($"xhyve: {p}");
+            _lastError = string.Join(Environment.NewLine, problems);
             return 1;
         }
         if (!KvmHypervisor.IsPresent) return Fail($"{KvmHypervisor.DevicePath} not found: this host has no KVM");
 
         PidFile? pidFile = null;
         Machine? machine = null;
+        Control.ControlServer? control = null;
         try
         {
             if (spec.PidFile != null) pidFile = PidFile.Create(spec.PidFile);
@@ -59,10 +76,13 @@ public static class Program
             using var usr1 = PosixSignalRegistration.Create((PosixSignal)10, c => { c.Cancel = true; runner.Pause(); });
             using var usr2 = PosixSignalRegistration.Create((PosixSignal)12, c => { c.Cancel = true; runner.Resume(); });
 
+            if (cli.ControlSocket != null) control = Control.ControlServer.Start(cli.ControlSocket, machine, runner, spec);
             runner.Start(machine);
             var status = runner.WaitForExit();
+            control?.Dispose();
             TerminalGuard.RestoreAll();
             if (cli.Verbose) foreach (var line in MachineReport.Counters(machine)) Console.Error.WriteLine($"xhyve: {line}");
+            _lastError = runner.StopReason;
             if (status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset) && runner.StopReason != null)
                 Console.Error.WriteLine($"xhyve: {runner.StopReason}");
             return (int)status;
@@ -70,6 +90,7 @@ public static class Program
         catch (VmConfigurationException e)
         {
             foreach (var p in e.Problems) Console.Error.WriteLine($"xhyve: {p}");
+            _lastError = string.Join(Environment.NewLine, e.Problems);
             return 1;
         }
         catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or StorageException or IOException or UnauthorizedAccessException or InvalidOperationException)
@@ -79,6 +100,7 @@ public static class Program
         finally
         {
             TerminalGuard.RestoreAll();
+            control?.Dispose();
             machine?.Dispose();
             pidFile?.Dispose();
         }
@@ -86,6 +108,7 @@ public static class Program
 
     private static int Fail(string message)
     {
+        _lastError = message;
         TerminalGuard.RestoreAll();
         Console.Error.WriteLine($"xhyve: {message}");
         return 1;

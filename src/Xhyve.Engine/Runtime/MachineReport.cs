@@ -31,17 +31,29 @@ public static class MachineReport
     }
 
     /// <summary>Device counters at exit (--verbose).</summary>
-    public static IEnumerable<string> Counters(Machine machine)
+    public static IEnumerable<string> Counters(Machine machine) =>
+        DeviceCounters(machine).Select(d => $"{d.Device}: " + string.Join(" ", d.Counters.Select(c => $"{c.Key}={c.Value}")));
+
+    /// <summary>Each device's counters, in a fixed order (the --verbose lines and the control API's "counters").</summary>
+    public static IEnumerable<(string Device, IReadOnlyList<KeyValuePair<string, long>> Counters)> DeviceCounters(Machine machine)
     {
         foreach (var v in machine.Virtio)
         {
-            var line = $"{v.Name}: notifications={v.Notifications} interrupts={v.InterruptsRaised}";
+            var c = new List<KeyValuePair<string, long>>();
+            void Add(string name, long value) => c.Add(new(name, value));
+            Add("notifications", v.Notifications);
+            Add("interrupts", v.InterruptsRaised);
             if (v.Msi is HypervisorMsiSink msi)
-                line += $" msi_irqfd={msi.ThroughIrqfd} msi_ioctl={msi.ThroughIoctl} msi_route_updates={msi.RouteUpdates}";
+            {
+                Add("msi_irqfd", msi.ThroughIrqfd); Add("msi_ioctl", msi.ThroughIoctl); Add("msi_route_updates", msi.RouteUpdates);
+            }
             if (v.Device is VirtioBlock b)
-                line += $" reads={b.Reads} writes={b.Writes} flushes={b.Flushes} errors={b.Errors} read_bytes={b.BytesRead} written_bytes={b.BytesWritten}";
-            if (v.Device is VirtioEntropy e) line += $" bytes={e.BytesProvided}";
-            yield return line;
+            {
+                Add("reads", b.Reads); Add("writes", b.Writes); Add("flushes", b.Flushes); Add("errors", b.Errors);
+                Add("read_bytes", b.BytesRead); Add("written_bytes", b.BytesWritten);
+            }
+            if (v.Device is VirtioEntropy e) Add("bytes", e.BytesProvided);
+            yield return (v.Name, c);
         }
     }
 

@@ -27,6 +27,8 @@ public sealed class VmRunner : IPlatformEvents
     public string? StopReason { get; private set; }
     public DateTime StartedUtc { get; private set; }
     public bool Paused => !_running.IsSet;
+    /// <summary>A terminal event happened; the VM is on its way off.</summary>
+    public bool StopRequested => _stopRequested;
     /// <summary>-w: reads and writes of MSRs the hypervisor does not know.</summary>
     public long UnknownMsrAccesses => Interlocked.Read(ref _unknownMsrAccesses);
 

@@ -1,0 +1,285 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Xhyve.Engine.Runtime;
+using Xhyve.Vmm;
+using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Firmware.Smbios;
+using Xhyve.Vmm.Serial;
+
+namespace Xhyve.Engine.Control;
+
+/// <summary>
+/// The engine's control API (docs/control-api.md): a Unix socket, owner-only, in an owner-only folder.
+/// A client sends one command per line and gets one JSON object per line back; "console" turns the
+/// connection into the raw serial console (guest output out, keystrokes in).
+/// </summary>
+public sealed class ControlServer : IDisposable
+{
+    public const int MaxLine = 4096;
+    private const UnixFileMode OwnerOnlyFolder = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private const UnixFileMode OwnerOnlySocket = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    private readonly string _path;
+    private readonly Socket _listener;
+    private readonly Machine _machine;
+    private readonly VmRunner _runner;
+    private readonly VmSpecification _spec;
+    private readonly CancellationTokenSource _stop = new();
+
+    private ControlServer(string path, Socket listener, Machine machine, VmRunner runner, VmSpecification spec)
+    {
+        _path = path; _listener = listener; _machine = machine; _runner = runner; _spec = spec;
+    }
+
+    /// <summary>Binds the socket (refusing a folder other users can enter, or a live socket of another engine)
+    /// and starts accepting. Throws <see cref="IOException"/> naming the path.</summary>
+    public static ControlServer Start(string path, Machine machine, VmRunner runner, VmSpecification spec)
+    {
+        path = Path.GetFullPath(path);
+        string folder = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(folder)) Directory.CreateDirectory(folder, OwnerOnlyFolder);
+        var mode = File.GetUnixFileMode(folder);
+        if ((mode & ~(OwnerOnlyFolder | UnixFileMode.SetGroup | UnixFileMode.SetUser | UnixFileMode.StickyBit)) != 0)
+            throw new IOException($"--control-socket {path}: the folder {folder} can be entered by other users (mode {Convert.ToString((int)mode, 8)}); " +
+                $"the control socket needs a folder only its owner can use (chmod 700 {folder})");
+        if (File.Exists(path))
+        {
+            if (IsServed(path)) throw new IOException($"--control-socket {path}: another engine is serving this socket");
+            File.Delete(path);   // left behind by an engine that was killed
+        }
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            File.SetUnixFileMode(path, OwnerOnlySocket);
+            listener.Listen(8);
+        }
+        catch (SocketException e)
+        {
+            listener.Dispose();
+            throw new IOException($"--control-socket {path}: {e.Message}", e);
+        }
+        var server = new ControlServer(path, listener, machine, runner, spec);
+        _ = server.AcceptLoop();
+        return server;
+    }
+
+    private static bool IsServed(string path)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { probe.Connect(new UnixDomainSocketEndPoint(path)); return true; }
+        catch (SocketException) { return false; }
+    }
+
+    private async Task AcceptLoop()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try { client = await _listener.AcceptAsync(_stop.Token); }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException) { return; }
+            _ = Serve(client);
+        }
+    }
+
+    private async Task Serve(Socket client)
+    {
+        using var _ = client;
+        var buffer = new byte[MaxLine];
+        int filled = 0;
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                int newline = Array.IndexOf(buffer, (byte)'\n', 0, filled);
+                if (newline < 0)
+                {
+                    if (filled == buffer.Length) { await Send(client, Error($"command longer than {MaxLine} bytes")); return; }
+                    int got = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _stop.Token);
+                    if (got == 0) return;
+                    filled += got;
+                    continue;
+                }
+                string line = Encoding.UTF8.GetString(buffer, 0, newline).Trim();
+                int rest = filled - newline - 1;
+                Array.Copy(buffer, newline + 1, buffer, 0, rest);
+                filled = rest;
+                if (line.Length == 0) continue;
+                var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (words[0] == "console" && (words.Length == 1 || words is [_, "history"]))
+                {
+                    await StreamConsole(client, words, buffer.AsMemory(0, filled));
+                    return;
+                }
+                // A command that stops the VM still gets its reply: Dispose waits for replies in progress.
+                Interlocked.Increment(ref _replying);
+                try { await Send(client, Execute(words)); }
+                finally { Interlocked.Decrement(ref _replying); }
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException) { }
+    }
+
+    /// <summary>Runs one command; the JSON reply.</summary>
+    private byte[] Execute(string[] words)
+    {
+        string command = words[0];
+        if (words.Length > 1 && command != "console") return Error($"'{command}' takes no arguments");
+        switch (command)
+        {
+            case "state": return Reply(w => WriteState(w));
+            case "config": return Reply(WriteConfig);
+            case "counters": return Reply(WriteCounters);
+            case "pause":
+                _runner.Pause();
+                return Reply(w => WriteState(w));
+            case "resume":
+                _runner.Resume();
+                return Reply(w => WriteState(w));
+            case "powerbutton":
+                if (!_machine.Acpi) return Error("the VM has no ACPI tables (-A), so it has no power button; use 'stop'");
+                if (!_machine.Power.PowerButtonEnabled)
+                    return Error("the guest has not enabled the power-button event (no ACPI OS listening yet); use 'stop' to turn it off");
+                _machine.Power.PressPowerButton();
+                return Reply(w => WriteState(w));
+            case "stop":
+                _runner.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
+                return Reply(w => WriteState(w));
+            case "console":
+                return Error("usage: console [history]");
+            case "help":
+                return Reply(w =>
+                {
+                    w.WriteStartArray("commands");
+                    foreach (var c in Commands) w.WriteStringValue(c);
+                    w.WriteEndArray();
+                });
+            default:
+                return Error($"unknown command '{command}' (one of: {string.Join(", ", Commands)})");
+        }
+    }
+
+    public static readonly IReadOnlyList<string> Commands =
+        ["state", "config", "counters", "pause", "resume", "powerbutton", "stop", "console", "console history", "help"];
+
+    private string State => _runner.StopRequested ? "Stopping" : _runner.Paused ? "Paused" : "Running";
+
+    private void WriteState(Utf8JsonWriter w)
+    {
+        w.WriteString("state", State);
+        w.WriteString("name", _spec.Name);
+        w.WriteString("uuid", EffectiveUuid.ToString());
+        w.WriteNumber("pid", Environment.ProcessId);
+        w.WriteNumber("vcpus", _machine.Vcpus.Count);
+        w.WriteNumber("memoryBytes", _spec.MemoryBytes);
+        w.WriteString("startedUtc", _runner.StartedUtc);
+        w.WriteNumber("uptimeSeconds", Math.Round((DateTime.UtcNow - _runner.StartedUtc).TotalSeconds, 3));
+    }
+
+    private Guid EffectiveUuid => _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
+
+    private void WriteConfig(Utf8JsonWriter w)
+    {
+        w.WriteStartArray("arguments");
+        foreach (var a in CommandLineFormatter.ToArguments(_spec with { Uuid = EffectiveUuid })) w.WriteStringValue(a);
+        w.WriteEndArray();
+    }
+
+    private void WriteCounters(Utf8JsonWriter w)
+    {
+        w.WriteNumber("vcpus", _machine.Vcpus.Count);
+        w.WriteNumber("unknownMsrAccesses", _runner.UnknownMsrAccesses);
+        w.WriteStartArray("devices");
+        foreach (var (device, counters) in MachineReport.DeviceCounters(_machine))
+        {
+            w.WriteStartObject();
+            w.WriteString("device", device);
+            foreach (var (name, value) in counters) w.WriteNumber(name, value);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    /// <summary>"console [history]": after the reply line, the connection carries the first serial port's output
+    /// (from now, or from what the ring still holds) and whatever the client sends becomes the guest's input.</summary>
+    private async Task StreamConsole(Socket client, string[] words, ReadOnlyMemory<byte> pending)
+    {
+        var port = _machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? _machine.SerialPorts.FirstOrDefault();
+        if (port == null) { await Send(client, Error("the VM has no serial port")); return; }
+        long position = words.Length == 2 ? 0 : port.Output.Position;
+        await Send(client, Reply(w => w.WriteString("console", port.Name)));
+
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        var input = Task.Run(async () =>
+        {
+            if (!pending.IsEmpty) port.Inject(pending.Span, done.Token);
+            var keys = new byte[256];
+            while (true)
+            {
+                int got = await client.ReceiveAsync(keys, SocketFlags.None, done.Token);
+                if (got == 0) break;
+                port.Inject(keys.AsSpan(0, got), done.Token);
+            }
+        });
+        var output = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            while (!input.IsCompleted)
+            {
+                var more = port.Output.WaitBeyondAsync(position, done.Token);
+                await Task.WhenAny(more, input);
+                if (!more.IsCompletedSuccessfully) break;
+                int n = port.Output.Read(position, output, out position, out _);
+                if (n > 0) await client.SendAsync(output.AsMemory(0, n), SocketFlags.None, done.Token);
+            }
+        }
+        finally
+        {
+            done.Cancel();
+            ArrayPool<byte>.Shared.Return(output);
+            try { await input; } catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
+        }
+    }
+
+    private static byte[] Reply(Action<Utf8JsonWriter> body) => Json(w =>
+    {
+        w.WriteBoolean("ok", true);
+        body(w);
+    });
+
+    private static byte[] Error(string message) => Json(w =>
+    {
+        w.WriteBoolean("ok", false);
+        w.WriteString("error", message);
+    });
+
+    // Messages quote names with ' and paths with /: keep them readable for socat and curl users.
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static byte[] Json(Action<Utf8JsonWriter> body)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            w.WriteStartObject();
+            body(w);
+            w.WriteEndObject();
+        }
+        buffer.Write("\n"u8);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static Task Send(Socket client, byte[] reply) => client.SendAsync(reply.AsMemory(), SocketFlags.None).AsTask();
+
+    private int _replying;
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Dispose();
+        SpinWait.SpinUntil(() => Volatile.Read(ref _replying) == 0, TimeSpan.FromSeconds(1));
+        try { File.Delete(_path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
