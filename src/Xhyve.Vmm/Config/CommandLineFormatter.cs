@@ -11,9 +11,28 @@ public static class CommandLineFormatter
 {
     public static IReadOnlyList<string> ToArguments(VmSpecification spec)
     {
+        var args = new List<string>(MachineFlags(spec));
+        args.AddRange(["-c", spec.Vcpus.ToString(CultureInfo.InvariantCulture)]);
+        args.AddRange(["-m", FormatSize(spec.MemoryBytes)]);
+        if (spec.Uuid is Guid uuid) args.AddRange(["-U", uuid.ToString()]);
+        if (spec.PidFile != null) args.AddRange(["-F", spec.PidFile]);
+        foreach (var d in spec.PciDevices) args.AddRange(["-s", FormatPciDevice(d)]);
+        if (spec.Com1 != null) args.AddRange(["-l", "com1," + string.Join(",", spec.Com1)]);
+        if (spec.Com2 != null) args.AddRange(["-l", "com2," + string.Join(",", spec.Com2)]);
+        if (spec.Firmware != null) args.AddRange(["-f", FormatFirmware(spec.Firmware)]);
+        if (spec.Firmware is KexecFirmware { LoadMode: not KernelLoadMode.Auto } k)
+            args.Add("--kernel-load=" + (k.LoadMode == KernelLoadMode.BzImage ? "bzimage" : "decompress"));
+        if (spec.Name != new VmSpecification().Name) args.Add("--name=" + spec.Name);
+        return args;
+    }
+
+    /// <summary>The switches that tune the machine rather than define it: -A aside, the one-letter flags,
+    /// -p pinning and -g. The management library keeps these as a VM's extra engine flags.</summary>
+    public static IReadOnlyList<string> MachineFlags(VmSpecification spec, bool includeAcpi = true)
+    {
         var args = new List<string>();
         void Flag(bool on, string flag) { if (on) args.Add(flag); }
-        Flag(spec.Acpi, "-A");
+        Flag(spec.Acpi && includeAcpi, "-A");
         Flag(spec.CoreDumpIncludesMemory, "-C");
         Flag(spec.StrictIo, "-e");
         Flag(spec.ExitOnHlt, "-H");
@@ -23,23 +42,15 @@ public static class CommandLineFormatter
         Flag(spec.SingleVectorMsi, "-W");
         Flag(spec.X2Apic, "-x");
         Flag(!spec.MpTable, "-Y");
-        args.AddRange(["-c", spec.Vcpus.ToString(CultureInfo.InvariantCulture)]);
-        args.AddRange(["-m", FormatSize(spec.MemoryBytes)]);
-        if (spec.Uuid is Guid uuid) args.AddRange(["-U", uuid.ToString()]);
-        if (spec.PidFile != null) args.AddRange(["-F", spec.PidFile]);
         if (spec.GdbPort is int port) args.AddRange(["-g", port.ToString(CultureInfo.InvariantCulture)]);
         foreach (var (vcpu, host) in spec.VcpuPinning.OrderBy(p => p.Key))
             args.AddRange(["-p", FormattableString.Invariant($"{vcpu}:{host}")]);
-        foreach (var d in spec.PciDevices)
-            args.AddRange(["-s", FormattableString.Invariant($"{d.Address.Bus}:{d.Address.Slot}:{d.Address.Function},{d.Emulation}") + (d.Options != null ? "," + d.Options : "")]);
-        if (spec.Com1 != null) args.AddRange(["-l", "com1," + string.Join(",", spec.Com1)]);
-        if (spec.Com2 != null) args.AddRange(["-l", "com2," + string.Join(",", spec.Com2)]);
-        if (spec.Firmware != null) args.AddRange(["-f", FormatFirmware(spec.Firmware)]);
-        if (spec.Firmware is KexecFirmware { LoadMode: not KernelLoadMode.Auto } k)
-            args.Add("--kernel-load=" + (k.LoadMode == KernelLoadMode.BzImage ? "bzimage" : "decompress"));
-        if (spec.Name != new VmSpecification().Name) args.Add("--name=" + spec.Name);
         return args;
     }
+
+    /// <summary>The argument of -s: BUS:SLOT:FUNCTION,EMULATION[,OPTIONS].</summary>
+    public static string FormatPciDevice(PciDeviceSpec d) =>
+        FormattableString.Invariant($"{d.Address.Bus}:{d.Address.Slot}:{d.Address.Function},{d.Emulation}") + (d.Options != null ? "," + d.Options : "");
 
     /// <summary>Bytes as -m writes them: the largest unit that divides them exactly.</summary>
     public static string FormatSize(ulong bytes)

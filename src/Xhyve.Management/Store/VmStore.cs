@@ -1,0 +1,193 @@
+using Xhyve.Management.Model;
+
+namespace Xhyve.Management.Store;
+
+/// <summary>A store operation that failed: the message names the VM or file and the problem.</summary>
+public sealed class VmStoreException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The VM store: one folder per VM (owner-only, since the engine's control socket lives there) holding
+/// vm.json. Writes go to a temporary file that is flushed to disk and renamed over the old one, so a reader
+/// or a crash sees the old definition or the new one, never a mix. Changes take the VM's lock file and
+/// check the version they started from, so two shells editing one VM cannot lose each other's change.
+/// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]   // owner-only folders by Unix file mode
+public sealed class VmStore
+{
+    public const string DefinitionFile = "vm.json";
+    private const string LockFile = ".lock";
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(10);
+
+    public string Root { get; }
+
+    public VmStore(string root) => Root = Path.GetFullPath(root);
+
+    /// <summary>$XHYVE_HOME, else $XDG_DATA_HOME/xhyve, else ~/.local/share/xhyve.</summary>
+    public static string DefaultRoot()
+    {
+        string? home = Environment.GetEnvironmentVariable("XHYVE_HOME");
+        if (!string.IsNullOrEmpty(home)) return home;
+        string? data = Environment.GetEnvironmentVariable("XDG_DATA_HOME");
+        if (string.IsNullOrEmpty(data)) data = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "share");
+        return Path.Combine(data, "xhyve");
+    }
+
+    public static VmStore OpenDefault() => new(DefaultRoot());
+
+    private string VmsFolder => Path.Combine(Root, "vms");
+
+    /// <summary>The VM's folder (definition, console log, engine files).</summary>
+    public string FolderOf(string name)
+    {
+        if (!VirtualMachine.IsValidName(name)) throw new VmStoreException($"'{name}' is not a valid VM name");
+        return Path.Combine(VmsFolder, name);
+    }
+
+    private string DefinitionOf(string name) => Path.Combine(FolderOf(name), DefinitionFile);
+
+    public bool Exists(string name) => VirtualMachine.IsValidName(name) && File.Exists(DefinitionOf(name));
+
+    /// <summary>The names of the stored VMs, sorted.</summary>
+    public IReadOnlyList<string> Names()
+    {
+        if (!Directory.Exists(VmsFolder)) return [];
+        return Directory.EnumerateDirectories(VmsFolder).Select(Path.GetFileName).OfType<string>()
+            .Where(n => VirtualMachine.IsValidName(n) && File.Exists(Path.Combine(VmsFolder, n, DefinitionFile)))
+            .Order(StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>Reads a VM; a missing VM or a corrupt file is a <see cref="VmStoreException"/> naming it.</summary>
+    public VirtualMachine Get(string name)
+    {
+        string file = DefinitionOf(name);
+        string json;
+        try { json = File.ReadAllText(file); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new VmStoreException($"no VM named '{name}' in {Root}", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new VmStoreException($"{file}: {e.Message}", e);
+        }
+        VirtualMachine vm;
+        try { vm = VmJson.Deserialize(json, file); }
+        catch (VmDefinitionException e) { throw new VmStoreException(e.Message, e); }
+        if (vm.Name != name) throw new VmStoreException($"{file}: the definition names VM '{vm.Name}', but it is stored as '{name}'");
+        return vm;
+    }
+
+    /// <summary>Stores a new VM; refuses an invalid definition or a name already taken.</summary>
+    public VirtualMachine Create(VirtualMachine vm)
+    {
+        Check(vm);
+        Directory.CreateDirectory(Root, OwnerOnly);
+        Directory.CreateDirectory(VmsFolder, OwnerOnly);
+        string folder = FolderOf(vm.Name);
+        try
+        {
+            // mkdir is the atomic test: two shells creating the same name cannot both succeed.
+            var info = new DirectoryInfo(folder);
+            if (info.Exists) throw new VmStoreException($"a VM named '{vm.Name}' already exists ({folder})");
+            Directory.CreateDirectory(folder, OwnerOnly);
+        }
+        catch (IOException e) { throw new VmStoreException($"{folder}: {e.Message}", e); }
+        using (Lock(vm.Name))
+        {
+            if (File.Exists(DefinitionOf(vm.Name))) throw new VmStoreException($"a VM named '{vm.Name}' already exists ({folder})");
+            var stored = vm.Clone();
+            stored.Version = 1;
+            Write(stored);
+            return stored;
+        }
+    }
+
+    /// <summary>Saves changes made to a copy read at version <see cref="VirtualMachine.Version"/>; refuses when
+    /// someone else saved in between (get the VM again and repeat the change).</summary>
+    public VirtualMachine Save(VirtualMachine vm)
+    {
+        Check(vm);
+        using (Lock(vm.Name))
+        {
+            var current = Get(vm.Name);
+            if (current.Version != vm.Version)
+                throw new VmStoreException($"VM '{vm.Name}' was changed elsewhere since it was read (version {vm.Version}, now {current.Version}); get it again and repeat the change");
+            var stored = vm.Clone();
+            stored.Version = current.Version + 1;
+            Write(stored);
+            return stored;
+        }
+    }
+
+    /// <summary>Reads, changes and saves a VM under its lock, so concurrent updates apply one after the other.</summary>
+    public VirtualMachine Update(string name, Action<VirtualMachine> change)
+    {
+        using (Lock(name))
+        {
+            var vm = Get(name);
+            change(vm);
+            if (vm.Name != name) throw new VmStoreException($"VM '{name}': renaming is not a change the store makes in place");
+            Check(vm);
+            vm.Version++;
+            Write(vm);
+            return vm;
+        }
+    }
+
+    /// <summary>Deletes a VM's folder: its definition, console log and engine files (not its disk images,
+    /// which live wherever their paths point).</summary>
+    public void Remove(string name)
+    {
+        string folder = FolderOf(name);
+        if (!File.Exists(DefinitionOf(name))) throw new VmStoreException($"no VM named '{name}' in {Root}");
+        using (Lock(name))
+        {
+            // Move aside first so no reader sees a half-deleted folder as a VM.
+            string doomed = Path.Combine(VmsFolder, $".removing-{name}-{Guid.NewGuid():N}");
+            Directory.Move(folder, doomed);
+            Directory.Delete(doomed, recursive: true);
+        }
+    }
+
+    private static void Check(VirtualMachine vm)
+    {
+        var problems = vm.Validate();
+        if (problems.Count > 0) throw new VmStoreException($"VM '{vm.Name}': {string.Join("; ", problems)}");
+    }
+
+    private void Write(VirtualMachine vm)
+    {
+        string file = DefinitionOf(vm.Name), temporary = $"{file}.{Environment.ProcessId}.tmp";
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+            using (var writer = new StreamWriter(stream))
+            {
+                writer.Write(VmJson.Serialize(vm));
+                writer.Flush();
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, file, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(temporary); } catch (IOException) { }
+            throw new VmStoreException($"{file}: cannot write the VM definition: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The VM's lock: an exclusive open of its lock file (flock on Unix), waited for up to 10 s.</summary>
+    private IDisposable Lock(string name)
+    {
+        string path = Path.Combine(FolderOf(name), LockFile);
+        var deadline = DateTime.UtcNow + LockTimeout;
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (DirectoryNotFoundException e) { throw new VmStoreException($"no VM named '{name}' in {Root}", e); }
+            catch (IOException) when (DateTime.UtcNow < deadline) { Thread.Sleep(10); }
+            catch (IOException e) { throw new VmStoreException($"VM '{name}' is locked by another process ({path}) for more than {LockTimeout.TotalSeconds:F0} s", e); }
+        }
+    }
+}

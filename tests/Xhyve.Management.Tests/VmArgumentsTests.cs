@@ -1,0 +1,73 @@
+using Xhyve.Management.Model;
+
+namespace Xhyve.Management.Tests;
+
+/// <summary>VM objects and xhyve command lines, both ways, on the lines users actually have.</summary>
+public sealed class VmArgumentsTests
+{
+    [Fact]
+    public void XhyverunSh_BecomesAVm_WithItsKernelDiskAndFlags()
+    {
+        // The how-to's install.sh, with ACPI and a second, split/sparse disk
+        string[] line = ["-A", "-m", "1G", "-c", "2", "-s", "0:0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio",
+            "-s", "2,virtio-blk,hdd.img,sectorsize=4096,size=20G,split=1G,sparse", "-s", "3,virtio-net", "-u",
+            "-U", "6f1d4c0e-2b7a-4c55-9a0e-0c1f4b7e9a11", "-f", "kexec,vmlinuz,initrd.gz,earlyprintk=serial console=ttyS0"];
+        var (vm, warnings) = VmArguments.FromArguments(line, "ubuntu");
+        Assert.Equal("ubuntu", vm.Name);
+        Assert.Equal((2, 1L << 30, true), (vm.ProcessorCount, vm.MemoryStartupBytes, vm.Acpi));
+        Assert.Equal(Guid.Parse("6f1d4c0e-2b7a-4c55-9a0e-0c1f4b7e9a11"), vm.Id);
+        Assert.Equal(("vmlinuz", "initrd.gz", "earlyprintk=serial console=ttyS0"), (vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine));
+        var disk = Assert.Single(vm.Disks);
+        Assert.Equal(("hdd.img", 2, "sectorsize=4096,size=20G,split=1G,sparse"), (disk.Path, disk.Slot, disk.Options));
+        Assert.Equal(3, Assert.Single(vm.NetworkAdapters).Slot);
+        Assert.Equal(["-u"], vm.ExtraArguments);
+        Assert.Contains(warnings, w => w.StartsWith("-l com1,stdio", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AVm_BecomesTheEngineLine_WithItsConsoleLog()
+    {
+        var vm = new VirtualMachine { Name = "web", Id = Guid.Parse("11111111-2222-3333-4444-555555555555"), ProcessorCount = 2, MemoryStartupBytes = 1L << 30,
+            KernelPath = "/vm/vmlinuz", InitrdPath = "/vm/initrd.gz", KernelCommandLine = "console=ttyS0" };
+        vm.Disks.Add(new VmDisk { Path = "/vm/web.img", Slot = 2 });
+        Assert.Equal(["-A", "-c", "2", "-m", "1G", "-U", "11111111-2222-3333-4444-555555555555", "-s", "0:0:0,hostbridge", "-s", "0:31:0,lpc",
+            "-s", "0:2:0,virtio-blk,/vm/web.img", "-l", "com1,log=/store/web/console.log", "-f", "kexec,/vm/vmlinuz,/vm/initrd.gz,console=ttyS0", "--name=web"],
+            VmArguments.ToArguments(vm, "/store/web/console.log"));
+    }
+
+    public static TheoryData<string[]> Lines => new()
+    {
+        new[] { "-A", "-m", "1G", "-s", "0:0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", "kexec,vmlinuz,initrd.gz,earlyprintk=serial console=ttyS0" },
+        new[] { "-c", "4", "-m", "3G", "-s", "0,hostbridge", "-s", "31,lpc", "-s", "4,virtio-blk,/vm/a.img,ro", "-s", "5,virtio-blk,/vm/b.img,size=1G,split=256M,sparse",
+            "-s", "6,virtio-rnd", "-s", "7,virtio-tap,tap0,mac=52:54:00:12:34:56", "-l", "com2,autopty", "-x", "-w", "-p", "0:1",
+            "-f", "multiboot,/boot/kernel.elf,/boot/m1;arg=1:/boot/m2,debug", "--name=lab" },
+        new[] { "-f", "kexec,/boot/bzImage,,root=/dev/vda", "--kernel-load=bzimage" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Lines))]
+    public void LineToVmToLineToVm_IsStable(string[] line)
+    {
+        var first = VmArguments.FromArguments(line, "rt").Vm;
+        var args = VmArguments.ToArguments(first, null);
+        var second = VmArguments.FromArguments(args, "rt").Vm;
+        second.CreatedUtc = first.CreatedUtc;
+        Assert.Equal(VmJson.Serialize(first), VmJson.Serialize(second));
+    }
+
+    [Fact]
+    public void BadExtraArguments_AreRefused_BeforeAnEngineSeesThem()
+    {
+        var vm = new VirtualMachine { Name = "x", KernelPath = "/k" };
+        vm.ExtraArguments.Add("-Q");
+        var e = Assert.Throws<VmDefinitionException>(() => VmArguments.ToArguments(vm, null));
+        Assert.Contains("ExtraArguments: -Q: unknown flag", e.Message);
+    }
+
+    [Theory]
+    [InlineData(new[] { "-m", "lots", "-f", "kexec,k" }, "-m lots")]
+    [InlineData(new[] { "-s", "0,hostbridge" }, "no -f")]
+    [InlineData(new[] { "-f", "bootrom,/x.fd" }, "only kexec and multiboot")]
+    public void LinesAVmCannotBe_AreRefusedNamingTheProblem(string[] line, string expected) =>
+        Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(line)).Message);
+}
