@@ -158,7 +158,7 @@ public sealed class VmStore
 
     private void Write(VirtualMachine vm)
     {
-        string file = DefinitionOf(vm.Name), temporary = $"{file}.{Environment.ProcessId}.tmp";
+        string file = DefinitionOf(vm.Name), temporary = $"{file}.{Guid.NewGuid():N}.tmp";
         try
         {
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))

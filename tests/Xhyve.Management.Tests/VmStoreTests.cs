@@ -1,0 +1,123 @@
+using Xhyve.Management.Model;
+using Xhyve.Management.Store;
+
+namespace Xhyve.Management.Tests;
+
+public sealed class VmStoreTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("xhyve-store").FullName;
+    private readonly VmStore _store;
+
+    public VmStoreTests() => _store = new VmStore(_root);
+
+    public void Dispose() => Directory.Delete(_root, true);
+
+    private static VirtualMachine Vm(string name = "web") => new() { Name = name, KernelPath = "/vm/vmlinuz" };
+
+    [Fact]
+    public void Create_Get_Names_Remove()
+    {
+        _store.Create(Vm("b"));
+        _store.Create(Vm("a"));
+        Assert.Equal(["a", "b"], _store.Names());
+        var a = _store.Get("a");
+        Assert.Equal(("a", "/vm/vmlinuz", 1), (a.Name, a.KernelPath, a.Version));
+        _store.Remove("a");
+        Assert.Equal(["b"], _store.Names());
+        Assert.Contains("no VM named 'a'", Assert.Throws<VmStoreException>(() => _store.Get("a")).Message);
+    }
+
+    [Fact]
+    public void VmFolders_AreOwnerOnly()
+    {
+        _store.Create(Vm());
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_store.FolderOf("web")));
+    }
+
+    [Fact]
+    public void ASecondVmWithTheSameName_IsRefused_AndTheFirstIsUntouched()
+    {
+        var first = Vm();
+        first.ProcessorCount = 3;
+        _store.Create(first);
+        Assert.Contains("already exists", Assert.Throws<VmStoreException>(() => _store.Create(Vm())).Message);
+        Assert.Equal(3, _store.Get("web").ProcessorCount);
+    }
+
+    [Fact]
+    public void AnInvalidVm_IsNotStored()
+    {
+        var vm = Vm();
+        vm.MemoryStartupBytes = 5;
+        Assert.Contains("MemoryStartupBytes 5", Assert.Throws<VmStoreException>(() => _store.Create(vm)).Message);
+        Assert.Empty(_store.Names());
+    }
+
+    [Fact]
+    public void CorruptJson_IsReportedWithTheFileName()
+    {
+        _store.Create(Vm());
+        string file = Path.Combine(_store.FolderOf("web"), VmStore.DefinitionFile);
+        File.WriteAllText(file, "{ \"name\": \"web\", ");
+        var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
+        Assert.StartsWith($"{file}: not a valid VM definition", e.Message);
+    }
+
+    [Fact]
+    public void Writes_LeaveNoTemporaryFiles_AndReplaceTheDefinitionWhole()
+    {
+        _store.Create(Vm());
+        for (int i = 0; i < 20; i++) _store.Update("web", vm => vm.KernelCommandLine = new string('x', i * 100));
+        Assert.Equal([VmStore.DefinitionFile, ".lock"], Directory.GetFiles(_store.FolderOf("web")).Select(Path.GetFileName).OrderDescending());
+        Assert.Equal(1900, _store.Get("web").KernelCommandLine!.Length);
+    }
+
+    [Fact]
+    public void ConcurrentUpdates_FromManyWriters_AllLand()
+    {
+        _store.Create(Vm());
+        // Separate store objects, as separate shells would have; each update takes the VM's lock file.
+        Parallel.For(0, 8, w =>
+        {
+            var store = new VmStore(_root);
+            for (int i = 0; i < 10; i++) store.Update("web", vm => { Thread.Sleep(1); vm.ExtraArguments.Add($"-p{w}:{i}"); });   // the sleep widens the read-change-write window
+        });
+        var vm = _store.Get("web");
+        Assert.Equal(80, vm.ExtraArguments.Count);
+        Assert.Equal(81, vm.Version);
+    }
+
+    [Fact]
+    public void SavingAStaleCopy_IsRefused_AndKeepsTheOtherChange()
+    {
+        _store.Create(Vm());
+        var mine = _store.Get("web");
+        var theirs = _store.Get("web");
+        theirs.ProcessorCount = 4;
+        _store.Save(theirs);
+        mine.MemoryStartupBytes = 1L << 30;
+        var e = Assert.Throws<VmStoreException>(() => _store.Save(mine));
+        Assert.Contains("was changed elsewhere", e.Message);
+        var stored = _store.Get("web");
+        Assert.Equal((4, 256L << 20), (stored.ProcessorCount, stored.MemoryStartupBytes));
+    }
+
+    [Fact]
+    public void DefaultRoot_FollowsXhyveHome_ThenXdg()
+    {
+        string? home = Environment.GetEnvironmentVariable("XHYVE_HOME"), xdg = Environment.GetEnvironmentVariable("XDG_DATA_HOME");
+        try
+        {
+            Environment.SetEnvironmentVariable("XHYVE_HOME", "/srv/xhyve");
+            Assert.Equal("/srv/xhyve", VmStore.DefaultRoot());
+            Environment.SetEnvironmentVariable("XHYVE_HOME", null);
+            Environment.SetEnvironmentVariable("XDG_DATA_HOME", "/home/u/.data");
+            Assert.Equal("/home/u/.data/xhyve", VmStore.DefaultRoot());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("XHYVE_HOME", home);
+            Environment.SetEnvironmentVariable("XDG_DATA_HOME", xdg);
+        }
+    }
+}
