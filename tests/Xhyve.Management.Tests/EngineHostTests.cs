@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Xhyve.Management.Engine;
+using Xhyve.Management.Model;
+using Xhyve.Management.Store;
+
+namespace Xhyve.Management.Tests;
+
+/// <summary>The launcher and control client against real engines running the test guests.</summary>
+public sealed class EngineHostTests : IDisposable
+{
+    private const string KvmSkipReason = "/dev/kvm is absent: these tests start real engines";
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+    private readonly string _root = Directory.CreateTempSubdirectory("xhyve-host").FullName;
+    private readonly VmStore _store;
+    private readonly EngineHost _host;
+
+    public EngineHostTests()
+    {
+        _store = new VmStore(_root);
+        _host = new EngineHost(_store, Path.Combine(AppContext.BaseDirectory, "xhyve"));
+    }
+
+    public void Dispose()
+    {
+        foreach (var name in _store.Names())
+            if (_host.GetStatus(name).State != VmState.Off) try { _host.TurnOff(name); } catch (EngineException) { }
+        Directory.Delete(_root, true);
+    }
+
+    private static bool HasKvm => File.Exists("/dev/kvm");
+
+    private static string Guest(string name)
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "XhyvePS.sln"))) dir = dir.Parent;
+        return Path.Combine(dir!.FullName, "tests", "guests", "build", name + ".elf");
+    }
+
+    private VirtualMachine Create(string name, string guest, string cmdline) =>
+        _store.Create(new VirtualMachine { Name = name, MultibootPath = Guest(guest), KernelCommandLine = cmdline, MemoryStartupBytes = 64L << 20 });
+
+    [SkippableFact]
+    public void Start_Pause_Resume_AndThePowerButton_EndWithExitCodeZero()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("power", "power", "button=1");
+        var started = _host.Start(vm, StartTimeout);
+        Assert.Equal(VmState.Running, started.State);
+        Assert.NotNull(_host.WaitForConsole("power", new Regex("ready=1"), StartTimeout, null));
+        Assert.Equal("Paused", _host.Control("power", "pause").GetProperty("state").GetString());
+        Assert.Equal(VmState.Paused, _host.GetStatus("power").State);
+        _host.Control("power", "resume");
+        var status = _host.GetStatus("power");
+        Assert.Equal(VmState.Running, status.State);
+        Assert.True(status.Uptime > TimeSpan.Zero);
+        var off = _host.Stop("power", TimeSpan.FromSeconds(20), force: false);
+        Assert.Equal((VmState.Off, 0, false), (off.State, off.ExitCode, off.EngineDied));
+        Assert.Contains("button=pressed", _host.ReadConsole("power"));
+    }
+
+    [SkippableFact]
+    public void AGuestThatIgnoresThePowerButton_IsTurnedOffWithForce_AndRefusedWithout()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("spin", "hello", "spin=1");
+        _host.Start(vm, StartTimeout);
+        var e = Assert.Throws<EngineException>(() => _host.Stop("spin", TimeSpan.FromSeconds(2), force: false));
+        Assert.Contains("power-button event", e.Message);
+        Assert.Equal(VmState.Running, _host.GetStatus("spin").State);
+        var off = _host.Stop("spin", TimeSpan.FromSeconds(2), force: true);
+        Assert.Equal((VmState.Off, 0), (off.State, off.ExitCode));
+        Assert.Contains("control API", off.ExitReason);
+    }
+
+    [SkippableFact]
+    public void AKilledEngine_IsReportedDead_WithTheLastConsoleLines()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("victim", "hello", "spin=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        Assert.NotNull(_host.WaitForConsole("victim", new Regex("ready"), StartTimeout, null));
+        Process.GetProcessById(pid).Kill();
+        var status = _host.WaitFor("victim", s => s.State == VmState.Off, TimeSpan.FromSeconds(10), null);
+        Assert.NotNull(status);
+        Assert.True(status.EngineDied);
+        Assert.Null(status.ExitCode);
+        Assert.Contains($"pid {pid}", status.ExitReason);
+        Assert.Contains(status.LastConsoleLines!, l => l.Contains("ready"));
+        // And it can be started again.
+        Assert.Equal(VmState.Running, _host.Start(vm, StartTimeout).State);
+    }
+
+    [SkippableFact]
+    public void AnEngineThatCannotStart_ReportsWhy_AndTheVmStaysOff()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        string notAKernel = Path.Combine(_root, "notakernel");
+        File.WriteAllText(notAKernel, "hello");
+        var vm = _store.Create(new VirtualMachine { Name = "bad", KernelPath = notAKernel });
+        var e = Assert.Throws<EngineException>(() => _host.Start(vm, StartTimeout));
+        Assert.Contains("did not start", e.Message);
+        Assert.Contains(notAKernel, e.Message);
+        var status = _host.GetStatus("bad");
+        Assert.Equal((VmState.Off, 1), (status.State, status.ExitCode));
+    }
+
+    [SkippableFact]
+    public void StartingARunningVm_IsRefused()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("twice", "hello", "spin=1");
+        _host.Start(vm, StartTimeout);
+        Assert.Contains("already Running", Assert.Throws<EngineException>(() => _host.Start(vm, StartTimeout)).Message);
+        _host.TurnOff("twice");
+    }
+
+    [Fact]
+    public void AMissingEngine_IsNamed()
+    {
+        var host = new EngineHost(_store, "/nonexistent/xhyve");
+        var vm = _store.Create(new VirtualMachine { Name = "x", KernelPath = "/k" });
+        Assert.Contains("/nonexistent/xhyve does not exist", Assert.Throws<EngineException>(() => host.Start(vm, StartTimeout)).Message);
+    }
+}
