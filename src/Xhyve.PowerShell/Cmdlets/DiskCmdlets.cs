@@ -1,0 +1,166 @@
+using System.Management.Automation;
+using Xhyve.Management.Model;
+using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Storage;
+
+namespace Xhyve.PowerShell.Cmdlets;
+
+/// <summary>Add-XhyveDisk: attaches an image (raw, or split/sparse) as a virtio-blk disk in a free PCI slot.</summary>
+[Cmdlet(VerbsCommon.Add, "XhyveDisk", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveDisk))]
+public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
+{
+    [Parameter(Mandatory = true, Position = 1)] [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = "";
+
+    [Parameter] [ValidateRange(1, 30)]
+    public int Slot { get; set; }
+
+    [Parameter]
+    public SwitchParameter ReadOnly { get; set; }
+
+    /// <summary>Further block options: sync, direct, nocache, sectorsize=, and for split/sparse images size=, split=, sparse.</summary>
+    [Parameter] [ValidateNotNullOrEmpty]
+    public string[] Options { get; set; } = [];
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        string path = ResolvePath(Path);
+        var items = Options.Concat(ReadOnly ? ["ro"] : []).ToArray();
+        BlockDeviceOptions options;
+        try { options = BlockDeviceOptions.ParseOptions(path, items); }
+        catch (FormatException e)
+        {
+            WriteError(new ErrorRecord(new ArgumentException($"-Options: {e.Message}", e), "InvalidDiskOptions", ErrorCategory.InvalidArgument, Options));
+            return;
+        }
+        // A missing image is created by the engine only when its size is given (size=); anything else is a mistake.
+        if (options.Size == null && !File.Exists(path) && !File.Exists(path + ".lut") && !DiskImages.FilesOf(options).Any(File.Exists))
+        {
+            WriteError(new ErrorRecord(new FileNotFoundException($"-Path {Path}: the image does not exist ({path}); create it with New-XhyveDiskImage.", path),
+                "DiskImageNotFound", ErrorCategory.ObjectNotFound, Path));
+            return;
+        }
+        foreach (var name in TargetNames)
+        {
+            if (!ShouldProcess(name, $"Add disk {path}")) continue;
+            Try(name, () =>
+            {
+                VmDisk? added = null;
+                ChangeStoppedVm(name, vm =>
+                {
+                    if (vm.Disks.Any(d => d.Path == path)) throw new VmDefinitionException($"VM '{name}' already has the disk {path}");
+                    added = new VmDisk { Path = path, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), Options = items.Length > 0 ? string.Join(",", items) : null };
+                    vm.Disks.Add(added);
+                });
+                if (PassThru) WriteObject(new XhyveDisk(name, added!));
+            });
+        }
+    }
+}
+
+/// <summary>Get-XhyveDisk: a VM's disks.</summary>
+[Cmdlet(VerbsCommon.Get, "XhyveDisk", DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveDisk))]
+public sealed class GetXhyveDiskCommand : XhyveVMDeviceCmdlet
+{
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+            Try(name, () => { foreach (var d in Store.Get(name).Disks) WriteObject(new XhyveDisk(name, d)); });
+    }
+}
+
+/// <summary>Remove-XhyveDisk: detaches disks (by path or slot, or piped from Get-XhyveDisk); the image files stay.</summary>
+[Cmdlet(VerbsCommon.Remove, "XhyveDisk", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = "Disk")]
+[OutputType(typeof(XhyveDisk))]
+public sealed class RemoveXhyveDiskCommand : XhyveCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Disk", ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public XhyveDisk[] Disk { get; set; } = [];
+
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Path")]
+    [ArgumentCompleter(typeof(VMNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string VMName { get; set; } = "";
+
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = "Path")] [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = "";
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var targets = ParameterSetName == "Disk" ? Disk.Select(d => (d.VMName, d.Path)) : [(VMName, ResolvePath(Path))];
+        foreach (var (vmName, path) in targets)
+        {
+            if (!ShouldProcess(vmName, $"Remove disk {path}")) continue;
+            Try(vmName, () =>
+            {
+                VmDisk? removed = null;
+                if (Engines.GetStatus(vmName).State != Management.Engine.VmState.Off)
+                    throw new Management.Engine.EngineException($"VM '{vmName}' is running; its devices can change only while it is off");
+                Store.Update(vmName, vm =>
+                {
+                    removed = vm.Disks.FirstOrDefault(d => d.Path == path) ?? throw new VmDefinitionException($"VM '{vmName}' has no disk {path}");
+                    vm.Disks.Remove(removed);
+                });
+                if (PassThru) WriteObject(new XhyveDisk(vmName, removed!));
+            });
+        }
+    }
+}
+
+/// <summary>New-XhyveDiskImage: creates a raw, split or sparse image (the format ../shared/reference/sparse-disk.md describes).</summary>
+[Cmdlet(VerbsCommon.New, "XhyveDiskImage", SupportsShouldProcess = true)]
+[OutputType(typeof(DiskImageInfo))]
+public sealed class NewXhyveDiskImageCommand : XhyveCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)] [ValidateNotNullOrEmpty]
+    public string Path { get; set; } = "";
+
+    [Parameter(Mandatory = true, Position = 1)] [ValidateRange(512L, long.MaxValue)]
+    public long SizeBytes { get; set; }
+
+    /// <summary>Split the image into segment files of this size.</summary>
+    [Parameter] [ValidateRange(512L, long.MaxValue)]
+    public long SplitBytes { get; set; }
+
+    /// <summary>Store only written sectors (a LUT maps them).</summary>
+    [Parameter]
+    public SwitchParameter Sparse { get; set; }
+
+    [Parameter] [ValidateSet("512", "4096")]
+    public int SectorSize { get; set; } = 512;
+
+    protected override void ProcessRecord()
+    {
+        string path = ResolvePath(Path);
+        // Block options read a bare number as MiB, so sizes go in with their largest exact unit.
+        foreach (var (name, bytes) in new[] { (nameof(SizeBytes), SizeBytes), (nameof(SplitBytes), SplitBytes) })
+            if (bytes % 1024 != 0)
+            {
+                WriteError(new ErrorRecord(new ArgumentException($"-{name} {bytes}: must be a multiple of 1 KB"), "InvalidDiskImageSize", ErrorCategory.InvalidArgument, bytes));
+                return;
+            }
+        var items = new List<string> { "size=" + CommandLineFormatter.FormatSize((ulong)SizeBytes) };
+        if (SplitBytes > 0) items.Add("split=" + CommandLineFormatter.FormatSize((ulong)SplitBytes));
+        if (Sparse) items.Add("sparse");
+        if (SectorSize != 512) items.Add($"sectorsize={SectorSize}");
+        BlockDeviceOptions options;
+        try { options = BlockDeviceOptions.ParseOptions(path, items.ToArray()); }
+        catch (FormatException e)
+        {
+            WriteError(new ErrorRecord(new ArgumentException(e.Message, e), "InvalidDiskImage", ErrorCategory.InvalidArgument, Path));
+            return;
+        }
+        if (!ShouldProcess(path, "Create disk image")) return;
+        try { WriteObject(DiskImages.Create(options)); }
+        catch (StorageException e) { WriteError(new ErrorRecord(e, "DiskImageNotCreated", ErrorCategory.WriteError, Path)); }
+    }
+}

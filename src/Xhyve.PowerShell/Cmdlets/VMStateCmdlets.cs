@@ -1,0 +1,203 @@
+using System.Management.Automation;
+using System.Text.RegularExpressions;
+using Xhyve.Management.Engine;
+
+namespace Xhyve.PowerShell.Cmdlets;
+
+/// <summary>Start-XhyveVM: starts each VM in its own engine host and waits until it runs.</summary>
+[Cmdlet(VerbsLifecycle.Start, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
+{
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+        {
+            if (!ShouldProcess(name, "Start VM")) continue;
+            Try(name, () =>
+            {
+                var vm = Store.Get(name);
+                Engines.Start(vm, TimeSpan.FromSeconds(30));
+                if (PassThru) WriteObject(Snapshot(vm));
+            });
+        }
+    }
+}
+
+/// <summary>Stop-XhyveVM: shuts down through the ACPI power button (the guest's own shutdown) and waits;
+/// -TurnOff pulls the plug; -Force turns off a guest that does not listen or does not finish in time.</summary>
+[Cmdlet(VerbsLifecycle.Stop, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class StopXhyveVMCommand : XhyveVMActionCmdlet
+{
+    [Parameter]
+    public SwitchParameter TurnOff { get; set; }
+
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    [Parameter] [ValidateRange(1, 86400)]
+    public int TimeoutSec { get; set; } = 60;
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+        {
+            if (!ShouldProcess(name, TurnOff ? "Turn off VM" : "Shut down VM")) continue;
+            Try(name, () =>
+            {
+                if (Engines.GetStatus(name).State == VmState.Off) { if (PassThru) WriteObject(Snapshot(name)); return; }
+                if (TurnOff) Engines.TurnOff(name);
+                else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force, elapsed => Progress(name, "Waiting for the guest to shut down", elapsed, TimeoutSec));
+                Completed(name);
+                if (PassThru) WriteObject(Snapshot(name));
+            });
+        }
+    }
+
+    private void Progress(string name, string what, TimeSpan elapsed, int timeoutSec) => WriteProgress(new ProgressRecord(1, $"Stop-XhyveVM {name}", what)
+    {
+        SecondsRemaining = Math.Max(0, timeoutSec - (int)elapsed.TotalSeconds),
+        PercentComplete = Math.Min(100, (int)(100 * elapsed.TotalSeconds / timeoutSec)),
+    });
+
+    private void Completed(string name) => WriteProgress(new ProgressRecord(1, $"Stop-XhyveVM {name}", "Done") { RecordType = ProgressRecordType.Completed });
+}
+
+/// <summary>Restart-XhyveVM: shuts down (or with -TurnOff, turns off) and starts again.</summary>
+[Cmdlet(VerbsLifecycle.Restart, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class RestartXhyveVMCommand : XhyveVMActionCmdlet
+{
+    [Parameter]
+    public SwitchParameter TurnOff { get; set; }
+
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    [Parameter] [ValidateRange(1, 86400)]
+    public int TimeoutSec { get; set; } = 60;
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+        {
+            if (!ShouldProcess(name, "Restart VM")) continue;
+            Try(name, () =>
+            {
+                if (Engines.GetStatus(name).State != VmState.Off)
+                {
+                    if (TurnOff) Engines.TurnOff(name);
+                    else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force);
+                }
+                var vm = Store.Get(name);
+                Engines.Start(vm, TimeSpan.FromSeconds(30));
+                if (PassThru) WriteObject(Snapshot(vm));
+            });
+        }
+    }
+}
+
+/// <summary>Suspend-XhyveVM: pauses every vCPU (the engine keeps the VM in memory).</summary>
+[Cmdlet(VerbsLifecycle.Suspend, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
+{
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+        {
+            if (!ShouldProcess(name, "Pause VM")) continue;
+            Try(name, () =>
+            {
+                Engines.Control(name, "pause");
+                if (PassThru) WriteObject(Snapshot(name));
+            });
+        }
+    }
+}
+
+/// <summary>Resume-XhyveVM: lets a paused VM run again.</summary>
+[Cmdlet(VerbsLifecycle.Resume, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class ResumeXhyveVMCommand : XhyveVMActionCmdlet
+{
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+        {
+            if (!ShouldProcess(name, "Resume VM")) continue;
+            Try(name, () =>
+            {
+                Engines.Control(name, "resume");
+                if (PassThru) WriteObject(Snapshot(name));
+            });
+        }
+    }
+}
+
+/// <summary>What Wait-XhyveVM waits for.</summary>
+public enum XhyveWaitFor { Running, Off, ConsoleText }
+
+/// <summary>Wait-XhyveVM: waits until each VM runs, is off, or printed text matching -Pattern on its console.
+/// Passes the VMs on, so it ends a pipeline that starts them.</summary>
+[Cmdlet(VerbsLifecycle.Wait, "XhyveVM", DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class WaitXhyveVMCommand : XhyveVMActionCmdlet
+{
+    [Parameter]
+    public XhyveWaitFor For { get; set; } = XhyveWaitFor.Running;
+
+    [Parameter] [ValidateNotNullOrEmpty]
+    public string? Pattern { get; set; }
+
+    [Parameter] [ValidateRange(1, 86400)]
+    public int TimeoutSec { get; set; } = 60;
+
+    protected override void BeginProcessing()
+    {
+        if (For == XhyveWaitFor.ConsoleText && Pattern == null)
+            ThrowTerminatingError(new ErrorRecord(new ArgumentException("-For ConsoleText needs -Pattern (a regular expression)."), "PatternMissing", ErrorCategory.InvalidArgument, null));
+    }
+
+    protected override void ProcessRecord()
+    {
+        var timeout = TimeSpan.FromSeconds(TimeoutSec);
+        foreach (var name in TargetNames)
+        {
+            Try(name, () =>
+            {
+                void Progress(TimeSpan elapsed) => WriteProgress(new ProgressRecord(2, $"Wait-XhyveVM {name}", $"Waiting for {For}")
+                {
+                    SecondsRemaining = Math.Max(0, TimeoutSec - (int)elapsed.TotalSeconds),
+                    PercentComplete = Math.Min(100, (int)(100 * elapsed.TotalSeconds / TimeoutSec)),
+                });
+                bool reached = For switch
+                {
+                    XhyveWaitFor.ConsoleText => Engines.WaitForConsole(name, new Regex(Pattern!, RegexOptions.Multiline), timeout, Progress) != null,
+                    XhyveWaitFor.Off => Engines.WaitFor(name, s => s.State == VmState.Off, timeout, Progress) != null,
+                    _ => Engines.WaitFor(name, s => s.State is VmState.Running or VmState.Paused, timeout, Progress) != null,
+                };
+                WriteProgress(new ProgressRecord(2, $"Wait-XhyveVM {name}", "Done") { RecordType = ProgressRecordType.Completed });
+                if (!reached)
+                    WriteError(new ErrorRecord(new TimeoutException($"VM '{name}' did not reach {For} within {TimeoutSec} s."), "WaitTimeout", ErrorCategory.OperationTimeout, name));
+                else WriteObject(Snapshot(name));
+            });
+        }
+    }
+}

@@ -1,0 +1,21 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using Xhyve.Management.Store;
+
+namespace Xhyve.PowerShell;
+
+/// <summary>Tab completion of VM names from the store.</summary>
+public sealed class VMNameCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var pattern = new WildcardPattern((wordToComplete ?? "").Trim('\'', '"') + "*", WildcardOptions.IgnoreCase);
+        IReadOnlyList<string> names;
+        try { names = VmStore.OpenDefault().Names(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { yield break; }
+        foreach (var name in names.Where(pattern.IsMatch))
+            yield return new CompletionResult(name.Contains(' ') ? $"'{name}'" : name, name, CompletionResultType.ParameterValue, name);
+    }
+}

@@ -1,0 +1,105 @@
+using System.Management.Automation;
+using Xhyve.Management.Engine;
+using Xhyve.Management.Model;
+using Xhyve.Management.Store;
+
+namespace Xhyve.PowerShell;
+
+/// <summary>What every Xhyve cmdlet shares: the store and engine host, VM lookup by name (with wildcards)
+/// or by object, and errors as ErrorRecords with a category and the object they concern.</summary>
+public abstract class XhyveCmdlet : PSCmdlet
+{
+    private VmStore? _store;
+    private EngineHost? _host;
+
+    internal VmStore Store => _store ??= VmStore.OpenDefault();
+    internal EngineHost Engines => _host ??= new EngineHost(Store);
+
+    internal XhyveVM Snapshot(string name) => new(Store.Get(name), Engines.GetStatus(name), Store.FolderOf(name));
+
+    internal XhyveVM Snapshot(VirtualMachine vm) => new(vm, Engines.GetStatus(vm.Name), Store.FolderOf(vm.Name));
+
+    /// <summary>The VMs that -Name (wildcards allowed) or -VM name. A name without wildcards that matches
+    /// nothing is an ObjectNotFound error; a pattern that matches nothing is not.</summary>
+    internal IEnumerable<string> ResolveNames(string[]? names, XhyveVM[]? vms)
+    {
+        if (vms != null)
+        {
+            foreach (var vm in vms) yield return vm.Name;
+            yield break;
+        }
+        var all = Store.Names();
+        foreach (var name in names ?? ["*"])
+        {
+            if (WildcardPattern.ContainsWildcardCharacters(name))
+            {
+                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                foreach (var n in all.Where(pattern.IsMatch)) yield return n;
+            }
+            else if (all.Contains(name, StringComparer.Ordinal)) yield return name;
+            else WriteError(new ErrorRecord(new ItemNotFoundException($"No VM named '{name}' exists in {Store.Root}."), "VMNotFound", ErrorCategory.ObjectNotFound, name));
+        }
+    }
+
+    /// <summary>A file the user named: resolved against the current location; an error naming it when it does not exist.</summary>
+    internal string? ResolveExistingFile(string path, string parameter)
+    {
+        string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+        if (File.Exists(full)) return full;
+        WriteError(new ErrorRecord(new FileNotFoundException($"-{parameter} {path}: the file does not exist ({full}).", full), "FileNotFound", ErrorCategory.ObjectNotFound, path));
+        return null;
+    }
+
+    internal string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
+    /// <summary>Runs <paramref name="action"/> for one VM, turning the library's exceptions into errors on that VM.</summary>
+    internal void Try(string name, Action action)
+    {
+        try { action(); }
+        catch (VmStoreException e) { WriteError(new ErrorRecord(e, "VMStoreError", ErrorCategory.InvalidOperation, name)); }
+        catch (VmDefinitionException e) { WriteError(new ErrorRecord(e, "InvalidVMDefinition", ErrorCategory.InvalidArgument, name)); }
+        catch (EngineException e) { WriteError(new ErrorRecord(e, "EngineError", ErrorCategory.InvalidOperation, name)); }
+    }
+}
+
+/// <summary>Cmdlets that act on existing VMs: -Name (wildcards, position 0, pipeline) or -VM (pipeline), and -PassThru.</summary>
+public abstract class XhyveVMActionCmdlet : XhyveCmdlet
+{
+    // VMName, as Hyper-V: a disk or adapter object piped in names its VM by that property.
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name", ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("VMName")]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(VMNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string[] Name { get; set; } = [];
+
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "VM", ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public XhyveVM[] VM { get; set; } = [];
+
+    protected IEnumerable<string> TargetNames => ResolveNames(ParameterSetName == "VM" ? null : Name, ParameterSetName == "VM" ? VM : null);
+}
+
+/// <summary>Cmdlets for a VM's devices: -VMName (wildcards, position 0, by property name) or -VM (pipeline), as Hyper-V's.</summary>
+public abstract class XhyveVMDeviceCmdlet : XhyveCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name", ValueFromPipelineByPropertyName = true)]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(VMNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string[] VMName { get; set; } = [];
+
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "VM", ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public XhyveVM[] VM { get; set; } = [];
+
+    protected IEnumerable<string> TargetNames => ResolveNames(ParameterSetName == "VM" ? null : VMName, ParameterSetName == "VM" ? VM : null);
+
+    /// <summary>Changes a VM's definition (refused while it runs: devices are fixed for an engine's lifetime).</summary>
+    internal Management.Model.VirtualMachine ChangeStoppedVm(string name, Action<Management.Model.VirtualMachine> change)
+    {
+        if (Engines.GetStatus(name).State != Management.Engine.VmState.Off)
+            throw new Management.Engine.EngineException($"VM '{name}' is running; its devices can change only while it is off");
+        return Store.Update(name, change);
+    }
+}
