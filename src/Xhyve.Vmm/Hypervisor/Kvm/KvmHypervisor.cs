@@ -11,6 +11,8 @@ public sealed unsafe class KvmHypervisor : IHypervisor
     private KvmCpuidEntry2[]? _supportedCpuid;
 
     public string Name => "kvm";
+    /// <summary>The KVM API version the backend speaks (and Open requires).</summary>
+    public static int ApiVersion => KvmIoctl.ApiVersion;
     public int MaxVcpus { get; }
     internal int VcpuMmapSize { get; }
     internal int Fd => _fd;
@@ -48,6 +50,25 @@ public sealed unsafe class KvmHypervisor : IHypervisor
     }
 
     public IVirtualMachine CreateVm() => new KvmVm(this);
+
+    /// <summary>The capabilities the engine uses, and whether this KVM has each (KVM_CHECK_EXTENSION).</summary>
+    public IReadOnlyList<(string Name, bool Present)> Capabilities() =>
+    [
+        ("KVM_CAP_IRQCHIP", Has(KvmIoctl.CapIrqchip)), ("KVM_CAP_PIT2", Has(KvmIoctl.CapPit2)),
+        ("KVM_CAP_IMMEDIATE_EXIT", Has(KvmIoctl.CapImmediateExit)), ("KVM_CAP_SIGNAL_MSI", Has(KvmIoctl.CapSignalMsi)),
+        ("KVM_CAP_IRQ_ROUTING", Has(KvmIoctl.CapIrqRouting)), ("KVM_CAP_IRQFD", Has(KvmIoctl.CapIrqfd)),
+        ("KVM_CAP_IOEVENTFD", Has(KvmIoctl.CapIoeventfd)), ("KVM_CAP_X86_USER_SPACE_MSR", Has(KvmIoctl.CapX86UserSpaceMsr)),
+    ];
+
+    private bool Has(int capability) => LibC.Ioctl(_fd, KvmIoctl.CheckExtension, capability) > 0;
+
+    /// <summary>KVM_CAP_NR_VCPUS: how many vCPUs the kernel recommends per VM.</summary>
+    public int RecommendedVcpus => Math.Max(1, LibC.Ioctl(_fd, KvmIoctl.CheckExtension, KvmIoctl.CapNrVcpus));
+
+    /// <summary>The kernel module behind /dev/kvm: kvm_intel (VT-x), kvm_amd (AMD-V), kvm_pvm (software nesting,
+    /// guest kernel code emulated) or unknown.</summary>
+    public static string Module() =>
+        new[] { "kvm_intel", "kvm_amd", "kvm_pvm" }.FirstOrDefault(m => Directory.Exists($"/sys/module/{m}")) ?? "unknown";
 
     /// <summary>KVM_GET_SUPPORTED_CPUID, read once per process.</summary>
     internal KvmCpuidEntry2[] SupportedCpuid()

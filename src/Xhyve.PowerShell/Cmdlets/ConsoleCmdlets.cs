@@ -1,0 +1,124 @@
+using System.Management.Automation;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Xhyve.PowerShell.Cmdlets;
+
+/// <summary>Get-XhyveConsoleOutput: what the guest printed on its serial console (the VM's console log),
+/// the last -Tail lines, and with -Wait everything that follows until Ctrl-C or the VM stops.</summary>
+[Cmdlet(VerbsCommon.Get, "XhyveConsoleOutput", DefaultParameterSetName = "Name")]
+[OutputType(typeof(string))]
+public sealed class GetXhyveConsoleOutputCommand : XhyveVMActionCmdlet
+{
+    [Parameter] [ValidateRange(1, int.MaxValue)]
+    public int Tail { get; set; }
+
+    [Parameter]
+    public SwitchParameter Wait { get; set; }
+
+    private volatile bool _stopping;
+
+    protected override void StopProcessing() => _stopping = true;
+
+    protected override void ProcessRecord()
+    {
+        foreach (var name in TargetNames)
+        {
+            Try(name, () =>
+            {
+                string text = Engines.ReadConsole(name);
+                var lines = Engines.ConsoleTail(name, Tail > 0 ? Tail : int.MaxValue);
+                foreach (var line in lines) WriteObject(line);
+                if (!Wait) return;
+                // Follow the log: complete lines as they arrive, until the VM is off and nothing more comes.
+                int consumed = text.Length;
+                while (!_stopping)
+                {
+                    string now = Engines.ReadConsole(name);
+                    int end = now.LastIndexOf('\n');
+                    if (end >= consumed)
+                    {
+                        foreach (var line in now[consumed..end].Split('\n')) WriteObject(line.TrimEnd('\r'));
+                        consumed = end + 1;
+                    }
+                    else if (Engines.GetStatus(name).State == Management.Engine.VmState.Off) break;
+                    Thread.Sleep(100);
+                }
+            });
+        }
+    }
+}
+
+/// <summary>Connect-XhyveVM: the VM's serial console in this terminal, through the engine's control socket.
+/// Ctrl-] detaches; the VM keeps running.</summary>
+[Cmdlet(VerbsCommunications.Connect, "XhyveVM", DefaultParameterSetName = "Name")]
+[OutputType(typeof(void))]
+public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
+{
+    /// <summary>Show the output the engine still holds (up to 64 KiB) before the live console.</summary>
+    [Parameter]
+    public SwitchParameter History { get; set; }
+
+    private const char DetachKey = '\u001d';   // Ctrl-]
+
+    protected override void ProcessRecord()
+    {
+        var names = TargetNames.ToList();
+        if (names.Count != 1)
+        {
+            WriteError(new ErrorRecord(new ArgumentException($"Connect-XhyveVM attaches to one VM; {names.Count} matched."), "OneVMOnly", ErrorCategory.InvalidArgument, Name));
+            return;
+        }
+        string name = names[0];
+        Try(name, () =>
+        {
+            using var client = Engines.Connect(name);
+            var socket = client.OpenConsole(History);
+            Host.UI.WriteLine($"Connected to {name}'s console. Press Ctrl-] to detach.");
+            var output = new Thread(() =>
+            {
+                var buffer = new byte[4096];
+                var decoder = Encoding.UTF8.GetDecoder();
+                var chars = new char[4096];
+                try
+                {
+                    int n;
+                    while ((n = socket.Receive(buffer)) > 0)
+                    {
+                        int c = decoder.GetChars(buffer, 0, n, chars, 0);
+                        Console.Out.Write(chars, 0, c);
+                        Console.Out.Flush();
+                    }
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            }) { IsBackground = true };
+            output.Start();
+            bool previous = Console.TreatControlCAsInput;
+            Console.TreatControlCAsInput = true;   // Ctrl-C goes to the guest, as on a serial line
+            try
+            {
+                while (output.IsAlive)
+                {
+                    if (!Console.KeyAvailable) { Thread.Sleep(10); continue; }
+                    var key = Console.ReadKey(intercept: true);
+                    if (key.KeyChar == DetachKey) break;
+                    string bytes = key.Key switch
+                    {
+                        ConsoleKey.Enter => "\r",
+                        ConsoleKey.UpArrow => "\u001b[A", ConsoleKey.DownArrow => "\u001b[B",
+                        ConsoleKey.RightArrow => "\u001b[C", ConsoleKey.LeftArrow => "\u001b[D",
+                        _ => key.KeyChar == '\0' ? "" : key.KeyChar.ToString(),
+                    };
+                    if (bytes.Length > 0) socket.Send(Encoding.UTF8.GetBytes(bytes));
+                }
+            }
+            finally
+            {
+                Console.TreatControlCAsInput = previous;
+                socket.Shutdown(SocketShutdown.Both);
+            }
+            Host.UI.WriteLine();
+            Host.UI.WriteLine($"Detached from {name}.");
+        });
+    }
+}
