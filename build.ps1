@@ -6,7 +6,8 @@
     Tasks:
       Build   - build the solution (Release) and the test guests
       Test    - run the xUnit suites (scripts/test.sh) and then Pester when it is installed
-      Pester  - run only the Pester suite in tests/pester
+      Pester  - run only the Pester suite in tests/pester (imports the packaged module from out/Xhyve)
+      Package - build the importable module folder out/Xhyve (scripts/package-module.sh)
       Bench   - run the benchmarks (bench/run.sh, bench/storage.sh) and print the tables for docs/benchmarks.md
       Clean   - remove build output
 .EXAMPLE
@@ -14,7 +15,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Pester', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Bench', 'Clean')]
     [string[]] $Task = @('Build'),
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release'
@@ -43,8 +44,12 @@ foreach ($t in $Task) {
             if (-not (Test-Path $pesterDir)) { Write-Host 'No Pester tests yet (tests/pester).'; break }
             if (-not (Get-Module -ListAvailable Pester)) { throw 'Pester is not installed: Install-Module Pester -MinimumVersion 5.0' }
             Import-Module Pester -MinimumVersion 5.0
+            Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
             $result = Invoke-Pester -Path $pesterDir -PassThru -Output Detailed
             if ($result.FailedCount -gt 0) { throw "$($result.FailedCount) Pester test(s) failed" }
+        }
+        'Package' {
+            Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
         }
         'Bench' {
             Invoke-Native bash @((Join-Path $root 'bench/run.sh'))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the importable module folder out/Xhyve: the cmdlet assembly and the libraries under it, the engine
+# host (xhyve) beside them, and the manifest, format and types files from module/.
+#   scripts/package-module.sh            then: Import-Module ./out/Xhyve/Xhyve.psd1
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/out/Xhyve"
+rm -rf "$out"
+dotnet publish "$root/src/Xhyve.PowerShell" -c Release -o "$out" --nologo -v quiet
+# The engine after the cmdlets: its ReadyToRun Xhyve.Vmm.dll replaces the IL-only copy (both load anywhere).
+dotnet publish "$root/src/Xhyve.Engine" -c Release -o "$out" --nologo -v quiet
+cp "$root"/module/Xhyve.psd1 "$root"/module/*.ps1xml "$out/"
+if [ -e "$out/System.Management.Automation.dll" ]; then
+  echo "package-module: System.Management.Automation.dll must come from pwsh, not the module" >&2
+  exit 1
+fi
+echo "module: $out"

@@ -1,0 +1,166 @@
+#Requires -Version 7.6
+# Pester 5 tests of the Xhyve module's cmdlets, run by `./build.ps1 -Task Pester` (which packages the
+# module into out/Xhyve first). VM-starting tests need /dev/kvm and skip with the reason otherwise.
+
+BeforeAll {
+    $root = Resolve-Path (Join-Path $PSScriptRoot '../..')
+    $env:XHYVE_HOME = Join-Path ([IO.Path]::GetTempPath()) "xhyve-pester-$PID"
+    Import-Module (Join-Path $root 'out/Xhyve/Xhyve.psd1') -Force
+    $script:guests = Join-Path $root 'tests/guests/build'
+    $script:hello = Join-Path $guests 'hello.elf'
+    $script:power = Join-Path $guests 'power.elf'
+    $script:work = Join-Path $env:XHYVE_HOME 'work'
+    New-Item -ItemType Directory -Force $work | Out-Null
+    $script:kvm = Test-Path /dev/kvm
+    $script:noKvm = if ($kvm) { $null } else { '/dev/kvm is absent: VM-starting tests need KVM' }
+}
+
+AfterAll {
+    Get-XhyveVM | Where-Object State -ne 'Off' | Stop-XhyveVM -TurnOff
+    Get-XhyveVM | Remove-XhyveVM -Force -Confirm:$false
+    Remove-Item -Recurse -Force $env:XHYVE_HOME
+}
+
+Describe 'The module' {
+    It 'exports exactly the cmdlets of its manifest' {
+        $manifest = Import-PowerShellDataFile (Join-Path $root 'module/Xhyve.psd1')
+        (Get-Command -Module Xhyve).Name | Sort-Object | Should -Be ($manifest.CmdletsToExport | Sort-Object)
+    }
+    It 'has help for every cmdlet' {
+        foreach ($c in Get-Command -Module Xhyve) { (Get-Help $c.Name).Synopsis | Should -Not -BeNullOrEmpty -Because $c.Name }
+    }
+}
+
+Describe 'New-XhyveVM, Get-XhyveVM, Set-XhyveVM, Remove-XhyveVM' {
+    It 'creates a VM with xhyve''s defaults' {
+        $vm = New-XhyveVM defaults -MultibootPath $hello
+        $vm.MemoryStartupBytes | Should -Be 256MB
+        $vm.ProcessorCount | Should -Be 1
+        $vm.Acpi | Should -BeTrue
+        $vm.State | Should -Be 'Off'
+    }
+    It 'takes sizes in bytes, so 1GB works' {
+        (New-XhyveVM big -MultibootPath $hello -MemoryStartupBytes 1GB -ProcessorCount 2).MemoryStartupBytes | Should -Be 1GB
+    }
+    It 'finds VMs by wildcard and by id' {
+        (Get-XhyveVM 'de*').Name | Should -Be 'defaults'
+        (Get-XhyveVM -Id (Get-XhyveVM big).Id).Name | Should -Be 'big'
+    }
+    It 'reports a missing VM as ObjectNotFound naming it' {
+        Get-XhyveVM nosuchvm -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $err[0].TargetObject | Should -Be 'nosuchvm'
+    }
+    It 'reports a missing kernel as ObjectNotFound naming the path, and stores nothing' {
+        New-XhyveVM nokernel -KernelPath /nonexistent/vmlinuz -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $err[0].Exception.Message | Should -Match '/nonexistent/vmlinuz'
+        Get-XhyveVM nokernel -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+    It 'changes a VM that is off' {
+        Set-XhyveVM big -ProcessorCount 4 -PassThru | Select-Object -ExpandProperty ProcessorCount | Should -Be 4
+    }
+    It 'changes nothing with -WhatIf' {
+        New-XhyveVM whatif -MultibootPath $hello -WhatIf
+        Get-XhyveVM whatif -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        Set-XhyveVM big -ProcessorCount 1 -WhatIf
+        (Get-XhyveVM big).ProcessorCount | Should -Be 4
+        Remove-XhyveVM big -WhatIf
+        Get-XhyveVM big | Should -Not -BeNullOrEmpty
+    }
+    It 'removes VMs from the pipeline' {
+        Get-XhyveVM big | Remove-XhyveVM -Confirm:$false
+        Get-XhyveVM big -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Disks and network adapters' {
+    BeforeAll { New-XhyveVM devices -MultibootPath $hello | Out-Null }
+    It 'creates raw and split/sparse images' {
+        (New-XhyveDiskImage (Join-Path $work 'raw.img') -SizeBytes 8MB).Format | Should -Be 'raw'
+        $sparse = New-XhyveDiskImage (Join-Path $work 'sparse.img') -SizeBytes 64MB -SplitBytes 16MB -Sparse
+        $sparse.AllocatedBytes | Should -Be 0
+    }
+    It 'adds, lists and removes disks' {
+        Add-XhyveDisk devices -Path (Join-Path $work 'raw.img') -PassThru | Select-Object -ExpandProperty Slot | Should -Be 2
+        Add-XhyveDisk devices -Path (Join-Path $work 'sparse.img') -ReadOnly
+        (Get-XhyveDisk devices).Count | Should -Be 2
+        Get-XhyveDisk devices | Where-Object ReadOnly | Remove-XhyveDisk -Confirm:$false
+        (Get-XhyveDisk devices).Path | Should -Be (Join-Path $work 'raw.img')
+    }
+    It 'refuses a missing image, naming it' {
+        Add-XhyveDisk devices -Path (Join-Path $work 'missing.img') -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+    It 'defines network adapters' {
+        Add-XhyveNetworkAdapter devices -MacAddress 52:54:00:12:34:56 -PassThru | Select-Object -ExpandProperty Emulation | Should -Be 'virtio-net'
+        (Get-XhyveNetworkAdapter devices).MacAddress | Should -Be '52:54:00:12:34:56'
+        Get-XhyveNetworkAdapter devices | Remove-XhyveNetworkAdapter -Confirm:$false
+        Get-XhyveNetworkAdapter devices | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'ConvertFrom-XhyveCommandLine' {
+    It 'turns an xhyverun.sh line into a VM object' {
+        $vm = ConvertFrom-XhyveCommandLine "-A -m 1G -c 2 -s 0:0,hostbridge -s 31,lpc -l com1,stdio -s 2,virtio-blk,hdd.img -f kexec,vmlinuz,initrd.gz,`"earlyprintk=serial console=ttyS0`"" -Name ubuntu -WarningAction SilentlyContinue
+        $vm.MemoryStartupBytes | Should -Be 1GB
+        $vm.KernelCommandLine | Should -Be 'earlyprintk=serial console=ttyS0'
+        $vm.HardDrives.Path | Should -Be 'hdd.img'
+    }
+    It 'reports a bad line as InvalidArgument' {
+        ConvertFrom-XhyveCommandLine '-m lots -f kexec,k' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+    }
+}
+
+Describe 'Test-XhyveHost' {
+    It 'reports each check with advice where it fails' {
+        $checks = Test-XhyveHost
+        ($checks | Where-Object Check -eq 'KVM device').Passed | Should -Be $kvm
+        $checks | Where-Object { -not $_.Passed -and -not $_.Advice } | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Running VMs' {
+    It 'starts, waits on, pauses, resumes and stops a VM' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        New-XhyveVM spin -MultibootPath $hello -KernelCommandLine 'spin=1' | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running |
+            Select-Object -ExpandProperty State | Should -Be 'Running'
+        Wait-XhyveVM spin -For ConsoleText -Pattern 'ready' -TimeoutSec 30 | Should -Not -BeNullOrEmpty
+        (Suspend-XhyveVM spin -PassThru).State | Should -Be 'Paused'
+        (Resume-XhyveVM spin -PassThru).State | Should -Be 'Running'
+        Get-XhyveConsoleOutput spin -Tail 1 | Should -Match 'ready'
+        (Stop-XhyveVM spin -TurnOff -PassThru).State | Should -Be 'Off'
+    }
+    It 'shuts a guest down through the power button with exit code 0' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        New-XhyveVM power -MultibootPath $power -KernelCommandLine 'button=1' | Start-XhyveVM
+        Wait-XhyveVM power -For ConsoleText -Pattern 'ready=1' -TimeoutSec 30 | Out-Null
+        $off = Stop-XhyveVM power -TimeoutSec 20 -PassThru
+        $off.State | Should -Be 'Off'
+        $off.ExitCode | Should -Be 0
+    }
+    It 'runs the users'' pipeline' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        $kernel = Join-Path $root '.cache/linux/vmlinuz'
+        if (-not (Test-Path $kernel)) { Set-ItResult -Skipped -Because 'the Debian kernel is not fetched (tests/linux/fetch-debian-kernel.sh)'; return }
+        Set-Content (Join-Path $work 'initrd.gz') 'not a real initrd: the kernel stops before it matters on this host'
+        New-XhyveDiskImage (Join-Path $work 'web.img') -SizeBytes 64MB | Out-Null
+        Push-Location $work
+        try {
+            $vm = New-XhyveVM web -MemoryStartupBytes 1GB -ProcessorCount 2 -KernelPath $kernel -InitrdPath initrd.gz |
+                Add-XhyveDisk -Path web.img -PassThru | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
+            $vm.State | Should -Be 'Running'
+            $vm.ProcessorCount | Should -Be 2
+        }
+        finally { Pop-Location; Stop-XhyveVM web -TurnOff }
+    }
+    It 'refuses to remove a running VM without -Force' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        New-XhyveVM busy -MultibootPath $hello -KernelCommandLine 'spin=1' | Start-XhyveVM
+        Remove-XhyveVM busy -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match 'stop it first'
+        Remove-XhyveVM busy -Force -Confirm:$false
+        Get-XhyveVM busy -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+}
