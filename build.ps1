@@ -8,7 +8,7 @@
       Test    - run the xUnit suites (scripts/test.sh) and then Pester when it is installed
       Pester  - run only the Pester suite in tests/pester (imports the packaged module from out/Xhyve)
       Package - build the importable module folder out/Xhyve (scripts/package-module.sh)
-      Bench   - run the benchmarks (bench/run.sh, bench/storage.sh) and print the tables for docs/benchmarks.md
+      Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh) and print the tables for docs/benchmarks.md
       Clean   - remove build output
 .EXAMPLE
     ./build.ps1 -Task Test
@@ -54,6 +54,7 @@ foreach ($t in $Task) {
         'Bench' {
             Invoke-Native bash @((Join-Path $root 'bench/run.sh'))
             Invoke-Native bash @((Join-Path $root 'bench/storage.sh'))
+            Invoke-Native bash @((Join-Path $root 'bench/management.sh'))
         }
         'Clean' {
             Invoke-Native dotnet @('clean', (Join-Path $root 'XhyvePS.sln'), '--nologo')
