@@ -66,6 +66,7 @@ public abstract class XhyveCmdlet : PSCmdlet
 public abstract class XhyveVMActionCmdlet : XhyveCmdlet
 {
     // VMName, as Hyper-V: a disk or adapter object piped in names its VM by that property.
+    /// <summary>The names of the VMs. Wildcards are allowed.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name", ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("VMName")]
     [SupportsWildcards]
@@ -73,6 +74,7 @@ public abstract class XhyveVMActionCmdlet : XhyveCmdlet
     [ValidateNotNullOrEmpty]
     public string[] Name { get; set; } = [];
 
+    /// <summary>VM objects, as Get-XhyveVM and New-XhyveVM write them.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "VM", ValueFromPipeline = true)]
     [ValidateNotNull]
     public XhyveVM[] VM { get; set; } = [];
@@ -83,12 +85,14 @@ public abstract class XhyveVMActionCmdlet : XhyveCmdlet
 /// <summary>Cmdlets for a VM's devices: -VMName (wildcards, position 0, by property name) or -VM (pipeline), as Hyper-V's.</summary>
 public abstract class XhyveVMDeviceCmdlet : XhyveCmdlet
 {
+    /// <summary>The names of the VMs. Wildcards are allowed.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name", ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ArgumentCompleter(typeof(VMNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string[] VMName { get; set; } = [];
 
+    /// <summary>VM objects, as Get-XhyveVM and New-XhyveVM write them.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "VM", ValueFromPipeline = true)]
     [ValidateNotNull]
     public XhyveVM[] VM { get; set; } = [];

@@ -10,9 +10,11 @@ namespace Xhyve.PowerShell.Cmdlets;
 [OutputType(typeof(string))]
 public sealed class GetXhyveConsoleOutputCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Only the last this many lines of the console log.</summary>
     [Parameter] [ValidateRange(1, int.MaxValue)]
     public int Tail { get; set; }
 
+    /// <summary>Keep reading: write each new line as the guest prints it, until the VM is off or you press Ctrl-C.</summary>
     [Parameter]
     public SwitchParameter Wait { get; set; }
 

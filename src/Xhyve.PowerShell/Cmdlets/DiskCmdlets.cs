@@ -10,12 +10,15 @@ namespace Xhyve.PowerShell.Cmdlets;
 [OutputType(typeof(XhyveDisk))]
 public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
 {
+    /// <summary>The image file: a raw image or block device, or the base path of a split/sparse image. Relative paths are resolved against the current location.</summary>
     [Parameter(Mandatory = true, Position = 1)] [ValidateNotNullOrEmpty]
     public string Path { get; set; } = "";
 
+    /// <summary>The PCI slot (1 to 30) for the disk. By default, the lowest free slot from 2 up.</summary>
     [Parameter] [ValidateRange(1, 30)]
     public int Slot { get; set; }
 
+    /// <summary>Attach the disk read-only: the guest sees the virtio-blk RO feature, and its writes fail.</summary>
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 
@@ -23,6 +26,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
     [Parameter] [ValidateNotNullOrEmpty]
     public string[] Options { get; set; } = [];
 
+    /// <summary>Write the added disk to the pipeline. Its VMName property lets Start-XhyveVM and the other VM cmdlets take it as input.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -79,18 +83,22 @@ public sealed class GetXhyveDiskCommand : XhyveVMDeviceCmdlet
 [OutputType(typeof(XhyveDisk))]
 public sealed class RemoveXhyveDiskCommand : XhyveCmdlet
 {
+    /// <summary>Disks to remove, as Get-XhyveDisk writes them.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Disk", ValueFromPipeline = true)]
     [ValidateNotNull]
     public XhyveDisk[] Disk { get; set; } = [];
 
+    /// <summary>The VM to remove the disk from.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Path")]
     [ArgumentCompleter(typeof(VMNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string VMName { get; set; } = "";
 
+    /// <summary>The image path of the disk to remove.</summary>
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = "Path")] [ValidateNotNullOrEmpty]
     public string Path { get; set; } = "";
 
+    /// <summary>Write the removed disk to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -121,9 +129,11 @@ public sealed class RemoveXhyveDiskCommand : XhyveCmdlet
 [OutputType(typeof(DiskImageInfo))]
 public sealed class NewXhyveDiskImageCommand : XhyveCmdlet
 {
+    /// <summary>The image to create. For a split or sparse image, the base path: the segments and the LUT are named after it.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)] [ValidateNotNullOrEmpty]
     public string Path { get; set; } = "";
 
+    /// <summary>The disk's size in bytes, a multiple of 1 KB (e.g. 20GB).</summary>
     [Parameter(Mandatory = true, Position = 1)] [ValidateRange(512L, long.MaxValue)]
     public long SizeBytes { get; set; }
 
@@ -135,6 +145,7 @@ public sealed class NewXhyveDiskImageCommand : XhyveCmdlet
     [Parameter]
     public SwitchParameter Sparse { get; set; }
 
+    /// <summary>The logical sector size the image is laid out in: 512 (default) or 4096.</summary>
     [Parameter] [ValidateSet("512", "4096")]
     public int SectorSize { get; set; } = 512;
 

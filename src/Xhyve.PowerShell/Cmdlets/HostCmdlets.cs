@@ -72,6 +72,7 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
     [ValidateNotNullOrEmpty]
     public string[] CommandLine { get; set; } = [];
 
+    /// <summary>The VM's name. By default, the line's --name, or else "xhyve".</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? Name { get; set; }

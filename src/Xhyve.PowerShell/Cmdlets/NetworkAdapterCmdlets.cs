@@ -13,6 +13,7 @@ public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
 {
     private static readonly Regex Mac = new("^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$", RegexOptions.CultureInvariant);
 
+    /// <summary>The adapter's name, unique within the VM (default "Network Adapter").</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "Network Adapter";
 
@@ -20,12 +21,15 @@ public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
     [Parameter] [ValidateNotNullOrEmpty]
     public string? TapDevice { get; set; }
 
+    /// <summary>The adapter's MAC address, six hex pairs separated by ':'. By default the engine derives one from the VM.</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string? MacAddress { get; set; }
 
+    /// <summary>The PCI slot (1 to 30) for the adapter. By default, the lowest free slot from 2 up.</summary>
     [Parameter] [ValidateRange(1, 30)]
     public int Slot { get; set; }
 
+    /// <summary>Write the added adapter to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -64,6 +68,7 @@ public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
 [OutputType(typeof(XhyveNetworkAdapter))]
 public sealed class GetXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
 {
+    /// <summary>Only adapters whose name matches (wildcards allowed).</summary>
     [Parameter] [SupportsWildcards] [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "*";
 
@@ -84,18 +89,22 @@ public sealed class GetXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
 [OutputType(typeof(XhyveNetworkAdapter))]
 public sealed class RemoveXhyveNetworkAdapterCommand : XhyveCmdlet
 {
+    /// <summary>Adapters to remove, as Get-XhyveNetworkAdapter writes them.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Adapter", ValueFromPipeline = true)]
     [ValidateNotNull]
     public XhyveNetworkAdapter[] NetworkAdapter { get; set; } = [];
 
+    /// <summary>The VM to remove the adapter from.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name")]
     [ArgumentCompleter(typeof(VMNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string VMName { get; set; } = "";
 
+    /// <summary>The name of the adapter to remove.</summary>
     [Parameter(Mandatory = true, Position = 1, ParameterSetName = "Name")] [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "";
 
+    /// <summary>Write the removed adapter to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 

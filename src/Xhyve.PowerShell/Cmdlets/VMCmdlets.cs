@@ -9,34 +9,44 @@ namespace Xhyve.PowerShell.Cmdlets;
 [OutputType(typeof(XhyveVM))]
 public sealed class NewXhyveVMCommand : XhyveCmdlet
 {
+    /// <summary>The VM's name: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit. It names the VM's folder in the store.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "";
 
+    /// <summary>The guest's memory in bytes (default 256MB, as xhyve's).</summary>
     [Parameter] [ValidateRange(2L << 20, long.MaxValue)]
     public long MemoryStartupBytes { get; set; } = VirtualMachine.DefaultMemoryStartupBytes;
 
+    /// <summary>The number of virtual processors (default 1).</summary>
     [Parameter] [ValidateRange(1, 255)]
     public int ProcessorCount { get; set; } = 1;
 
+    /// <summary>A Linux kernel (bzImage or ELF vmlinux) to boot with the Linux boot protocol, as xhyve's -f kexec.</summary>
     [Parameter(Mandatory = true, ParameterSetName = "Kernel")] [ValidateNotNullOrEmpty]
     public string KernelPath { get; set; } = "";
 
+    /// <summary>The initial ramdisk the kernel gets.</summary>
     [Parameter(ParameterSetName = "Kernel")] [ValidateNotNullOrEmpty]
     public string? InitrdPath { get; set; }
 
+    /// <summary>The kernel's command line (for a Linux kernel or a multiboot kernel).</summary>
     [Parameter] [AllowEmptyString]
     public string? KernelCommandLine { get; set; }
 
+    /// <summary>A multiboot (v1) kernel to boot, as xhyve's -f multiboot.</summary>
     [Parameter(Mandatory = true, ParameterSetName = "Multiboot")] [ValidateNotNullOrEmpty]
     public string MultibootPath { get; set; } = "";
 
+    /// <summary>Modules for the multiboot kernel: a path, optionally followed by a space and the module's command line.</summary>
     [Parameter(ParameterSetName = "Multiboot")] [ValidateNotNullOrEmpty]
     public string[] MultibootModule { get; set; } = [];
 
+    /// <summary>Boot without ACPI tables (xhyve without -A). ACPI is on by default, and Stop-XhyveVM's graceful shutdown needs it.</summary>
     [Parameter]
     public SwitchParameter NoAcpi { get; set; }
 
+    /// <summary>The VM's UUID, which the guest sees in SMBIOS. By default, a new random one.</summary>
     [Parameter]
     public Guid Uuid { get; set; }
 
@@ -89,12 +99,14 @@ public sealed class NewXhyveVMCommand : XhyveCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class GetXhyveVMCommand : XhyveCmdlet
 {
+    /// <summary>The names of the VMs to get. Wildcards are allowed. By default, all VMs.</summary>
     [Parameter(Position = 0, ParameterSetName = "Name", ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [SupportsWildcards]
     [ArgumentCompleter(typeof(VMNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string[] Name { get; set; } = ["*"];
 
+    /// <summary>The ids (UUIDs) of the VMs to get.</summary>
     [Parameter(Mandatory = true, ParameterSetName = "Id")]
     public Guid[] Id { get; set; } = [];
 
@@ -122,27 +134,35 @@ public sealed class GetXhyveVMCommand : XhyveCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>The guest's memory in bytes.</summary>
     [Parameter] [ValidateRange(2L << 20, long.MaxValue)]
     public long MemoryStartupBytes { get; set; }
 
+    /// <summary>The number of virtual processors.</summary>
     [Parameter] [ValidateRange(1, 255)]
     public int ProcessorCount { get; set; }
 
+    /// <summary>A Linux kernel to boot. A multiboot kernel the VM had is replaced.</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string? KernelPath { get; set; }
 
+    /// <summary>The initial ramdisk for the Linux kernel.</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string? InitrdPath { get; set; }
 
+    /// <summary>The kernel's command line. An empty string removes it.</summary>
     [Parameter] [AllowEmptyString]
     public string? KernelCommandLine { get; set; }
 
+    /// <summary>Whether the VM gets ACPI tables (xhyve's -A).</summary>
     [Parameter]
     public bool Acpi { get; set; }
 
+    /// <summary>Further xhyve arguments, kept verbatim (e.g. '-u', '-s', '5,virtio-rnd'). They replace the VM's previous ones and are checked against the engine's command line.</summary>
     [Parameter] [AllowEmptyCollection]
     public string[]? ExtraArguments { get; set; }
 
+    /// <summary>Write the changed VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -181,9 +201,11 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class RemoveXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Turn off a VM that is running, and then remove it.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>Write the removed VM, as it was, to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 

@@ -9,6 +9,7 @@ namespace Xhyve.PowerShell.Cmdlets;
 [OutputType(typeof(XhyveVM))]
 public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Write the started VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -33,15 +34,19 @@ public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class StopXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Turn the VM off at once, as if pulling the plug, instead of pressing the power button.</summary>
     [Parameter]
     public SwitchParameter TurnOff { get; set; }
 
+    /// <summary>Turn off a guest that does not react to the power button, or does not finish shutting down within -TimeoutSec.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>How long the guest gets to shut down after the power button (default 60).</summary>
     [Parameter] [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 60;
 
+    /// <summary>Write the stopped VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -75,15 +80,19 @@ public sealed class StopXhyveVMCommand : XhyveVMActionCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class RestartXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Turn the VM off at once instead of shutting it down.</summary>
     [Parameter]
     public SwitchParameter TurnOff { get; set; }
 
+    /// <summary>Turn off a guest that does not shut down, and then start it.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>How long the guest gets to shut down (default 60).</summary>
     [Parameter] [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 60;
 
+    /// <summary>Write the restarted VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -112,6 +121,7 @@ public sealed class RestartXhyveVMCommand : XhyveVMActionCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Write the paused VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -134,6 +144,7 @@ public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class ResumeXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>Write the resumed VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
@@ -160,12 +171,15 @@ public enum XhyveWaitFor { Running, Off, ConsoleText }
 [OutputType(typeof(XhyveVM))]
 public sealed class WaitXhyveVMCommand : XhyveVMActionCmdlet
 {
+    /// <summary>What to wait for: Running (the default), Off, or ConsoleText (a -Pattern match on the console).</summary>
     [Parameter]
     public XhyveWaitFor For { get; set; } = XhyveWaitFor.Running;
 
+    /// <summary>With -For ConsoleText: a regular expression to find in what the guest printed.</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string? Pattern { get; set; }
 
+    /// <summary>How long to wait (default 60). On timeout the cmdlet writes an OperationTimeout error for the VM.</summary>
     [Parameter] [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 60;
 
