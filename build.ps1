@@ -7,7 +7,9 @@
       Build   - build the solution (Release) and the test guests
       Test    - run the xUnit suites (scripts/test.sh) and then Pester when it is installed
       Pester  - run only the Pester suite in tests/pester (imports the packaged module from out/Xhyve)
-      Package - build the importable module folder out/Xhyve (scripts/package-module.sh)
+      Package - build the importable module folder out/Xhyve with its MAML help (scripts/package-module.sh)
+      Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
+                parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
       Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh) and print the tables for docs/benchmarks.md
       Clean   - remove build output
 .EXAMPLE
@@ -15,7 +17,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Docs', 'Bench', 'Clean')]
     [string[]] $Task = @('Build'),
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release'
@@ -50,6 +52,11 @@ foreach ($t in $Task) {
         }
         'Package' {
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
+        }
+        'Docs' {
+            Invoke-Native dotnet @('build', (Join-Path $root 'src/Xhyve.PowerShell'), '-c', $Configuration, '--nologo')
+            $assembly = Join-Path $root "src/Xhyve.PowerShell/bin/$Configuration/net10.0/Xhyve.PowerShell.dll"
+            Invoke-Native dotnet @('run', '--project', (Join-Path $root 'src/Xhyve.HelpBuilder'), '-c', $Configuration, '--', 'markdown', $assembly, (Join-Path $root 'docs/en-US'))
         }
         'Bench' {
             Invoke-Native bash @((Join-Path $root 'bench/run.sh'))

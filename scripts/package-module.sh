@@ -10,6 +10,8 @@ dotnet publish "$root/src/Xhyve.PowerShell" -c Release -o "$out" --nologo -v qui
 # The engine after the cmdlets: its ReadyToRun Xhyve.Vmm.dll replaces the IL-only copy (both load anywhere).
 dotnet publish "$root/src/Xhyve.Engine" -c Release -o "$out" --nologo -v quiet
 cp "$root"/module/Xhyve.psd1 "$root"/module/*.ps1xml "$out/"
+# Get-Help reads MAML: built from docs/en-US (platyPS markdown), which the help tests keep in step with the cmdlets.
+dotnet run --project "$root/src/Xhyve.HelpBuilder" -c Release -- maml "$out/Xhyve.PowerShell.dll" "$root/docs/en-US" "$out/en-US/Xhyve.PowerShell.dll-Help.xml"
 if [ -e "$out/System.Management.Automation.dll" ]; then
   echo "package-module: System.Management.Automation.dll must come from pwsh, not the module" >&2
   exit 1

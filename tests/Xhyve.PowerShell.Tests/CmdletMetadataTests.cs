@@ -1,5 +1,7 @@
 using System.Text.RegularExpressions;
 
+using Xhyve.HelpBuilder;
+
 namespace Xhyve.PowerShell.Tests;
 
 /// <summary>The cmdlets follow PowerShell's and the Hyper-V module's conventions, read from the built assembly.</summary>

@@ -3,11 +3,17 @@ using System.Reflection.Metadata;
 using System.Reflection.Metadata.Ecma335;
 using System.Reflection.PortableExecutable;
 
-namespace Xhyve.PowerShell.Tests;
+namespace Xhyve.HelpBuilder;
 
+/// <summary>One [Parameter] of a property (a property in several sets has one per set). <see cref="DeclaringType"/>
+/// is the class that declares it, for its documentation comment.</summary>
 public sealed record ParameterInfo(string Name, string Type, string SetName, bool Mandatory, int Position, bool FromPipeline,
-    bool FromPipelineByPropertyName, IReadOnlyList<string> Aliases, bool SupportsWildcards);
+    bool FromPipelineByPropertyName, IReadOnlyList<string> Aliases, bool SupportsWildcards, string DeclaringType = "")
+{
+    public const string AllSets = "__AllParameterSets";
+}
 
+/// <summary>A cmdlet as its attributes describe it (<see cref="TypeName"/> is the class's full name).</summary>
 public sealed record CmdletInfo(string TypeName, string Verb, string Noun, bool SupportsShouldProcess, int ConfirmImpact,
     string? DefaultParameterSetName, IReadOnlyList<string> OutputTypes, IReadOnlyList<ParameterInfo> Parameters)
 {
@@ -41,7 +47,7 @@ public static class CmdletMetadata
             var parameters = new List<ParameterInfo>();
             for (TypeDefinition? t = type; t != null; t = BaseOf(md, t.Value))
                 parameters.AddRange(Parameters(md, t.Value, types));
-            cmdlets.Add(new CmdletInfo(md.GetString(type.Name), (string)value.FixedArguments[0].Value!, (string)value.FixedArguments[1].Value!,
+            cmdlets.Add(new CmdletInfo($"{md.GetString(type.Namespace)}.{md.GetString(type.Name)}", (string)value.FixedArguments[0].Value!, (string)value.FixedArguments[1].Value!,
                 Named(value, "SupportsShouldProcess", false), Named(value, "ConfirmImpact", 2), Named<string?>(value, "DefaultParameterSetName", null), outputs, parameters));
         }
         return cmdlets.OrderBy(c => c.Name, StringComparer.Ordinal).ToList();
@@ -52,6 +58,7 @@ public static class CmdletMetadata
 
     private static IEnumerable<ParameterInfo> Parameters(MetadataReader md, TypeDefinition type, TypeNames types)
     {
+        string declaring = $"{md.GetString(type.Namespace)}.{md.GetString(type.Name)}";
         foreach (var handle in type.GetProperties())
         {
             var property = md.GetPropertyDefinition(handle);
@@ -61,9 +68,9 @@ public static class CmdletMetadata
             bool wildcards = attributes.Any(a => a.Name == "System.Management.Automation.SupportsWildcardsAttribute");
             string propertyType = property.DecodeSignature(types, null).ReturnType;
             foreach (var p in attributes.Where(a => a.Name == "System.Management.Automation.ParameterAttribute"))
-                yield return new ParameterInfo(md.GetString(property.Name), propertyType, Named(p.Value, "ParameterSetName", "__AllParameterSets"),
+                yield return new ParameterInfo(md.GetString(property.Name), propertyType, Named(p.Value, "ParameterSetName", ParameterInfo.AllSets),
                     Named(p.Value, "Mandatory", false), Named(p.Value, "Position", int.MinValue), Named(p.Value, "ValueFromPipeline", false),
-                    Named(p.Value, "ValueFromPipelineByPropertyName", false), aliases, wildcards);
+                    Named(p.Value, "ValueFromPipelineByPropertyName", false), aliases, wildcards, declaring);
         }
     }
 
