@@ -70,4 +70,17 @@ public sealed class VmArgumentsTests
     [InlineData(new[] { "-f", "bootrom,/x.fd" }, "only kexec and multiboot")]
     public void LinesAVmCannotBe_AreRefusedNamingTheProblem(string[] line, string expected) =>
         Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(line)).Message);
+
+    [Theory]
+    [InlineData(new[] { "-m", "2G" }, "-m (use MemoryStartupBytes)")]
+    [InlineData(new[] { "-f", "kexec,/other" }, "-f (use KernelPath or MultibootPath)")]
+    [InlineData(new[] { "--control-socket", "/tmp/x.sock" }, "--control-socket")]
+    [InlineData(new[] { "-l", "com1,stdio" }, "-l com1")]
+    [InlineData(new[] { "-s", "4,virtio-blk,/d.img" }, "disks and network adapters")]
+    public void ExtraArguments_CannotRedefineWhatTheVmOwns(string[] extra, string expected)
+    {
+        var vm = new VirtualMachine { Name = "x", KernelPath = "/k" };
+        vm.ExtraArguments.AddRange(extra);
+        Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.ToArguments(vm, null)).Message);
+    }
 }

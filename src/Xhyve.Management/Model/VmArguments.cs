@@ -36,12 +36,34 @@ public static class VmArguments
             PciDevices = devices, Firmware = firmware,
             Com1 = consoleLog != null ? [new SerialBackendSpec(SerialBackendKind.Log, consoleLog)] : null,
         };
+        CheckExtraArguments(vm);
         var args = new List<string>(CommandLineFormatter.ToArguments(spec));
         args.AddRange(vm.ExtraArguments);
         // The extra arguments are the user's: make sure the whole line still parses before an engine sees it.
         try { CommandLineParser.Parse(args); }
         catch (CliException e) { throw new VmDefinitionException($"VM '{vm.Name}': ExtraArguments: {e.Message}"); }
         return args;
+    }
+
+    /// <summary>Extra arguments may tune the machine, not redefine what the VM object and the engine host own
+    /// (a later -m or -f would silently win over the VM's settings; a second -F or control socket would lose the engine).</summary>
+    private static void CheckExtraArguments(VirtualMachine vm)
+    {
+        CliResult extra;
+        try { extra = CommandLineParser.Parse(vm.ExtraArguments); }
+        catch (CliException e) { throw new VmDefinitionException($"VM '{vm.Name}': ExtraArguments: {e.Message}"); }
+        var defaults = new VmSpecification();
+        var owned = new List<string>();
+        if (extra.Spec.Vcpus != defaults.Vcpus) owned.Add("-c (use ProcessorCount)");
+        if (extra.Spec.MemoryBytes != defaults.MemoryBytes) owned.Add("-m (use MemoryStartupBytes)");
+        if (extra.Spec.Firmware != null) owned.Add("-f (use KernelPath or MultibootPath)");
+        if (extra.Spec.Uuid != null) owned.Add("-U (the VM's Id)");
+        if (extra.Spec.Acpi) owned.Add("-A (use Acpi)");
+        if (extra.Spec.Name != defaults.Name) owned.Add("--name (the VM's Name)");
+        if (extra.Spec.Com1 != null) owned.Add("-l com1 (the VM's console log)");
+        if (extra.Spec.PidFile != null || extra.ControlSocket != null || extra.ExitFile != null) owned.Add("-F, --control-socket and --exit-file (the engine host's files)");
+        if (extra.Spec.PciDevices.Any(d => d.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap")) owned.Add("disks and network adapters (use Disks and NetworkAdapters)");
+        if (owned.Count > 0) throw new VmDefinitionException($"VM '{vm.Name}': ExtraArguments may not set {string.Join("; ", owned)}");
     }
 
     /// <summary>A VM from an xhyve command line (an xhyverun.sh argument list). Throws
