@@ -31,16 +31,19 @@ public static class Program
         catch (CliException e) { return Fail(e.Message); }
         _lastError = null;
         int code = Run(cli);
+        // The exit file before the pid file goes: whoever watches sees the engine end with its status, never
+        // a moment where it is gone without one.
         if (cli.ExitFile != null && cli.Action == CliAction.Run) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
+        _pidFile?.Dispose();
         return code;
     }
 
     /// <summary>The last message printed for an error or stop, for the exit file.</summary>
     private static string? _lastError;
+    private static PidFile? _pidFile;
 
     private static int Run(CliResult cli)
     {
-
         switch (cli.Action)
         {
             case CliAction.Help: Console.Out.Write(CommandLineParser.Usage); return 0;
@@ -58,12 +61,11 @@ public static class Program
         }
         if (!KvmHypervisor.IsPresent) return Fail($"{KvmHypervisor.DevicePath} not found: this host has no KVM");
 
-        PidFile? pidFile = null;
         Machine? machine = null;
         Control.ControlServer? control = null;
         try
         {
-            if (spec.PidFile != null) pidFile = PidFile.Create(spec.PidFile);
+            if (spec.PidFile != null) _pidFile = PidFile.Create(spec.PidFile);
             using var hypervisor = KvmHypervisor.Open();
             var runner = new VmRunner(spec.VcpuPinning);
             machine = new VmBuilder(spec, hypervisor, runner).Build();
@@ -79,7 +81,6 @@ public static class Program
             if (cli.ControlSocket != null) control = Control.ControlServer.Start(cli.ControlSocket, machine, runner, spec);
             runner.Start(machine);
             var status = runner.WaitForExit();
-            control?.Dispose();
             TerminalGuard.RestoreAll();
             if (cli.Verbose) foreach (var line in MachineReport.Counters(machine)) Console.Error.WriteLine($"xhyve: {line}");
             _lastError = runner.StopReason;
@@ -102,7 +103,6 @@ public static class Program
             TerminalGuard.RestoreAll();
             control?.Dispose();
             machine?.Dispose();
-            pidFile?.Dispose();
         }
     }
 
