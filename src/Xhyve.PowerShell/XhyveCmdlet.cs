@@ -52,6 +52,14 @@ public abstract class XhyveCmdlet : PSCmdlet
 
     internal string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
+    /// <summary>Changes a stored VM that is off (a running engine's machine is fixed for its lifetime).</summary>
+    internal VirtualMachine ChangeStoppedVm(string name, Action<VirtualMachine> change)
+    {
+        if (Engines.GetStatus(name).State != VmState.Off)
+            throw new EngineException($"VM '{name}' is running; stop it before changing it");
+        return Store.Update(name, change);
+    }
+
     /// <summary>Runs <paramref name="action"/> for one VM, turning the library's exceptions into errors on that VM.</summary>
     internal void Try(string name, Action action)
     {
@@ -98,12 +106,4 @@ public abstract class XhyveVMDeviceCmdlet : XhyveCmdlet
     public XhyveVM[] VM { get; set; } = [];
 
     protected IEnumerable<string> TargetNames => ResolveNames(ParameterSetName == "VM" ? null : VMName, ParameterSetName == "VM" ? VM : null);
-
-    /// <summary>Changes a VM's definition (refused while it runs: devices are fixed for an engine's lifetime).</summary>
-    internal Management.Model.VirtualMachine ChangeStoppedVm(string name, Action<Management.Model.VirtualMachine> change)
-    {
-        if (Engines.GetStatus(name).State != Management.Engine.VmState.Off)
-            throw new Management.Engine.EngineException($"VM '{name}' is running; its devices can change only while it is off");
-        return Store.Update(name, change);
-    }
 }

@@ -111,9 +111,7 @@ public sealed class RemoveXhyveDiskCommand : XhyveCmdlet
             Try(vmName, () =>
             {
                 VmDisk? removed = null;
-                if (Engines.GetStatus(vmName).State != Management.Engine.VmState.Off)
-                    throw new Management.Engine.EngineException($"VM '{vmName}' is running; its devices can change only while it is off");
-                Store.Update(vmName, vm =>
+                ChangeStoppedVm(vmName, vm =>
                 {
                     removed = vm.Disks.FirstOrDefault(d => d.Path == path) ?? throw new VmDefinitionException($"VM '{vmName}' has no disk {path}");
                     vm.Disks.Remove(removed);

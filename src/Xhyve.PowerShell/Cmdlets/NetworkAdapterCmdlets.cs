@@ -117,9 +117,7 @@ public sealed class RemoveXhyveNetworkAdapterCommand : XhyveCmdlet
             Try(vmName, () =>
             {
                 VmNetworkAdapter? removed = null;
-                if (Engines.GetStatus(vmName).State != Management.Engine.VmState.Off)
-                    throw new Management.Engine.EngineException($"VM '{vmName}' is running; its devices can change only while it is off");
-                Store.Update(vmName, vm =>
+                ChangeStoppedVm(vmName, vm =>
                 {
                     removed = vm.NetworkAdapters.FirstOrDefault(n => n.Name == adapterName)
                         ?? throw new VmDefinitionException($"VM '{vmName}' has no network adapter named '{adapterName}'");

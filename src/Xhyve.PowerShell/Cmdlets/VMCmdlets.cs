@@ -176,9 +176,7 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
             if (!ShouldProcess(name, "Set VM")) continue;
             Try(name, () =>
             {
-                if (Engines.GetStatus(name).State != VmState.Off)
-                    throw new EngineException($"VM '{name}' is running; stop it before changing it");
-                var vm = Store.Update(name, vm =>
+                var vm = ChangeStoppedVm(name, vm =>
                 {
                     var bound = MyInvocation.BoundParameters;
                     if (bound.ContainsKey(nameof(MemoryStartupBytes))) vm.MemoryStartupBytes = MemoryStartupBytes;
