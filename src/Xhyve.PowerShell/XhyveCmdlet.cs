@@ -88,6 +88,14 @@ public abstract class XhyveVMActionCmdlet : XhyveCmdlet
     public XhyveVM[] VM { get; set; } = [];
 
     protected IEnumerable<string> TargetNames => ResolveNames(ParameterSetName == "VM" ? null : Name, ParameterSetName == "VM" ? VM : null);
+
+    /// <summary>Runs <paramref name="body"/> for each target VM the user confirms (-WhatIf/-Confirm), with the
+    /// library's errors reported on that VM and the loop going on.</summary>
+    protected void ForEachTarget(string action, Action<string> body)
+    {
+        foreach (var name in TargetNames)
+            if (ShouldProcess(name, action)) Try(name, () => body(name));
+    }
 }
 
 /// <summary>Cmdlets for a VM's devices: -VMName (wildcards, position 0, by property name) or -VM (pipeline), as Hyper-V's.</summary>

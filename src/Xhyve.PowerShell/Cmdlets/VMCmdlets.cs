@@ -171,26 +171,22 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
         string? kernel = KernelPath != null ? ResolveExistingFile(KernelPath, nameof(KernelPath)) : null;
         string? initrd = InitrdPath != null ? ResolveExistingFile(InitrdPath, nameof(InitrdPath)) : null;
         if ((KernelPath != null && kernel == null) || (InitrdPath != null && initrd == null)) return;
-        foreach (var name in TargetNames)
+        ForEachTarget("Set VM", name =>
         {
-            if (!ShouldProcess(name, "Set VM")) continue;
-            Try(name, () =>
+            var vm = ChangeStoppedVm(name, vm =>
             {
-                var vm = ChangeStoppedVm(name, vm =>
-                {
-                    var bound = MyInvocation.BoundParameters;
-                    if (bound.ContainsKey(nameof(MemoryStartupBytes))) vm.MemoryStartupBytes = MemoryStartupBytes;
-                    if (bound.ContainsKey(nameof(ProcessorCount))) vm.ProcessorCount = ProcessorCount;
-                    if (kernel != null) { vm.KernelPath = kernel; vm.MultibootPath = null; vm.MultibootModules.Clear(); }
-                    if (initrd != null) vm.InitrdPath = initrd;
-                    if (bound.ContainsKey(nameof(KernelCommandLine))) vm.KernelCommandLine = string.IsNullOrEmpty(KernelCommandLine) ? null : KernelCommandLine;
-                    if (bound.ContainsKey(nameof(Acpi))) vm.Acpi = Acpi;
-                    if (ExtraArguments != null) vm.ExtraArguments = [.. ExtraArguments];
-                    VmArguments.ToArguments(vm, null);   // refuses extra arguments the engine would not take
-                });
-                if (PassThru) WriteObject(Snapshot(vm));
+                var bound = MyInvocation.BoundParameters;
+                if (bound.ContainsKey(nameof(MemoryStartupBytes))) vm.MemoryStartupBytes = MemoryStartupBytes;
+                if (bound.ContainsKey(nameof(ProcessorCount))) vm.ProcessorCount = ProcessorCount;
+                if (kernel != null) { vm.KernelPath = kernel; vm.MultibootPath = null; vm.MultibootModules.Clear(); }
+                if (initrd != null) vm.InitrdPath = initrd;
+                if (bound.ContainsKey(nameof(KernelCommandLine))) vm.KernelCommandLine = string.IsNullOrEmpty(KernelCommandLine) ? null : KernelCommandLine;
+                if (bound.ContainsKey(nameof(Acpi))) vm.Acpi = Acpi;
+                if (ExtraArguments != null) vm.ExtraArguments = [.. ExtraArguments];
+                VmArguments.ToArguments(vm, null);   // refuses extra arguments the engine would not take
             });
-        }
+            if (PassThru) WriteObject(Snapshot(vm));
+        });
     }
 }
 
@@ -207,22 +203,15 @@ public sealed class RemoveXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => ForEachTarget("Remove VM", name =>
     {
-        foreach (var name in TargetNames)
+        var snapshot = Snapshot(name);
+        if (snapshot.State != VmState.Off)
         {
-            if (!ShouldProcess(name, "Remove VM")) continue;
-            Try(name, () =>
-            {
-                var snapshot = Snapshot(name);
-                if (snapshot.State != VmState.Off)
-                {
-                    if (!Force) throw new EngineException($"VM '{name}' is {snapshot.State}; stop it first, or use -Force to turn it off");
-                    Engines.TurnOff(name);
-                }
-                Store.Remove(name);
-                if (PassThru) WriteObject(snapshot);
-            });
+            if (!Force) throw new EngineException($"VM '{name}' is {snapshot.State}; stop it first, or use -Force to turn it off");
+            Engines.TurnOff(name);
         }
-    }
+        Store.Remove(name);
+        if (PassThru) WriteObject(snapshot);
+    });
 }

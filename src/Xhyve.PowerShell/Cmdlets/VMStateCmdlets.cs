@@ -13,19 +13,12 @@ public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => ForEachTarget("Start VM", name =>
     {
-        foreach (var name in TargetNames)
-        {
-            if (!ShouldProcess(name, "Start VM")) continue;
-            Try(name, () =>
-            {
-                var vm = Store.Get(name);
-                Engines.Start(vm, TimeSpan.FromSeconds(30));
-                if (PassThru) WriteObject(Snapshot(vm));
-            });
-        }
-    }
+        var vm = Store.Get(name);
+        Engines.Start(vm, TimeSpan.FromSeconds(30));
+        if (PassThru) WriteObject(Snapshot(vm));
+    });
 }
 
 /// <summary>Stop-XhyveVM: shuts down through the ACPI power button (the guest's own shutdown) and waits;
@@ -50,21 +43,16 @@ public sealed class StopXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => ForEachTarget(TurnOff ? "Turn off VM" : "Shut down VM", name =>
     {
-        foreach (var name in TargetNames)
+        if (Engines.GetStatus(name).State != VmState.Off)
         {
-            if (!ShouldProcess(name, TurnOff ? "Turn off VM" : "Shut down VM")) continue;
-            Try(name, () =>
-            {
-                if (Engines.GetStatus(name).State == VmState.Off) { if (PassThru) WriteObject(Snapshot(name)); return; }
-                if (TurnOff) Engines.TurnOff(name);
-                else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force, elapsed => Progress(name, "Waiting for the guest to shut down", elapsed, TimeoutSec));
-                Completed(name);
-                if (PassThru) WriteObject(Snapshot(name));
-            });
+            if (TurnOff) Engines.TurnOff(name);
+            else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force, elapsed => Progress(name, "Waiting for the guest to shut down", elapsed, TimeoutSec));
+            Completed(name);
         }
-    }
+        if (PassThru) WriteObject(Snapshot(name));
+    });
 
     private void Progress(string name, string what, TimeSpan elapsed, int timeoutSec) => WriteProgress(new ProgressRecord(1, $"Stop-XhyveVM {name}", what)
     {
@@ -96,24 +84,17 @@ public sealed class RestartXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => ForEachTarget("Restart VM", name =>
     {
-        foreach (var name in TargetNames)
+        if (Engines.GetStatus(name).State != VmState.Off)
         {
-            if (!ShouldProcess(name, "Restart VM")) continue;
-            Try(name, () =>
-            {
-                if (Engines.GetStatus(name).State != VmState.Off)
-                {
-                    if (TurnOff) Engines.TurnOff(name);
-                    else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force);
-                }
-                var vm = Store.Get(name);
-                Engines.Start(vm, TimeSpan.FromSeconds(30));
-                if (PassThru) WriteObject(Snapshot(vm));
-            });
+            if (TurnOff) Engines.TurnOff(name);
+            else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force);
         }
-    }
+        var vm = Store.Get(name);
+        Engines.Start(vm, TimeSpan.FromSeconds(30));
+        if (PassThru) WriteObject(Snapshot(vm));
+    });
 }
 
 /// <summary>Suspend-XhyveVM: pauses every vCPU (the engine keeps the VM in memory).</summary>
@@ -125,18 +106,11 @@ public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => ForEachTarget("Pause VM", name =>
     {
-        foreach (var name in TargetNames)
-        {
-            if (!ShouldProcess(name, "Pause VM")) continue;
-            Try(name, () =>
-            {
-                Engines.Control(name, "pause");
-                if (PassThru) WriteObject(Snapshot(name));
-            });
-        }
-    }
+        Engines.Control(name, "pause");
+        if (PassThru) WriteObject(Snapshot(name));
+    });
 }
 
 /// <summary>Resume-XhyveVM: lets a paused VM run again.</summary>
@@ -148,18 +122,11 @@ public sealed class ResumeXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord()
+    protected override void ProcessRecord() => ForEachTarget("Resume VM", name =>
     {
-        foreach (var name in TargetNames)
-        {
-            if (!ShouldProcess(name, "Resume VM")) continue;
-            Try(name, () =>
-            {
-                Engines.Control(name, "resume");
-                if (PassThru) WriteObject(Snapshot(name));
-            });
-        }
-    }
+        Engines.Control(name, "resume");
+        if (PassThru) WriteObject(Snapshot(name));
+    });
 }
 
 /// <summary>What Wait-XhyveVM waits for.</summary>
