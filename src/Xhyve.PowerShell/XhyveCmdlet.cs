@@ -60,6 +60,16 @@ public abstract class XhyveCmdlet : PSCmdlet
         return Store.Update(name, change);
     }
 
+    /// <summary>Progress of a wait with a timeout; <paramref name="elapsed"/> null completes the record.</summary>
+    internal void WaitProgress(int id, string activity, string status, TimeSpan? elapsed, int timeoutSec) =>
+        WriteProgress(elapsed is TimeSpan e
+            ? new ProgressRecord(id, activity, status)
+            {
+                SecondsRemaining = Math.Max(0, timeoutSec - (int)e.TotalSeconds),
+                PercentComplete = Math.Min(100, (int)(100 * e.TotalSeconds / timeoutSec)),
+            }
+            : new ProgressRecord(id, activity, "Done") { RecordType = ProgressRecordType.Completed });
+
     /// <summary>Runs <paramref name="action"/> for one VM, turning the library's exceptions into errors on that VM.</summary>
     internal void Try(string name, Action action)
     {

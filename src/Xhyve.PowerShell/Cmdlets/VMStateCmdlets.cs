@@ -21,11 +21,8 @@ public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
     });
 }
 
-/// <summary>Stop-XhyveVM: shuts down through the ACPI power button (the guest's own shutdown) and waits;
-/// -TurnOff pulls the plug; -Force turns off a guest that does not listen or does not finish in time.</summary>
-[Cmdlet(VerbsLifecycle.Stop, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
-[OutputType(typeof(XhyveVM))]
-public sealed class StopXhyveVMCommand : XhyveVMActionCmdlet
+/// <summary>What Stop-XhyveVM and Restart-XhyveVM share: the ACPI power button with a timeout, -TurnOff and -Force.</summary>
+public abstract class XhyveVMShutdownCmdlet : XhyveVMActionCmdlet
 {
     /// <summary>Turn the VM off at once, as if pulling the plug, instead of pressing the power button.</summary>
     [Parameter]
@@ -39,58 +36,46 @@ public sealed class StopXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter] [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 60;
 
+    /// <summary>Shuts the VM down (or turns it off) unless it is off already, showing progress while the guest shuts down.</summary>
+    protected void ShutDown(string name)
+    {
+        if (Engines.GetStatus(name).State == VmState.Off) return;
+        string activity = $"{MyInvocation.MyCommand.Name} {name}";
+        if (TurnOff) Engines.TurnOff(name);
+        else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force, elapsed => WaitProgress(1, activity, "Waiting for the guest to shut down", elapsed, TimeoutSec));
+        WaitProgress(1, activity, "", null, TimeoutSec);
+    }
+}
+
+/// <summary>Stop-XhyveVM: shuts down through the ACPI power button (the guest's own shutdown) and waits;
+/// -TurnOff pulls the plug; -Force turns off a guest that does not listen or does not finish in time.</summary>
+[Cmdlet(VerbsLifecycle.Stop, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveVM))]
+public sealed class StopXhyveVMCommand : XhyveVMShutdownCmdlet
+{
     /// <summary>Write the stopped VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
     protected override void ProcessRecord() => ForEachTarget(TurnOff ? "Turn off VM" : "Shut down VM", name =>
     {
-        if (Engines.GetStatus(name).State != VmState.Off)
-        {
-            if (TurnOff) Engines.TurnOff(name);
-            else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force, elapsed => Progress(name, "Waiting for the guest to shut down", elapsed, TimeoutSec));
-            Completed(name);
-        }
+        ShutDown(name);
         if (PassThru) WriteObject(Snapshot(name));
     });
-
-    private void Progress(string name, string what, TimeSpan elapsed, int timeoutSec) => WriteProgress(new ProgressRecord(1, $"Stop-XhyveVM {name}", what)
-    {
-        SecondsRemaining = Math.Max(0, timeoutSec - (int)elapsed.TotalSeconds),
-        PercentComplete = Math.Min(100, (int)(100 * elapsed.TotalSeconds / timeoutSec)),
-    });
-
-    private void Completed(string name) => WriteProgress(new ProgressRecord(1, $"Stop-XhyveVM {name}", "Done") { RecordType = ProgressRecordType.Completed });
 }
 
 /// <summary>Restart-XhyveVM: shuts down (or with -TurnOff, turns off) and starts again.</summary>
 [Cmdlet(VerbsLifecycle.Restart, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveVM))]
-public sealed class RestartXhyveVMCommand : XhyveVMActionCmdlet
+public sealed class RestartXhyveVMCommand : XhyveVMShutdownCmdlet
 {
-    /// <summary>Turn the VM off at once instead of shutting it down.</summary>
-    [Parameter]
-    public SwitchParameter TurnOff { get; set; }
-
-    /// <summary>Turn off a guest that does not shut down, and then start it.</summary>
-    [Parameter]
-    public SwitchParameter Force { get; set; }
-
-    /// <summary>How long the guest gets to shut down (default 60).</summary>
-    [Parameter] [ValidateRange(1, 86400)]
-    public int TimeoutSec { get; set; } = 60;
-
     /// <summary>Write the restarted VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
     protected override void ProcessRecord() => ForEachTarget("Restart VM", name =>
     {
-        if (Engines.GetStatus(name).State != VmState.Off)
-        {
-            if (TurnOff) Engines.TurnOff(name);
-            else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force);
-        }
+        ShutDown(name);
         var vm = Store.Get(name);
         Engines.Start(vm, TimeSpan.FromSeconds(30));
         if (PassThru) WriteObject(Snapshot(vm));
@@ -163,18 +148,14 @@ public sealed class WaitXhyveVMCommand : XhyveVMActionCmdlet
         {
             Try(name, () =>
             {
-                void Progress(TimeSpan elapsed) => WriteProgress(new ProgressRecord(2, $"Wait-XhyveVM {name}", $"Waiting for {For}")
-                {
-                    SecondsRemaining = Math.Max(0, TimeoutSec - (int)elapsed.TotalSeconds),
-                    PercentComplete = Math.Min(100, (int)(100 * elapsed.TotalSeconds / TimeoutSec)),
-                });
+                void Progress(TimeSpan elapsed) => WaitProgress(2, $"Wait-XhyveVM {name}", $"Waiting for {For}", elapsed, TimeoutSec);
                 bool reached = For switch
                 {
                     XhyveWaitFor.ConsoleText => Engines.WaitForConsole(name, new Regex(Pattern!, RegexOptions.Multiline), timeout, Progress) != null,
                     XhyveWaitFor.Off => Engines.WaitFor(name, s => s.State == VmState.Off, timeout, Progress) != null,
                     _ => Engines.WaitFor(name, s => s.State is VmState.Running or VmState.Paused, timeout, Progress) != null,
                 };
-                WriteProgress(new ProgressRecord(2, $"Wait-XhyveVM {name}", "Done") { RecordType = ProgressRecordType.Completed });
+                WaitProgress(2, $"Wait-XhyveVM {name}", "", null, TimeoutSec);
                 if (!reached)
                     WriteError(new ErrorRecord(new TimeoutException($"VM '{name}' did not reach {For} within {TimeoutSec} s."), "WaitTimeout", ErrorCategory.OperationTimeout, name));
                 else WriteObject(Snapshot(name));
