@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Fetches the Debian cloud kernel (bzImage) with apt-get download and caches it, with its build
-# config (config-*) and the virtio modules a virtio-blk initramfs needs (modules/), under .cache/linux/ (gitignored). Prints the path of the cached vmlinuz on stdout.
+# Fetches the Debian cloud kernel (bzImage) with apt-get download and caches it under .cache/linux/
+# (gitignored) with its build config (config-*), the virtio modules a virtio-blk initramfs needs
+# (modules/), and the module tree the Linux tests load on hosts with VT-x/AMD-V (lib-modules/VERSION:
+# the storage, network, serial and file-system drivers with modules.dep, for busybox modprobe).
+# Prints the path of the cached vmlinuz on stdout.
 # Usage: tests/linux/fetch-debian-kernel.sh [CACHE_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${1:-$root/.cache/linux}
 mkdir -p "$cache"
 existing=$(ls "$cache"/vmlinuz-* 2>/dev/null | head -n 1 || true)
-if [ -n "$existing" ] && ls "$cache"/config-* >/dev/null 2>&1 && [ -f "$cache/modules/virtio_blk.ko" ]; then echo "$existing"; exit 0; fi
+if [ -n "$existing" ] && ls "$cache"/config-* >/dev/null 2>&1 && [ -f "$cache/modules/virtio_blk.ko" ] && [ -d "$cache/lib-modules" ]; then
+  echo "$existing"; exit 0
+fi
 # The meta package names the current ABI; resolve it so the cache holds a concrete version.
 pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
 if [ -z "$pkg" ]; then
@@ -24,4 +29,13 @@ for m in drivers/virtio/virtio.ko drivers/virtio/virtio_ring.ko drivers/virtio/v
          drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko; do
   cp "$work"/x/lib/modules/*/kernel/$m "$cache/modules/"
 done
+# The module tree for the Linux test suite: only the driver folders it loads from, to keep the initramfs small.
+version=$(basename "$(ls -d "$work"/x/lib/modules/*)")
+tree="$work/x/lib/modules/$version"
+rm -rf "$cache/lib-modules"
+mkdir -p "$cache/lib-modules/$version"
+cp "$tree"/modules.* "$cache/lib-modules/$version/"
+(cd "$tree" && find kernel/drivers/virtio kernel/drivers/block kernel/drivers/char kernel/drivers/net kernel/drivers/ata \
+   kernel/drivers/scsi kernel/drivers/cdrom kernel/drivers/tty kernel/drivers/rtc kernel/fs kernel/lib kernel/crypto \
+   kernel/arch -name '*.ko*' 2>/dev/null | cpio -pdm --quiet "$cache/lib-modules/$version")
 ls "$cache"/vmlinuz-* | head -n 1

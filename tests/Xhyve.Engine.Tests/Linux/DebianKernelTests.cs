@@ -8,9 +8,11 @@ namespace Xhyve.Engine.Tests.Linux;
 
 /// <summary>
 /// Boots the Debian cloud kernel (fetched with apt-get download by tests/linux/fetch-debian-kernel.sh).
-/// On a software-nested KVM host the kernel runs only to its early console, so the first test asserts on
-/// that part and stops the VM itself; the initramfs test needs VT-x/AMD-V.
+/// On a software-nested KVM host the kernel runs only to its early console, so these tests assert on that
+/// part and stop the VM themselves. Its userspace runs (the Linux device tests with Debian's kernel and
+/// modules) live with the other Linux tests and need VT-x/AMD-V.
 /// </summary>
+[Collection("Linux"), Trait("Category", "Linux")]
 public sealed class DebianKernelTests
 {
     private const string CommandLine = "earlyprintk=serial,ttyS0,115200 console=ttyS0 xhyve.smoke=1";
@@ -95,89 +97,5 @@ public sealed class DebianKernelTests
             if (config.Contains("CONFIG_X86_MPPARSE=y")) Assert.Contains("Intel MultiProcessor Specification v1.4", console);
             else Assert.Contains("smpboot: Boot CPU (id 0) not listed by BIOS", console);
         }
-    }
-
-    private static bool HostHasHardwareVirtualization(out string reason)
-    {
-        if (Directory.Exists("/sys/module/kvm_pvm"))
-        {
-            reason = "the host KVM is kvm_pvm (software nesting emulates guest kernel code and stops Linux before userspace); this test needs VT-x or AMD-V";
-            return false;
-        }
-        string flags = File.Exists("/proc/cpuinfo") ? File.ReadAllText("/proc/cpuinfo") : "";
-        if (!Regex.IsMatch(flags, @"\b(vmx|svm)\b"))
-        {
-            reason = "the host CPU shows neither vmx nor svm; this test needs hardware virtualization";
-            return false;
-        }
-        reason = "";
-        return true;
-    }
-
-    [SkippableFact]
-    public void DebianKernel_RunsABusyboxInitramfsToItsMarker()
-    {
-        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
-        Skip.IfNot(HostHasHardwareVirtualization(out string reason), reason);
-        Assert.True(File.Exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)");
-        string kernel = FetchKernel();
-        string dir = Directory.CreateTempSubdirectory("initramfs").FullName;
-        try
-        {
-            Directory.CreateDirectory(Path.Combine(dir, "root/bin"));
-            File.Copy("/bin/busybox", Path.Combine(dir, "root/bin/busybox"));
-            File.WriteAllText(Path.Combine(dir, "root/init"), "#!/bin/busybox sh\n/bin/busybox echo XHYVE-INITRAMFS-MARKER\n/bin/busybox reboot -f\n");
-            File.SetUnixFileMode(Path.Combine(dir, "root/init"), (UnixFileMode)0b111_101_101);
-            using (var cpio = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "find . | cpio -o -H newc > ../initrd.cpio"]) { WorkingDirectory = Path.Combine(dir, "root"), RedirectStandardError = true })!)
-            {
-                cpio.WaitForExit();
-                Assert.Equal(0, cpio.ExitCode);
-            }
-            var run = EngineProcess.Run(["-m", "512M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio",
-                "-f", $"kexec,{kernel},{Path.Combine(dir, "initrd.cpio")},console=ttyS0 rdinit=/init"], timeoutSeconds: (int)Bound.TotalSeconds);
-            Assert.Contains("XHYVE-INITRAMFS-MARKER", run.Stdout);
-            Assert.Equal(2, run.ExitCode); // reboot -f: the kernel resets through the keyboard controller
-        }
-        finally { Directory.Delete(dir, true); }
-    }
-
-    /// <summary>The virtio modules of the Debian package, in load order (fetch-debian-kernel.sh caches them).</summary>
-    private static readonly string[] VirtioModules = ["virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"];
-
-    [SkippableFact]
-    public void DebianKernel_FindsTheVirtioBlockDisk()
-    {
-        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
-        Skip.IfNot(HostHasHardwareVirtualization(out string reason), reason);
-        Assert.True(File.Exists("/bin/busybox"), "/bin/busybox is missing (apt-get install busybox-static)");
-        string kernel = FetchKernel();
-        string modules = Path.Combine(Path.GetDirectoryName(kernel)!, "modules");
-        string dir = Directory.CreateTempSubdirectory("initramfs-vblk").FullName;
-        try
-        {
-            string root = Path.Combine(dir, "root");
-            Directory.CreateDirectory(Path.Combine(root, "bin"));
-            Directory.CreateDirectory(Path.Combine(root, "sys"));
-            File.Copy("/bin/busybox", Path.Combine(root, "bin/busybox"));
-            foreach (var m in VirtioModules) File.Copy(Path.Combine(modules, m + ".ko"), Path.Combine(root, m + ".ko"));
-            File.WriteAllText(Path.Combine(root, "init"), "#!/bin/busybox sh\n" +
-                string.Concat(VirtioModules.Select(m => $"/bin/busybox insmod /{m}.ko\n")) +
-                "/bin/busybox mount -t sysfs sysfs /sys\n" +
-                "/bin/busybox sleep 1\n" +
-                "echo XHYVE-VDA size=$(/bin/busybox cat /sys/block/vda/size) ro=$(/bin/busybox cat /sys/block/vda/ro)\n" +
-                "/bin/busybox reboot -f\n");
-            File.SetUnixFileMode(Path.Combine(root, "init"), (UnixFileMode)0b111_101_101);
-            using (var cpio = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "find . | cpio -o -H newc > ../initrd.cpio"]) { WorkingDirectory = root, RedirectStandardError = true })!)
-            {
-                cpio.WaitForExit();
-                Assert.Equal(0, cpio.ExitCode);
-            }
-            string disk = Path.Combine(dir, "disk.img");
-            using (var f = File.Create(disk)) f.SetLength(8 << 20);
-            var run = EngineProcess.Run(["-A", "-m", "512M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-s", $"4,virtio-blk,{disk}",
-                "-f", $"kexec,{kernel},{Path.Combine(dir, "initrd.cpio")},console=ttyS0 rdinit=/init"], timeoutSeconds: (int)Bound.TotalSeconds);
-            Assert.Contains("XHYVE-VDA size=16384 ro=0", run.Stdout);
-        }
-        finally { Directory.Delete(dir, true); }
     }
 }

@@ -62,7 +62,11 @@ public static class EngineProcess
     /// <summary>Starts the engine; its stdout is collected in the background for ReadUntil/ReadFor.</summary>
     public static RunningEngine Start(IEnumerable<string> args) => new(StartProcess(args));
 
-    private static Process StartProcess(IEnumerable<string> args, string? program = null)
+    /// <summary>Starts any program (QEMU) with extra environment variables, collected like <see cref="Start"/>.</summary>
+    public static RunningEngine StartProgram(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null) =>
+        new(StartProcess(args, program, environment));
+
+    private static Process StartProcess(IEnumerable<string> args, string? program = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo(program ?? Executable)
         {
@@ -70,6 +74,7 @@ public static class EngineProcess
             UseShellExecute = false, StandardOutputEncoding = Encoding.Latin1,
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         return Process.Start(psi)!;
     }
 
@@ -91,6 +96,7 @@ public sealed class RunningEngine : IDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
+    private readonly Task<string> _stderr;
     private readonly Lock _lock = new();
     private int _consumed;
 
@@ -104,14 +110,28 @@ public sealed class RunningEngine : IDisposable
             while ((n = await process.StandardOutput.ReadAsync(buffer)) > 0)
                 lock (_lock) _output.Append(buffer, 0, n);
         });
-        _ = process.StandardError.ReadToEndAsync();
+        _stderr = process.StandardError.ReadToEndAsync();
     }
+
+    /// <summary>Everything on stdout so far, whatever earlier reads consumed.</summary>
+    public string Output { get { lock (_lock) return _output.ToString(); } }
+
+    /// <summary>The process's stderr, once it has exited (empty before).</summary>
+    public string Stderr => _stderr.IsCompleted ? _stderr.Result : "";
 
     public int Id => _process.Id;
     public StreamWriter StandardInput => _process.StandardInput;
     public bool HasExited => _process.HasExited;
     public int ExitCode => _process.ExitCode;
     public bool WaitForExit(int milliseconds) => _process.WaitForExit(milliseconds);
+
+    /// <summary>SIGKILL, as a crash or a power cut would end the engine; waits until it is gone.</summary>
+    public void Kill()
+    {
+        if (_process.HasExited) return;
+        _process.Kill(true);
+        _process.WaitForExit();
+    }
 
     /// <summary>Waits for <paramref name="marker"/> after what earlier calls consumed; returns the text up to it.</summary>
     public string ReadUntil(string marker, TimeSpan timeout)
