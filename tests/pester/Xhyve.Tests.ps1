@@ -142,8 +142,9 @@ Describe 'Running VMs' {
     }
     It 'runs the users'' pipeline' {
         if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
-        $kernel = Join-Path $root '.cache/linux/vmlinuz'
-        if (-not (Test-Path $kernel)) { Set-ItResult -Skipped -Because 'the Debian kernel is not fetched (tests/linux/fetch-debian-kernel.sh)'; return }
+        # fetch-debian-kernel.sh (run by setup-debian.sh) caches it as vmlinuz-<version>.
+        $kernel = Get-ChildItem (Join-Path $root '.cache/linux/vmlinuz-*') -ErrorAction SilentlyContinue | Select-Object -First 1 -ExpandProperty FullName
+        if (-not $kernel) { Set-ItResult -Skipped -Because 'the Debian kernel is not fetched (tests/linux/fetch-debian-kernel.sh)'; return }
         Set-Content (Join-Path $work 'initrd.gz') 'not a real initrd: the kernel stops before it matters on this host'
         New-XhyveDiskImage (Join-Path $work 'web.img') -SizeBytes 64MB | Out-Null
         Push-Location $work
