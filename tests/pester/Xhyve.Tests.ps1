@@ -113,6 +113,18 @@ Describe 'ConvertFrom-XhyveCommandLine' {
     }
 }
 
+Describe 'Connect-XhyveVM' {
+    It 'needs a terminal, and says so when its input is redirected' {
+        New-XhyveVM console -MultibootPath $hello | Out-Null
+        # A child pwsh whose standard input is a pipe: .NET cannot read keys from it.
+        $module = Join-Path $root 'out/Xhyve/Xhyve.psd1'
+        $pwsh = (Get-Command pwsh -CommandType Application | Select-Object -First 1).Source
+        $out = '' | & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$module'; Connect-XhyveVM console -ErrorVariable e -ErrorAction SilentlyContinue; `$e[0].CategoryInfo.Category; `$e[0].Exception.Message"
+        $out[0] | Should -Be 'InvalidOperation'
+        $out[1] | Should -Match 'needs an interactive terminal.*Get-XhyveConsoleOutput console -Wait'
+    }
+}
+
 Describe 'Test-XhyveHost' {
     It 'reports each check with advice where it fails' {
         $checks = Test-XhyveHost
