@@ -6,7 +6,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # setup-debian.sh installs pwsh as a .NET global tool; its apphost finds the runtime through DOTNET_ROOT
 # when dotnet is not in a default location.
-export PATH="$PATH:$HOME/.dotnet/tools"
+export PATH="$PATH:${DOTNET_CLI_HOME:-${HOME:-}}/.dotnet/tools"
 if [ -z "${DOTNET_ROOT:-}" ] && command -v dotnet >/dev/null 2>&1; then
   export DOTNET_ROOT=$(dirname "$(readlink -f "$(command -v dotnet)")")
 fi
