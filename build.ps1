@@ -5,8 +5,9 @@
 .DESCRIPTION
     Tasks:
       Build   - build the solution (Release) and the test guests
-      Test    - run the xUnit suites (scripts/test.sh) and then Pester when it is installed
-      Pester  - run only the Pester suite in tests/pester (imports the packaged module from out/Xhyve)
+      Test    - run every test: the xUnit suites and the Pester suite (scripts/test.sh)
+      Pester  - run only the Pester suite in tests/pester (imports the packaged module from out/Xhyve;
+                Pester from .cache/pester/modules, as scripts/setup-debian.sh installs it)
       Package - build the importable module folder out/Xhyve with its MAML help (scripts/package-module.sh)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
@@ -43,12 +44,29 @@ foreach ($t in $Task) {
         }
         'Pester' {
             $pesterDir = Join-Path $root 'tests/pester'
-            if (-not (Test-Path $pesterDir)) { Write-Host 'No Pester tests yet (tests/pester).'; break }
-            if (-not (Get-Module -ListAvailable Pester)) { throw 'Pester is not installed: Install-Module Pester -MinimumVersion 5.0' }
+            # scripts/setup-debian.sh lays Pester out here (from NuGet); a Pester installed otherwise works too.
+            $modules = Join-Path $root '.cache/pester/modules'
+            if ((Test-Path $modules) -and ($env:PSModulePath -split [IO.Path]::PathSeparator) -notcontains $modules) {
+                $env:PSModulePath = $modules + [IO.Path]::PathSeparator + $env:PSModulePath
+            }
+            if (-not (Get-Module -ListAvailable Pester | Where-Object Version -ge '5.0')) {
+                throw 'Pester 5 is not installed: run scripts/setup-debian.sh (or Install-Module Pester -MinimumVersion 5.0)'
+            }
             Import-Module Pester -MinimumVersion 5.0
+            Invoke-Native make @('-s', '-C', (Join-Path $root 'tests/guests'))   # the guests the VM tests boot
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
-            $result = Invoke-Pester -Path $pesterDir -PassThru -Output Detailed
-            if ($result.FailedCount -gt 0) { throw "$($result.FailedCount) Pester test(s) failed" }
+            $config = New-PesterConfiguration
+            $config.Run.Path = $pesterDir
+            $config.Run.PassThru = $true
+            $config.Output.Verbosity = 'Detailed'   # prints every skipped test with its reason
+            if ([Console]::IsOutputRedirected) { $config.Output.RenderMode = 'Plaintext' }   # no colour codes in CI logs
+            $result = Invoke-Pester -Configuration $config
+            # A file that failed outside its tests (does not parse, an AfterAll threw) counts as one failure;
+            # a failed BeforeAll already fails the tests under it.
+            $failed = $result.FailedCount + @($result.Containers | Where-Object { $_.Result -eq 'Failed' -and $_.FailedCount -eq 0 }).Count
+            # scripts/test.sh adds these to the xUnit counts of its summary line.
+            Write-Host "Pester totals: passed=$($result.PassedCount) failed=$failed skipped=$($result.SkippedCount) notrun=$($result.NotRunCount)"
+            if ($failed -gt 0 -or $result.Result -ne 'Passed') { throw "Pester: $failed failure(s) (result: $($result.Result))" }
         }
         'Package' {
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))

@@ -2,8 +2,8 @@
 # Installs what XhyvePS needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # the .NET SDK must already be there (dotnet on PATH); this adds the C toolchain for the test
 # guests, the kernel headers the layout tests compile against, the compression libraries the
-# kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, and fetches
-# the Debian cloud kernel.
+# kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, PowerShell and
+# Pester for the Pester suite, and fetches the Debian cloud kernel.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -28,5 +28,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v dotnet >/dev/null || { echo "setup: the .NET 10 SDK (dotnet) is required" >&2; exit 1; }
 dotnet restore "$root/XhyvePS.sln" --nologo -v quiet
+
+# PowerShell, pinned, as a .NET global tool (in ~/.dotnet/tools, which scripts/test.sh puts on PATH):
+# the module targets .NET 10, which pwsh runs on from 7.6.
+pwsh_version=7.6.9
+installed=$(dotnet tool list --global | awk 'tolower($1) == "powershell" { print $2 }')
+if [ "$installed" != "$pwsh_version" ]; then
+  [ -z "$installed" ] || dotnet tool uninstall --global PowerShell >/dev/null
+  echo "setup: installing PowerShell $pwsh_version (dotnet global tool)"
+  dotnet tool install --global PowerShell --version "$pwsh_version" >/dev/null
+fi
+
+# Pester from NuGet (pinned in tests/pester/modules), laid out as a module folder under .cache/pester/modules
+# so that build.ps1 can put it on PSModulePath.
+pester_project="$root/tests/pester/modules/PesterModules.csproj"
+pester_version=$(sed -n 's/.*Include="Pester" Version="\[\([^]]*\)\]".*/\1/p' "$pester_project")
+pester_module="$root/.cache/pester/modules/Pester/$pester_version"
+if [ ! -f "$pester_module/Pester.psd1" ]; then
+  dotnet restore "$pester_project" --nologo -v quiet
+  rm -rf "$pester_module" && mkdir -p "$(dirname "$pester_module")"
+  cp -r "$root/.cache/pester/packages/pester/$pester_version/tools" "$pester_module"
+fi
+
 "$root/tests/linux/fetch-debian-kernel.sh" >/dev/null
 echo "setup: done"

@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
 # Runs every test: xUnit (libraries, the engine with the test guests on KVM, the Debian kernel smoke
-# test) and, where pwsh exists, the Pester suite. Skipped tests print their reason.
+# test) and the Pester suite in pwsh (both installed by scripts/setup-debian.sh). Skipped tests print
+# their reason; the last line sums both.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# setup-debian.sh installs pwsh as a .NET global tool; its apphost finds the runtime through DOTNET_ROOT
+# when dotnet is not in a default location.
+export PATH="$PATH:${DOTNET_CLI_HOME:-${HOME:-}}/.dotnet/tools"
+if [ -z "${DOTNET_ROOT:-}" ] && command -v dotnet >/dev/null 2>&1; then
+  export DOTNET_ROOT=$(dirname "$(readlink -f "$(command -v dotnet)")")
+fi
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 dotnet test "$root/XhyvePS.sln" -c Release --nologo --logger "console;verbosity=detailed" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
-if command -v pwsh >/dev/null 2>&1 && [ -d "$root/tests/pester" ]; then
-  pwsh -NoProfile -File "$root/build.ps1" -Task Pester || status=1
+if command -v pwsh >/dev/null 2>&1; then
+  pwsh -NoProfile -NonInteractive -File "$root/build.ps1" -Task Pester 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  grep -q '^Pester totals:' "$log" || { echo "test.sh: the Pester suite did not report its totals" >&2; status=1; }
 else
-  echo "Pester tests were NOT run: pwsh is not installed on this machine."
+  echo "test.sh: pwsh is not installed, so the Pester suite cannot run: run scripts/setup-debian.sh" >&2
+  status=1
 fi
 
 # One summary line in the plain form CI reads: "N passed, N failed, N skipped", summed over the
-# per-project blocks dotnet test prints ("Total tests: N", "Passed: N", "Failed: N", "Skipped: N").
+# per-project blocks dotnet test prints ("Total tests: N", "Passed: N", "Failed: N", "Skipped: N")
+# and the line build.ps1 prints after Pester ("Pester totals: passed=N failed=N skipped=N notrun=N").
 awk '/^Total tests:/ { block = 1; next }
      block && $1 == "Passed:" { p += $2; next }
      block && $1 == "Failed:" { f += $2; next }
      block && $1 == "Skipped:" { s += $2; next }
      block && $1 == "Total" { block = 0 }
+     /^Pester totals:/ {
+       for (i = 3; i <= NF; i++) {
+         split($i, kv, "=")
+         if (kv[1] == "passed") p += kv[2]; else if (kv[1] == "failed") f += kv[2]; else if (kv[1] == "skipped") s += kv[2]
+       }
+     }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-rm -f "$log"
 exit $status

@@ -74,6 +74,32 @@ public sealed class EngineHostTests : IDisposable
     }
 
     [SkippableFact]
+    public void AConsoleConnection_OutlastsTheReplyTimeout_WhileTheGuestIsSilent()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("echo", "hello", "echo=3 spin=1");
+        _host.Start(vm, StartTimeout);
+        Assert.NotNull(_host.WaitForConsole("echo", new Regex("echo_ready=3"), StartTimeout, null));
+        // A 1 s reply timeout; the guest says nothing until it gets input 2.5 s later (Connect-XhyveVM used to
+        // detach by itself after the 10 s reply timeout of silence).
+        using var client = new ControlClient(_host.FileOf("echo", EngineHost.ControlSocketFile), TimeSpan.FromSeconds(1));
+        var console = client.OpenConsole(history: false);
+        var reader = Task.Run(() =>
+        {
+            var received = new System.Text.StringBuilder();
+            var buffer = new byte[256];
+            int n;
+            while (!received.ToString().Contains("echo=abc") && (n = console.Receive(buffer)) > 0)
+                received.Append(System.Text.Encoding.UTF8.GetString(buffer, 0, n));
+            return received.ToString();
+        });
+        Thread.Sleep(2500);
+        console.Send("abc"u8.ToArray());
+        Assert.True(reader.Wait(TimeSpan.FromSeconds(30)), "the guest's echo never arrived");
+        Assert.Contains("echo=abc", reader.Result);
+    }
+
+    [SkippableFact]
     public void AKilledEngine_IsReportedDead_WithTheLastConsoleLines()
     {
         Skip.IfNot(HasKvm, KvmSkipReason);
@@ -103,6 +129,21 @@ public sealed class EngineHostTests : IDisposable
         Assert.Contains(notAKernel, e.Message);
         var status = _host.GetStatus("bad");
         Assert.Equal((VmState.Off, 1), (status.State, status.ExitCode));
+    }
+
+    [SkippableFact]
+    public void StoppingAVmThatWentOffOnItsOwn_ReportsHowItEnded()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        // The hello guest resets once it has read one byte: a stop that comes a moment too late finds no
+        // engine to talk to.
+        var vm = Create("gone", "hello", "echo=1");
+        _host.Start(vm, StartTimeout);
+        Assert.NotNull(_host.WaitForConsole("gone", new Regex("echo_ready=1"), StartTimeout, null));
+        using (var client = _host.Connect("gone")) client.OpenConsole(history: false).Send("x"u8.ToArray());
+        Assert.NotNull(_host.WaitFor("gone", s => s.State == VmState.Off, StartTimeout, null));
+        Assert.Equal((VmState.Off, 2), (_host.TurnOff("gone").State, _host.TurnOff("gone").ExitCode));
+        Assert.Equal((VmState.Off, 2), (_host.Stop("gone", TimeSpan.FromSeconds(5), force: false).State, _host.GetStatus("gone").ExitCode));
     }
 
     [SkippableFact]

@@ -113,6 +113,18 @@ Describe 'ConvertFrom-XhyveCommandLine' {
     }
 }
 
+Describe 'Connect-XhyveVM' {
+    It 'needs a terminal, and says so when its input is redirected' {
+        New-XhyveVM console -MultibootPath $hello | Out-Null
+        # A child pwsh whose standard input is a pipe: .NET cannot read keys from it.
+        $module = Join-Path $root 'out/Xhyve/Xhyve.psd1'
+        $pwsh = (Get-Command pwsh -CommandType Application | Select-Object -First 1).Source
+        $out = '' | & $pwsh -NoProfile -NonInteractive -Command "Import-Module '$module'; Connect-XhyveVM console -ErrorVariable e -ErrorAction SilentlyContinue; `$e[0].CategoryInfo.Category; `$e[0].Exception.Message"
+        $out[0] | Should -Be 'InvalidOperation'
+        $out[1] | Should -Match 'needs an interactive terminal.*Get-XhyveConsoleOutput console -Wait'
+    }
+}
+
 Describe 'Test-XhyveHost' {
     It 'reports each check with advice where it fails' {
         $checks = Test-XhyveHost
@@ -142,8 +154,9 @@ Describe 'Running VMs' {
     }
     It 'runs the users'' pipeline' {
         if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
-        $kernel = Join-Path $root '.cache/linux/vmlinuz'
-        if (-not (Test-Path $kernel)) { Set-ItResult -Skipped -Because 'the Debian kernel is not fetched (tests/linux/fetch-debian-kernel.sh)'; return }
+        # fetch-debian-kernel.sh (run by setup-debian.sh) caches it as vmlinuz-<version>.
+        $kernel = Get-ChildItem (Join-Path $root '.cache/linux/vmlinuz-*') -ErrorAction SilentlyContinue | Select-Object -First 1 -ExpandProperty FullName
+        if (-not $kernel) { Set-ItResult -Skipped -Because 'the Debian kernel is not fetched (tests/linux/fetch-debian-kernel.sh)'; return }
         Set-Content (Join-Path $work 'initrd.gz') 'not a real initrd: the kernel stops before it matters on this host'
         New-XhyveDiskImage (Join-Path $work 'web.img') -SizeBytes 64MB | Out-Null
         Push-Location $work
@@ -154,6 +167,15 @@ Describe 'Running VMs' {
             $vm.ProcessorCount | Should -Be 2
         }
         finally { Pop-Location; Stop-XhyveVM web -TurnOff }
+    }
+    It 'says how a VM that did not reach Running ended' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        # Without options the hello guest prints a line and resets (exit status 2).
+        New-XhyveVM brief -MultibootPath $hello | Start-XhyveVM -ErrorAction SilentlyContinue
+        Wait-XhyveVM brief -For Off -TimeoutSec 30 | Select-Object -ExpandProperty ExitCode | Should -Be 2
+        Wait-XhyveVM brief -For Running -TimeoutSec 1 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'OperationTimeout'
+        $err[0].Exception.Message | Should -Match 'it is Off \(exit status 2: reset requested'
     }
     It 'refuses to remove a running VM without -Force' {
         if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }

@@ -43,10 +43,12 @@ public sealed class ControlClient : IDisposable
         }
     }
 
-    /// <summary>"console [history]": after this the connection is the raw console.</summary>
+    /// <summary>"console [history]": after this the connection is the raw console, with no receive timeout
+    /// (a guest may stay silent for as long as it likes; only replies have a deadline).</summary>
     public Socket OpenConsole(bool history)
     {
         Ask(history ? "console history" : "console");
+        _socket.ReceiveTimeout = 0;
         return _socket;
     }
 

@@ -184,6 +184,10 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     public VmStatus Stop(string name, TimeSpan timeout, bool force, Action<TimeSpan>? progress = null)
     {
         try { Control(name, "powerbutton"); }
+        catch (EngineException) when (EndsOnItsOwn(name) is VmStatus off)
+        {
+            return off;   // it was off, or went off on its own before the button reached it
+        }
         catch (EngineException) when (force)
         {
             return TurnOff(name);   // no ACPI, or no guest listening to the button
@@ -197,10 +201,20 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     /// <summary>Turns the VM off at once and waits for its engine to exit.</summary>
     public VmStatus TurnOff(string name)
     {
-        Control(name, "stop");
+        try { Control(name, "stop"); }
+        catch (EngineException) when (EndsOnItsOwn(name) is VmStatus off)
+        {
+            return off;   // it was off, or went off on its own before the command reached it
+        }
         return WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(30), null)
             ?? throw new EngineException($"VM '{name}': the engine did not exit within 30 s of being turned off");
     }
+
+    /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine
+    /// that is exiting has closed its socket already); null while its engine still answers.</summary>
+    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State is VmState.Running or VmState.Paused
+        ? null
+        : WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null);
 
     /// <summary>Polls the status until <paramref name="done"/> holds; null on timeout.</summary>
     public VmStatus? WaitFor(string name, Func<VmStatus, bool> done, TimeSpan timeout, Action<TimeSpan>? progress)

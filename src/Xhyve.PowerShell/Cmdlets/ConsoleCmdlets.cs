@@ -61,8 +61,6 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter History { get; set; }
 
-    private const char DetachKey = '\u001d';   // Ctrl-]
-
     protected override void ProcessRecord()
     {
         var names = TargetNames.ToList();
@@ -72,6 +70,13 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
             return;
         }
         string name = names[0];
+        // It reads keys from the terminal; .NET cannot read keys from redirected input.
+        if (Console.IsInputRedirected)
+        {
+            WriteError(new ErrorRecord(new InvalidOperationException($"Connect-XhyveVM needs an interactive terminal, and this session's input is redirected; Get-XhyveConsoleOutput {name} -Wait follows the console without one."),
+                "NoTerminal", ErrorCategory.InvalidOperation, name));
+            return;
+        }
         Try(name, () =>
         {
             using var client = Engines.Connect(name);
@@ -102,15 +107,8 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
                 while (output.IsAlive)
                 {
                     if (!Console.KeyAvailable) { Thread.Sleep(10); continue; }
-                    var key = Console.ReadKey(intercept: true);
-                    if (key.KeyChar == DetachKey) break;
-                    string bytes = key.Key switch
-                    {
-                        ConsoleKey.Enter => "\r",
-                        ConsoleKey.UpArrow => "\u001b[A", ConsoleKey.DownArrow => "\u001b[B",
-                        ConsoleKey.RightArrow => "\u001b[C", ConsoleKey.LeftArrow => "\u001b[D",
-                        _ => key.KeyChar == '\0' ? "" : key.KeyChar.ToString(),
-                    };
+                    string bytes = ConsoleKeys.Bytes(Console.ReadKey(intercept: true));
+                    if (bytes == ConsoleKeys.Detach) break;
                     if (bytes.Length > 0) socket.Send(Encoding.UTF8.GetBytes(bytes));
                 }
             }

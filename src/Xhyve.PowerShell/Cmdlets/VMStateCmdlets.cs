@@ -157,7 +157,13 @@ public sealed class WaitXhyveVMCommand : XhyveVMActionCmdlet
                 };
                 WaitProgress(2, $"Wait-XhyveVM {name}", "", null, TimeoutSec);
                 if (!reached)
-                    WriteError(new ErrorRecord(new TimeoutException($"VM '{name}' did not reach {For} within {TimeoutSec} s."), "WaitTimeout", ErrorCategory.OperationTimeout, name));
+                {
+                    // Say where it is instead, and how its last run ended when it is off (a guest that stopped early).
+                    var now = Engines.GetStatus(name);
+                    string ended = now.State == VmState.Off && now.ExitReason != null
+                        ? $" (exit status {now.ExitCode?.ToString() ?? "unknown"}: {now.ExitReason})" : "";
+                    WriteError(new ErrorRecord(new TimeoutException($"VM '{name}' did not reach {For} within {TimeoutSec} s; it is {now.State}{ended}."), "WaitTimeout", ErrorCategory.OperationTimeout, name));
+                }
                 else WriteObject(Snapshot(name));
             });
         }
