@@ -26,8 +26,16 @@ public static class X86Layout
     public const ulong PciHoleStart = 0xC000_0000;     // RAM above this moves to 4 GiB
     public const ulong FourGiB = 0x1_0000_0000;
 
+    public const ulong PageSize = 0x1000;
     public const ulong LapicBase = 0xFEE0_0000;
     public const ulong IoapicBase = 0xFEC0_0000;
+
+    // KVM's private pages on Intel (the EPT identity-map page, then the 3-page real-mode TSS). The KVM
+    // backend hands these addresses to KVM_SET_IDENTITY_MAP_ADDR / KVM_SET_TSS_ADDR (KvmVm, which a test
+    // keeps equal to these); the e820 map reserves them so no guest puts a BAR there.
+    public const ulong KvmIdentityMapAddress = 0xFFFB_C000;
+    public const ulong KvmTssAddress = 0xFFFB_D000;
+    public const ulong KvmPrivatePagesEnd = KvmTssAddress + 3 * PageSize;
 
     // Legacy I/O ports.
     public const ushort Com1Port = 0x3F8, Com2Port = 0x2F8;

@@ -17,7 +17,55 @@ public sealed class BootLayoutTests
                 new E820Entry(0x9FC00, 0x400, E820Type.Reserved),
                 new E820Entry(0xE0000, 0x20000, E820Type.Reserved),
                 new E820Entry(0x100000, (256UL << 20) - 0x100000, E820Type.Ram),
+                new E820Entry(0xE000_0000, 0x1000_0000, E820Type.Reserved),     // ECAM, 256 buses
+                new E820Entry(0xFEC0_0000, 0x1000, E820Type.Reserved),          // IOAPIC
+                new E820Entry(0xFED0_0000, 0x1000, E820Type.Reserved),          // HPET
+                new E820Entry(0xFEE0_0000, 0x1000, E820Type.Reserved),          // LAPIC
+                new E820Entry(0xFFFB_C000, 0x4000, E820Type.Reserved),          // KVM identity map + TSS, merged
             ], map);
+    }
+
+    [Theory]
+    [InlineData(64UL << 20)]
+    [InlineData(3UL << 30)]
+    [InlineData(3200UL << 20)]
+    [InlineData(6UL << 30)]
+    public void E820_ReservesTheDeviceWindows_SortedDisjoint_AndNeverOverRam(ulong bytes)
+    {
+        var regions = X86Layout.RamRegions(bytes);
+        var map = E820Map.Build(new FakeRegions(regions));
+
+        for (int i = 1; i < map.Count; i++)
+            Assert.True(map[i - 1].End <= map[i].Address, $"{map[i - 1]} and {map[i]} are unsorted or overlap");
+        foreach (var (start, size) in new[] { (0xE000_0000UL, 0x1000_0000UL), (X86Layout.IoapicBase, 0x1000UL),
+                     (0xFED0_0000UL, 0x1000UL), (X86Layout.LapicBase, 0x1000UL), (0xFFFB_C000UL, 0x4000UL) })
+            Assert.Contains(map, e => e.Type == E820Type.Reserved && e.Address <= start && start + size <= e.End);
+        foreach (var e in map.Where(e => e.Type != E820Type.Ram))
+            Assert.DoesNotContain(regions, r => e.Address < r.End && r.Start.Value < e.End && e.Address >= X86Layout.HighMemoryStart);
+        // All RAM is still listed as RAM.
+        Assert.Equal(bytes - (X86Layout.HighMemoryStart - X86Layout.EbdaStart),
+            map.Where(e => e.Type == E820Type.Ram).Aggregate(0UL, (sum, e) => sum + e.Size));
+    }
+
+    [Fact]
+    public void E820_DropsTheParts_OfAReservationThatRamCovers()
+    {
+        // A layout with RAM over the ECAM window and the IOAPIC page: RAM stays RAM, the rest stays reserved.
+        var regions = new[] { new MemoryRegion(new GuestAddress(0), 0xE800_0000), new MemoryRegion(new GuestAddress(0xFEC0_0000), 0x1000) };
+        var map = E820Map.Build(new FakeRegions(regions));
+        Assert.Contains(new E820Entry(0x100000, 0xE800_0000 - 0x100000, E820Type.Ram), map);
+        Assert.Contains(new E820Entry(0xE800_0000, 0x0800_0000, E820Type.Reserved), map);
+        Assert.Contains(new E820Entry(0xFEC0_0000, 0x1000, E820Type.Ram), map);
+        Assert.DoesNotContain(map, e => e.Type == E820Type.Reserved && e.Address < 0xE800_0000 && e.End > X86Layout.HighMemoryStart);
+        Assert.DoesNotContain(map, e => e.Type == E820Type.Reserved && e.Address == 0xFEC0_0000);
+    }
+
+    [Fact]
+    public void KvmPrivatePages_InTheLayout_AreTheOnesTheKvmBackendSets()
+    {
+        Assert.Equal(Xhyve.Vmm.Hypervisor.Kvm.KvmVm.IdentityMapAddress, X86Layout.KvmIdentityMapAddress);
+        Assert.Equal(Xhyve.Vmm.Hypervisor.Kvm.KvmVm.TssAddress, X86Layout.KvmTssAddress);
+        Assert.Equal(X86Layout.KvmIdentityMapAddress + 0x1000, X86Layout.KvmTssAddress);  // one merged e820 entry
     }
 
     [Fact]
@@ -27,8 +75,8 @@ public sealed class BootLayoutTests
         var mem = new FakeRegions(regions);
         var map = E820Map.Build(mem);
         Assert.Equal(new E820Entry(0x100000, (3UL << 30) - 0x100000, E820Type.Ram), map[3]);
-        Assert.Equal(new E820Entry(4UL << 30, 3UL << 30, E820Type.Ram), map[4]);
-        Assert.DoesNotContain(map, e => e.Address < 4UL << 30 && e.End > 3UL << 30);
+        Assert.Equal(new E820Entry(4UL << 30, 3UL << 30, E820Type.Ram), map[^1]);
+        Assert.DoesNotContain(map, e => e.Type == E820Type.Ram && e.Address < 4UL << 30 && e.End > 3UL << 30);
     }
 
     /// <summary>Regions without host memory, for layout-only tests of big VMs.</summary>

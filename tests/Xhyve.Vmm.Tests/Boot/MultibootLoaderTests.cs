@@ -55,8 +55,16 @@ public sealed class MultibootLoaderTests : IDisposable
         Assert.Equal(11u, modEnd - modStart);
         Assert.Equal("m arg", CString(mem, U32(mem, mods + 8)));
         uint mmapLength = U32(mem, info + 44), mmap = U32(mem, info + 48);
-        Assert.Equal(4u * 24, mmapLength);
-        Assert.Equal(20u, U32(mem, mmap));
+        var e820 = E820Map.Build(mem);
+        Assert.Equal((uint)e820.Count * 24, mmapLength);
+        for (int i = 0; i < e820.Count; i++)
+        {
+            var raw = new byte[24];
+            mem.ReadExactly(new GuestAddress(mmap + (ulong)(24 * i)), raw);
+            Assert.Equal(20u, BinaryPrimitives.ReadUInt32LittleEndian(raw));
+            Assert.Equal(e820[i], new E820Entry(BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(4)),
+                BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(12)), (E820Type)BinaryPrimitives.ReadUInt32LittleEndian(raw.AsSpan(20))));
+        }
         Assert.Equal("xhyve", CString(mem, U32(mem, info + 64)));
     }
 

@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
+using System.Text.RegularExpressions;
+using Xhyve.Vmm.Boot;
 using Xhyve.Vmm.Firmware;
 using Xhyve.Vmm.Firmware.Acpi;
 using Xhyve.Vmm.Firmware.Smbios;
@@ -92,6 +94,78 @@ public sealed class FirmwareTableTests
         Assert.Equal(60, m.Length);
         Assert.Equal(PlatformLayout.EcamBase, BinaryPrimitives.ReadUInt64LittleEndian(m.AsSpan(44)));
         Assert.Equal(255, m[55]);
+    }
+
+    /// <summary>The ECAM window the MCFG table describes: (first byte, length), read from the table bytes.</summary>
+    private static (ulong Start, ulong Length) McfgWindow(byte[] mcfg)
+    {
+        Assert.Equal(60, mcfg.Length);                                           // exactly one allocation
+        ulong baseAddress = BinaryPrimitives.ReadUInt64LittleEndian(mcfg.AsSpan(44));
+        int startBus = mcfg[54], endBus = mcfg[55];
+        return (baseAddress + ((ulong)startBus << 20), (ulong)(endBus - startBus + 1) << 20);
+    }
+
+    /// <summary>Disassembles a DSDT with iasl and returns the (base, length) of every Memory32Fixed in the
+    /// _CRS of each PNP0C02 device.</summary>
+    private static List<(ulong Start, ulong Length)> MotherboardRanges(byte[] dsdt, out string dsl)
+    {
+        string dir = Directory.CreateTempSubdirectory("acpi-mb").FullName;
+        try
+        {
+            File.WriteAllBytes(Path.Combine(dir, "dsdt.dat"), dsdt);
+            var (code, stdout, stderr) = HostTools.Run("iasl", "-d dsdt.dat", workingDirectory: dir);
+            Assert.True(code == 0, stdout + stderr);
+            Assert.DoesNotContain("Error", stdout + stderr);
+            dsl = File.ReadAllText(Path.Combine(dir, "dsdt.dsl"));
+        }
+        finally { Directory.Delete(dir, true); }
+
+        var ranges = new List<(ulong, ulong)>();
+        // Each "Device (X) { ... }" whose body names PNP0C02; iasl indents the closing brace like the opening line.
+        foreach (Match device in Regex.Matches(dsl, @"^(?<indent>[ ]*)Device \((?<name>\w+)\)\s*\n\k<indent>\{(?<body>.*?)\n\k<indent>\}", RegexOptions.Multiline | RegexOptions.Singleline))
+        {
+            string body = device.Groups["body"].Value;
+            if (!body.Contains("EisaId (\"PNP0C02\")")) continue;
+            Assert.Contains("Name (_UID", body);
+            foreach (Match m in Regex.Matches(body, @"Memory32Fixed \(ReadWrite,\s*0x(?<base>[0-9A-F]+),\s*// Address Base\s*0x(?<len>[0-9A-F]+),\s*// Address Length"))
+                ranges.Add((Convert.ToUInt64(m.Groups["base"].Value, 16), Convert.ToUInt64(m.Groups["len"].Value, 16)));
+        }
+        return ranges;
+    }
+
+    [Fact]
+    public void Dsdt_HasAMotherboardDevice_ReservingExactlyTheMcfgWindow()
+    {
+        var tables = Tables();
+        var window = McfgWindow(tables["MCFG"].Bytes);
+        Assert.Equal((PlatformLayout.EcamBase, PlatformLayout.EcamSize), window);
+        var ranges = MotherboardRanges(tables["DSDT"].Bytes, out string dsl);
+        Assert.Contains("Device (MRES)", dsl);
+        Assert.Equal([window], ranges);
+    }
+
+    [Fact]
+    public void TwoRootBuses_ShrinkTheMcfgWindow_AndTheMotherboardRangeWithIt()
+    {
+        var allocator = new Xhyve.Vmm.Devices.Pci.PciResourceAllocator(PlatformLayout.Mmio64Start(0));
+        allocator.BeginBus(0);
+        allocator.BeginBus(1);
+        var platform = Platform with { PciBuses = allocator.Finish() };
+        var tables = Tables(platform);
+        foreach (var t in tables.Values.Where(t => t.Signature is not ("FACS" or "RSD PTR ")))
+            Assert.True(Checksum.IsValid(t.Bytes), $"{t.Signature} checksum");
+        var window = McfgWindow(tables["MCFG"].Bytes);
+        Assert.Equal((PlatformLayout.EcamBase, 2UL << 20), window);           // buses 0 and 1
+        Assert.Equal([window], MotherboardRanges(tables["DSDT"].Bytes, out _));
+    }
+
+    [Fact]
+    public void McfgWindow_IsAlsoReservedInE820()
+    {
+        // Linux accepts MMCONFIG if either the e820 map or a motherboard device reserves it; we do both.
+        var window = McfgWindow(Tables()["MCFG"].Bytes);
+        using var mem = new Xhyve.Vmm.Memory.GuestMemory(X86Layout.RamRegions(64UL << 20));
+        Assert.Contains(E820Map.Build(mem), e => e.Type == E820Type.Reserved && e.Address <= window.Start && window.Start + window.Length <= e.End);
     }
 
     [Fact]
@@ -204,7 +278,7 @@ public sealed class FirmwareTableTests
             string dsdt = File.ReadAllText(Path.Combine(dir, "dsdt.dsl"));
             foreach (var expected in new[] { "Device (PCI0)", "EisaId (\"PNP0A08\")", "Name (_PRT, Package (0x80)", "Device (COM1)", "Device (COM2)",
                          "EisaId (\"PNP0501\")", "Device (RTC)", "EisaId (\"PNP0B00\")", "Device (HPET)", "0xFED00000", "Device (KBC)", "_S5, Package (0x04)",
-                         "WordBusNumber", "DWordMemory", "QWordMemory" })
+                         "WordBusNumber", "DWordMemory", "QWordMemory", "Device (MRES)", "EisaId (\"PNP0C02\")" })
                 Assert.Contains(expected, dsdt);
             string fadt = File.ReadAllText(Path.Combine(dir, "facp.dsl"));
             Assert.Contains("PM1A Event Block Address : 00000400", fadt);

@@ -37,7 +37,7 @@ public static class AcpiTables
         ulong fadt = Place("FACP", Fadt(facs, dsdt));
         ulong madt = Place("APIC", Madt(p));
         ulong hpet = Place("HPET", Hpet());
-        ulong mcfg = Place("MCFG", Mcfg());
+        ulong mcfg = Place("MCFG", Mcfg(p.Ecam));
         ulong[] described = [fadt, madt, hpet, mcfg];
         ulong xsdt = Place("XSDT", Xsdt(described));
         ulong rsdt = Place("RSDT", Rsdt(described));
@@ -161,31 +161,42 @@ public static class AcpiTables
         return t.Finish();
     }
 
-    /// <summary>MCFG (PCI Firmware spec 3.2, §4.1.2): ECAM for segment 0, buses 0-255.</summary>
-    public static byte[] Mcfg()
+    /// <summary>MCFG (PCI Firmware spec 3.2, §4.1.2): one ECAM allocation for segment 0.</summary>
+    public static byte[] Mcfg(EcamWindow ecam)
     {
         var t = new AcpiTable("MCFG", 1, "XHYVEMCF");
-        t.Zeros(8).U64(PlatformLayout.EcamBase).U16(0).U8(0).U8(255).U32(0);
+        t.Zeros(8).U64(ecam.Base).U16(0).U8((byte)ecam.StartBus).U8((byte)ecam.EndBus).U32(0);
         return t.Finish();
     }
 
     /// <summary>The DSDT: one host bridge per root bus (\_SB.PCI0 for bus 0, \_SB.PCxx for bus xx) with its
-    /// windows and _PRT, the LPC devices under PCI0 (COM1, COM2, RTC, HPET, the 8042 reset port) and
-    /// the S5 sleep package.</summary>
+    /// windows and _PRT, the LPC devices under PCI0 (COM1, COM2, RTC, HPET, the 8042 reset port), the
+    /// motherboard resources (\_SB.MRES: the ECAM window) and the S5 sleep package.</summary>
     public static byte[] Dsdt(PlatformDescription p)
     {
-        var buses = p.EffectivePciBuses;
-        var bridges = buses.Select(b => HostBridge(p, b, buses.Count == 1)).ToArray();
+        var devices = p.EffectivePciBuses.Select(b => HostBridge(p, b)).Append(MotherboardResources(p.Ecam)).ToArray();
         var body = A.Concat(
-            A.Scope("\\_SB", bridges),
+            A.Scope("\\_SB", devices),
             A.NameObject("\\_S5", A.Package(A.Integer(PlatformLayout.SlpTypS5), A.Integer(PlatformLayout.SlpTypS5), A.Integer(0), A.Integer(0))));
         return new AcpiTable("DSDT", 2, "XHYVEDSD").Bytes(body).Finish();
     }
 
-    private static byte[] HostBridge(PlatformDescription p, PciBusWindows w, bool onlyBus)
+    /// <summary>A PNP0C02 device that claims the MCFG's ECAM window: Linux uses MMCONFIG only when
+    /// the window is reserved by such a motherboard device (or in e820), otherwise it falls back to 0xCF8.</summary>
+    private static byte[] MotherboardResources(EcamWindow ecam)
+    {
+        if (ecam.End > uint.MaxValue) throw new InvalidOperationException("the ECAM window must lie below 4 GiB for Memory32Fixed");
+        return A.Device("MRES",
+            A.NameObject("_HID", A.EisaId("PNP0C02")),
+            A.NameObject("_UID", A.Integer(0)),
+            A.NameObject("_CRS", Resources.Template(Resources.Memory32Fixed(true, (uint)ecam.Start, (uint)ecam.Size))));
+    }
+
+    private static byte[] HostBridge(PlatformDescription p, PciBusWindows w)
     {
         bool root = w.Bus == 0;
-        var resources = new List<byte[]> { Resources.WordBusNumber((ushort)w.Bus, (ushort)(onlyBus ? 255 : w.Bus)) };
+        var (firstBus, lastBus) = p.BusRange(w);
+        var resources = new List<byte[]> { Resources.WordBusNumber((ushort)firstBus, (ushort)lastBus) };
         if (root)
         {
             // Bus 0 also decodes the configuration ports, the legacy I/O below them and the VGA hole.

@@ -22,6 +22,24 @@ public sealed record PlatformDescription
         PciBuses.Count > 0 ? PciBuses : [PciBusWindows.Whole(0, Mmio64Start)];
 
     public ulong Mmio64Start => PlatformLayout.Mmio64Start(HighMemoryBytes);
+
+    /// <summary>The bus numbers a root bus's host bridge claims: a lone root bus takes every bus after it
+    /// (room for what the guest enumerates), several each take only their own.</summary>
+    public (int First, int Last) BusRange(PciBusWindows w) => (w.Bus, EffectivePciBuses.Count == 1 ? 255 : w.Bus);
+
+    /// <summary>The ECAM window the MCFG describes and the DSDT's motherboard device reserves: from the
+    /// ECAM base (bus 0) up to the last bus any host bridge claims.</summary>
+    public EcamWindow Ecam => new(PlatformLayout.EcamBase, 0, EffectivePciBuses.Max(b => BusRange(b).Last));
+}
+
+/// <summary>An ECAM region: 1 MiB of configuration space per bus, bus <c>StartBus</c> at
+/// <c>Base + StartBus * 1 MiB</c> (the MCFG convention: the base address is that of bus 0).</summary>
+public sealed record EcamWindow(ulong Base, int StartBus, int EndBus)
+{
+    public const ulong BytesPerBus = 1UL << 20;
+    public ulong Start => Base + (ulong)StartBus * BytesPerBus;
+    public ulong Size => (ulong)(EndBus - StartBus + 1) * BytesPerBus;
+    public ulong End => Start + Size - 1;
 }
 
 /// <summary>The slice of the PCI windows one root bus decodes (bhyve gives each bus its own).</summary>
