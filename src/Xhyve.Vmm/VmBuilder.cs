@@ -184,7 +184,7 @@ public sealed class VmBuilder
     private VirtioPciDevice CreateVirtio(IVirtioDevice device, IMsiSink msi, IInterruptLine intx)
     {
         VirtioPciDevice transport;
-        try { transport = new VirtioPciDevice(device, _memory!, msi, intx, new HypervisorDoorbells(_vm!)); }
+        try { transport = new VirtioPciDevice(device, _memory!, msi, intx, new HypervisorDoorbells(_vm!), _spec.SingleVectorMsi); }
         catch { device.Dispose(); throw; }
         _hostResources.Add(transport);
         _virtio.Add(transport);

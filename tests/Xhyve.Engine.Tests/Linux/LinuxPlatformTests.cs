@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace Xhyve.Engine.Tests.Linux;
 
-/// <summary>One boot with four vCPUs, single-vector MSI (-W), the RTC in UTC (-u), the HPET and ACPI PM
+/// <summary>One boot with four vCPUs, the RTC in UTC (-u), the HPET and ACPI PM
 /// timer as clocksources, a pause and resume while the guest keeps time, and SIGTERM pressing the ACPI
 /// power button, which the guest answers by powering off (our powerbtn tool, acpid's job).</summary>
 public sealed class PlatformBoot : LinuxBootFixture
@@ -20,10 +20,6 @@ public sealed class PlatformBoot : LinuxBootFixture
             mark online "$(cat /sys/devices/system/cpu/online)"
             dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null
             dd if=/dev/hwrng of=/dev/null bs=64 count=4 2>/dev/null
-            for f in /sys/bus/pci/devices/*; do
-              [ "$(cat $f/vendor)" = 0x1af4 ] && mark msi "${f##*/} $(cat $f/msi_irqs/* 2>/dev/null | sort | uniq -c | tr '\n' ' ')"
-            done
-            grep virtio /proc/interrupts | while read -r line; do mark irq "$line"; done
             mark clocksources "$(cat $cs/available_clocksource)"
             original=$(cat $cs/current_clocksource)
             for c in hpet acpi_pm; do
@@ -42,7 +38,7 @@ public sealed class PlatformBoot : LinuxBootFixture
             """)
         {
             Cpus = 4,
-            EngineArgs = ["-u", "-W", "-s", "2,virtio-rnd", "-s", $"3,virtio-blk,{disk}"],
+            EngineArgs = ["-u", "-s", "2,virtio-rnd", "-s", $"3,virtio-blk,{disk}"],
         };
         long epoch = 0;
         var run = LinuxHarness.Boot(kernel, dir, spec, session =>
@@ -75,18 +71,6 @@ public sealed class LinuxPlatformTests(PlatformBoot boot) : IClassFixture<Platfo
 
     [SkippableTheory]
     [MemberData(nameof(LinuxBootFixture.Kernels), MemberType = typeof(LinuxBootFixture))]
-    public void MinusW_VirtioFunctionsUseSingleVectorMsi_AndInterruptsArrive(string kernel)
-    {
-        var run = boot.Run(kernel);
-        var functions = run.All("msi");
-        Assert.True(functions.Count == 2, string.Join(" | ", functions));
-        Assert.All(functions, f => Assert.Matches(@"^\S+ +1 msi\s*$", f));
-        var lines = run.All("irq");
-        Assert.True(lines.Count == 2 && lines.All(l => l.Contains("PCI-MSI")), string.Join(" | ", lines));
-    }
-
-    [SkippableTheory]
-    [MemberData(nameof(LinuxBootFixture.Kernels), MemberType = typeof(LinuxBootFixture))]
     public void Clocksources_HpetAndAcpiPmTimer_AreOfferedAndKeepTime(string kernel)
     {
         var run = boot.Run(kernel);
@@ -98,7 +82,9 @@ public sealed class LinuxPlatformTests(PlatformBoot boot) : IClassFixture<Platfo
             var parts = run.Marker($"clock_{source}").Split(' ');
             Assert.Equal(source, parts[0]);
             double slept = double.Parse(parts[2], CultureInfo.InvariantCulture) - double.Parse(parts[1], CultureInfo.InvariantCulture);
-            Assert.True(slept is >= 1.9 and < 10, $"`sleep 2` took {slept} s by the {source} clocksource");
+            // The interval also holds two fork+execs of busybox (up to a few seconds each while the kernel's
+            // code is emulated), so only the lower bound is tight: a clock that stands still or crawls fails it.
+            Assert.True(slept is >= 1.9 and < 60, $"`sleep 2` took {slept} s by the {source} clocksource");
         }
     }
 

@@ -24,7 +24,7 @@ public sealed class VirtioBlockDeviceTests : IDisposable
     private readonly RecordingMsi _msi = new();
     private readonly RecordingInterruptLine _intx = new();
     private readonly string _image = Path.GetTempFileName();
-    private readonly VirtioPciDevice _device;
+    private VirtioPciDevice _device;
     private int _usedSeen;
 
     public VirtioBlockDeviceTests()
@@ -44,7 +44,13 @@ public sealed class VirtioBlockDeviceTests : IDisposable
     private sealed class RecordingMsi : IMsiSink
     {
         public int Count;
-        public void Signal(int vector, ulong address, uint data) => Interlocked.Increment(ref Count);
+        public int LastVector = -1;
+        public uint LastData;
+        public void Signal(int vector, ulong address, uint data)
+        {
+            (LastVector, LastData) = (vector, data);
+            Interlocked.Increment(ref Count);
+        }
     }
 
     private sealed class NoDoorbells : IDoorbells
@@ -266,6 +272,27 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         Request(VirtioBlock.TypeIn, 0, 512, dataWritable: true);
         var deadline = DateTime.UtcNow.AddSeconds(5);
         while (Volatile.Read(ref _msi.Count) == 0) { Assert.True(DateTime.UtcNow < deadline, "no MSI-X message"); Thread.Sleep(1); }
+        Assert.False(_intx.Level);
+    }
+
+    [Fact]
+    public void MinusW_OffersOneMsiMessageInsteadOfMsix_AndEveryInterruptUsesIt()
+    {
+        _device.Dispose();
+        var block = new VirtioBlock(RawImage.Open(_image, new RawImageOptions()), 512, 512, ioThreads: 2);
+        _device = new VirtioPciDevice(block, _q.Memory, _msi, _intx, new NoDoorbells(), singleVectorMsi: true);
+        Assert.DoesNotContain(_device.Bars, b => b.Index == VirtioPciDevice.MsixBar);
+        int cap = 0x40;                                                                      // MSI is the first capability
+        Assert.Equal(PciInterrupts.MsiCapabilityId, (byte)_device.Config.Read(cap, 1));
+        Assert.Equal(0u, (_device.Config.Read(cap + 2, 2) >> 1) & 7);                       // one message
+        _device.Config.Write(cap + 4, 4, 0xFEE0_0000);
+        _device.Config.Write(cap + 12, 2, 0x41);
+        _device.Config.Write(cap + 2, 2, 1);                                                 // MSI enable
+        Start();
+        Request(VirtioBlock.TypeIn, 0, 512, dataWritable: true);
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (Volatile.Read(ref _msi.Count) == 0) { Assert.True(DateTime.UtcNow < deadline, "no MSI message"); Thread.Sleep(1); }
+        Assert.Equal((0, 0x41u), (_msi.LastVector, _msi.LastData));                         // no MSI-X vector: message 0
         Assert.False(_intx.Level);
     }
 }

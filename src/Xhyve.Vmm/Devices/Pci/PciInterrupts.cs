@@ -104,9 +104,11 @@ public sealed class PciInterrupts
                 uint enabled = 1u << ((msi >> 4) & 7);
                 ulong address = _config.ReadDword(_msiCap + 4) | ((ulong)_config.ReadDword(_msiCap + 8) << 32);
                 uint data = _config.ReadWord(_msiCap + 12);
-                // Multiple messages: the low bits of the data select the vector.
-                data = (data & ~(enabled - 1)) | ((uint)vector & (enabled - 1));
-                Deliver(vector, address, data);
+                // Multiple messages: the low bits of the data select the vector. A vector the guest did not
+                // enable (or virtio's "no vector", which is all there is without MSI-X) uses message 0.
+                int message = vector >= 0 && (uint)vector < enabled ? vector : 0;
+                data = (data & ~(enabled - 1)) | (uint)message;
+                Deliver(message, address, data);
                 return;
             }
             SetIntx(true);

@@ -60,7 +60,9 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         public uint LegacyPfn;
     }
 
-    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells)
+    // singleVectorMsi is -W (bhyve's meaning): one MSI message instead of MSI-X. Drivers that use only
+    // MSI-X with virtio (Linux) then fall back to INTx.
+    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells, bool singleVectorMsi = false)
         : base(device.Name, new PciConfigSpace(Virtio.PciVendor, Virtio.TransitionalPciDeviceId(device.DeviceType), device.PciClass.Class, device.PciClass.Subclass, 0))
     {
         _device = device;
@@ -73,7 +75,8 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         BinaryPrimitives.WriteUInt16LittleEndian(subsystem[2..], device.DeviceType);
         Config.Define(PciConfigSpace.SubsystemVendorId, subsystem, [0, 0, 0, 0]);
 
-        _interrupts = PciInterrupts.Create(Config, msi, intx, msiVectors: 0, msixVectors: device.QueueCount + 1, msixBar: MsixBar, out var table);
+        _interrupts = PciInterrupts.Create(Config, msi, intx, msiVectors: singleVectorMsi ? 1 : 0,
+            msixVectors: singleVectorMsi ? 0 : device.QueueCount + 1, msixBar: MsixBar, out var table);
         AddCapability(CapCommon, CommonOffset, CommonConfigSize);
         AddCapability(CapIsr, IsrOffset, 1);
         AddCapability(CapDevice, DeviceConfigOffset, (uint)Math.Max(device.ConfigSize, 1));
@@ -82,7 +85,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         ulong legacySize = 64;
         while (legacySize < (ulong)(LegacyMsixHeader + device.ConfigSize)) legacySize <<= 1;
         AddBar(LegacyBar, PciBarKind.Io, legacySize, new LegacyRegisters(this));
-        AddBar(MsixBar, PciBarKind.Memory32, MsixTable.BarSize, table!);
+        if (table != null) AddBar(MsixBar, PciBarKind.Memory32, MsixTable.BarSize, table);
         // 32-bit so guests without 64-bit addressing (and our 32-bit test guests) reach it.
         AddBar(ModernBar, PciBarKind.Memory32, ModernBarSize, new ModernRegisters(this));
 
