@@ -14,10 +14,10 @@ packages=(
   gzip xz-utils lz4 zstd                      # reference compressors for the payload tests
   acpica-tools                                # iasl: the ACPI tables are checked with the real disassembler
   procps                                      # kill(1), used by the tests to signal the engine
-  cpio busybox-static                         # initramfs test (hardware-virtualization hosts)
+  cpio busybox-static                         # the Linux tests' initramfs (tests/linux/make-initramfs.sh)
   qemu-system-x86 time                        # QEMU cross-checks (virtio-blk) and side-by-side benchmarks
   fio                                         # the host baseline of the storage benchmark
-  e2fsprogs                                   # chattr: an unwritable image even for root (disk tests)
+  e2fsprogs                                   # chattr (disk tests); mke2fs, e2fsck, debugfs (the Linux tests)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -51,4 +51,14 @@ if [ ! -f "$pester_module/Pester.psd1" ]; then
 fi
 
 "$root/tests/linux/fetch-debian-kernel.sh" >/dev/null
+
+# The Linux test kernel's x2APIC build (for the -x test), from the shared test kernel's sources and
+# build script: a few minutes once, then cached in .cache/linux/testkernel-x2apic.
+testkernel="$root/../shared/linux-testkernel"
+if [ -x "$testkernel/build.sh" ]; then
+  echo "setup: building the x2APIC test kernel (cached after the first time)"
+  "$root/tests/linux/build-x2apic-kernel.sh" "$testkernel" >/dev/null
+else
+  echo "setup: no Linux test kernel sources at $testkernel; the x2APIC Linux test will say so and skip"
+fi
 echo "setup: done"

@@ -10,6 +10,9 @@ public sealed record LinuxKernel(string Kind, string Image, string CommandLine, 
     /// <summary>The small Linux 6.1 built for software-nested hosts (../shared/linux-testkernel): runs everywhere.</summary>
     public const string TestKernel = "test-kernel";
 
+    /// <summary>The test kernel rebuilt with CONFIG_X86_X2APIC (tests/linux/build-x2apic-kernel.sh, run by the setup script).</summary>
+    public const string TestKernelX2Apic = "test-kernel-x2apic";
+
     /// <summary>Debian's stock cloud kernel with its modules: reaches userspace only with VT-x/AMD-V.</summary>
     public const string Debian = "debian";
 
@@ -34,6 +37,7 @@ public static class LinuxKernels
                 entry = kind switch
                 {
                     LinuxKernel.TestKernel => FindTestKernel(),
+                    LinuxKernel.TestKernelX2Apic => FindX2ApicKernel(),
                     LinuxKernel.Debian => FindDebianKernel(),
                     _ => (null, $"unknown kernel kind '{kind}'"),
                 };
@@ -61,6 +65,17 @@ public static class LinuxKernels
                 File.Exists(config) ? File.ReadAllText(config) : "", null), "");
         }
         return (null, $"no Linux test kernel: set XHYVE_TEST_KERNEL to a bzImage (with cmdline.txt beside it), or put one at {string.Join(" or ", candidates.Select(Path.GetFullPath))}");
+    }
+
+    private static (LinuxKernel?, string) FindX2ApicKernel()
+    {
+        string image = Path.GetFullPath(Environment.GetEnvironmentVariable("XHYVE_TEST_KERNEL_X2APIC") is { Length: > 0 } fromEnv
+            ? fromEnv : Path.Combine(EngineProcess.Root, ".cache", "linux", "testkernel-x2apic", "bzImage"));
+        string dir = Path.GetDirectoryName(image)!;
+        if (!File.Exists(image) || !File.Exists(Path.Combine(dir, "cmdline.txt")))
+            return (null, $"no x2APIC test kernel at {image}: tests/linux/build-x2apic-kernel.sh builds it (scripts/setup-debian.sh runs it)");
+        string config = File.Exists(Path.Combine(dir, "config")) ? File.ReadAllText(Path.Combine(dir, "config")) : "";
+        return (new LinuxKernel(LinuxKernel.TestKernelX2Apic, image, File.ReadAllText(Path.Combine(dir, "cmdline.txt")).Trim(), config, null), "");
     }
 
     private static (LinuxKernel?, string) FindDebianKernel()

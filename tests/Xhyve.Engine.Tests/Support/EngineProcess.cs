@@ -117,7 +117,7 @@ public sealed class RunningEngine : IDisposable
     public string Output { get { lock (_lock) return _output.ToString(); } }
 
     /// <summary>The process's stderr, once it has exited (empty before).</summary>
-    public string Stderr => _stderr.IsCompleted ? _stderr.Result : "";
+    public string Stderr => _process.HasExited && _stderr.Wait(5_000) ? _stderr.Result : "";
 
     public int Id => _process.Id;
     public StreamWriter StandardInput => _process.StandardInput;
