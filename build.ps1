@@ -11,7 +11,7 @@
       Package - build the importable module folder out/Xhyve with its MAML help (scripts/package-module.sh)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
-      Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh) and print the tables for docs/benchmarks.md
+      Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh, bench/linux.sh) and print the tables for docs/benchmarks.md
       Clean   - remove build output
 .EXAMPLE
     ./build.ps1 -Task Test
@@ -80,6 +80,7 @@ foreach ($t in $Task) {
             Invoke-Native bash @((Join-Path $root 'bench/run.sh'))
             Invoke-Native bash @((Join-Path $root 'bench/storage.sh'))
             Invoke-Native bash @((Join-Path $root 'bench/management.sh'))
+            Invoke-Native bash @((Join-Path $root 'bench/linux.sh'))
         }
         'Clean' {
             Invoke-Native dotnet @('clean', (Join-Path $root 'XhyvePS.sln'), '--nologo')
