@@ -35,7 +35,10 @@ tree="$work/x/lib/modules/$version"
 rm -rf "$cache/lib-modules"
 mkdir -p "$cache/lib-modules/$version"
 cp "$tree"/modules.* "$cache/lib-modules/$version/"
-(cd "$tree" && find kernel/drivers/virtio kernel/drivers/block kernel/drivers/char kernel/drivers/net kernel/drivers/ata \
-   kernel/drivers/scsi kernel/drivers/cdrom kernel/drivers/tty kernel/drivers/rtc kernel/fs kernel/lib kernel/crypto \
-   kernel/arch -name '*.ko*' 2>/dev/null | cpio -pdm --quiet "$cache/lib-modules/$version")
+folders=()
+for d in drivers/virtio drivers/block drivers/char drivers/net drivers/ata drivers/scsi drivers/cdrom drivers/tty \
+         drivers/rtc fs lib crypto arch; do
+  [ -d "$tree/kernel/$d" ] && folders+=("kernel/$d")
+done
+(cd "$tree" && find "${folders[@]}" -name '*.ko*' | cpio -pdm --quiet "$cache/lib-modules/$version")
 ls "$cache"/vmlinuz-* | head -n 1
