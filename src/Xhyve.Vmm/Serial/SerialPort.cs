@@ -49,13 +49,15 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
                 break;
             case SerialBackendKind.Log:
             {
-                int fd = OpenOrThrow(b.Path!, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_APPEND | LibC.O_CLOEXEC, "log file");
+                int fd = OutputFiles.OpenForAppend(b.Path!, $"{_name} log=");
+                _owned.Add(fd);
                 _outputs.Add(fd);
                 break;
             }
             case SerialBackendKind.Tty:
             {
-                int fd = OpenOrThrow(b.Path!, LibC.O_RDWR | LibC.O_NOCTTY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, "tty");
+                int fd = OutputFiles.OpenTerminal(b.Path!, _name);
+                _owned.Add(fd);
                 TerminalGuard.MakeRaw(fd);
                 _inputs.Add(fd);
                 _outputs.Add(fd);
@@ -76,9 +78,9 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
                 _ptyNames.Add(pts);
                 if (b.Path != null)
                 {
-                    try { File.WriteAllText(b.Path, pts + "\n"); }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                    { throw new IOException($"{_name}: cannot write the pty name to {b.Path}: {e.Message}", e); }
+                    // Removed at exit (while it is still this file): a stale name would point a later reader at
+                    // whatever pty the kernel hands out next.
+                    _nameFiles.Add((b.Path, OutputFiles.WriteReplacing(b.Path, pts + "\n", $"{_name} autopty=")));
                 }
                 _inputs.Add(fd);
                 _outputs.Add(fd);
@@ -88,14 +90,7 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         }
     }
 
-    private int OpenOrThrow(string path, int flags, string what)
-    {
-        int fd = LibC.Open(path, flags, 0b110_100_100); // 0644 for a new log file
-        if (fd < 0) throw new IOException($"{_name}: cannot open {what} {path}: {LibC.StrError(LibC.LastErrno)}");
-        _owned.Add(fd);
-        return fd;
-    }
-
+    private readonly List<(string Path, FileIdentity Identity)> _nameFiles = new();
 
     /// <summary>Connects the UART and starts delivering host input to it.</summary>
     public void Attach(Uart16550 uart)
@@ -194,6 +189,8 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         _pump?.Join(2000);
         foreach (int fd in _owned) LibC.Close(fd);
         _owned.Clear();
+        foreach (var (path, identity) in _nameFiles) OutputFiles.RemoveIfSame(path, identity);
+        _nameFiles.Clear();
         foreach (int fd in _wakePipe) if (fd > 0) LibC.Close(fd);
     }
 }
