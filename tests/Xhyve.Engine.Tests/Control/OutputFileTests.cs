@@ -262,4 +262,31 @@ public sealed class OutputFileTests : IDisposable
         var run = EngineProcess.Run(["-s", "31,lpc", "-l", "com1," + device, "-f", $"multiboot,{EngineProcess.Guest("hello")}"], 20);
         AssertRefused(run, $"com1 {device}", "not a terminal", "log=PATH");
     }
+
+    [SkippableFact]
+    public void TtyBackend_OnATerminal_IsAccepted()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        // A pty from a first engine (autopty) is a terminal the second engine can take as its tty backend.
+        string name = In("com1.pty");
+        using var first = EngineProcess.Start(["-s", "31,lpc", "-l", "com1,autopty=" + name, "-l", "com2,stdio", "-f", $"multiboot,{EngineProcess.Guest("hello")},,spin=1"]);
+        try
+        {
+            string pts = "";
+            for (int i = 0; i < 200 && !pts.StartsWith("/dev/pts/"); i++)
+            {
+                Thread.Sleep(50);
+                if (File.Exists(name)) pts = File.ReadAllText(name).Trim();
+            }
+            Assert.StartsWith("/dev/pts/", pts);
+            var run = EngineProcess.Run(["-s", "31,lpc", "-l", "com1," + pts, "-l", "com2,stdio", "-f", $"multiboot,{EngineProcess.Guest("hello")}"], 30);
+            Assert.True(run.ExitCode == 2, run.ToString());
+            Assert.DoesNotContain("not a terminal", run.Stderr);
+        }
+        finally
+        {
+            EngineProcess.Signal(first, "TERM");
+            first.WaitForExit(10_000);
+        }
+    }
 }
