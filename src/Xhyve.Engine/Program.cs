@@ -69,6 +69,10 @@ public static class Program
             if (cli.ExitFile != null) OutputFiles.CheckReplaceable(cli.ExitFile, "--exit-file");
             _exitFileChecked = true;
             if (cli.ControlSocket != null) Control.ControlServer.CheckPath(cli.ControlSocket);
+            if (spec.Com1 != null) SerialPort.Check("com1", spec.Com1);
+            if (spec.Com2 != null) SerialPort.Check("com2", spec.Com2);
+            foreach (var uart in spec.PciDevices.Where(d => d.Emulation == "uart"))
+                SerialPort.Check($"uart at {uart.Address}", SerialBackendSpec.ParseList(uart.Options ?? ""));
         }
         catch (IOException e) { return Fail(e.Message); }
 

@@ -145,20 +145,39 @@ public static unsafe class OutputFiles
         throw new IOException($"{Name(what, path)}: {problem}");
     }
 
+    /// <summary>The checks of <see cref="OpenForAppend"/> that need no open, made before the engine creates anything.</summary>
+    public static void CheckAppendable(string path, string what)
+    {
+        CheckFolder(path, what);
+        if (LStat(path) is not { } st) return;
+        uint me = LibC.GetEUid();
+        if (Is(st, LibC.S_IFREG) && st.Uid != me)
+            throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only appends to its own files");
+        if (!Is(st, LibC.S_IFREG) && !Is(st, LibC.S_IFCHR))
+            throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}; the console log must be a regular file, a terminal or /dev/null");
+    }
+
+    /// <summary>The check of <see cref="OpenTerminal"/> that needs no open: the path is a character device.</summary>
+    public static void CheckTerminalPath(string path, string what)
+    {
+        Stat st;
+        if (LibC.StatPath(path, &st) != 0) throw new IOException($"{Name(what, path)}: {LibC.StrError(LibC.LastErrno)}");
+        if (!Is(st, LibC.S_IFCHR)) throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}, not a terminal; {TerminalHint}");
+    }
+
+    private const string TerminalHint = "a tty backend must be a terminal; to write the console to a file use log=PATH";
+
     /// <summary>Opens a terminal for a tty backend (-l com1,/dev/ttyS0). Symlinks are followed (/dev/serial/by-id
     /// names are links) because only a character device that isatty() accepts is kept, and reading or writing
     /// a terminal changes no file. Anything else is refused before it is opened when it is not a character device.</summary>
     internal static int OpenTerminal(string path, string what)
     {
-        const string hint = "a tty backend must be a terminal; to write the console to a file use log=PATH";
-        Stat st;
-        if (LibC.StatPath(path, &st) != 0) throw new IOException($"{Name(what, path)}: {LibC.StrError(LibC.LastErrno)}");
-        if (!Is(st, LibC.S_IFCHR)) throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}, not a terminal; {hint}");
+        CheckTerminalPath(path, what);
         int fd = LibC.Open(path, LibC.O_RDWR | LibC.O_NOCTTY | LibC.O_NONBLOCK | LibC.O_CLOEXEC);
         if (fd < 0) throw new IOException($"{Name(what, path)}: cannot open: {LibC.StrError(LibC.LastErrno)}");
         if (LibC.IsATty(fd) == 1) return fd;
         LibC.Close(fd);
-        throw new IOException($"{Name(what, path)}: is a character device that is not a terminal; {hint}");
+        throw new IOException($"{Name(what, path)}: is a character device that is not a terminal; {TerminalHint}");
     }
 
     /// <summary>Removes <paramref name="path"/> only while it is still the file the engine created there.</summary>

@@ -37,6 +37,22 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         catch { Dispose(); throw; }
     }
 
+    /// <summary>What can be checked of <paramref name="backends"/> without opening or creating anything, so a bad
+    /// path is refused before the engine writes any file (a later backend's refusal would otherwise leave an
+    /// earlier log= file created). Throws <see cref="IOException"/>; <see cref="Open"/> checks again.</summary>
+    public static void Check(string name, IReadOnlyList<SerialBackendSpec> backends)
+    {
+        foreach (var b in backends)
+        {
+            switch (b.Kind)
+            {
+                case SerialBackendKind.Log: OutputFiles.CheckAppendable(b.Path!, $"{name} log="); break;
+                case SerialBackendKind.Tty: OutputFiles.CheckTerminalPath(b.Path!, name); break;
+                case SerialBackendKind.AutoPty when b.Path != null: OutputFiles.CheckReplaceable(b.Path, $"{name} autopty="); break;
+            }
+        }
+    }
+
     private void Open(SerialBackendSpec b)
     {
         switch (b.Kind)

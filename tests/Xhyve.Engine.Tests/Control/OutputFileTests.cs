@@ -251,6 +251,18 @@ public sealed class OutputFileTests : IDisposable
         Assert.Equal("precious data\n", File.ReadAllText(file));
     }
 
+    [SkippableFact]
+    public void ARefusedBackend_IsRefusedBeforeAnyOtherBackendCreatesItsFile()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string log = In("com1.log"), name = In("uart.pty"), file = Precious("vmlinuz");
+        var run = EngineProcess.Run(["-s", "3,uart,autopty=" + name, "-s", "31,lpc", "-l", "com1,log=" + log, "-l", "com2," + file,
+            "-f", $"multiboot,{EngineProcess.Guest("hello")}"], 20);
+        AssertRefused(run, $"com2 {file}", "not a terminal");
+        Assert.False(File.Exists(log), "com1's log must not be created when com2 is refused");
+        Assert.False(File.Exists(name), "the uart's pty-name file must not be written when com2 is refused");
+    }
+
     [SkippableTheory]
     [InlineData("zero", 1, 5)]
     [InlineData("kvm", 10, 232)]   // -l com1,/dev/kvm: a character device, but not a terminal
