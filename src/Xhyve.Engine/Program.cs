@@ -34,7 +34,7 @@ public static class Program
         int code = Run(cli);
         // The exit file before the pid file goes: whoever watches sees the engine end with its status, never
         // a moment where it is gone without one.
-        if (cli.ExitFile != null && cli.Action == CliAction.Run && _exitFileChecked) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
+        if (cli.ExitFile != null && cli.Action == CliAction.Run && !_exitFileRefused) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
         _pidFile?.Dispose();
         return code;
     }
@@ -42,8 +42,8 @@ public static class Program
     /// <summary>The last message printed for an error or stop, for the exit file.</summary>
     private static string? _lastError;
     private static PidFile? _pidFile;
-    /// <summary>The exit file is written only once its path passed the checks (a refused path is left untouched).</summary>
-    private static bool _exitFileChecked;
+    /// <summary>A refused --exit-file path is left untouched at exit too (writing it checks again anyway).</summary>
+    private static bool _exitFileRefused;
 
     private static int Run(CliResult cli)
     {
@@ -66,8 +66,12 @@ public static class Program
         // The paths the engine will write are checked before anything is created, so a refused one changes nothing.
         try
         {
-            if (cli.ExitFile != null) OutputFiles.CheckReplaceable(cli.ExitFile, "--exit-file");
-            _exitFileChecked = true;
+            if (cli.ExitFile != null)
+            {
+                _exitFileRefused = true;
+                OutputFiles.CheckReplaceable(cli.ExitFile, "--exit-file");
+                _exitFileRefused = false;
+            }
             if (cli.ControlSocket != null) Control.ControlServer.CheckPath(cli.ControlSocket);
             if (spec.Com1 != null) SerialPort.Check("com1", spec.Com1);
             if (spec.Com2 != null) SerialPort.Check("com2", spec.Com2);

@@ -111,6 +111,16 @@ public sealed class OutputFileTests : IDisposable
         Assert.Equal(["exit.json"], Directory.GetFiles(_dir).Select(Path.GetFileName));
     }
 
+    [Fact]
+    public void ExitFile_IsStillWrittenForAnInvalidConfiguration()
+    {
+        // The launcher learns why an engine did not start from this file; the path checks must not lose that.
+        string file = In("exit.json");
+        var run = EngineProcess.Run(["-s", "3,floppy", "-f", "kexec,/etc/hostname", "--exit-file", file], 20);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("unknown emulation", File.ReadAllText(file));
+    }
+
     // -F
 
     [SkippableFact]
