@@ -6,6 +6,7 @@ using Xhyve.Vmm.Boot;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Hypervisor.Kvm;
 using Xhyve.Vmm.Memory;
+using Xhyve.Vmm.Native;
 using Xhyve.Vmm.Serial;
 using Xhyve.Vmm.Storage;
 
@@ -33,7 +34,7 @@ public static class Program
         int code = Run(cli);
         // The exit file before the pid file goes: whoever watches sees the engine end with its status, never
         // a moment where it is gone without one.
-        if (cli.ExitFile != null && cli.Action == CliAction.Run) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
+        if (cli.ExitFile != null && cli.Action == CliAction.Run && !_exitFileRefused) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
         _pidFile?.Dispose();
         return code;
     }
@@ -41,6 +42,8 @@ public static class Program
     /// <summary>The last message printed for an error or stop, for the exit file.</summary>
     private static string? _lastError;
     private static PidFile? _pidFile;
+    /// <summary>A refused --exit-file path is left untouched at exit too (writing it checks again anyway).</summary>
+    private static bool _exitFileRefused;
 
     private static int Run(CliResult cli)
     {
@@ -60,6 +63,22 @@ public static class Program
             return 1;
         }
         if (!KvmHypervisor.IsPresent) return Fail($"{KvmHypervisor.DevicePath} not found: this host has no KVM");
+        // The paths the engine will write are checked before anything is created, so a refused one changes nothing.
+        try
+        {
+            if (cli.ExitFile != null)
+            {
+                _exitFileRefused = true;
+                OutputFiles.CheckReplaceable(cli.ExitFile, "--exit-file");
+                _exitFileRefused = false;
+            }
+            if (cli.ControlSocket != null) Control.ControlServer.CheckPath(cli.ControlSocket);
+            if (spec.Com1 != null) SerialPort.Check("com1", spec.Com1);
+            if (spec.Com2 != null) SerialPort.Check("com2", spec.Com2);
+            foreach (var uart in spec.PciDevices.Where(d => d.Emulation == "uart"))
+                SerialPort.Check($"uart at {uart.Address}", SerialBackendSpec.ParseList(uart.Options ?? ""));
+        }
+        catch (IOException e) { return Fail(e.Message); }
 
         Machine? machine = null;
         Control.ControlServer? control = null;
@@ -115,33 +134,17 @@ public static class Program
     }
 }
 
-/// <summary>-F: a pid file created exclusively (a second engine with the same file refuses to start) and removed at exit.</summary>
+/// <summary>-F: a pid file created exclusively (a second engine with the same file refuses to start; nothing that
+/// already exists at the path, a symlink included, is touched) and removed at exit while it is still ours.</summary>
 internal sealed class PidFile : IDisposable
 {
     private readonly string _path;
-    private PidFile(string path) => _path = path;
+    private readonly FileIdentity _identity;
+    private PidFile(string path, FileIdentity identity) { _path = path; _identity = identity; }
 
-    public static PidFile Create(string path)
-    {
-        try
-        {
-            using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
-            using var writer = new StreamWriter(stream);
-            writer.WriteLine(Environment.ProcessId);
-        }
-        catch (IOException e) when (File.Exists(path))
-        {
-            throw new IOException($"-F {path}: pid file already exists (another engine running?)", e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"-F {path}: cannot create pid file: {e.Message}", e);
-        }
-        return new PidFile(path);
-    }
+    public static PidFile Create(string path) =>
+        new(path, OutputFiles.CreateExclusive(path, System.Text.Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"), "-F",
+            "pid file already exists (another engine running?)"));
 
-    public void Dispose()
-    {
-        try { File.Delete(_path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
+    public void Dispose() => OutputFiles.RemoveIfSame(_path, _identity);
 }

@@ -163,4 +163,18 @@ public sealed class EngineHostTests : IDisposable
         var vm = _store.Create(new VirtualMachine { Name = "x", KernelPath = "/k" });
         Assert.Contains("/nonexistent/xhyve does not exist", Assert.Throws<EngineException>(() => host.Start(vm, StartTimeout)).Message);
     }
+
+    [SkippableFact]
+    public void AnEngineLogThatIsASymlink_IsRefused_AndNothingIsWrittenThroughIt()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("linked", "hello", "");
+        string target = Path.Combine(_root, "written-through-the-link");
+        File.CreateSymbolicLink(Path.Combine(_store.FolderOf("linked"), EngineHost.EngineLogFile), target);
+        var e = Assert.Throws<EngineException>(() => _host.Start(vm, StartTimeout));
+        Assert.Contains("engine log", e.Message);
+        Assert.Contains("symbolic link", e.Message);
+        Assert.False(File.Exists(target));
+        Assert.Equal(VmState.Off, _host.GetStatus("linked").State);
+    }
 }

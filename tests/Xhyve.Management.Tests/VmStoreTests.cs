@@ -120,4 +120,34 @@ public sealed class VmStoreTests : IDisposable
             Environment.SetEnvironmentVariable("XDG_DATA_HOME", xdg);
         }
     }
+
+    // Issue 11: the store writes only its own regular files in the VM folder; a planted symlink is refused, not followed.
+
+    [Fact]
+    public void ADefinitionThatIsASymlink_IsNotReplaced()
+    {
+        _store.Create(Vm());
+        string file = Path.Combine(_store.FolderOf("web"), "vm.json");
+        string elsewhere = Path.Combine(_root, "elsewhere.json");
+        File.Move(file, elsewhere);
+        File.CreateSymbolicLink(file, elsewhere);
+        string before = File.ReadAllText(elsewhere);
+        var e = Assert.Throws<VmStoreException>(() => _store.Update("web", vm => vm.ProcessorCount = 2));
+        Assert.Contains($"{file}: is a symbolic link", e.Message);
+        Assert.NotNull(new FileInfo(file).LinkTarget);
+        Assert.Equal(before, File.ReadAllText(elsewhere));
+    }
+
+    [Fact]
+    public void ALockFileThatIsASymlink_IsRefused_AndNothingIsCreatedThroughIt()
+    {
+        _store.Create(Vm());
+        string lockFile = Path.Combine(_store.FolderOf("web"), ".lock");
+        File.Delete(lockFile);
+        string target = Path.Combine(_root, "created-through-the-link");
+        File.CreateSymbolicLink(lockFile, target);
+        var e = Assert.Throws<VmStoreException>(() => _store.Update("web", vm => vm.ProcessorCount = 2));
+        Assert.Contains("symbolic link", e.Message);
+        Assert.False(File.Exists(target));
+    }
 }

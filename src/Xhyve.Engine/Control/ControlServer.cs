@@ -5,6 +5,7 @@ using System.Text.Json;
 using Xhyve.Engine.Runtime;
 using Xhyve.Vmm;
 using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Native;
 using Xhyve.Vmm.Firmware.Smbios;
 using Xhyve.Vmm.Serial;
 
@@ -33,26 +34,35 @@ public sealed class ControlServer : IDisposable
         _path = path; _listener = listener; _machine = machine; _runner = runner; _spec = spec;
     }
 
-    /// <summary>Binds the socket (refusing a folder other users can enter, or a live socket of another engine)
-    /// and starts accepting. Throws <see cref="IOException"/> naming the path.</summary>
-    public static ControlServer Start(string path, Machine machine, VmRunner runner, VmSpecification spec)
+    /// <summary>Throws <see cref="IOException"/> naming the path unless the socket can be created there: the folder
+    /// exists (the engine does not create it), only its owner can enter it, and the path is free or holds a socket
+    /// no engine serves (one left by an engine that was killed). Anything else at the path is left alone.</summary>
+    public static void CheckPath(string path)
     {
         path = Path.GetFullPath(path);
+        OutputFiles.CheckFolder(path, "--control-socket");
         string folder = Path.GetDirectoryName(path)!;
-        if (!Directory.Exists(folder)) Directory.CreateDirectory(folder, OwnerOnlyFolder);
         var mode = File.GetUnixFileMode(folder);
         if ((mode & ~(OwnerOnlyFolder | UnixFileMode.SetGroup | UnixFileMode.SetUser | UnixFileMode.StickyBit)) != 0)
             throw new IOException($"--control-socket {path}: the folder {folder} can be entered by other users (mode {Convert.ToString((int)mode, 8)}); " +
                 $"the control socket needs a folder only its owner can use (chmod 700 {folder})");
-        if (File.Exists(path))
-        {
-            if (IsServed(path)) throw new IOException($"--control-socket {path}: another engine is serving this socket");
-            File.Delete(path);   // left behind by an engine that was killed
-        }
+        if (OutputFiles.IsSocketOrAbsent(path, "--control-socket") && IsServed(path))
+            throw new IOException($"--control-socket {path}: another engine is serving this socket");
+    }
+
+    /// <summary>Binds the socket (after <see cref="CheckPath"/>, replacing only a stale socket) and starts accepting.
+    /// Throws <see cref="IOException"/> naming the path.</summary>
+    public static ControlServer Start(string path, Machine machine, VmRunner runner, VmSpecification spec)
+    {
+        path = Path.GetFullPath(path);
+        CheckPath(path);
+        if (OutputFiles.IsSocketOrAbsent(path, "--control-socket")) File.Delete(path);   // left behind by an engine that was killed
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        FileIdentity? identity;
         try
         {
             listener.Bind(new UnixDomainSocketEndPoint(path));
+            identity = OutputFiles.IdentityOf(path);
             File.SetUnixFileMode(path, OwnerOnlySocket);
             listener.Listen(8);
         }
@@ -61,7 +71,7 @@ public sealed class ControlServer : IDisposable
             listener.Dispose();
             throw new IOException($"--control-socket {path}: {e.Message}", e);
         }
-        var server = new ControlServer(path, listener, machine, runner, spec);
+        var server = new ControlServer(path, listener, machine, runner, spec) { _identity = identity };
         _ = server.AcceptLoop();
         return server;
     }
@@ -280,6 +290,9 @@ public sealed class ControlServer : IDisposable
         _stop.Cancel();
         _listener.Dispose();
         SpinWait.SpinUntil(() => Volatile.Read(ref _replying) == 0, TimeSpan.FromSeconds(1));
-        try { File.Delete(_path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        // Only the socket this engine bound: a path taken over since (a new engine's socket, a file) stays.
+        if (_identity is { } id) OutputFiles.RemoveIfSame(_path, id);
     }
+
+    private FileIdentity? _identity;
 }

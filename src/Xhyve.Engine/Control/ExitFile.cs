@@ -1,19 +1,20 @@
 using System.Text.Json;
 using Xhyve.Vmm;
+using Xhyve.Vmm.Native;
 
 namespace Xhyve.Engine.Control;
 
 /// <summary>--exit-file: how the engine ended, as JSON, for whoever launched it detached (the management
-/// library reads it to report a VM's exit code). Written whole to a temporary name, then renamed.</summary>
+/// library reads it to report a VM's exit code). Written whole to a new temporary file, then renamed; only a
+/// regular file of this user is ever replaced (<see cref="OutputFiles.WriteReplacing"/>).</summary>
 public static class ExitFile
 {
     public static void Write(string path, int exitCode, string? reason)
     {
         try
         {
-            string temporary = path + ".tmp";
-            using (var stream = File.Create(temporary))
-            using (var w = new Utf8JsonWriter(stream))
+            var json = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var w = new Utf8JsonWriter(json))
             {
                 w.WriteStartObject();
                 w.WriteNumber("exitCode", exitCode);
@@ -22,11 +23,11 @@ public static class ExitFile
                 w.WriteString("endedUtc", DateTime.UtcNow);
                 w.WriteEndObject();
             }
-            File.Move(temporary, path, overwrite: true);
+            OutputFiles.WriteReplacing(path, json.WrittenSpan, "--exit-file");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (IOException e)
         {
-            Console.Error.WriteLine($"xhyve: --exit-file {path}: {e.Message}");
+            Console.Error.WriteLine($"xhyve: {e.Message}");
         }
     }
 }

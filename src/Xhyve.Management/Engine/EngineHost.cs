@@ -4,6 +4,8 @@ using System.Text.RegularExpressions;
 using Xhyve.Management.Model;
 using Xhyve.Management.Store;
 
+using Xhyve.Vmm.Native;
+
 namespace Xhyve.Management.Engine;
 
 /// <summary>What a VM is doing, as its engine host (or the lack of one) shows it.</summary>
@@ -60,6 +62,9 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         if (status.State != VmState.Off) throw new EngineException($"VM '{vm.Name}' is already {status.State} (engine pid {status.ProcessId})");
         foreach (var stale in new[] { PidFile, ControlSocketFile, ExitFileName })
             File.Delete(FileOf(vm.Name, stale));
+        // The shell's >> below follows a symlink and appends to anything: only our own regular file (or none) is used.
+        try { OutputFiles.CheckReplaceable(FileOf(vm.Name, EngineLogFile), "engine log"); }
+        catch (IOException e) { throw new EngineException(e.Message); }
 
         var args = new List<string>(VmArguments.ToArguments(vm, FileOf(vm.Name, ConsoleLogFile)))
         {

@@ -1,5 +1,7 @@
 using Xhyve.Management.Model;
 
+using Xhyve.Vmm.Native;
+
 namespace Xhyve.Management.Store;
 
 /// <summary>A store operation that failed: the message names the VM or file and the problem.</summary>
@@ -156,31 +158,23 @@ public sealed class VmStore
         if (problems.Count > 0) throw new VmStoreException($"VM '{vm.Name}': {string.Join("; ", problems)}");
     }
 
+    /// <summary>Replaces vm.json whole (a new O_EXCL temporary file in the folder, synced, renamed over it); a vm.json
+    /// that is a symlink or anything but this user's regular file is refused rather than replaced.</summary>
     private void Write(VirtualMachine vm)
     {
-        string file = DefinitionOf(vm.Name), temporary = $"{file}.{Guid.NewGuid():N}.tmp";
-        try
-        {
-            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-            using (var writer = new StreamWriter(stream))
-            {
-                writer.Write(VmJson.Serialize(vm));
-                writer.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, file, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(temporary); } catch (IOException) { }
-            throw new VmStoreException($"{file}: cannot write the VM definition: {e.Message}", e);
-        }
+        string file = DefinitionOf(vm.Name);
+        try { OutputFiles.WriteReplacing(file, System.Text.Encoding.UTF8.GetBytes(VmJson.Serialize(vm)), "VM definition"); }
+        catch (IOException e) { throw new VmStoreException($"cannot write the VM definition: {e.Message}", e); }
     }
 
     /// <summary>The VM's lock: an exclusive open of its lock file (flock on Unix), waited for up to 10 s.</summary>
     private IDisposable Lock(string name)
     {
         string path = Path.Combine(FolderOf(name), LockFile);
+        // OpenOrCreate follows a symlink: a link planted as the lock file would create or hold a file elsewhere.
+        try { OutputFiles.CheckReplaceable(path, "VM lock file"); }
+        catch (IOException e) when (Directory.Exists(FolderOf(name))) { throw new VmStoreException(e.Message, e); }
+        catch (IOException e) { throw new VmStoreException($"no VM named '{name}' in {Root}", e); }
         var deadline = DateTime.UtcNow + LockTimeout;
         while (true)
         {

@@ -133,6 +133,30 @@ internal static partial class LibC
     public static unsafe partial int FStat(int fd, Stat* buffer);
     public const uint S_IFMT = 0xF000, S_IFBLK = 0x6000, S_IFREG = 0x8000;
 
+    // Files the engine writes next to the user's data (docs/security.md): checked with lstat, opened with
+    // O_NOFOLLOW, replaced by rename, removed only while they are still the inode the engine made.
+    public const uint S_IFCHR = 0x2000, S_IFDIR = 0x4000, S_IFIFO = 0x1000, S_IFLNK = 0xA000, S_IFSOCK = 0xC000;
+    public const int O_NOFOLLOW = 0x20000;
+    public const int ENXIO = 6, EEXIST = 17, ELOOP = 40;
+
+    [LibraryImport(Lib, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial int LStat(string path, Stat* buffer);
+
+    [LibraryImport(Lib, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial int StatPath(string path, Stat* buffer);
+
+    [LibraryImport(Lib, EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Rename(string from, string to);
+
+    [LibraryImport(Lib, EntryPoint = "unlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Unlink(string path);
+
+    [LibraryImport(Lib, EntryPoint = "fsync", SetLastError = true)]
+    public static partial int FSync(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "geteuid")]
+    public static partial uint GetEUid();
+
     [LibraryImport(Lib, EntryPoint = "getrandom", SetLastError = true)]
     public static unsafe partial nint GetRandom(byte* buffer, nuint length, uint flags);
 
@@ -142,11 +166,15 @@ internal static partial class LibC
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
 }
 
-/// <summary>struct stat on x86_64 (144 bytes); only st_mode, st_size and st_blocks are read.</summary>
+/// <summary>struct stat on x86_64 (144 bytes); only st_dev, st_ino, st_mode, st_uid, st_size and st_blocks are read.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 144)]
 internal struct Stat
 {
+    [FieldOffset(0)] public ulong Dev;
+    [FieldOffset(8)] public ulong Ino;
     [FieldOffset(24)] public uint Mode;
+    [FieldOffset(28)] public uint Uid;
+    [FieldOffset(40)] public ulong RDev;
     [FieldOffset(48)] public long Size;
     [FieldOffset(64)] public long Blocks;
 }

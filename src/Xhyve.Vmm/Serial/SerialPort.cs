@@ -37,6 +37,22 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         catch { Dispose(); throw; }
     }
 
+    /// <summary>What can be checked of <paramref name="backends"/> without opening or creating anything, so a bad
+    /// path is refused before the engine writes any file (a later backend's refusal would otherwise leave an
+    /// earlier log= file created). Throws <see cref="IOException"/>; <see cref="Open"/> checks again.</summary>
+    public static void Check(string name, IReadOnlyList<SerialBackendSpec> backends)
+    {
+        foreach (var b in backends)
+        {
+            switch (b.Kind)
+            {
+                case SerialBackendKind.Log: OutputFiles.CheckAppendable(b.Path!, $"{name} log="); break;
+                case SerialBackendKind.Tty: OutputFiles.CheckTerminalPath(b.Path!, name); break;
+                case SerialBackendKind.AutoPty when b.Path != null: OutputFiles.CheckReplaceable(b.Path, $"{name} autopty="); break;
+            }
+        }
+    }
+
     private void Open(SerialBackendSpec b)
     {
         switch (b.Kind)
@@ -49,13 +65,15 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
                 break;
             case SerialBackendKind.Log:
             {
-                int fd = OpenOrThrow(b.Path!, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_APPEND | LibC.O_CLOEXEC, "log file");
+                int fd = OutputFiles.OpenForAppend(b.Path!, $"{_name} log=");
+                _owned.Add(fd);
                 _outputs.Add(fd);
                 break;
             }
             case SerialBackendKind.Tty:
             {
-                int fd = OpenOrThrow(b.Path!, LibC.O_RDWR | LibC.O_NOCTTY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, "tty");
+                int fd = OutputFiles.OpenTerminal(b.Path!, _name);
+                _owned.Add(fd);
                 TerminalGuard.MakeRaw(fd);
                 _inputs.Add(fd);
                 _outputs.Add(fd);
@@ -76,9 +94,9 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
                 _ptyNames.Add(pts);
                 if (b.Path != null)
                 {
-                    try { File.WriteAllText(b.Path, pts + "\n"); }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                    { throw new IOException($"{_name}: cannot write the pty name to {b.Path}: {e.Message}", e); }
+                    // Removed at exit (while it is still this file): a stale name would point a later reader at
+                    // whatever pty the kernel hands out next.
+                    _nameFiles.Add((b.Path, OutputFiles.WriteReplacing(b.Path, pts + "\n", $"{_name} autopty=")));
                 }
                 _inputs.Add(fd);
                 _outputs.Add(fd);
@@ -88,14 +106,7 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         }
     }
 
-    private int OpenOrThrow(string path, int flags, string what)
-    {
-        int fd = LibC.Open(path, flags, 0b110_100_100); // 0644 for a new log file
-        if (fd < 0) throw new IOException($"{_name}: cannot open {what} {path}: {LibC.StrError(LibC.LastErrno)}");
-        _owned.Add(fd);
-        return fd;
-    }
-
+    private readonly List<(string Path, FileIdentity Identity)> _nameFiles = new();
 
     /// <summary>Connects the UART and starts delivering host input to it.</summary>
     public void Attach(Uart16550 uart)
@@ -194,6 +205,8 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
         _pump?.Join(2000);
         foreach (int fd in _owned) LibC.Close(fd);
         _owned.Clear();
+        foreach (var (path, identity) in _nameFiles) OutputFiles.RemoveIfSame(path, identity);
+        _nameFiles.Clear();
         foreach (int fd in _wakePipe) if (fd > 0) LibC.Close(fd);
     }
 }

@@ -1,0 +1,229 @@
+using System.Text;
+
+namespace Xhyve.Vmm.Native;
+
+/// <summary>Which inode the engine created at a path, so it removes that file at exit and nothing that replaced it.</summary>
+public readonly record struct FileIdentity(ulong Device, ulong Inode);
+
+/// <summary>
+/// The files the engine writes where its user points it (--exit-file, -F, autopty=PATH, log=PATH, the
+/// control socket). The engine often runs as root, so a path is never trusted to be what its name says:
+/// symlinks are never followed, only a regular file owned by this user is ever replaced, parent folders
+/// are never created, and what the engine created is removed only while it is still the same inode.
+/// Every refusal is an <see cref="IOException"/> whose message is one line starting with "WHAT PATH: ".
+/// See docs/security.md.
+/// </summary>
+public static unsafe class OutputFiles
+{
+    private const int FileMode = 0b110_100_100;   // 0644, as the engine wrote these files before
+
+    /// <summary>What is at <paramref name="path"/> itself (a symlink is not followed), or null when nothing is.</summary>
+    internal static Stat? LStat(string path)
+    {
+        Stat st;
+        return LibC.LStat(path, &st) == 0 ? st : null;
+    }
+
+    internal static string Describe(uint mode) => (mode & LibC.S_IFMT) switch
+    {
+        LibC.S_IFREG => "a regular file",
+        LibC.S_IFLNK => "a symbolic link",
+        LibC.S_IFCHR => "a character device",
+        LibC.S_IFBLK => "a block device",
+        LibC.S_IFDIR => "a folder",
+        LibC.S_IFIFO => "a FIFO",
+        LibC.S_IFSOCK => "a socket",
+        _ => "not a regular file",
+    };
+
+    /// <summary>"--exit-file /x" or, for a backend option, "com1 log=/x": the input as the user wrote it.</summary>
+    private static string Name(string what, string path) => what.EndsWith('=') ? what + path : $"{what} {path}";
+
+    private static bool Is(in Stat st, uint type) => (st.Mode & LibC.S_IFMT) == type;
+
+    /// <summary>Throws unless the folder holding <paramref name="path"/> exists: the engine never creates folders
+    /// for its output, so a typo cannot scatter folders (as root) across the file system.</summary>
+    public static void CheckFolder(string path, string what)
+    {
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Stat st;
+        if (LibC.StatPath(folder, &st) != 0)
+            throw new IOException($"{Name(what, path)}: the folder {folder} does not exist (the engine does not create it)");
+        if (!Is(st, LibC.S_IFDIR)) throw new IOException($"{Name(what, path)}: {folder} is not a folder");
+    }
+
+    /// <summary>Throws unless <paramref name="path"/> may be replaced: its folder exists and it is absent or a
+    /// regular file owned by this user. Called before the engine starts, so bad input changes nothing.</summary>
+    public static void CheckReplaceable(string path, string what)
+    {
+        CheckFolder(path, what);
+        if (LStat(path) is not { } st) return;
+        if (!Is(st, LibC.S_IFREG))
+            throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}; the engine only replaces a regular file");
+        uint me = LibC.GetEUid();
+        if (st.Uid != me) throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only replaces its own files");
+    }
+
+    /// <summary>Replaces <paramref name="path"/> with <paramref name="content"/> whole: written to a new file created
+    /// with O_EXCL|O_NOFOLLOW in the same folder, synced, then renamed over the target (which rename never follows).</summary>
+    public static FileIdentity WriteReplacing(string path, ReadOnlySpan<byte> content, string what)
+    {
+        CheckReplaceable(path, what);
+        string full = Path.GetFullPath(path);
+        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+        int fd = LibC.Open(temporary, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
+        if (fd < 0) throw new IOException($"{Name(what, path)}: cannot create {temporary}: {LibC.StrError(LibC.LastErrno)}");
+        try
+        {
+            WriteAll(fd, content, what, path);
+            if (LibC.FSync(fd) != 0) throw new IOException($"{Name(what, path)}: fsync: {LibC.StrError(LibC.LastErrno)}");
+            var id = IdentityOf(fd);
+            LibC.Close(fd);
+            fd = -1;
+            // Checked again just before the rename: the target may have changed since the first look.
+            CheckReplaceable(path, what);
+            if (LibC.Rename(temporary, full) != 0) throw new IOException($"{Name(what, path)}: rename: {LibC.StrError(LibC.LastErrno)}");
+            return id;
+        }
+        catch
+        {
+            if (fd >= 0) LibC.Close(fd);
+            LibC.Unlink(temporary);
+            throw;
+        }
+    }
+
+    /// <summary>Creates <paramref name="path"/> exclusively (O_EXCL, so an existing file or symlink of any kind is left
+    /// alone) with <paramref name="content"/>.</summary>
+    public static FileIdentity CreateExclusive(string path, ReadOnlySpan<byte> content, string what, string existsMessage)
+    {
+        CheckFolder(path, what);
+        int fd = LibC.Open(path, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
+        if (fd < 0)
+        {
+            int errno = LibC.LastErrno;
+            if (errno == LibC.EEXIST && LStat(path) is { } st)
+                throw new IOException(Is(st, LibC.S_IFREG) ? $"{Name(what, path)}: {existsMessage}" : $"{Name(what, path)}: is {Describe(st.Mode)}; the engine only creates a new file here");
+            throw new IOException($"{Name(what, path)}: cannot create: {LibC.StrError(errno)}");
+        }
+        try
+        {
+            WriteAll(fd, content, what, path);
+            return IdentityOf(fd);
+        }
+        catch
+        {
+            LibC.Unlink(path);
+            throw;
+        }
+        finally { LibC.Close(fd); }
+    }
+
+    /// <summary>Opens <paramref name="path"/> for appending (log=PATH). Accepted: a regular file owned by this user
+    /// (created 0644 when absent), the null device, or a terminal. Refused: a symlink, another user's file, and
+    /// every other kind of file (a block device or /dev/mem-like character device would be overwritten, a FIFO
+    /// could block the engine). Returns the descriptor (O_NONBLOCK, so a slow terminal never stalls a vCPU).</summary>
+    internal static int OpenForAppend(string path, string what)
+    {
+        CheckFolder(path, what);
+        // O_NONBLOCK: opening a FIFO without a reader fails at once instead of hanging the engine.
+        int fd = LibC.Open(path, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_APPEND | LibC.O_NOFOLLOW | LibC.O_NOCTTY | LibC.O_NONBLOCK | LibC.O_CLOEXEC, FileMode);
+        if (fd < 0)
+        {
+            int errno = LibC.LastErrno;
+            if (LStat(path) is { } existing && !Is(existing, LibC.S_IFREG))
+                throw new IOException($"{Name(what, path)}: is {Describe(existing.Mode)}; the console log must be a regular file, a terminal or /dev/null");
+            throw new IOException($"{Name(what, path)}: cannot open: {LibC.StrError(errno)}");
+        }
+        Stat st;
+        string? problem = LibC.FStat(fd, &st) != 0 ? LibC.StrError(LibC.LastErrno)
+            : Is(st, LibC.S_IFREG) ? (st.Uid == LibC.GetEUid() ? null : $"belongs to uid {st.Uid}, not to this user (uid {LibC.GetEUid()}); the engine only appends to its own files")
+            : Is(st, LibC.S_IFCHR) && (IsNullDevice(st.RDev) || LibC.IsATty(fd) == 1) ? null
+            : $"is {Describe(st.Mode)}{(Is(st, LibC.S_IFCHR) ? " that is neither a terminal nor /dev/null" : "")}; the console log must be a regular file, a terminal or /dev/null";
+        if (problem == null) return fd;
+        LibC.Close(fd);
+        throw new IOException($"{Name(what, path)}: {problem}");
+    }
+
+    /// <summary>The checks of <see cref="OpenForAppend"/> that need no open, made before the engine creates anything.</summary>
+    public static void CheckAppendable(string path, string what)
+    {
+        CheckFolder(path, what);
+        if (LStat(path) is not { } st) return;
+        uint me = LibC.GetEUid();
+        if (Is(st, LibC.S_IFREG) && st.Uid != me)
+            throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only appends to its own files");
+        if (!Is(st, LibC.S_IFREG) && !Is(st, LibC.S_IFCHR))
+            throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}; the console log must be a regular file, a terminal or /dev/null");
+    }
+
+    /// <summary>The check of <see cref="OpenTerminal"/> that needs no open: the path is a character device.</summary>
+    public static void CheckTerminalPath(string path, string what)
+    {
+        Stat st;
+        if (LibC.StatPath(path, &st) != 0) throw new IOException($"{Name(what, path)}: {LibC.StrError(LibC.LastErrno)}");
+        if (!Is(st, LibC.S_IFCHR)) throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}, not a terminal; {TerminalHint}");
+    }
+
+    private const string TerminalHint = "a tty backend must be a terminal; to write the console to a file use log=PATH";
+
+    /// <summary>Opens a terminal for a tty backend (-l com1,/dev/ttyS0). Symlinks are followed (/dev/serial/by-id
+    /// names are links) because only a character device that isatty() accepts is kept, and reading or writing
+    /// a terminal changes no file. Anything else is refused before it is opened when it is not a character device.</summary>
+    internal static int OpenTerminal(string path, string what)
+    {
+        CheckTerminalPath(path, what);
+        int fd = LibC.Open(path, LibC.O_RDWR | LibC.O_NOCTTY | LibC.O_NONBLOCK | LibC.O_CLOEXEC);
+        if (fd < 0) throw new IOException($"{Name(what, path)}: cannot open: {LibC.StrError(LibC.LastErrno)}");
+        if (LibC.IsATty(fd) == 1) return fd;
+        LibC.Close(fd);
+        throw new IOException($"{Name(what, path)}: is a character device that is not a terminal; {TerminalHint}");
+    }
+
+    /// <summary>Removes <paramref name="path"/> only while it is still the file the engine created there.</summary>
+    public static bool RemoveIfSame(string path, FileIdentity identity)
+    {
+        if (LStat(path) is not { } st || st.Dev != identity.Device || st.Ino != identity.Inode) return false;
+        return LibC.Unlink(path) == 0;
+    }
+
+    /// <summary>The identity of what is at <paramref name="path"/> now (not following a symlink), or null.</summary>
+    public static FileIdentity? IdentityOf(string path) => LStat(path) is { } st ? new FileIdentity(st.Dev, st.Ino) : null;
+
+    /// <summary>Whether <paramref name="path"/> is absent (false) or a socket (true); throws for anything else,
+    /// so a stale-socket cleanup never deletes a file that only happens to have the name.</summary>
+    public static bool IsSocketOrAbsent(string path, string what)
+    {
+        if (LStat(path) is not { } st) return false;
+        if (Is(st, LibC.S_IFSOCK)) return true;
+        throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}, not a socket; the engine only replaces a socket left by an engine that was killed");
+    }
+
+    public static FileIdentity WriteReplacing(string path, string content, string what) => WriteReplacing(path, Encoding.UTF8.GetBytes(content), what);
+
+    private static FileIdentity IdentityOf(int fd)
+    {
+        Stat st;
+        LibC.FStat(fd, &st);
+        return new FileIdentity(st.Dev, st.Ino);
+    }
+
+    // glibc's gnu_dev_major/minor; the null device is 1:3 on Linux.
+    private static bool IsNullDevice(ulong rdev) =>
+        (((rdev >> 8) & 0xfff) | ((rdev >> 32) & ~0xfffUL)) == 1 && ((rdev & 0xff) | ((rdev >> 12) & ~0xffUL)) == 3;
+
+    private static void WriteAll(int fd, ReadOnlySpan<byte> content, string what, string path)
+    {
+        fixed (byte* p = content)
+        {
+            int done = 0;
+            while (done < content.Length)
+            {
+                nint n = LibC.Write(fd, p + done, (nuint)(content.Length - done));
+                if (n < 0 && LibC.LastErrno == LibC.EINTR) continue;
+                if (n <= 0) throw new IOException($"{Name(what, path)}: write: {LibC.StrError(LibC.LastErrno)}");
+                done += (int)n;
+            }
+        }
+    }
+}
