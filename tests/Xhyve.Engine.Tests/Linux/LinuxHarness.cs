@@ -15,6 +15,8 @@ public sealed record LinuxBootSpec(string InitBody)
     public IReadOnlyList<string> EngineArgs { get; init; } = [];
     public string ExtraKernelParameters { get; init; } = "";
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+    /// <summary>This boot's bound, when it does more than boot (the default is <see cref="LinuxHarness.BootTimeout"/>).</summary>
+    public TimeSpan? Timeout { get; init; }
     /// <summary>Host programs copied (with their libraries) into the initramfs besides mkfs.ext4.</summary>
     public IReadOnlyList<string> Programs { get; init; } = [];
 }
@@ -68,7 +70,9 @@ public static class LinuxHarness
 {
     /// <summary>Per-boot bound: a boot takes 30-60 s here and up to 1.5x that on a loaded host.</summary>
     public static TimeSpan BootTimeout { get; } = TimeSpan.FromSeconds(
-        int.TryParse(Environment.GetEnvironmentVariable("XHYVE_LINUX_TIMEOUT"), out int s) && s > 0 ? s : 180);
+        int.TryParse(Environment.GetEnvironmentVariable("XHYVE_LINUX_TIMEOUT"), out int s) && s > 0 ? s : DefaultBootSeconds);
+
+    private const int DefaultBootSeconds = 180;
 
     private static readonly string ScriptDir = Path.Combine(EngineProcess.Root, "tests", "linux");
 
@@ -78,13 +82,18 @@ public static class LinuxHarness
         #!/bin/sh
         export PATH=/bin:/sbin
         mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
-        mark() { echo "XHYVE-LINUX $1=$2"; }
+        # Each marker is followed by the guest's uptime at that point (read without forking), for failure reports.
+        mark() { read -r up rest < /proc/uptime; echo "XHYVE-LINUX $1=$2"; echo "XHYVE-LINUX-AT $1 ${up}s"; }
         if [ -d /lib/modules ]; then
           modprobe -a virtio_pci virtio_blk virtio_rng virtio_net ext4 isofs ahci sr_mod sd_mod 8250_pci rtc_cmos 2>/dev/null
         fi
         mark init "$(cut -d' ' -f1 /proc/uptime)"
 
         """;
+
+    /// <summary>The interrupts counted on one /proc/interrupts line, summed over the CPUs.</summary>
+    public static long InterruptCount(string procInterruptsLine) =>
+        Regex.Match(procInterruptsLine, @"^\s*\w+:((?:\s+\d+)+)").Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries).Sum(long.Parse);
 
     public static IReadOnlyDictionary<string, string> ParseMarkers(string console) =>
         Regex.Matches(console, @"^XHYVE-LINUX ([\w.-]+)=(.*?)\r?$", RegexOptions.Multiline)
@@ -120,7 +129,7 @@ public static class LinuxHarness
     /// <summary>Boots under the engine; <paramref name="interact"/> may act on the running VM (it must let
     /// the guest finish or end the engine itself). The engine is killed at the bound.</summary>
     public static LinuxRun Boot(LinuxKernel kernel, string dir, LinuxBootSpec spec, Action<LinuxSession>? interact = null) =>
-        Run(kernel, EngineProcess.Executable, EngineArguments(kernel, BuildInitramfs(kernel, dir, spec), spec), spec.Environment, interact);
+        Run(kernel, EngineProcess.Executable, EngineArguments(kernel, BuildInitramfs(kernel, dir, spec), spec), spec, interact);
 
     /// <summary>The same kernel and initramfs under QEMU (the `pc` machine, -no-reboot so a reset exits):
     /// the cross-check against devices nobody here wrote. qemuDevices are QEMU's -drive/-device arguments.</summary>
@@ -132,14 +141,19 @@ public static class LinuxHarness
             "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio", "-monitor", "none",
             "-kernel", kernel.Image, "-initrd", initrd, "-append", CommandLine(kernel, spec) };
         args.AddRange(qemuDevices);
-        return Run(kernel, "qemu-system-x86_64", args, spec.Environment, null);
+        return Run(kernel, "qemu-system-x86_64", args, spec, null);
     }
 
-    private static LinuxRun Run(LinuxKernel kernel, string program, List<string> args, IReadOnlyDictionary<string, string> environment, Action<LinuxSession>? interact)
+    /// <summary>A boot's bound: its own, scaled like the default when XHYVE_LINUX_TIMEOUT raises that (slow hosts).</summary>
+    private static TimeSpan BoundOf(LinuxBootSpec spec) =>
+        spec.Timeout is { } own ? own * (BootTimeout.TotalSeconds / DefaultBootSeconds) : BootTimeout;
+
+    private static LinuxRun Run(LinuxKernel kernel, string program, List<string> args, LinuxBootSpec spec, Action<LinuxSession>? interact)
     {
         var sw = Stopwatch.StartNew();
-        var deadline = DateTime.UtcNow + BootTimeout;
-        using var process = EngineProcess.StartProgram(program, args, environment);
+        var bound = BoundOf(spec);
+        var deadline = DateTime.UtcNow + bound;
+        using var process = EngineProcess.StartProgram(program, args, spec.Environment);
         Exception? failure = null;
         try { interact?.Invoke(new LinuxSession(process, deadline)); }
         catch (Exception e) { failure = e; }
@@ -150,7 +164,7 @@ public static class LinuxHarness
         var run = new LinuxRun($"{kernel.Kind} under {Path.GetFileName(program)}", exited ? process.ExitCode : -1,
             process.Output, exited ? process.Stderr : "", sw.Elapsed);
         if (failure != null) throw new Xunit.Sdk.XunitException($"{failure.Message.Split('\n')[0]}\n{run.Describe()}");
-        if (!exited) throw new Xunit.Sdk.XunitException($"Linux did not finish within {BootTimeout.TotalSeconds:F0} s (killed).\n{run.Describe()}");
+        if (!exited) throw new Xunit.Sdk.XunitException($"Linux did not finish within {bound.TotalSeconds:F0} s (killed).\n{run.Describe()}");
         return run;
     }
 }

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 
 namespace Xhyve.Engine.Tests.Linux;
 
@@ -47,9 +46,6 @@ public sealed class IntxBoot : LinuxBootFixture
 [Collection("Linux"), Trait("Category", "Linux")]
 public sealed class LinuxInterruptTests(IntxBoot boot) : IClassFixture<IntxBoot>
 {
-    private static long Count(string procInterruptsLine) =>
-        Regex.Match(procInterruptsLine, @"^\w+:((?:\s+\d+)+)").Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries).Sum(long.Parse);
-
     [SkippableTheory]
     [MemberData(nameof(LinuxBootFixture.Kernels), MemberType = typeof(LinuxBootFixture))]
     public void MinusW_VirtioInterruptsArriveAsIntxThroughTheIoApic(string kernel)
@@ -63,7 +59,7 @@ public sealed class LinuxInterruptTests(IntxBoot boot) : IClassFixture<IntxBoot>
         var virtio = run.All("irq").Where(l => l.Contains("virtio")).ToList();
         Assert.True(virtio.Count == 2, string.Join(" | ", run.All("irq")));
         Assert.All(virtio, l => Assert.Contains("IO-APIC", l));
-        Assert.All(virtio, l => Assert.True(Count(l) > 0, $"no interrupts on: {l}"));
+        Assert.All(virtio, l => Assert.True(LinuxHarness.InterruptCount(l) > 0, $"no interrupts on: {l}"));
     }
 
     [SkippableTheory]
@@ -73,7 +69,7 @@ public sealed class LinuxInterruptTests(IntxBoot boot) : IClassFixture<IntxBoot>
         var run = boot.Run(kernel);
         string com1 = run.All("irq").SingleOrDefault(l => l.Contains("ttyS0")) ?? throw new Xunit.Sdk.XunitException(run.Describe());
         Assert.Matches(@"^4:", com1);
-        Assert.True(Count(com1) > 0, $"the 8250 driver took no interrupts on COM1: {com1}");
+        Assert.True(LinuxHarness.InterruptCount(com1) > 0, $"the 8250 driver took no interrupts on COM1: {com1}");
         Assert.Matches(@"0000:00:04\.0: ttyS2 at I/O 0x[0-9a-f]+ \(irq = \d+, base_baud = \d+\) is a 16550A", run.Marker("ttyS2"));
         Assert.Equal("ok", run.Marker("uart_write"));
         Assert.Contains("XHYVE-PCI-UART says hello", File.ReadAllText(Path.Combine(boot.KernelDir(kernel), "pci-uart.log")));
