@@ -160,7 +160,8 @@ public static class LinuxHarness
         var left = deadline - DateTime.UtcNow;
         bool exited = failure == null && process.WaitForExit((int)Math.Max(0, left.TotalMilliseconds));
         if (!exited) process.Kill();
-        process.WaitForExit(5_000); // lets the stdout collector drain
+        process.WaitForExit(5_000);
+        process.WaitForOutput(TimeSpan.FromSeconds(5)); // the last lines before the exit
         var run = new LinuxRun($"{kernel.Kind} under {Path.GetFileName(program)}", exited ? process.ExitCode : -1,
             process.Output, exited ? process.Stderr : "", sw.Elapsed);
         if (failure != null) throw new Xunit.Sdk.XunitException($"{failure.Message.Split('\n')[0]}\n{run.Describe()}");

@@ -97,13 +97,14 @@ public sealed class RunningEngine : IDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly Task<string> _stderr;
+    private readonly Task _stdout;
     private readonly Lock _lock = new();
     private int _consumed;
 
     public RunningEngine(Process process)
     {
         _process = process;
-        _ = Task.Run(async () =>
+        _stdout = Task.Run(async () =>
         {
             var buffer = new char[256];
             int n;
@@ -112,6 +113,9 @@ public sealed class RunningEngine : IDisposable
         });
         _stderr = process.StandardError.ReadToEndAsync();
     }
+
+    /// <summary>Waits until the process has exited and its stdout is read to the end.</summary>
+    public bool WaitForOutput(TimeSpan timeout) => _process.HasExited && _stdout.Wait(timeout);
 
     /// <summary>Everything on stdout so far, whatever earlier reads consumed.</summary>
     public string Output { get { lock (_lock) return _output.ToString(); } }
