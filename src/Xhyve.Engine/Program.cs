@@ -55,7 +55,7 @@ public static class Program
         }
 
         var spec = cli.Spec;
-        var problems = spec.Validate();
+        var problems = spec.Validate(hostMemoryBytes: HostMemory.TotalBytes() ?? ulong.MaxValue);
         if (problems.Count > 0)
         {
             foreach (var p in problems) Console.Error.WriteLine($"xhyve: {p}");

@@ -27,6 +27,12 @@ public static class ControlCommand
             return args is ["-h" or "--help"] ? 0 : 1;
         }
         string path = args[0], command = string.Join(' ', args[1..]);
+        // The endpoint constructor throws for these; say it in one line instead.
+        if (ControlServer.SocketPathProblem(path) is { } problem)
+        {
+            Console.Error.WriteLine($"xhyve ctl: '{path}': {problem}");
+            return 1;
+        }
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try { socket.Connect(new UnixDomainSocketEndPoint(path)); }
         catch (SocketException e)
