@@ -78,7 +78,7 @@ public static class Program
             foreach (var uart in spec.PciDevices.Where(d => d.Emulation == "uart"))
                 SerialPort.Check($"uart at {uart.Address}", SerialBackendSpec.ParseList(uart.Options ?? ""));
         }
-        catch (IOException e) { return Fail(e.Message); }
+        catch (IOException e) { return Fail(SystemErrors.Describe(e)); }
 
         Machine? machine = null;
         Control.ControlServer? control = null;
@@ -113,9 +113,10 @@ public static class Program
             _lastError = string.Join(Environment.NewLine, e.Problems);
             return 1;
         }
-        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or StorageException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or StorageException or IOException
+            or UnauthorizedAccessException or InvalidOperationException or OverflowException or OutOfMemoryException)
         {
-            return Fail(e.Message);
+            return Fail(SystemErrors.Describe(e));
         }
         finally
         {

@@ -37,7 +37,7 @@ public static class ControlCommand
         try { socket.Connect(new UnixDomainSocketEndPoint(path)); }
         catch (SocketException e)
         {
-            Console.Error.WriteLine($"xhyve ctl: cannot connect to {path}: {e.Message} (is the engine running with --control-socket {path}?)");
+            Console.Error.WriteLine($"xhyve ctl: cannot connect to {path}: {Xhyve.Vmm.Native.SystemErrors.Describe(e)} (is the engine running with --control-socket {path}?)");
             return 1;
         }
         socket.Send(Encoding.UTF8.GetBytes(command + "\n"));

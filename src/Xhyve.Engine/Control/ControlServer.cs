@@ -84,7 +84,7 @@ public sealed class ControlServer : IDisposable
         catch (SocketException e)
         {
             listener.Dispose();
-            throw new IOException($"--control-socket {path}: {e.Message}", e);
+            throw new IOException($"--control-socket {path}: {SystemErrors.Describe(e)}", e);
         }
         var server = new ControlServer(path, listener, machine, runner, spec) { _identity = identity };
         _ = server.AcceptLoop();
