@@ -266,7 +266,7 @@ public static class CommandLineParser
                -e: exit on unhandled I/O access
                -f: firmware: kexec,KERNEL[,INITRD][,CMDLINE] | multiboot,KERNEL[,MODULE[;CMD][:...]][,CMDLINE]
                    | bootrom,ROM | fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]
-               -F: pid file (created exclusively, removed at exit)
+               -F: pid file (held locked while running; a stale one is replaced; removed at exit)
                -g: gdb port
                -h: help
                -H: vmexit from the guest on hlt
