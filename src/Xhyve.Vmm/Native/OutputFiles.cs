@@ -93,32 +93,6 @@ public static unsafe class OutputFiles
         }
     }
 
-    /// <summary>Creates <paramref name="path"/> exclusively (O_EXCL, so an existing file or symlink of any kind is left
-    /// alone) with <paramref name="content"/>.</summary>
-    public static FileIdentity CreateExclusive(string path, ReadOnlySpan<byte> content, string what, string existsMessage)
-    {
-        CheckFolder(path, what);
-        int fd = LibC.Open(path, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
-        if (fd < 0)
-        {
-            int errno = LibC.LastErrno;
-            if (errno == LibC.EEXIST && LStat(path) is { } st)
-                throw new IOException(Is(st, LibC.S_IFREG) ? $"{Name(what, path)}: {existsMessage}" : $"{Name(what, path)}: is {Describe(st.Mode)}; the engine only creates a new file here");
-            throw new IOException($"{Name(what, path)}: cannot create: {LibC.StrError(errno)}");
-        }
-        try
-        {
-            WriteAll(fd, content, what, path);
-            return IdentityOf(fd);
-        }
-        catch
-        {
-            LibC.Unlink(path);
-            throw;
-        }
-        finally { LibC.Close(fd); }
-    }
-
     /// <summary>
     /// -F: publishes a pid file that this process holds a (shared) flock on for as long as it runs (the returned
     /// descriptor), so "is the engine that wrote this file still running?" has an exact answer: the lock is held.
