@@ -55,7 +55,7 @@ public static class Program
         }
 
         var spec = cli.Spec;
-        var problems = spec.Validate();
+        var problems = spec.Validate(hostMemoryBytes: HostMemory.TotalBytes() ?? ulong.MaxValue);
         if (problems.Count > 0)
         {
             foreach (var p in problems) Console.Error.WriteLine($"xhyve: {p}");
@@ -78,7 +78,7 @@ public static class Program
             foreach (var uart in spec.PciDevices.Where(d => d.Emulation == "uart"))
                 SerialPort.Check($"uart at {uart.Address}", SerialBackendSpec.ParseList(uart.Options ?? ""));
         }
-        catch (IOException e) { return Fail(e.Message); }
+        catch (IOException e) { return Fail(SystemErrors.Describe(e)); }
 
         Machine? machine = null;
         Control.ControlServer? control = null;
@@ -113,9 +113,10 @@ public static class Program
             _lastError = string.Join(Environment.NewLine, e.Problems);
             return 1;
         }
-        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or StorageException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is BootImageException or HypervisorException or GuestMemoryException or StorageException or IOException
+            or UnauthorizedAccessException or InvalidOperationException or OverflowException or OutOfMemoryException)
         {
-            return Fail(e.Message);
+            return Fail(SystemErrors.Describe(e));
         }
         finally
         {
@@ -134,17 +135,27 @@ public static class Program
     }
 }
 
-/// <summary>-F: a pid file created exclusively (a second engine with the same file refuses to start; nothing that
-/// already exists at the path, a symlink included, is touched) and removed at exit while it is still ours.</summary>
+/// <summary>-F: a pid file this engine holds locked while it runs (so a file left by a killed engine is known stale
+/// and replaced, and a running engine's is refused), never following a symlink or replacing anything but a stale
+/// pid file of this user, and removed at exit while it is still ours.</summary>
 internal sealed class PidFile : IDisposable
 {
     private readonly string _path;
     private readonly FileIdentity _identity;
-    private PidFile(string path, FileIdentity identity) { _path = path; _identity = identity; }
+    private readonly int _lockFd;
+    private PidFile(string path, FileIdentity identity, int lockFd) { _path = path; _identity = identity; _lockFd = lockFd; }
 
-    public static PidFile Create(string path) =>
-        new(path, OutputFiles.CreateExclusive(path, System.Text.Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"), "-F",
-            "pid file already exists (another engine running?)"));
+    public static PidFile Create(string path)
+    {
+        var (identity, fd) = OutputFiles.CreatePidFile(path, "-F");
+        return new PidFile(path, identity, fd);
+    }
 
-    public void Dispose() => OutputFiles.RemoveIfSame(_path, _identity);
+    private int _disposed;
+
+    // Once only: closing the lock descriptor twice could close a descriptor reused by something else.
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) OutputFiles.RemovePidFile(_path, _identity, _lockFd);
+    }
 }

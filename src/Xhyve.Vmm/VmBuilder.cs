@@ -48,7 +48,7 @@ public sealed class VmBuilder
 
     public Machine Build()
     {
-        var problems = _spec.Validate(_hypervisor.MaxVcpus);
+        var problems = _spec.Validate(_hypervisor.MaxVcpus, Native.HostMemory.TotalBytes() ?? ulong.MaxValue);
         if (problems.Count > 0) throw new VmConfigurationException(problems);
         var vcpus = new List<IVcpu>();
         try

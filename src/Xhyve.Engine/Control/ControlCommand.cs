@@ -27,11 +27,17 @@ public static class ControlCommand
             return args is ["-h" or "--help"] ? 0 : 1;
         }
         string path = args[0], command = string.Join(' ', args[1..]);
+        // The endpoint constructor throws for these; say it in one line instead.
+        if (ControlServer.SocketPathProblem(path) is { } problem)
+        {
+            Console.Error.WriteLine($"xhyve ctl: '{path}': {problem}");
+            return 1;
+        }
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try { socket.Connect(new UnixDomainSocketEndPoint(path)); }
         catch (SocketException e)
         {
-            Console.Error.WriteLine($"xhyve ctl: cannot connect to {path}: {e.Message} (is the engine running with --control-socket {path}?)");
+            Console.Error.WriteLine($"xhyve ctl: cannot connect to {path}: {Xhyve.Vmm.Native.SystemErrors.Describe(e)} (is the engine running with --control-socket {path}?)");
             return 1;
         }
         socket.Send(Encoding.UTF8.GetBytes(command + "\n"));

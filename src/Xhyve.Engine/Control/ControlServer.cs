@@ -37,9 +37,24 @@ public sealed class ControlServer : IDisposable
     /// <summary>Throws <see cref="IOException"/> naming the path unless the socket can be created there: the folder
     /// exists (the engine does not create it), only its owner can enter it, and the path is free or holds a socket
     /// no engine serves (one left by an engine that was killed). Anything else at the path is left alone.</summary>
+    /// <summary>sun_path holds 108 bytes with the terminating NUL: a longer path cannot be bound or connected to.</summary>
+    public const int MaxSocketPathBytes = 107;
+
+    /// <summary>Why <paramref name="path"/> cannot name a Unix socket (empty or too long), or null when it can.</summary>
+    public static string? SocketPathProblem(string path)
+    {
+        if (path.Length == 0) return "the socket path is empty";
+        int bytes = Encoding.UTF8.GetByteCount(path);
+        return bytes > MaxSocketPathBytes
+            ? $"the path is {bytes} bytes long; a Unix socket path can have at most {MaxSocketPathBytes} (use a shorter folder)"
+            : null;
+    }
+
     public static void CheckPath(string path)
     {
         path = Path.GetFullPath(path);
+        // Checked first, on the absolute path the engine binds, so a long path is one line, not an exception from bind.
+        if (SocketPathProblem(path) is { } problem) throw new IOException($"--control-socket {path}: {problem}");
         OutputFiles.CheckFolder(path, "--control-socket");
         string folder = Path.GetDirectoryName(path)!;
         var mode = File.GetUnixFileMode(folder);
@@ -69,7 +84,7 @@ public sealed class ControlServer : IDisposable
         catch (SocketException e)
         {
             listener.Dispose();
-            throw new IOException($"--control-socket {path}: {e.Message}", e);
+            throw new IOException($"--control-socket {path}: {SystemErrors.Describe(e)}", e);
         }
         var server = new ControlServer(path, listener, machine, runner, spec) { _identity = identity };
         _ = server.AcceptLoop();

@@ -27,7 +27,7 @@ public static class ExitFile
         }
         catch (IOException e)
         {
-            Console.Error.WriteLine($"xhyve: {e.Message}");
+            Console.Error.WriteLine($"xhyve: {Xhyve.Vmm.Native.SystemErrors.Describe(e)}");
         }
     }
 }

@@ -1,3 +1,4 @@
+using Xhyve.Vmm.Native;
 using Xhyve.Vmm.Config;
 using Xhyve.Vmm.Storage;
 
@@ -51,6 +52,12 @@ public static class DiskCommand
         catch (StorageException e)
         {
             Console.Error.WriteLine($"xhyve disk: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OverflowException or OutOfMemoryException)
+        {
+            // What the storage code did not turn into a StorageException: one line naming the image, never a trace.
+            Console.Error.WriteLine($"xhyve disk: {SystemErrors.Describe(args[1], e)}");
             return 1;
         }
     }

@@ -155,7 +155,7 @@ public sealed class VmRunner : IPlatformEvents
         }
         catch (Exception e)
         {
-            RequestStop(VmExitStatus.Error, $"vCPU {vcpu.Id}: {e.Message}");
+            RequestStop(VmExitStatus.Error, $"vCPU {vcpu.Id}: {Xhyve.Vmm.Native.SystemErrors.Describe(e)}");
         }
     }
 

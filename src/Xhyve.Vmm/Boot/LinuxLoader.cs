@@ -135,7 +135,7 @@ internal static class BootFiles
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BootImageException($"{what} {path}: cannot read: {e.Message}", e);
+            throw new BootImageException($"{what} {path}: cannot read: {Native.SystemErrors.Describe(e)}", e);
         }
     }
 }

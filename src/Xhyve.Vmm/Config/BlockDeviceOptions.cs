@@ -39,12 +39,18 @@ public sealed record BlockDeviceOptions
     public static BlockDeviceOptions ParseOptions(string path, ReadOnlySpan<string> items, bool sizeGivenLater = false)
     {
         var o = new BlockDeviceOptions { Path = path };
+        // Each option once: a repeated one (split=1M,split=2M) would leave the user guessing which one counts.
+        var seen = new Dictionary<string, string>();
         foreach (var item in items)
         {
             if (item.Length == 0) continue;
             int eq = item.IndexOf('=');
             string key = eq < 0 ? item : item[..eq], value = eq < 0 ? "" : item[(eq + 1)..];
             bool flag = eq < 0;
+            string slot = key == "direct" ? "sync" : key;   // synonyms: sync,direct is the same option twice
+            if (seen.TryGetValue(slot, out string? first))
+                throw new FormatException($"{item}: {first} was already given (each block option may appear once)");
+            seen[slot] = item;
             o = key switch
             {
                 "ro" when flag => o with { ReadOnly = true },

@@ -34,7 +34,7 @@ public static class CommandLineParser
         var pinning = new Dictionary<int, int>();
         var action = CliAction.Run;
         KernelLoadMode loadMode = KernelLoadMode.Auto;
-        bool firmwareFromBootrom = false;
+        string? firmwareGivenAs = null;   // "-f X" or "-l bootrom,X": how the firmware was first given, to name both of two
         bool verbose = false;
         string? controlSocket = null, exitFile = null;
 
@@ -84,7 +84,7 @@ public static class CommandLineParser
                     string value = j + 1 < arg.Length ? arg[(j + 1)..]
                         : i + 1 < args.Count ? args[++i]
                         : throw new CliException($"-{flag}: missing argument");
-                    spec = ApplyWithArgument(spec, flag, value, pci, pinning, ref firmwareFromBootrom);
+                    spec = ApplyWithArgument(spec, flag, value, pci, pinning, ref firmwareGivenAs);
                     break; // the rest of this word was the argument
                 }
                 if (!FlagsWithoutArgument.Contains(flag))
@@ -115,7 +115,7 @@ public static class CommandLineParser
     }
 
     private static VmSpecification ApplyWithArgument(VmSpecification spec, char flag, string value,
-        List<PciDeviceSpec> pci, Dictionary<int, int> pinning, ref bool firmwareFromBootrom)
+        List<PciDeviceSpec> pci, Dictionary<int, int> pinning, ref string? firmwareGivenAs)
     {
         switch (flag)
         {
@@ -148,9 +148,11 @@ public static class CommandLineParser
                 pci.Add(ParsePciDevice(value));
                 return spec;
             case 'l':
-                return ParseLpc(spec, value, ref firmwareFromBootrom);
+                return ParseLpc(spec, value, ref firmwareGivenAs);
             case 'f':
-                if (spec.Firmware != null && !firmwareFromBootrom) throw new CliException($"-f {value}: firmware was already given");
+                // -f and -l bootrom both choose the firmware: two choices, in either order, are refused naming both.
+                if (firmwareGivenAs != null) throw new CliException($"-f {value}: the firmware was already given with {firmwareGivenAs}");
+                firmwareGivenAs = $"-f {value}";
                 return spec with { Firmware = ParseFirmware(value) };
         }
         throw new CliException($"-{flag}: unknown flag");
@@ -184,7 +186,7 @@ public static class CommandLineParser
         return new PciDeviceSpec(address, emulation, options);
     }
 
-    private static VmSpecification ParseLpc(VmSpecification spec, string value, ref bool firmwareFromBootrom)
+    private static VmSpecification ParseLpc(VmSpecification spec, string value, ref string? firmwareGivenAs)
     {
         int comma = value.IndexOf(',');
         string device = (comma < 0 ? value : value[..comma]).ToLowerInvariant();
@@ -195,13 +197,12 @@ public static class CommandLineParser
                 IReadOnlyList<SerialBackendSpec> backends;
                 try { backends = SerialBackendSpec.ParseList(config); }
                 catch (FormatException e) { throw new CliException($"-l {value}: {e.Message}"); }
-                if (device == "com1")
-                    return spec.Com1 != null ? throw new CliException($"-l {value}: com1 was already configured") : spec with { Com1 = backends };
-                return spec.Com2 != null ? throw new CliException($"-l {value}: com2 was already configured") : spec with { Com2 = backends };
+                // A later -l com1 replaces the earlier one, as in xhyve (scripts append their own to a base line).
+                return device == "com1" ? spec with { Com1 = backends } : spec with { Com2 = backends };
             case "bootrom":
                 if (config.Length == 0) throw new CliException($"-l {value}: missing ROM path");
-                if (spec.Firmware != null && !firmwareFromBootrom) throw new CliException($"-l {value}: firmware was already given with -f");
-                firmwareFromBootrom = true;
+                if (firmwareGivenAs != null) throw new CliException($"-l {value}: the firmware was already given with {firmwareGivenAs}");
+                firmwareGivenAs = $"-l {value}";
                 return spec with { Firmware = new BootromFirmware(config) };
             default:
                 throw new CliException($"-l {value}: unknown LPC device '{device}' (expected com1, com2 or bootrom)");
@@ -265,7 +266,7 @@ public static class CommandLineParser
                -e: exit on unhandled I/O access
                -f: firmware: kexec,KERNEL[,INITRD][,CMDLINE] | multiboot,KERNEL[,MODULE[;CMD][:...]][,CMDLINE]
                    | bootrom,ROM | fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]
-               -F: pid file (created exclusively, removed at exit)
+               -F: pid file (held locked while running; a stale one is replaced; removed at exit)
                -g: gdb port
                -h: help
                -H: vmexit from the guest on hlt

@@ -65,13 +65,17 @@ public sealed record VmSpecification
         { "virtio-net", "virtio-tap", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
 
     /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
-    public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue)
+    /// <param name="hostMaxVcpus">KVM's vCPU limit on this host.</param>
+    /// <param name="hostMemoryBytes">The host's RAM: a guest cannot have more (KVM would refuse it with a bare EINVAL).</param>
+    public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue, ulong hostMemoryBytes = ulong.MaxValue)
     {
         var problems = new List<string>();
         if (Vcpus < 1) problems.Add($"-c {Vcpus}: at least one vCPU is needed");
         else if (Vcpus > hostMaxVcpus) problems.Add($"-c {Vcpus}: exceeds the host limit of {hostMaxVcpus} vCPUs");
         if (MemoryBytes < MinimumMemory) problems.Add($"-m: {MemoryBytes} bytes is below the minimum of {MinimumMemory >> 20} MiB");
         if (MemoryBytes % 4096 != 0) problems.Add($"-m: {MemoryBytes} bytes is not a multiple of 4 KiB");
+        if (MemoryBytes > hostMemoryBytes)
+            problems.Add($"-m: {Native.HostMemory.Describe(MemoryBytes)} is more than this host's memory ({Native.HostMemory.Describe(hostMemoryBytes)})");
 
         switch (Firmware)
         {

@@ -151,6 +151,10 @@ internal static partial class LibC
     [LibraryImport(Lib, EntryPoint = "unlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Unlink(string path);
 
+    /// <summary>link(2): fails with EEXIST when anything (a symlink included) has the new name; never follows it.</summary>
+    [LibraryImport(Lib, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Link(string existing, string newPath);
+
     [LibraryImport(Lib, EntryPoint = "fsync", SetLastError = true)]
     public static partial int FSync(int fd);
 

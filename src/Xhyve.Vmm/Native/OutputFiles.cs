@@ -93,30 +93,99 @@ public static unsafe class OutputFiles
         }
     }
 
-    /// <summary>Creates <paramref name="path"/> exclusively (O_EXCL, so an existing file or symlink of any kind is left
-    /// alone) with <paramref name="content"/>.</summary>
-    public static FileIdentity CreateExclusive(string path, ReadOnlySpan<byte> content, string what, string existsMessage)
+    /// <summary>
+    /// -F: publishes a pid file that this process holds a (shared) flock on for as long as it runs (the returned
+    /// descriptor), so "is the engine that wrote this file still running?" has an exact answer: the lock is held.
+    /// The file is written and locked under a temporary name first and then linked into place, so it is never
+    /// seen unlocked or empty. A pid file already at the path is replaced only when it is stale: a regular file
+    /// of this user that holds nothing but a process id and that no engine holds locked (its engine was killed,
+    /// whether its pid is dead or now belongs to another process). Anything else is refused.
+    /// </summary>
+    public static (FileIdentity Identity, int LockFd) CreatePidFile(string path, string what)
     {
         CheckFolder(path, what);
-        int fd = LibC.Open(path, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
-        if (fd < 0)
-        {
-            int errno = LibC.LastErrno;
-            if (errno == LibC.EEXIST && LStat(path) is { } st)
-                throw new IOException(Is(st, LibC.S_IFREG) ? $"{Name(what, path)}: {existsMessage}" : $"{Name(what, path)}: is {Describe(st.Mode)}; the engine only creates a new file here");
-            throw new IOException($"{Name(what, path)}: cannot create: {LibC.StrError(errno)}");
-        }
+        string full = Path.GetFullPath(path);
+        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+        int fd = LibC.Open(temporary, LibC.O_RDWR | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
+        if (fd < 0) throw new IOException($"{Name(what, path)}: cannot create: {LibC.StrError(LibC.LastErrno)}");
         try
         {
-            WriteAll(fd, content, what, path);
-            return IdentityOf(fd);
+            WriteAll(fd, Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"), what, path);
+            // Shared, not exclusive: .NET readers (File.ReadAllText, the management library) take LOCK_SH and must
+            // still read the file; what matters is that a starting engine's LOCK_EX fails while we hold it.
+            if (LibC.Flock(fd, LibC.LOCK_SH | LibC.LOCK_NB) != 0) throw new IOException($"{Name(what, path)}: flock: {LibC.StrError(LibC.LastErrno)}");
+            // A few rounds: another engine may be replacing the same stale file at the same moment.
+            for (int attempt = 0; attempt < 5; attempt++)
+            {
+                if (LibC.Link(temporary, full) == 0) { LibC.Unlink(temporary); return (IdentityOf(fd), fd); }
+                if (LibC.LastErrno != LibC.EEXIST) throw new IOException($"{Name(what, path)}: cannot create: {LibC.StrError(LibC.LastErrno)}");
+                if (LockStalePidFile(full, path, what) is not int stale) continue;   // it changed under us: look again
+                // Holding the stale file's lock means no one else is replacing it; rename never follows a symlink.
+                int renamed = LibC.Rename(temporary, full), errno = LibC.LastErrno;
+                LibC.Close(stale);
+                if (renamed != 0) throw new IOException($"{Name(what, path)}: rename: {LibC.StrError(errno)}");
+                return (IdentityOf(fd), fd);
+            }
+            throw new IOException($"{Name(what, path)}: the pid file kept changing while the engine started; try again");
         }
         catch
         {
-            LibC.Unlink(path);
+            LibC.Close(fd);
+            LibC.Unlink(temporary);
             throw;
         }
-        finally { LibC.Close(fd); }
+    }
+
+    /// <summary>Removes the pid file while it is still ours, then releases its lock: in this order, so no one can find
+    /// our file unlocked and take it for stale.</summary>
+    public static void RemovePidFile(string path, FileIdentity identity, int lockFd)
+    {
+        RemoveIfSame(path, identity);
+        LibC.Close(lockFd);
+    }
+
+    /// <summary>The descriptor of the stale pid file at <paramref name="full"/>, locked, or null when it vanished or
+    /// was replaced meanwhile. Throws when the file may not be replaced.</summary>
+    private static int? LockStalePidFile(string full, string path, string what)
+    {
+        if (LStat(full) is not { } st) return null;
+        if (!Is(st, LibC.S_IFREG))
+            throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}; the engine only replaces a pid file left by an engine that is gone");
+        uint me = LibC.GetEUid();
+        if (st.Uid != me) throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only replaces its own files");
+        // O_NONBLOCK: nothing here may hang the start, even if the file was swapped for a FIFO since the lstat.
+        int fd = LibC.Open(full, LibC.O_RDONLY | LibC.O_NOFOLLOW | LibC.O_NONBLOCK | LibC.O_CLOEXEC);
+        if (fd < 0)
+        {
+            int errno = LibC.LastErrno;
+            if (errno is LibC.ENOENT or LibC.ELOOP) return null;
+            throw new IOException($"{Name(what, path)}: cannot open the existing pid file: {LibC.StrError(errno)}");
+        }
+        bool keep = false;
+        try
+        {
+            Stat now;
+            if (LibC.FStat(fd, &now) != 0 || !Is(now, LibC.S_IFREG) || now.Dev != st.Dev || now.Ino != st.Ino) return null;
+            var buffer = stackalloc byte[32];
+            nint n = LibC.Read(fd, buffer, 32);
+            string text = n < 0 ? "" : Encoding.ASCII.GetString(buffer, (int)n).TrimEnd('\n');
+            // Only what an engine writes: a file with other content is the user's, whatever its name (-F notes.txt).
+            if (n < 0 || n == 32 || !text.All(char.IsAsciiDigit))
+                throw new IOException($"{Name(what, path)}: exists and does not hold a process id; the engine only replaces a pid file left by an engine that is gone");
+            if (LibC.Flock(fd, LibC.LOCK_EX | LibC.LOCK_NB) != 0)
+            {
+                int errno = LibC.LastErrno;
+                throw new IOException(errno == LibC.EWOULDBLOCK
+                    ? $"{Name(what, path)}: an engine{(text.Length > 0 ? $" (pid {text})" : "")} is running with this pid file"
+                    : $"{Name(what, path)}: flock: {LibC.StrError(errno)}");
+            }
+            // Locked exclusively: no engine holds it, so the one that wrote it is gone (a reader that holds a shared
+            // lock for a moment makes it look alive: refused, and the next start succeeds). Still the file at the path?
+            if (IdentityOf(full) != new FileIdentity(now.Dev, now.Ino)) return null;
+            keep = true;
+            return fd;
+        }
+        finally { if (!keep) LibC.Close(fd); }
     }
 
     /// <summary>Opens <paramref name="path"/> for appending (log=PATH). Accepted: a regular file owned by this user

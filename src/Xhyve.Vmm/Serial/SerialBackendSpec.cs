@@ -26,7 +26,14 @@ public sealed record SerialBackendSpec(SerialBackendKind Kind, string? Path = nu
         if (list.Length == 0) throw new FormatException("missing backend (stdio, autopty, log=PATH, null or a tty)");
         var backends = new List<SerialBackendSpec>();
         foreach (var item in list.Split(','))
-            backends.Add(TryParse(item, out string? error) ?? throw new FormatException(error));
+        {
+            var backend = TryParse(item, out string? error) ?? throw new FormatException(error);
+            // The same backend twice (stdio,stdio; log=A,log=A) would double every byte; two stdio or two null
+            // are contradictory however they are spelled.
+            if (backends.Find(b => b == backend || (b.Kind == backend.Kind && backend.Kind is SerialBackendKind.Stdio or SerialBackendKind.Null)) is { } earlier)
+                throw new FormatException($"{item}: {earlier} was already given (each backend may appear once)");
+            backends.Add(backend);
+        }
         return backends;
     }
 

@@ -109,15 +109,15 @@ internal static class FileHandles
         }
         catch (UnauthorizedAccessException e)
         {
-            throw new StorageException($"{path}: cannot open {(readOnly ? "for reading" : "read-write (add ,ro for a read-only disk)")}: {e.Message}", e);
+            throw new StorageException($"{path}: cannot open {(readOnly ? "for reading" : "read-write (add ,ro for a read-only disk)")}: {Native.SystemErrors.Describe(e)}", e);
         }
         catch (IOException e) when (File.Exists(path))
         {
-            throw new StorageException($"{path}: cannot open: {e.Message} (is another engine using it?)", e);
+            throw new StorageException($"{path}: cannot open: {Native.SystemErrors.Describe(e)} (is another engine using it?)", e);
         }
         catch (IOException e)
         {
-            throw new StorageException($"{path}: cannot open: {e.Message}", e);
+            throw new StorageException($"{path}: cannot open: {Native.SystemErrors.Describe(e)}", e);
         }
     }
 

@@ -138,6 +138,61 @@ public sealed class OutputFileTests : IDisposable
         Assert.Equal("12345\n", File.ReadAllText(pid));
     }
 
+    /// <summary>A pid that is certainly dead: a process that has already exited (and been reaped).</summary>
+    private static int DeadPid()
+    {
+        using var p = System.Diagnostics.Process.Start("true")!;
+        p.WaitForExit();
+        return p.Id;
+    }
+
+    [SkippableFact]
+    public void PidFile_LeftByAKilledEngine_IsReplaced_ThenRemovedAtExit()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string pid = In("engine.pid");
+        File.WriteAllText(pid, $"{DeadPid()}\n");
+        using var p = EngineProcess.Start(["-F", pid, "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"multiboot,{EngineProcess.Guest("hello")},,spin=1"]);
+        EngineProcess.ReadUntil(p, "ready=1", TimeSpan.FromSeconds(30));
+        Assert.Equal($"{p.Id}\n", File.ReadAllText(pid));
+        EngineProcess.Signal(p, "TERM");
+        Assert.True(p.WaitForExit(10_000));
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));   // neither the pid file nor a temporary file stays
+    }
+
+    [SkippableFact]
+    public void PidFile_WhosePidIsAliveButNotAnEngine_IsReplaced()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string pid = In("engine.pid");
+        File.WriteAllText(pid, $"{Environment.ProcessId}\n");   // the test host: alive, and holds no engine's lock
+        var run = Hello("-F", pid);
+        Assert.True(run.Done, run.ToString());
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+    }
+
+    [SkippableFact]
+    public void PidFile_ThatHoldsSomethingElse_IsRefused_AndUnchanged()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string file = Precious("notes.txt");
+        AssertRefused(Hello("-F", file), $"-F {file}", "does not hold a process id");
+        Assert.Equal("precious data\n", File.ReadAllText(file));
+    }
+
+    [SkippableFact]
+    public void PidFile_OfAnotherUser_IsRefused_AndUnchanged()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        Skip.IfNot(IsRoot, "needs root to give the file to another user");
+        string pid = In("engine.pid");
+        File.WriteAllText(pid, $"{DeadPid()}\n");
+        Assert.Equal(0, EngineProcess.RunProgram("chown", ["65534", pid], 10).ExitCode);
+        string before = File.ReadAllText(pid);
+        AssertRefused(Hello("-F", pid), $"-F {pid}", "belongs to uid 65534");
+        Assert.Equal(before, File.ReadAllText(pid));
+    }
+
     [SkippableFact]
     public void PidFile_OnADanglingSymlink_IsRefused_AndNothingIsCreated()
     {

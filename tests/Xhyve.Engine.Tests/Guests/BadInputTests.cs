@@ -29,6 +29,46 @@ public sealed class BadInputTests
     }
 
     [SkippableFact]
+    public void MemoryAboveTheHosts_IsOneLine()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = EngineProcess.Run(["-m", "16T", "-f", $"multiboot,{EngineProcess.Guest("hello")}"]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith("xhyve: -m: 16 TiB is more than this host's memory (", run.Stderr);
+        Assert.Single(run.Stderr.TrimEnd().Split('\n'));
+    }
+
+    [SkippableFact]
+    public void ControlSocketPathOverTheSunPathLimit_IsOneLine()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string folder = Path.Combine(Path.GetTempPath(), $"xhyve-long-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        try
+        {
+            string socket = Path.Combine(folder, new string('s', 120));
+            var run = EngineProcess.Run(["--control-socket", socket, "-f", $"multiboot,{EngineProcess.Guest("hello")}"]);
+            Assert.Equal(1, run.ExitCode);
+            Assert.Equal($"xhyve: --control-socket {socket}: the path is {socket.Length} bytes long; a Unix socket path can have at most 107 (use a shorter folder)",
+                run.Stderr.TrimEnd());
+            Assert.Empty(Directory.GetFileSystemEntries(folder));
+        }
+        finally { Directory.Delete(folder, true); }
+    }
+
+    [Theory]
+    [InlineData("", "xhyve ctl: '': the socket path is empty")]
+    [InlineData("/tmp/0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789.sock",
+        "xhyve ctl: '/tmp/0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789.sock': the path is 110 bytes long")]
+    public void CtlWithAnUnusableSocketPath_IsOneLine(string socket, string message)
+    {
+        var run = EngineProcess.Run(["ctl", socket, "state"]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith(message, run.Stderr);
+        Assert.Single(run.Stderr.TrimEnd().Split('\n'));
+    }
+
+    [SkippableFact]
     public void CorruptKernel_IsRefusedNamingTheFile()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);

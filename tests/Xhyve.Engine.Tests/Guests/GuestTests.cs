@@ -168,7 +168,7 @@ public sealed class GuestTests
         Assert.Equal(p.Id.ToString(), File.ReadAllText(pidFile).Trim());
         var second = EngineProcess.RunGuest("hello", extra: ["-F", pidFile]);
         Assert.Equal(1, second.ExitCode);
-        Assert.Contains("pid file already exists", second.Stderr);
+        Assert.Contains($"an engine (pid {p.Id}) is running with this pid file", second.Stderr);
         Assert.True(File.Exists(pidFile), "the second engine must not remove the first one's pid file");
         EngineProcess.Signal(p, "TERM");
         Assert.True(p.WaitForExit(10_000));

@@ -176,11 +176,46 @@ public sealed class CommandLineParserTests
         Assert.DoesNotContain('\n', e.Message);
     }
 
-    [Fact]
-    public void RepeatedComPortOrFirmware_IsRefused()
+    [Theory]
+    [InlineData("-f kexec,a -f kexec,b", "-f kexec,b", "-f kexec,a")]
+    [InlineData("-f kexec,a -l bootrom,rom.fd", "-l bootrom,rom.fd", "-f kexec,a")]
+    [InlineData("-l bootrom,rom.fd -f kexec,a", "-f kexec,a", "-l bootrom,rom.fd")]
+    [InlineData("-l bootrom,a.fd -l bootrom,b.fd", "-l bootrom,b.fd", "-l bootrom,a.fd")]
+    [InlineData("-l com1,stdio,stdio", "-l com1,stdio,stdio", "stdio was already given")]
+    [InlineData("-l com1,null,null", "-l com1,null,null", "null was already given")]
+    [InlineData("-l com2,log=/tmp/a,autopty,log=/tmp/a", "-l com2,log=/tmp/a,autopty,log=/tmp/a", "log=/tmp/a was already given")]
+    public void RepeatedOrContradictoryOption_IsRefusedNamingBoth(string commandLine, string named, string other)
     {
-        Assert.Throws<CliException>(() => CommandLineParser.Parse(["-l", "com1,stdio", "-l", "com1,null"]));
-        Assert.Throws<CliException>(() => CommandLineParser.Parse(["-f", "kexec,a", "-f", "kexec,b"]));
+        var e = Assert.Throws<CliException>(() => CommandLineParser.Parse(commandLine.Split(' ')));
+        Assert.StartsWith(named, e.Message);
+        Assert.Contains(other, e.Message);
+    }
+
+    [Fact]
+    public void RepeatedUartBackend_IsAProblemNamingBoth()
+    {
+        var problems = Spec("-s", "3,uart,stdio,stdio", "-f", "kexec,k").Validate();
+        Assert.Contains(problems, p => p.Contains("uart") && p.Contains("stdio: stdio was already given"));
+    }
+
+    [Fact]
+    public void SecondComPort_ReplacesTheFirst_AsInXhyve()
+    {
+        var spec = Spec("-l", "com1,stdio", "-l", "com1,null");
+        Assert.Equal([new SerialBackendSpec(SerialBackendKind.Null)], spec.Com1);
+    }
+
+    [Theory]
+    [InlineData("disk.img,size=4M,split=1M,split=2M", "split=2M", "split=1M")]
+    [InlineData("disk.img,ro,ro", "ro", "ro")]
+    [InlineData("disk.img,sync,direct", "direct", "sync")]
+    [InlineData("disk.img,size=1M,size=2M", "size=2M", "size=1M")]
+    [InlineData("disk.img,sectorsize=512,sectorsize=4096", "sectorsize=4096", "sectorsize=512")]
+    public void RepeatedBlockOption_IsRefusedNamingBoth(string text, string named, string other)
+    {
+        var e = Assert.Throws<FormatException>(() => BlockDeviceOptions.Parse(text));
+        Assert.StartsWith(named + ":", e.Message);
+        Assert.Contains($"{other} was already given", e.Message);
     }
 
     [Theory]

@@ -9,6 +9,16 @@ public sealed class VmSpecificationValidationTests
 
     private static IReadOnlyList<string> Problems(params string[] args) => CommandLineParser.Parse(args).Spec.Validate(hostMaxVcpus: 8);
 
+    [Theory]
+    [InlineData("2G", 1UL << 30, "-m: 2 GiB is more than this host's memory (1 GiB)")]
+    [InlineData("16T", 24UL << 30, "-m: 16 TiB is more than this host's memory (24 GiB)")]
+    public void MemoryAboveTheHosts_IsAProblem(string memory, ulong host, string problem)
+    {
+        var spec = CommandLineParser.Parse(["-m", memory, "-f", $"kexec,{Kernel}"]).Spec;
+        Assert.Equal([problem], spec.Validate(hostMemoryBytes: host));
+        Assert.Empty(spec.Validate(hostMemoryBytes: spec.MemoryBytes));
+    }
+
     [Fact]
     public void ValidLine_HasNoProblems()
     {
