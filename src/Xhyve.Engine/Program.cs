@@ -88,6 +88,7 @@ public static class Program
             using var hypervisor = KvmHypervisor.Open();
             var runner = new VmRunner(spec.VcpuPinning);
             machine = new VmBuilder(spec, hypervisor, runner).Build();
+            foreach (var w in machine.Warnings) Console.Error.WriteLine($"xhyve: warning: {w}");
             if (cli.Verbose) foreach (var line in MachineReport.Describe(machine)) Console.Error.WriteLine($"xhyve: {line}");
             foreach (var s in machine.SerialPorts)
                 foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");

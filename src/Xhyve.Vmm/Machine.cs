@@ -32,6 +32,8 @@ public sealed class Machine : IDisposable
     public required DeviceBus PortIo { get; init; }
     public required DeviceBus Mmio { get; init; }
     public required ExitDispatcher Dispatcher { get; init; }
+    /// <summary>What the builder left out or changed, for the engine to print once at start.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
     public required IReadOnlyList<IVcpu> Vcpus { get; init; }
     public required LoadedKernel Kernel { get; init; }
     public required PciRootBus Pci { get; init; }

@@ -77,7 +77,7 @@ public sealed class VmBuilder
                 Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
                 Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
                 SerialPorts = _serialPorts, Uarts = _uarts, Power = power, Acpi = _spec.Acpi,
-                HostResources = _hostResources, Virtio = _virtio,
+                HostResources = _hostResources, Virtio = _virtio, Warnings = _warnings,
             };
         }
         catch
@@ -249,12 +249,28 @@ public sealed class VmBuilder
             PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
             PciBuses = _pciBuses,
         };
-        if (_spec.Acpi) AcpiTables.Write(_memory, AcpiTables.Build(platform));
-        if (_spec.MpTable)
-            _memory.WriteExactly(new GuestAddress(PlatformLayout.MpFloatingPointer), MpTable.Build(platform, PlatformLayout.MpFloatingPointer));
-        var uuid = _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
-        _memory.WriteExactly(new GuestAddress(PlatformLayout.SmbiosEntryPoint), SmbiosTables.Build(platform, uuid, _spec.Name, PlatformLayout.SmbiosEntryPoint));
+        // Every table is built and measured before any is written: one that cannot fit its area is a
+        // one-line refusal naming the flag; the MP table alone is left out instead (the MADT has the CPUs).
+        IReadOnlyList<PlacedTable>? acpi = null;
+        byte[]? mp = null, smbios;
+        try
+        {
+            if (_spec.Acpi) acpi = AcpiTables.Build(platform);
+            if (_spec.MpTable)
+            {
+                if (MpTable.WhyOmitted(platform) is { } why) _warnings.Add(why);
+                else mp = MpTable.Build(platform, PlatformLayout.MpFloatingPointer);
+            }
+            var uuid = _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
+            smbios = SmbiosTables.Build(platform, uuid, _spec.Name, PlatformLayout.SmbiosEntryPoint);
+        }
+        catch (FirmwareTableTooLargeException e) { throw new VmConfigurationException([e.Message]); }
+        if (acpi != null) AcpiTables.Write(_memory, acpi);
+        if (mp != null) FirmwareArea.MpTable.Write(_memory, PlatformLayout.MpFloatingPointer, mp);
+        FirmwareArea.Smbios.Write(_memory, PlatformLayout.SmbiosEntryPoint, smbios);
     }
+
+    private readonly List<string> _warnings = new();
 
     private LoadedKernel LoadFirmware() => _spec.Firmware switch
     {

@@ -12,10 +12,33 @@ namespace Xhyve.Vmm.Firmware;
 /// </summary>
 public static class MpTable
 {
+    /// <summary>Processor entries carry an 8-bit APIC id, 0xFF is the broadcast id and the IOAPIC needs
+    /// one above the CPUs: the MP table can describe at most 254 vCPUs.</summary>
+    public const int MaxVcpus = 254;
+
+    /// <summary>Why the MP table cannot describe this platform in its area below 1 MiB, or null when it can.
+    /// The table is then left out (ACPI's MADT lists the CPUs); guests without ACPI see one CPU.</summary>
+    public static string? WhyOmitted(PlatformDescription p)
+    {
+        if (p.Vcpus > MaxVcpus) return $"-c {p.Vcpus}: the MP table describes at most {MaxVcpus} vCPUs; it is left out (use -A: the ACPI MADT lists every vCPU)";
+        int size = Size(p);
+        if (size > (int)FirmwareArea.MpTable.Capacity)
+            return $"-c {p.Vcpus}: the MP table would need {size} bytes, more than the {FirmwareArea.MpTable.Capacity} reserved for it below 1 MiB; it is left out (use -A: the ACPI MADT lists every vCPU)";
+        return null;
+    }
+
+    /// <summary>The table's size from the configuration (floating pointer, header, then 20 bytes per
+    /// processor, 8 per bus, IOAPIC, 15 ISA interrupts, 4 INTx per PCI slot and 2 local interrupts).</summary>
+    public static int Size(PlatformDescription p) =>
+        16 + 44 + 20 * p.Vcpus + 8 * (PciBusIds(p).Length + 1) + 8 + 8 * 15 + 8 * 4 * p.PciSlots.Count + 8 * 2;
+
+    private static int[] PciBusIds(PlatformDescription p) =>
+        p.EffectivePciBuses.Select(b => b.Bus).Union(p.PciSlots.Select(s => s.Bus)).Distinct().Order().ToArray();
 
     /// <summary>The floating pointer (16 bytes) followed by the configuration table.</summary>
     public static byte[] Build(PlatformDescription p, ulong address)
     {
+        if (p.Vcpus > MaxVcpus) throw new ArgumentOutOfRangeException(nameof(p), $"the MP table describes at most {MaxVcpus} vCPUs");
         var entries = new List<byte[]>();
         byte ioapic = AcpiTables.IoapicId(p);
         for (int i = 0; i < p.Vcpus; i++)
@@ -27,7 +50,7 @@ public static class MpTable
             entries.Add(e);
         }
         // MP bus ids: the PCI bus numbers, then the ISA bus after the highest.
-        var pciBuses = p.EffectivePciBuses.Select(b => b.Bus).Union(p.PciSlots.Select(s => s.Bus)).Distinct().Order().ToArray();
+        var pciBuses = PciBusIds(p);
         byte isaBusId = (byte)(pciBuses.Max() + 1);
         foreach (int bus in pciBuses) entries.Add([1, (byte)bus, .. "PCI   "u8]);
         entries.Add([1, isaBusId, .. "ISA   "u8]);

@@ -25,8 +25,9 @@ public static class AcpiTables
         ulong Place(string sig, byte[] bytes, ulong alignment = 16)
         {
             ulong at = (next + alignment - 1) & ~(alignment - 1);
-            if (at + (ulong)bytes.Length > PlatformLayout.AcpiTablesEnd)
-                throw new InvalidOperationException($"ACPI tables exceed their area ({sig})");
+            if (!FirmwareArea.Acpi.Fits(at, bytes.Length))
+                throw new FirmwareTableTooLargeException(FirmwareArea.Acpi,
+                    $"-A with -c {p.Vcpus} and {p.EffectivePciBuses.Count} PCI bus(es): the ACPI tables up to the {sig} ({at + (ulong)bytes.Length - PlatformLayout.AcpiTablesStart} bytes)");
             placed.Add(new PlacedTable(sig, at, bytes));
             next = at + (ulong)bytes.Length;
             return at;
@@ -47,7 +48,7 @@ public static class AcpiTables
 
     public static void Write(IGuestMemory memory, IReadOnlyList<PlacedTable> tables)
     {
-        foreach (var t in tables) memory.WriteExactly(new GuestAddress(t.Address), t.Bytes);
+        foreach (var t in tables) (t.Signature == "RSD PTR " ? FirmwareArea.Rsdp : FirmwareArea.Acpi).Write(memory, t.Address, t.Bytes);
     }
 
     /// <summary>RSDP revision 2 (§5.2.5.3): checksum over the first 20 bytes, extended checksum over all 36.</summary>
@@ -136,7 +137,8 @@ public static class AcpiTables
         t.U32((uint)X86Layout.LapicBase).U32(1);  // PCAT_COMPAT: there are 8259s too
         for (int i = 0; i < p.Vcpus; i++)
         {
-            if (p.X2Apic) t.U8(9).U8(16).U16(0).U32((uint)i).U32(1).U32((uint)i);
+            // An xAPIC entry holds an 8-bit id and 0xFF means "all": ids from 255 up need x2APIC entries (§5.2.12.12).
+            if (p.X2Apic || i >= 255) t.U8(9).U8(16).U16(0).U32((uint)i).U32(1).U32((uint)i);
             else t.U8(0).U8(8).U8((byte)i).U8((byte)i).U32(1);
         }
         t.U8(1).U8(12).U8(IoapicId(p)).U8(0).U32((uint)X86Layout.IoapicBase).U32(0);

@@ -10,8 +10,28 @@ namespace Xhyve.Vmm.Firmware.Smbios;
 /// </summary>
 public static class SmbiosTables
 {
-    public static byte[] Build(PlatformDescription p, Guid uuid, string vmName, ulong address)
+    /// <summary>The most of the VM's name that goes into the type 1 SKU string: the string is informational
+    /// and the whole table must fit its area below 1 MiB, so a longer name is cut there (not refused).</summary>
+    public const int MaxNameLength = 64;
+
+    /// <summary>The entry point and structures, to be placed at <paramref name="address"/> with room up to
+    /// <paramref name="end"/>. When one type 4 per vCPU with its three strings does not fit (about 850
+    /// vCPUs and up), the processors carry only their socket string; what still does not fit is refused.</summary>
+    public static byte[] Build(PlatformDescription p, Guid uuid, string vmName, ulong address, ulong end = PlatformLayout.SmbiosEnd)
     {
+        var area = new FirmwareArea("SMBIOS", address, end);
+        // The 2.x entry point gives the structure table's length in 16 bits.
+        bool Fits(byte[] b) => area.Fits(address, b.Length) && b.Length - 32 <= ushort.MaxValue;
+        var full = Build(p, uuid, vmName, address, compactProcessors: false);
+        if (Fits(full)) return full;
+        var compact = Build(p, uuid, vmName, address, compactProcessors: true);
+        if (Fits(compact)) return compact;
+        throw new FirmwareTableTooLargeException(area, $"-c {p.Vcpus}: the SMBIOS tables ({compact.Length} bytes)");
+    }
+
+    private static byte[] Build(PlatformDescription p, Guid uuid, string vmName, ulong address, bool compactProcessors)
+    {
+        if (vmName.Length > MaxNameLength) vmName = vmName[..MaxNameLength];
         var structures = new List<byte[]>();
         ushort handle = 0;
         ushort Next() => handle++;
@@ -36,8 +56,8 @@ public static class SmbiosTables
         for (int i = 0; i < p.Vcpus; i++)
         {
             var cpu = new byte[38];
-            cpu[0] = 1; cpu[1] = 3; cpu[2] = 0x01; cpu[3] = 2;          // socket, central processor, family other, manufacturer
-            cpu[12] = 3;                                                 // version string
+            cpu[0] = 1; cpu[1] = 3; cpu[2] = 0x01;                       // socket, central processor, family other
+            if (!compactProcessors) { cpu[3] = 2; cpu[12] = 3; }         // manufacturer and version strings
             BinaryPrimitives.WriteUInt16LittleEndian(cpu.AsSpan(16), 2000);  // max speed, MHz (nominal)
             BinaryPrimitives.WriteUInt16LittleEndian(cpu.AsSpan(18), 2000);  // current speed
             cpu[20] = 0x41;                                              // socket populated, CPU enabled
@@ -48,7 +68,7 @@ public static class SmbiosTables
             cpu[31] = 1; cpu[32] = 1; cpu[33] = 1;                       // core count, enabled, threads
             BinaryPrimitives.WriteUInt16LittleEndian(cpu.AsSpan(34), 0x04); // 64-bit capable
             BinaryPrimitives.WriteUInt16LittleEndian(cpu.AsSpan(36), 0x01);
-            structures.Add(Structure(4, Next(), cpu, [$"CPU {i}", "XhyvePS", "Virtual CPU"]));
+            structures.Add(Structure(4, Next(), cpu, compactProcessors ? [$"CPU {i}"] : [$"CPU {i}", "XhyvePS", "Virtual CPU"]));
         }
 
         ulong total = p.LowMemoryBytes + p.HighMemoryBytes;
