@@ -20,10 +20,10 @@ public static class MpTable
     /// The table is then left out (ACPI's MADT lists the CPUs); guests without ACPI see one CPU.</summary>
     public static string? WhyOmitted(PlatformDescription p)
     {
-        if (p.Vcpus > MaxVcpus) return $"-c {p.Vcpus}: the MP table describes at most {MaxVcpus} vCPUs; it is left out (use -A: the ACPI MADT lists every vCPU)";
+        if (p.Vcpus > MaxVcpus) return $"-c {p.Vcpus}: the MP table describes at most {MaxVcpus} vCPUs; it is left out (the ACPI MADT, given with -A, lists every vCPU)";
         int size = Size(p);
         if (size > (int)FirmwareArea.MpTable.Capacity)
-            return $"-c {p.Vcpus}: the MP table would need {size} bytes, more than the {FirmwareArea.MpTable.Capacity} reserved for it below 1 MiB; it is left out (use -A: the ACPI MADT lists every vCPU)";
+            return $"-c {p.Vcpus}: the MP table would need {size} bytes, more than the {FirmwareArea.MpTable.Capacity} reserved for it below 1 MiB; it is left out (the ACPI MADT, given with -A, lists every vCPU)";
         return null;
     }
 

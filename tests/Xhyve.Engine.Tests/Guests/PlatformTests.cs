@@ -52,6 +52,36 @@ public sealed class PlatformTests
         Assert.Equal("1", run.Results["smbios_found"]);
     }
 
+    /// <summary>Issue 11, item 5: past what the MP table's area holds (-c 190 used to write a corrupt one),
+    /// the table is left out with one warning and ACPI still lists every vCPU.</summary>
+    [SkippableFact]
+    public void MoreVcpusThanTheMpTableHolds_LeaveItOut_WithOneWarning()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = Acpi("-A", "-c", "190");
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("0", run.Results["mp_found"]);
+        Assert.Equal("190", run.Results["madt_lapics"]);
+        Assert.Equal("1", run.Results["smbios_found"]);
+        Assert.Equal((9 + 190 - 1).ToString(), run.Results["smbios_structures"]);
+        Assert.StartsWith("xhyve: warning: -c 190: the MP table would need ", run.Stderr);
+        Assert.Single(run.Stderr.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>Issue 11, item 5: -c 900 with a 70,000-character name used to write SMBIOS over the kernel at
+    /// 1 MiB; now the tables fit below it and the guest runs and finds them.</summary>
+    [SkippableFact]
+    public void NineHundredVcpusAndALongName_KeepTheTablesBelowTheKernel()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        var run = Acpi("-A", "-x", "-c", "900", "--name", new string('n', 70_000));
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("1", run.Results["rsdp_checksum_ok"]);
+        Assert.Equal("900", run.Results["madt_x2apics"]);
+        Assert.Equal("0", run.Results["mp_found"]);
+        Assert.Equal((9 + 900 - 1).ToString(), run.Results["smbios_structures"]);
+    }
+
     [SkippableFact]
     public void GuestWritingS5ToPm1aCnt_PowersOff_WithExitStatus0()
     {
