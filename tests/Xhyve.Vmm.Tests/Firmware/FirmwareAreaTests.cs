@@ -34,6 +34,8 @@ public sealed class FirmwareAreaTests
     [Theory]
     [InlineData(1, true)]
     [InlineData(64, true)]
+    [InlineData(174, true)]    // 60 + 20 x 174 + 8 x 2 + 8 + 120 + 32 x 4 + 16 = 3,828 of 3,840 bytes
+    [InlineData(175, false)]
     [InlineData(190, false)]
     [InlineData(255, false)]
     [InlineData(256, false)]
