@@ -1,4 +1,5 @@
 using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Native;
 
 namespace Xhyve.Vmm.Storage;
 
@@ -16,16 +17,16 @@ public static class DiskImages
     public static DiskImageInfo Create(BlockDeviceOptions options)
     {
         if (options.Size is not { } size) throw new StorageException($"{options.Path}: size= is required to create an image");
-        var existing = FilesOf(options).Where(File.Exists).ToList();
+        var existing = FilesOf(options).Where(f => OutputFiles.LStat(f) != null).ToList();
         if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
         try
         {
             using (var image = BlockBackends.Open(options with { ReadOnly = false })) image.Flush();
         }
-        catch
+        catch (Exception e)
         {
             DeleteFiles(options);
-            throw;
+            throw Failed(options.Path, e);
         }
         return Inspect(options);
     }
@@ -51,7 +52,7 @@ public static class DiskImages
         target = target with { Size = target.Size ?? from.Size, ReadOnly = false };
         if (target.Size != from.Size) throw new StorageException($"{target.Path}: size={target.Size} differs from the source's {from.Size} bytes");
         if (target.SplitLayout?.Validate() is { Count: > 0 } problems) throw new StorageException($"{target.Path}: {string.Join("; ", problems)}");
-        var existing = FilesOf(target).Where(File.Exists).ToList();
+        var existing = FilesOf(target).Where(f => OutputFiles.LStat(f) != null).ToList();
         if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
         try
         {
@@ -68,13 +69,22 @@ public static class DiskImages
                 to.Flush();
             }
         }
-        catch
+        catch (Exception e)
         {
             DeleteFiles(target);
-            throw;
+            throw Failed(target.Path, e);
         }
         return Inspect(target);
     }
+
+    /// <summary>A failure writing a new image (ENOSPC, EIO, ...) as one message naming it: the runtime's own
+    /// message may name only a segment or the source, and the caller must know the output is gone.</summary>
+    private static Exception Failed(string path, Exception e) => e switch
+    {
+        IOException or UnauthorizedAccessException =>
+            new StorageException($"{path}: {SystemErrors.Describe(e).Replace(" : '", ": '")}; the partial image was removed", e),
+        _ => e,
+    };
 
     /// <summary>Every file the image consists of (existing or not).</summary>
     public static IReadOnlyList<string> FilesOf(BlockDeviceOptions options)
