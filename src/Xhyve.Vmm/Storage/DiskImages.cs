@@ -25,8 +25,7 @@ public static class DiskImages
         }
         catch (Exception e)
         {
-            DeleteFiles(options);
-            throw Failed(options.Path, e);
+            throw Failed(options.Path, e, DeleteFiles(options));
         }
         return Inspect(options);
     }
@@ -71,18 +70,18 @@ public static class DiskImages
         }
         catch (Exception e)
         {
-            DeleteFiles(target);
-            throw Failed(target.Path, e);
+            throw Failed(target.Path, e, DeleteFiles(target));
         }
         return Inspect(target);
     }
 
-    /// <summary>A failure writing a new image (ENOSPC, EIO, ...) as one message naming it: the runtime's own
-    /// message may name only a segment or the source, and the caller must know the output is gone.</summary>
-    private static Exception Failed(string path, Exception e) => e switch
+    /// <summary>A failure writing a new image (ENOSPC, EIO, ...) as one message naming it, saying that the
+    /// output is gone: the runtime's own message may name only a segment, and the disk tool would name the source.</summary>
+    private static Exception Failed(string path, Exception e, bool removed) => e switch
     {
         IOException or UnauthorizedAccessException =>
             new StorageException($"{path}: {SystemErrors.Describe(e).Replace(" : '", ": '")}; the partial image was removed", e),
+        StorageException when removed => new StorageException($"{e.Message}; the partial image was removed", e),
         _ => e,
     };
 
@@ -95,9 +94,16 @@ public static class DiskImages
         return files;
     }
 
-    private static void DeleteFiles(BlockDeviceOptions options)
+    /// <summary>Removes the files of a new image that failed; true when there was something to remove.</summary>
+    private static bool DeleteFiles(BlockDeviceOptions options)
     {
+        bool any = false;
         foreach (var f in FilesOf(options))
+        {
+            if (OutputFiles.LStat(f) == null) continue;
+            any = true;
             try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        return any;
     }
 }
