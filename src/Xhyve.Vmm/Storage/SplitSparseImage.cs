@@ -333,13 +333,14 @@ public sealed class SplitSparseImage : IBlockBackend
 }
 
 /// <summary>The in-memory copy of a sparse LUT, in chunks of 1 Mi entries: a disk of the largest size the
-/// format allows has up to 2^32-1 entries per segment, more than one managed array can hold (2 GiB).</summary>
+/// format allows has far more entries than one managed array can hold (2 GiB). A chunk is allocated only
+/// when one of its entries is first set, so the never-written parts of a huge disk cost no memory.</summary>
 internal sealed class SparseLut
 {
     private const int ChunkBits = 20;
     private const int ChunkMask = (1 << ChunkBits) - 1;
     public static readonly SparseLut Empty = new(0);
-    private readonly uint[][] _chunks;
+    private readonly uint[]?[] _chunks;
 
     public long Length { get; }
 
@@ -347,25 +348,46 @@ internal sealed class SparseLut
     {
         Length = length;
         _chunks = new uint[(length + ChunkMask) >> ChunkBits][];
-        for (long c = 0; c < _chunks.Length; c++)
-        {
-            var chunk = new uint[Math.Min(1L << ChunkBits, length - (c << ChunkBits))];
-            Array.Fill(chunk, SplitSparseImage.Unallocated);
-            _chunks[c] = chunk;
-        }
     }
 
     /// <summary>Entries are read and replaced whole by concurrent requests (volatile, as a uint is atomic).</summary>
     public uint this[long index]
     {
-        get => Volatile.Read(ref _chunks[index >> ChunkBits][index & ChunkMask]);
-        set => Volatile.Write(ref _chunks[index >> ChunkBits][index & ChunkMask], value);
+        get
+        {
+            var chunk = Volatile.Read(ref _chunks[index >> ChunkBits]);
+            return chunk == null ? SplitSparseImage.Unallocated : Volatile.Read(ref chunk[index & ChunkMask]);
+        }
+        set
+        {
+            var chunk = Volatile.Read(ref _chunks[index >> ChunkBits]);
+            if (chunk == null)
+            {
+                if (value == SplitSparseImage.Unallocated) return;
+                chunk = Allocate(index >> ChunkBits);
+            }
+            Volatile.Write(ref chunk[index & ChunkMask], value);
+        }
+    }
+
+    /// <summary>Two writers may set entries of the same new chunk at once: one allocates it, both use it.</summary>
+    private uint[] Allocate(long c)
+    {
+        lock (_chunks)
+        {
+            if (_chunks[c] is { } existing) return existing;
+            var chunk = new uint[Math.Min(1L << ChunkBits, Length - (c << ChunkBits))];
+            Array.Fill(chunk, SplitSparseImage.Unallocated);
+            Volatile.Write(ref _chunks[c], chunk);
+            return chunk;
+        }
     }
 
     public long CountAllocated()
     {
         long n = 0;
-        foreach (var chunk in _chunks) n += chunk.Length - chunk.AsSpan().Count(SplitSparseImage.Unallocated);
+        foreach (var chunk in _chunks)
+            if (chunk != null) n += chunk.Length - chunk.AsSpan().Count(SplitSparseImage.Unallocated);
         return n;
     }
 }

@@ -132,6 +132,19 @@ public sealed class ImageSafetyTests : IDisposable
         Assert.Equal((uint)(n - 1), lut[n - 1]);
     }
 
+    [Fact]
+    public void SparseLut_HoldsMoreEntriesThanAnArrayCan()
+    {
+        // 9999 segments of 2^32-1 sectors is what the format allows; 2^34 entries is far past Array.MaxLength.
+        var lut = new SparseLut(1L << 34);
+        long far = (1L << 34) - 3;
+        lut[far] = 42;
+        lut[5] = SplitSparseImage.Unallocated;
+        Assert.Equal(42u, lut[far]);
+        Assert.Equal(SplitSparseImage.Unallocated, lut[far - 1]);
+        Assert.Equal(1, lut.CountAllocated());
+    }
+
     private static bool Mkfifo(string path)
     {
         using var p = System.Diagnostics.Process.Start("mkfifo", path)!;
