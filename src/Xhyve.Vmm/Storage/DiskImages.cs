@@ -1,4 +1,5 @@
 using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Native;
 
 namespace Xhyve.Vmm.Storage;
 
@@ -16,16 +17,15 @@ public static class DiskImages
     public static DiskImageInfo Create(BlockDeviceOptions options)
     {
         if (options.Size is not { } size) throw new StorageException($"{options.Path}: size= is required to create an image");
-        var existing = FilesOf(options).Where(File.Exists).ToList();
+        var existing = FilesOf(options).Where(f => OutputFiles.LStat(f) != null).ToList();
         if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
         try
         {
             using (var image = BlockBackends.Open(options with { ReadOnly = false })) image.Flush();
         }
-        catch
+        catch (Exception e)
         {
-            DeleteFiles(options);
-            throw;
+            throw Failed(options.Path, e, DeleteFiles(options));
         }
         return Inspect(options);
     }
@@ -51,7 +51,7 @@ public static class DiskImages
         target = target with { Size = target.Size ?? from.Size, ReadOnly = false };
         if (target.Size != from.Size) throw new StorageException($"{target.Path}: size={target.Size} differs from the source's {from.Size} bytes");
         if (target.SplitLayout?.Validate() is { Count: > 0 } problems) throw new StorageException($"{target.Path}: {string.Join("; ", problems)}");
-        var existing = FilesOf(target).Where(File.Exists).ToList();
+        var existing = FilesOf(target).Where(f => OutputFiles.LStat(f) != null).ToList();
         if (existing.Count > 0) throw new StorageException($"{existing[0]}: already exists; not overwriting it");
         try
         {
@@ -68,13 +68,22 @@ public static class DiskImages
                 to.Flush();
             }
         }
-        catch
+        catch (Exception e)
         {
-            DeleteFiles(target);
-            throw;
+            throw Failed(target.Path, e, DeleteFiles(target));
         }
         return Inspect(target);
     }
+
+    /// <summary>A failure writing a new image (ENOSPC, EIO, ...) as one message naming it, saying that the
+    /// output is gone: the runtime's own message may name only a segment, and the disk tool would name the source.</summary>
+    private static Exception Failed(string path, Exception e, bool removed) => e switch
+    {
+        IOException or UnauthorizedAccessException =>
+            new StorageException($"{path}: {SystemErrors.Describe(e).Replace(" : '", ": '")}; the partial image was removed", e),
+        StorageException when removed => new StorageException($"{e.Message}; the partial image was removed", e),
+        _ => e,
+    };
 
     /// <summary>Every file the image consists of (existing or not).</summary>
     public static IReadOnlyList<string> FilesOf(BlockDeviceOptions options)
@@ -85,9 +94,16 @@ public static class DiskImages
         return files;
     }
 
-    private static void DeleteFiles(BlockDeviceOptions options)
+    /// <summary>Removes the files of a new image that failed; true when there was something to remove.</summary>
+    private static bool DeleteFiles(BlockDeviceOptions options)
     {
+        bool any = false;
         foreach (var f in FilesOf(options))
+        {
+            if (OutputFiles.LStat(f) == null) continue;
+            any = true;
             try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+        return any;
     }
 }

@@ -99,13 +99,25 @@ internal static class FileHandles
 {
     /// <summary>Opens an image file read-write with an exclusive lock (a second engine cannot open it),
     /// or read-only with a shared one. A file the user cannot write is an error unless read-only was asked.</summary>
-    public static SafeFileHandle Open(string path, bool readOnly, bool create)
+    public static unsafe SafeFileHandle Open(string path, bool readOnly, bool create)
     {
+        // Checked before open(2): opening a FIFO waits for a writer, which hung the engine and `disk info`.
+        Stat st;
+        if (LibC.StatPath(path, &st) == 0) RequireDiskFile(path, st.Mode);
         try
         {
-            var mode = create ? FileMode.OpenOrCreate : FileMode.Open;
-            return File.OpenHandle(path, mode, readOnly ? FileAccess.Read : FileAccess.ReadWrite,
+            // create: only a file that is not there yet (an existing image is never silently replaced or grown into).
+            var handle = File.OpenHandle(path, create ? FileMode.CreateNew : FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite,
                 readOnly ? FileShare.Read : FileShare.None);
+            bool added = false;
+            try
+            {
+                handle.DangerousAddRef(ref added);
+                if (LibC.FStat((int)handle.DangerousGetHandle(), &st) == 0) RequireDiskFile(path, st.Mode);
+            }
+            catch { handle.Dispose(); throw; }
+            finally { if (added) handle.DangerousRelease(); }
+            return handle;
         }
         catch (UnauthorizedAccessException e)
         {
@@ -119,6 +131,14 @@ internal static class FileHandles
         {
             throw new StorageException($"{path}: cannot open: {Native.SystemErrors.Describe(e)}", e);
         }
+    }
+
+    /// <summary>Only regular files and block devices hold disks: anything else (a FIFO, a terminal, a socket) is refused.</summary>
+    public static void RequireDiskFile(string path, uint mode)
+    {
+        uint type = mode & LibC.S_IFMT;
+        if (type != LibC.S_IFREG && type != LibC.S_IFBLK)
+            throw new StorageException($"{path}: is {OutputFiles.Describe(mode)}, not a regular file or block device");
     }
 
     public static void DataSync(SafeFileHandle handle, string path)

@@ -42,6 +42,9 @@ public sealed unsafe class RawImage : IBlockBackend
     {
         int flags = (options.ReadOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC
             | (options.WriteThrough ? LibC.O_DSYNC : 0) | (options.NoCache ? LibC.O_DIRECT : 0);
+        // Checked before open(2), which would wait forever for a writer on a FIFO.
+        Stat pre;
+        if (LibC.StatPath(path, &pre) == 0 && (pre.Mode & LibC.S_IFMT) != LibC.S_IFDIR) FileHandles.RequireDiskFile(path, pre.Mode);
         bool create = options.CreateSize != null && !options.ReadOnly && !File.Exists(path) && !Directory.Exists(path);
         int fd = create ? LibC.Open(path, flags | LibC.O_CREAT | LibC.O_EXCL, 0x1A4 /* 0644 */) : LibC.Open(path, flags);
         if (fd < 0) throw OpenError(path, LibC.LastErrno, options);
@@ -50,7 +53,7 @@ public sealed unsafe class RawImage : IBlockBackend
             Stat st;
             if (LibC.FStat(fd, &st) != 0) throw new StorageException($"{path}: cannot stat: {LibC.StrError(LibC.LastErrno)}");
             uint type = st.Mode & LibC.S_IFMT;
-            if (type != LibC.S_IFREG && type != LibC.S_IFBLK) throw new StorageException($"{path}: not a regular file or block device");
+            FileHandles.RequireDiskFile(path, st.Mode);
             int lockOp = (options.ReadOnly ? LibC.LOCK_SH : LibC.LOCK_EX) | LibC.LOCK_NB;
             if (LibC.Flock(fd, lockOp) != 0)
                 throw new StorageException(LibC.LastErrno == LibC.EWOULDBLOCK

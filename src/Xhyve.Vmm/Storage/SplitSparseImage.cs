@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Microsoft.Win32.SafeHandles;
+using Xhyve.Vmm.Native;
 
 namespace Xhyve.Vmm.Storage;
 
@@ -47,7 +48,7 @@ public sealed class SplitSparseImage : IBlockBackend
     private readonly long[] _segmentSectors;       // sparse: sectors stored in each segment so far
     private readonly Lock[] _segmentLocks;
     private readonly SafeFileHandle? _lutHandle;
-    private readonly uint[] _lut = [];
+    private readonly SparseLut _lut = SparseLut.Empty;
     private readonly string _lutPath;
 
     public string Path { get; }
@@ -71,42 +72,55 @@ public sealed class SplitSparseImage : IBlockBackend
         _segmentPaths = Enumerable.Range(0, n).Select(i => SegmentPath(path, layout, i)).ToArray();
         _segmentSectors = new long[n];
         _segmentLocks = Enumerable.Range(0, n).Select(_ => new Lock()).ToArray();
+        // Only an image of which no file exists is created: a missing segment or LUT of an existing image
+        // is damage, and a fresh empty file in its place would let the guest run on an empty disk.
+        var files = layout.Sparse ? [.. _segmentPaths, _lutPath] : _segmentPaths;
+        var missing = files.Where(f => OutputFiles.LStat(f) == null).ToList();
+        bool creating = missing.Count == files.Length;
+        if (creating && readOnly) throw new StorageException($"{path}: image does not exist (a read-only disk cannot be created)");
+        if (!creating && missing.Count > 0)
+            throw new StorageException($"{missing[0]}: missing from the existing image {path} (its other files are there); not creating an empty one in its place");
         try
         {
-            bool creating = layout.Sparse ? !File.Exists(_lutPath) : _segmentPaths.Any(p => !File.Exists(p));
-            if (readOnly && creating) throw new StorageException($"{path}: image does not exist (a read-only disk cannot be created)");
             for (int i = 0; i < n; i++)
             {
-                _segments[i] = FileHandles.Open(_segmentPaths[i], readOnly, create: !readOnly);
+                _segments[i] = FileHandles.Open(_segmentPaths[i], readOnly, create: creating);
                 long length = RandomAccess.GetLength(_segments[i]);
-                if (layout.Sparse)
-                {
-                    if (length % layout.SectorSize != 0 && !readOnly)
-                        // A crash mid-append leaves a partial sector no LUT entry points at: drop it.
-                        RandomAccess.SetLength(_segments[i], length -= length % layout.SectorSize);
-                    _segmentSectors[i] = length / layout.SectorSize;
-                }
-                else if (length < layout.SegmentSize)
-                {
-                    if (readOnly) throw new StorageException($"{_segmentPaths[i]}: segment is {length} bytes, expected {layout.SegmentSize}");
-                    RandomAccess.SetLength(_segments[i], layout.SegmentSize); // sparse on the host filesystem
-                }
+                if (layout.Sparse) _segmentSectors[i] = length / layout.SectorSize;  // a partial tail sector is dropped below, once all is checked
+                else if (length < layout.SegmentSize && readOnly)
+                    throw new StorageException($"{_segmentPaths[i]}: segment is {length} bytes, expected {layout.SegmentSize}");
             }
             if (layout.Sparse)
             {
-                _lutHandle = FileHandles.Open(_lutPath, readOnly, create: !readOnly);
+                _lutHandle = FileHandles.Open(_lutPath, readOnly, create: creating);
                 _lut = LoadLut(creating);
             }
+            // Every check passed: only now may the files change (a refused image is left byte-for-byte as it was).
+            if (!readOnly)
+                for (int i = 0; i < n; i++)
+                {
+                    long length = RandomAccess.GetLength(_segments[i]);
+                    if (layout.Sparse && length % layout.SectorSize != 0)
+                        // A crash mid-append leaves a partial sector no LUT entry points at: drop it.
+                        RandomAccess.SetLength(_segments[i], length - length % layout.SectorSize);
+                    else if (!layout.Sparse && length < layout.SegmentSize)
+                        RandomAccess.SetLength(_segments[i], layout.SegmentSize); // sparse on the host filesystem
+                }
         }
         catch
         {
             Dispose();
+            // A new image that could not be made whole (ENOSPC writing the LUT, ...) is removed again.
+            if (creating)
+                foreach (var f in files)
+                    try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
         }
     }
 
-    /// <summary>Opens the image at <paramref name="path"/>, creating it when absent (and not read-only).
-    /// A LUT of the wrong size, or one pointing past the end of a segment, is refused and left untouched.</summary>
+    /// <summary>Opens the image at <paramref name="path"/>, creating it when none of its files exist (and not read-only).
+    /// A missing segment or LUT, a LUT of the wrong size, one pointing past the end of a segment or giving two
+    /// sectors the same place, is refused and the files are left untouched.</summary>
     public static SplitSparseImage Open(string path, SplitImageLayout layout, bool readOnly)
     {
         var problems = layout.Validate();
@@ -114,32 +128,50 @@ public sealed class SplitSparseImage : IBlockBackend
         return new SplitSparseImage(path, layout, readOnly);
     }
 
-    private uint[] LoadLut(bool creating)
+    private SparseLut LoadLut(bool creating)
     {
         long expected = _layout.Sectors * 4;
         long length = RandomAccess.GetLength(_lutHandle!);
         if (creating && length == 0)
         {
-            var fresh = new uint[_layout.Sectors];
-            Array.Fill(fresh, Unallocated);
-            var bytes = new byte[expected];
-            bytes.AsSpan().Fill(0xFF);
-            RandomAccess.Write(_lutHandle!, bytes, 0);
+            var fresh = new SparseLut(_layout.Sectors);
+            var ones = new byte[(int)Math.Min(expected, 1 << 20)];
+            ones.AsSpan().Fill(0xFF);
+            for (long at = 0; at < expected; at += ones.Length)
+                RandomAccess.Write(_lutHandle!, ones.AsSpan(0, (int)Math.Min(ones.Length, expected - at)), at);
             FileHandles.DataSync(_lutHandle!, _lutPath);
             return fresh;
         }
         if (length != expected)
             throw new StorageException($"{_lutPath}: LUT is {length} bytes; a {_layout.Size}-byte disk of {_layout.SectorSize}-byte sectors needs {expected}");
-        var raw = new byte[expected];
-        if (RandomAccess.Read(_lutHandle!, raw, 0) != raw.Length) throw new StorageException($"{_lutPath}: short read");
-        var lut = new uint[_layout.Sectors];
-        for (long s = 0; s < lut.Length; s++)
+        var lut = new SparseLut(_layout.Sectors);
+        // One bit per stored sector of each segment: two LUT entries naming the same one would make
+        // writes to either sector overwrite the other.
+        var used = new ulong[_segments.Length][];
+        var raw = new byte[(int)Math.Min(expected, 1 << 20)];
+        for (long at = 0; at < expected; at += raw.Length)
         {
-            uint v = BinaryPrimitives.ReadUInt32LittleEndian(raw.AsSpan((int)(s * 4)));
-            int seg = SegmentOf(s);
-            if (v != Unallocated && v >= _segmentSectors[seg])
-                throw new StorageException($"{_lutPath}: entry for sector {s} points to sector {v} of {_segmentPaths[seg]}, which holds only {_segmentSectors[seg]}");
-            lut[s] = v;
+            var chunk = raw.AsSpan(0, (int)Math.Min(raw.Length, expected - at));
+            for (int done = 0; done < chunk.Length;)
+            {
+                int got = RandomAccess.Read(_lutHandle!, chunk[done..], at + done);
+                if (got == 0) throw new StorageException($"{_lutPath}: short read");
+                done += got;
+            }
+            for (int i = 0; i < chunk.Length; i += 4)
+            {
+                long s = (at + i) / 4;
+                uint v = BinaryPrimitives.ReadUInt32LittleEndian(chunk[i..]);
+                if (v == Unallocated) continue;
+                int seg = SegmentOf(s);
+                if (v >= _segmentSectors[seg])
+                    throw new StorageException($"{_lutPath}: entry for sector {s} points to sector {v} of {_segmentPaths[seg]}, which holds only {_segmentSectors[seg]}");
+                var bits = used[seg] ??= new ulong[(_segmentSectors[seg] + 63) / 64];
+                if ((bits[v >> 6] & (1UL << (int)(v & 63))) != 0)
+                    throw new StorageException($"{_lutPath}: entry for sector {s} points to sector {v} of {_segmentPaths[seg]}, which another sector's entry already uses");
+                bits[v >> 6] |= 1UL << (int)(v & 63);
+                lut[s] = v;
+            }
         }
         return lut;
     }
@@ -171,7 +203,7 @@ public sealed class SplitSparseImage : IBlockBackend
         for (int pos = 0; pos < buffer.Length; pos += ss)
         {
             long sector = (offset + pos) / ss;
-            uint index = Volatile.Read(ref _lut[sector]);
+            uint index = _lut[sector];
             var dest = buffer.Slice(pos, ss);
             if (index == Unallocated) dest.Clear();
             else ReadExactly(SegmentOf(sector), (long)index * ss, dest);
@@ -220,7 +252,7 @@ public sealed class SplitSparseImage : IBlockBackend
             long sector = (offset + pos) / ss;
             int seg = SegmentOf(sector);
             var chunk = data.Slice(pos, ss);
-            uint index = Volatile.Read(ref _lut[sector]);
+            uint index = _lut[sector];
             if (index != Unallocated)
             {
                 RandomAccess.Write(_segments[seg], chunk, (long)index * ss);
@@ -244,7 +276,7 @@ public sealed class SplitSparseImage : IBlockBackend
         {
             BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
             RandomAccess.Write(_lutHandle!, entry, sector * 4);
-            Volatile.Write(ref _lut[sector], index);
+            _lut[sector] = index;
         }
     }
 
@@ -275,8 +307,8 @@ public sealed class SplitSparseImage : IBlockBackend
         BinaryPrimitives.WriteUInt32LittleEndian(entry, Unallocated);
         for (long sector = offset / LogicalSectorSize; sector < (offset + length) / LogicalSectorSize; sector++)
         {
-            if (Volatile.Read(ref _lut[sector]) == Unallocated) continue;
-            Volatile.Write(ref _lut[sector], Unallocated);
+            if (_lut[sector] == Unallocated) continue;
+            _lut[sector] = Unallocated;
             RandomAccess.Write(_lutHandle!, entry, sector * 4);
         }
     }
@@ -291,11 +323,71 @@ public sealed class SplitSparseImage : IBlockBackend
     /// <summary>Allocated sectors per segment (for the disk tool and tests).</summary>
     public IReadOnlyList<long> StoredSectors => _segmentSectors;
 
-    public long AllocatedSectors => _layout.Sparse ? _lut.LongCount(v => v != Unallocated) : _layout.Sectors;
+    public long AllocatedSectors => _layout.Sparse ? _lut.CountAllocated() : _layout.Sectors;
 
     public void Dispose()
     {
         foreach (var h in _segments) h?.Dispose();
         _lutHandle?.Dispose();
+    }
+}
+
+/// <summary>The in-memory copy of a sparse LUT, in chunks of 1 Mi entries: a disk of the largest size the
+/// format allows has far more entries than one managed array can hold (2 GiB). A chunk is allocated only
+/// when one of its entries is first set, so the never-written parts of a huge disk cost no memory.</summary>
+internal sealed class SparseLut
+{
+    private const int ChunkBits = 20;
+    private const int ChunkMask = (1 << ChunkBits) - 1;
+    public static readonly SparseLut Empty = new(0);
+    private readonly uint[]?[] _chunks;
+
+    public long Length { get; }
+
+    public SparseLut(long length)
+    {
+        Length = length;
+        _chunks = new uint[(length + ChunkMask) >> ChunkBits][];
+    }
+
+    /// <summary>Entries are read and replaced whole by concurrent requests (volatile, as a uint is atomic).</summary>
+    public uint this[long index]
+    {
+        get
+        {
+            var chunk = Volatile.Read(ref _chunks[index >> ChunkBits]);
+            return chunk == null ? SplitSparseImage.Unallocated : Volatile.Read(ref chunk[index & ChunkMask]);
+        }
+        set
+        {
+            var chunk = Volatile.Read(ref _chunks[index >> ChunkBits]);
+            if (chunk == null)
+            {
+                if (value == SplitSparseImage.Unallocated) return;
+                chunk = Allocate(index >> ChunkBits);
+            }
+            Volatile.Write(ref chunk[index & ChunkMask], value);
+        }
+    }
+
+    /// <summary>Two writers may set entries of the same new chunk at once: one allocates it, both use it.</summary>
+    private uint[] Allocate(long c)
+    {
+        lock (_chunks)
+        {
+            if (_chunks[c] is { } existing) return existing;
+            var chunk = new uint[Math.Min(1L << ChunkBits, Length - (c << ChunkBits))];
+            Array.Fill(chunk, SplitSparseImage.Unallocated);
+            Volatile.Write(ref _chunks[c], chunk);
+            return chunk;
+        }
+    }
+
+    public long CountAllocated()
+    {
+        long n = 0;
+        foreach (var chunk in _chunks)
+            if (chunk != null) n += chunk.Length - chunk.AsSpan().Count(SplitSparseImage.Unallocated);
+        return n;
     }
 }

@@ -109,6 +109,99 @@ public sealed class DiskBadInputTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir, "new.img*"));
     }
 
+    private const string SparseOptions = "size=1M,split=256K,sparse,sectorsize=4096";
+
+    /// <summary>A split+sparse image with data in segments 0 and 1 (sectors 0, 75 and 76; 75 and 76 at indices 0 and 1 of segment 1).</summary>
+    private string SparseImage()
+    {
+        string img = Path.Combine(_dir, "sparse.img");
+        using var image = SplitSparseImage.Open(img, new SplitImageLayout(1 << 20, 256 << 10, true, 4096), readOnly: false);
+        image.Write(0, Enumerable.Repeat((byte)1, 4096).ToArray());
+        image.Write(300 << 10, Enumerable.Repeat((byte)2, 8192).ToArray());
+        return img;
+    }
+
+    private Dictionary<string, byte[]> Snapshot() => Directory.GetFiles(_dir).ToDictionary(f => f, File.ReadAllBytes);
+
+    private static void AssertOneLineError(EngineRun run, string expected)
+    {
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Contains(expected, run.Stderr);
+        Assert.DoesNotContain('\n', run.Stderr.TrimEnd());
+        Assert.DoesNotContain(": ok", run.Stdout);
+    }
+
+    [Fact]
+    public void DiskCheck_FindsTwoSectorsSharingASlot_AndChangesNothing()
+    {
+        string img = SparseImage();
+        var lut = File.ReadAllBytes(img + ".lut");
+        BitConverter.GetBytes(0u).CopyTo(lut, 76 * 4);          // sector 76 -> sector 75's place in segment 1
+        File.WriteAllBytes(img + ".lut", lut);
+        var before = Snapshot();
+        foreach (string command in new[] { "check", "info" })
+            AssertOneLineError(EngineProcess.Run(["disk", command, img, SparseOptions]),
+                $"{img}.lut: entry for sector 76 points to sector 0 of {img}.0001, which another sector's entry already uses");
+        Assert.Equal(before.Keys.Order(), Snapshot().Keys.Order());
+        foreach (var (f, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(f));
+    }
+
+    [Theory]
+    [InlineData(".0002")]
+    [InlineData(".lut")]
+    public void DiskCheck_OfAnImageMissingAFile_NamesIt_AndCreatesNothing(string suffix)
+    {
+        string img = SparseImage();
+        File.Delete(img + suffix);
+        var before = Snapshot();
+        AssertOneLineError(EngineProcess.Run(["disk", "check", img, SparseOptions]), $"{img}{suffix}: missing from the existing image {img}");
+        Assert.Equal(before.Keys.Order(), Snapshot().Keys.Order());
+    }
+
+    [Fact]
+    public void Fifo_AsADisk_IsRefusedAtOnce()
+    {
+        string fifo = Path.Combine(_dir, "fifo");
+        Assert.Equal(0, Run("mkfifo", fifo).Item1);
+        AssertOneLineError(EngineProcess.Run(["disk", "info", fifo], timeoutSeconds: 20), $"{fifo}: is a FIFO, not a regular file or block device");
+        File.WriteAllBytes(fifo + ".lut", new byte[8192]);       // a sparse image whose data file is the FIFO
+        AssertOneLineError(EngineProcess.Run(["disk", "check", fifo, "size=1M,sparse"], timeoutSeconds: 20), $"{fifo}: is a FIFO, not a regular file or block device");
+    }
+
+    /// <summary>ENOSPC: a 1 MiB tmpfs mounted in the test's own folder (root only), unmounted afterwards.</summary>
+    [SkippableTheory]
+    [InlineData("create", "size=1G,sparse")]                 // an 8 MiB LUT
+    [InlineData("create", "size=64M,split=4M,sparse")]       // 16 segments, then a 512 KiB LUT
+    [InlineData("convert", "")]                              // raw target
+    [InlineData("convert", "split=1M,sparse")]               // sparse target
+    public void NoSpace_IsOneLine_AndRemovesThePartialImage(string command, string options)
+    {
+        Skip.IfNot(Environment.UserName == "root", "mounting a tmpfs needs root");
+        string full = Path.Combine(_dir, "full");
+        Directory.CreateDirectory(full);
+        Assert.Equal(0, Run("mount", $"-t tmpfs -o size=1M tmpfs {full}").Item1);
+        try
+        {
+            File.WriteAllBytes(Path.Combine(full, "filler"), new byte[768 << 10]);   // leaves about 256 KiB
+            string output = Path.Combine(full, "out.img");
+            EngineRun run;
+            if (command == "create") run = EngineProcess.Run(["disk", "create", output, options]);
+            else
+            {
+                string source = Path.Combine(_dir, "source.img");
+                var data = new byte[4 << 20];
+                new Random(5).NextBytes(data);
+                File.WriteAllBytes(source, data);
+                run = EngineProcess.Run(options.Length > 0 ? ["disk", "convert", source, output, options] : ["disk", "convert", source, output]);
+            }
+            AssertOneLineError(run, $"{output}");
+            Assert.Contains("No space left on device", run.Stderr);
+            Assert.Contains("the partial image was removed", run.Stderr);
+            Assert.Equal([Path.Combine(full, "filler")], Directory.GetFileSystemEntries(full));
+        }
+        finally { Run("umount", full); }
+    }
+
     /// <summary>A file nobody can open for writing: chattr +i as root (root ignores mode bits), mode 0444 otherwise.</summary>
     private static void Immutable(string path, bool on)
     {
