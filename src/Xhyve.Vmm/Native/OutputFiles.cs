@@ -64,14 +64,21 @@ public static unsafe class OutputFiles
         if (st.Uid != me) throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only replaces its own files");
     }
 
+    /// <summary>Creates a new, uniquely named temporary file in <paramref name="full"/>'s folder (O_EXCL|O_NOFOLLOW, so
+    /// nothing already there is opened); returns its descriptor, or -1 with errno set.</summary>
+    private static int CreateBeside(string full, int access, out string temporary)
+    {
+        temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+        return LibC.Open(temporary, access | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
+    }
+
     /// <summary>Replaces <paramref name="path"/> with <paramref name="content"/> whole: written to a new file created
     /// with O_EXCL|O_NOFOLLOW in the same folder, synced, then renamed over the target (which rename never follows).</summary>
     public static FileIdentity WriteReplacing(string path, ReadOnlySpan<byte> content, string what)
     {
         CheckReplaceable(path, what);
         string full = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
-        int fd = LibC.Open(temporary, LibC.O_WRONLY | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
+        int fd = CreateBeside(full, LibC.O_WRONLY, out string temporary);
         if (fd < 0) throw new IOException($"{Name(what, path)}: cannot create {temporary}: {LibC.StrError(LibC.LastErrno)}");
         try
         {
@@ -105,8 +112,7 @@ public static unsafe class OutputFiles
     {
         CheckFolder(path, what);
         string full = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
-        int fd = LibC.Open(temporary, LibC.O_RDWR | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
+        int fd = CreateBeside(full, LibC.O_RDWR, out string temporary);
         if (fd < 0) throw new IOException($"{Name(what, path)}: cannot create: {LibC.StrError(LibC.LastErrno)}");
         try
         {

@@ -58,11 +58,8 @@ public static class LinuxKernels
         foreach (string image in candidates.Select(Path.GetFullPath))
         {
             if (!File.Exists(image)) continue;
-            string dir = Path.GetDirectoryName(image)!;
-            string cmdline = Path.Combine(dir, "cmdline.txt"), config = Path.Combine(dir, "config");
-            if (!File.Exists(cmdline)) return (null, $"the test kernel {image} has no cmdline.txt beside it (its required parameters)");
-            return (new LinuxKernel(LinuxKernel.TestKernel, image, File.ReadAllText(cmdline).Trim(),
-                File.Exists(config) ? File.ReadAllText(config) : "", null), "");
+            return FromFolder(LinuxKernel.TestKernel, image) is { } kernel
+                ? (kernel, "") : (null, $"the test kernel {image} has no cmdline.txt beside it (its required parameters)");
         }
         return (null, $"no Linux test kernel: set XHYVE_TEST_KERNEL to a bzImage (with cmdline.txt beside it), or put one at {string.Join(" or ", candidates.Select(Path.GetFullPath))}");
     }
@@ -71,11 +68,17 @@ public static class LinuxKernels
     {
         string image = Path.GetFullPath(Environment.GetEnvironmentVariable("XHYVE_TEST_KERNEL_X2APIC") is { Length: > 0 } fromEnv
             ? fromEnv : Path.Combine(EngineProcess.Root, ".cache", "linux", "testkernel-x2apic", "bzImage"));
+        return File.Exists(image) && FromFolder(LinuxKernel.TestKernelX2Apic, image) is { } kernel
+            ? (kernel, "") : (null, $"no x2APIC test kernel at {image}: tests/linux/build-x2apic-kernel.sh builds it (scripts/setup-debian.sh runs it)");
+    }
+
+    /// <summary>A test kernel as build.sh lays it out: the image with its cmdline.txt (required) and config beside it.</summary>
+    private static LinuxKernel? FromFolder(string kind, string image)
+    {
         string dir = Path.GetDirectoryName(image)!;
-        if (!File.Exists(image) || !File.Exists(Path.Combine(dir, "cmdline.txt")))
-            return (null, $"no x2APIC test kernel at {image}: tests/linux/build-x2apic-kernel.sh builds it (scripts/setup-debian.sh runs it)");
-        string config = File.Exists(Path.Combine(dir, "config")) ? File.ReadAllText(Path.Combine(dir, "config")) : "";
-        return (new LinuxKernel(LinuxKernel.TestKernelX2Apic, image, File.ReadAllText(Path.Combine(dir, "cmdline.txt")).Trim(), config, null), "");
+        string cmdline = Path.Combine(dir, "cmdline.txt"), config = Path.Combine(dir, "config");
+        if (!File.Exists(cmdline)) return null;
+        return new LinuxKernel(kind, image, File.ReadAllText(cmdline).Trim(), File.Exists(config) ? File.ReadAllText(config) : "", null);
     }
 
     private static (LinuxKernel?, string) FindDebianKernel()
