@@ -34,9 +34,6 @@ public sealed class ControlServer : IDisposable
         _path = path; _listener = listener; _machine = machine; _runner = runner; _spec = spec;
     }
 
-    /// <summary>Throws <see cref="IOException"/> naming the path unless the socket can be created there: the folder
-    /// exists (the engine does not create it), only its owner can enter it, and the path is free or holds a socket
-    /// no engine serves (one left by an engine that was killed). Anything else at the path is left alone.</summary>
     /// <summary>sun_path holds 108 bytes with the terminating NUL: a longer path cannot be bound or connected to.</summary>
     public const int MaxSocketPathBytes = 107;
 
@@ -50,6 +47,9 @@ public sealed class ControlServer : IDisposable
             : null;
     }
 
+    /// <summary>Throws <see cref="IOException"/> naming the path unless the socket can be created there: the folder
+    /// exists (the engine does not create it), belongs to this user and only they can enter it, and the path is free or holds a socket
+    /// no engine serves (one left by an engine that was killed). Anything else at the path is left alone.</summary>
     public static void CheckPath(string path)
     {
         path = Path.GetFullPath(path);
@@ -57,6 +57,11 @@ public sealed class ControlServer : IDisposable
         if (SocketPathProblem(path) is { } problem) throw new IOException($"--control-socket {path}: {problem}");
         OutputFiles.CheckFolder(path, "--control-socket");
         string folder = Path.GetDirectoryName(path)!;
+        // Its owner can rename or replace whatever is in it, the socket included, whatever the mode says.
+        uint me = OutputFiles.EffectiveUserId;
+        if (OutputFiles.OwnerOf(folder) is uint owner && owner != me)
+            throw new IOException($"--control-socket {path}: the folder {folder} belongs to uid {owner}, not to this user (uid {me}); " +
+                "its owner could replace the socket, so the control socket needs a folder of this user's own");
         var mode = File.GetUnixFileMode(folder);
         if ((mode & ~(OwnerOnlyFolder | UnixFileMode.SetGroup | UnixFileMode.SetUser | UnixFileMode.StickyBit)) != 0)
             throw new IOException($"--control-socket {path}: the folder {folder} can be entered by other users (mode {Convert.ToString((int)mode, 8)}); " +
@@ -189,18 +194,23 @@ public sealed class ControlServer : IDisposable
     public static readonly IReadOnlyList<string> Commands =
         ["state", "config", "counters", "pause", "resume", "powerbutton", "stop", "console", "console history", "help"];
 
-    private string State => _runner.StopRequested ? "Stopping" : _runner.Paused ? "Paused" : "Running";
+    /// <summary>The socket is served before the runner starts the vCPUs: until then StartedUtc is unset (default) and
+    /// the VM is "Starting", with no uptime.</summary>
+    private string StateAt(DateTime started) =>
+        _runner.StopRequested ? "Stopping" : started == default ? "Starting" : _runner.Paused ? "Paused" : "Running";
 
     private void WriteState(Utf8JsonWriter w)
     {
-        w.WriteString("state", State);
+        var started = _runner.StartedUtc;   // read once, so state and uptime agree if the runner starts meanwhile
+        w.WriteString("state", StateAt(started));
         w.WriteString("name", _spec.Name);
         w.WriteString("uuid", EffectiveUuid.ToString());
         w.WriteNumber("pid", Environment.ProcessId);
         w.WriteNumber("vcpus", _machine.Vcpus.Count);
         w.WriteNumber("memoryBytes", _spec.MemoryBytes);
-        w.WriteString("startedUtc", _runner.StartedUtc);
-        w.WriteNumber("uptimeSeconds", Math.Round((DateTime.UtcNow - _runner.StartedUtc).TotalSeconds, 3));
+        if (started == default) w.WriteNull("startedUtc");
+        else w.WriteString("startedUtc", started);
+        w.WriteNumber("uptimeSeconds", started == default ? 0 : Math.Round(Math.Max(0, (DateTime.UtcNow - started).TotalSeconds), 3));
     }
 
     private Guid EffectiveUuid => _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
@@ -237,17 +247,7 @@ public sealed class ControlServer : IDisposable
         await Send(client, Reply(w => w.WriteString("console", port.Name)));
 
         using var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        var input = Task.Run(async () =>
-        {
-            if (!pending.IsEmpty) port.Inject(pending.Span, done.Token);
-            var keys = new byte[256];
-            while (true)
-            {
-                int got = await client.ReceiveAsync(keys, SocketFlags.None, done.Token);
-                if (got == 0) break;
-                port.Inject(keys.AsSpan(0, got), done.Token);
-            }
-        });
+        var input = PumpInput(client, port, pending, done.Token);
         var output = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {
@@ -265,6 +265,44 @@ public sealed class ControlServer : IDisposable
             done.Cancel();
             ArrayPool<byte>.Shared.Return(output);
             try { await input; } catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
+        }
+    }
+
+    /// <summary>At most this much client input is taken off the socket before the guest has read it; the rest waits
+    /// in the socket, so a client typing faster than the guest reads is slowed to the guest's pace.</summary>
+    private const int InputChunk = 256;
+    /// <summary>How often input waiting for FIFO space is offered again: soon while the guest reads, backing off
+    /// while it does not, so an idle session costs a few wake-ups a second and no thread.</summary>
+    private const int FirstRetryMs = 5, LastRetryMs = 200;
+
+    /// <summary>Client to guest, without holding a thread: ends when the client stops sending (EOF), when it hangs up
+    /// while its input waits for a guest that does not read, or when <paramref name="cancel"/> fires.</summary>
+    private static async Task PumpInput(Socket client, SerialPort port, ReadOnlyMemory<byte> pending, CancellationToken cancel)
+    {
+        if (!await Deliver(client, port, pending, cancel)) return;
+        var keys = new byte[InputChunk];
+        while (true)
+        {
+            int got = await client.ReceiveAsync(keys, SocketFlags.None, cancel);
+            if (got == 0) return;
+            if (!await Deliver(client, port, keys.AsMemory(0, got), cancel)) return;
+        }
+    }
+
+    /// <summary>Offers <paramref name="data"/> to the guest until it has taken all of it (true), or the client has hung
+    /// up (false): nothing is dropped while the client is there.</summary>
+    private static async Task<bool> Deliver(Socket client, SerialPort port, ReadOnlyMemory<byte> data, CancellationToken cancel)
+    {
+        int retryMs = FirstRetryMs;
+        while (true)
+        {
+            int taken = port.TryInject(data.Span);
+            data = data[taken..];
+            if (data.IsEmpty) return true;
+            // Not reading the socket meanwhile, so its EOF is not seen: ask the kernel whether the client left.
+            if (SocketPeer.HasHungUp(client.SafeHandle)) return false;
+            retryMs = taken > 0 ? FirstRetryMs : Math.Min(retryMs * 2, LastRetryMs);
+            await Task.Delay(retryMs, cancel);
         }
     }
 

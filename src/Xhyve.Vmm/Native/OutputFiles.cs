@@ -52,6 +52,16 @@ public static unsafe class OutputFiles
         if (!Is(st, LibC.S_IFDIR)) throw new IOException($"{Name(what, path)}: {folder} is not a folder");
     }
 
+    /// <summary>The uid that owns what <paramref name="path"/> names (symlinks followed), or null when nothing is there.</summary>
+    public static uint? OwnerOf(string path)
+    {
+        Stat st;
+        return LibC.StatPath(path, &st) == 0 ? st.Uid : null;
+    }
+
+    /// <summary>This process's effective uid: the user whose files the engine may replace.</summary>
+    public static uint EffectiveUserId => LibC.GetEUid();
+
     /// <summary>Throws unless <paramref name="path"/> may be replaced: its folder exists and it is absent or a
     /// regular file owned by this user. Called before the engine starts, so bad input changes nothing.</summary>
     public static void CheckReplaceable(string path, string what)

@@ -171,22 +171,10 @@ public sealed unsafe class SerialPort : ISerialOutput, IDisposable
     /// <summary>Recent output, for the control API's console stream.</summary>
     public ConsoleBuffer Output { get; } = new();
 
-    /// <summary>Delivers <paramref name="data"/> to the guest as if typed on the port, waiting for FIFO space as the
-    /// input pump does; false when the port has no UART yet or <paramref name="cancel"/> fired first.</summary>
-    public bool Inject(ReadOnlySpan<byte> data, CancellationToken cancel)
-    {
-        var uart = _uart;
-        if (uart == null) return false;
-        while (data.Length > 0)
-        {
-            int taken = uart.Receive(data);
-            data = data[taken..];
-            if (data.Length == 0) break;
-            if (cancel.IsCancellationRequested || _stopping) return false;
-            Thread.Sleep(5);   // the guest reads its FIFO at its own pace
-        }
-        return true;
-    }
+    /// <summary>Gives the guest as much of <paramref name="data"/> as its receive FIFO takes now, as if typed on the
+    /// port; how many bytes it took (0 before the UART is attached). Never waits: a caller that must deliver the
+    /// rest offers it again later, so a guest that never reads holds no host thread.</summary>
+    public int TryInject(ReadOnlySpan<byte> data) => _stopping ? 0 : _uart?.Receive(data) ?? 0;
 
     public void Write(byte value)
     {
