@@ -5,44 +5,70 @@ using Xhyve.Vmm.Serial;
 namespace Xhyve.Engine.Control;
 
 /// <summary>
-/// `xhyve ctl SOCKET COMMAND`: the command-line client of the control API. Prints the JSON reply and exits
+/// `xhyve ctl [--timeout SECONDS] SOCKET COMMAND`: the command-line client of the control API. Prints the JSON reply and exits
 /// 0 when it says ok; "console" then bridges the terminal to the guest's serial console (Ctrl-] detaches).
 /// </summary>
 public static class ControlCommand
 {
     public const string Usage = """
-        Usage: xhyve ctl SOCKET COMMAND
+        Usage: xhyve ctl [--timeout SECONDS] SOCKET COMMAND
           COMMAND: state | config | counters | pause | resume | powerbutton | stop | help
                  | console [history]   (interactive; Ctrl-] detaches)
+          --timeout SECONDS   how long to wait to connect and for the reply (default 10)
         Prints the engine's JSON reply; exit status 0 when it says "ok": true, 1 otherwise.
         """;
+
+    /// <summary>Long enough for a busy engine, short enough that a script never hangs on a stopped (SIGSTOP) or wedged one.</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(10);
 
     private const byte DetachKey = 0x1D;   // Ctrl-], as telnet and virsh console use
 
     public static int Run(string[] args)
     {
-        if (args.Length < 2 || args[0] is "-h" or "--help")
+        if (args is ["-h" or "--help"]) { Console.Out.Write(Usage); return 0; }
+        var timeout = DefaultTimeout;
+        if (args.Length > 0 && (args[0] == "--timeout" || args[0].StartsWith("--timeout=", StringComparison.Ordinal)))
         {
-            (args.Length < 2 && args is not ["-h" or "--help"] ? Console.Error : Console.Out).Write(Usage);
-            return args is ["-h" or "--help"] ? 0 : 1;
+            bool joined = args[0].Length > "--timeout".Length;
+            string? value = joined ? args[0]["--timeout=".Length..] : args.Length > 1 ? args[1] : null;
+            if (value == null) return Fail("--timeout needs a number of seconds");
+            // Finite and at most a day, so the TimeSpan and the cancellation timer take it.
+            if (!double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double seconds)
+                || !(seconds > 0 && seconds <= 86_400))
+                return Fail($"--timeout '{value}': not a number of seconds between 0 and 86400");
+            timeout = TimeSpan.FromSeconds(seconds);
+            args = args[(joined ? 1 : 2)..];
         }
+        if (args.Length < 2) { Console.Error.Write(Usage); return 1; }
         string path = args[0], command = string.Join(' ', args[1..]);
         // The endpoint constructor throws for these; say it in one line instead.
-        if (ControlServer.SocketPathProblem(path) is { } problem)
+        if (ControlServer.SocketPathProblem(path) is { } problem) return Fail($"'{path}': {problem}");
+        // The engine reads one command per line: a line break would run a second command the user did not see.
+        if (command.AsSpan().IndexOfAny('\n', '\r') >= 0)
+            return Fail($"the command '{command.ReplaceLineEndings("\\n")}' has a line break; give one command per call");
+        if (string.IsNullOrWhiteSpace(command)) return Fail($"the command is empty (one of: {string.Join(", ", ControlServer.Commands)})");
+
+        using var deadline = new CancellationTokenSource(timeout);
+        Socket socket;
+        try { socket = Connect(path, deadline.Token); }
+        catch (OperationCanceledException)
         {
-            Console.Error.WriteLine($"xhyve ctl: '{path}': {problem}");
-            return 1;
+            return Fail($"cannot connect to {path}: the engine did not accept within {Seconds(timeout)} (stopped or wedged? --timeout SECONDS waits longer)");
         }
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try { socket.Connect(new UnixDomainSocketEndPoint(path)); }
-        catch (SocketException e)
+        catch (SocketException e) { return Fail($"cannot connect to {path}: {ConnectProblem(path, e)}"); }
+        using var _ = socket;
+        string? reply;
+        try
         {
-            Console.Error.WriteLine($"xhyve ctl: cannot connect to {path}: {Xhyve.Vmm.Native.SystemErrors.Describe(e)} (is the engine running with --control-socket {path}?)");
-            return 1;
+            socket.SendAsync(Encoding.UTF8.GetBytes(command + "\n"), SocketFlags.None, deadline.Token).AsTask().GetAwaiter().GetResult();
+            reply = ReadLine(socket, deadline.Token);
         }
-        socket.Send(Encoding.UTF8.GetBytes(command + "\n"));
-        string? reply = ReadLine(socket);
-        if (reply == null) { Console.Error.WriteLine($"xhyve ctl: {path}: the engine closed the connection without replying"); return 1; }
+        catch (OperationCanceledException)
+        {
+            return Fail($"{path}: no reply within {Seconds(timeout)} (the engine may be stopped or wedged; --timeout SECONDS waits longer)");
+        }
+        catch (SocketException e) { return Fail($"{path}: {StripEndpoint(e.Message, path)}"); }
+        if (reply == null) return Fail($"{path}: the engine closed the connection without replying");
         Console.Out.WriteLine(reply);
         bool ok = reply.Contains("\"ok\":true", StringComparison.Ordinal);
         if (!ok) return 1;
@@ -50,12 +76,61 @@ public static class ControlCommand
         return 0;
     }
 
+    /// <summary>Connects, waiting while the engine's queue of connections it has not accepted yet is full: a
+    /// non-blocking connect to a Unix socket fails with EAGAIN then, where a blocking one would wait.</summary>
+    private static Socket Connect(string path, CancellationToken cancel)
+    {
+        var endpoint = new UnixDomainSocketEndPoint(path);
+        while (true)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                socket.ConnectAsync(endpoint, cancel).AsTask().GetAwaiter().GetResult();
+                return socket;
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain)
+            {
+                socket.Dispose();
+                cancel.WaitHandle.WaitOne(20);
+                cancel.ThrowIfCancellationRequested();
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"xhyve ctl: {message}");
+        return 1;
+    }
+
+    private static string Seconds(TimeSpan t) => $"{t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} s";
+
+    /// <summary>Words for a failed connect. The runtime reports a missing path as "Cannot assign requested address"
+    /// (ENOENT is mapped to AddressNotAvailable), so the path is looked at instead.</summary>
+    private static string ConnectProblem(string path, SocketException e)
+    {
+        if (!Path.Exists(path)) return $"no such file (is the engine running with --control-socket {path}?)";
+        if (Directory.Exists(path)) return "is a folder, not a socket";
+        if (e.SocketErrorCode == SocketError.ConnectionRefused) return "connection refused (no engine is serving it, or it is not a socket)";
+        return $"{StripEndpoint(e.Message, path)} (is the engine running with --control-socket {path}?)";
+    }
+
+    /// <summary>The runtime appends the endpoint to a socket error's message; ours names the path once, first.</summary>
+    private static string StripEndpoint(string message, string path) =>
+        message.EndsWith(" " + path, StringComparison.Ordinal) ? message[..^(path.Length + 1)] : message;
+
     /// <summary>Reads the reply line a byte at a time, so nothing that follows it (console output) is consumed.</summary>
-    private static string? ReadLine(Socket socket)
+    private static string? ReadLine(Socket socket, CancellationToken cancel)
     {
         var line = new List<byte>();
         var one = new byte[1];
-        while (socket.Receive(one) == 1)
+        while (socket.ReceiveAsync(one, SocketFlags.None, cancel).AsTask().GetAwaiter().GetResult() == 1)
         {
             if (one[0] == '\n') return Encoding.UTF8.GetString(line.ToArray());
             line.Add(one[0]);

@@ -1,0 +1,181 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using Xhyve.Engine.Tests.Support;
+
+namespace Xhyve.Engine.Tests.Control;
+
+/// <summary>
+/// `xhyve ctl` (docs/control-api.md, "xhyve ctl") against a fake engine in the test: one command per call, a
+/// bounded wait, and one-line errors naming the socket. No guest is needed, so these run without KVM.
+/// </summary>
+public sealed class CtlClientTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("xhyve-ctlclient").FullName;   // created 0700
+    private string SocketPath => Path.Combine(_dir, "ctl.sock");
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    /// <summary>A control socket that accepts connections and either answers every line with {"ok":true} or
+    /// never answers (an engine stopped with SIGSTOP, or wedged). It records the lines it received.</summary>
+    private sealed class FakeEngine : IDisposable
+    {
+        private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        private readonly List<Socket> _clients = [];
+        private readonly StringBuilder _received = new();
+
+        public FakeEngine(string path, bool answers)
+        {
+            _listener.Bind(new UnixDomainSocketEndPoint(path));
+            _listener.Listen(8);
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    while (true)
+                    {
+                        var client = await _listener.AcceptAsync();
+                        lock (_clients) _clients.Add(client);
+                        _ = Serve(client, answers);
+                    }
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            });
+        }
+
+        private async Task Serve(Socket client, bool answers)
+        {
+            var buffer = new byte[4096];
+            try
+            {
+                int n;
+                while ((n = await client.ReceiveAsync(buffer)) > 0)
+                {
+                    string text = Encoding.UTF8.GetString(buffer, 0, n);
+                    lock (_received) _received.Append(text);
+                    if (answers) foreach (char _ in text.Where(c => c == '\n')) await client.SendAsync("{\"ok\":true}\n"u8.ToArray());
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        }
+
+        public string Received { get { lock (_received) return _received.ToString(); } }
+
+        public void Dispose()
+        {
+            _listener.Dispose();
+            lock (_clients) foreach (var c in _clients) c.Dispose();
+        }
+    }
+
+    private static EngineRun Ctl(params string[] args) => EngineProcess.Run(["ctl", .. args], timeoutSeconds: 30);
+
+    private static void AssertOneLineError(EngineRun run, string message)
+    {
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Single(run.Stderr.TrimEnd('\n').Split('\n'));
+        Assert.StartsWith(message, run.Stderr);
+    }
+
+    [Theory]
+    [InlineData("state\nstop", "state\\nstop")]
+    [InlineData("state\r\nstop", "state\\nstop")]
+    [InlineData("\n", "\\n")]
+    public void Ctl_ACommandWithALineBreak_IsRefusedInOneLine_AndNothingIsSent(string command, string shown)
+    {
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        var run = Ctl(SocketPath, command);
+        AssertOneLineError(run, $"xhyve ctl: the command '{shown}' has a line break; give one command per call");
+        Assert.Equal("", engine.Received);
+    }
+
+    [Fact]
+    public void Ctl_AnEmptyCommand_IsRefusedInOneLine()
+    {
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        AssertOneLineError(Ctl(SocketPath, ""), "xhyve ctl: the command is empty (one of: state,");
+        Assert.Equal("", engine.Received);
+    }
+
+    [Fact]
+    public void Ctl_AnEngineThatAcceptsButNeverAnswers_FailsAfterTheDefault10Seconds_NamingTheSocket()
+    {
+        using var engine = new FakeEngine(SocketPath, answers: false);
+        var clock = Stopwatch.StartNew();
+        var run = Ctl(SocketPath, "state");
+        AssertOneLineError(run, $"xhyve ctl: {SocketPath}: no reply within 10 s");
+        Assert.InRange(clock.Elapsed.TotalSeconds, 9.5, 25);
+        Assert.Equal("state\n", engine.Received);
+    }
+
+    [Theory]
+    [InlineData("--timeout 1")]
+    [InlineData("--timeout=1")]
+    public void Ctl_TimeoutOption_BoundsTheWaitForTheReply(string option)
+    {
+        using var engine = new FakeEngine(SocketPath, answers: false);
+        var clock = Stopwatch.StartNew();
+        var run = Ctl([.. option.Split(' '), SocketPath, "state"]);
+        AssertOneLineError(run, $"xhyve ctl: {SocketPath}: no reply within 1 s (the engine may be stopped or wedged; --timeout SECONDS waits longer)");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(8), $"took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public void Ctl_AnEngineWhoseConnectionQueueIsFull_FailsAfterTheTimeout_NamingTheSocket()
+    {
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
+        listener.Listen(0);
+        // Connections the engine never accepts fill its queue (non-blocking, so the test never waits on one).
+        var queued = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+                queued.Add(s);
+                try { s.Connect(new UnixDomainSocketEndPoint(SocketPath)); } catch (SocketException) { }
+            }
+            var clock = Stopwatch.StartNew();
+            var run = Ctl("--timeout", "1", SocketPath, "state");
+            AssertOneLineError(run, $"xhyve ctl: cannot connect to {SocketPath}: the engine did not accept within 1 s");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(8), $"took {clock.Elapsed}");
+        }
+        finally { foreach (var s in queued) s.Dispose(); }
+    }
+
+    [Fact]
+    public void Ctl_AMissingSocket_SaysNoSuchFile_NamingThePath()
+    {
+        AssertOneLineError(Ctl(SocketPath, "state"),
+            $"xhyve ctl: cannot connect to {SocketPath}: no such file (is the engine running with --control-socket {SocketPath}?)");
+    }
+
+    [Fact]
+    public void Ctl_AFolderAsTheSocket_SaysItIsNotASocket()
+    {
+        AssertOneLineError(Ctl(_dir, "state"), $"xhyve ctl: cannot connect to {_dir}: is a folder, not a socket");
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-1")]
+    [InlineData("abc")]
+    [InlineData("1e9")]
+    [InlineData("NaN")]
+    public void Ctl_ATimeoutThatIsNotAPositiveNumberOfSeconds_IsRefusedInOneLine(string value)
+    {
+        AssertOneLineError(Ctl("--timeout", value, SocketPath, "state"),
+            $"xhyve ctl: --timeout '{value}': not a number of seconds between 0 and 86400");
+    }
+
+    [Fact]
+    public void Ctl_WithATimeout_PrintsTheReply_AndExits0()
+    {
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        var run = Ctl("--timeout", "5", SocketPath, "state");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal("{\"ok\":true}\n", run.Stdout);
+        Assert.Equal("state\n", engine.Received);
+    }
+}
