@@ -115,7 +115,9 @@ public static class ControlCommand
     /// (ENOENT is mapped to AddressNotAvailable), so the path is looked at instead.</summary>
     private static string ConnectProblem(string path, SocketException e)
     {
-        if (!Path.Exists(path)) return $"no such file (is the engine running with --control-socket {path}?)";
+        // Another user cannot even look into the engine's folder: that is "Permission denied", not a missing file.
+        if (e.SocketErrorCode != SocketError.AccessDenied && !Path.Exists(path))
+            return $"no such file (is the engine running with --control-socket {path}?)";
         if (Directory.Exists(path)) return "is a folder, not a socket";
         if (e.SocketErrorCode == SocketError.ConnectionRefused) return "connection refused (no engine is serving it, or it is not a socket)";
         return $"{StripEndpoint(e.Message, path)} (is the engine running with --control-socket {path}?)";
