@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Xhyve.Vmm.Serial;
@@ -18,7 +19,8 @@ public static class ControlCommand
         Prints the engine's JSON reply; exit status 0 when it says "ok": true, 1 otherwise.
         """;
 
-    /// <summary>Long enough for a busy engine, short enough that a script never hangs on a stopped (SIGSTOP) or wedged one.</summary>
+    /// <summary>Long enough for a busy engine, short enough that a script never hangs on an engine that is stopped
+    /// (SIGSTOP) or wedged.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(10);
 
     private const byte DetachKey = 0x1D;   // Ctrl-], as telnet and virsh console use
@@ -29,15 +31,8 @@ public static class ControlCommand
         var timeout = DefaultTimeout;
         if (args.Length > 0 && (args[0] == "--timeout" || args[0].StartsWith("--timeout=", StringComparison.Ordinal)))
         {
-            bool joined = args[0].Length > "--timeout".Length;
-            string? value = joined ? args[0]["--timeout=".Length..] : args.Length > 1 ? args[1] : null;
-            if (value == null) return Fail("--timeout needs a number of seconds");
-            // Finite and at most a day, so the TimeSpan and the cancellation timer take it.
-            if (!double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double seconds)
-                || !(seconds > 0 && seconds <= 86_400))
-                return Fail($"--timeout '{value}': not a number of seconds between 0 and 86400");
-            timeout = TimeSpan.FromSeconds(seconds);
-            args = args[(joined ? 1 : 2)..];
+            if (ReadTimeout(args, out timeout, out int used) is { } bad) return Fail(bad);
+            args = args[used..];
         }
         if (args.Length < 2) { Console.Error.Write(Usage); return 1; }
         string path = args[0], command = string.Join(' ', args[1..]);
@@ -46,26 +41,30 @@ public static class ControlCommand
         // The engine reads one command per line: a line break would run a second command the user did not see.
         if (command.AsSpan().IndexOfAny('\n', '\r') >= 0)
             return Fail($"the command '{command.ReplaceLineEndings("\\n")}' has a line break; give one command per call");
-        if (string.IsNullOrWhiteSpace(command)) return Fail($"the command is empty (one of: {string.Join(", ", ControlServer.Commands)})");
+        if (string.IsNullOrWhiteSpace(command))
+            return Fail($"the command is empty (one of: {string.Join(", ", ControlServer.Commands)})");
 
         using var deadline = new CancellationTokenSource(timeout);
         Socket socket;
         try { socket = Connect(path, deadline.Token); }
         catch (OperationCanceledException)
         {
-            return Fail($"cannot connect to {path}: the engine did not accept within {Seconds(timeout)} (stopped or wedged? --timeout SECONDS waits longer)");
+            return Fail($"cannot connect to {path}: the engine did not accept within {Seconds(timeout)} " +
+                "(stopped or wedged? --timeout SECONDS waits longer)");
         }
         catch (SocketException e) { return Fail($"cannot connect to {path}: {ConnectProblem(path, e)}"); }
         using var _ = socket;
         string? reply;
         try
         {
-            socket.SendAsync(Encoding.UTF8.GetBytes(command + "\n"), SocketFlags.None, deadline.Token).AsTask().GetAwaiter().GetResult();
+            var line = Encoding.UTF8.GetBytes(command + "\n");
+            socket.SendAsync(line, SocketFlags.None, deadline.Token).AsTask().GetAwaiter().GetResult();
             reply = ReadLine(socket, deadline.Token);
         }
         catch (OperationCanceledException)
         {
-            return Fail($"{path}: no reply within {Seconds(timeout)} (the engine may be stopped or wedged; --timeout SECONDS waits longer)");
+            return Fail($"{path}: no reply within {Seconds(timeout)} " +
+                "(the engine may be stopped or wedged; --timeout SECONDS waits longer)");
         }
         catch (SocketException e) { return Fail($"{path}: {StripEndpoint(e.Message, path)}"); }
         if (reply == null) return Fail($"{path}: the engine closed the connection without replying");
@@ -74,6 +73,22 @@ public static class ControlCommand
         if (!ok) return 1;
         if (args[1] == "console") Bridge(socket);
         return 0;
+    }
+
+    /// <summary>Reads "--timeout SECONDS" or "--timeout=SECONDS" at the start of <paramref name="args"/>: why it is
+    /// unusable, or null with the timeout and how many arguments it took.</summary>
+    private static string? ReadTimeout(string[] args, out TimeSpan timeout, out int used)
+    {
+        timeout = DefaultTimeout;
+        bool joined = args[0].Length > "--timeout".Length;
+        used = joined ? 1 : 2;
+        string? value = joined ? args[0]["--timeout=".Length..] : args.Length > 1 ? args[1] : null;
+        if (value == null) return "--timeout needs a number of seconds";
+        // Positive, finite and at most a day, so TimeSpan and the cancellation timer take it.
+        if (!double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) || !(seconds > 0 && seconds <= 86_400))
+            return $"--timeout '{value}': not a number of seconds between 0 and 86400";
+        timeout = TimeSpan.FromSeconds(seconds);
+        return null;
     }
 
     /// <summary>Connects, waiting while the engine's queue of connections it has not accepted yet is full: a
@@ -109,7 +124,7 @@ public static class ControlCommand
         return 1;
     }
 
-    private static string Seconds(TimeSpan t) => $"{t.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} s";
+    private static string Seconds(TimeSpan t) => $"{t.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s";
 
     /// <summary>Words for a failed connect. The runtime reports a missing path as "Cannot assign requested address"
     /// (ENOENT is mapped to AddressNotAvailable), so the path is looked at instead.</summary>

@@ -48,8 +48,9 @@ public sealed class ControlServer : IDisposable
     }
 
     /// <summary>Throws <see cref="IOException"/> naming the path unless the socket can be created there: the folder
-    /// exists (the engine does not create it), belongs to this user and only they can enter it, and the path is free or holds a socket
-    /// no engine serves (one left by an engine that was killed). Anything else at the path is left alone.</summary>
+    /// exists (the engine does not create it), belongs to this user, only this user can enter it, and the path is
+    /// free or holds a socket no engine serves (one left by an engine that was killed). Anything else at the path is
+    /// left alone.</summary>
     public static void CheckPath(string path)
     {
         path = Path.GetFullPath(path);
