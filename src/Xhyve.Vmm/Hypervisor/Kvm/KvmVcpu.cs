@@ -55,7 +55,12 @@ internal sealed unsafe class KvmVcpu : IVcpu
 
     public void DetachFromCurrentThread()
     {
-        lock (_lifetime) _tid = 0;
+        lock (_lifetime)
+        {
+            _tid = 0;
+            if (!_disposed) return;
+        }
+        Free();   // Dispose came while this thread could still be in Run: the thread frees what it kept alive
     }
 
     public bool IsAttached
@@ -194,9 +199,17 @@ internal sealed unsafe class KvmVcpu : IVcpu
             if (_disposed) return;
             _disposed = true;
             // A thread still attached may be inside Run, reading the run area and using the fd: both stay
-            // until the process exits rather than be freed under it (or the fd number reused).
+            // until it detaches rather than be freed under it (or the fd number be reused).
             if (_tid != 0) return;
         }
+        Free();
+    }
+
+    private int _freed;
+
+    private void Free()
+    {
+        if (Interlocked.Exchange(ref _freed, 1) != 0) return;
         LibC.Munmap((nint)_run, (nuint)_mmapSize);
         LibC.Close(_fd);
     }
