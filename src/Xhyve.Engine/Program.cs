@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Xhyve.Vmm.Config;
 using Xhyve.Engine.Runtime;
 using Xhyve.Vmm;
@@ -45,6 +44,7 @@ public static class Program
     /// <summary>The last message printed for an error or stop, for the exit file.</summary>
     private static string? _lastError;
     private static PidFile? _pidFile;
+    /// <summary>Held for the process's life: a registration that is collected unregisters its signal.</summary>
     private static EngineSignals? _signals;
     /// <summary>A refused --exit-file path is left untouched at exit too (writing it checks again anyway).</summary>
     private static bool _exitFileRefused;
