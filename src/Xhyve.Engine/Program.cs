@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Xhyve.Vmm.Config;
 using Xhyve.Engine.Runtime;
 using Xhyve.Vmm;
@@ -31,6 +30,9 @@ public static class Program
         try { cli = CommandLineParser.Parse(args); }
         catch (CliException e) { return Fail(e.Message); }
         _lastError = null;
+        // Before the pid file exists and for the rest of the process: a signal at any point, shutdown included,
+        // ends in the cleanup below rather than the signal's default action.
+        if (cli.Action == CliAction.Run) _signals = EngineSignals.Register(ShutdownTimeout);
         int code = Run(cli);
         // The exit file before the pid file goes: whoever watches sees the engine end with its status, never
         // a moment where it is gone without one.
@@ -42,6 +44,8 @@ public static class Program
     /// <summary>The last message printed for an error or stop, for the exit file.</summary>
     private static string? _lastError;
     private static PidFile? _pidFile;
+    /// <summary>Held for the process's life: a registration that is collected unregisters its signal.</summary>
+    private static EngineSignals? _signals;
     /// <summary>A refused --exit-file path is left untouched at exit too (writing it checks again anyway).</summary>
     private static bool _exitFileRefused;
 
@@ -93,12 +97,8 @@ public static class Program
             foreach (var s in machine.SerialPorts)
                 foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
 
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; runner.RequestGracefulShutdown(ShutdownTimeout); });
-            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; runner.RequestStop(VmExitStatus.PoweredOff, "SIGINT"); });
-            using var usr1 = PosixSignalRegistration.Create((PosixSignal)10, c => { c.Cancel = true; runner.Pause(); });
-            using var usr2 = PosixSignalRegistration.Create((PosixSignal)12, c => { c.Cancel = true; runner.Resume(); });
-
             if (cli.ControlSocket != null) control = Control.ControlServer.Start(cli.ControlSocket, machine, runner, spec);
+            _signals?.Attach(runner);
             runner.Start(machine);
             var status = runner.WaitForExit();
             TerminalGuard.RestoreAll();

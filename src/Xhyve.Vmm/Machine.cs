@@ -51,6 +51,9 @@ public sealed class Machine : IDisposable
         foreach (var r in HostResources) r.Dispose();
         foreach (var s in SerialPorts) s.Dispose();
         foreach (var v in Vcpus) v.Dispose();
+        // A vCPU thread that has not ended (stuck past the runner's join) may still touch guest memory from
+        // KVM or a device: the mapping then stays until the process exits instead of vanishing under it.
+        foreach (var v in Vcpus) if (v.IsAttached) return;
         Vm.Dispose();
         Memory.Dispose();
     }

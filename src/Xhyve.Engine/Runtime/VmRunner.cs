@@ -71,16 +71,17 @@ public sealed class VmRunner : IPlatformEvents
     }
 
     /// <summary>
-    /// SIGTERM: with ACPI, press the power button so the guest shuts down and writes S5; a second request,
-    /// or <paramref name="timeout"/> passing, turns the VM off. A guest that never enabled the power-button
-    /// event (no ACPI OS listening) is turned off at once.
+    /// SIGTERM (SIGHUP, SIGQUIT): with ACPI, press the power button so the guest shuts down and writes S5; a
+    /// second request, or <paramref name="timeout"/> passing, turns the VM off. A guest that never enabled the
+    /// power-button event (no ACPI OS listening) is turned off at once.
     /// </summary>
-    public void RequestGracefulShutdown(TimeSpan timeout)
+    public void RequestGracefulShutdown(TimeSpan timeout, string signal = "SIGTERM")
     {
         var machine = _machine;
+        if (_stopRequested) return;
         if (machine == null || !machine.Acpi || !machine.Power.PowerButtonEnabled || Interlocked.Exchange(ref _powerButtonPressed, 1) == 1)
         {
-            RequestStop(VmExitStatus.PoweredOff, "turned off (SIGTERM)");
+            RequestStop(VmExitStatus.PoweredOff, $"turned off ({signal})");
             return;
         }
         machine.Power.PressPowerButton();
@@ -90,7 +91,12 @@ public sealed class VmRunner : IPlatformEvents
 
     public void Pause()
     {
-        _running.Reset();
+        lock (_stopLock)
+        {
+            // A stopping VM stays released: its vCPU threads must reach their end, not wait for a resume.
+            if (_stopRequested) return;
+            _running.Reset();
+        }
         foreach (var v in _machine?.Vcpus ?? []) v.Kick();
     }
 
@@ -156,6 +162,11 @@ public sealed class VmRunner : IPlatformEvents
         catch (Exception e)
         {
             RequestStop(VmExitStatus.Error, $"vCPU {vcpu.Id}: {Xhyve.Vmm.Native.SystemErrors.Describe(e)}");
+        }
+        finally
+        {
+            // Only now may the vCPU's run area and fd go (Machine.Dispose keeps them while a thread is attached).
+            vcpu.DetachFromCurrentThread();
         }
     }
 

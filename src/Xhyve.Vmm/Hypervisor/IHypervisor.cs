@@ -66,7 +66,8 @@ public interface IMsiRoute : IDisposable
     void Signal();
 }
 
-/// <summary>A virtual CPU. <see cref="Run"/> is called only from the vCPU's own thread.</summary>
+/// <summary>A virtual CPU. <see cref="Run"/> is called only from the vCPU's own thread. <see cref="Kick"/> may
+/// come from any thread at any time, also after Dispose (then it does nothing).</summary>
 public interface IVcpu : IDisposable
 {
     int Id { get; }
@@ -78,8 +79,16 @@ public interface IVcpu : IDisposable
     /// <see cref="VcpuExitReason.Interrupted"/> soon. Callable from any thread.</summary>
     void Kick();
 
-    /// <summary>Binds the vCPU to the calling thread (must be called on the vCPU thread before Run).</summary>
+    /// <summary>Binds the vCPU to the calling thread (must be called on the vCPU thread before Run). Throws
+    /// <see cref="ObjectDisposedException"/> once the vCPU is disposed.</summary>
     void AttachToCurrentThread();
+
+    /// <summary>The vCPU thread calls this when it will not call <see cref="Run"/> again; until then
+    /// <see cref="IDisposable.Dispose"/> keeps the vCPU's host resources, since Run may still use them.</summary>
+    void DetachFromCurrentThread();
+
+    /// <summary>A thread is attached: it may still be inside <see cref="Run"/>.</summary>
+    bool IsAttached { get; }
 
     /// <summary>Sets the architectural state the vCPU starts in.</summary>
     void SetBootState(in X86BootState state);

@@ -15,7 +15,11 @@ internal sealed unsafe class KvmVcpu : IVcpu
     private readonly int _fd;
     private readonly int _mmapSize;
     private readonly KvmRun* _run;
-    private volatile int _tid;
+    // Guards the run area and the thread id against Dispose: a kick (any thread, e.g. a signal handler during
+    // shutdown) never writes an unmapped page or signals a thread id that may have been reused.
+    private readonly Lock _lifetime = new();
+    private int _tid;
+    private bool _disposed;
 
     public int Id { get; }
 
@@ -40,7 +44,29 @@ internal sealed unsafe class KvmVcpu : IVcpu
         }
     }
 
-    public void AttachToCurrentThread() => _tid = LibC.GetTid();
+    public void AttachToCurrentThread()
+    {
+        lock (_lifetime)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _tid = LibC.GetTid();
+        }
+    }
+
+    public void DetachFromCurrentThread()
+    {
+        lock (_lifetime)
+        {
+            _tid = 0;
+            if (!_disposed) return;
+        }
+        Free();   // Dispose came while this thread could still be in Run: the thread frees what it kept alive
+    }
+
+    public bool IsAttached
+    {
+        get { lock (_lifetime) return _tid != 0; }
+    }
 
     public VcpuExit Run()
     {
@@ -120,10 +146,13 @@ internal sealed unsafe class KvmVcpu : IVcpu
 
     public void Kick()
     {
-        // immediate_exit covers a vCPU about to enter KVM_RUN; the signal one already inside it.
-        Volatile.Write(ref _run->ImmediateExit, 1);
-        int tid = _tid;
-        if (tid != 0) LibC.TgKill(LibC.GetPid(), tid, KickSignal);
+        lock (_lifetime)
+        {
+            if (_disposed) return;   // nothing left to kick; the run area may be gone
+            // immediate_exit covers a vCPU about to enter KVM_RUN; the signal one already inside it.
+            Volatile.Write(ref _run->ImmediateExit, 1);
+            if (_tid != 0) LibC.TgKill(LibC.GetPid(), _tid, KickSignal);
+        }
     }
 
     public void SetBootState(in X86BootState s)
@@ -165,6 +194,22 @@ internal sealed unsafe class KvmVcpu : IVcpu
 
     public void Dispose()
     {
+        lock (_lifetime)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            // A thread still attached may be inside Run, reading the run area and using the fd: both stay
+            // until it detaches rather than be freed under it (or the fd number be reused).
+            if (_tid != 0) return;
+        }
+        Free();
+    }
+
+    private int _freed;
+
+    private void Free()
+    {
+        if (Interlocked.Exchange(ref _freed, 1) != 0) return;
         LibC.Munmap((nint)_run, (nuint)_mmapSize);
         LibC.Close(_fd);
     }
