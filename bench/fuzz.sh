@@ -105,6 +105,12 @@ for t in $selected; do
       bad=1
     done
   done
+  if [ $rc -ne 0 ] && [ $bad -eq 0 ]; then
+    # afl-fuzz gave up (the fork server died, a timeout it could not recover from): the last input is unknown.
+    tail -n 20 "$out/afl-$t.log" >&2
+    echo "fuzz $t: afl-fuzz stopped with exit $rc (log $out/afl-$t.log)"
+    bad=1
+  fi
   echo "fuzz $t: $execs execs in ${took:-$seconds} s (${rate}/s), $paths paths in the queue"
   if [ $bad -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done

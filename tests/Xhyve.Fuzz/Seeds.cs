@@ -33,8 +33,12 @@ internal static class Seeds
         yield return ("lut", "sparse-3-of-8", LutSeed(split: 0, sparse: true));
         yield return ("lut", "split-sparse", LutSeed(split: 4, sparse: true));
         yield return ("lut", "split-raw", LutSeed(split: 4, sparse: false));
-        yield return ("bzimage", "gzip-payload", BzImageSeed(gzip: true));
-        yield return ("bzimage", "raw-payload", BzImageSeed(gzip: false));
+        yield return ("bzimage", "gzip-payload", BzImageSeed(Gzip(Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD]))));
+        yield return ("bzimage", "raw-payload", BzImageSeed([0xF4, 0xEB, 0xFD, 0x90]));
+        // The kernel build's other compressors, through the host's tools (as the kernel payload tests use them).
+        foreach (var (tool, arguments) in new[] { ("xz", "--check=crc32 -c"), ("lz4", "-l -9 -c"), ("zstd", "-19 -c") })
+            if (Compress(tool, arguments, Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD])) is { } payload)
+                yield return ("bzimage", $"{tool}-payload", BzImageSeed(payload));
         yield return ("elf", "elf64", Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD]));
         yield return ("elf", "multiboot-elf32", Elf(is64: false, 0x100000, [.. MultibootHeader(3), 0xF4, 0xEB, 0xFD]));
         yield return ("elf", "multiboot-aout", MultibootAout());
@@ -259,17 +263,37 @@ internal static class Seeds
     }
 
     /// <summary>A bzImage: one setup sector after the boot sector, boot protocol 2.15, 64-bit entry, and a
-    /// payload (a gzip-compressed ELF64, or bytes no decompressor knows, which Auto boots as-is).</summary>
-    private static byte[] BzImageSeed(bool gzip)
+    /// payload (a compressed ELF64, or bytes no decompressor knows, which Auto boots as-is).</summary>
+    private static byte[] Gzip(byte[] data)
     {
-        byte[] payload;
-        if (gzip)
+        using var ms = new MemoryStream();
+        using (var gz = new GZipStream(ms, CompressionLevel.SmallestSize)) gz.Write(data);
+        return ms.ToArray();
+    }
+
+    /// <summary>The data compressed by a host tool, with the size the kernel build appends; null without the tool.</summary>
+    private static byte[]? Compress(string tool, string arguments, byte[] data)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(tool, arguments) { RedirectStandardInput = true, RedirectStandardOutput = true };
+        System.Diagnostics.Process process;
+        try { process = System.Diagnostics.Process.Start(start)!; }
+        catch (System.ComponentModel.Win32Exception) { Console.Error.WriteLine($"seeds: {tool} is not installed; no {tool} seed"); return null; }
+        using (process)
         {
-            using var ms = new MemoryStream();
-            using (var gz = new GZipStream(ms, CompressionLevel.SmallestSize)) gz.Write(Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD]));
-            payload = ms.ToArray();
+            var output = new MemoryStream();
+            var reading = process.StandardOutput.BaseStream.CopyToAsync(output);
+            process.StandardInput.BaseStream.Write(data);
+            process.StandardInput.Close();
+            reading.Wait();
+            process.WaitForExit();
+            var size = new byte[4];
+            BinaryPrimitives.WriteUInt32LittleEndian(size, (uint)data.Length);
+            return process.ExitCode == 0 ? [.. output.ToArray(), .. size] : null;
         }
-        else payload = [0xF4, 0xEB, 0xFD, 0x90];
+    }
+
+    private static byte[] BzImageSeed(byte[] payload)
+    {
         const int setupSects = 1, setupBytes = (setupSects + 1) * 512;
         int pmLength = 0x200 + payload.Length;
         var f = new byte[setupBytes + pmLength];

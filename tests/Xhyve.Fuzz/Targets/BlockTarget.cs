@@ -28,5 +28,6 @@ internal static class BlockTarget
         block.Process(0);
         if ((options & 4) != 0) block.Process(0);
         block.Reset();   // waits for requests still on the I/O pool
+        if (Program.Verbose) Console.WriteLine($"  reads {block.Reads}, writes {block.Writes}, flushes {block.Flushes}, errors {block.Errors}");
     }
 }

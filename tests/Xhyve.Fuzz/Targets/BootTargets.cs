@@ -4,8 +4,8 @@ using Xhyve.Vmm.Memory;
 namespace Xhyve.Fuzz;
 
 /// <summary>
-/// The kernel loaders on a file that is the input: "bzimage" through the Linux loader (host decompression
-/// with fallback, and as-is), "elf" through the multiboot loader and the Linux loader's ELF path. A file
+/// The kernel loaders on a file that is the input: "bzimage" through the Linux loader in each mode (host
+/// decompression with fallback, as-is, host decompression only), "elf" through the multiboot loader and the Linux loader's ELF path. A file
 /// that cannot be booted is a BootImageException naming it; anything else is a crash.
 /// </summary>
 internal static class BootTargets
@@ -18,6 +18,7 @@ internal static class BootTargets
         string kernel = Scratch.File("bzImage", data);
         Expect(() => new LinuxLoader(kernel, null, "console=ttyS0", KernelLoadMode.Auto).Load(Ram.Value));
         Expect(() => new LinuxLoader(kernel, null, "console=ttyS0", KernelLoadMode.BzImage).Load(Ram.Value));
+        Expect(() => new LinuxLoader(kernel, null, "console=ttyS0", KernelLoadMode.HostDecompress).Load(Ram.Value));
     }
 
     public static void Elf(byte[] data)
