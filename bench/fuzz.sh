@@ -100,7 +100,7 @@ for t in $selected; do
         if [ $kind = hangs ]; then rm -f "$saved"; echo "fuzz $t: a timeout under afl-fuzz replays in time (load), ignored"; continue; fi
         echo "fuzz $t: CRASH under afl-fuzz (the in-process replay passes: a crash of the process itself?): $saved"
       else
-        echo "fuzz $t: CRASH: $saved"
+        echo "fuzz $t: $([ $kind = hangs ] && echo HANG || echo CRASH): $saved"
       fi
       bad=1
     done
