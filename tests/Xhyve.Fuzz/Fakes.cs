@@ -147,6 +147,10 @@ internal static class Scratch
     private static string CreateFolder()
     {
         string root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
+        // afl-fuzz ends target processes with SIGKILL, so no exit handler runs: remove the folders of dead ones.
+        foreach (var stale in Directory.EnumerateDirectories(root, "xhyve-fuzz-*"))
+            if (int.TryParse(Path.GetFileName(stale)["xhyve-fuzz-".Length..], out int pid) && !Directory.Exists($"/proc/{pid}"))
+                try { Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         string folder = Path.Combine(root, $"xhyve-fuzz-{Environment.ProcessId}");
         Directory.CreateDirectory(folder);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(folder, true); } catch (IOException) { } };
