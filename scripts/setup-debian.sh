@@ -18,6 +18,7 @@ packages=(
   qemu-system-x86 time                        # QEMU cross-checks (virtio-blk) and side-by-side benchmarks
   fio                                         # the host baseline of the storage benchmark
   e2fsprogs                                   # chattr (disk tests); mke2fs, e2fsck, debugfs (the Linux tests)
+  afl++                                       # afl-fuzz for the fuzz targets (bench/fuzz.sh, docs/fuzzing.md)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -37,6 +38,16 @@ if [ "$installed" != "$pwsh_version" ]; then
   [ -z "$installed" ] || dotnet tool uninstall --global PowerShell >/dev/null
   echo "setup: installing PowerShell $pwsh_version (dotnet global tool)"
   dotnet tool install --global PowerShell --version "$pwsh_version" >/dev/null
+fi
+
+# The SharpFuzz instrumenter, pinned, as a .NET global tool (bench/fuzz.sh instruments the assemblies under test
+# with it before afl-fuzz runs them; the harness project takes the matching SharpFuzz package from NuGet).
+sharpfuzz_version=2.3.0
+installed=$(dotnet tool list --global | awk 'tolower($1) == "sharpfuzz.commandline" { print $2 }')
+if [ "$installed" != "$sharpfuzz_version" ]; then
+  [ -z "$installed" ] || dotnet tool uninstall --global SharpFuzz.CommandLine >/dev/null
+  echo "setup: installing SharpFuzz.CommandLine $sharpfuzz_version (dotnet global tool)"
+  dotnet tool install --global SharpFuzz.CommandLine --version "$sharpfuzz_version" >/dev/null
 fi
 
 # Pester from NuGet (pinned in tests/pester/modules), laid out as a module folder under .cache/pester/modules

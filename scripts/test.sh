@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: xUnit (libraries, the engine with the test guests on KVM), then the Linux suite
 # (Linux's drivers against our devices, docs/linux-tests.md), then the Pester suite in pwsh (installed
-# by scripts/setup-debian.sh). Skipped tests print their reason; the last line sums all of them.
+# by scripts/setup-debian.sh), then each fuzz target for a short fixed time (docs/fuzzing.md).
+# Skipped tests print their reason; the last line sums all of them.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # setup-debian.sh installs pwsh as a .NET global tool; its apphost finds the runtime through DOTNET_ROOT
@@ -28,15 +29,23 @@ else
   status=1
 fi
 
+# Fuzzing (docs/fuzzing.md): every target under afl-fuzz for a fixed 20 s (with the build, about 4 minutes).
+# A crash fails the run; bench/fuzz.sh prints the saved input's path and its stack trace. Without afl-fuzz it
+# replays the corpus and the saved crashes instead. It ends with "Fuzz totals: passed=N failed=N" (targets).
+"$root/bench/fuzz.sh" all "${XHYVE_FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+grep -q '^Fuzz totals:' "$log" || { echo "test.sh: the fuzz step did not report its totals" >&2; status=1; }
+
 # One summary line in the plain form CI reads: "N passed, N failed, N skipped", summed over the
 # per-project blocks dotnet test prints ("Total tests: N", "Passed: N", "Failed: N", "Skipped: N")
-# and the line build.ps1 prints after Pester ("Pester totals: passed=N failed=N skipped=N notrun=N").
+# and the lines build.ps1 prints after Pester ("Pester totals: passed=N failed=N skipped=N notrun=N") and
+# bench/fuzz.sh after the fuzz targets ("Fuzz totals: passed=N failed=N", one per target).
 awk '/^Total tests:/ { block = 1; next }
      block && $1 == "Passed:" { p += $2; next }
      block && $1 == "Failed:" { f += $2; next }
      block && $1 == "Skipped:" { s += $2; next }
      block && $1 == "Total" { block = 0 }
-     /^Pester totals:/ {
+     /^(Pester|Fuzz) totals:/ {
        for (i = 3; i <= NF; i++) {
          split($i, kv, "=")
          if (kv[1] == "passed") p += kv[2]; else if (kv[1] == "failed") f += kv[2]; else if (kv[1] == "skipped") s += kv[2]

@@ -18,7 +18,7 @@ namespace Xhyve.Engine.Control;
 /// </summary>
 public sealed class ControlServer : IDisposable
 {
-    public const int MaxLine = 4096;
+    public const int MaxLine = ControlProtocol.MaxLine;
     private const UnixFileMode OwnerOnlyFolder = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     private const UnixFileMode OwnerOnlySocket = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
@@ -124,8 +124,7 @@ public sealed class ControlServer : IDisposable
         {
             while (!_stop.IsCancellationRequested)
             {
-                int newline = Array.IndexOf(buffer, (byte)'\n', 0, filled);
-                if (newline < 0)
+                if (!ControlProtocol.TryTakeLine(buffer, ref filled, out string line))
                 {
                     if (filled == buffer.Length) { await Send(client, Error($"command longer than {MaxLine} bytes")); return; }
                     int got = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _stop.Token);
@@ -133,20 +132,15 @@ public sealed class ControlServer : IDisposable
                     filled += got;
                     continue;
                 }
-                string line = Encoding.UTF8.GetString(buffer, 0, newline).Trim();
-                int rest = filled - newline - 1;
-                Array.Copy(buffer, newline + 1, buffer, 0, rest);
-                filled = rest;
-                if (line.Length == 0) continue;
-                var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (words[0] == "console" && (words.Length == 1 || words is [_, "history"]))
+                if (ControlProtocol.Parse(line) is not { } request) continue;
+                if (request is { Command: "console", Error: null })
                 {
-                    await StreamConsole(client, words, buffer.AsMemory(0, filled));
+                    await StreamConsole(client, request.History, buffer.AsMemory(0, filled));
                     return;
                 }
                 // A command that stops the VM still gets its reply: Dispose waits for replies in progress.
                 Interlocked.Increment(ref _replying);
-                try { await Send(client, Execute(words)); }
+                try { await Send(client, Execute(request)); }
                 finally { Interlocked.Decrement(ref _replying); }
             }
         }
@@ -154,11 +148,10 @@ public sealed class ControlServer : IDisposable
     }
 
     /// <summary>Runs one command; the JSON reply.</summary>
-    private byte[] Execute(string[] words)
+    private byte[] Execute(ControlRequest request)
     {
-        string command = words[0];
-        if (words.Length > 1 && command != "console") return Error($"'{command}' takes no arguments");
-        switch (command)
+        if (request.Error != null) return Error(request.Error);
+        switch (request.Command)
         {
             case "state": return Reply(w => WriteState(w));
             case "config": return Reply(WriteConfig);
@@ -178,8 +171,6 @@ public sealed class ControlServer : IDisposable
             case "stop":
                 _runner.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
                 return Reply(w => WriteState(w));
-            case "console":
-                return Error("usage: console [history]");
             case "help":
                 return Reply(w =>
                 {
@@ -188,12 +179,11 @@ public sealed class ControlServer : IDisposable
                     w.WriteEndArray();
                 });
             default:
-                return Error($"unknown command '{command}' (one of: {string.Join(", ", Commands)})");
+                return Error($"unknown command '{request.Command}' (one of: {string.Join(", ", Commands)})");
         }
     }
 
-    public static readonly IReadOnlyList<string> Commands =
-        ["state", "config", "counters", "pause", "resume", "powerbutton", "stop", "console", "console history", "help"];
+    public static IReadOnlyList<string> Commands => ControlProtocol.Commands;
 
     /// <summary>The socket is served before the runner starts the vCPUs: until then StartedUtc is unset (default) and
     /// the VM is "Starting", with no uptime.</summary>
@@ -240,11 +230,11 @@ public sealed class ControlServer : IDisposable
 
     /// <summary>"console [history]": after the reply line, the connection carries the first serial port's output
     /// (from now, or from what the ring still holds) and whatever the client sends becomes the guest's input.</summary>
-    private async Task StreamConsole(Socket client, string[] words, ReadOnlyMemory<byte> pending)
+    private async Task StreamConsole(Socket client, bool history, ReadOnlyMemory<byte> pending)
     {
         var port = _machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? _machine.SerialPorts.FirstOrDefault();
         if (port == null) { await Send(client, Error("the VM has no serial port")); return; }
-        long position = words.Length == 2 ? 0 : port.Output.Position;
+        long position = history ? 0 : port.Output.Position;
         await Send(client, Reply(w => w.WriteString("console", port.Name)));
 
         using var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);

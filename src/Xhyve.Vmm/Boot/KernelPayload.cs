@@ -63,7 +63,10 @@ public static class KernelPayload
         // Read one gzip member through DeflateStream: the appended size would be taken as a second member.
         int flags = payload.Length > 10 ? payload[3] : throw new InvalidDataException("truncated gzip header");
         int pos = 10;
-        if ((flags & 0x04) != 0) pos += 2 + BinaryPrimitives.ReadUInt16LittleEndian(payload[pos..]);
+        // Every optional field is checked against the payload before it is read (a corrupt header is refused, not
+        // read past its end: found by fuzzing, tests/Xhyve.Vmm.Tests/Fuzz).
+        if ((flags & 0x04) != 0)
+            pos = payload.Length - pos >= 2 ? pos + 2 + BinaryPrimitives.ReadUInt16LittleEndian(payload[pos..]) : throw new InvalidDataException("truncated gzip header");
         if ((flags & 0x08) != 0) pos = SkipZeroTerminated(payload, pos);
         if ((flags & 0x10) != 0) pos = SkipZeroTerminated(payload, pos);
         if ((flags & 0x02) != 0) pos += 2;
@@ -77,6 +80,7 @@ public static class KernelPayload
 
     private static int SkipZeroTerminated(ReadOnlySpan<byte> data, int pos)
     {
+        if (pos >= data.Length) throw new InvalidDataException("truncated gzip header");
         int nul = data[pos..].IndexOf((byte)0);
         if (nul < 0) throw new InvalidDataException("truncated gzip header");
         return pos + nul + 1;

@@ -1,0 +1,322 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using System.Text;
+using Xhyve.Vmm.Devices.Virtio.Block;
+using Xhyve.Vmm.Devices.Virtio.Queue;
+
+namespace Xhyve.Fuzz;
+
+/// <summary>
+/// The seed corpus (tests/Xhyve.Fuzz/corpus/TARGET/NAME): small valid inputs, built here so their layout is
+/// explained in code. Regenerate with `Xhyve.Fuzz seeds tests/Xhyve.Fuzz/corpus` after changing a target's
+/// input format.
+/// </summary>
+internal static class Seeds
+{
+    public static void Write(string folder)
+    {
+        foreach (var (target, name, bytes) in All())
+        {
+            var dir = Path.Combine(folder, target);
+            Directory.CreateDirectory(dir);
+            File.WriteAllBytes(Path.Combine(dir, name), bytes);
+        }
+    }
+
+    private static IEnumerable<(string Target, string Name, byte[] Bytes)> All()
+    {
+        yield return ("queue", "two-chains", QueueSeed(flags: 0, indirect: false));
+        yield return ("queue", "indirect-eventidx", QueueSeed(flags: 3, indirect: true));
+        yield return ("blk", "read-write-flush", BlockSeed(sector4k: false));
+        yield return ("blk", "getid-discard-4k", BlockSeed(sector4k: true));
+        yield return ("pci", "driver-init", PciSeed());
+        yield return ("lut", "sparse-3-of-8", LutSeed(split: 0, sparse: true));
+        yield return ("lut", "split-sparse", LutSeed(split: 4, sparse: true));
+        yield return ("lut", "split-raw", LutSeed(split: 4, sparse: false));
+        yield return ("bzimage", "gzip-payload", BzImageSeed(Gzip(Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD]))));
+        yield return ("bzimage", "raw-payload", BzImageSeed([0xF4, 0xEB, 0xFD, 0x90]));
+        // The kernel build's other compressors, through the host's tools (as the kernel payload tests use them).
+        foreach (var (tool, arguments) in new[] { ("xz", "--check=crc32 -c"), ("lz4", "-l -9 -c"), ("zstd", "-19 -c") })
+            if (Compress(tool, arguments, Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD])) is { } payload)
+                yield return ("bzimage", $"{tool}-payload", BzImageSeed(payload));
+        yield return ("elf", "elf64", Elf(is64: true, 0x100000, [0xF4, 0xEB, 0xFD]));
+        yield return ("elf", "multiboot-elf32", Elf(is64: false, 0x100000, [.. MultibootHeader(3), 0xF4, 0xEB, 0xFD]));
+        yield return ("elf", "multiboot-aout", MultibootAout());
+        yield return ("cmdline", "kexec-virtio", Argv("-A", "-c", "2", "-m", "512M", "-s", "0:0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio",
+            "-s", "2,virtio-blk,/dev/null,sectorsize=512", "-s", "3,virtio-rnd", "-U", "8b3c6e3a-0d4f-4a6b-9a56-1c3e1f3a7b21",
+            "-f", "kexec,/dev/null,/dev/null,earlyprintk=serial console=ttyS0", "--name", "vm1"));
+        yield return ("cmdline", "multiboot", Argv("-m", "64M", "-f", "multiboot,/dev/null,/dev/null;mod1:/dev/null,console=com1", "-s", "31,lpc", "-l", "com1,log=/tmp/x.log"));
+        yield return ("cmdline", "sparse-disk", Argv("-s", "4,virtio-blk,/tmp/d.img,size=1G,split=256M,sparse,ro", "-p", "0:0", "-W", "-x", "-f", "kexec,/dev/null"));
+        yield return ("control", "commands", [7, .. "state\nconfig\ncounters\npause\nresume\nhelp\nconsole history\nstop\n"u8]);
+        yield return ("control", "errors", [0, .. "  state extra\nbogus\n\nconsole x\npowerbutton\n"u8]);
+    }
+
+    // ---- virtio rings in the "queue" input: header then guest RAM from address 0 ----
+
+    private const uint Desc = 0x100, Avail = 0x200, Used = 0x300, Buffers = 0x1000;
+
+    private static byte[] QueueHeader(int sizeLog2, byte flags, int capacity)
+    {
+        var h = new byte[15];
+        h[0] = (byte)sizeLog2;
+        h[1] = flags;
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(2), Desc);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(6), Avail);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(10), Used);
+        h[14] = (byte)(capacity - 1);
+        return h;
+    }
+
+    private static void Descriptor(byte[] ram, uint table, int index, ulong addr, uint len, ushort flags, ushort next)
+    {
+        var d = ram.AsSpan((int)table + 16 * index, 16);
+        BinaryPrimitives.WriteUInt64LittleEndian(d, addr);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[8..], len);
+        BinaryPrimitives.WriteUInt16LittleEndian(d[12..], flags);
+        BinaryPrimitives.WriteUInt16LittleEndian(d[14..], next);
+    }
+
+    private static void Publish(byte[] ram, params ushort[] heads)
+    {
+        for (int i = 0; i < heads.Length; i++) BinaryPrimitives.WriteUInt16LittleEndian(ram.AsSpan((int)Avail + 4 + 2 * i), heads[i]);
+        BinaryPrimitives.WriteUInt16LittleEndian(ram.AsSpan((int)Avail + 2), (ushort)heads.Length);
+    }
+
+    private static byte[] QueueSeed(byte flags, bool indirect)
+    {
+        var ram = new byte[0x1200];
+        Descriptor(ram, Desc, 0, Buffers, 16, SplitQueue.DescNext, 1);
+        Descriptor(ram, Desc, 1, Buffers + 0x100, 64, SplitQueue.DescWrite, 0);
+        if (indirect)
+        {
+            Descriptor(ram, Desc, 2, Buffers + 0x180, 32, SplitQueue.DescIndirect, 0);
+            Descriptor(ram, Buffers + 0x180, 0, Buffers, 8, SplitQueue.DescNext, 1);
+            Descriptor(ram, Buffers + 0x180, 1, Buffers + 0x40, 8, SplitQueue.DescWrite, 0);
+        }
+        else Descriptor(ram, Desc, 2, Buffers + 0x40, 8, SplitQueue.DescWrite, 0);
+        Publish(ram, 0, 2);
+        return [.. QueueHeader(3, flags, 16), .. ram];
+    }
+
+    private static byte[] BlockSeed(bool sector4k)
+    {
+        // Three requests: header (readable), data, status (writable), each chain in its own descriptors.
+        var ram = new byte[0x3000];
+        int sector = sector4k ? 4096 : 512;
+        void Header(int at, uint type, ulong lba)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(ram.AsSpan(at), type);
+            BinaryPrimitives.WriteUInt64LittleEndian(ram.AsSpan(at + 8), lba);
+        }
+        uint[] types = sector4k ? [VirtioBlock.TypeGetId, VirtioBlock.TypeDiscard, VirtioBlock.TypeIn] : [VirtioBlock.TypeOut, VirtioBlock.TypeIn, VirtioBlock.TypeFlush];
+        for (int r = 0; r < 3; r++)
+        {
+            int header = 0x800 + 0x20 * r, status = 0x900 + r, data = 0x1000 + 0x1000 * r;
+            Header(header, types[r], (ulong)(r * sector / 512));
+            int d = 3 * r;
+            Descriptor(ram, Desc, d, (ulong)header, 16, SplitQueue.DescNext, (ushort)(d + 1));
+            bool deviceWrites = types[r] is VirtioBlock.TypeIn or VirtioBlock.TypeGetId;
+            uint length = types[r] == VirtioBlock.TypeGetId ? 20u : types[r] == VirtioBlock.TypeDiscard ? 16u : (uint)Math.Min(sector, 0x1000);
+            if (types[r] == VirtioBlock.TypeDiscard)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(ram.AsSpan(data), 8);       // sector
+                BinaryPrimitives.WriteUInt32LittleEndian(ram.AsSpan(data + 8), 8);   // count
+            }
+            if (types[r] == VirtioBlock.TypeFlush)
+                Descriptor(ram, Desc, d + 1, (ulong)status, 1, SplitQueue.DescWrite, 0);
+            else
+            {
+                Descriptor(ram, Desc, d + 1, (ulong)data, length, (ushort)(SplitQueue.DescNext | (deviceWrites ? SplitQueue.DescWrite : 0)), (ushort)(d + 2));
+                Descriptor(ram, Desc, d + 2, (ulong)status, 1, SplitQueue.DescWrite, 0);
+            }
+        }
+        Publish(ram, 0, 3, 6);
+        byte options = (byte)(sector4k ? 1 : 0);
+        return [options, .. QueueHeader(4, 0, 64), .. ram];
+    }
+
+    // ---- PCI: [kind<<4 | function<<2 | width][offset u16][value] ----
+
+    private static byte[] PciSeed()
+    {
+        var s = new List<byte> { 0 };
+        void Op(int kind, int widthLog2, ushort offset, ulong value, bool set = false)
+        {
+            s.Add((byte)(kind << 4 | (set ? 8 : 0) | widthLog2));
+            s.Add((byte)offset); s.Add((byte)(offset >> 8));
+            for (int i = 0; i < (widthLog2 == 3 ? 8 : 4); i++) s.Add((byte)(value >> (8 * i)));
+        }
+        Op(2, 2, 0x00, 0);                      // vendor/device
+        Op(0, 2, 0x10, 0xFFFF_FFFF);            // size BAR 0, then place it
+        Op(2, 2, 0x10, 0);
+        Op(0, 2, 0x10, 0xC000);
+        Op(0, 2, 0x18, 0xE000_0000);            // BAR 2 (modern)
+        Op(0, 2, 0x14, 0xE000_8000);            // BAR 1 (MSI-X)
+        Op(0, 1, 0x04, 0x0007);                 // I/O, memory, bus master
+        Op(2, 0, 0x34, 0);                      // capabilities pointer
+        Op(0, 1, 0x42, 0xC000);                 // MSI-X control at the first capability? (the fuzzer finds the real one)
+        Op(8, 0, 0x14, 0);                      // reset
+        Op(8, 0, 0x14, 3);                      // ACKNOWLEDGE | DRIVER
+        Op(8, 2, 0x08, 1); Op(8, 2, 0x0C, 1);   // VERSION_1
+        Op(8, 0, 0x14, 11);                     // FEATURES_OK
+        Op(8, 1, 0x16, 0); Op(8, 1, 0x18, 16);
+        Op(8, 3, 0x20, 0x1000); Op(8, 3, 0x28, 0x2000); Op(8, 3, 0x30, 0x3000);
+        Op(8, 1, 0x1C, 1);
+        Op(8, 0, 0x14, 15);                     // DRIVER_OK
+        Op(8, 1, 0x3000, 0);                    // notify queue 0
+        Op(9, 0, 0x1000, 0);                    // ISR
+        Op(14, 2, 0, 0xE000_0014, set: false);  // common config through the MMIO bus
+        Op(12, 2, 0x00, 0xFEE0_0000); Op(12, 2, 0x08, 0x41); Op(12, 2, 0x0C, 0);
+        Op(3, 2, 0, 0x8000_0800);               // 0xCF8: bus 0 slot 1 function 0
+        Op(4, 2, 4, 0);                         // 0xCFC
+        Op(15, 0, 0xC012, 0, set: true);        // legacy status through port I/O
+        Op(8, 0, 0x14, 0);                      // reset again
+        return [.. s];
+    }
+
+    // ---- sparse LUT ----
+
+    private static byte[] LutSeed(int split, bool sparse)
+    {
+        const int sectors = 8;
+        var s = new List<byte> { 0, sectors - 1, (byte)split, (byte)(sparse ? 0 : 2) };
+        int segments = split == 0 ? 1 : (sectors + split - 1) / split;
+        var stored = new int[segments];
+        var lut = new uint[sectors];
+        Array.Fill(lut, SplitSparseLutUnallocated);
+        // Sectors 1, 2 and 6 written: each gets the next free place in its segment.
+        foreach (int sector in new[] { 1, 2, 6 })
+        {
+            int seg = split == 0 ? 0 : sector / split;
+            lut[sector] = (uint)stored[seg]++;
+        }
+        for (int i = 0; i < segments; i++) { s.Add((byte)(sparse ? stored[i] : split == 0 ? sectors : split)); s.Add(0); }
+        if (sparse) foreach (var e in lut) { var b = new byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, e); s.AddRange(b); }
+        return [.. s];
+    }
+
+    private const uint SplitSparseLutUnallocated = 0xFFFF_FFFF;
+
+    // ---- boot images ----
+
+    private static byte[] Elf(bool is64, uint paddr, byte[] payload)
+    {
+        int ehsize = is64 ? 64 : 52, phsize = is64 ? 56 : 32, dataOffset = ehsize + phsize;
+        var f = new byte[dataOffset + payload.Length];
+        var s = f.AsSpan();
+        "\x7F"u8.CopyTo(s); "ELF"u8.CopyTo(s[1..]);
+        s[4] = (byte)(is64 ? 2 : 1); s[5] = 1; s[6] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x10..], 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x12..], (ushort)(is64 ? 62 : 3));
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x14..], 1);
+        var ph = s[ehsize..];
+        BinaryPrimitives.WriteUInt32LittleEndian(ph, 1);   // PT_LOAD
+        if (is64)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(s[0x18..], paddr);
+            BinaryPrimitives.WriteUInt64LittleEndian(s[0x20..], (ulong)ehsize);
+            BinaryPrimitives.WriteUInt16LittleEndian(s[0x36..], (ushort)phsize);
+            BinaryPrimitives.WriteUInt16LittleEndian(s[0x38..], 1);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[8..], (ulong)dataOffset);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[24..], paddr);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[32..], (ulong)payload.Length);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[40..], (ulong)payload.Length + 0x1000);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(s[0x18..], paddr + (uint)(payload.Length - 3));
+            BinaryPrimitives.WriteUInt32LittleEndian(s[0x1C..], (uint)ehsize);
+            BinaryPrimitives.WriteUInt16LittleEndian(s[0x2A..], (ushort)phsize);
+            BinaryPrimitives.WriteUInt16LittleEndian(s[0x2C..], 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(ph[4..], (uint)dataOffset);
+            BinaryPrimitives.WriteUInt32LittleEndian(ph[12..], paddr);
+            BinaryPrimitives.WriteUInt32LittleEndian(ph[16..], (uint)payload.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(ph[20..], (uint)payload.Length + 0x1000);
+        }
+        payload.CopyTo(s[dataOffset..]);
+        return f;
+    }
+
+    private static byte[] MultibootHeader(uint flags)
+    {
+        var h = new byte[12];
+        BinaryPrimitives.WriteUInt32LittleEndian(h, 0x1BAD_B002);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(4), flags);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(8), unchecked(0u - 0x1BAD_B002 - flags));
+        return h;
+    }
+
+    /// <summary>A raw binary with the a.out kludge: header at file offset 0 loaded at 1 MiB, entry right after it.</summary>
+    private static byte[] MultibootAout()
+    {
+        const uint flags = 1u << 16 | 3, load = 0x100000;
+        var f = new byte[48];
+        MultibootHeader(flags).CopyTo(f, 0);
+        var h = f.AsSpan(12);
+        BinaryPrimitives.WriteUInt32LittleEndian(h, load);              // header_addr
+        BinaryPrimitives.WriteUInt32LittleEndian(h[4..], load);         // load_addr
+        BinaryPrimitives.WriteUInt32LittleEndian(h[8..], 0);            // load_end_addr: whole file
+        BinaryPrimitives.WriteUInt32LittleEndian(h[12..], load + 0x2000); // bss_end_addr
+        BinaryPrimitives.WriteUInt32LittleEndian(h[16..], load + 32);   // entry
+        f[32] = 0xF4; f[33] = 0xEB; f[34] = 0xFD;
+        return f;
+    }
+
+    /// <summary>A bzImage: one setup sector after the boot sector, boot protocol 2.15, 64-bit entry, and a
+    /// payload (a compressed ELF64, or bytes no decompressor knows, which Auto boots as-is).</summary>
+    private static byte[] Gzip(byte[] data)
+    {
+        using var ms = new MemoryStream();
+        using (var gz = new GZipStream(ms, CompressionLevel.SmallestSize)) gz.Write(data);
+        return ms.ToArray();
+    }
+
+    /// <summary>The data compressed by a host tool, with the size the kernel build appends; null without the tool.</summary>
+    private static byte[]? Compress(string tool, string arguments, byte[] data)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(tool, arguments) { RedirectStandardInput = true, RedirectStandardOutput = true };
+        System.Diagnostics.Process process;
+        try { process = System.Diagnostics.Process.Start(start)!; }
+        catch (System.ComponentModel.Win32Exception) { Console.Error.WriteLine($"seeds: {tool} is not installed; no {tool} seed"); return null; }
+        using (process)
+        {
+            var output = new MemoryStream();
+            var reading = process.StandardOutput.BaseStream.CopyToAsync(output);
+            process.StandardInput.BaseStream.Write(data);
+            process.StandardInput.Close();
+            reading.Wait();
+            process.WaitForExit();
+            var size = new byte[4];
+            BinaryPrimitives.WriteUInt32LittleEndian(size, (uint)data.Length);
+            return process.ExitCode == 0 ? [.. output.ToArray(), .. size] : null;
+        }
+    }
+
+    private static byte[] BzImageSeed(byte[] payload)
+    {
+        const int setupSects = 1, setupBytes = (setupSects + 1) * 512;
+        int pmLength = 0x200 + payload.Length;
+        var f = new byte[setupBytes + pmLength];
+        var s = f.AsSpan();
+        s[0x1F1] = setupSects;
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x1FE..], 0xAA55);
+        s[0x201] = 0x6A;                                                   // header length: ends at 0x26C
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x202..], 0x5372_6448); // "HdrS"
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x206..], 0x020F);      // protocol 2.15
+        s[0x211] = 0x01;                                                   // LOADED_HIGH
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x22C..], 0x37FF_FFFF); // initrd_addr_max
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x230..], 0x20_0000);   // kernel_alignment
+        s[0x234] = 1;                                                      // relocatable
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x236..], 0x1);         // XLF_KERNEL_64
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x238..], 2047);        // cmdline_size
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x248..], 0x200);       // payload_offset
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x24C..], (uint)payload.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[0x258..], 0x100_0000);  // pref_address
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x260..], 0x10_0000);   // init_size
+        s[setupBytes] = 0xF4;
+        payload.CopyTo(s[(setupBytes + 0x200)..]);
+        return f;
+    }
+
+    private static byte[] Argv(params string[] args) => Encoding.UTF8.GetBytes(string.Join('\0', args));
+}

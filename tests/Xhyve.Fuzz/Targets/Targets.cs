@@ -1,0 +1,17 @@
+namespace Xhyve.Fuzz;
+
+/// <summary>Every fuzz target by name (the names bench/fuzz.sh, the corpus folders and docs/fuzzing.md use).</summary>
+public static class Targets
+{
+    public static readonly IReadOnlyDictionary<string, Action<byte[]>> All = new Dictionary<string, Action<byte[]>>
+    {
+        ["queue"] = QueueTarget.Run,
+        ["blk"] = BlockTarget.Run,
+        ["pci"] = PciTarget.Run,
+        ["lut"] = LutTarget.Run,
+        ["bzimage"] = BootTargets.BzImage,
+        ["elf"] = BootTargets.Elf,
+        ["cmdline"] = CommandLineTarget.Run,
+        ["control"] = ControlTarget.Run,
+    };
+}
