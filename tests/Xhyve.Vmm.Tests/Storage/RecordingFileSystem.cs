@@ -70,7 +70,7 @@ internal sealed class RecordingFileSystem : ImageFileSystem
         lock (_lock)
         {
             var prefix = Log.Take(cut).ToList();
-            var files = _initial.ToDictionary(kv => kv.Key, kv => new List<byte>(kv.Value));
+            var files = _initial.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray());
             int lastFolderSync = prefix.FindLastIndex(o => o.Kind == FileOpKind.SyncFolder);
             var lastSync = new Dictionary<string, int>();
             for (int i = 0; i < prefix.Count; i++)
@@ -91,37 +91,38 @@ internal sealed class RecordingFileSystem : ImageFileSystem
                         files.Remove(op.Path);
                         break;
                     case FileOpKind.SetLength:
-                        if (synced || random.Next(2) == 0) Resize(files[op.Path], op.Offset);
+                        if (synced || random.Next(2) == 0) files[op.Path] = Resized(files[op.Path], op.Offset);
                         break;
                     case FileOpKind.Write:
                         for (int at = 0; at < op.Data!.Length;)
                         {
                             long pos = op.Offset + at;
                             int n = (int)Math.Min(op.Data.Length - at, TearSize - pos % TearSize);
-                            if (synced || random.Next(2) == 0) Put(files[op.Path], pos, op.Data.AsSpan(at, n));
+                            if (synced || random.Next(2) == 0) files[op.Path] = Put(files[op.Path], pos, op.Data.AsSpan(at, n));
                             at += n;
                         }
                         break;
                 }
             }
             foreach (var p in lost) files.Remove(p);
-            return files.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray());
+            return files;
         }
     }
 
     /// <summary>Everything written so far reaches the disk (a clean close, or kill -9 with the page cache intact).</summary>
     public Dictionary<string, byte[]> Everything() { lock (_lock) return _live.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray()); }
 
-    private static void Resize(List<byte> file, long length)
+    private static byte[] Resized(byte[] file, long length)
     {
-        if (length < file.Count) file.RemoveRange((int)length, file.Count - (int)length);
-        else file.AddRange(new byte[length - file.Count]);
+        Array.Resize(ref file, (int)length);   // a shrink drops the tail, a growth adds zeroes (a hole)
+        return file;
     }
 
-    private static void Put(List<byte> file, long offset, ReadOnlySpan<byte> data)
+    private static byte[] Put(byte[] file, long offset, ReadOnlySpan<byte> data)
     {
-        if (file.Count < offset + data.Length) Resize(file, offset + data.Length);
-        for (int i = 0; i < data.Length; i++) file[(int)offset + i] = data[i];
+        if (file.Length < offset + data.Length) file = Resized(file, offset + data.Length);
+        data.CopyTo(file.AsSpan((int)offset));
+        return file;
     }
 
     private sealed class File(RecordingFileSystem fs, string path, bool readOnly) : ImageFile
