@@ -36,18 +36,22 @@ public sealed class SplitSparseImagePropertyTests(ITestOutputHelper output)
     internal sealed record Flush : Op;
     internal sealed record Reopen : Op;
     internal sealed record PowerCut(int Seed) : Op;
+    /// <summary>The power fails somewhere inside the write: between any two of its file operations.</summary>
+    internal sealed record PowerCutDuring(Write Write, int Seed) : Op;
 
     private static Gen<Op> Ops(long sectors)
     {
         var range = Gen.Select(Gen.Long[0, sectors - 1], Gen.Int[1, 12], (s, c) => (Sector: s, Count: (int)Math.Min(c, sectors - s)));
+        var write = Gen.Select(range, Gen.Int, Gen.Int[0, 9], (r, seed, z) => new Write(r.Sector, r.Count, seed, z == 0));
         return Gen.Frequency(
-            (30, Gen.Select(range, Gen.Int, Gen.Int[0, 9], (r, seed, z) => (Op)new Write(r.Sector, r.Count, seed, z == 0))),
+            (30, write.Select(w => (Op)w)),
             (15, range.Select(r => (Op)new Read(r.Sector, r.Count))),
             (5, range.Select(r => (Op)new WriteZeroes(r.Sector, r.Count))),
             (5, range.Select(r => (Op)new Discard(r.Sector, r.Count))),
             (8, Gen.Const((Op)new Flush())),
             (3, Gen.Const((Op)new Reopen())),
-            (4, Gen.Int.Select(seed => (Op)new PowerCut(seed))));
+            (3, Gen.Int.Select(seed => (Op)new PowerCut(seed))),
+            (3, Gen.Select(write, Gen.Int, (w, seed) => (Op)new PowerCutDuring(w, seed))));
     }
 
     [Theory]
@@ -89,7 +93,7 @@ public sealed class SplitSparseImagePropertyTests(ITestOutputHelper output)
                 {
                     try { Apply(ops[i], i); }
                     catch (Exception e) when (e is not PropertyFailure) { throw new PropertyFailure($"operation {i} ({ops[i]}) threw: {e}"); }
-                    if (ops[i] is PowerCut) cuts++;
+                    if (ops[i] is PowerCut or PowerCutDuring) cuts++;
                 }
                 ReadAll("at the end");
             }
@@ -133,19 +137,30 @@ public sealed class SplitSparseImagePropertyTests(ITestOutputHelper output)
                     ReadAll($"after the reopen of operation {index}");
                     break;
                 case PowerCut c:
-                    _image.Dispose();
-                    _files = new RecordingFileSystem(_files.SurvivorsOfCut(_files.Log.Count, new Random(c.Seed)), layout.SectorSize);
-                    _image = SplitSparseImage.Open(Image, layout, readOnly: false, _files);
-                    var sector = new byte[_ss];
-                    for (long s = 0; s < layout.Sectors; s++)
-                    {
-                        _image.Read(s * _ss, sector);
-                        Expect(s, sector, [_durable[s], .. _pending[s]], $"after the power cut of operation {index}");
-                        // What survived is on disk now: the new durable value.
-                        _durable[s] = sector.ToArray();
-                        _pending[s].Clear();
-                    }
+                    CutAndReopen(_files.Log.Count, new Random(c.Seed), index);
                     break;
+                case PowerCutDuring d:
+                    int start = _files.Log.Count;
+                    Apply(d.Write, index);      // its values become allowed, as for a write in flight
+                    var random = new Random(d.Seed);
+                    CutAndReopen(start + random.Next(_files.Log.Count - start + 1), random, index);
+                    break;
+            }
+        }
+
+        private void CutAndReopen(int cut, Random random, int index)
+        {
+            _image.Dispose();
+            _files = new RecordingFileSystem(_files.SurvivorsOfCut(cut, random), layout.SectorSize);
+            _image = SplitSparseImage.Open(Image, layout, readOnly: false, _files);
+            var sector = new byte[_ss];
+            for (long s = 0; s < layout.Sectors; s++)
+            {
+                _image.Read(s * _ss, sector);
+                Expect(s, sector, [_durable[s], .. _pending[s]], $"after the power cut of operation {index}");
+                // What survived is on disk now: the new durable value.
+                _durable[s] = sector.ToArray();
+                _pending[s].Clear();
             }
         }
 
