@@ -45,6 +45,8 @@ public sealed class SplitSparseImage : IBlockBackend
     private readonly string[] _segmentPaths;
     private readonly long[] _segmentSectors;       // sparse: sectors stored in each segment so far
     private readonly Lock[] _segmentLocks;
+    // Every change of a LUT entry updates memory and file under this lock, so both see the changes in one order.
+    private readonly Lock _lutLock = new();
     private readonly ImageFile? _lutHandle;
     private readonly SparseLut _lut = SparseLut.Empty;
     private readonly string _lutPath;
@@ -249,7 +251,7 @@ public sealed class SplitSparseImage : IBlockBackend
             return;
         }
         int ss = LogicalSectorSize;
-        var allocated = new List<(long Sector, uint Index)>();
+        var allocated = new List<(long Sector, uint Index, int At)>();
         var touched = new HashSet<int>();
         for (int pos = 0; pos < data.Length; pos += ss)
         {
@@ -269,19 +271,28 @@ public sealed class SplitSparseImage : IBlockBackend
                 _segments[seg].Write(chunk, (long)index * ss);
                 _segmentSectors[seg]++;
             }
-            allocated.Add((sector, index));
+            allocated.Add((sector, index, pos));
             touched.Add(seg);
         }
         if (allocated.Count == 0) return;
         // Data first, durably; then the LUT entries that point at it.
         foreach (int seg in touched) _segments[seg].DataSync();
         Span<byte> entry = stackalloc byte[4];
-        foreach (var (sector, index) in allocated)
-        {
-            BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
-            _lutHandle!.Write(entry, sector * 4);
-            _lut[sector] = index;
-        }
+        foreach (var (sector, index, at) in allocated)
+            lock (_lutLock)
+            {
+                uint now = _lut[sector];
+                if (now != Unallocated)
+                {
+                    // A concurrent request gave the sector a slot while ours was syncing: ours stays unused
+                    // (an offline compact reclaims it) and the data goes where the LUT points.
+                    _segments[SegmentOf(sector)].Write(data.Slice(at, ss), (long)now * ss);
+                    continue;
+                }
+                _lut[sector] = index;
+                BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
+                _lutHandle!.Write(entry, sector * 4);
+            }
     }
 
     public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => ScatterGather.Read(this, offset, buffers);
@@ -311,9 +322,12 @@ public sealed class SplitSparseImage : IBlockBackend
         BinaryPrimitives.WriteUInt32LittleEndian(entry, Unallocated);
         for (long sector = offset / LogicalSectorSize; sector < (offset + length) / LogicalSectorSize; sector++)
         {
-            if (_lut[sector] == Unallocated) continue;
-            _lut[sector] = Unallocated;
-            _lutHandle!.Write(entry, sector * 4);
+            lock (_lutLock)
+            {
+                if (_lut[sector] == Unallocated) continue;
+                _lut[sector] = Unallocated;
+                _lutHandle!.Write(entry, sector * 4);
+            }
         }
     }
 

@@ -110,6 +110,36 @@ public sealed class PowerLossTests(ITestOutputHelper output)
         int folderSync = files.Log.FindLastIndex(o => o.Kind == FileOpKind.SyncFolder);
         Assert.True(folderSync > created, "the image's folder is not synced after its files were created");
     }
+
+    [Fact]
+    public void WriteOfANewSector_RacingAnotherWhileItsLutEntryIsWritten_LeavesTheLutOnDiskAsInMemory()
+    {
+        // Without one order for the in-memory and on-disk LUT, the first write's file entry can lose to the
+        // second's while its memory entry wins: later writes then go to a slot the disk's LUT does not name,
+        // and are lost on reopen even though they were flushed.
+        var layout = LayoutOf("sparse/512");
+        const long Sector = 5;
+        var files = new RecordingFileSystem();
+        SplitSparseImage image = SplitSparseImage.Open(Image, layout, readOnly: false, files);
+        bool raced = false;
+        files.AfterWrite = op =>
+        {
+            if (raced || op.Path != SplitSparseImage.LutPath(Image) || op.Offset != Sector * 4) return;
+            raced = true;
+            image.Write(Sector * 512, Workload.Unique(512, 2, Sector));
+        };
+        image.Write(Sector * 512, Workload.Unique(512, 1, Sector));
+        files.AfterWrite = null;
+        Assert.True(raced);
+        var last = Workload.Unique(512, 3, Sector);
+        image.Write(Sector * 512, last);
+        image.Flush();
+        image.Dispose();
+        using var reopened = SplitSparseImage.Open(Image, layout, readOnly: false, new RecordingFileSystem(files.SurvivorsOfCut(files.Log.Count, new Random(1))));
+        var actual = new byte[512];
+        reopened.Read(Sector * 512, actual);
+        Assert.Equal(last, actual);
+    }
 }
 
 /// <summary>A seeded sequence of writes, write-zeroes, discards, flushes and reopens on one image, with where each

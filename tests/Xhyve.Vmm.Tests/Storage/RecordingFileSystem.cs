@@ -21,6 +21,10 @@ internal sealed class RecordingFileSystem : ImageFileSystem
 
     public List<FileOp> Log { get; } = new();
 
+    /// <summary>Runs after each write is done (outside the recorder's lock): lets a test run another request
+    /// at exactly that point, as a second thread could.</summary>
+    public Action<FileOp>? AfterWrite { get; set; }
+
     /// <summary>The unit a disk writes atomically: a write may survive in some of these pieces and not others.</summary>
     public int TearSize { get; }
 
@@ -152,6 +156,7 @@ internal sealed class RecordingFileSystem : ImageFileSystem
                 fs._live[path] = bytes;
                 fs.Log.Add(new FileOp(FileOpKind.Write, path, offset, data.ToArray()));
             }
+            fs.AfterWrite?.Invoke(fs.Log[^1]);
         }
 
         public override void SetLength(long length)
