@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using Microsoft.Win32.SafeHandles;
-using Xhyve.Vmm.Native;
 
 namespace Xhyve.Vmm.Storage;
 
@@ -43,11 +41,13 @@ public sealed class SplitSparseImage : IBlockBackend
     public const uint Unallocated = 0xFFFF_FFFF;
 
     private readonly SplitImageLayout _layout;
-    private readonly SafeFileHandle[] _segments;
+    private readonly ImageFile[] _segments;
     private readonly string[] _segmentPaths;
     private readonly long[] _segmentSectors;       // sparse: sectors stored in each segment so far
     private readonly Lock[] _segmentLocks;
-    private readonly SafeFileHandle? _lutHandle;
+    // Every change of a LUT entry updates memory and file under this lock, so both see the changes in one order.
+    private readonly Lock _lutLock = new();
+    private readonly ImageFile? _lutHandle;
     private readonly SparseLut _lut = SparseLut.Empty;
     private readonly string _lutPath;
 
@@ -61,22 +61,22 @@ public sealed class SplitSparseImage : IBlockBackend
 
     public static string LutPath(string path) => path + ".lut";
 
-    private SplitSparseImage(string path, SplitImageLayout layout, bool readOnly)
+    private SplitSparseImage(string path, SplitImageLayout layout, bool readOnly, ImageFileSystem files)
     {
         Path = path;
         _layout = layout;
         ReadOnly = readOnly;
         _lutPath = LutPath(path);
         int n = layout.SegmentCount;
-        _segments = new SafeFileHandle[n];
+        _segments = new ImageFile[n];
         _segmentPaths = Enumerable.Range(0, n).Select(i => SegmentPath(path, layout, i)).ToArray();
         _segmentSectors = new long[n];
         _segmentLocks = Enumerable.Range(0, n).Select(_ => new Lock()).ToArray();
         // Only an image of which no file exists is created: a missing segment or LUT of an existing image
         // is damage, and a fresh empty file in its place would let the guest run on an empty disk.
-        var files = layout.Sparse ? [.. _segmentPaths, _lutPath] : _segmentPaths;
-        var missing = files.Where(f => OutputFiles.LStat(f) == null).ToList();
-        bool creating = missing.Count == files.Length;
+        var imageFiles = layout.Sparse ? [.. _segmentPaths, _lutPath] : _segmentPaths;
+        var missing = imageFiles.Where(f => !files.Exists(f)).ToList();
+        bool creating = missing.Count == imageFiles.Length;
         if (creating && readOnly) throw new StorageException($"{path}: image does not exist (a read-only disk cannot be created)");
         if (!creating && missing.Count > 0)
             throw new StorageException($"{missing[0]}: missing from the existing image {path} (its other files are there); not creating an empty one in its place");
@@ -84,36 +84,37 @@ public sealed class SplitSparseImage : IBlockBackend
         {
             for (int i = 0; i < n; i++)
             {
-                _segments[i] = FileHandles.Open(_segmentPaths[i], readOnly, create: creating);
-                long length = RandomAccess.GetLength(_segments[i]);
+                _segments[i] = files.Open(_segmentPaths[i], readOnly, create: creating);
+                long length = _segments[i].Length;
                 if (layout.Sparse) _segmentSectors[i] = length / layout.SectorSize;  // a partial tail sector is dropped below, once all is checked
                 else if (length < layout.SegmentSize && readOnly)
                     throw new StorageException($"{_segmentPaths[i]}: segment is {length} bytes, expected {layout.SegmentSize}");
             }
             if (layout.Sparse)
             {
-                _lutHandle = FileHandles.Open(_lutPath, readOnly, create: creating);
+                _lutHandle = files.Open(_lutPath, readOnly, create: creating);
                 _lut = LoadLut(creating);
             }
             // Every check passed: only now may the files change (a refused image is left byte-for-byte as it was).
             if (!readOnly)
                 for (int i = 0; i < n; i++)
                 {
-                    long length = RandomAccess.GetLength(_segments[i]);
+                    long length = _segments[i].Length;
                     if (layout.Sparse && length % layout.SectorSize != 0)
                         // A crash mid-append leaves a partial sector no LUT entry points at: drop it.
-                        RandomAccess.SetLength(_segments[i], length - length % layout.SectorSize);
+                        _segments[i].SetLength(length - length % layout.SectorSize);
                     else if (!layout.Sparse && length < layout.SegmentSize)
-                        RandomAccess.SetLength(_segments[i], layout.SegmentSize); // sparse on the host filesystem
+                        _segments[i].SetLength(layout.SegmentSize); // sparse on the host filesystem
                 }
+            // The new files' names must survive a power cut too, or the image would reopen with files missing.
+            if (creating) files.SyncFolderOf(path);
         }
         catch
         {
             Dispose();
             // A new image that could not be made whole (ENOSPC writing the LUT, ...) is removed again.
             if (creating)
-                foreach (var f in files)
-                    try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                foreach (var f in imageFiles) files.Delete(f);
             throw;
         }
     }
@@ -121,25 +122,30 @@ public sealed class SplitSparseImage : IBlockBackend
     /// <summary>Opens the image at <paramref name="path"/>, creating it when none of its files exist (and not read-only).
     /// A missing segment or LUT, a LUT of the wrong size, one pointing past the end of a segment or giving two
     /// sectors the same place, is refused and the files are left untouched.</summary>
-    public static SplitSparseImage Open(string path, SplitImageLayout layout, bool readOnly)
+    public static SplitSparseImage Open(string path, SplitImageLayout layout, bool readOnly) =>
+        Open(path, layout, readOnly, HostImageFiles.Instance);
+
+    /// <summary>As <see cref="Open(string, SplitImageLayout, bool)"/>, through <paramref name="files"/>: tests
+    /// record the writes and syncs there to simulate power cuts.</summary>
+    internal static SplitSparseImage Open(string path, SplitImageLayout layout, bool readOnly, ImageFileSystem files)
     {
         var problems = layout.Validate();
         if (problems.Count > 0) throw new StorageException($"{path}: {string.Join("; ", problems)}");
-        return new SplitSparseImage(path, layout, readOnly);
+        return new SplitSparseImage(path, layout, readOnly, files);
     }
 
     private SparseLut LoadLut(bool creating)
     {
         long expected = _layout.Sectors * 4;
-        long length = RandomAccess.GetLength(_lutHandle!);
+        long length = _lutHandle!.Length;
         if (creating && length == 0)
         {
             var fresh = new SparseLut(_layout.Sectors);
             var ones = new byte[(int)Math.Min(expected, 1 << 20)];
             ones.AsSpan().Fill(0xFF);
             for (long at = 0; at < expected; at += ones.Length)
-                RandomAccess.Write(_lutHandle!, ones.AsSpan(0, (int)Math.Min(ones.Length, expected - at)), at);
-            FileHandles.DataSync(_lutHandle!, _lutPath);
+                _lutHandle.Write(ones.AsSpan(0, (int)Math.Min(ones.Length, expected - at)), at);
+            _lutHandle.DataSync();
             return fresh;
         }
         if (length != expected)
@@ -154,7 +160,7 @@ public sealed class SplitSparseImage : IBlockBackend
             var chunk = raw.AsSpan(0, (int)Math.Min(raw.Length, expected - at));
             for (int done = 0; done < chunk.Length;)
             {
-                int got = RandomAccess.Read(_lutHandle!, chunk[done..], at + done);
+                int got = _lutHandle.Read(chunk[done..], at + done);
                 if (got == 0) throw new StorageException($"{_lutPath}: short read");
                 done += got;
             }
@@ -215,7 +221,7 @@ public sealed class SplitSparseImage : IBlockBackend
         int done = 0;
         while (done < dest.Length)
         {
-            int n = RandomAccess.Read(_segments[seg], dest[done..], at + done);
+            int n = _segments[seg].Read(dest[done..], at + done);
             if (n == 0) { dest[done..].Clear(); return; } // past the end of a host-sparse segment: zeroes
             done += n;
         }
@@ -239,13 +245,13 @@ public sealed class SplitSparseImage : IBlockBackend
             for (int pos = 0; pos < data.Length;)
             {
                 var (seg, inSeg, n) = Piece(offset + pos, data.Length - pos);
-                RandomAccess.Write(_segments[seg], data.Slice(pos, n), inSeg);
+                _segments[seg].Write(data.Slice(pos, n), inSeg);
                 pos += n;
             }
             return;
         }
         int ss = LogicalSectorSize;
-        var allocated = new List<(long Sector, uint Index)>();
+        var allocated = new List<(long Sector, uint Index, int At)>();
         var touched = new HashSet<int>();
         for (int pos = 0; pos < data.Length; pos += ss)
         {
@@ -255,29 +261,38 @@ public sealed class SplitSparseImage : IBlockBackend
             uint index = _lut[sector];
             if (index != Unallocated)
             {
-                RandomAccess.Write(_segments[seg], chunk, (long)index * ss);
+                _segments[seg].Write(chunk, (long)index * ss);
                 continue;
             }
             if (!chunk.ContainsAnyExcept((byte)0)) continue;      // never-written zero sector: store nothing
             lock (_segmentLocks[seg])
             {
                 index = (uint)_segmentSectors[seg];
-                RandomAccess.Write(_segments[seg], chunk, (long)index * ss);
+                _segments[seg].Write(chunk, (long)index * ss);
                 _segmentSectors[seg]++;
             }
-            allocated.Add((sector, index));
+            allocated.Add((sector, index, pos));
             touched.Add(seg);
         }
         if (allocated.Count == 0) return;
         // Data first, durably; then the LUT entries that point at it.
-        foreach (int seg in touched) FileHandles.DataSync(_segments[seg], _segmentPaths[seg]);
+        foreach (int seg in touched) _segments[seg].DataSync();
         Span<byte> entry = stackalloc byte[4];
-        foreach (var (sector, index) in allocated)
-        {
-            BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
-            RandomAccess.Write(_lutHandle!, entry, sector * 4);
-            _lut[sector] = index;
-        }
+        foreach (var (sector, index, at) in allocated)
+            lock (_lutLock)
+            {
+                uint now = _lut[sector];
+                if (now != Unallocated)
+                {
+                    // A concurrent request gave the sector a slot while ours was syncing: ours stays unused
+                    // (an offline compact reclaims it) and the data goes where the LUT points.
+                    _segments[SegmentOf(sector)].Write(data.Slice(at, ss), (long)now * ss);
+                    continue;
+                }
+                _lut[sector] = index;
+                BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
+                _lutHandle!.Write(entry, sector * 4);
+            }
     }
 
     public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => ScatterGather.Read(this, offset, buffers);
@@ -307,17 +322,22 @@ public sealed class SplitSparseImage : IBlockBackend
         BinaryPrimitives.WriteUInt32LittleEndian(entry, Unallocated);
         for (long sector = offset / LogicalSectorSize; sector < (offset + length) / LogicalSectorSize; sector++)
         {
-            if (_lut[sector] == Unallocated) continue;
-            _lut[sector] = Unallocated;
-            RandomAccess.Write(_lutHandle!, entry, sector * 4);
+            lock (_lutLock)
+            {
+                if (_lut[sector] == Unallocated) continue;
+                _lut[sector] = Unallocated;
+                _lutHandle!.Write(entry, sector * 4);
+            }
         }
     }
 
     public void Flush()
     {
         if (ReadOnly) return;
-        for (int i = 0; i < _segments.Length; i++) FileHandles.DataSync(_segments[i], _segmentPaths[i]);
-        if (_lutHandle != null) FileHandles.DataSync(_lutHandle, _lutPath);
+        // Segments (in-place overwrites) and then the LUT entries written since the last flush: a flush
+        // that returns has made every completed write durable, whichever file holds it.
+        for (int i = 0; i < _segments.Length; i++) _segments[i].DataSync();
+        _lutHandle?.DataSync();
     }
 
     /// <summary>Allocated sectors per segment (for the disk tool and tests).</summary>

@@ -1,0 +1,77 @@
+using Microsoft.Win32.SafeHandles;
+using Xhyve.Vmm.Native;
+
+namespace Xhyve.Vmm.Storage;
+
+/// <summary>
+/// The few file operations a split/sparse image performs, behind one seam so tests can record every
+/// write and sync and replay only what a power cut would keep (docs/storage-durability.md). The engine
+/// uses <see cref="HostImageFiles"/>; a virtual call is nothing beside the system call it wraps.
+/// </summary>
+internal abstract class ImageFileSystem
+{
+    /// <summary>True when something (of any type) is at <paramref name="path"/>; symlinks are not followed.</summary>
+    public abstract bool Exists(string path);
+
+    /// <summary>Opens a segment or LUT; with <paramref name="create"/> only a file that is not there yet.</summary>
+    public abstract ImageFile Open(string path, bool readOnly, bool create);
+
+    public abstract void Delete(string path);
+
+    /// <summary>fsync of the folder holding <paramref name="path"/>: a file's own fdatasync does not make its
+    /// name durable (POSIX fsync(2)), so a new image's files could vanish in a power cut without it.</summary>
+    public abstract void SyncFolderOf(string path);
+}
+
+/// <summary>One open segment or LUT file.</summary>
+internal abstract class ImageFile : IDisposable
+{
+    public abstract long Length { get; }
+    /// <summary>pread: fewer bytes than asked only at the end of the file (0 past it).</summary>
+    public abstract int Read(Span<byte> buffer, long offset);
+    /// <summary>pwrite of all of <paramref name="data"/>; durable only after <see cref="DataSync"/>.</summary>
+    public abstract void Write(ReadOnlySpan<byte> data, long offset);
+    /// <summary>ftruncate: shrinks, or extends with a hole.</summary>
+    public abstract void SetLength(long length);
+    /// <summary>fdatasync: every write and size change before it is durable when it returns.</summary>
+    public abstract void DataSync();
+    public abstract void Dispose();
+}
+
+/// <summary>The real files, as the engine uses them.</summary>
+internal sealed class HostImageFiles : ImageFileSystem
+{
+    private const int O_DIRECTORY = 0x10000;   // Linux x86-64 and arm64 share this value
+    public static readonly HostImageFiles Instance = new();
+
+    public override bool Exists(string path) => OutputFiles.LStat(path) != null;
+
+    public override ImageFile Open(string path, bool readOnly, bool create) => new HostImageFile(FileHandles.Open(path, readOnly, create), path);
+
+    public override void Delete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    public override void SyncFolderOf(string path)
+    {
+        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+        int fd = LibC.Open(folder, LibC.O_RDONLY | LibC.O_CLOEXEC | O_DIRECTORY);
+        if (fd < 0) throw new StorageException($"{folder}: cannot open the folder to sync it: {LibC.StrError(LibC.LastErrno)}");
+        try
+        {
+            if (LibC.FSync(fd) != 0) throw new StorageException($"{folder}: fsync failed: {LibC.StrError(LibC.LastErrno)}");
+        }
+        finally { LibC.Close(fd); }
+    }
+}
+
+internal sealed class HostImageFile(SafeFileHandle handle, string path) : ImageFile
+{
+    public override long Length => RandomAccess.GetLength(handle);
+    public override int Read(Span<byte> buffer, long offset) => RandomAccess.Read(handle, buffer, offset);
+    public override void Write(ReadOnlySpan<byte> data, long offset) => RandomAccess.Write(handle, data, offset);
+    public override void SetLength(long length) => RandomAccess.SetLength(handle, length);
+    public override void DataSync() => FileHandles.DataSync(handle, path);
+    public override void Dispose() => handle.Dispose();
+}
