@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using System.Text.RegularExpressions;
 using Xhyve.Engine.Disk;
 using Xhyve.Engine.Tests.Support;
@@ -33,11 +34,25 @@ public sealed class CrashConsistencyTests
                 string output;
                 using (var p = Process.Start(psi)!)
                 {
-                    var stdout = p.StandardOutput.ReadToEndAsync();
-                    Thread.Sleep(random.Next(150, 700));
+                    // The kill lands at a random point after the writer's first write, not after a fixed
+                    // start-up time: on a loaded host the process can take longer than that to start.
+                    var text = new StringBuilder();
+                    var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    var stdout = Task.Run(() =>
+                    {
+                        while (p.StandardOutput.ReadLine() is { } line)
+                        {
+                            lock (text) text.AppendLine(line);
+                            if (line.StartsWith("write ", StringComparison.Ordinal)) started.TrySetResult();
+                        }
+                        started.TrySetResult();
+                    });
+                    await started.Task.WaitAsync(TimeSpan.FromSeconds(60));
+                    Thread.Sleep(random.Next(0, 550));
                     p.Kill();                                       // SIGKILL
                     p.WaitForExit();
-                    output = await stdout;
+                    await stdout;
+                    lock (text) output = text.ToString();
                 }
                 Verify(image, layout, seed, output, round);
             }
