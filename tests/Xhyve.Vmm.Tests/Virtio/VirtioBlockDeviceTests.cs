@@ -246,6 +246,24 @@ public sealed class VirtioBlockDeviceTests : IDisposable
     }
 
     [Fact]
+    public void QueueEnable_WithAMisalignedDescriptorTable_LeavesTheQueueDisabled_AndSetsNeedsReset()
+    {
+        byte status = Start(desc: DriverQueue.Desc + 8);   // 8-aligned: the spec asks for 16
+        Assert.NotEqual(0, status & V.StatusNeedsReset);
+        W(0x16, 0, 2);
+        Assert.Equal(0u, R(0x1C, 2));                       // queue_enable reads back 0
+        Assert.Equal(2, Modern.ReadIsr() & 2);              // the driver hears about it through a configuration change
+        _q.Descriptor(DriverQueue.Desc + 8, 0, Header, 16, 0, 0);
+        _q.Publish(0);
+        Kick();
+        Thread.Sleep(50);
+        Assert.Equal(0, _q.ReadU16(DriverQueue.Used + 2));  // nothing was walked
+        Assert.Equal(0x0F, Start());                        // a reset with good rings brings it back
+        Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+    }
+
+    [Fact]
     public void QueueSizeThatIsNotAPowerOfTwo_IsIgnored()
     {
         W(0x16, 0, 2);

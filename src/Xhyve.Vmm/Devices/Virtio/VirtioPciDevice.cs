@@ -332,7 +332,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                     if (v != 0 && v <= _device.MaxQueueSize && (v & (v - 1)) == 0) q!.Size = (ushort)v;
                     break;
                 case (0x1A, 2) when q != null: Volatile.Write(ref _vectors[_queueSelect], ValidVector(v)); break;
-                case (0x1C, 2) when queueWritable && v == 1: q!.Enabled = true; break;
+                case (0x1C, 2) when queueWritable && v == 1: EnableQueueLocked(_queueSelect, q!); break;
                 case (0x20, 4) when queueWritable: q!.Desc = Low(q.Desc, v); break;
                 case (0x24, 4) when queueWritable: q!.Desc = High(q.Desc, v); break;
                 case (0x28, 4) when queueWritable: q!.Driver = Low(q.Driver, v); break;
@@ -341,6 +341,18 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                 case (0x34, 4) when queueWritable: q!.Device = High(q.Device, v); break;
             }
         }
+    }
+
+    /// <summary>queue_enable: rings that are misaligned or outside RAM (virtio 1.2 §2.7) leave the queue disabled and
+    /// the device asking for a reset, so no worker ever walks them.</summary>
+    private void EnableQueueLocked(int index, QueueRegisters q)
+    {
+        if (SplitQueue.CheckRings(_memory, q.Size, new GuestAddress(q.Desc), new GuestAddress(q.Driver), new GuestAddress(q.Device)) != QueueError.None)
+        {
+            QueueBroken(index);
+            return;
+        }
+        q.Enabled = true;
     }
 
     /// <summary>A vector the table has, or NO_VECTOR (which reads back and tells the driver it failed).</summary>
