@@ -39,8 +39,9 @@ internal sealed class DriverQueue : IDisposable
     }
 
     public void SetAvailIdx(ushort idx) { _availIdx = idx; U16(Avail + 2, idx); }
-    public void U16(ulong at, ushort v) { var b = new byte[2]; BinaryPrimitives.WriteUInt16LittleEndian(b, v); Memory.WriteExactly(new GuestAddress(at), b); }
-    public ushort ReadU16(ulong at) { var b = new byte[2]; Memory.ReadExactly(new GuestAddress(at), b); return BinaryPrimitives.ReadUInt16LittleEndian(b); }
+    // Stack buffers: the allocation test publishes through these.
+    public void U16(ulong at, ushort v) { Span<byte> b = stackalloc byte[2]; BinaryPrimitives.WriteUInt16LittleEndian(b, v); Memory.WriteExactly(new GuestAddress(at), b); }
+    public ushort ReadU16(ulong at) { Span<byte> b = stackalloc byte[2]; Memory.ReadExactly(new GuestAddress(at), b); return BinaryPrimitives.ReadUInt16LittleEndian(b); }
     public (uint Id, uint Len) UsedElem(int i) { var b = new byte[8]; Memory.ReadExactly(new GuestAddress(Used + 4 + 8UL * (ulong)(i % Size)), b); return (BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(4))); }
     public void Dispose() => Memory.Dispose();
 }

@@ -60,13 +60,24 @@ public sealed class Virtqueue
     private readonly Lock _lock = new();
     private readonly Action<int> _interrupt;
     private readonly Action<int> _broken;
+    private readonly Action<int, Exception>? _fault;
 
     public int Index { get; }
     public SplitQueue Ring { get; }
 
-    public Virtqueue(int index, SplitQueue ring, Action<int> interrupt, Action<int> broken)
+    // fault: told about an unexpected exception while serving this queue (the transport logs it and sets
+    // NEEDS_RESET); without it the queue is reported broken.
+    public Virtqueue(int index, SplitQueue ring, Action<int> interrupt, Action<int> broken, Action<int, Exception>? fault = null)
     {
-        Index = index; Ring = ring; _interrupt = interrupt; _broken = broken;
+        Index = index; Ring = ring; _interrupt = interrupt; _broken = broken; _fault = fault;
+    }
+
+    /// <summary>The device met an exception it did not expect while serving this queue (a bug or a host failure,
+    /// never guest input): it cannot vouch for its state, so the driver is asked to reset it.</summary>
+    public void Fail(Exception e)
+    {
+        if (_fault != null) _fault(Index, e);
+        else _broken(Index);
     }
 
     public ushort Size => Ring.Size;

@@ -42,6 +42,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private readonly int[] _vectors;                // per queue, read by interrupt paths without the lock
     private readonly EventFd[] _kicks;
     private readonly VirtioWorker _worker;
+    private readonly RateLimitedLog _log;
     private readonly List<(ulong Address, int Width, bool Pio, ulong? Match, EventFd Fd)> _attached = new();
     private ulong _driverFeatures;
     private uint _deviceFeatureSelect, _driverFeatureSelect;
@@ -50,7 +51,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private ushort _queueSelect;
     private int _isr;
     private volatile bool _active;
-    private long _notifications, _interruptsRaised;
+    private long _notifications, _interruptsRaised, _faults;
 
     private sealed class QueueRegisters(ushort max)
     {
@@ -62,10 +63,13 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
 
     // singleVectorMsi is -W (bhyve's meaning): one MSI message instead of MSI-X. Drivers that use only
     // MSI-X with virtio (Linux) then fall back to INTx.
-    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells, bool singleVectorMsi = false)
+    // log: where device faults are reported (stderr, rate-limited, by default).
+    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells, bool singleVectorMsi = false,
+        RateLimitedLog? log = null)
         : base(device.Name, new PciConfigSpace(Virtio.PciVendor, Virtio.TransitionalPciDeviceId(device.DeviceType), device.PciClass.Class, device.PciClass.Subclass, 0))
     {
         _device = device;
+        _log = log ?? new RateLimitedLog();
         _memory = memory;
         _doorbells = doorbells;
         Msi = msi;
@@ -92,7 +96,9 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         _queues = Enumerable.Range(0, device.QueueCount).Select(_ => new QueueRegisters(device.MaxQueueSize)).ToArray();
         _vectors = Enumerable.Repeat((int)Virtio.NoVector, device.QueueCount).ToArray();
         _kicks = Enumerable.Range(0, device.QueueCount).Select(_ => new EventFd()).ToArray();
-        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active) _device.Process(q); });
+        // A device that asked for a reset is left alone until the driver gives it one.
+        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active && Volatile.Read(ref _needsReset) == 0) _device.Process(q); },
+            e => DeviceFault(-1, e));
     }
 
     private const uint CommonConfigSize = 0x3C;
@@ -100,6 +106,8 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public IVirtioDevice Device => _device;
     public long Notifications => Interlocked.Read(ref _notifications);
     public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
+    /// <summary>Unexpected exceptions in the device (each set NEEDS_RESET instead of ending the engine).</summary>
+    public long Faults => Interlocked.Read(ref _faults);
     /// <summary>Where the MSI-X messages go (the report shows whether they went through irqfd).</summary>
     public IMsiSink Msi { get; }
 
@@ -155,6 +163,16 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         ConfigInterrupt();
     }
 
+    /// <summary>An exception escaped the device on its worker or I/O threads (queue -1: not tied to one). The engine
+    /// carries on; the device, which can no longer vouch for its state, reports DEVICE_NEEDS_RESET (§2.1.2) with a
+    /// configuration-change interrupt, and one line goes to the log.</summary>
+    private void DeviceFault(int queue, Exception e)
+    {
+        Interlocked.Increment(ref _faults);
+        _log.Write($"xhyve: {_device.Name}: device fault{(queue >= 0 ? $" on queue {queue}" : "")}: {e.GetType().Name}: {e.Message}; it needs a reset by the guest driver");
+        QueueBroken(queue);
+    }
+
     private byte StatusLocked => (byte)(_status | (Volatile.Read(ref _needsReset) != 0 ? Virtio.StatusNeedsReset : 0));
 
     private byte ReadIsr()
@@ -204,7 +222,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                 QueueBroken(i);   // rings outside RAM: nothing to run until the driver resets the device
                 return;
             }
-            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken);
+            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken, DeviceFault);
         }
         _device.Activate(_memory, _driverFeatures, active);
         _active = true;
