@@ -192,6 +192,16 @@ public sealed class BlockRequestTests : IDisposable
     }
 
     [Fact]
+    public void RangeOfExactlyMaxSectors_IsAccepted()
+    {
+        WriteHeader(VirtioBlock.TypeDiscard, 0);
+        WriteRanges((8, BlockRequest.MaxRangeSectors, 0));      // 2 GiB: one more byte than a data request may move
+        var r = Parse(new BlockDiskLimits(4L << 30, 512, false), R(Header, 16), R(Data, 16), W(Status, 1));
+        Assert.Equal(BlockRequestError.None, r.Error);
+        Assert.Equal(new BlockRange(8, BlockRequest.MaxRangeSectors, 0), _ranges[0]);
+    }
+
+    [Fact]
     public void GetId_OffersAtMostTwentyBytes()
     {
         WriteHeader(VirtioBlock.TypeGetId, 0);

@@ -142,7 +142,7 @@ public readonly struct BlockRequest
             {
                 if (type == BlockRequestType.Out && disk.ReadOnly) return Refused(BlockRequestError.WriteToReadOnly, statusAt);
                 ulong length = type == BlockRequestType.In ? inData : payload;
-                var error = CheckExtent(disk, sector, length, out long offset);
+                var error = CheckExtent(disk, sector, length, MaxDataBytes, out long offset);
                 if (error != BlockRequestError.None) return Refused(error, statusAt);
                 return new BlockRequest(BlockRequestError.None, type, statusAt, sector, offset, (long)length);
             }
@@ -167,7 +167,7 @@ public readonly struct BlockRequest
                     uint allowed = type == BlockRequestType.WriteZeroes ? 1u : 0u;
                     if ((range.Flags & ~allowed) != 0) return Refused(BlockRequestError.UnsupportedRangeFlags, statusAt);
                     if (range.Sectors > MaxRangeSectors) return Refused(BlockRequestError.RangeTooLarge, statusAt);
-                    var error = CheckExtent(disk, range.Sector, (ulong)range.Sectors * 512, out _);
+                    var error = CheckExtent(disk, range.Sector, (ulong)range.Sectors * 512, (ulong)MaxRangeSectors * 512, out _);
                     if (error != BlockRequestError.None) return Refused(error, statusAt);
                     ranges[i] = range;
                 }
@@ -180,10 +180,10 @@ public readonly struct BlockRequest
 
     /// <summary>The byte offset of <paramref name="length"/> bytes at 512-byte sector <paramref name="sector"/>, if they
     /// are whole logical sectors inside the disk. All arithmetic is checked against overflow first.</summary>
-    private static BlockRequestError CheckExtent(in BlockDiskLimits disk, ulong sector, ulong length, out long offset)
+    private static BlockRequestError CheckExtent(in BlockDiskLimits disk, ulong sector, ulong length, ulong maxLength, out long offset)
     {
         offset = 0;
-        if (length > MaxDataBytes) return BlockRequestError.LengthOverflow;
+        if (length > maxLength) return BlockRequestError.LengthOverflow;
         ulong capacity = (ulong)Math.Max(disk.Capacity, 0);
         if (sector > capacity / 512) return BlockRequestError.BeyondCapacity;   // also keeps sector * 512 from overflowing
         ulong start = sector * 512;
