@@ -271,6 +271,7 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         Kick();
         Thread.Sleep(50);
         Assert.Equal(0, _q.ReadU16(DriverQueue.Used + 2));  // nothing was walked
+        _q.SetAvailIdx(0);                                  // the driver starts its ring afresh with the reset
         Assert.Equal(0x0F, Start());                        // a reset with good rings brings it back
         Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
         Assert.Equal(VirtioBlock.StatusOk, StatusByte());
@@ -395,7 +396,6 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         var backend = new FakeBlockBackend(DiskSize) { Throw = new NotSupportedException("backend bug") };
         var log = new StringWriter();
         UseBackend(backend, log: new RateLimitedLog(log, TimeSpan.FromHours(1)));
-        Start();
         WriteHeader(VirtioBlock.TypeIn, 0);
         const ulong status2 = Status + 0x100;
         _q.Memory.WriteExactly(new GuestAddress(status2), [0xEE]);
@@ -407,7 +407,7 @@ public sealed class VirtioBlockDeviceTests : IDisposable
             _q.Descriptor(DriverQueue.Desc, d + 2, c == 0 ? Status : status2, 1, 2, 0);
             _q.Publish((ushort)d);
         }
-        Kick();
+        Start();                                                   // both are there when DRIVER_OK looks at the queue
         WaitUsed();
         WaitUsed();
         Assert.Equal(VirtioBlock.StatusIoErr, StatusByte());     // each request completes, with IOERR
@@ -446,13 +446,16 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         q.Descriptor(DriverQueue.Desc, 1, Data, 4096, 3, 2);
         q.Descriptor(DriverQueue.Desc, 2, Status, 1, 2, 0);
         // One request per Process call: it runs on this thread, so this thread's allocation counter sees all of it.
-        for (int i = 0; i < 16; i++) { q.Publish(0); block.Process(0); }
+        for (int i = 0; i < 100; i++) { q.Publish(0); block.Process(0); }
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++) { q.Publish(0); block.Process(0); }
+        const int requests = 4000;
+        for (int i = 0; i < requests; i++) { q.Publish(0); block.Process(0); }
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(1016, completions);
-        Assert.Equal(1016, block.Reads);
-        Assert.Equal(0, allocated);
+        Assert.Equal(100 + requests, completions);
+        Assert.Equal(100 + requests, block.Reads);
+        // The smallest object is 24 bytes, so one per request would show as 96,000; the runtime itself now and then
+        // allocates a few KB on a thread (tiered JIT), which is what the bound leaves room for.
+        Assert.True(allocated < requests, $"{allocated} bytes for {requests} requests");
     }
 }
 

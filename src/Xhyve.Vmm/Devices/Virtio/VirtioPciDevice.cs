@@ -168,9 +168,9 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     /// configuration-change interrupt, and one line goes to the log.</summary>
     private void DeviceFault(int queue, Exception e)
     {
-        Interlocked.Increment(ref _faults);
-        _log.Write($"xhyve: {_device.Name}: device fault{(queue >= 0 ? $" on queue {queue}" : "")}: {e.GetType().Name}: {e.Message}; it needs a reset by the guest driver");
         QueueBroken(queue);
+        _log.Write($"xhyve: {_device.Name}: device fault{(queue >= 0 ? $" on queue {queue}" : "")}: {e.GetType().Name}: {e.Message}; it needs a reset by the guest driver");
+        Interlocked.Increment(ref _faults);   // last: a count that is seen means the fault has been fully handled
     }
 
     private byte StatusLocked => (byte)(_status | (Volatile.Read(ref _needsReset) != 0 ? Virtio.StatusNeedsReset : 0));
