@@ -44,6 +44,7 @@ public static class MachineReport
             Add("notifications", v.Notifications);
             Add("interrupts", v.InterruptsRaised);
             Add("faults", v.Faults);
+            foreach (var (name, count) in v.ChainErrorCounters) Add(name, count);
             if (v.Msi is HypervisorMsiSink msi)
             {
                 Add("msi_irqfd", msi.ThroughIrqfd); Add("msi_ioctl", msi.ThroughIoctl); Add("msi_route_updates", msi.RouteUpdates);

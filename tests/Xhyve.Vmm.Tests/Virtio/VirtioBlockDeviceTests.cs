@@ -349,6 +349,25 @@ public sealed class VirtioBlockDeviceTests : IDisposable
     }
 
     [Fact]
+    public void BadChainsAndRings_AreCountedByTheirQueueError()
+    {
+        Start(desc: DriverQueue.Desc + 8);
+        Assert.Equal(1, _device.ChainErrors(QueueError.RingMisaligned));
+        _q.SetAvailIdx(0);
+        Start();
+        _q.Descriptor(DriverQueue.Desc, 0, Header, 16, 1, 1);
+        _q.Descriptor(DriverQueue.Desc, 1, Data, 512, 1, 0);       // a loop back to the head
+        _q.Publish(0);
+        Kick();
+        Assert.Equal(0u, WaitUsed().Len);
+        Assert.Equal(1, _device.ChainErrors(QueueError.ChainTooLong));
+        Assert.Equal(1, Block.Failures(BlockRequestError.BadChain));
+        var counters = _device.ChainErrorCounters.ToDictionary(c => c.Key, c => c.Value);
+        Assert.Equal(1, counters["queue_chain_too_long"]);
+        Assert.Equal(1, counters["queue_ring_misaligned"]);
+    }
+
+    [Fact]
     public void DiscardWithMoreRangesThanOffered_IsUnsupported_AndDiscardsNothing()
     {
         var backend = new FakeBlockBackend(DiskSize);

@@ -61,15 +61,17 @@ public sealed class Virtqueue
     private readonly Action<int> _interrupt;
     private readonly Action<int> _broken;
     private readonly Action<int, Exception>? _fault;
+    private readonly long[]? _errors;
 
     public int Index { get; }
     public SplitQueue Ring { get; }
 
     // fault: told about an unexpected exception while serving this queue (the transport logs it and sets
     // NEEDS_RESET); without it the queue is reported broken.
-    public Virtqueue(int index, SplitQueue ring, Action<int> interrupt, Action<int> broken, Action<int, Exception>? fault = null)
+    // errors: counters indexed by QueueError, shared with the transport so they outlive this activation.
+    public Virtqueue(int index, SplitQueue ring, Action<int> interrupt, Action<int> broken, Action<int, Exception>? fault = null, long[]? errors = null)
     {
-        Index = index; Ring = ring; _interrupt = interrupt; _broken = broken; _fault = fault;
+        Index = index; Ring = ring; _interrupt = interrupt; _broken = broken; _fault = fault; _errors = errors;
     }
 
     /// <summary>The device met an exception it did not expect while serving this queue (a bug or a host failure,
@@ -88,6 +90,7 @@ public sealed class Virtqueue
     {
         bool popped;
         lock (_lock) popped = Ring.TryPop(segments, out head, out count, out error);
+        if (error != QueueError.None && _errors != null && (uint)error < (uint)_errors.Length) Interlocked.Increment(ref _errors[(int)error]);
         if (!popped && Ring.Broken) _broken(Index);
         return popped;
     }

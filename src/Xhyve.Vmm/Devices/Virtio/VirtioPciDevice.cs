@@ -52,6 +52,9 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private int _isr;
     private volatile bool _active;
     private long _notifications, _interruptsRaised, _faults;
+    private static readonly QueueError[] QueueErrors = Enum.GetValues<QueueError>();
+    private static readonly string[] QueueErrorNames = QueueErrors.Select(e => "queue_" + Snake(e.ToString())).ToArray();
+    private readonly long[] _chainErrors = new long[QueueErrors.Length];
 
     private sealed class QueueRegisters(ushort max)
     {
@@ -106,6 +109,18 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public IVirtioDevice Device => _device;
     public long Notifications => Interlocked.Read(ref _notifications);
     public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
+    /// <summary>Chains (or rings) the guest got wrong, by reason, over every activation.</summary>
+    public long ChainErrors(QueueError reason) => Interlocked.Read(ref _chainErrors[(int)reason]);
+
+    /// <summary><see cref="ChainErrors"/> as report counters ("queue_chain_too_long"), in a fixed order.</summary>
+    public IEnumerable<KeyValuePair<string, long>> ChainErrorCounters
+    {
+        get { for (int i = 1; i < QueueErrors.Length; i++) yield return new(QueueErrorNames[i], ChainErrors(QueueErrors[i])); }
+    }
+
+    private static string Snake(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+
     /// <summary>Unexpected exceptions in the device (each set NEEDS_RESET instead of ending the engine).</summary>
     public long Faults => Interlocked.Read(ref _faults);
     /// <summary>Where the MSI-X messages go (the report shows whether they went through irqfd).</summary>
@@ -222,7 +237,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                 QueueBroken(i);   // rings outside RAM: nothing to run until the driver resets the device
                 return;
             }
-            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken, DeviceFault);
+            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken, DeviceFault, _chainErrors);
         }
         _device.Activate(_memory, _driverFeatures, active);
         _active = true;
@@ -365,8 +380,10 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     /// the device asking for a reset, so no worker ever walks them.</summary>
     private void EnableQueueLocked(int index, QueueRegisters q)
     {
-        if (SplitQueue.CheckRings(_memory, q.Size, new GuestAddress(q.Desc), new GuestAddress(q.Driver), new GuestAddress(q.Device)) != QueueError.None)
+        var error = SplitQueue.CheckRings(_memory, q.Size, new GuestAddress(q.Desc), new GuestAddress(q.Driver), new GuestAddress(q.Device));
+        if (error != QueueError.None)
         {
+            Interlocked.Increment(ref _chainErrors[(int)error]);
             QueueBroken(index);
             return;
         }
