@@ -213,10 +213,12 @@ public sealed class VirtioBlock : IVirtioDevice
         catch (Exception e) { fault ??= e; }
         finally
         {
+            // Reported while still in flight, so a reset that waits for this request cannot be hit by it afterwards;
+            // reporting must not skip the bookkeeping below (a reset would wait for this request forever).
+            if (fault != null) try { queue.Fail(fault); } catch (Exception) { }
             Return(r);
             Interlocked.Decrement(ref _inFlight);
         }
-        if (fault != null) queue.Fail(fault);
     }
 
     /// <summary>Runs a parsed, valid request: its outcome and the bytes written to the driver's buffers (without the
