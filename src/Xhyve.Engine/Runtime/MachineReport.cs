@@ -43,6 +43,8 @@ public static class MachineReport
             void Add(string name, long value) => c.Add(new(name, value));
             Add("notifications", v.Notifications);
             Add("interrupts", v.InterruptsRaised);
+            Add("faults", v.Faults);
+            foreach (var (name, count) in v.ChainErrorCounters) Add(name, count);
             if (v.Msi is HypervisorMsiSink msi)
             {
                 Add("msi_irqfd", msi.ThroughIrqfd); Add("msi_ioctl", msi.ThroughIoctl); Add("msi_route_updates", msi.RouteUpdates);
@@ -51,6 +53,7 @@ public static class MachineReport
             {
                 Add("reads", b.Reads); Add("writes", b.Writes); Add("flushes", b.Flushes); Add("errors", b.Errors);
                 Add("read_bytes", b.BytesRead); Add("written_bytes", b.BytesWritten);
+                foreach (var (name, count) in b.FailureCounters) Add(name, count);
             }
             if (v.Device is VirtioEntropy e) Add("bytes", e.BytesProvided);
             yield return (v.Name, c);

@@ -8,11 +8,16 @@ namespace Xhyve.Vmm.Tests.Virtio;
 internal sealed class DriverQueue : IDisposable
 {
     public const ulong Desc = 0x1000, Avail = 0x2000, Used = 0x3000, Buffers = 0x10000, RamSize = 1 << 20;
-    public GuestMemory Memory { get; } = new([new MemoryRegion(new GuestAddress(0), RamSize)]);
+    public GuestMemory Memory { get; }
     public ushort Size { get; }
     private ushort _availIdx;
 
-    public DriverQueue(ushort size) => Size = size;
+    /// <param name="ramSize">Guest RAM; reserved, not committed, so gigabytes cost nothing until touched.</param>
+    public DriverQueue(ushort size, ulong ramSize = RamSize)
+    {
+        Size = size;
+        Memory = new([new MemoryRegion(new GuestAddress(0), ramSize)]);
+    }
 
     public SplitQueue Device(bool eventIdx = false, bool indirect = true) =>
         new(Memory, Size, new GuestAddress(Desc), new GuestAddress(Avail), new GuestAddress(Used), eventIdx, indirect);
@@ -34,8 +39,9 @@ internal sealed class DriverQueue : IDisposable
     }
 
     public void SetAvailIdx(ushort idx) { _availIdx = idx; U16(Avail + 2, idx); }
-    public void U16(ulong at, ushort v) { var b = new byte[2]; BinaryPrimitives.WriteUInt16LittleEndian(b, v); Memory.WriteExactly(new GuestAddress(at), b); }
-    public ushort ReadU16(ulong at) { var b = new byte[2]; Memory.ReadExactly(new GuestAddress(at), b); return BinaryPrimitives.ReadUInt16LittleEndian(b); }
+    // Stack buffers: the allocation test publishes through these.
+    public void U16(ulong at, ushort v) { Span<byte> b = stackalloc byte[2]; BinaryPrimitives.WriteUInt16LittleEndian(b, v); Memory.WriteExactly(new GuestAddress(at), b); }
+    public ushort ReadU16(ulong at) { Span<byte> b = stackalloc byte[2]; Memory.ReadExactly(new GuestAddress(at), b); return BinaryPrimitives.ReadUInt16LittleEndian(b); }
     public (uint Id, uint Len) UsedElem(int i) { var b = new byte[8]; Memory.ReadExactly(new GuestAddress(Used + 4 + 8UL * (ulong)(i % Size)), b); return (BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(4))); }
     public void Dispose() => Memory.Dispose();
 }
@@ -285,5 +291,94 @@ public sealed class SplitQueueTests
         Assert.False(dev.TryPop(_segments, out _, out _, out var error));
         Assert.Equal(QueueError.OutsideGuestMemory, error);
         Assert.True(dev.Broken);
+    }
+
+    // Caps the model VMMs apply (rust-vmm virtio-queue chain.rs, Firecracker queue.rs).
+
+    [Fact]
+    public void ChainWhoseLengthsSumPast4GiB_IsRefusedAsTooLarge_NotWrapped()
+    {
+        // 2 GiB + 2 MiB of reserved RAM: three overlapping 2 GiB buffers add up to 6 GiB without touching a page.
+        using var q = new DriverQueue(8, ramSize: (2UL << 30) + (2UL << 20));
+        const uint big = int.MaxValue;
+        q.Descriptor(DriverQueue.Desc, 0, DriverQueue.Buffers, big, SplitQueue.DescNext, 1);
+        q.Descriptor(DriverQueue.Desc, 1, DriverQueue.Buffers, big, SplitQueue.DescNext, 2);
+        q.Descriptor(DriverQueue.Desc, 2, DriverQueue.Buffers, 2, 0, 0);          // 2 * (2^31 - 1) + 2 = 2^32: one too many
+        q.Descriptor(DriverQueue.Desc, 4, DriverQueue.Buffers, big, SplitQueue.DescNext, 5);
+        q.Descriptor(DriverQueue.Desc, 5, DriverQueue.Buffers, big, SplitQueue.DescNext, 6);
+        q.Descriptor(DriverQueue.Desc, 6, DriverQueue.Buffers, 1, 0, 0);          // exactly 2^32 - 1: still describable
+        q.Publish(0);
+        q.Publish(4);
+        var dev = q.Device();
+        Assert.True(dev.TryPop(_segments, out _, out int count, out var error));
+        Assert.Equal(QueueError.ChainTooLarge, error);
+        Assert.Equal(0, count);
+        Assert.True(dev.TryPop(_segments, out _, out count, out error));
+        Assert.Equal(QueueError.None, error);
+        Assert.Equal(3, count);
+    }
+
+    [Fact]
+    public void IndirectChainLongerThanTheQueue_IsChainTooLong()
+    {
+        using var q = new DriverQueue(8);
+        const ulong table = DriverQueue.Buffers + 0x8000;
+        for (int i = 0; i < 8; i++) q.Descriptor(table, i, DriverQueue.Buffers, 8, SplitQueue.DescNext, (ushort)(i + 1));
+        q.Descriptor(table, 8, DriverQueue.Buffers, 8, 0, 0);                     // nine buffers in a queue of eight
+        q.Descriptor(DriverQueue.Desc, 0, table, 16 * 9, SplitQueue.DescIndirect, 0);
+        q.Descriptor(table + 0x400, 7, DriverQueue.Buffers, 8, 0, 0);
+        for (int i = 0; i < 7; i++) q.Descriptor(table + 0x400, i, DriverQueue.Buffers, 8, SplitQueue.DescNext, (ushort)(i + 1));
+        q.Descriptor(DriverQueue.Desc, 1, table + 0x400, 16 * 8, SplitQueue.DescIndirect, 0);
+        q.Publish(0);
+        q.Publish(1);
+        var dev = q.Device();
+        Assert.True(dev.TryPop(_segments, out _, out _, out var error));
+        Assert.Equal(QueueError.ChainTooLong, error);
+        Assert.True(dev.TryPop(_segments, out _, out int count, out error));   // eight is the limit, not beyond it
+        Assert.Equal(QueueError.None, error);
+        Assert.Equal(8, count);
+    }
+
+    [Fact]
+    public void IndirectTableWithMoreEntriesThanTheLargestQueue_IsReported()
+    {
+        using var q = new DriverQueue(8);
+        q.Descriptor(DriverQueue.Desc, 0, DriverQueue.Buffers, 16 * (SplitQueue.MaxSize + 1), SplitQueue.DescIndirect, 0);
+        q.Publish(0);
+        Assert.True(q.Device().TryPop(_segments, out _, out _, out var error));
+        Assert.Equal(QueueError.BadIndirectTable, error);
+    }
+
+    [Fact]
+    public void IndirectTableOutsideGuestMemory_IsReported()
+    {
+        using var q = new DriverQueue(8);
+        q.Descriptor(DriverQueue.Desc, 0, DriverQueue.RamSize - 16, 32, SplitQueue.DescIndirect, 0);
+        q.Publish(0);
+        Assert.True(q.Device().TryPop(_segments, out _, out _, out var error));
+        Assert.Equal(QueueError.OutsideGuestMemory, error);
+    }
+
+    [Theory]
+    [InlineData(DriverQueue.Desc + 8, DriverQueue.Avail, DriverQueue.Used)]     // descriptor table: 16
+    [InlineData(DriverQueue.Desc, DriverQueue.Avail + 1, DriverQueue.Used)]     // available ring: 2
+    [InlineData(DriverQueue.Desc, DriverQueue.Avail, DriverQueue.Used + 2)]     // used ring: 4
+    public void RingsWithoutTheSpecAlignment_AreNotValid(ulong desc, ulong avail, ulong used)
+    {
+        using var q = new DriverQueue(8);
+        var dev = new SplitQueue(q.Memory, 8, new GuestAddress(desc), new GuestAddress(avail), new GuestAddress(used), false, false);
+        Assert.False(dev.RingsValid);
+        Assert.Equal(QueueError.RingMisaligned, SplitQueue.CheckRings(q.Memory, 8, new GuestAddress(desc), new GuestAddress(avail), new GuestAddress(used)));
+    }
+
+    [Fact]
+    public void RingsEndingPastGuestMemory_AreReportedAsOutside()
+    {
+        using var q = new DriverQueue(8);
+        // Aligned, starts in RAM, but the used ring's event field runs past the end.
+        Assert.Equal(QueueError.OutsideGuestMemory, SplitQueue.CheckRings(q.Memory, 8, new GuestAddress(DriverQueue.Desc),
+            new GuestAddress(DriverQueue.Avail), new GuestAddress(DriverQueue.RamSize - 64)));
+        Assert.Equal(QueueError.None, SplitQueue.CheckRings(q.Memory, 8, new GuestAddress(DriverQueue.Desc),
+            new GuestAddress(DriverQueue.Avail), new GuestAddress(DriverQueue.RamSize - 72)));
     }
 }

@@ -4,6 +4,7 @@ using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Virtio;
 using V = Xhyve.Vmm.Devices.Virtio.Virtio;
 using Xhyve.Vmm.Devices.Virtio.Block;
+using Xhyve.Vmm.Devices.Virtio.Queue;
 using Xhyve.Vmm.Memory;
 using Xhyve.Vmm.Native;
 using Xhyve.Vmm.Storage;
@@ -20,7 +21,7 @@ public sealed class VirtioBlockDeviceTests : IDisposable
 {
     private const ulong Header = 0x20000, Data = 0x30000, Status = 0x40000;
     private const long DiskSize = 1 << 20;
-    private readonly DriverQueue _q = new(16);
+    private DriverQueue _q = new(16);
     private readonly RecordingMsi _msi = new();
     private readonly RecordingInterruptLine _intx = new();
     private readonly string _image = Path.GetTempFileName();
@@ -58,6 +59,18 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         public bool TryAttach(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) => false;
         public void Detach(EventFd target, ulong address, int width, bool portIo, ulong? dataMatch) { }
     }
+
+    /// <summary>Rebuilds the device over <paramref name="backend"/> (and, given a size, over fresh guest RAM).</summary>
+    private VirtioBlock UseBackend(IBlockBackend backend, ulong? ramSize = null, RateLimitedLog? log = null)
+    {
+        _device.Dispose();
+        if (ramSize is { } size) { _q.Dispose(); _q = new DriverQueue(16, size); }
+        var block = new VirtioBlock(backend, 512, 512, ioThreads: 2);
+        _device = new VirtioPciDevice(block, _q.Memory, _msi, _intx, new NoDoorbells(), log: log);
+        return block;
+    }
+
+    private VirtioBlock Block => (VirtioBlock)_device.Device;
 
     private IBusDevice Modern => _device.Bars.Single(b => b.Index == VirtioPciDevice.ModernBar).Handler;
 
@@ -246,6 +259,25 @@ public sealed class VirtioBlockDeviceTests : IDisposable
     }
 
     [Fact]
+    public void QueueEnable_WithAMisalignedDescriptorTable_LeavesTheQueueDisabled_AndSetsNeedsReset()
+    {
+        byte status = Start(desc: DriverQueue.Desc + 8);   // 8-aligned: the spec asks for 16
+        Assert.NotEqual(0, status & V.StatusNeedsReset);
+        W(0x16, 0, 2);
+        Assert.Equal(0u, R(0x1C, 2));                       // queue_enable reads back 0
+        Assert.Equal(2, Modern.ReadIsr() & 2);              // the driver hears about it through a configuration change
+        _q.Descriptor(DriverQueue.Desc + 8, 0, Header, 16, 0, 0);
+        _q.Publish(0);
+        Kick();
+        Thread.Sleep(50);
+        Assert.Equal(0, _q.ReadU16(DriverQueue.Used + 2));  // nothing was walked
+        _q.SetAvailIdx(0);                                  // the driver starts its ring afresh with the reset
+        Assert.Equal(0x0F, Start());                        // a reset with good rings brings it back
+        Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+    }
+
+    [Fact]
     public void QueueSizeThatIsNotAPowerOfTwo_IsIgnored()
     {
         W(0x16, 0, 2);
@@ -294,6 +326,155 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         while (Volatile.Read(ref _msi.Count) == 0) { Assert.True(DateTime.UtcNow < deadline, "no MSI message"); Thread.Sleep(1); }
         Assert.Equal((0, 0x41u), (_msi.LastVector, _msi.LastData));                         // no MSI-X vector: message 0
         Assert.False(_intx.Level);
+    }
+
+    // Typed requests: every failure counted by its reason, refused before the backend sees it.
+
+    [Fact]
+    public void BadRequests_AreCountedByReason()
+    {
+        Start();
+        Request(VirtioBlock.TypeIn, 2048, 512, dataWritable: true);
+        Request(77, 0, 512, dataWritable: true);
+        Request(VirtioBlock.TypeIn, 0, 100, dataWritable: true);
+        Request(VirtioBlock.TypeIn, 2047, 1024, dataWritable: true);
+        Assert.Equal(2, Block.Failures(BlockRequestError.BeyondCapacity));
+        Assert.Equal(1, Block.Failures(BlockRequestError.UnsupportedType));
+        Assert.Equal(1, Block.Failures(BlockRequestError.NotSectorAligned));
+        Assert.Equal(4, Block.Errors);
+        var counters = Block.FailureCounters.ToDictionary(c => c.Key, c => c.Value);
+        Assert.Equal(2, counters["failed_beyond_capacity"]);
+        Assert.Equal(0, counters["failed_device_fault"]);
+        Assert.DoesNotContain("failed_none", counters.Keys);
+    }
+
+    [Fact]
+    public void BadChainsAndRings_AreCountedByTheirQueueError()
+    {
+        Start(desc: DriverQueue.Desc + 8);
+        Assert.Equal(1, _device.ChainErrors(QueueError.RingMisaligned));
+        _q.SetAvailIdx(0);
+        Start();
+        _q.Descriptor(DriverQueue.Desc, 0, Header, 16, 1, 1);
+        _q.Descriptor(DriverQueue.Desc, 1, Data, 512, 1, 0);       // a loop back to the head
+        _q.Publish(0);
+        Kick();
+        Assert.Equal(0u, WaitUsed().Len);
+        Assert.Equal(1, _device.ChainErrors(QueueError.ChainTooLong));
+        Assert.Equal(1, Block.Failures(BlockRequestError.BadChain));
+        var counters = _device.ChainErrorCounters.ToDictionary(c => c.Key, c => c.Value);
+        Assert.Equal(1, counters["queue_chain_too_long"]);
+        Assert.Equal(1, counters["queue_ring_misaligned"]);
+    }
+
+    [Fact]
+    public void DiscardWithMoreRangesThanOffered_IsUnsupported_AndDiscardsNothing()
+    {
+        var backend = new FakeBlockBackend(DiskSize);
+        UseBackend(backend);
+        Start();
+        var ranges = new byte[16 * (VirtioBlock.MaxDiscardSegments + 1)];
+        for (int i = 0; i <= VirtioBlock.MaxDiscardSegments; i++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(ranges.AsSpan(16 * i), (ulong)i);
+            BinaryPrimitives.WriteUInt32LittleEndian(ranges.AsSpan(16 * i + 8), 1);
+        }
+        _q.Memory.WriteExactly(new GuestAddress(Data), ranges);
+        Request(VirtioBlock.TypeDiscard, 0, (uint)ranges.Length, dataWritable: false);
+        Assert.Equal(VirtioBlock.StatusUnsupported, StatusByte());
+        Assert.Equal(0, backend.Discards);                    // not the first 32 of them either
+        Assert.Equal(1, Block.Failures(BlockRequestError.BadRangeList));
+    }
+
+    [Fact]
+    public void ReadChainOver4GiB_IsRefusedBeforeTheBackendRuns_InsteadOfWrappingTheUsedLength()
+    {
+        // 2 GiB + 1 MiB of reserved RAM (never touched) and an 8 GiB disk that keeps nothing past its first MiB.
+        var backend = new FakeBlockBackend(8L << 30);
+        UseBackend(backend, ramSize: (2UL << 30) + (1UL << 20));
+        Start();
+        WriteHeader(VirtioBlock.TypeIn, 0);
+        const uint big = 0x7FFF_FE00;                         // 2 GiB - 512: whole sectors
+        _q.Descriptor(DriverQueue.Desc, 0, Header, 16, 1, 1);
+        _q.Descriptor(DriverQueue.Desc, 1, Data, big, 3, 2);
+        _q.Descriptor(DriverQueue.Desc, 2, Data, big, 3, 3);
+        _q.Descriptor(DriverQueue.Desc, 3, Status, 1025, 2, 0);    // 1024 data bytes, then the status: 4 GiB of data in all
+        _q.Publish(0);
+        Kick();
+        Assert.Equal(0u, WaitUsed().Len);
+        Assert.Equal(0, backend.Reads);
+        Assert.Equal(1, Block.Failures(BlockRequestError.BadChain));
+        Assert.Equal(0xEE, StatusByte());                       // a chain the queue refused gets no status
+    }
+
+    // Device faults: an exception the device did not expect asks the driver for a reset; the engine runs on.
+
+    [Fact]
+    public void BackendThatThrows_FailsTheRequests_SetsNeedsResetAndLogsOnce_AndAResetRevivesTheDevice()
+    {
+        var backend = new FakeBlockBackend(DiskSize) { Throw = new NotSupportedException("backend bug") };
+        var log = new StringWriter();
+        UseBackend(backend, log: new RateLimitedLog(log, TimeSpan.FromHours(1)));
+        WriteHeader(VirtioBlock.TypeIn, 0);
+        const ulong status2 = Status + 0x100;
+        _q.Memory.WriteExactly(new GuestAddress(status2), [0xEE]);
+        for (int c = 0; c < 2; c++)                                // two requests in one kick: both hit the bug
+        {
+            int d = 3 * c;
+            _q.Descriptor(DriverQueue.Desc, d, Header, 16, 1, (ushort)(d + 1));
+            _q.Descriptor(DriverQueue.Desc, d + 1, Data + 0x1000UL * (ulong)c, 512, 3, (ushort)(d + 2));
+            _q.Descriptor(DriverQueue.Desc, d + 2, c == 0 ? Status : status2, 1, 2, 0);
+            _q.Publish((ushort)d);
+        }
+        Start();                                                   // both are there when DRIVER_OK looks at the queue
+        WaitUsed();
+        WaitUsed();
+        Assert.Equal(VirtioBlock.StatusIoErr, StatusByte());     // each request completes, with IOERR
+        var b = new byte[1];
+        _q.Memory.ReadExactly(new GuestAddress(status2), b);
+        Assert.Equal(VirtioBlock.StatusIoErr, b[0]);
+        Assert.True(SpinWait.SpinUntil(() => _device.Faults == 2, 5000));
+        Assert.NotEqual(0u, R(0x14, 1) & V.StatusNeedsReset);
+        Assert.Equal(2, Modern.ReadIsr() & 2);
+        Assert.Equal(2, Block.Failures(BlockRequestError.DeviceFault));
+        var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);                                       // rate-limited: one line for two faults
+        Assert.Contains("NotSupportedException: backend bug", lines[0]);
+
+        backend.Throw = null;
+        _q.SetAvailIdx(0);
+        _q.U16(DriverQueue.Used + 2, 0);
+        _usedSeen = 0;
+        Assert.Equal(0x0F, Start());
+        Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
+        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+    }
+
+    [Fact]
+    public void HotPath_ReadRequests_AllocateNothingPerRequest()
+    {
+        using var q = new DriverQueue(16);
+        using var block = new VirtioBlock(new FakeBlockBackend(DiskSize), 512, 512, ioThreads: 1);
+        int completions = 0;
+        block.Activate(q.Memory, 0, [new Virtqueue(0, q.Device(), _ => completions++, _ => { })]);
+        var h = new byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(h, VirtioBlock.TypeIn);
+        BinaryPrimitives.WriteUInt64LittleEndian(h.AsSpan(8), 8);
+        q.Memory.WriteExactly(new GuestAddress(Header), h);
+        q.Descriptor(DriverQueue.Desc, 0, Header, 16, 1, 1);
+        q.Descriptor(DriverQueue.Desc, 1, Data, 4096, 3, 2);
+        q.Descriptor(DriverQueue.Desc, 2, Status, 1, 2, 0);
+        // One request per Process call: it runs on this thread, so this thread's allocation counter sees all of it.
+        for (int i = 0; i < 100; i++) { q.Publish(0); block.Process(0); }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        const int requests = 4000;
+        for (int i = 0; i < requests; i++) { q.Publish(0); block.Process(0); }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(100 + requests, completions);
+        Assert.Equal(100 + requests, block.Reads);
+        // The smallest object is 24 bytes, so one per request would show as 96,000; the runtime itself now and then
+        // allocates a few KB on a thread (tiered JIT), which is what the bound leaves room for.
+        Assert.True(allocated < requests, $"{allocated} bytes for {requests} requests");
     }
 }
 

@@ -60,13 +60,26 @@ public sealed class Virtqueue
     private readonly Lock _lock = new();
     private readonly Action<int> _interrupt;
     private readonly Action<int> _broken;
+    private readonly Action<int, Exception>? _fault;
+    private readonly long[]? _errors;
 
     public int Index { get; }
     public SplitQueue Ring { get; }
 
-    public Virtqueue(int index, SplitQueue ring, Action<int> interrupt, Action<int> broken)
+    // fault: told about an unexpected exception while serving this queue (the transport logs it and sets
+    // NEEDS_RESET); without it the queue is reported broken.
+    // errors: counters indexed by QueueError, shared with the transport so they outlive this activation.
+    public Virtqueue(int index, SplitQueue ring, Action<int> interrupt, Action<int> broken, Action<int, Exception>? fault = null, long[]? errors = null)
     {
-        Index = index; Ring = ring; _interrupt = interrupt; _broken = broken;
+        Index = index; Ring = ring; _interrupt = interrupt; _broken = broken; _fault = fault; _errors = errors;
+    }
+
+    /// <summary>The device met an exception it did not expect while serving this queue (a bug or a host failure,
+    /// never guest input): it cannot vouch for its state, so the driver is asked to reset it.</summary>
+    public void Fail(Exception e)
+    {
+        if (_fault != null) _fault(Index, e);
+        else _broken(Index);
     }
 
     public ushort Size => Ring.Size;
@@ -77,6 +90,7 @@ public sealed class Virtqueue
     {
         bool popped;
         lock (_lock) popped = Ring.TryPop(segments, out head, out count, out error);
+        if (error != QueueError.None && _errors != null && (uint)error < (uint)_errors.Length) Interlocked.Increment(ref _errors[(int)error]);
         if (!popped && Ring.Broken) _broken(Index);
         return popped;
     }

@@ -42,6 +42,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private readonly int[] _vectors;                // per queue, read by interrupt paths without the lock
     private readonly EventFd[] _kicks;
     private readonly VirtioWorker _worker;
+    private readonly RateLimitedLog _log;
     private readonly List<(ulong Address, int Width, bool Pio, ulong? Match, EventFd Fd)> _attached = new();
     private ulong _driverFeatures;
     private uint _deviceFeatureSelect, _driverFeatureSelect;
@@ -50,7 +51,10 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private ushort _queueSelect;
     private int _isr;
     private volatile bool _active;
-    private long _notifications, _interruptsRaised;
+    private long _notifications, _interruptsRaised, _faults;
+    private static readonly QueueError[] QueueErrors = Enum.GetValues<QueueError>();
+    private static readonly string[] QueueErrorNames = QueueErrors.Select(e => "queue_" + Snake(e.ToString())).ToArray();
+    private readonly long[] _chainErrors = new long[QueueErrors.Length];
 
     private sealed class QueueRegisters(ushort max)
     {
@@ -62,10 +66,13 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
 
     // singleVectorMsi is -W (bhyve's meaning): one MSI message instead of MSI-X. Drivers that use only
     // MSI-X with virtio (Linux) then fall back to INTx.
-    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells, bool singleVectorMsi = false)
+    // log: where device faults are reported (stderr, rate-limited, by default).
+    public VirtioPciDevice(IVirtioDevice device, IGuestMemory memory, IMsiSink msi, IInterruptLine intx, IDoorbells doorbells, bool singleVectorMsi = false,
+        RateLimitedLog? log = null)
         : base(device.Name, new PciConfigSpace(Virtio.PciVendor, Virtio.TransitionalPciDeviceId(device.DeviceType), device.PciClass.Class, device.PciClass.Subclass, 0))
     {
         _device = device;
+        _log = log ?? new RateLimitedLog();
         _memory = memory;
         _doorbells = doorbells;
         Msi = msi;
@@ -92,7 +99,9 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         _queues = Enumerable.Range(0, device.QueueCount).Select(_ => new QueueRegisters(device.MaxQueueSize)).ToArray();
         _vectors = Enumerable.Repeat((int)Virtio.NoVector, device.QueueCount).ToArray();
         _kicks = Enumerable.Range(0, device.QueueCount).Select(_ => new EventFd()).ToArray();
-        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active) _device.Process(q); });
+        // A device that asked for a reset is left alone until the driver gives it one.
+        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active && Volatile.Read(ref _needsReset) == 0) _device.Process(q); },
+            e => DeviceFault(-1, e));
     }
 
     private const uint CommonConfigSize = 0x3C;
@@ -100,6 +109,20 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public IVirtioDevice Device => _device;
     public long Notifications => Interlocked.Read(ref _notifications);
     public long InterruptsRaised => Interlocked.Read(ref _interruptsRaised);
+    /// <summary>Chains (or rings) the guest got wrong, by reason, over every activation.</summary>
+    public long ChainErrors(QueueError reason) => Interlocked.Read(ref _chainErrors[(int)reason]);
+
+    /// <summary><see cref="ChainErrors"/> as report counters ("queue_chain_too_long"), in a fixed order.</summary>
+    public IEnumerable<KeyValuePair<string, long>> ChainErrorCounters
+    {
+        get { for (int i = 1; i < QueueErrors.Length; i++) yield return new(QueueErrorNames[i], ChainErrors(QueueErrors[i])); }
+    }
+
+    private static string Snake(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+
+    /// <summary>Unexpected exceptions in the device (each set NEEDS_RESET instead of ending the engine).</summary>
+    public long Faults => Interlocked.Read(ref _faults);
     /// <summary>Where the MSI-X messages go (the report shows whether they went through irqfd).</summary>
     public IMsiSink Msi { get; }
 
@@ -155,6 +178,16 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         ConfigInterrupt();
     }
 
+    /// <summary>An exception escaped the device on its worker or I/O threads (queue -1: not tied to one). The engine
+    /// carries on; the device, which can no longer vouch for its state, reports DEVICE_NEEDS_RESET (§2.1.2) with a
+    /// configuration-change interrupt, and one line goes to the log.</summary>
+    private void DeviceFault(int queue, Exception e)
+    {
+        QueueBroken(queue);
+        _log.Write($"xhyve: {_device.Name}: device fault{(queue >= 0 ? $" on queue {queue}" : "")}: {e.GetType().Name}: {e.Message}; it needs a reset by the guest driver");
+        Interlocked.Increment(ref _faults);   // last: a count that is seen means the fault has been fully handled
+    }
+
     private byte StatusLocked => (byte)(_status | (Volatile.Read(ref _needsReset) != 0 ? Virtio.StatusNeedsReset : 0));
 
     private byte ReadIsr()
@@ -204,7 +237,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                 QueueBroken(i);   // rings outside RAM: nothing to run until the driver resets the device
                 return;
             }
-            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken);
+            active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken, DeviceFault, _chainErrors);
         }
         _device.Activate(_memory, _driverFeatures, active);
         _active = true;
@@ -332,7 +365,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                     if (v != 0 && v <= _device.MaxQueueSize && (v & (v - 1)) == 0) q!.Size = (ushort)v;
                     break;
                 case (0x1A, 2) when q != null: Volatile.Write(ref _vectors[_queueSelect], ValidVector(v)); break;
-                case (0x1C, 2) when queueWritable && v == 1: q!.Enabled = true; break;
+                case (0x1C, 2) when queueWritable && v == 1: EnableQueueLocked(_queueSelect, q!); break;
                 case (0x20, 4) when queueWritable: q!.Desc = Low(q.Desc, v); break;
                 case (0x24, 4) when queueWritable: q!.Desc = High(q.Desc, v); break;
                 case (0x28, 4) when queueWritable: q!.Driver = Low(q.Driver, v); break;
@@ -341,6 +374,20 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                 case (0x34, 4) when queueWritable: q!.Device = High(q.Device, v); break;
             }
         }
+    }
+
+    /// <summary>queue_enable: rings that are misaligned or outside RAM (virtio 1.2 §2.7) leave the queue disabled and
+    /// the device asking for a reset, so no worker ever walks them.</summary>
+    private void EnableQueueLocked(int index, QueueRegisters q)
+    {
+        var error = SplitQueue.CheckRings(_memory, q.Size, new GuestAddress(q.Desc), new GuestAddress(q.Driver), new GuestAddress(q.Device));
+        if (error != QueueError.None)
+        {
+            Interlocked.Increment(ref _chainErrors[(int)error]);
+            QueueBroken(index);
+            return;
+        }
+        q.Enabled = true;
     }
 
     /// <summary>A vector the table has, or NO_VECTOR (which reads back and tells the driver it failed).</summary>

@@ -9,8 +9,8 @@ namespace Xhyve.Vmm.Devices.Virtio.Block;
 /// <summary>
 /// virtio-blk (virtio 1.2 §5.2): read, write, flush, get-id, discard and write-zeroes over one queue,
 /// served by a pool of I/O threads with vectored positional I/O straight between the image and guest RAM.
-/// Every request is checked against the disk's capacity and sector size; a bad one completes with
-/// IOERR or UNSUPP and the device carries on.
+/// Every chain is parsed into a typed request (<see cref="BlockRequest.Parse"/>) before anything runs; a bad one
+/// completes with IOERR or UNSUPP, is counted by its reason (<see cref="Failures"/>), and the device carries on.
 /// </summary>
 public sealed class VirtioBlock : IVirtioDevice
 {
@@ -20,19 +20,20 @@ public sealed class VirtioBlock : IVirtioDevice
         FeatureTopology = 1UL << 10, FeatureDiscard = 1UL << 13, FeatureWriteZeroes = 1UL << 14;
     public const ushort QueueSize = 256;
     public const int SegMax = QueueSize - 2;          // header and status take a descriptor each
-    public const int MaxDiscardSegments = 32, IdLength = 20;
-    private const int HeaderSize = 16, DiscardSegmentSize = 16;
-    private const uint MaxDiscardSectors = 1u << 22;  // 2 GiB per segment
+    public const int MaxDiscardSegments = 32, IdLength = BlockRequest.IdLength;
+    private const uint MaxDiscardSectors = BlockRequest.MaxRangeSectors;
 
     private readonly IBlockBackend _backend;
     private readonly int _physicalSectorSize;
     private readonly byte[] _config;
     private readonly byte[] _id;
     private readonly BlockIoPool _pool;
-    private readonly Stack<BlockRequest> _free = new();
+    private readonly Stack<PendingRequest> _free = new();
+    private readonly BlockDiskLimits _limits;
+    private readonly long[] _failures = new long[FailureReasons.Length];
     private readonly Lock _processLock = new();
     private IGuestMemory? _memory;
-    private Virtqueue? _queue;
+    private volatile Virtqueue? _queue;
     private int _inFlight;
     private long _reads, _writes, _flushes, _errors, _bytesRead, _bytesWritten;
 
@@ -48,7 +49,8 @@ public sealed class VirtioBlock : IVirtioDevice
         _physicalSectorSize = physicalSectorSize;
         _config = BuildConfig();
         _id = Encoding.ASCII.GetBytes($"XHYVE-{Fnv1a(backend.Path):X14}");   // exactly 20 bytes: no NUL needed
-        _pool = new BlockIoPool(name, ioThreads, QueueSize, Execute);
+        _limits = new BlockDiskLimits(backend.Size, logicalSectorSize, backend.ReadOnly);
+        _pool = new BlockIoPool(name, ioThreads, QueueSize, Execute, e => _queue?.Fail(e));
     }
 
     public string Name { get; }
@@ -67,6 +69,33 @@ public sealed class VirtioBlock : IVirtioDevice
     public long Errors => Interlocked.Read(ref _errors);
     public long BytesRead => Interlocked.Read(ref _bytesRead);
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
+
+    /// <summary>The reasons a request can fail, indexed by value (0 is None), in a fixed order.</summary>
+    public static readonly BlockRequestError[] FailureReasons = Enum.GetValues<BlockRequestError>();
+    private static readonly string[] FailureNames = FailureReasons.Select(CounterName).ToArray();
+
+    /// <summary>Requests that failed for <paramref name="reason"/> since the device was made.</summary>
+    public long Failures(BlockRequestError reason) => Interlocked.Read(ref _failures[(int)reason]);
+
+    /// <summary>Per-reason failure counters as report lines want them ("failed_beyond_capacity"), fixed order.</summary>
+    public IEnumerable<KeyValuePair<string, long>> FailureCounters
+    {
+        get
+        {
+            for (int i = 1; i < FailureReasons.Length; i++) yield return new(FailureNames[i], Failures(FailureReasons[i]));
+        }
+    }
+
+    private static string CounterName(BlockRequestError reason)
+    {
+        var name = new StringBuilder("failed");
+        foreach (char c in reason.ToString())
+        {
+            if (char.IsUpper(c)) name.Append('_');
+            name.Append(char.ToLowerInvariant(c));
+        }
+        return name.ToString();
+    }
 
     /// <summary>struct virtio_blk_config up to write_zeroes_may_unmap (60 bytes).</summary>
     private byte[] BuildConfig()
@@ -114,7 +143,7 @@ public sealed class VirtioBlock : IVirtioDevice
         {
             if (_queue is not { } q) return;
             // Pop everything available; one request runs right here, more go to the pool in parallel.
-            BlockRequest? first = null;
+            PendingRequest? first = null;
             while (true)
             {
                 var r = Rent();
@@ -129,171 +158,126 @@ public sealed class VirtioBlock : IVirtioDevice
         }
     }
 
-    private BlockRequest Rent()
+    private PendingRequest Rent()
     {
-        lock (_free) return _free.Count > 0 ? _free.Pop() : new BlockRequest(QueueSize);
+        lock (_free) return _free.Count > 0 ? _free.Pop() : new PendingRequest(QueueSize);
     }
 
-    private void Return(BlockRequest r)
+    private void Return(PendingRequest r)
     {
         r.Queue = null!;
         lock (_free) _free.Push(r);
     }
 
-    private void Execute(BlockRequest r)
+    /// <summary>Parses, runs and completes one chain on whichever thread has it. Every outcome but success is
+    /// counted by reason; the request always completes and leaves the in-flight count (a reset waits on it), and an
+    /// unexpected exception is reported to the transport afterwards, which asks the driver for a reset.</summary>
+    private void Execute(PendingRequest r)
     {
-        var (status, written, statusAt) = Serve(r);
-        if (statusAt is { } at)
-        {
-            Span<byte> s = [status];
-            _memory!.TryWrite(at, s);   // checked when the chain was walked; a failure leaves the driver to time out
-            written++;
-        }
-        if (status != StatusOk) Interlocked.Increment(ref _errors);
-        r.Queue.Complete(r.Head, written);
-        Return(r);
-        Interlocked.Decrement(ref _inFlight);
-    }
-
-    /// <summary>Runs one request: its status, the bytes written to the driver's buffers (without the status
-    /// byte) and where the status byte goes (null when the chain has no writable byte for it).</summary>
-    private (byte Status, uint Written, GuestAddress? StatusAt) Serve(BlockRequest r)
-    {
-        if (r.Error != QueueError.None || r.Count == 0) return (StatusIoErr, 0, null);
-        var segs = r.Segments.AsSpan(0, r.Count);
-        var last = segs[^1];
-        if (!last.DeviceWritable || last.Length == 0) return (StatusIoErr, 0, null);
-        var statusAt = new GuestAddress(last.Address.Value + last.Length - 1);
-
-        Span<byte> header = stackalloc byte[HeaderSize];
-        if (CopyReadable(segs, 0, header) != HeaderSize) return (StatusIoErr, 0, statusAt);
-        uint type = BinaryPrimitives.ReadUInt32LittleEndian(header);
-        ulong sector = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
+        Exception? fault = null;
+        var queue = r.Queue;
         try
         {
-            switch (type)
+            var chain = r.Segments.AsSpan(0, r.Count);
+            var request = r.Error != QueueError.None
+                ? BlockRequest.Refused(BlockRequestError.BadChain)
+                : BlockRequest.Parse(chain, _memory!, _limits, r.Ranges);
+            var outcome = request.Error;
+            uint written = 0;
+            if (request.IsValid)
             {
-                case TypeIn:
+                try { outcome = Run(request, r, out written); }
+                catch (Exception e) when (e is StorageException or IOException or ArgumentException or InvalidOperationException)
                 {
-                    if (!Gather(segs, writable: true, skip: 0, trimLast: 1, r.Data, out int n, out long bytes)) return (StatusIoErr, 0, statusAt);
-                    if (!InRange(sector, bytes, out long offset)) return (StatusIoErr, 0, statusAt);
-                    _backend.ReadVectored(offset, r.Data.AsSpan(0, n));
-                    Interlocked.Increment(ref _reads);
-                    Interlocked.Add(ref _bytesRead, bytes);
-                    return (StatusOk, (uint)bytes, statusAt);
+                    outcome = BlockRequestError.IoFailed;
                 }
-                case TypeOut:
+                catch (Exception e)
                 {
-                    if (_backend.ReadOnly) return (StatusIoErr, 0, statusAt);
-                    if (!Gather(segs, writable: false, skip: HeaderSize, trimLast: 0, r.Data, out int n, out long bytes)) return (StatusIoErr, 0, statusAt);
-                    if (!InRange(sector, bytes, out long offset)) return (StatusIoErr, 0, statusAt);
-                    _backend.WriteVectored(offset, r.Data.AsSpan(0, n));
-                    Interlocked.Increment(ref _writes);
-                    Interlocked.Add(ref _bytesWritten, bytes);
-                    return (StatusOk, 0, statusAt);
+                    outcome = BlockRequestError.DeviceFault;
+                    fault = e;
                 }
-                case TypeFlush:
-                    _backend.Flush();
-                    Interlocked.Increment(ref _flushes);
-                    return (StatusOk, 0, statusAt);
-                case TypeGetId:
-                {
-                    if (!Gather(segs, writable: true, skip: 0, trimLast: 1, r.Data, out int n, out long bytes)) return (StatusIoErr, 0, statusAt);
-                    int copied = 0;
-                    foreach (var b in r.Data.AsSpan(0, n))
-                    {
-                        int take = Math.Min((int)b.Length, IdLength - copied);
-                        _id.AsSpan(copied, take).CopyTo(b.AsSpan());
-                        copied += take;
-                        if (copied == IdLength) break;
-                    }
-                    return (StatusOk, (uint)copied, statusAt);
-                }
-                case TypeDiscard:
-                case TypeWriteZeroes:
-                    return (Ranges(segs, type == TypeWriteZeroes), 0, statusAt);
-                default:
-                    return (StatusUnsupported, 0, statusAt);
             }
-        }
-        catch (Exception e) when (e is StorageException or IOException or ArgumentException or InvalidOperationException)
-        {
-            return (StatusIoErr, 0, statusAt);
-        }
-    }
-
-    /// <summary>The disk byte offset of a request of <paramref name="bytes"/> at 512-byte sector
-    /// <paramref name="sector"/>, if it is whole logical sectors inside the disk.</summary>
-    private bool InRange(ulong sector, long bytes, out long offset)
-    {
-        offset = 0;
-        if (sector > (ulong)(_backend.Size / 512)) return false;
-        offset = (long)sector * 512;
-        return bytes % LogicalSectorSize == 0 && offset % LogicalSectorSize == 0 && bytes <= _backend.Size - offset;
-    }
-
-    /// <summary>DISCARD / WRITE_ZEROES: up to <see cref="MaxDiscardSegments"/> ranges after the header.</summary>
-    private byte Ranges(ReadOnlySpan<ChainSegment> segs, bool zeroes)
-    {
-        if (_backend.ReadOnly) return StatusIoErr;
-        Span<byte> ranges = stackalloc byte[MaxDiscardSegments * DiscardSegmentSize];
-        int length = CopyReadable(segs, HeaderSize, ranges);
-        if (length == 0 || length % DiscardSegmentSize != 0) return StatusUnsupported;
-        for (int i = 0; i < length; i += DiscardSegmentSize)
-        {
-            ulong sector = BinaryPrimitives.ReadUInt64LittleEndian(ranges[i..]);
-            uint count = BinaryPrimitives.ReadUInt32LittleEndian(ranges[(i + 8)..]);
-            uint flags = BinaryPrimitives.ReadUInt32LittleEndian(ranges[(i + 12)..]);
-            // Only write-zeroes has a flag (unmap); anything else is a request we do not understand.
-            if ((flags & ~(zeroes ? 1u : 0u)) != 0 || count > MaxDiscardSectors) return StatusUnsupported;
-            if (!InRange(sector, (long)count * 512, out long offset)) return StatusIoErr;
-            if (zeroes) _backend.WriteZeroes(offset, (long)count * 512);
-            else _backend.Discard(offset, (long)count * 512);
-        }
-        return StatusOk;
-    }
-
-    /// <summary>Copies the device-readable bytes from <paramref name="skip"/> on into <paramref name="into"/>;
-    /// how many there were (at most its length).</summary>
-    private int CopyReadable(ReadOnlySpan<ChainSegment> segs, int skip, Span<byte> into)
-    {
-        int copied = 0;
-        foreach (var s in segs)
-        {
-            if (s.DeviceWritable || copied == into.Length) break;
-            int len = (int)s.Length;
-            if (skip >= len) { skip -= len; continue; }
-            int take = Math.Min(len - skip, into.Length - copied);
-            if (!_memory!.TryRead(new GuestAddress(s.Address.Value + (ulong)skip), into.Slice(copied, take))) return 0;
-            copied += take;
-            skip = 0;
-        }
-        return copied;
-    }
-
-    /// <summary>The data buffers of a request as host pointers into guest RAM: the readable (or writable)
-    /// segments, less <paramref name="skip"/> leading bytes and <paramref name="trimLast"/> trailing ones.</summary>
-    private bool Gather(ReadOnlySpan<ChainSegment> segs, bool writable, int skip, int trimLast, IoBuffer[] into, out int count, out long bytes)
-    {
-        count = 0; bytes = 0;
-        int lastIndex = -1;
-        for (int i = 0; i < segs.Length; i++) if (segs[i].DeviceWritable == writable) lastIndex = i;
-        for (int i = 0; i <= lastIndex; i++)
-        {
-            var s = segs[i];
-            if (s.DeviceWritable != writable) continue;
-            long start = 0, end = s.Length;
-            if (skip > 0) { long k = Math.Min(skip, end); start = k; skip -= (int)k; }
-            if (i == lastIndex) end -= trimLast;
-            if (end <= start) continue;
-            if (count == SegMax || !_memory!.TryGetSpan(new GuestAddress(s.Address.Value + (ulong)start), (int)(end - start), out var span)) return false;
-            unsafe
+            if (outcome != BlockRequestError.None)
             {
-                fixed (byte* p = span) into[count++] = new IoBuffer((nint)p, span.Length);   // guest RAM never moves
+                written = 0;
+                Interlocked.Increment(ref _failures[(int)outcome]);
+                Interlocked.Increment(ref _errors);
             }
-            bytes += end - start;
+            if (request.StatusAt is { } at)
+            {
+                Span<byte> status = [BlockRequest.StatusFor(outcome)];
+                if (_memory!.TryWrite(at, status)) written++;   // checked by the parser; a failure leaves the driver to time out
+            }
+            queue.Complete(r.Head, written);
         }
-        return skip == 0 && (trimLast == 0 || lastIndex >= 0);
+        catch (Exception e) { fault ??= e; }
+        finally
+        {
+            // Reported while still in flight, so a reset that waits for this request cannot be hit by it afterwards;
+            // reporting must not skip the bookkeeping below (a reset would wait for this request forever).
+            if (fault != null) try { queue.Fail(fault); } catch (Exception) { }
+            Return(r);
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
+    /// <summary>Runs a parsed, valid request: its outcome and the bytes written to the driver's buffers (without the
+    /// status byte). Backend exceptions propagate to <see cref="Execute"/>.</summary>
+    private BlockRequestError Run(in BlockRequest request, PendingRequest r, out uint written)
+    {
+        written = 0;
+        var chain = r.Segments.AsSpan(0, r.Count);
+        switch (request.Type)
+        {
+            case BlockRequestType.In:
+            {
+                int n = request.GatherData(chain, _memory!, r.Data);
+                if (n < 0) return BlockRequestError.BadChain;
+                _backend.ReadVectored(request.Offset, r.Data.AsSpan(0, n));
+                Interlocked.Increment(ref _reads);
+                Interlocked.Add(ref _bytesRead, request.DataLength);
+                written = (uint)request.DataLength;   // at most MaxDataBytes: fits
+                return BlockRequestError.None;
+            }
+            case BlockRequestType.Out:
+            {
+                int n = request.GatherData(chain, _memory!, r.Data);
+                if (n < 0) return BlockRequestError.BadChain;
+                _backend.WriteVectored(request.Offset, r.Data.AsSpan(0, n));
+                Interlocked.Increment(ref _writes);
+                Interlocked.Add(ref _bytesWritten, request.DataLength);
+                return BlockRequestError.None;
+            }
+            case BlockRequestType.Flush:
+                _backend.Flush();
+                Interlocked.Increment(ref _flushes);
+                return BlockRequestError.None;
+            case BlockRequestType.GetId:
+            {
+                int n = request.GatherData(chain, _memory!, r.Data);
+                if (n < 0) return BlockRequestError.BadChain;
+                int copied = 0;
+                foreach (var b in r.Data.AsSpan(0, n))
+                {
+                    int take = (int)b.Length;
+                    _id.AsSpan(copied, take).CopyTo(b.AsSpan());
+                    copied += take;
+                }
+                written = (uint)copied;
+                return BlockRequestError.None;
+            }
+            case BlockRequestType.Discard:
+            case BlockRequestType.WriteZeroes:
+                foreach (var range in r.Ranges.AsSpan(0, request.RangeCount))
+                {
+                    long offset = (long)range.Sector * 512, length = (long)range.Sectors * 512;   // checked inside the disk
+                    if (request.Type == BlockRequestType.WriteZeroes) _backend.WriteZeroes(offset, length);
+                    else _backend.Discard(offset, length);
+                }
+                return BlockRequestError.None;
+            default:
+                return BlockRequestError.UnsupportedType;   // the parser refuses these; kept for completeness
+        }
     }
 
     public void Reset()

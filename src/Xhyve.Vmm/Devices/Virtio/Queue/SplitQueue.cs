@@ -22,6 +22,10 @@ public enum QueueError
     ReadableAfterWritable,
     /// <summary>The available index moved more than a queue size ahead: the queue needs a reset.</summary>
     AvailIndexTooFar,
+    /// <summary>The buffers of a chain add up to more than 4 GiB - 1, which the used ring's 32-bit length cannot describe.</summary>
+    ChainTooLarge,
+    /// <summary>A ring address without the alignment the spec requires (virtio 1.2 §2.7: 16, 2 and 4 bytes).</summary>
+    RingMisaligned,
 }
 
 /// <summary>
@@ -35,6 +39,10 @@ public sealed class SplitQueue
     public const ushort DescNext = 1, DescWrite = 2, DescIndirect = 4;
     public const ushort AvailNoInterrupt = 1;
     private const int DescriptorSize = 16;
+    /// <summary>Ring alignment of a split queue (virtio 1.2 §2.7, table "Virtqueue Part Alignment").</summary>
+    public const int DescriptorAlignment = 16, AvailAlignment = 2, UsedAlignment = 4;
+    /// <summary>The largest queue the spec allows; no indirect table needs more entries than that.</summary>
+    public const int MaxSize = 32768;
 
     private readonly IGuestMemory _memory;
     private ushort _nextAvail, _nextUsed, _lastSignalledUsed;
@@ -50,7 +58,7 @@ public sealed class SplitQueue
 
     public SplitQueue(IGuestMemory memory, ushort size, GuestAddress descriptors, GuestAddress avail, GuestAddress used, bool eventIdx, bool indirect)
     {
-        if (size == 0 || (size & (size - 1)) != 0 || size > 32768) throw new ArgumentOutOfRangeException(nameof(size), "queue size must be a power of two up to 32768");
+        if (size == 0 || (size & (size - 1)) != 0 || size > MaxSize) throw new ArgumentOutOfRangeException(nameof(size), "queue size must be a power of two up to 32768");
         _memory = memory;
         Size = size;
         DescriptorTable = descriptors;
@@ -60,11 +68,25 @@ public sealed class SplitQueue
         IndirectDescriptors = indirect;
     }
 
-    /// <summary>Whether the rings themselves lie in guest RAM (checked when the driver enables the queue).</summary>
-    public bool RingsValid =>
-        _memory.TryGetSpan(DescriptorTable, DescriptorSize * Size, out _) &&
-        _memory.TryGetSpan(AvailRing, 6 + 2 * Size, out _) &&
-        _memory.TryGetSpan(UsedRing, 6 + 8 * Size, out _);
+    /// <summary>Whether the rings are aligned and lie in guest RAM (checked when the driver enables the queue).</summary>
+    public bool RingsValid => CheckRings(_memory, Size, DescriptorTable, AvailRing, UsedRing) == QueueError.None;
+
+    /// <summary>
+    /// Why rings the driver placed at these addresses cannot be used, or None: each must have the alignment of
+    /// virtio 1.2 §2.7 and lie wholly in guest RAM, event fields included. Callers check before they enable a queue,
+    /// so a bad ring never reaches a worker.
+    /// </summary>
+    public static QueueError CheckRings(IGuestMemory memory, ushort size, GuestAddress descriptors, GuestAddress avail, GuestAddress used)
+    {
+        if (descriptors.Value % DescriptorAlignment != 0 || avail.Value % AvailAlignment != 0 || used.Value % UsedAlignment != 0)
+            return QueueError.RingMisaligned;
+        // Sizes are at most 16 * 32768 bytes: no overflow; TryGetSpan refuses a range that wraps or leaves RAM.
+        if (!memory.TryGetSpan(descriptors, DescriptorSize * size, out _) ||
+            !memory.TryGetSpan(avail, 6 + 2 * size, out _) ||
+            !memory.TryGetSpan(used, 6 + 8 * size, out _))
+            return QueueError.OutsideGuestMemory;
+        return QueueError.None;
+    }
 
     private bool TryReadU16(GuestAddress a, ulong offset, out ushort value)
     {
@@ -111,6 +133,7 @@ public sealed class SplitQueue
         uint tableSize = Size;
         uint index = head;
         bool inIndirect = false, seenWritable = false;
+        ulong total = 0;
         // Every descriptor is visited at most once per table, so a loop ends at the table size (the TTL).
         int ttl = (int)tableSize;
         while (true)
@@ -125,14 +148,16 @@ public sealed class SplitQueue
 
             if ((flags & DescIndirect) != 0)
             {
-                // An indirect table replaces the rest of the chain (§2.7.5.3): no nesting, no NEXT alongside.
-                if (!IndirectDescriptors || inIndirect || (flags & DescNext) != 0 || len == 0 || len % DescriptorSize != 0)
+                // An indirect table replaces the rest of the chain (§2.7.5.3): no nesting, no NEXT alongside,
+                // whole descriptors only, and no more entries than the largest queue (no chain may be longer).
+                if (!IndirectDescriptors || inIndirect || (flags & DescNext) != 0 || len == 0 || len % DescriptorSize != 0
+                    || len / DescriptorSize > MaxSize)
                     return QueueError.BadIndirectTable;
-                if (!_memory.TryGetSpan(new GuestAddress(addr), (int)Math.Min(len, int.MaxValue), out _) || len > int.MaxValue)
+                if (!_memory.TryGetSpan(new GuestAddress(addr), (int)len, out _))
                     return QueueError.OutsideGuestMemory;
                 table = new GuestAddress(addr);
                 tableSize = len / DescriptorSize;
-                ttl = (int)Math.Min(tableSize, int.MaxValue);
+                ttl = (int)tableSize;
                 index = 0;
                 inIndirect = true;
                 continue;
@@ -142,7 +167,11 @@ public sealed class SplitQueue
             if (!writable && seenWritable) return QueueError.ReadableAfterWritable;
             seenWritable |= writable;
             if (len > int.MaxValue || !_memory.TryGetSpan(new GuestAddress(addr), (int)len, out _)) return QueueError.OutsideGuestMemory;
-            if (count >= segments.Length) return QueueError.ChainTooLong;
+            // No chain longer than the queue (§2.7.5.3.1), even through an indirect table, nor than the caller can hold.
+            if (count >= Size || count >= segments.Length) return QueueError.ChainTooLong;
+            // Summed in 64 bits: the used ring reports a chain's bytes in 32, so a larger chain cannot be served.
+            total += len;
+            if (total > uint.MaxValue) return QueueError.ChainTooLarge;
             segments[count++] = new ChainSegment(new GuestAddress(addr), len, writable);
             if ((flags & DescNext) == 0) return QueueError.None;
             index = next;
