@@ -159,13 +159,16 @@ public sealed class VmStorePowerCutTests : IDisposable
     }
 
     [Fact]
-    public void ASave_WritesThroughTheSeam_WithNoFileLeftBehind()
+    public void ACreate_WritesThroughTheSeam_SyncsTheNewFolderIntoVms_AndLeavesNoFileBehind()
     {
         var files = new RecordingFiles { Recording = true };
         var store = new VmStore(_root, files);
         store.Create(new VirtualMachine { Name = "web", KernelPath = "/vm/vmlinuz" });
-        // Create, write, sync, rename, sync the folder: the seam sees every step of the real write.
-        Assert.Equal(["Create", "Write", "Sync", "Rename", "SyncFolder"], files.Log.Select(op => op.GetType().Name));
+        // Create, write, sync, rename, sync the folder: the seam sees every step of the real write. A new VM's
+        // folder is then synced into vms/ as well (SyncFolder syncs the folder holding the path it is given).
+        string folder = store.FolderOf("web");
+        Assert.Equal(["Create", "Write", "Sync", "Rename", "SyncFolder", "SyncFolder"], files.Log.Select(op => op.GetType().Name));
+        Assert.Equal([Path.Combine(folder, VmStore.DefinitionFile), folder], files.Log.OfType<SyncFolder>().Select(op => op.Path));
         Assert.Equal([".lock", VmStore.DefinitionFile], Directory.GetFiles(store.FolderOf("web")).Select(Path.GetFileName).Order());
     }
 }

@@ -116,6 +116,9 @@ public sealed class VmStore
             var stored = vm.Clone();
             stored.Version = 1;
             Write(stored);
+            // The VM's folder is a new entry in vms/: synced too, or a power cut could take back a created VM.
+            try { _files.SyncFolder(folder); }
+            catch (IOException e) { throw new VmStoreException($"cannot sync {VmsFolder}: {e.Message}", e); }
             return stored;
         }
     }
