@@ -98,7 +98,9 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         {
             if (File.Exists(FileOf(vm.Name, ExitFileName)))
             {
-                var ended = GetStatus(vm.Name);
+                // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits:
+                // until then it still looks alive, with no exit status to report.
+                var ended = WaitFor(vm.Name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(vm.Name);
                 throw new EngineException($"VM '{vm.Name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
             }
             if (File.Exists(socket))
