@@ -211,7 +211,7 @@ public sealed class VmStoreTests : IDisposable
         _store.Create(Vm());
         File.WriteAllText(DefinitionPath, File.ReadAllText(DefinitionPath).Replace("\"name\": \"web\"", $"\"name\": \"{new string('n', 70_000)}\""));
         var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
-        Assert.Contains("field 'name': 70000 characters, more than the 63 allowed", e.Message);
+        Assert.Contains("field 'name': 70000 characters, more than the 255 allowed", e.Message);
         Assert.True(e.Message.Length < 1000);
     }
 
@@ -226,5 +226,13 @@ public sealed class VmStoreTests : IDisposable
         e = Assert.Throws<VmStoreException>(() => _store.Update("web", v => v.ExtraArguments.Add("--name=other")));
         Assert.Contains("ExtraArguments '--name=other'", e.Message);
         Assert.Empty(_store.Get("web").ExtraArguments);
+    }
+
+    [Fact]
+    public void ANullDisk_IsRefusedWhenRead_NamingTheEntry()
+    {
+        _store.Create(Vm());
+        File.WriteAllText(DefinitionPath, File.ReadAllText(DefinitionPath).Replace("\"disks\": []", "\"disks\": [null]"));
+        Assert.Contains("field 'disks[0]': null", Assert.Throws<VmStoreException>(() => _store.Get("web")).Message);
     }
 }

@@ -79,7 +79,7 @@ public sealed class VirtualMachine
         {
             if (count > max) problems.Add($"field '{field}': {count} entries, more than the {max} allowed");
         }
-        Text("name", Name, 63);
+        Text("name", Name, 255);   // 63 is the rule (Validate); past 255 it is not even quoted
         Text("kernelPath", KernelPath, MaxPathLength);
         Text("initrdPath", InitrdPath, MaxPathLength);
         Text("kernelCommandLine", KernelCommandLine, MaxTextLength);
@@ -89,6 +89,16 @@ public sealed class VirtualMachine
         Count("networkAdapters", NetworkAdapters.Count, MaxListCount);
         Count("extraArguments", ExtraArguments.Count, MaxExtraArguments);
         if (problems.Count > 0) return problems;   // the lists themselves are too long to walk through
+        // JSON null inside a list is not refused by the serializer's nullable annotations.
+        void Entries<T>(string field, List<T> list)
+        {
+            for (int i = 0; i < list.Count; i++) if (list[i] is null) problems.Add($"field '{field}[{i}]': null");
+        }
+        Entries("multibootModules", MultibootModules);
+        Entries("disks", Disks);
+        Entries("networkAdapters", NetworkAdapters);
+        Entries("extraArguments", ExtraArguments);
+        if (problems.Count > 0) return problems;
         for (int i = 0; i < MultibootModules.Count; i++)
         {
             Text($"multibootModules[{i}].path", MultibootModules[i].Path, MaxPathLength);

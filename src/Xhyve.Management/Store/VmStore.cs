@@ -198,7 +198,7 @@ public sealed class VmStore
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             try { _files.Delete(temporary); } catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
-            throw new VmStoreException($"cannot write the VM definition {file}: {e.Message}", e);
+            throw new VmStoreException($"cannot write the VM definition: {e.Message}", e);
         }
     }
 
