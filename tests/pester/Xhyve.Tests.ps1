@@ -103,7 +103,7 @@ Describe 'What the store and the console log refuse or cope with' {
     }
     It 'writes a whole log line by line, its unfinished last line included' {
         New-XhyveVM short -MultibootPath $hello | Out-Null
-        Set-Content -NoNewline (Join-Path $env:XHYVE_HOME 'vms/short/console.log') "one`r`ntwo`nthr"
+        Set-Content -Path (Join-Path $env:XHYVE_HOME 'vms/short/console.log') -Value "one`r`ntwo`nthr" -NoNewline
         Get-XhyveConsoleOutput short | Should -Be @('one', 'two', 'thr')
         Get-XhyveConsoleOutput short -Tail 10 | Should -Be @('one', 'two', 'thr')
     }
