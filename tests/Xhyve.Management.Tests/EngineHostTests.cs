@@ -177,4 +177,42 @@ public sealed class EngineHostTests : IDisposable
         Assert.False(File.Exists(target));
         Assert.Equal(VmState.Off, _host.GetStatus("linked").State);
     }
+
+    // Issue 11 item 9: two starts at once launch one engine.
+
+    [SkippableFact]
+    public void TwoSimultaneousStarts_GiveOneSuccess_AndOneAlreadyStartingOrRunningError()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("race", "hello", "spin=1");
+        for (int round = 0; round < 3; round++)
+        {
+            using var gate = new Barrier(2);
+            // Separate hosts and stores, as two shells would have.
+            var starts = Enumerable.Range(0, 2).Select(_ => Task.Run(EngineException? () =>
+            {
+                var host = new EngineHost(new VmStore(_root), _host.EnginePath);
+                gate.SignalAndWait();
+                try { host.Start(vm, StartTimeout); return null; }
+                catch (EngineException e) { return e; }
+            })).ToArray();
+            Task.WaitAll(starts);
+            var error = Assert.Single(starts.Select(t => t.Result).OfType<EngineException>());
+            Assert.Matches("VM 'race' is already (starting|Running)", error.Message);
+            Assert.Equal(VmState.Running, _host.GetStatus("race").State);
+            _host.TurnOff("race");
+        }
+    }
+
+    [Fact]
+    public void AStartWhileAnotherHoldsTheStartLock_IsRefusedAsAlreadyStarting()
+    {
+        var vm = _store.Create(new VirtualMachine { Name = "held", KernelPath = "/k" });
+        using (_store.LockForStart("held", TimeSpan.Zero))
+        {
+            var e = Assert.Throws<EngineException>(() => _host.Start(vm, StartTimeout));
+            Assert.StartsWith("VM 'held' is already starting", e.Message);
+        }
+        Assert.False(File.Exists(_host.FileOf("held", EngineHost.EngineLogFile)), "the refused start launched an engine");
+    }
 }

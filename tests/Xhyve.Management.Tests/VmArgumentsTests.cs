@@ -72,15 +72,50 @@ public sealed class VmArgumentsTests
         Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(line)).Message);
 
     [Theory]
-    [InlineData(new[] { "-m", "2G" }, "-m (use MemoryStartupBytes)")]
-    [InlineData(new[] { "-f", "kexec,/other" }, "-f (use KernelPath or MultibootPath)")]
-    [InlineData(new[] { "--control-socket", "/tmp/x.sock" }, "--control-socket")]
-    [InlineData(new[] { "-l", "com1,stdio" }, "-l com1")]
-    [InlineData(new[] { "-s", "4,virtio-blk,/d.img" }, "disks and network adapters")]
-    public void ExtraArguments_CannotRedefineWhatTheVmOwns(string[] extra, string expected)
+    [InlineData(new[] { "-m", "2G" }, "'-m 2G': the memory size belongs to the VM; set MemoryStartupBytes")]
+    [InlineData(new[] { "-m", "256M" }, "'-m 256M': the memory size")]   // equal to the VM's value today: still an override
+    [InlineData(new[] { "-m256M" }, "'-m256M': the memory size")]
+    [InlineData(new[] { "-c", "1" }, "'-c 1': the processor count belongs to the VM; set ProcessorCount")]
+    [InlineData(new[] { "-uc2" }, "'-uc2': the processor count")]
+    [InlineData(new[] { "--name", "xhyve" }, "'--name xhyve': the name is the VM's Name")]
+    [InlineData(new[] { "--name=other" }, "'--name=other': the name")]
+    [InlineData(new[] { "-uA" }, "'-uA': ACPI belongs to the VM")]
+    [InlineData(new[] { "-U", "11111111-2222-3333-4444-555555555555" }, "'-U 11111111-2222-3333-4444-555555555555': the UUID is the VM's Id")]
+    [InlineData(new[] { "-f", "kexec,/other" }, "'-f kexec,/other': the boot kernel belongs to the VM")]
+    [InlineData(new[] { "-l", "bootrom,/x.fd" }, "'-l bootrom,/x.fd': the boot firmware belongs to the VM")]
+    [InlineData(new[] { "--control-socket", "/tmp/x.sock" }, "'--control-socket /tmp/x.sock': the engine host keeps")]
+    [InlineData(new[] { "--exit-file=/tmp/x" }, "'--exit-file=/tmp/x': the engine host keeps")]
+    [InlineData(new[] { "-F", "/tmp/pid" }, "'-F /tmp/pid': the engine host keeps")]
+    [InlineData(new[] { "-l", "com1,stdio" }, "'-l com1,stdio': com1 is the VM's console log")]
+    [InlineData(new[] { "-s", "4,virtio-blk,/d.img" }, "'-s 4,virtio-blk,/d.img': virtio-blk devices belong to the VM")]
+    [InlineData(new[] { "-s", "0,hostbridge" }, "'-s 0,hostbridge': hostbridge devices belong to the VM")]
+    [InlineData(new[] { "-s", "31,virtio-rnd" }, "'-s 31,virtio-rnd': slot 31 is the LPC bridge's")]
+    [InlineData(new[] { "-s", "2,virtio-rnd" }, "'-s 2,virtio-rnd': slot 2 is disk /vm/a.img's")]
+    [InlineData(new[] { "-h" }, "'-h': the engine would print information and exit")]
+    public void ExtraArguments_CannotRedefineWhatTheVmOwns_AndTheErrorNamesTheArgument(string[] extra, string expected)
     {
         var vm = new VirtualMachine { Name = "x", KernelPath = "/k" };
+        vm.Disks.Add(new VmDisk { Path = "/vm/a.img", Slot = 2 });
         vm.ExtraArguments.AddRange(extra);
-        Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.ToArguments(vm, null)).Message);
+        Assert.Contains("ExtraArguments " + expected, Assert.Throws<VmDefinitionException>(() => VmArguments.ToArguments(vm, null)).Message);
+        Assert.Contains("ExtraArguments " + expected, string.Join("; ", vm.Validate()));
+    }
+
+    [Fact]
+    public void ExtraArgumentsThatTuneTheMachine_AreKept()
+    {
+        var vm = new VirtualMachine { Name = "x", KernelPath = "/k" };
+        vm.Disks.Add(new VmDisk { Path = "/vm/a.img", Slot = 2 });
+        vm.ExtraArguments.AddRange(["-u", "-w", "-s", "5,virtio-rnd", "-s", "0:2:1,virtio-rnd", "-l", "com2,autopty", "--kernel-load=bzimage", "-p", "0:1"]);
+        Assert.Empty(vm.Validate());
+        Assert.Equal(vm.ExtraArguments, VmArguments.ToArguments(vm, null).TakeLast(vm.ExtraArguments.Count));
+    }
+
+    [Fact]
+    public void ANewDisk_SkipsTheSlotsExtraDevicesUse()
+    {
+        var vm = new VirtualMachine { Name = "x", KernelPath = "/k" };
+        vm.ExtraArguments.AddRange(["-s", "2,virtio-rnd", "-s", "0:3:0,virtio-rnd"]);
+        Assert.Equal(4, vm.NextFreeSlot());
     }
 }

@@ -150,4 +150,89 @@ public sealed class VmStoreTests : IDisposable
         Assert.Contains("symbolic link", e.Message);
         Assert.False(File.Exists(target));
     }
+
+    // Issue 11 item 9: a damaged or hand-edited vm.json is refused when read, naming the field.
+
+    private string DefinitionPath => Path.Combine(_store.FolderOf("web"), VmStore.DefinitionFile);
+
+    [Fact]
+    public void ADefinitionOverOneMiB_IsRefused_NamingItsSize()
+    {
+        _store.Create(Vm());
+        // Valid JSON padded with whitespace: only its size is wrong.
+        string json = File.ReadAllText(DefinitionPath);
+        File.WriteAllText(DefinitionPath, json.TrimEnd().TrimEnd('}') + new string(' ', 1 << 20) + "}");
+        var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
+        Assert.StartsWith($"{DefinitionPath}: ", e.Message);
+        Assert.Contains("more than a VM definition may be (1048576 bytes)", e.Message);
+    }
+
+    [Fact]
+    public void AFieldGivenTwice_IsRefused_NamingTheField()
+    {
+        _store.Create(Vm());
+        string json = File.ReadAllText(DefinitionPath);
+        File.WriteAllText(DefinitionPath, json.Replace("\"processorCount\": 1,", "\"processorCount\": 1,\n  \"processorCount\": 64,"));
+        var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
+        Assert.StartsWith($"{DefinitionPath}: not a valid VM definition at $.processorCount: Duplicate property 'processorCount'", e.Message);
+    }
+
+    [Fact]
+    public void ADuplicateFieldInsideADisk_IsRefused_NamingTheField()
+    {
+        var vm = Vm();
+        vm.Disks.Add(new VmDisk { Path = "/vm/a.img", Slot = 2 });
+        _store.Create(vm);
+        string json = File.ReadAllText(DefinitionPath);
+        File.WriteAllText(DefinitionPath, json.Replace("\"path\": \"/vm/a.img\",", "\"path\": \"/vm/a.img\",\n      \"path\": \"/etc/shadow\","));
+        var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
+        Assert.Contains("at $.disks[0].path: Duplicate property 'path'", e.Message);
+    }
+
+    [Theory]
+    [InlineData("kernelCommandLine", "\"kernelPath\": \"/vm/vmlinuz\"", "\"kernelPath\": \"/vm/vmlinuz\", \"kernelCommandLine\": \"{0}\"")]
+    [InlineData("kernelPath", "\"kernelPath\": \"/vm/vmlinuz\"", "\"kernelPath\": \"/{0}\"")]
+    [InlineData("extraArguments[0]", "\"extraArguments\": []", "\"extraArguments\": [\"{0}\"]")]
+    public void AnOversizedValue_IsRefusedWhenRead_NamingTheField(string field, string find, string replace)
+    {
+        _store.Create(Vm());
+        string json = File.ReadAllText(DefinitionPath);
+        Assert.Contains(find, json);
+        File.WriteAllText(DefinitionPath, json.Replace(find, string.Format(replace, new string('x', 70_000))));
+        var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
+        Assert.Contains($"field '{field}': ", e.Message);
+        Assert.Contains("more than the", e.Message);
+        Assert.True(e.Message.Length < 1000, "the message quotes the oversized value");
+    }
+
+    [Fact]
+    public void AnOversizedNameInTheFile_IsRefused_WithoutQuotingIt()
+    {
+        _store.Create(Vm());
+        File.WriteAllText(DefinitionPath, File.ReadAllText(DefinitionPath).Replace("\"name\": \"web\"", $"\"name\": \"{new string('n', 70_000)}\""));
+        var e = Assert.Throws<VmStoreException>(() => _store.Get("web"));
+        Assert.Contains("field 'name': 70000 characters, more than the 255 allowed", e.Message);
+        Assert.True(e.Message.Length < 1000);
+    }
+
+    [Fact]
+    public void ExtraArgumentsThatOverrideTheVm_AreRefusedWhenStored_NamingTheArgument()
+    {
+        var vm = Vm();
+        vm.ExtraArguments.AddRange(["-u", "-c", "1"]);
+        var e = Assert.Throws<VmStoreException>(() => _store.Create(vm));
+        Assert.Contains("ExtraArguments '-c 1': the processor count belongs to the VM; set ProcessorCount", e.Message);
+        _store.Create(Vm());
+        e = Assert.Throws<VmStoreException>(() => _store.Update("web", v => v.ExtraArguments.Add("--name=other")));
+        Assert.Contains("ExtraArguments '--name=other'", e.Message);
+        Assert.Empty(_store.Get("web").ExtraArguments);
+    }
+
+    [Fact]
+    public void ANullDisk_IsRefusedWhenRead_NamingTheEntry()
+    {
+        _store.Create(Vm());
+        File.WriteAllText(DefinitionPath, File.ReadAllText(DefinitionPath).Replace("\"disks\": []", "\"disks\": [null]"));
+        Assert.Contains("field 'disks[0]': null", Assert.Throws<VmStoreException>(() => _store.Get("web")).Message);
+    }
 }

@@ -74,6 +74,41 @@ Describe 'New-XhyveVM, Get-XhyveVM, Set-XhyveVM, Remove-XhyveVM' {
     }
 }
 
+Describe 'What the store and the console log refuse or cope with' {
+    It 'refuses extra arguments that override the VM, naming the argument, and stores nothing' {
+        New-XhyveVM owned -MultibootPath $hello | Out-Null
+        Set-XhyveVM owned -ExtraArguments '-u', '-m', '256M' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "ExtraArguments '-m 256M': the memory size belongs to the VM; set MemoryStartupBytes"
+        (Get-XhyveVM owned).ExtraArguments | Should -BeNullOrEmpty
+    }
+    It 'reports a vm.json field given twice, naming the field' {
+        New-XhyveVM twice -MultibootPath $hello | Out-Null
+        $file = Join-Path $env:XHYVE_HOME 'vms/twice/vm.json'
+        (Get-Content -Raw $file) -replace '"processorCount": 1,', "`"processorCount`": 1,`n  `"processorCount`": 8," | Set-Content -NoNewline $file
+        Get-XhyveVM twice -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match ([regex]::Escape('at $.processorCount: Duplicate property'))
+        Remove-Item $file
+    }
+    It 'tails a 200 MB console log from its end, with CR LF and no final newline' {
+        New-XhyveVM chatty -MultibootPath $hello | Out-Null
+        $log = [IO.File]::Create((Join-Path $env:XHYVE_HOME 'vms/chatty/console.log'))
+        try {
+            $log.SetLength(200MB)   # a sparse hole of NULs: written in a moment
+            $log.Position = $log.Length
+            $bytes = [Text.Encoding]::UTF8.GetBytes("`nfirst`r`nsecond`r`nlast")
+            $log.Write($bytes, 0, $bytes.Length)
+        }
+        finally { $log.Dispose() }
+        Get-XhyveConsoleOutput chatty -Tail 2 | Should -Be @('second', 'last')
+    }
+    It 'writes a whole log line by line, its unfinished last line included' {
+        New-XhyveVM short -MultibootPath $hello | Out-Null
+        Set-Content -Path (Join-Path $env:XHYVE_HOME 'vms/short/console.log') -Value "one`r`ntwo`nthr" -NoNewline
+        Get-XhyveConsoleOutput short | Should -Be @('one', 'two', 'thr')
+        Get-XhyveConsoleOutput short -Tail 10 | Should -Be @('one', 'two', 'thr')
+    }
+}
+
 Describe 'Disks and network adapters' {
     BeforeAll { New-XhyveVM devices -MultibootPath $hello | Out-Null }
     It 'creates raw and split/sparse images' {

@@ -30,7 +30,7 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     public const string ConsoleLogFile = "console.log", EngineLogFile = "engine.log", PidFile = "engine.pid",
         ControlSocketFile = "control.sock", ExitFileName = "exit.json";
     private const int MaxUnixSocketPath = 107;
-    private static readonly TimeSpan ReplyTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan ReplyTimeout = TimeSpan.FromSeconds(10), StartLockWait = TimeSpan.FromSeconds(1);
 
     public VmStore Store => store;
 
@@ -58,6 +58,16 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         string socket = FileOf(vm.Name, ControlSocketFile);
         if (socket.Length > MaxUnixSocketPath)
             throw new EngineException($"{socket}: longer than a Unix socket path may be ({MaxUnixSocketPath} bytes); set XHYVE_HOME to a shorter folder");
+        // Held until the engine serves its socket (or failed): a second start meanwhile is refused as "already
+        // starting", and one after it finds the engine and is refused as "already Running".
+        IDisposable startLock;
+        try { startLock = store.LockForStart(vm.Name, StartLockWait); }
+        catch (VmStoreException e) { throw new EngineException(e.Message); }
+        using (startLock) return StartLocked(vm, socket, timeout);
+    }
+
+    private VmStatus StartLocked(VirtualMachine vm, string socket, TimeSpan timeout)
+    {
         var status = GetStatus(vm.Name);
         if (status.State != VmState.Off) throw new EngineException($"VM '{vm.Name}' is already {status.State} (engine pid {status.ProcessId})");
         foreach (var stale in new[] { PidFile, ControlSocketFile, ExitFileName })
@@ -88,7 +98,9 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         {
             if (File.Exists(FileOf(vm.Name, ExitFileName)))
             {
-                var ended = GetStatus(vm.Name);
+                // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits:
+                // until then it still looks alive, with no exit status to report.
+                var ended = WaitFor(vm.Name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(vm.Name);
                 throw new EngineException($"VM '{vm.Name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
             }
             if (File.Exists(socket))
@@ -126,7 +138,7 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         if (exit != null) return exit;
         if (pid is int dead)
             return new VmStatus(VmState.Off, dead, ExitReason: $"the engine (pid {dead}) ended without reporting an exit status: it was killed or crashed",
-                EngineDied: true, LastConsoleLines: ConsoleTail(name, 10));
+                EngineDied: true, LastConsoleLines: ConsoleTail(name, 10).Lines);
         return new VmStatus(VmState.Off);
     }
 
@@ -261,11 +273,31 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return ""; }
     }
 
-    /// <summary>The last <paramref name="lines"/> lines of the console log.</summary>
-    public IReadOnlyList<string> ConsoleTail(string name, int lines)
+    /// <summary>The last <paramref name="lines"/> lines of the console log, read back from its end (a few blocks,
+    /// however long the log has grown).</summary>
+    public LogTail ConsoleTail(string name, int lines) => LogTail.Read(FileOf(name, ConsoleLogFile), lines);
+
+    private const int FollowChunk = 1 << 20;
+
+    /// <summary>The complete lines the console log holds from byte <paramref name="offset"/> on (at most 1 MiB of
+    /// them per call), and the offset after the last of them: where the next call continues. A log shorter than
+    /// <paramref name="offset"/> was replaced, and is read from its start.</summary>
+    public (IReadOnlyList<string> Lines, long Next) ReadConsoleLines(string name, long offset)
     {
-        var all = ReadConsole(name).Replace("\r\n", "\n").Split('\n');
-        if (all.Length > 0 && all[^1].Length == 0) all = all[..^1];
-        return all.Length <= lines ? all : all[^lines..];
+        try
+        {
+            using var stream = new FileStream(FileOf(name, ConsoleLogFile), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1);
+            if (stream.Length < offset) offset = 0;
+            var buffer = new byte[(int)Math.Min(FollowChunk, stream.Length - offset)];
+            stream.Position = offset;
+            stream.ReadExactly(buffer);
+            int last = Array.LastIndexOf(buffer, (byte)'\n');
+            // One line longer than a chunk is passed on in chunk-sized pieces rather than held back for ever.
+            if (last < 0 && buffer.Length < FollowChunk) return ([], offset);
+            int take = last < 0 ? buffer.Length : last;
+            var lines = new System.Text.UTF8Encoding(false, false).GetString(buffer, 0, take).Split('\n').Select(l => l.TrimEnd('\r')).ToList();
+            return (lines, offset + take + (last < 0 ? 0 : 1));
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return ([], 0); }
     }
 }

@@ -62,10 +62,69 @@ public sealed class VirtualMachine
 
     public static bool IsValidName(string? name) => name != null && NamePattern.IsMatch(name);
 
+    // Far above any real definition, and small enough that a damaged or hostile vm.json cannot make every
+    // Get-XhyveVM (or a message quoting the value) huge.
+    public const int MaxPathLength = 4095, MaxTextLength = 4096, MaxListCount = 64, MaxExtraArguments = 256;
+
+    /// <summary>The values longer (or lists longer) than a VM definition may hold, each naming its vm.json field; checked
+    /// when vm.json is read, so a damaged file is refused before any of its values is used or quoted.</summary>
+    public IReadOnlyList<string> LimitProblems()
+    {
+        var problems = new List<string>();
+        void Text(string field, string? value, int max)
+        {
+            if (value != null && value.Length > max) problems.Add($"field '{field}': {value.Length} characters, more than the {max} allowed");
+        }
+        void Count(string field, int count, int max)
+        {
+            if (count > max) problems.Add($"field '{field}': {count} entries, more than the {max} allowed");
+        }
+        Text("name", Name, 255);   // 63 is the rule (Validate); past 255 it is not even quoted
+        Text("kernelPath", KernelPath, MaxPathLength);
+        Text("initrdPath", InitrdPath, MaxPathLength);
+        Text("kernelCommandLine", KernelCommandLine, MaxTextLength);
+        Text("multibootPath", MultibootPath, MaxPathLength);
+        Count("multibootModules", MultibootModules.Count, MaxListCount);
+        Count("disks", Disks.Count, MaxListCount);
+        Count("networkAdapters", NetworkAdapters.Count, MaxListCount);
+        Count("extraArguments", ExtraArguments.Count, MaxExtraArguments);
+        if (problems.Count > 0) return problems;   // the lists themselves are too long to walk through
+        // JSON null inside a list is not refused by the serializer's nullable annotations.
+        void Entries<T>(string field, List<T> list)
+        {
+            for (int i = 0; i < list.Count; i++) if (list[i] is null) problems.Add($"field '{field}[{i}]': null");
+        }
+        Entries("multibootModules", MultibootModules);
+        Entries("disks", Disks);
+        Entries("networkAdapters", NetworkAdapters);
+        Entries("extraArguments", ExtraArguments);
+        if (problems.Count > 0) return problems;
+        for (int i = 0; i < MultibootModules.Count; i++)
+        {
+            Text($"multibootModules[{i}].path", MultibootModules[i].Path, MaxPathLength);
+            Text($"multibootModules[{i}].commandLine", MultibootModules[i].CommandLine, MaxTextLength);
+        }
+        for (int i = 0; i < Disks.Count; i++)
+        {
+            Text($"disks[{i}].path", Disks[i].Path, MaxPathLength);
+            Text($"disks[{i}].options", Disks[i].Options, MaxTextLength);
+        }
+        for (int i = 0; i < NetworkAdapters.Count; i++)
+        {
+            Text($"networkAdapters[{i}].name", NetworkAdapters[i].Name, 256);
+            Text($"networkAdapters[{i}].emulation", NetworkAdapters[i].Emulation, 64);
+            Text($"networkAdapters[{i}].options", NetworkAdapters[i].Options, MaxTextLength);
+            Text($"networkAdapters[{i}].macAddress", NetworkAdapters[i].MacAddress, 64);
+        }
+        for (int i = 0; i < ExtraArguments.Count; i++) Text($"extraArguments[{i}]", ExtraArguments[i], MaxTextLength);
+        return problems;
+    }
+
     /// <summary>Every problem with this definition, each naming the setting and the value; empty when valid.</summary>
     public IReadOnlyList<string> Validate()
     {
-        var problems = new List<string>();
+        var problems = new List<string>(LimitProblems());
+        if (problems.Count > 0) return problems;   // the checks below would quote the oversized values
         if (!IsValidName(Name))
             problems.Add($"Name '{Name}': use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit");
         if (ProcessorCount is < 1 or > 255) problems.Add($"ProcessorCount {ProcessorCount}: must be 1 to 255");
@@ -92,6 +151,7 @@ public sealed class VirtualMachine
             Slot(n.Slot, $"network adapter '{n.Name}'");
             if (n.Emulation is not ("virtio-net" or "virtio-tap")) problems.Add($"network adapter '{n.Name}': emulation '{n.Emulation}' is not virtio-net or virtio-tap");
         }
+        problems.AddRange(VmArguments.ExtraArgumentProblems(this));
         return problems;
     }
 
@@ -107,7 +167,8 @@ public sealed class VirtualMachine
     /// <summary>The lowest PCI slot from 2 up (xhyve's habit: 0 host bridge, 31 LPC) no disk or adapter uses.</summary>
     public int NextFreeSlot()
     {
-        var used = Disks.Select(d => d.Slot).Concat(NetworkAdapters.Select(n => n.Slot)).ToHashSet();
+        // Slots that extra -s devices take count too, or a new disk would be refused for sharing one.
+        var used = Disks.Select(d => d.Slot).Concat(NetworkAdapters.Select(n => n.Slot)).Concat(VmArguments.ExtraSlots(this)).ToHashSet();
         for (int slot = 2; slot <= 30; slot++) if (!used.Contains(slot)) return slot;
         throw new VmDefinitionException($"VM '{Name}': every PCI slot from 2 to 30 is in use");
     }

@@ -36,7 +36,6 @@ public static class VmArguments
             PciDevices = devices, Firmware = firmware,
             Com1 = consoleLog != null ? [new SerialBackendSpec(SerialBackendKind.Log, consoleLog)] : null,
         };
-        CheckExtraArguments(vm);
         var args = new List<string>(CommandLineFormatter.ToArguments(spec));
         args.AddRange(vm.ExtraArguments);
         // The extra arguments are the user's: make sure the whole line still parses before an engine sees it.
@@ -45,25 +44,97 @@ public static class VmArguments
         return args;
     }
 
-    /// <summary>Extra arguments may tune the machine, not redefine what the VM object and the engine host own
-    /// (a later -m or -f would silently win over the VM's settings; a second -F or control socket would lose the engine).</summary>
-    private static void CheckExtraArguments(VirtualMachine vm)
+    // The engine's getopt letters (CommandLineParser): which take a value, attached ("-c2") or as the next word.
+    private const string FlagsWithValue = "cFfglmpsU";
+    private static readonly string[] LongWithValue = ["--kernel-load", "--name", "--control-socket", "--exit-file"];
+
+    /// <summary>One option as the engine reads it out of ExtraArguments: "-m" or "--name", its value, and the words it
+    /// was written as (for messages).</summary>
+    private readonly record struct ExtraOption(string Flag, string? Value, string Written);
+
+    /// <summary>The options in <paramref name="extra"/>, word by word as the engine's getopt-style parser splits them
+    /// (combined flags "-uA", attached values "-c2", "--name=x"). Words that are not options are skipped here; the
+    /// whole-line parse reports them.</summary>
+    private static IEnumerable<ExtraOption> Options(IReadOnlyList<string> extra)
     {
-        CliResult extra;
-        try { extra = CommandLineParser.Parse(vm.ExtraArguments); }
-        catch (CliException e) { throw new VmDefinitionException($"VM '{vm.Name}': ExtraArguments: {e.Message}"); }
-        var defaults = new VmSpecification();
-        var owned = new List<string>();
-        if (extra.Spec.Vcpus != defaults.Vcpus) owned.Add("-c (use ProcessorCount)");
-        if (extra.Spec.MemoryBytes != defaults.MemoryBytes) owned.Add("-m (use MemoryStartupBytes)");
-        if (extra.Spec.Firmware != null) owned.Add("-f (use KernelPath or MultibootPath)");
-        if (extra.Spec.Uuid != null) owned.Add("-U (the VM's Id)");
-        if (extra.Spec.Acpi) owned.Add("-A (use Acpi)");
-        if (extra.Spec.Name != defaults.Name) owned.Add("--name (the VM's Name)");
-        if (extra.Spec.Com1 != null) owned.Add("-l com1 (the VM's console log)");
-        if (extra.Spec.PidFile != null || extra.ControlSocket != null || extra.ExitFile != null) owned.Add("-F, --control-socket and --exit-file (the engine host's files)");
-        if (extra.Spec.PciDevices.Any(d => d.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap")) owned.Add("disks and network adapters (use Disks and NetworkAdapters)");
-        if (owned.Count > 0) throw new VmDefinitionException($"VM '{vm.Name}': ExtraArguments may not set {string.Join("; ", owned)}");
+        for (int i = 0; i < extra.Count; i++)
+        {
+            string word = extra[i] ?? "";
+            if (word.StartsWith("--", StringComparison.Ordinal))
+            {
+                int eq = word.IndexOf('=');
+                string name = eq > 0 ? word[..eq] : word;
+                string? value = eq > 0 ? word[(eq + 1)..] : LongWithValue.Contains(name) && i + 1 < extra.Count ? extra[++i] : null;
+                yield return new(name, value, eq < 0 && value != null ? $"{word} {value}" : word);
+                continue;
+            }
+            if (word.Length < 2 || word[0] != '-') continue;
+            for (int j = 1; j < word.Length; j++)
+            {
+                char flag = word[j];
+                if (!FlagsWithValue.Contains(flag)) { yield return new("-" + flag, null, word); continue; }
+                string? value = j + 1 < word.Length ? word[(j + 1)..] : i + 1 < extra.Count ? extra[++i] : null;
+                yield return new("-" + flag, value, j + 1 < word.Length || value == null ? word : $"{word} {value}");
+                break;
+            }
+        }
+    }
+
+    /// <summary>The bus-0, function-0 slots that -s options in ExtraArguments place devices in (bad -s values are
+    /// left to the whole-line parse).</summary>
+    internal static IEnumerable<int> ExtraSlots(VirtualMachine vm)
+    {
+        foreach (var o in Options(vm.ExtraArguments))
+        {
+            if (o.Flag != "-s" || o.Value == null) continue;
+            PciDeviceSpec device;
+            try { device = CommandLineParser.ParsePciDevice(o.Value); }
+            catch (CliException) { continue; }
+            if (device.Address.Bus == 0 && device.Address.Function == 0) yield return device.Address.Slot;
+        }
+    }
+
+    /// <summary>Every extra argument that would redefine what the VM object or the engine host owns, each naming the
+    /// argument: the engine takes the last of two -m, so an extra -m would silently win over MemoryStartupBytes
+    /// (even one equal to today's value would win after the next Set-XhyveVM), and a second -F or control socket
+    /// would lose the engine. Checked whenever a VM is stored and again before its engine starts.</summary>
+    internal static IReadOnlyList<string> ExtraArgumentProblems(VirtualMachine vm)
+    {
+        var problems = new List<string>();
+        var slots = new Dictionary<int, string> { [0] = "the host bridge", [31] = "the LPC bridge" };
+        foreach (var d in vm.Disks) slots.TryAdd(d.Slot, $"disk {d.Path}");
+        foreach (var n in vm.NetworkAdapters) slots.TryAdd(n.Slot, $"network adapter '{n.Name}'");
+        foreach (var o in Options(vm.ExtraArguments))
+        {
+            string? owner = o.Flag switch
+            {
+                "-c" => "the processor count belongs to the VM; set ProcessorCount",
+                "-m" => "the memory size belongs to the VM; set MemoryStartupBytes",
+                "-A" => "ACPI belongs to the VM; set Acpi",
+                "-U" => "the UUID is the VM's Id",
+                "-f" => "the boot kernel belongs to the VM; set KernelPath or MultibootPath",
+                "--name" => "the name is the VM's Name",
+                "-F" or "--control-socket" or "--exit-file" => "the engine host keeps the pid file, control socket and exit file in the VM's folder",
+                "-h" or "-v" or "-M" or "--help" or "--version" => "the engine would print information and exit instead of running the VM",
+                "-l" when o.Value?.Split(',')[0].ToLowerInvariant() == "com1" => "com1 is the VM's console log",
+                "-l" when o.Value?.Split(',')[0].ToLowerInvariant() == "bootrom" => "the boot firmware belongs to the VM; set KernelPath or MultibootPath",
+                "-s" => SlotOwner(o.Value, slots),
+                _ => null,
+            };
+            if (owner != null) problems.Add($"ExtraArguments '{o.Written}': {owner}");
+        }
+        return problems;
+    }
+
+    private static string? SlotOwner(string? value, Dictionary<int, string> slots)
+    {
+        PciDeviceSpec device;
+        try { device = CommandLineParser.ParsePciDevice(value ?? ""); }
+        catch (CliException) { return null; }   // the whole-line parse names it
+        if (device.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap" or "hostbridge" or "lpc")
+            return $"{device.Emulation} devices belong to the VM; use its Disks and NetworkAdapters (the bridges are always there)";
+        var a = device.Address;
+        return a.Bus == 0 && a.Function == 0 && slots.TryGetValue(a.Slot, out var owner) ? $"slot {a.Slot} is {owner}'s" : null;
     }
 
     /// <summary>A VM from an xhyve command line (an xhyverun.sh argument list). Throws

@@ -3,9 +3,13 @@ using System.Text.Json.Serialization;
 
 namespace Xhyve.Management.Model;
 
-/// <summary>The stored form of a <see cref="VirtualMachine"/>: indented JSON, camelCase, unknown fields refused.</summary>
+/// <summary>The stored form of a <see cref="VirtualMachine"/>: indented JSON, camelCase; unknown fields, a field given
+/// twice and values longer than <see cref="VirtualMachine.LimitProblems"/> allows are refused.</summary>
 public static class VmJson
 {
+    /// <summary>The largest vm.json the store reads: a definition is a few KiB, so anything near this is not one.</summary>
+    public const int MaxFileBytes = 1 << 20;
+
     private static readonly JsonSerializerOptions Options = new()
     {
         WriteIndented = true,
@@ -13,6 +17,8 @@ public static class VmJson
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         RespectNullableAnnotations = true,
+        // A field given twice would otherwise be taken from its last copy: an edit that is not what it looks like.
+        AllowDuplicateProperties = false,
     };
 
     public static string Serialize(VirtualMachine vm) => JsonSerializer.Serialize(vm, Options);
@@ -20,13 +26,19 @@ public static class VmJson
     /// <summary>Parses a definition; <paramref name="source"/> (the file) is named in the error.</summary>
     public static VirtualMachine Deserialize(string json, string source)
     {
+        VirtualMachine vm;
         try
         {
-            return JsonSerializer.Deserialize<VirtualMachine>(json, Options) ?? throw new VmDefinitionException($"{source}: the file holds no VM definition (null)");
+            vm = JsonSerializer.Deserialize<VirtualMachine>(json, Options) ?? throw new VmDefinitionException($"{source}: the file holds no VM definition (null)");
         }
         catch (JsonException e)
         {
-            throw new VmDefinitionException($"{source}: not a valid VM definition: {e.Message}");
+            // The path names the field in the file ("$.disks[0].path"); the message alone names only the property.
+            string at = e.Path is { Length: > 0 } path ? $" at {path}" : "";
+            throw new VmDefinitionException($"{source}: not a valid VM definition{at}: {e.Message}");
         }
+        var problems = vm.LimitProblems();
+        if (problems.Count > 0) throw new VmDefinitionException($"{source}: {string.Join("; ", problems)}");
+        return vm;
     }
 }

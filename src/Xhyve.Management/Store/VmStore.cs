@@ -9,8 +9,9 @@ public sealed class VmStoreException(string message, Exception? inner = null) : 
 
 /// <summary>
 /// The VM store: one folder per VM (owner-only, since the engine's control socket lives there) holding
-/// vm.json. Writes go to a temporary file that is flushed to disk and renamed over the old one, so a reader
-/// or a crash sees the old definition or the new one, never a mix. Changes take the VM's lock file and
+/// vm.json. Writes go to a new temporary file that is synced, renamed over the old one, and then the folder is
+/// synced: a reader, a crash or a power cut sees the old definition or the new one, never a mix, and a change
+/// that was acknowledged survives a power cut. Changes take the VM's lock file and
 /// check the version they started from, so two shells editing one VM cannot lose each other's change.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]   // owner-only folders by Unix file mode
@@ -22,8 +23,11 @@ public sealed class VmStore
     private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(10);
 
     public string Root { get; }
+    private readonly IStoreFiles _files;
 
-    public VmStore(string root) => Root = Path.GetFullPath(root);
+    public VmStore(string root) : this(root, NativeStoreFiles.Instance) { }
+
+    internal VmStore(string root, IStoreFiles files) => (Root, _files) = (Path.GetFullPath(root), files);
 
     /// <summary>$XHYVE_HOME, else $XDG_DATA_HOME/xhyve, else ~/.local/share/xhyve.</summary>
     public static string DefaultRoot()
@@ -64,7 +68,7 @@ public sealed class VmStore
     {
         string file = DefinitionOf(name);
         string json;
-        try { json = File.ReadAllText(file); }
+        try { json = ReadCapped(file); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             throw new VmStoreException($"no VM named '{name}' in {Root}", e);
@@ -78,6 +82,17 @@ public sealed class VmStore
         catch (VmDefinitionException e) { throw new VmStoreException(e.Message, e); }
         if (vm.Name != name) throw new VmStoreException($"{file}: the definition names VM '{vm.Name}', but it is stored as '{name}'");
         return vm;
+    }
+
+    /// <summary>vm.json's text, refused when it is larger than a definition may be (it is never read whole then).</summary>
+    private static string ReadCapped(string file)
+    {
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1);
+        var buffer = new byte[VmJson.MaxFileBytes + 1];
+        int length = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+        if (length > VmJson.MaxFileBytes)
+            throw new IOException($"{Math.Max(length, stream.Length)} bytes, more than a VM definition may be ({VmJson.MaxFileBytes} bytes)");
+        return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: false).GetString(buffer, 0, length).TrimStart('\uFEFF');
     }
 
     /// <summary>Stores a new VM; refuses an invalid definition or a name already taken.</summary>
@@ -101,6 +116,9 @@ public sealed class VmStore
             var stored = vm.Clone();
             stored.Version = 1;
             Write(stored);
+            // The VM's folder is a new entry in vms/: synced too, or a power cut could take back a created VM.
+            try { _files.SyncFolder(folder); }
+            catch (IOException e) { throw new VmStoreException($"cannot sync {VmsFolder}: {e.Message}", e); }
             return stored;
         }
     }
@@ -158,30 +176,58 @@ public sealed class VmStore
         if (problems.Count > 0) throw new VmStoreException($"VM '{vm.Name}': {string.Join("; ", problems)}");
     }
 
-    /// <summary>Replaces vm.json whole (a new O_EXCL temporary file in the folder, synced, renamed over it); a vm.json
-    /// that is a symlink or anything but this user's regular file is refused rather than replaced.</summary>
+    /// <summary>Replaces vm.json whole: a new temporary file in the folder (O_EXCL), synced, renamed over vm.json, then the
+    /// folder synced. In this order, because a power cut keeps only what was synced: a rename that reaches the disk
+    /// before the data would leave an empty vm.json, and until the folder is synced the rename itself may be lost.
+    /// A vm.json that is a symlink or anything but this user's regular file is refused rather than replaced.</summary>
     private void Write(VirtualMachine vm)
     {
         string file = DefinitionOf(vm.Name);
-        try { OutputFiles.WriteReplacing(file, System.Text.Encoding.UTF8.GetBytes(VmJson.Serialize(vm)), "VM definition"); }
-        catch (IOException e) { throw new VmStoreException($"cannot write the VM definition: {e.Message}", e); }
+        string temporary = Path.Combine(FolderOf(vm.Name), $".{DefinitionFile}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+        byte[] content = System.Text.Encoding.UTF8.GetBytes(VmJson.Serialize(vm));
+        try
+        {
+            using (var created = _files.CreateNew(temporary))
+            {
+                created.Write(content);
+                created.Sync();
+            }
+            _files.Rename(temporary, file);
+            _files.SyncFolder(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { _files.Delete(temporary); } catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { }
+            throw new VmStoreException($"cannot write the VM definition: {e.Message}", e);
+        }
     }
 
     /// <summary>The VM's lock: an exclusive open of its lock file (flock on Unix), waited for up to 10 s.</summary>
-    private IDisposable Lock(string name)
+    private IDisposable Lock(string name) =>
+        Lock(name, LockTimeout, path => $"VM '{name}' is locked by another process ({path}) for more than {LockTimeout.TotalSeconds:F0} s");
+
+    /// <summary>
+    /// Holds the VM's lock while its engine starts, so that of two starts at once (threads or processes) one
+    /// launches the engine and the other is refused rather than launching a second one. Waits up to
+    /// <paramref name="wait"/>, long enough for a change to vm.json (milliseconds), not for another start (seconds).
+    /// </summary>
+    public IDisposable LockForStart(string name, TimeSpan wait) =>
+        Lock(name, wait, path => $"VM '{name}' is already starting (another start holds its lock file {path}); see Get-XhyveVM for its state");
+
+    private IDisposable Lock(string name, TimeSpan timeout, Func<string, string> timedOut)
     {
         string path = Path.Combine(FolderOf(name), LockFile);
         // OpenOrCreate follows a symlink: a link planted as the lock file would create or hold a file elsewhere.
         try { OutputFiles.CheckReplaceable(path, "VM lock file"); }
         catch (IOException e) when (Directory.Exists(FolderOf(name))) { throw new VmStoreException(e.Message, e); }
         catch (IOException e) { throw new VmStoreException($"no VM named '{name}' in {Root}", e); }
-        var deadline = DateTime.UtcNow + LockTimeout;
+        var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
             try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
             catch (DirectoryNotFoundException e) { throw new VmStoreException($"no VM named '{name}' in {Root}", e); }
             catch (IOException) when (DateTime.UtcNow < deadline) { Thread.Sleep(10); }
-            catch (IOException e) { throw new VmStoreException($"VM '{name}' is locked by another process ({path}) for more than {LockTimeout.TotalSeconds:F0} s", e); }
+            catch (IOException e) { throw new VmStoreException(timedOut(path), e); }
         }
     }
 }

@@ -28,20 +28,35 @@ public sealed class GetXhyveConsoleOutputCommand : XhyveVMActionCmdlet
         {
             Try(name, () =>
             {
-                string text = Engines.ReadConsole(name);
-                var lines = Engines.ConsoleTail(name, Tail > 0 ? Tail : int.MaxValue);
-                foreach (var line in lines) WriteObject(line);
+                // -Tail reads back from the log's end; otherwise it is passed on a chunk at a time. Neither holds
+                // the whole log in memory, however long the guest has been printing.
+                long offset = 0;
+                if (Tail > 0)
+                {
+                    var tail = Engines.ConsoleTail(name, Tail);
+                    foreach (var line in tail.Lines) WriteObject(line);
+                    offset = tail.End;
+                }
+                else
+                {
+                    while (Engines.ReadConsoleLines(name, offset) is { Lines.Count: > 0 } chunk)
+                    {
+                        foreach (var line in chunk.Lines) WriteObject(line);
+                        offset = chunk.Next;
+                    }
+                    // A last line without its newline yet: shown now, as the guest left it.
+                    var rest = Engines.ConsoleTail(name, 1);
+                    if (rest.End > offset && rest.Lines.Count == 1) { WriteObject(rest.Lines[0]); offset = rest.End; }
+                }
                 if (!Wait) return;
                 // Follow the log: complete lines as they arrive, until the VM is off and nothing more comes.
-                int consumed = text.Length;
                 while (!_stopping)
                 {
-                    string now = Engines.ReadConsole(name);
-                    int end = now.LastIndexOf('\n');
-                    if (end >= consumed)
+                    var (lines, next) = Engines.ReadConsoleLines(name, offset);
+                    if (lines.Count > 0)
                     {
-                        foreach (var line in now[consumed..end].Split('\n')) WriteObject(line.TrimEnd('\r'));
-                        consumed = end + 1;
+                        foreach (var line in lines) WriteObject(line);
+                        offset = next;
                     }
                     else if (Engines.GetStatus(name).State == Management.Engine.VmState.Off) break;
                     Thread.Sleep(100);

@@ -158,7 +158,7 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public bool Acpi { get; set; }
 
-    /// <summary>Further xhyve arguments, kept verbatim (e.g. '-u', '-s', '5,virtio-rnd'). They replace the VM's previous ones and are checked against the engine's command line.</summary>
+    /// <summary>Further xhyve arguments, kept verbatim (e.g. '-u', '-s', '5,virtio-rnd'). They replace the VM's previous ones and are checked against the engine's command line; options the VM object owns (-c, -m, -A, -U, -f, --name, -l com1, -F, --control-socket, --exit-file, its slots) are refused.</summary>
     [Parameter] [AllowEmptyCollection]
     public string[]? ExtraArguments { get; set; }
 

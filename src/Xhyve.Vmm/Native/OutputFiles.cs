@@ -83,7 +83,8 @@ public static unsafe class OutputFiles
     }
 
     /// <summary>Replaces <paramref name="path"/> with <paramref name="content"/> whole: written to a new file created
-    /// with O_EXCL|O_NOFOLLOW in the same folder, synced, then renamed over the target (which rename never follows).</summary>
+    /// with O_EXCL|O_NOFOLLOW in the same folder, synced, renamed over the target (which rename never follows), and
+    /// the folder synced, so the new name survives a power cut once this returns.</summary>
     public static FileIdentity WriteReplacing(string path, ReadOnlySpan<byte> content, string what)
     {
         CheckReplaceable(path, what);
@@ -100,6 +101,7 @@ public static unsafe class OutputFiles
             // Checked again just before the rename: the target may have changed since the first look.
             CheckReplaceable(path, what);
             if (LibC.Rename(temporary, full) != 0) throw new IOException($"{Name(what, path)}: rename: {LibC.StrError(LibC.LastErrno)}");
+            SyncFolder(full, what);
             return id;
         }
         catch
@@ -108,6 +110,18 @@ public static unsafe class OutputFiles
             LibC.Unlink(temporary);
             throw;
         }
+    }
+
+    /// <summary>fsyncs the folder holding <paramref name="path"/>: a rename is a change to the folder, and until the
+    /// folder is synced a power cut may bring back the old name (fsync(2): syncing a file does not sync its entry).</summary>
+    public static void SyncFolder(string path, string what)
+    {
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        int fd = LibC.Open(folder, LibC.O_RDONLY | LibC.O_CLOEXEC);
+        if (fd < 0) throw new IOException($"{Name(what, path)}: cannot open the folder {folder} to sync it: {LibC.StrError(LibC.LastErrno)}");
+        int synced = LibC.FSync(fd), errno = LibC.LastErrno;
+        LibC.Close(fd);
+        if (synced != 0) throw new IOException($"{Name(what, path)}: fsync of the folder {folder}: {LibC.StrError(errno)}");
     }
 
     /// <summary>
