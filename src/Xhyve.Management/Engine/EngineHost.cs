@@ -108,7 +108,10 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
                 try
                 {
                     using var client = new ControlClient(socket, ReplyTimeout);
-                    return StatusFrom(client.Ask("state"));
+                    var served = StatusFrom(client.Ask("state"));
+                    // The socket is served while the machine is still being built ("Starting"): the start is
+                    // done once the vCPUs run.
+                    if (served.State != VmState.Starting || clock.Elapsed > timeout) return served;
                 }
                 catch (EngineException) when (clock.Elapsed < timeout) { }
             }

@@ -11,6 +11,7 @@ namespace Xhyve.Engine.Tests.Guests;
 public sealed class UnprivilegedUserTests
 {
     private const int Nobody = 65534;
+    private const int KvmGroup = 65533;   // stands for the kvm group: a group that is not the user's own
 
     [SkippableFact]
     public void Engine_RunsAGuestAsAnotherUser_WithOnlyGroupAccessToKvm_AndWithoutItSaysPermissionDenied()
@@ -26,7 +27,7 @@ public sealed class UnprivilegedUserTests
             File.SetUnixFileMode(dir, (UnixFileMode)0b111_101_101);
             string node = Path.Combine(dir, "kvm");
             Run("/usr/bin/mknod", [node, "c", "10", "232"]);
-            Run("/bin/chgrp", [Nobody.ToString(), node]);
+            Run("/bin/chgrp", [KvmGroup.ToString(), node]);
             File.SetUnixFileMode(node, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
 
             // Where the build lives under a folder the other user cannot enter (a clone in /root), the
@@ -34,11 +35,11 @@ public sealed class UnprivilegedUserTests
             var access = AsNobody(node, "/bin/sh", "-c", "test -x \"$0\" && test -r \"$1\"", EngineProcess.Executable, EngineProcess.Guest("hello"));
             Skip.If(access.ExitCode != 0, $"user {Nobody} cannot run {EngineProcess.Executable} or read the test guest (a folder above them is closed to other users)");
 
-            var withGroup = AsNobody(node, EngineProcess.Executable, GuestArgs());
+            var withGroup = AsNobody(node, EngineProcess.Executable, GuestArgs(), groups: $"{KvmGroup}");
             Assert.True(withGroup.Done, withGroup.ToString());
             Assert.Equal(2, withGroup.ExitCode);                                  // the hello guest resets
 
-            var withoutGroup = AsNobody(node, EngineProcess.Executable, GuestArgs(), groups: $"{Nobody - 1}");
+            var withoutGroup = AsNobody(node, EngineProcess.Executable, GuestArgs(), groups: $"{Nobody}");
             Assert.Equal(1, withoutGroup.ExitCode);
             Assert.Contains("/dev/kvm", withoutGroup.Stderr);
             Assert.Contains("ermission denied", withoutGroup.Stderr);
@@ -55,7 +56,7 @@ public sealed class UnprivilegedUserTests
     private static EngineRun AsNobody(string node, string program, string[] args, string groups)
     {
         // unshare -m makes the new namespace's mounts private, so the bind mount never reaches the host.
-        var script = "mount --bind \"$0\" /dev/kvm && exec setpriv --reuid=" + Nobody + " --regid=" + Nobody + " --groups=\"$1\" \"$@\"";
+        var script = "node=$0 groups=$1; shift; mount --bind \"$node\" /dev/kvm && exec setpriv --reuid=" + Nobody + " --regid=" + Nobody + " --groups=\"$groups\" \"$@\"";
         return EngineProcess.RunProgram("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, node, groups, program, .. args], 60);
     }
 
