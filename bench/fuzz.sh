@@ -70,9 +70,16 @@ done
 # (other work shares the cores), no UI; a .NET start-up is slow for a fork server.
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 \
   AFL_SKIP_BIN_CHECK=1 AFL_FORKSRV_INIT_TMOUT=30000 AFL_BENCH_UNTIL_CRASH=1 AFL_QUIET=1 \
-  AFL_SKIP_CRASHES=1 AFL_NO_CRASH_README=1
+  AFL_NO_CRASH_README=1
 stat() { sed -n "s/^$1 *: *//p" "$2" 2>/dev/null | head -n 1; }
 for t in $selected; do
+  # The seeds and the committed regression inputs first, in-process: a regression on one of them must fail
+  # the run, not be skipped by afl-fuzz as a crashing seed.
+  if ! replay "$t" "$corpus/$t" "$regressions/$t" >"$out/replay-$t.log" 2>&1; then
+    cat "$out/replay-$t.log"
+    echo "fuzz $t: a seed or regression input fails (log $out/replay-$t.log)"
+    failed=$((failed + 1)); continue
+  fi
   findings="$out/findings/$t"
   rm -rf "$findings" && mkdir -p "$out/findings"
   # -t: ms per input (generous: the cores are shared); -m none: the runtime reserves far more address space than AFL's default.

@@ -66,7 +66,14 @@ internal sealed class EngineSignals
                 {
                     if (!_pending.TryDequeue(out signal)) break;
                 }
-                Apply(runner, signal);
+                // A host failure while acting on a signal (a KVM ioctl of the power button or a vCPU kick) must not
+                // end this thread, and with it the process, without an exit file: the VM stops as an error instead.
+                try { Apply(runner, signal); }
+                catch (Exception e)
+                {
+                    try { runner.RequestStop(Xhyve.Vmm.VmExitStatus.Error, $"{signal} could not be applied: {e.Message}"); }
+                    catch (Exception) { }
+                }
             }
         }
     }

@@ -112,6 +112,7 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
                     // The socket is served while the machine is still being built ("Starting"): the start is
                     // done once the vCPUs run.
                     if (served.State != VmState.Starting || clock.Elapsed > timeout) return served;
+                    Thread.Sleep(20);   // a machine build takes a while: no new connection every few ms meanwhile
                 }
                 catch (EngineException) when (clock.Elapsed < timeout) { }
             }

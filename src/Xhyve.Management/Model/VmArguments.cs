@@ -44,10 +44,6 @@ public static class VmArguments
         return args;
     }
 
-    // The engine's getopt letters (CommandLineParser): which take a value, attached ("-c2") or as the next word.
-    private const string FlagsWithValue = "cFfglmpsU";
-    private static readonly string[] LongWithValue = ["--kernel-load", "--name", "--control-socket", "--exit-file"];
-
     /// <summary>One option as the engine reads it out of ExtraArguments: "-m" or "--name", its value, and the words it
     /// was written as (for messages).</summary>
     private readonly record struct ExtraOption(string Flag, string? Value, string Written);
@@ -64,7 +60,7 @@ public static class VmArguments
             {
                 int eq = word.IndexOf('=');
                 string name = eq > 0 ? word[..eq] : word;
-                string? value = eq > 0 ? word[(eq + 1)..] : LongWithValue.Contains(name) && i + 1 < extra.Count ? extra[++i] : null;
+                string? value = eq > 0 ? word[(eq + 1)..] : CommandLineParser.TakesValue(name) && i + 1 < extra.Count ? extra[++i] : null;
                 yield return new(name, value, eq < 0 && value != null ? $"{word} {value}" : word);
                 continue;
             }
@@ -72,7 +68,7 @@ public static class VmArguments
             for (int j = 1; j < word.Length; j++)
             {
                 char flag = word[j];
-                if (!FlagsWithValue.Contains(flag)) { yield return new("-" + flag, null, word); continue; }
+                if (!CommandLineParser.TakesValue("-" + flag)) { yield return new("-" + flag, null, word); continue; }
                 string? value = j + 1 < word.Length ? word[(j + 1)..] : i + 1 < extra.Count ? extra[++i] : null;
                 yield return new("-" + flag, value, j + 1 < word.Length || value == null ? word : $"{word} {value}");
                 break;

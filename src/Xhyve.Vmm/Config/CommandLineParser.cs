@@ -26,6 +26,13 @@ public static class CommandLineParser
 {
     private const string FlagsWithArgument = "cFfglmpsU";
     private const string FlagsWithoutArgument = "AbCeHhMPuvwWxY";
+    private static readonly string[] LongOptionsWithArgument = ["--kernel-load", "--name", "--control-socket", "--exit-file"];
+
+    /// <summary>Whether <paramref name="option"/> ("-c", "--name") takes a value (attached, "-c2" / "--name=x", or the
+    /// next word): for callers that split a command line the way this parser does.</summary>
+    public static bool TakesValue(string option) =>
+        option.StartsWith("--", StringComparison.Ordinal) ? LongOptionsWithArgument.Contains(option)
+        : option.Length == 2 && option[0] == '-' && FlagsWithArgument.Contains(option[1]);
 
     public static CliResult Parse(IReadOnlyList<string> args)
     {
@@ -44,7 +51,7 @@ public static class CommandLineParser
             if (arg.StartsWith("--", StringComparison.Ordinal))
             {
                 (string name, string? value) = arg.IndexOf('=') is var eq and > 0 ? (arg[..eq], arg[(eq + 1)..]) : (arg, null);
-                value ??= name is "--kernel-load" or "--name" or "--control-socket" or "--exit-file" ? (i + 1 < args.Count ? args[++i] : throw new CliException($"{name}: missing value")) : null;
+                value ??= LongOptionsWithArgument.Contains(name) ? (i + 1 < args.Count ? args[++i] : throw new CliException($"{name}: missing value")) : null;
                 switch (name)
                 {
                     case "--help": action = CliAction.Help; break;

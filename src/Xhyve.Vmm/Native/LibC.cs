@@ -7,7 +7,8 @@ internal static partial class LibC
 {
     private const string Lib = "libc";
 
-    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_NOCTTY = 0x100, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_NOCTTY = 0x100, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800,
+        O_DIRECTORY = 0x10000;   // x86-64 (arm64 uses 0x4000; the KVM backend is x86-64 only)
     public const int PROT_READ = 1, PROT_WRITE = 2;
     public const int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
     public const int MADV_DONTDUMP = 16, MADV_MERGEABLE = 12;

@@ -116,12 +116,23 @@ public static unsafe class OutputFiles
     /// folder is synced a power cut may bring back the old name (fsync(2): syncing a file does not sync its entry).</summary>
     public static void SyncFolder(string path, string what)
     {
-        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        int fd = LibC.Open(folder, LibC.O_RDONLY | LibC.O_CLOEXEC);
-        if (fd < 0) throw new IOException($"{Name(what, path)}: cannot open the folder {folder} to sync it: {LibC.StrError(LibC.LastErrno)}");
+        if (SyncFolderOf(path, out string folder, out bool opened) is var errno and not 0)
+            throw new IOException(opened ? $"{Name(what, path)}: fsync of the folder {folder}: {LibC.StrError(errno)}"
+                : $"{Name(what, path)}: cannot open the folder {folder} to sync it: {LibC.StrError(errno)}");
+    }
+
+    /// <summary>fsyncs the folder holding <paramref name="path"/>; 0, or the errno of the open (<paramref name="opened"/>
+    /// false) or of the fsync. A file system that cannot sync a folder (EINVAL: some FUSE and network file systems)
+    /// has nothing to do there: 0.</summary>
+    public static int SyncFolderOf(string path, out string folder, out bool opened)
+    {
+        folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        int fd = LibC.Open(folder, LibC.O_RDONLY | LibC.O_CLOEXEC | LibC.O_DIRECTORY);
+        opened = fd >= 0;
+        if (fd < 0) return LibC.LastErrno;
         int synced = LibC.FSync(fd), errno = LibC.LastErrno;
         LibC.Close(fd);
-        if (synced != 0) throw new IOException($"{Name(what, path)}: fsync of the folder {folder}: {LibC.StrError(errno)}");
+        return synced == 0 || errno == LibC.EINVAL ? 0 : errno;
     }
 
     /// <summary>

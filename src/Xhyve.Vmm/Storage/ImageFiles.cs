@@ -41,7 +41,6 @@ internal abstract class ImageFile : IDisposable
 /// <summary>The real files, as the engine uses them.</summary>
 internal sealed class HostImageFiles : ImageFileSystem
 {
-    private const int O_DIRECTORY = 0x10000;   // Linux x86-64 and arm64 share this value
     public static readonly HostImageFiles Instance = new();
 
     public override bool Exists(string path) => OutputFiles.LStat(path) != null;
@@ -55,14 +54,9 @@ internal sealed class HostImageFiles : ImageFileSystem
 
     public override void SyncFolderOf(string path)
     {
-        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-        int fd = LibC.Open(folder, LibC.O_RDONLY | LibC.O_CLOEXEC | O_DIRECTORY);
-        if (fd < 0) throw new StorageException($"{folder}: cannot open the folder to sync it: {LibC.StrError(LibC.LastErrno)}");
-        try
-        {
-            if (LibC.FSync(fd) != 0) throw new StorageException($"{folder}: fsync failed: {LibC.StrError(LibC.LastErrno)}");
-        }
-        finally { LibC.Close(fd); }
+        if (OutputFiles.SyncFolderOf(path, out string folder, out bool opened) is var errno and not 0)
+            throw new StorageException(opened ? $"{folder}: fsync failed: {LibC.StrError(errno)}"
+                : $"{folder}: cannot open the folder to sync it: {LibC.StrError(errno)}");
     }
 }
 

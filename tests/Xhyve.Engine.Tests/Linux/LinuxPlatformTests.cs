@@ -39,6 +39,8 @@ public sealed class PlatformBoot : LinuxBootFixture
         {
             Cpus = 4,
             EngineArgs = ["-u", "-s", "2,virtio-rnd", "-s", $"3,virtio-blk,{disk}"],
+            // Four vCPUs on a 2-core host, then about 25 s of clock checks, ticks and a pause: more than a boot.
+            Timeout = TimeSpan.FromSeconds(300),
         };
         long epoch = 0;
         var run = LinuxHarness.Boot(kernel, dir, spec, session =>

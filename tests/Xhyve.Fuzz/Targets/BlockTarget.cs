@@ -22,12 +22,16 @@ internal static class BlockTarget
         if (!ring.RingsValid) return;   // the transport refuses to activate such a queue
         int sector = (options & 1) != 0 ? 4096 : 512;
         using var block = new VirtioBlock(new MemoryBackend(DiskSize, sector, readOnly: (options & 2) != 0), sector, sector, ioThreads: 1);
-        var queue = new Virtqueue(0, ring, _ => { }, _ => { });
+        // The device turns an unexpected exception into DEVICE_NEEDS_RESET instead of dying (the engine must
+        // live on); for the fuzzer that is exactly the bug to report, so it is rethrown here.
+        Exception? fault = null;
+        var queue = new Virtqueue(0, ring, _ => { }, _ => { }, (_, e) => fault ??= e);
         ulong features = block.Features | Virtio.FeatureVersion1 | (ring.EventIdx ? Virtio.FeatureEventIdx : 0) | (ring.IndirectDescriptors ? Virtio.FeatureIndirectDesc : 0);
         block.Activate(memory, features, [queue]);
         block.Process(0);
         if ((options & 4) != 0) block.Process(0);
         block.Reset();   // waits for requests still on the I/O pool
+        if (fault != null) throw new FuzzBugException($"virtio-blk met an unexpected exception: {fault}");
         if (Program.Verbose) Console.WriteLine($"  reads {block.Reads}, writes {block.Writes}, flushes {block.Flushes}, errors {block.Errors}");
     }
 }

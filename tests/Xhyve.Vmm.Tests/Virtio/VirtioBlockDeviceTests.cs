@@ -243,12 +243,7 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while ((R(0x14, 1) & V.StatusNeedsReset) == 0) { Assert.True(DateTime.UtcNow < deadline, "no NEEDS_RESET"); Thread.Sleep(1); }
         Assert.Equal(2, Modern.ReadIsr() & 2);          // configuration-change interrupt
-        _q.SetAvailIdx(0);
-        _q.U16(DriverQueue.Used + 2, 0);
-        _usedSeen = 0;
-        Assert.Equal(0x0F, Start());
-        Request(VirtioBlock.TypeIn, 1, 512, dataWritable: true);
-        Assert.Equal(VirtioBlock.StatusOk, StatusByte());
+        RestartAndServeOneRead();
     }
 
     [Fact]
@@ -442,6 +437,12 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         Assert.Contains("NotSupportedException: backend bug", lines[0]);
 
         backend.Throw = null;
+        RestartAndServeOneRead();
+    }
+
+    /// <summary>After a driver reset, clears the rings, brings the device up again and proves it serves a read.</summary>
+    private void RestartAndServeOneRead()
+    {
         _q.SetAvailIdx(0);
         _q.U16(DriverQueue.Used + 2, 0);
         _usedSeen = 0;

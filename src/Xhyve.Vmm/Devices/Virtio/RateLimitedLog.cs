@@ -5,9 +5,10 @@ namespace Xhyve.Vmm.Devices.Virtio;
 /// the next line says how many. A guest that makes a device fail in a loop cannot flood the engine's log
 /// (Firecracker's rate-limited error! beside a metric).
 /// </summary>
-public sealed class RateLimitedLog(TextWriter? writer = null, TimeSpan? interval = null)
+public sealed class RateLimitedLog(TextWriter? writer = null, TimeSpan? interval = null, Func<long>? clockMilliseconds = null)
 {
     private readonly TextWriter _writer = writer ?? Console.Error;
+    private readonly Func<long> _clock = clockMilliseconds ?? (static () => Environment.TickCount64);
     private readonly Lock _lock = new();
     private long _lastTicks = long.MinValue;
     private long _suppressed;
@@ -17,7 +18,7 @@ public sealed class RateLimitedLog(TextWriter? writer = null, TimeSpan? interval
     /// <summary>Writes <paramref name="message"/> unless a line went out less than <see cref="Interval"/> ago; true if written.</summary>
     public bool Write(string message)
     {
-        long now = Environment.TickCount64;
+        long now = _clock();
         lock (_lock)
         {
             if (_lastTicks != long.MinValue && now - _lastTicks < (long)Interval.TotalMilliseconds)

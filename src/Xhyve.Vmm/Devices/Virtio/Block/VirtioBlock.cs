@@ -187,7 +187,9 @@ public sealed class VirtioBlock : IVirtioDevice
             if (request.IsValid)
             {
                 try { outcome = Run(request, r, out written); }
-                catch (Exception e) when (e is StorageException or IOException or ArgumentException or InvalidOperationException)
+                // Only the host's I/O failing is an I/O error: the request was checked before it ran, so a backend
+                // refusing its arguments (ArgumentException, a read-only refusal) is our bug, a device fault.
+                catch (Exception e) when (e is StorageException or IOException)
                 {
                     outcome = BlockRequestError.IoFailed;
                 }
