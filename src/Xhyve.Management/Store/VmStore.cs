@@ -183,7 +183,7 @@ public sealed class VmStore
     private void Write(VirtualMachine vm)
     {
         string file = DefinitionOf(vm.Name);
-        string temporary = Path.Combine(FolderOf(vm.Name), $".{DefinitionFile}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+        string temporary = OutputFiles.TemporaryNameBeside(file);
         byte[] content = System.Text.Encoding.UTF8.GetBytes(VmJson.Serialize(vm));
         try
         {

@@ -74,11 +74,16 @@ public static unsafe class OutputFiles
         if (st.Uid != me) throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only replaces its own files");
     }
 
+    /// <summary>A hidden, unique name in <paramref name="path"/>'s folder for the new content that will be renamed over
+    /// it (".NAME.PID.RANDOM.tmp"): the same folder, so the rename is one step on one file system.</summary>
+    public static string TemporaryNameBeside(string path) =>
+        Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+
     /// <summary>Creates a new, uniquely named temporary file in <paramref name="full"/>'s folder (O_EXCL|O_NOFOLLOW, so
     /// nothing already there is opened); returns its descriptor, or -1 with errno set.</summary>
     private static int CreateBeside(string full, int access, out string temporary)
     {
-        temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Random.Shared.Next():x8}.tmp");
+        temporary = TemporaryNameBeside(full);
         return LibC.Open(temporary, access | LibC.O_CREAT | LibC.O_EXCL | LibC.O_NOFOLLOW | LibC.O_CLOEXEC, FileMode);
     }
 

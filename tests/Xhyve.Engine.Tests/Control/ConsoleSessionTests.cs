@@ -40,6 +40,15 @@ public sealed class ConsoleSessionTests(Xunit.Abstractions.ITestOutputHelper log
         }
     }
 
+    /// <summary>The engine still serves its control socket, and "stop" ends it at once.</summary>
+    private void StopThroughTheControlSocket(RunningEngine p)
+    {
+        using var c = Connect(Socket);
+        c.Send("stop\n"u8);
+        Assert.Contains("\"ok\":true", ReadLine(c));
+        Assert.True(p.WaitForExit(10_000));
+    }
+
     private static string ReadLine(System.Net.Sockets.Socket s)
     {
         var line = new List<byte>();
@@ -100,10 +109,7 @@ public sealed class ConsoleSessionTests(Xunit.Abstractions.ITestOutputHelper log
         Assert.True(openThreads <= baseThreads + threadSlack, $"{openThreads} threads while {Sessions} sessions were open (baseline {baseThreads})");
 
         // The engine still serves, and stops at once.
-        using var c = Connect(Socket);
-        c.Send("stop\n"u8);
-        Assert.Contains("\"ok\":true", ReadLine(c));
-        Assert.True(p.WaitForExit(10_000));
+        StopThroughTheControlSocket(p);
     }
 
     [SkippableFact]
@@ -129,10 +135,7 @@ public sealed class ConsoleSessionTests(Xunit.Abstractions.ITestOutputHelper log
         }
         log.WriteLine($"the engine took {sent} bytes of input before the client's sends blocked");
         Assert.True(sent < 4L << 20, $"the engine took {sent} bytes of input a guest never reads");
-        using var c = Connect(Socket);
-        c.Send("stop\n"u8);
-        Assert.Contains("\"ok\":true", ReadLine(c));
-        Assert.True(p.WaitForExit(10_000));
+        StopThroughTheControlSocket(p);
     }
 
     [SkippableFact]
