@@ -83,10 +83,6 @@ public sealed record VmSpecification
     public string? PidFile { get; init; }
     public int? GdbPort { get; init; }
 
-    /// <summary>Emulations the engine builds today, and the ones later work will add.</summary>
-    public static IReadOnlySet<string> SupportedEmulations => DeviceSpec.SupportedEmulations;
-    public static IReadOnlySet<string> PlannedEmulations => DeviceSpec.PlannedEmulations;
-
     /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
     /// <param name="hostMaxVcpus">KVM's vCPU limit on this host.</param>
     /// <param name="hostMemoryBytes">The host's RAM: a guest cannot have more (KVM would refuse it with a bare EINVAL).</param>

@@ -22,7 +22,7 @@ public interface IDoorbells
 /// configuration changes, falling back to INTx with the ISR. Queue notifications go to an eventfd that a
 /// worker thread waits on; with ioeventfd the kick never leaves the kernel on the vCPU thread.
 /// </summary>
-public sealed class VirtioPciDevice : PciDevice, IDisposable
+public sealed class VirtioPciDevice : PciDevice, IDeviceCounters, IDisposable
 {
     public const int ModernBar = 2, LegacyBar = 0, MsixBar = 1;
     public const ulong CommonOffset = 0x0000, IsrOffset = 0x1000, DeviceConfigOffset = 0x2000, NotifyOffset = 0x3000;
@@ -116,6 +116,20 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public IEnumerable<KeyValuePair<string, long>> ChainErrorCounters
     {
         get { for (int i = 1; i < QueueErrors.Length; i++) yield return new(QueueErrorNames[i], ChainErrors(QueueErrors[i])); }
+    }
+
+    /// <summary>The transport's counters, then its MSI sink's and its device's (each when it has any).</summary>
+    public IEnumerable<KeyValuePair<string, long>> Counters
+    {
+        get
+        {
+            yield return new("notifications", Notifications);
+            yield return new("interrupts", InterruptsRaised);
+            yield return new("faults", Faults);
+            foreach (var c in ChainErrorCounters) yield return c;
+            if (Msi is IDeviceCounters msi) foreach (var c in msi.Counters) yield return c;
+            if (_device is IDeviceCounters device) foreach (var c in device.Counters) yield return c;
+        }
     }
 
     private static string Snake(string name) =>
