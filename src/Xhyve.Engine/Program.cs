@@ -79,8 +79,8 @@ public static class Program
             if (cli.ControlSocket != null) Control.ControlServer.CheckPath(cli.ControlSocket);
             if (spec.Com1 != null) SerialPort.Check("com1", spec.Com1);
             if (spec.Com2 != null) SerialPort.Check("com2", spec.Com2);
-            foreach (var uart in spec.PciDevices.Where(d => d.Emulation == "uart"))
-                SerialPort.Check($"uart at {uart.Address}", SerialBackendSpec.ParseList(uart.Options ?? ""));
+            foreach (var d in spec.PciDevices)
+                if (d.Device is UartSpec uart) SerialPort.Check($"uart at {d.Address}", uart.Backends);
         }
         catch (IOException e) { return Fail(SystemErrors.Describe(e)); }
 

@@ -149,15 +149,15 @@ public sealed class VmBuilder
             int gsi = PlatformLayout.PciGsi(d.Address.Slot, 0);
             var intx = new GsiLine(_vm!, gsi);
             var msi = new HypervisorMsiSink(_vm!);   // per function: each vector owns an irqfd route
-            IPciFunction function = d.Emulation switch
+            IPciFunction function = d.Device switch
             {
-                "hostbridge" => PciIdentityFunction.HostBridge(),
-                "amd_hostbridge" => PciIdentityFunction.AmdHostBridge(),
-                "lpc" => PciIdentityFunction.LpcBridge(),
-                "uart" => CreatePciUart(d, msi, intx),
-                "testdev" => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
-                "virtio-blk" => CreateVirtio(CreateBlock(d), msi, intx),
-                "virtio-rnd" => CreateVirtio(new VirtioEntropy(), msi, intx),
+                HostBridgeSpec { Amd: false } => PciIdentityFunction.HostBridge(),
+                HostBridgeSpec { Amd: true } => PciIdentityFunction.AmdHostBridge(),
+                LpcSpec => PciIdentityFunction.LpcBridge(),
+                UartSpec uart => CreatePciUart(d, uart, msi, intx),
+                TestDevSpec => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
+                VirtioBlockSpec disk => CreateVirtio(CreateBlock(d, disk), msi, intx),
+                VirtioRngSpec => CreateVirtio(new VirtioEntropy(), msi, intx),
                 _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
             };
             // The Interrupt Line register names the 8259 input (what PIC-mode guests read); APIC-mode
@@ -173,9 +173,9 @@ public sealed class VmBuilder
 
     private IReadOnlyList<PciBusWindows> _pciBuses = [];
 
-    private VirtioBlock CreateBlock(PciDeviceSpec d)
+    private VirtioBlock CreateBlock(PciDeviceSpec d, VirtioBlockSpec disk)
     {
-        var options = BlockDeviceOptions.Parse(d.Options);
+        var options = disk.Options;
         var backend = BlockBackends.Open(options);
         try { return new VirtioBlock(backend, options.LogicalSectorSize, options.PhysicalSectorSize, $"virtio-blk {d.Address}"); }
         catch { backend.Dispose(); throw; }
@@ -193,9 +193,9 @@ public sealed class VmBuilder
 
     private readonly List<VirtioPciDevice> _virtio = new();
 
-    private PciUart CreatePciUart(PciDeviceSpec d, IMsiSink msi, IInterruptLine intx)
+    private PciUart CreatePciUart(PciDeviceSpec d, UartSpec uart, IMsiSink msi, IInterruptLine intx)
     {
-        var serial = new SerialPort($"uart at {d.Address}", SerialBackendSpec.ParseList(d.Options ?? ""));
+        var serial = new SerialPort($"uart at {d.Address}", uart.Backends);
         _serialPorts.Add(serial);
         var device = new PciUart(serial, msi, intx);
         serial.Attach(device.Uart);
@@ -205,7 +205,7 @@ public sealed class VmBuilder
 
     private void AttachComPorts()
     {
-        if (!_spec.PciDevices.Any(d => d.Emulation == "lpc")) return;
+        if (!_spec.PciDevices.Any(d => d.Device is LpcSpec)) return;
         AttachUart("com1", X86Layout.Com1Port, X86Layout.Com1Irq, _spec.Com1);
         AttachUart("com2", X86Layout.Com2Port, X86Layout.Com2Irq, _spec.Com2);
     }
@@ -244,7 +244,7 @@ public sealed class VmBuilder
     {
         var platform = new PlatformDescription
         {
-            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Emulation == "lpc"),
+            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Device is LpcSpec),
             LowMemoryBytes = _memory!.Regions[0].Size, HighMemoryBytes = HighMemoryBytes,
             PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
             PciBuses = _pciBuses,

@@ -1,8 +1,6 @@
 using Xhyve.Vmm;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Virtio;
-using Xhyve.Vmm.Devices.Virtio.Block;
-using Xhyve.Vmm.Devices.Virtio.Entropy;
 
 namespace Xhyve.Engine.Runtime;
 
@@ -37,27 +35,7 @@ public static class MachineReport
     /// <summary>Each device's counters, in a fixed order (the --verbose lines and the control API's "counters").</summary>
     public static IEnumerable<(string Device, IReadOnlyList<KeyValuePair<string, long>> Counters)> DeviceCounters(Machine machine)
     {
-        foreach (var v in machine.Virtio)
-        {
-            var c = new List<KeyValuePair<string, long>>();
-            void Add(string name, long value) => c.Add(new(name, value));
-            Add("notifications", v.Notifications);
-            Add("interrupts", v.InterruptsRaised);
-            Add("faults", v.Faults);
-            foreach (var (name, count) in v.ChainErrorCounters) Add(name, count);
-            if (v.Msi is HypervisorMsiSink msi)
-            {
-                Add("msi_irqfd", msi.ThroughIrqfd); Add("msi_ioctl", msi.ThroughIoctl); Add("msi_route_updates", msi.RouteUpdates);
-            }
-            if (v.Device is VirtioBlock b)
-            {
-                Add("reads", b.Reads); Add("writes", b.Writes); Add("flushes", b.Flushes); Add("errors", b.Errors);
-                Add("read_bytes", b.BytesRead); Add("written_bytes", b.BytesWritten);
-                foreach (var (name, count) in b.FailureCounters) Add(name, count);
-            }
-            if (v.Device is VirtioEntropy e) Add("bytes", e.BytesProvided);
-            yield return (v.Name, c);
-        }
+        foreach (var v in machine.Virtio) yield return (v.Name, v.Counters.ToList());
     }
 
     private static IEnumerable<byte> Capabilities(PciConfigSpace config)

@@ -190,7 +190,9 @@ public static class CommandLineParser
         if (!address.IsValid)
             throw new CliException($"-s {value}: bus:slot:function {address} out of range (bus 0-255, slot 0-31, function 0-7)");
         if (emulation.Length == 0) throw new CliException($"-s {value}: missing emulation");
-        return new PciDeviceSpec(address, emulation, options);
+        var device = new PciDeviceSpec(address, emulation, options);
+        _ = device.Device;   // the emulation and options are parsed here, once; their problems wait for Validate
+        return device;
     }
 
     private static VmSpecification ParseLpc(VmSpecification spec, string value, ref string? firmwareGivenAs)

@@ -19,9 +19,34 @@ public sealed record BootromFirmware(string Rom) : FirmwareSpec;
 /// <summary>-f fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]. Not supported yet.</summary>
 public sealed record FreeBsdFirmware(string Userboot, string BootVolume, string? KernelEnv) : FirmwareSpec;
 
-/// <summary>One -s SLOT,EMULATION[,CONFIG].</summary>
-public sealed record PciDeviceSpec(PciAddress Address, string Emulation, string? Options)
+/// <summary>One -s SLOT,EMULATION[,CONFIG]: where the device goes, as written, and what it is, parsed once
+/// (<see cref="Device"/>).</summary>
+public sealed record PciDeviceSpec
 {
+    private readonly string _emulation = "";
+    private readonly string? _options;
+    private DeviceSpec? _device;
+
+    public PciDeviceSpec(PciAddress address, string emulation, string? options) =>
+        (Address, Emulation, Options) = (address, emulation, options);
+
+    public PciAddress Address { get; init; }
+    public string Emulation { get => _emulation; init { _emulation = value; _device = null; } }
+    public string? Options { get => _options; init { _options = value; _device = null; } }
+
+    /// <summary>The emulation and options as a typed record, parsed on first use and kept (a <c>with</c> that
+    /// changes them parses again).</summary>
+    public DeviceSpec Device => _device ??= DeviceSpec.Parse(this);
+
+    public void Deconstruct(out PciAddress address, out string emulation, out string? options) =>
+        (address, emulation, options) = (Address, Emulation, Options);
+
+    // Equal when written the same: the parsed record is derived from these three.
+    public bool Equals(PciDeviceSpec? other) =>
+        other is not null && Address.Equals(other.Address) && Emulation == other.Emulation && Options == other.Options;
+
+    public override int GetHashCode() => HashCode.Combine(Address, Emulation, Options);
+
     public override string ToString() => $"-s {Address.Bus}:{Address.Slot}:{Address.Function},{Emulation}{(Options != null ? "," + Options : "")}";
 }
 
@@ -58,12 +83,6 @@ public sealed record VmSpecification
     public string? PidFile { get; init; }
     public int? GdbPort { get; init; }
 
-    /// <summary>Emulations the engine builds today, and the ones later work will add.</summary>
-    public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev", "virtio-blk", "virtio-rnd" };
-    private static readonly IReadOnlySet<string> EmulationsWithoutOptions = new HashSet<string> { "hostbridge", "amd_hostbridge", "lpc", "testdev", "virtio-rnd" };
-    public static readonly IReadOnlySet<string> PlannedEmulations = new HashSet<string>
-        { "virtio-net", "virtio-tap", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
-
     /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
     /// <param name="hostMaxVcpus">KVM's vCPU limit on this host.</param>
     /// <param name="hostMemoryBytes">The host's RAM: a guest cannot have more (KVM would refuse it with a bare EINVAL).</param>
@@ -99,16 +118,11 @@ public sealed record VmSpecification
             if (!d.Address.IsValid) { problems.Add($"{d}: bus:slot:function out of range (bus 0-255, slot 0-31, function 0-7)"); continue; }
             if (seen.TryGetValue(d.Address, out var other)) problems.Add($"{d}: slot {d.Address} is already used by {other.Emulation}");
             else seen[d.Address] = d;
-            if (PlannedEmulations.Contains(d.Emulation)) problems.Add($"{d}: emulation '{d.Emulation}' is not supported yet");
-            else if (!SupportedEmulations.Contains(d.Emulation)) problems.Add($"{d}: unknown emulation '{d.Emulation}'");
+            var device = d.Device;
+            if (device is UnsupportedDeviceSpec unsupported) problems.Add(unsupported.Problem);
             if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
-            if (EmulationsWithoutOptions.Contains(d.Emulation) && !string.IsNullOrEmpty(d.Options)) problems.Add($"{d}: {d.Emulation} takes no options");
-            if (d.Emulation == "virtio-blk") ValidateDisk(problems, d, disks);
-            if (d.Emulation == "uart")
-            {
-                try { SerialBackendSpec.ParseList(d.Options ?? ""); }
-                catch (FormatException e) { problems.Add($"{d}: {e.Message}"); }
-            }
+            if (device is InvalidDeviceSpec invalid) problems.Add(invalid.Problem);
+            if (device is VirtioBlockSpec disk) ValidateDisk(problems, d, disk.Options, disks);
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
         bool hasLpc = PciDevices.Any(d => d.Emulation == "lpc");
@@ -126,11 +140,8 @@ public sealed record VmSpecification
         return problems;
     }
 
-    private static void ValidateDisk(List<string> problems, PciDeviceSpec d, Dictionary<string, PciDeviceSpec> disks)
+    private static void ValidateDisk(List<string> problems, PciDeviceSpec d, BlockDeviceOptions disk, Dictionary<string, PciDeviceSpec> disks)
     {
-        BlockDeviceOptions disk;
-        try { disk = BlockDeviceOptions.Parse(d.Options); }
-        catch (FormatException e) { problems.Add($"{d}: {e.Message}"); return; }
         string full = Path.GetFullPath(disk.Path);
         if (disks.TryGetValue(full, out var other)) problems.Add($"{d}: {disk.Path} is already the disk of {other}");
         else disks[full] = d;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Xhyve.Vmm.Bus;
+using Xhyve.Vmm.Devices;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Virtio;
 using V = Xhyve.Vmm.Devices.Virtio.Virtio;
@@ -360,6 +361,22 @@ public sealed class VirtioBlockDeviceTests : IDisposable
         var counters = _device.ChainErrorCounters.ToDictionary(c => c.Key, c => c.Value);
         Assert.Equal(1, counters["queue_chain_too_long"]);
         Assert.Equal(1, counters["queue_ring_misaligned"]);
+    }
+
+    [Fact]
+    public void Counters_GiveTheTransportsThenTheDevicesInAFixedOrder()
+    {
+        Start();
+        Request(VirtioBlock.TypeIn, 0, 512, dataWritable: true);
+        var names = _device.Counters.Select(c => c.Key).ToList();
+        Assert.Equal(["notifications", "interrupts", "faults"], names.Take(3));
+        Assert.Equal(_device.ChainErrorCounters.Select(c => c.Key), names.Skip(3).Take(_device.ChainErrorCounters.Count()));
+        Assert.Equal(((IDeviceCounters)Block).Counters.Select(c => c.Key), names.TakeLast(((IDeviceCounters)Block).Counters.Count()));
+        Assert.Equal(["reads", "writes", "flushes", "errors", "read_bytes", "written_bytes"], ((IDeviceCounters)Block).Counters.Select(c => c.Key).Take(6));
+        var values = _device.Counters.ToDictionary(c => c.Key, c => c.Value);
+        Assert.Equal(1, values["reads"]);
+        Assert.Equal(512, values["read_bytes"]);
+        Assert.True(values["notifications"] >= 1);
     }
 
     [Fact]

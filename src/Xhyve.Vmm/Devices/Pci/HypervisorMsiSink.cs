@@ -8,7 +8,7 @@ namespace Xhyve.Vmm.Devices.Pci;
 /// one eventfd write; where the hypervisor has no routes left (or none at all) the message goes through
 /// <see cref="IVirtualMachine.SignalMsi"/>.
 /// </summary>
-public sealed class HypervisorMsiSink(IVirtualMachine vm) : IMsiSink, IDisposable
+public sealed class HypervisorMsiSink(IVirtualMachine vm) : IMsiSink, IDeviceCounters, IDisposable
 {
     /// <summary>MSI-X allows 2048 vectors, but our functions have at most 128 (the table BAR's limit).</summary>
     private const int MaxRoutedVectors = 128;
@@ -20,6 +20,9 @@ public sealed class HypervisorMsiSink(IVirtualMachine vm) : IMsiSink, IDisposabl
     public long ThroughIoctl => Interlocked.Read(ref _throughIoctl);
     /// <summary>How often a vector's route was re-pointed because the guest changed its message.</summary>
     public long RouteUpdates => Interlocked.Read(ref _routeUpdates);
+
+    public IEnumerable<KeyValuePair<string, long>> Counters =>
+        [new("msi_irqfd", ThroughIrqfd), new("msi_ioctl", ThroughIoctl), new("msi_route_updates", RouteUpdates)];
 
     public void Signal(int vector, ulong address, uint data)
     {

@@ -21,8 +21,11 @@ public interface IDoorbells
 /// interface in I/O BAR 0 for older drivers; MSI-X (BAR 1) with a vector per queue plus one for
 /// configuration changes, falling back to INTx with the ISR. Queue notifications go to an eventfd that a
 /// worker thread waits on; with ioeventfd the kick never leaves the kernel on the vCPU thread.
+/// The registers the driver programs are <see cref="VirtioCommonConfig"/> (modern) and
+/// <see cref="VirtioLegacyRegisters"/> (legacy); this class keeps the device status state machine
+/// (activation, reset, DEVICE_NEEDS_RESET), the ISR and interrupts, and the doorbells.
 /// </summary>
-public sealed class VirtioPciDevice : PciDevice, IDisposable
+public sealed class VirtioPciDevice : PciDevice, IDeviceCounters, IVirtioTransport, IDisposable
 {
     public const int ModernBar = 2, LegacyBar = 0, MsixBar = 1;
     public const ulong CommonOffset = 0x0000, IsrOffset = 0x1000, DeviceConfigOffset = 0x2000, NotifyOffset = 0x3000;
@@ -30,7 +33,6 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public const ulong ModernBarSize = 0x4000;
     private const byte VendorCapability = 0x09;
     private const byte CapCommon = 1, CapNotify = 2, CapIsr = 3, CapDevice = 4;
-    private const int LegacyHeader = 0x14, LegacyMsixHeader = 0x18, LegacyQueueAlign = 4096;
     private const ulong TransportFeatures = Virtio.FeatureIndirectDesc | Virtio.FeatureEventIdx | Virtio.FeatureVersion1;
 
     private readonly IVirtioDevice _device;
@@ -38,31 +40,17 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private readonly IDoorbells _doorbells;
     private readonly PciInterrupts _interrupts;
     private readonly Lock _lock = new();
-    private readonly QueueRegisters[] _queues;
-    private readonly int[] _vectors;                // per queue, read by interrupt paths without the lock
+    private readonly VirtioCommonConfig _common;
     private readonly EventFd[] _kicks;
     private readonly VirtioWorker _worker;
     private readonly RateLimitedLog _log;
     private readonly List<(ulong Address, int Width, bool Pio, ulong? Match, EventFd Fd)> _attached = new();
-    private ulong _driverFeatures;
-    private uint _deviceFeatureSelect, _driverFeatureSelect;
-    private byte _status;
-    private int _configVector = Virtio.NoVector;
-    private ushort _queueSelect;
     private int _isr;
     private volatile bool _active;
     private long _notifications, _interruptsRaised, _faults;
     private static readonly QueueError[] QueueErrors = Enum.GetValues<QueueError>();
     private static readonly string[] QueueErrorNames = QueueErrors.Select(e => "queue_" + Snake(e.ToString())).ToArray();
     private readonly long[] _chainErrors = new long[QueueErrors.Length];
-
-    private sealed class QueueRegisters(ushort max)
-    {
-        public ushort Size = max;
-        public bool Enabled;
-        public ulong Desc, Driver, Device;
-        public uint LegacyPfn;
-    }
 
     // singleVectorMsi is -W (bhyve's meaning): one MSI message instead of MSI-X. Drivers that use only
     // MSI-X with virtio (Linux) then fall back to INTx.
@@ -84,27 +72,22 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
 
         _interrupts = PciInterrupts.Create(Config, msi, intx, msiVectors: singleVectorMsi ? 1 : 0,
             msixVectors: singleVectorMsi ? 0 : device.QueueCount + 1, msixBar: MsixBar, out var table);
-        AddCapability(CapCommon, CommonOffset, CommonConfigSize);
+        _common = new VirtioCommonConfig(this, _lock, device.QueueCount, device.MaxQueueSize);
+        AddCapability(CapCommon, CommonOffset, VirtioCommonConfig.Size);
         AddCapability(CapIsr, IsrOffset, 1);
         AddCapability(CapDevice, DeviceConfigOffset, (uint)Math.Max(device.ConfigSize, 1));
         AddCapability(CapNotify, NotifyOffset, (uint)(device.QueueCount * NotifyMultiplier), NotifyMultiplier);
 
-        ulong legacySize = 64;
-        while (legacySize < (ulong)(LegacyMsixHeader + device.ConfigSize)) legacySize <<= 1;
-        AddBar(LegacyBar, PciBarKind.Io, legacySize, new LegacyRegisters(this));
+        AddBar(LegacyBar, PciBarKind.Io, VirtioLegacyRegisters.BarSize(device.ConfigSize), new VirtioLegacyRegisters(_common, this));
         if (table != null) AddBar(MsixBar, PciBarKind.Memory32, MsixTable.BarSize, table);
         // 32-bit so guests without 64-bit addressing (and our 32-bit test guests) reach it.
         AddBar(ModernBar, PciBarKind.Memory32, ModernBarSize, new ModernRegisters(this));
 
-        _queues = Enumerable.Range(0, device.QueueCount).Select(_ => new QueueRegisters(device.MaxQueueSize)).ToArray();
-        _vectors = Enumerable.Repeat((int)Virtio.NoVector, device.QueueCount).ToArray();
         _kicks = Enumerable.Range(0, device.QueueCount).Select(_ => new EventFd()).ToArray();
         // A device that asked for a reset is left alone until the driver gives it one.
         _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active && Volatile.Read(ref _needsReset) == 0) _device.Process(q); },
             e => DeviceFault(-1, e));
     }
-
-    private const uint CommonConfigSize = 0x3C;
 
     public IVirtioDevice Device => _device;
     public long Notifications => Interlocked.Read(ref _notifications);
@@ -116,6 +99,20 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public IEnumerable<KeyValuePair<string, long>> ChainErrorCounters
     {
         get { for (int i = 1; i < QueueErrors.Length; i++) yield return new(QueueErrorNames[i], ChainErrors(QueueErrors[i])); }
+    }
+
+    /// <summary>The transport's counters, then its MSI sink's and its device's (each when it has any).</summary>
+    public IEnumerable<KeyValuePair<string, long>> Counters
+    {
+        get
+        {
+            yield return new("notifications", Notifications);
+            yield return new("interrupts", InterruptsRaised);
+            yield return new("faults", Faults);
+            foreach (var c in ChainErrorCounters) yield return c;
+            if (Msi is IDeviceCounters msi) foreach (var c in msi.Counters) yield return c;
+            if (_device is IDeviceCounters device) foreach (var c in device.Counters) yield return c;
+        }
     }
 
     private static string Snake(string name) =>
@@ -146,19 +143,26 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     public override void ConfigWritten(int offset, int width) => _interrupts.Reevaluate();
 
     private ulong OfferedFeatures => _device.Features | TransportFeatures;
+    ulong IVirtioTransport.OfferedFeatures => OfferedFeatures;
+    bool IVirtioTransport.MsixEnabled => _interrupts.MsixEnabled;
+    byte IVirtioTransport.ReadStatus() => StatusLocked;
+    void IVirtioTransport.WriteStatus(byte value) => WriteStatus(value);
+    void IVirtioTransport.EnableQueue(int index, VirtioQueueRegisters queue) => EnableQueueLocked(index, queue);
+    byte IVirtioTransport.ReadIsr() => ReadIsr();
+    void IVirtioTransport.Kick(int queue) => Kick(queue);
 
     // ---- interrupts (called from worker and I/O threads; no transport lock) ----
 
     private void QueueInterrupt(int queue)
     {
         Interlocked.Or(ref _isr, 1);
-        Raise(Volatile.Read(ref _vectors[queue]));
+        Raise(_common.QueueVector(queue));
     }
 
     private void ConfigInterrupt()
     {
         Interlocked.Or(ref _isr, 2);
-        Raise(Volatile.Read(ref _configVector));
+        Raise(_common.ConfigVector);
     }
 
     private void Raise(int vector)
@@ -188,7 +192,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         Interlocked.Increment(ref _faults);   // last: a count that is seen means the fault has been fully handled
     }
 
-    private byte StatusLocked => (byte)(_status | (Volatile.Read(ref _needsReset) != 0 ? Virtio.StatusNeedsReset : 0));
+    private byte StatusLocked => (byte)(_common.Status | (Volatile.Read(ref _needsReset) != 0 ? Virtio.StatusNeedsReset : 0));
 
     private byte ReadIsr()
     {
@@ -202,29 +206,29 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     private void WriteStatus(byte value)
     {
         if (value == 0) { ResetLocked(); return; }
-        byte old = _status;
-        if ((value & Virtio.StatusFeaturesOk) != 0 && (old & Virtio.StatusFeaturesOk) == 0 && (_driverFeatures & ~OfferedFeatures) != 0)
+        byte old = _common.Status;
+        if ((value & Virtio.StatusFeaturesOk) != 0 && (old & Virtio.StatusFeaturesOk) == 0 && (_common.DriverFeatures & ~OfferedFeatures) != 0)
             value &= unchecked((byte)~Virtio.StatusFeaturesOk);     // the driver accepted a feature we never offered
-        _status = (byte)(value & ~Virtio.StatusNeedsReset);
+        _common.Status = (byte)(value & ~Virtio.StatusNeedsReset);
         if ((value & Virtio.StatusDriverOk) != 0 && (old & Virtio.StatusDriverOk) == 0) ActivateLocked();
     }
 
-    private bool Legacy => (_driverFeatures & Virtio.FeatureVersion1) == 0;
+    private bool Legacy => (_common.DriverFeatures & Virtio.FeatureVersion1) == 0;
 
     private void ActivateLocked()
     {
-        bool eventIdx = (_driverFeatures & Virtio.FeatureEventIdx) != 0, indirect = (_driverFeatures & Virtio.FeatureIndirectDesc) != 0;
-        var active = new Virtqueue?[_queues.Length];
-        for (int i = 0; i < _queues.Length; i++)
+        ulong driverFeatures = _common.DriverFeatures;
+        bool eventIdx = (driverFeatures & Virtio.FeatureEventIdx) != 0, indirect = (driverFeatures & Virtio.FeatureIndirectDesc) != 0;
+        var queues = _common.Queues;
+        var active = new Virtqueue?[queues.Length];
+        for (int i = 0; i < queues.Length; i++)
         {
-            var q = _queues[i];
+            var q = queues[i];
             SplitQueue ring;
             if (Legacy)
             {
                 if (q.LegacyPfn == 0) continue;
-                ulong desc = (ulong)q.LegacyPfn * LegacyQueueAlign;
-                ulong avail = desc + 16UL * q.Size;
-                ulong used = (avail + 6 + 2UL * q.Size + LegacyQueueAlign - 1) & ~(ulong)(LegacyQueueAlign - 1);
+                var (desc, avail, used) = VirtioLegacyRegisters.RingAddresses(q.LegacyPfn, q.Size);
                 ring = new SplitQueue(_memory, q.Size, new GuestAddress(desc), new GuestAddress(avail), new GuestAddress(used), eventIdx, indirect);
             }
             else
@@ -239,7 +243,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
             }
             active[i] = new Virtqueue(i, ring, QueueInterrupt, QueueBroken, DeviceFault, _chainErrors);
         }
-        _device.Activate(_memory, _driverFeatures, active);
+        _device.Activate(_memory, driverFeatures, active);
         _active = true;
         // Kicks that arrived before DRIVER_OK were dropped by the worker; look at every queue once.
         foreach (var k in _kicks) k.Signal();
@@ -249,17 +253,8 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
     {
         _active = false;
         _device.Reset();
-        _status = 0;
-        _driverFeatures = 0;
-        _deviceFeatureSelect = _driverFeatureSelect = 0;
-        _queueSelect = 0;
-        _configVector = Virtio.NoVector;
+        _common.Reset();
         Volatile.Write(ref _needsReset, 0);
-        for (int i = 0; i < _queues.Length; i++)
-        {
-            _queues[i] = new QueueRegisters(_device.MaxQueueSize);
-            Volatile.Write(ref _vectors[i], Virtio.NoVector);
-        }
         Interlocked.Exchange(ref _isr, 0);
         _interrupts.DeassertIntx();
     }
@@ -290,95 +285,15 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
             for (int q = 0; q < _kicks.Length; q++)
             {
                 // Legacy: one port, the queue index as data. Modern: one 16-bit doorbell per queue.
-                var d = pio ? (at + 0x10, 2, true, (ulong?)(ulong)q) : (at + NotifyOffset + (ulong)q * NotifyMultiplier, 2, false, (ulong?)null);
+                var d = pio ? (at + (ulong)VirtioLegacyRegisters.QueueNotify, 2, true, (ulong?)(ulong)q) : (at + NotifyOffset + (ulong)q * NotifyMultiplier, 2, false, (ulong?)null);
                 if (_doorbells.TryAttach(_kicks[q], d.Item1, d.Item2, d.Item3, d.Item4)) _attached.Add((d.Item1, d.Item2, d.Item3, d.Item4, _kicks[q]));
-            }
-        }
-    }
-
-    // ---- the modern interface (BAR 2) ----
-
-    private void ReadCommon(int offset, Span<byte> data)
-    {
-        Span<byte> image = stackalloc byte[0x40];
-        image.Clear();
-        lock (_lock)
-        {
-            ulong features = OfferedFeatures;
-            BinaryPrimitives.WriteUInt32LittleEndian(image[0x00..], _deviceFeatureSelect);
-            BinaryPrimitives.WriteUInt32LittleEndian(image[0x04..], _deviceFeatureSelect < 2 ? (uint)(features >> (int)(32 * _deviceFeatureSelect)) : 0);
-            BinaryPrimitives.WriteUInt32LittleEndian(image[0x08..], _driverFeatureSelect);
-            BinaryPrimitives.WriteUInt32LittleEndian(image[0x0C..], _driverFeatureSelect < 2 ? (uint)(_driverFeatures >> (int)(32 * _driverFeatureSelect)) : 0);
-            BinaryPrimitives.WriteUInt16LittleEndian(image[0x10..], (ushort)_configVector);
-            BinaryPrimitives.WriteUInt16LittleEndian(image[0x12..], (ushort)_queues.Length);
-            image[0x14] = StatusLocked;
-            image[0x15] = 0;   // config_generation: the device configuration never changes under the driver
-            BinaryPrimitives.WriteUInt16LittleEndian(image[0x16..], _queueSelect);
-            if (_queueSelect < _queues.Length)
-            {
-                var q = _queues[_queueSelect];
-                BinaryPrimitives.WriteUInt16LittleEndian(image[0x18..], q.Size);
-                BinaryPrimitives.WriteUInt16LittleEndian(image[0x1A..], (ushort)_vectors[_queueSelect]);
-                BinaryPrimitives.WriteUInt16LittleEndian(image[0x1C..], (ushort)(q.Enabled ? 1 : 0));
-                BinaryPrimitives.WriteUInt16LittleEndian(image[0x1E..], _queueSelect);   // queue_notify_off
-                BinaryPrimitives.WriteUInt64LittleEndian(image[0x20..], q.Desc);
-                BinaryPrimitives.WriteUInt64LittleEndian(image[0x28..], q.Driver);
-                BinaryPrimitives.WriteUInt64LittleEndian(image[0x30..], q.Device);
-                BinaryPrimitives.WriteUInt16LittleEndian(image[0x38..], _queueSelect);   // queue_notify_data
-            }
-        }
-        if (offset + data.Length <= (int)CommonConfigSize) image.Slice(offset, data.Length).CopyTo(data);
-        else data.Fill(0);
-    }
-
-    private void WriteCommon(int offset, ReadOnlySpan<byte> data)
-    {
-        // 64-bit fields may come as one 8-byte access or two 4-byte halves.
-        if (data.Length == 8 && offset is 0x20 or 0x28 or 0x30)
-        {
-            WriteCommon(offset, data[..4]);
-            WriteCommon(offset + 4, data[4..]);
-            return;
-        }
-        uint v = data.Length switch
-        {
-            1 => data[0], 2 => BinaryPrimitives.ReadUInt16LittleEndian(data), 4 => BinaryPrimitives.ReadUInt32LittleEndian(data), _ => 0,
-        };
-        lock (_lock)
-        {
-            QueueRegisters? q = _queueSelect < _queues.Length ? _queues[_queueSelect] : null;
-            // Queue registers are frozen once the queue is enabled (§4.1.4.3.2), except its vector.
-            bool queueWritable = q != null && !q.Enabled && (_status & Virtio.StatusDriverOk) == 0;
-            switch (offset, data.Length)
-            {
-                case (0x00, 4): _deviceFeatureSelect = v; break;
-                case (0x08, 4): _driverFeatureSelect = v; break;
-                case (0x0C, 4) when (_status & Virtio.StatusFeaturesOk) == 0 && _driverFeatureSelect < 2:
-                    int shift = (int)(32 * _driverFeatureSelect);
-                    _driverFeatures = (_driverFeatures & ~(0xFFFF_FFFFUL << shift)) | ((ulong)v << shift);
-                    break;
-                case (0x10, 2): Volatile.Write(ref _configVector, ValidVector(v)); break;
-                case (0x14, 1): WriteStatus((byte)v); break;
-                case (0x16, 2): _queueSelect = (ushort)v; break;
-                case (0x18, 2) when queueWritable:
-                    // Sizes must be powers of two no larger than the maximum; anything else keeps the old value.
-                    if (v != 0 && v <= _device.MaxQueueSize && (v & (v - 1)) == 0) q!.Size = (ushort)v;
-                    break;
-                case (0x1A, 2) when q != null: Volatile.Write(ref _vectors[_queueSelect], ValidVector(v)); break;
-                case (0x1C, 2) when queueWritable && v == 1: EnableQueueLocked(_queueSelect, q!); break;
-                case (0x20, 4) when queueWritable: q!.Desc = Low(q.Desc, v); break;
-                case (0x24, 4) when queueWritable: q!.Desc = High(q.Desc, v); break;
-                case (0x28, 4) when queueWritable: q!.Driver = Low(q.Driver, v); break;
-                case (0x2C, 4) when queueWritable: q!.Driver = High(q.Driver, v); break;
-                case (0x30, 4) when queueWritable: q!.Device = Low(q.Device, v); break;
-                case (0x34, 4) when queueWritable: q!.Device = High(q.Device, v); break;
             }
         }
     }
 
     /// <summary>queue_enable: rings that are misaligned or outside RAM (virtio 1.2 §2.7) leave the queue disabled and
     /// the device asking for a reset, so no worker ever walks them.</summary>
-    private void EnableQueueLocked(int index, QueueRegisters q)
+    private void EnableQueueLocked(int index, VirtioQueueRegisters q)
     {
         var error = SplitQueue.CheckRings(_memory, q.Size, new GuestAddress(q.Desc), new GuestAddress(q.Driver), new GuestAddress(q.Device));
         if (error != QueueError.None)
@@ -390,11 +305,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         q.Enabled = true;
     }
 
-    /// <summary>A vector the table has, or NO_VECTOR (which reads back and tells the driver it failed).</summary>
-    private int ValidVector(uint v) => v < (uint)(_queues.Length + 1) ? (int)v : Virtio.NoVector;
-
-    private static ulong Low(ulong old, uint v) => (old & 0xFFFF_FFFF_0000_0000UL) | v;
-    private static ulong High(ulong old, uint v) => (old & 0xFFFF_FFFFUL) | ((ulong)v << 32);
+    // ---- the modern interface (BAR 2): common configuration, ISR, device configuration, notifications ----
 
     private sealed class ModernRegisters(VirtioPciDevice t) : IBusDevice
     {
@@ -403,7 +314,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
             data.Fill(0);
             switch (offset)
             {
-                case < IsrOffset: t.ReadCommon((int)offset, data); break;
+                case < IsrOffset: t._common.Read((int)offset, data); break;
                 case IsrOffset when data.Length == 1: data[0] = t.ReadIsr(); break;
                 case >= DeviceConfigOffset and < NotifyOffset:
                     int at = (int)(offset - DeviceConfigOffset);
@@ -416,7 +327,7 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
         {
             switch (offset)
             {
-                case < IsrOffset: t.WriteCommon((int)offset, data); break;
+                case < IsrOffset: t._common.Write((int)offset, data); break;
                 case >= DeviceConfigOffset and < NotifyOffset:
                     int at = (int)(offset - DeviceConfigOffset);
                     if (at + data.Length <= t._device.ConfigSize) t._device.WriteConfig(at, data);
@@ -424,69 +335,6 @@ public sealed class VirtioPciDevice : PciDevice, IDisposable
                 case >= NotifyOffset when (offset - NotifyOffset) % NotifyMultiplier == 0:
                     t.Kick((int)Math.Min((offset - NotifyOffset) / NotifyMultiplier, int.MaxValue));
                     break;
-            }
-        }
-    }
-
-    // ---- the legacy interface (BAR 0, §4.1.4.8) ----
-
-    private sealed class LegacyRegisters(VirtioPciDevice t) : IBusDevice
-    {
-        private int ConfigStart => t._interrupts.MsixEnabled ? LegacyMsixHeader : LegacyHeader;
-
-        public void Read(ulong offset, Span<byte> data)
-        {
-            data.Fill(0);
-            int o = (int)offset, start = ConfigStart;
-            if (o >= start)
-            {
-                if (o - start + data.Length <= t._device.ConfigSize) t._device.ReadConfig(o - start, data);
-                return;
-            }
-            uint v;
-            lock (t._lock)
-            {
-                var q = t._queueSelect < t._queues.Length ? t._queues[t._queueSelect] : null;
-                v = (o, data.Length) switch
-                {
-                    (0x00, 4) => (uint)t.OfferedFeatures,
-                    (0x04, 4) => (uint)t._driverFeatures,
-                    (0x08, 4) => q?.LegacyPfn ?? 0,
-                    (0x0C, 2) => q?.Size ?? 0,
-                    (0x0E, 2) => t._queueSelect,
-                    (0x12, 1) => t.StatusLocked,
-                    (0x14, 2) => (uint)(ushort)t._configVector,
-                    (0x16, 2) => q != null ? (uint)(ushort)t._vectors[t._queueSelect] : Virtio.NoVector,
-                    _ => 0,
-                };
-            }
-            if (o == 0x13 && data.Length == 1) v = t.ReadIsr();
-            for (int i = 0; i < data.Length; i++) data[i] = (byte)(v >> (8 * i));
-        }
-
-        public void Write(ulong offset, ReadOnlySpan<byte> data)
-        {
-            int o = (int)offset, start = ConfigStart;
-            if (o >= start)
-            {
-                if (o - start + data.Length <= t._device.ConfigSize) t._device.WriteConfig(o - start, data);
-                return;
-            }
-            uint v = 0;
-            for (int i = data.Length - 1; i >= 0; i--) v = (v << 8) | data[i];
-            if (o == 0x10 && data.Length == 2) { t.Kick((int)v); return; }
-            lock (t._lock)
-            {
-                var q = t._queueSelect < t._queues.Length ? t._queues[t._queueSelect] : null;
-                switch (o, data.Length)
-                {
-                    case (0x04, 4) when (t._status & Virtio.StatusDriverOk) == 0: t._driverFeatures = v & (uint)t.OfferedFeatures; break;
-                    case (0x08, 4) when q != null && (t._status & Virtio.StatusDriverOk) == 0: q.LegacyPfn = v; break;
-                    case (0x0E, 2): t._queueSelect = (ushort)v; break;
-                    case (0x12, 1): t.WriteStatus((byte)v); break;
-                    case (0x14, 2): Volatile.Write(ref t._configVector, t.ValidVector(v)); break;
-                    case (0x16, 2) when q != null: Volatile.Write(ref t._vectors[t._queueSelect], t.ValidVector(v)); break;
-                }
             }
         }
     }

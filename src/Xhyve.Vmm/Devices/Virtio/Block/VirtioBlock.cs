@@ -12,7 +12,7 @@ namespace Xhyve.Vmm.Devices.Virtio.Block;
 /// Every chain is parsed into a typed request (<see cref="BlockRequest.Parse"/>) before anything runs; a bad one
 /// completes with IOERR or UNSUPP, is counted by its reason (<see cref="Failures"/>), and the device carries on.
 /// </summary>
-public sealed class VirtioBlock : IVirtioDevice
+public sealed class VirtioBlock : IVirtioDevice, IDeviceCounters
 {
     public const uint TypeIn = 0, TypeOut = 1, TypeFlush = 4, TypeGetId = 8, TypeDiscard = 11, TypeWriteZeroes = 13;
     public const byte StatusOk = 0, StatusIoErr = 1, StatusUnsupported = 2;
@@ -69,6 +69,20 @@ public sealed class VirtioBlock : IVirtioDevice
     public long Errors => Interlocked.Read(ref _errors);
     public long BytesRead => Interlocked.Read(ref _bytesRead);
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
+
+    public IEnumerable<KeyValuePair<string, long>> Counters
+    {
+        get
+        {
+            yield return new("reads", Reads);
+            yield return new("writes", Writes);
+            yield return new("flushes", Flushes);
+            yield return new("errors", Errors);
+            yield return new("read_bytes", BytesRead);
+            yield return new("written_bytes", BytesWritten);
+            foreach (var c in FailureCounters) yield return c;
+        }
+    }
 
     /// <summary>The reasons a request can fail, indexed by value (0 is None), in a fixed order.</summary>
     public static readonly BlockRequestError[] FailureReasons = Enum.GetValues<BlockRequestError>();

@@ -8,7 +8,7 @@ namespace Xhyve.Vmm.Devices.Virtio.Entropy;
 /// virtio-rng ("-s N,virtio-rnd", virtio 1.2 §5.4): fills every device-writable buffer the driver offers
 /// with bytes from the host's getrandom(2). No configuration, one queue.
 /// </summary>
-public sealed unsafe class VirtioEntropy : IVirtioDevice
+public sealed unsafe class VirtioEntropy : IVirtioDevice, IDeviceCounters
 {
     public const ushort QueueSize = 64;
     private readonly ChainSegment[] _segments = new ChainSegment[QueueSize];
@@ -25,6 +25,7 @@ public sealed unsafe class VirtioEntropy : IVirtioDevice
     public ushort MaxQueueSize => QueueSize;
     public int ConfigSize => 0;
     public long BytesProvided => Interlocked.Read(ref _bytes);
+    public IEnumerable<KeyValuePair<string, long>> Counters => [new("bytes", BytesProvided)];
 
     public void ReadConfig(int offset, Span<byte> data) => data.Clear();
     public void WriteConfig(int offset, ReadOnlySpan<byte> data) { }
