@@ -75,7 +75,8 @@ print("udp_client: %d round trips" % n)' "$@"
 }
 
 scenario_user() {
-    local name=${1:-user} port=$((20000 + $$ % 10000 + ${#1})) out=$T/${1:-user}.out t0
+    local name=${1:-user} port out t0
+    port=$((20000 + $$ % 10000 + ${#name})) out=$T/$name.out
     udp_echo_server $port
     start_passt "$name" || { fail "$name" "passt"; return; }
     t0=$(date +%s.%N)
@@ -106,6 +107,39 @@ scenario_hostfwd() {
     [ "$(result "$out" udp_echoed)" = $n ] && pass hostfwd || fail hostfwd "guest echoed $(result "$out" udp_echoed) of $n"
 }
 
+# Sends the guest malformed frames on the TAP (truncated or lying headers): its parser must drop them,
+# count them in frames_bad, and keep answering.
+bad_frames() {   # ifname guest_mac guest_ip peer_ip
+    python3 -c '
+import socket, struct, sys
+ifname, gmac, gip, pip = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), socket.inet_aton(sys.argv[3]), socket.inet_aton(sys.argv[4])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+me = s.getsockname()[4]
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16: t = (t & 0xFFFF) + (t >> 16)
+    return ~t & 0xFFFF
+def ip(total, proto=17, ihl=5, fix=True, payload=b""):
+    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 1, 0, 64, proto, 0, pip, gip) + b"\0" * (4 * ihl - 20)
+    if fix: h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + payload
+eth = lambda t: gmac + me + struct.pack("!H", t)
+frames = [
+    eth(0x0800),                                                        # header only
+    eth(0x0806) + b"\0\1\x08\0\6\4\0\1" + b"\0" * 4,                    # ARP cut short
+    eth(0x0800) + ip(1000, payload=b"x" * 20),                          # IP total length beyond the frame
+    eth(0x0800) + ip(48, fix=False, payload=b"x" * 28),                 # bad header checksum
+    eth(0x0800) + ip(24, ihl=6, payload=b"x" * 4),                      # IP options
+    eth(0x0800) + ip(36, payload=struct.pack("!HHHH", 1234, 7, 500, 0) + b"x" * 8),   # UDP length beyond IP
+    eth(0x0800) + ip(24, payload=struct.pack("!HH", 1234, 7)),          # UDP header cut short
+    eth(0x0800) + ip(22, proto=1, payload=b"\x08\0"),                    # ICMP echo cut short
+]
+for f in frames: s.send(f)
+print("bad_frames: sent %d" % len(frames))' "$@"
+}
+
 scenario_tap() {
     local out=$T/tap.out t0
     [ "$(id -u)" = 0 ] || { fail tap "needs root for the namespace and the TAP"; return; }
@@ -122,13 +156,16 @@ scenario_tap() {
     if wait_line "$out" "XHYVE-TEST listening=" 60; then
         # The guest announced itself (it ARPs for its peer), so forget its MAC: the ping must make the host ARP.
         ip netns exec "$NS" ip neigh flush dev xvtap0
+        ip netns exec "$NS" bash -c "$(declare -f bad_frames); bad_frames xvtap0 $(result "$out" mac) 10.0.0.2 10.0.0.1" \
+            || fail tap "could not send the malformed frames"
         ip netns exec "$NS" ping -c 3 -W 5 10.0.0.2 || fail tap "ping -c 3 10.0.0.2 from the namespace"
         ip netns exec "$NS" bash -c "$(declare -f udp_client); udp_client 10.0.0.2 7 1" || fail tap "UDP round trip to 10.0.0.2:7"
     fi
     wait $qemu
     echo "tap: QEMU ran $(echo "$(date +%s.%N) - $t0" | bc) s"; grep XHYVE-TEST "$out"
     [ "$(result "$out" icmp_echoed)" -ge 3 ] 2>/dev/null && [ "$(result "$out" udp_echoed)" = 1 ] \
-        && [ "$(result "$out" arp_replied)" -ge 1 ] 2>/dev/null && pass tap || fail tap "guest side: pings, UDP echo or ARP missing"
+        && [ "$(result "$out" arp_replied)" -ge 1 ] 2>/dev/null && [ "$(result "$out" frames_bad)" -ge 4 ] 2>/dev/null \
+        && pass tap || fail tap "guest side: pings, UDP echo, ARP or dropped malformed frames missing"
 }
 
 SCENARIOS=("$@")
