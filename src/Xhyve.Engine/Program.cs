@@ -49,13 +49,23 @@ public static class Program
     /// <summary>A refused --exit-file path is left untouched at exit too (writing it checks again anyway).</summary>
     private static bool _exitFileRefused;
 
+    /// <summary>-M, as xhyve: one "MAC: xx:xx:xx:xx:xx:xx" line per network adapter in -s order, nothing else run.</summary>
+    private static int PrintMacs(VmSpecification spec)
+    {
+        var bad = spec.PciDevices.Where(d => d.Emulation is "virtio-net" or "virtio-tap").Select(d => d.Device)
+            .OfType<InvalidDeviceSpec>().Select(d => d.Problem).ToList();
+        if (bad.Count > 0) return Fail(string.Join(Environment.NewLine + "xhyve: ", bad));
+        foreach (var (_, mac) in spec.NetworkAdapters) Console.Out.WriteLine($"MAC: {mac}");
+        return 0;
+    }
+
     private static int Run(CliResult cli)
     {
         switch (cli.Action)
         {
             case CliAction.Help: Console.Out.Write(CommandLineParser.Usage); return 0;
             case CliAction.Version: Console.Out.WriteLine($"xhyve: {Version} (XhyvePS, KVM backend)"); return 0;
-            case CliAction.PrintMacs: return 0; // no virtio-net device exists yet, so there is no MAC to print
+            case CliAction.PrintMacs: return PrintMacs(cli.Spec);
         }
 
         var spec = cli.Spec;

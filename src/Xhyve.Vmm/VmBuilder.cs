@@ -158,6 +158,7 @@ public sealed class VmBuilder
                 TestDevSpec => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
                 VirtioBlockSpec disk => CreateVirtio(CreateBlock(d, disk), msi, intx),
                 VirtioRngSpec => CreateVirtio(new VirtioEntropy(), msi, intx),
+                VirtioNetSpec net => CreateVirtio(CreateNet(d, net), msi, intx),
                 _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
             };
             // The Interrupt Line register names the 8259 input (what PIC-mode guests read); APIC-mode
@@ -180,6 +181,9 @@ public sealed class VmBuilder
         try { return new VirtioBlock(backend, options.LogicalSectorSize, options.PhysicalSectorSize, $"virtio-blk {d.Address}"); }
         catch { backend.Dispose(); throw; }
     }
+
+    private IVirtioDevice CreateNet(PciDeviceSpec d, VirtioNetSpec net) =>
+        throw new VmConfigurationException([$"{d}: virtio-net is being built"]);
 
     private VirtioPciDevice CreateVirtio(IVirtioDevice device, IMsiSink msi, IInterruptLine intx)
     {
@@ -261,7 +265,7 @@ public sealed class VmBuilder
                 if (MpTable.WhyOmitted(platform) is { } why) _warnings.Add(why);
                 else mp = MpTable.Build(platform, PlatformLayout.MpFloatingPointer);
             }
-            var uuid = _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
+            var uuid = _spec.EffectiveUuid;
             smbios = SmbiosTables.Build(platform, uuid, _spec.Name, PlatformLayout.SmbiosEntryPoint);
         }
         catch (FirmwareTableTooLargeException e) { throw new VmConfigurationException([e.Message]); }

@@ -204,7 +204,7 @@ public sealed class ControlServer : IDisposable
         w.WriteNumber("uptimeSeconds", started == default ? 0 : Math.Round(Math.Max(0, (DateTime.UtcNow - started).TotalSeconds), 3));
     }
 
-    private Guid EffectiveUuid => _spec.Uuid ?? SmbiosTables.DefaultUuid(_spec.Name, Environment.MachineName);
+    private Guid EffectiveUuid => _spec.EffectiveUuid;
 
     private void WriteConfig(Utf8JsonWriter w)
     {

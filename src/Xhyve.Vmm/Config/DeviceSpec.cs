@@ -12,10 +12,10 @@ public abstract record DeviceSpec
 {
     /// <summary>Emulations the engine builds today.</summary>
     public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string>
-        { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev", "virtio-blk", "virtio-rnd" };
+        { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev", "virtio-blk", "virtio-rnd", "virtio-net", "virtio-tap" };
     /// <summary>Emulations later work will add: refused as "not supported yet" rather than unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedEmulations = new HashSet<string>
-        { "virtio-net", "virtio-tap", "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
+        { "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
 
     /// <summary>Parses the emulation and options of <paramref name="device"/>. Never throws: a bad -s becomes an
     /// <see cref="UnsupportedDeviceSpec"/> or <see cref="InvalidDeviceSpec"/> whose problem names the -s argument.</summary>
@@ -30,6 +30,8 @@ public abstract record DeviceSpec
             {
                 "uart" => new UartSpec(SerialBackendSpec.ParseList(options)),
                 "virtio-blk" => new VirtioBlockSpec(BlockDeviceOptions.Parse(options)),
+                "virtio-net" => new VirtioNetSpec(NetDeviceOptions.Parse(options)),
+                "virtio-tap" => new VirtioNetSpec(NetDeviceOptions.Parse(options, xhyveTap: true)),
                 _ when options.Length > 0 => new InvalidDeviceSpec(emulation, $"{device}: {emulation} takes no options"),
                 "hostbridge" => new HostBridgeSpec(Amd: false),
                 "amd_hostbridge" => new HostBridgeSpec(Amd: true),
@@ -60,6 +62,9 @@ public sealed record VirtioBlockSpec(BlockDeviceOptions Options) : DeviceSpec
 {
     public string Path => Options.Path;
 }
+
+/// <summary>-s N,virtio-net[,options] or -s N,virtio-tap,tapN[,mac=]: a network adapter.</summary>
+public sealed record VirtioNetSpec(NetDeviceOptions Options) : DeviceSpec;
 
 /// <summary>-s N,virtio-rnd: an entropy source.</summary>
 public sealed record VirtioRngSpec : DeviceSpec;

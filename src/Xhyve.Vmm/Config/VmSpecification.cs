@@ -65,6 +65,13 @@ public sealed record VmSpecification
     public bool Acpi { get; init; }
     public bool MpTable { get; init; } = true;
     public Guid? Uuid { get; init; }
+
+    /// <summary>-U, else the UUID derived from the VM's name and the host's (SMBIOS and stable MACs use it).</summary>
+    public Guid EffectiveUuid => Uuid ?? Xhyve.Vmm.Firmware.Smbios.SmbiosTables.DefaultUuid(Name, Environment.MachineName);
+
+    /// <summary>Each network adapter with the MAC it gets (mac= or the stable one), in -s order: what -M prints.</summary>
+    public IEnumerable<(PciDeviceSpec Device, MacAddress Mac)> NetworkAdapters =>
+        PciDevices.Where(d => d.Device is VirtioNetSpec).Select(d => (d, ((VirtioNetSpec)d.Device).Options.MacFor(EffectiveUuid, d.Address)));
     public FirmwareSpec? Firmware { get; init; }
     public IReadOnlyList<SerialBackendSpec>? Com1 { get; init; }
     public IReadOnlyList<SerialBackendSpec>? Com2 { get; init; }
@@ -113,6 +120,7 @@ public sealed record VmSpecification
 
         var seen = new Dictionary<PciAddress, PciDeviceSpec>();
         var disks = new Dictionary<string, PciDeviceSpec>();
+        var nets = new NetworkConflicts();
         foreach (var d in PciDevices)
         {
             if (!d.Address.IsValid) { problems.Add($"{d}: bus:slot:function out of range (bus 0-255, slot 0-31, function 0-7)"); continue; }
@@ -123,6 +131,7 @@ public sealed record VmSpecification
             if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
             if (device is InvalidDeviceSpec invalid) problems.Add(invalid.Problem);
             if (device is VirtioBlockSpec disk) ValidateDisk(problems, d, disk.Options, disks);
+            if (device is VirtioNetSpec net && d.Address.IsValid) nets.Check(problems, d, net.Options.MacFor(EffectiveUuid, d.Address), net.Options);
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
         bool hasLpc = PciDevices.Any(d => d.Emulation == "lpc");
@@ -150,6 +159,25 @@ public sealed record VmSpecification
         {
             if (Directory.Exists(disk.Path)) problems.Add($"{d}: {disk.Path} is a directory");
             else if (!File.Exists(disk.Path)) problems.Add($"{d}: image {disk.Path} not found (give size= to create one)");
+        }
+    }
+
+    /// <summary>What two network adapters may not share: a MAC, a TAP device, a forwarded host port.</summary>
+    private sealed class NetworkConflicts
+    {
+        private readonly Dictionary<string, PciDeviceSpec> _owners = new();
+
+        public void Check(List<string> problems, PciDeviceSpec d, MacAddress mac, NetDeviceOptions net)
+        {
+            Claim(problems, d, "mac " + mac, $"MAC address {mac}");
+            if (net.TapName is { } tap) Claim(problems, d, "tap " + tap, $"TAP device {tap}");
+            foreach (var f in net.PortForwards) Claim(problems, d, $"fwd {f.Protocol}:{f.HostAddress}:{f.HostPort}", $"host port {f.Protocol}:{f.HostPort}");
+        }
+
+        private void Claim(List<string> problems, PciDeviceSpec d, string key, string what)
+        {
+            if (_owners.TryGetValue(key, out var other)) problems.Add($"{d}: {what} is already used by {other}");
+            else _owners[key] = d;
         }
     }
 
