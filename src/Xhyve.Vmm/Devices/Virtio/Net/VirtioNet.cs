@@ -46,7 +46,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     private volatile bool _linkUp = true;
     private Action? _configChanged;
 
-    private long _rxPackets, _rxBytes, _txPackets, _txBytes, _rxFiltered, _rxTooBig, _rxOffload, _rxNoBuffers, _txTooBig, _txTooShort,
+    private long _rxPackets, _rxBytes, _txPackets, _txBytes, _rxFiltered, _rxTooBig, _rxOffload, _rxBadChains, _rxNoBuffers, _txTooBig, _txTooShort,
         _txBadHeader, _txOffload, _txLinkDown, _txBackendDropped, _ctrlCommands, _ctrlErrors;
 
     // name: "virtio-net 0:2:0" for messages; log: where the link-down line goes.
@@ -78,7 +78,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         new("tx_packets", Interlocked.Read(ref _txPackets)), new("tx_bytes", Interlocked.Read(ref _txBytes)),
         new("rx_waits_for_buffers", Interlocked.Read(ref _rxNoBuffers)),
         new("rx_dropped_filtered", Interlocked.Read(ref _rxFiltered)), new("rx_dropped_too_big", Interlocked.Read(ref _rxTooBig)),
-        new("rx_dropped_offload", Interlocked.Read(ref _rxOffload)),
+        new("rx_dropped_offload", Interlocked.Read(ref _rxOffload)), new("rx_unusable_chains", Interlocked.Read(ref _rxBadChains)),
         new("tx_dropped_too_big", Interlocked.Read(ref _txTooBig)), new("tx_dropped_too_short", Interlocked.Read(ref _txTooShort)),
         new("tx_dropped_bad_header", Interlocked.Read(ref _txBadHeader)), new("tx_dropped_offload", Interlocked.Read(ref _txOffload)),
         new("tx_dropped_link_down", Interlocked.Read(ref _txLinkDown)), new("tx_dropped_by_host", Interlocked.Read(ref _txBackendDropped)),
@@ -194,12 +194,13 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     private void Receive()
     {
         var q = _rxq!;
-        int delivered = 0;
+        int handled = 0;
         bool returned = false;
         _rxMore = false;
         while (_linkUp)
         {
-            if (delivered == Batch) { _rxMore = true; break; }
+            // Dropped and filtered frames count too: a flood of them must not keep the worker from sending.
+            if (handled++ == Batch) { _rxMore = true; break; }
             var r = _backend.Peek(out var packet);
             if (r == NetIo.WouldBlock) break;
             if (r == NetIo.Closed) { LinkDown(); break; }
@@ -221,7 +222,6 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
             returned = true;
             if (outcome == RxOutcome.Delivered)
             {
-                delivered++;
                 Interlocked.Increment(ref _rxPackets);
                 Interlocked.Add(ref _rxBytes, frame.Length);
             }
@@ -250,7 +250,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         }
         var frame = packet[vnet..];
         var head = header[.._headerSize];
-        int total = _headerSize + frame.Length, placed = 0, chains = 0, firstCount = 0;
+        int total = _headerSize + frame.Length, placed = 0, chains = 0, firstCount = 0, unusable = 0;
         while (placed < total)
         {
             if (chains == QueueSize)
@@ -265,19 +265,22 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
                 q.Unpop(chains);
                 return RxOutcome.NoBuffers;
             }
-            if (error != QueueError.None)
+            int n = error == QueueError.None ? Scatter(_segments.AsSpan(0, count), placed, head, frame) : 0;
+            if (n == 0)
             {
-                // Counted by the transport (queue_*): this chain and any taken before it for the frame go back empty,
-                // and the frame is dropped.
+                // A broken chain (counted by the transport as queue_*) or one with no writable byte: it goes back
+                // unused. Taken first, the frame tries the next chain; taken after others, those cannot be put back
+                // behind it, so they go back empty too and the frame is dropped.
+                Interlocked.Increment(ref _rxBadChains);
                 for (int i = 0; i < chains; i++) q.AddUsed(_rxUsed[i].Head, 0);
                 q.AddUsed(id, 0);
-                return RxOutcome.Dropped;
+                if (chains > 0 || ++unusable == QueueSize) return RxOutcome.Dropped;
+                continue;
             }
-            int n = Scatter(_segments.AsSpan(0, count), placed, head, frame);
             if (chains == 0) { _segments.AsSpan(0, count).CopyTo(_firstChain); firstCount = count; }
             _rxUsed[chains++] = (id, (uint)n);
             placed += n;
-            if (placed < total && (!_mergeable || n == 0))
+            if (placed < total && !_mergeable)
             {
                 // Without MRG_RXBUF a frame must fit one chain (Linux posts big enough ones when it takes large frames).
                 q.Unpop(chains);
