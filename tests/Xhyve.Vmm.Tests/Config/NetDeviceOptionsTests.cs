@@ -125,10 +125,17 @@ public sealed class NetDeviceOptionsTests
     }
 
     [Fact]
-    public void DifferentProtocolsOrAddresses_MayForwardTheSameHostPort()
+    public void DifferentProtocols_MayForwardTheSameHostPort()
     {
-        var o = NetDeviceOptions.Parse("hostfwd=tcp:8080-:80,hostfwd=udp:8080-:80,hostfwd=tcp:127.0.0.2:8080-:80");
-        Assert.Equal(3, o.PortForwards.Count);
+        var o = NetDeviceOptions.Parse("hostfwd=tcp:8080-:80,hostfwd=udp:8080-:80");
+        Assert.Equal(2, o.PortForwards.Count);
+    }
+
+    [Fact]
+    public void OneHostPortOnTwoAddresses_IsRefused_AsTheHostCannotBindBoth()
+    {
+        var e = Assert.Throws<FormatException>(() => NetDeviceOptions.Parse("hostfwd=tcp:127.0.0.2:8080-:80,hostfwd=tcp:8080-:81"));
+        Assert.Contains("host port tcp:8080 is already forwarded (hostfwd=tcp:127.0.0.2:8080-:80)", e.Message);
     }
 
     [Theory]
@@ -163,11 +170,11 @@ public sealed class NetDeviceOptionsTests
     [Fact]
     public void Derive_IsPinned_ToAKnownVector()
     {
-        // SHA-256 over the UUID's 16 bytes (RFC 4122 order), bus, slot, function and "xhyve-net-ma" (the first 12
-        // bytes of "xhyve-net-mac"), first 6 bytes with the local bit set and the multicast bit clear; computed once
-        // outside .NET (Python hashlib). Changing it changes every VM's MAC: DHCP leases and firewall rules break.
-        Assert.Equal("8a:0a:f3:99:65:ad", MacAddress.Derive(Uuid, new PciAddress(0, 2, 0)).ToString());
-        Assert.Equal("ea:aa:d8:6f:e2:70", MacAddress.Derive(Uuid, new PciAddress(0, 3, 0)).ToString());
+        // SHA-256 over the UUID's 16 bytes (RFC 4122 order), bus, slot, function and "xhyve-net-mac", first 6 bytes
+        // with the local bit set and the multicast bit clear; computed once outside .NET (Python hashlib). Changing it
+        // changes every VM's MAC: DHCP leases and firewall rules break.
+        Assert.Equal("3e:a3:0c:cf:c6:40", MacAddress.Derive(Uuid, new PciAddress(0, 2, 0)).ToString());
+        Assert.Equal("d2:19:3b:61:4c:3c", MacAddress.Derive(Uuid, new PciAddress(0, 3, 0)).ToString());
     }
 
     [Fact]

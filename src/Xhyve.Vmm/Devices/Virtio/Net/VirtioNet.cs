@@ -253,9 +253,10 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         int total = _headerSize + frame.Length, placed = 0, chains = 0, firstCount = 0, unusable = 0;
         while (placed < total)
         {
-            if (chains == QueueSize)
+            if (chains == q.Size)
             {
-                // Even a full queue of these buffers cannot hold the frame.
+                // Even the driver's whole queue of these buffers cannot hold the frame: waiting would stall every
+                // frame behind it.
                 q.Unpop(chains);
                 Interlocked.Increment(ref _rxTooBig);
                 return RxOutcome.Dropped;
@@ -274,7 +275,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
                 Interlocked.Increment(ref _rxBadChains);
                 for (int i = 0; i < chains; i++) q.AddUsed(_rxUsed[i].Head, 0);
                 q.AddUsed(id, 0);
-                if (chains > 0 || ++unusable == QueueSize) return RxOutcome.Dropped;
+                if (chains > 0 || ++unusable == q.Size) return RxOutcome.Dropped;
                 continue;
             }
             if (chains == 0) { _segments.AsSpan(0, count).CopyTo(_firstChain); firstCount = count; }
@@ -366,28 +367,27 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     private void Transmit()
     {
         var q = _txq!;
-        int sent = 0, returned = 0;
+        int taken = 0;
         _txMore = false;
         if (_txHeldLength > 0)
         {
             if (!SendHeld()) { q.NotifyIfNeeded(); return; }
-            sent++;
+            taken++;
         }
         while (true)
         {
-            if (sent + returned >= Batch) { _txMore = true; break; }
+            if (taken >= Batch) { _txMore = true; break; }
             if (!q.TryPop(_segments, out ushort id, out int count, out var error)) break;
             int length = error == QueueError.None ? Gather(_segments.AsSpan(0, count)) : 0;
             // The frame is copied out: the buffers go back to the driver now, whatever becomes of the frame.
             q.AddUsed(id, 0);
-            returned++;
+            taken++;
             if (error != QueueError.None) continue;   // counted by the transport
             if (length < 0) { Interlocked.Increment(ref _txTooBig); continue; }
             if (!Prepare(length, out int start, out int packetLength)) continue;
             if (!_linkUp) { Interlocked.Increment(ref _txLinkDown); continue; }
             _txHeldStart = start; _txHeldLength = packetLength;
             if (!SendHeld()) break;
-            sent++;
         }
         if (_linkUp && _backend.Flush() == NetIo.Closed) LinkDown();
         q.NotifyIfNeeded();
@@ -524,7 +524,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
             case NetControl.ClassMac when command == NetControl.MacTableSet && (_features & NetFeatures.CtrlRx) != 0:
                 return _filter.SetTables(data);
             case NetControl.ClassMac when command == NetControl.MacAddrSet && (_features & NetFeatures.CtrlMacAddr) != 0:
-                if (data.Length != 6 || (data[0] & 1) != 0) return false;
+                if (data.Length != 6 || (data[0] & 1) != 0 || RxFilter.Mac(data) == 0) return false;
                 Interlocked.Exchange(ref _mac, RxFilter.Mac(data));
                 return true;
             default:
