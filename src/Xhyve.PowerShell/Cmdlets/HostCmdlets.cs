@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using System.Runtime.InteropServices;
 using Xhyve.Management.Model;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Hypervisor.Kvm;
@@ -48,9 +47,10 @@ public sealed class TestXhyveHostCommand : XhyveCmdlet
         }
         bool tun = File.Exists("/dev/net/tun");
         checks.Add(new("TUN device", tun, tun ? "/dev/net/tun" : "/dev/net/tun does not exist", tun ? null : "virtio-tap adapters need it: modprobe tun."));
-        bool slirp = NativeLibrary.TryLoad("libslirp.so.0", out var handle);
-        if (slirp) NativeLibrary.Free(handle);
-        checks.Add(new("libslirp", slirp, slirp ? "libslirp.so.0" : "not found", slirp ? null : "virtio-net user-mode networking needs it: apt-get install libslirp0."));
+        // User-mode adapters run passt beside the engine, found on PATH as any command is.
+        string? passt = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, "passt")).FirstOrDefault(File.Exists);
+        checks.Add(new("passt", passt != null, passt ?? "not found on PATH", passt != null ? null : "Network adapters in User mode need it: apt-get install passt."));
         string engine = Engines.EnginePath;
         bool hasEngine = File.Exists(engine);
         checks.Add(new("Engine host", hasEngine, engine, hasEngine ? null : "Reinstall the module, or set XHYVE_ENGINE to the xhyve executable."));
