@@ -9,7 +9,8 @@
  *                            answer ARP, ICMP echo and UDP echo on PORT (default 7) until N UDP datagrams
  *                            and P pings were answered.
  * Common options: secs=S (how long to wait in listen/static modes, default 60), tsc_mhz=M (skips the PIT
- * calibration of the TSC). Results: XHYVE-TEST mac=, ip=, gw=, udp_echo=ok, udp_echoed=, icmp_echoed=, ...
+ * calibration of the TSC), nic=K (drive the K-th virtio-net device from 0, in slot order), norx=1 (post no
+ * receive buffers: frames sent to the guest must wait in the device, which must not spin or fail). Results: XHYVE-TEST mac=, ip=, gw=, udp_echo=ok, udp_echoed=, icmp_echoed=, ...
  * Every parse of an incoming frame is bounded by the length the device reported and by the lengths in
  * the headers, whichever is smaller. */
 #include "lib/guest.h"
@@ -505,7 +506,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     int user = word_is(mode, "user"), listen = word_is(mode, "listen"), stat = word_is(mode, "static");
     if (!mode) { listen = cmdline_value(mbi, "listen") != 0; stat = !listen && cmdline_value(mbi, "ip") != 0; user = !listen && !stat; }
 
-    int found = vdev_find(&dev, 1, 0x1000, 0);
+    int found = vdev_find_nth(&dev, 1, 0x1000, 0, (int)cmdline_uint(mbi, "nic", 0));
     report("found", found);
     if (!found || !dev.common || !dev.notify || !dev.devcfg) { report("modern", 0); test_done(); }
     report_hex("device_id", pci_read32(0, dev.slot, 0, 0) >> 16);
@@ -522,10 +523,12 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     if (!(r8(0x14) & 8) || !hi) { report_hex("status", r8(0x14)); test_done(); }
     report("queues", r16(0x12));
     if (!queue_setup(&rxq, 0, qmem[0]) || !queue_setup(&txq, 1, qmem[1])) { report("queue_setup", 0); test_done(); }
-    for (uint16_t i = 0; i < rxq.size; i++) rx_post(i);
+    int norx = cmdline_uint(mbi, "norx", 0) != 0;
+    if (!norx) for (uint16_t i = 0; i < rxq.size; i++) rx_post(i);
     c8(0x14, 1 | 2 | 4 | 8);
     report_hex("status", r8(0x14));
-    queue_publish(&rxq);
+    if (!norx) queue_publish(&rxq);
+    report("slot", dev.slot);
 
     if (lo & F_MAC) for (int i = 0; i < 6; i++) my_mac[i] = *(volatile uint8_t *)(dev.devcfg + i);
     else { static const uint8_t fallback[6] = { 0x02, 0, 0, 0x58, 0x48, 0x01 }; memcpy(my_mac, fallback, 6); }
