@@ -329,8 +329,8 @@ Describe 'Running VMs' {
 Describe 'Networking' -Tag 'Network' {
     It 'a VM with a user-mode adapter and a port forward starts, and the host reaches the guest service through the forward' {
         if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
-        if (-not (Get-Command passt -CommandType Application -ErrorAction SilentlyContinue)) {
-            Set-ItResult -Skipped -Because 'passt is not on PATH: user-mode networking needs it (apt-get install passt)'; return
+        if (-not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
+            Set-ItResult -Skipped -Because 'passt is not installed ($XHYVE_PASST, or passt on PATH): user-mode networking needs it'; return
         }
         # A host port nobody uses: bind it, note it, let it go for passt to take.
         $probe = [Net.Sockets.UdpClient]::new([Net.IPEndPoint]::new([Net.IPAddress]::Loopback, 0))
