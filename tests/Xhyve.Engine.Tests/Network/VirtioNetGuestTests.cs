@@ -300,4 +300,37 @@ public sealed class VirtioNetGuestTests : IDisposable
         c.Ask("stop");
         Assert.True(p.WaitForExit(30_000));
     }
+
+    /// <summary>A guest that keeps its send ring full: every frame reaches passt (the device holds a frame while passt's
+    /// socket is full rather than dropping it), the control socket keeps answering meanwhile, and the guest finishes.</summary>
+    [SkippableFact]
+    public void GuestFloodingItsSendQueue_EveryFrameReachesPasst_AndTheEngineStaysResponsive()
+    {
+        SkipUnlessUserMode();
+        const int Frames = 60000;
+        using var p = StartWithControl($"mode=blast port=9 n={Frames} size=1024", "--verbose", "-s", "2,virtio-net");
+        EngineProcess.ReadUntil(p, "XHYVE-TEST blasting=", TimeSpan.FromSeconds(60));
+        var seen = new List<long>();
+        try
+        {
+            using var c = new ControlTestClient(Path.Combine(_dir, "ctl.sock"));
+            while (!p.Output.Contains("XHYVE-TEST sent="))
+            {
+                Assert.Equal("Running", c.Ask("state").GetProperty("state").GetString());
+                seen.Add(NetCounters(c)["tx_packets"]);
+                Thread.Sleep(50);
+            }
+        }
+        catch (Exception e) when (e is SocketException or IOException or System.Text.Json.JsonException && p.HasExited) { }   // the guest finished meanwhile
+        Assert.True(p.WaitForExit(60_000), "the guest did not finish");
+        Assert.True(seen.Count >= 2 && seen[^1] > seen[0], $"the control socket answered {seen.Count} times while the guest flooded; tx_packets: {string.Join(", ", seen)}");
+        var run = new EngineRun(p.ExitCode, p.Output, p.Stderr, TimeSpan.Zero);
+        Assert.Equal($"{Frames}", run.Results["sent"]);
+        // The counters the engine prints at exit with --verbose.
+        var line = run.Stderr.Split('\n').Single(l => l.StartsWith("xhyve: virtio-net 0:2:0: notifications="));
+        var counters = Regex.Matches(line, @"(\w+)=(\d+)").ToDictionary(m => m.Groups[1].Value, m => long.Parse(m.Groups[2].Value));
+        Assert.True(counters["tx_packets"] >= Frames, line);
+        foreach (var (name, value) in counters.Where(k => k.Key.StartsWith("tx_dropped_")))
+            Assert.True(value == 0, $"{name}={value}: {line}");
+    }
 }
