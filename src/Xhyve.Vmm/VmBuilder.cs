@@ -187,15 +187,20 @@ public sealed class VmBuilder
     private VirtioNet CreateNet(PciDeviceSpec d, VirtioNetSpec net)
     {
         var options = net.Options;
-        INetBackend backend;
+        IReadOnlyList<INetBackend> backends;
         try
         {
-            backend = options.Backend == NetBackendKind.Tap
-                ? TapBackend.Open(d.ToString(), options.TapName!)
-                : PasstBackend.Start(d.ToString(), options.PortForwards);
+            if (options.Backend == NetBackendKind.Tap)
+            {
+                // One queue pair per vCPU (the guest's driver then gives each CPU its own queues), or queues=N.
+                int queues = options.Queues ?? Math.Min(_spec.Vcpus, VirtioNet.MaxPairs);
+                backends = TapBackend.OpenQueues(d.ToString(), options.TapName!, queues, required: options.Queues != null, out string? note);
+                if (note != null) _warnings.Add(note);
+            }
+            else backends = [PasstBackend.Start(d.ToString(), options.PortForwards)];
         }
         catch (NetBackendException e) { throw new VmConfigurationException([e.Message]); }
-        return new VirtioNet($"virtio-net {d.Address}", options.MacFor(_spec.EffectiveUuid, d.Address), backend);
+        return new VirtioNet($"virtio-net {d.Address}", options.MacFor(_spec.EffectiveUuid, d.Address), backends);
     }
 
     private VirtioPciDevice CreateVirtio(IVirtioDevice device, IMsiSink msi, IInterruptLine intx)

@@ -111,7 +111,8 @@ public readonly record struct MacAddress(ulong Value)
 
 /// <summary>
 /// The options of a network adapter:
-/// -s N,virtio-net[,user|tap=NAME][,mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT]... and xhyve's -s N,virtio-tap,tapN[,mac=MAC].
+/// -s N,virtio-net[,user|tap=NAME][,mac=MAC][,hostfwd=tcp:HOSTPORT-:GUESTPORT]...[,queues=N] and xhyve's
+/// -s N,virtio-tap,tapN[,mac=MAC][,queues=N].
 /// One parser for the engine and the management library.
 /// </summary>
 public sealed record NetDeviceOptions
@@ -122,6 +123,9 @@ public sealed record NetDeviceOptions
     /// <summary>mac=, or null for the stable address (<see cref="MacAddress.Derive"/>).</summary>
     public MacAddress? Mac { get; init; }
     public IReadOnlyList<PortForward> PortForwards { get; init; } = [];
+    /// <summary>queues=N: queue pairs on a multiqueue TAP; null for one per vCPU where the TAP allows it.</summary>
+    public int? Queues { get; init; }
+    public const int MaxQueues = 16;
 
     /// <summary>The address the adapter at <paramref name="address"/> gets: mac= or the stable one.</summary>
     public MacAddress MacFor(Guid vmUuid, PciAddress address) => Mac ?? MacAddress.Derive(vmUuid, address);
@@ -141,7 +145,7 @@ public sealed record NetDeviceOptions
             start = 1;
         }
         var forwards = new List<PortForward>();
-        string? backend = xhyveTap ? items[0] : null, mac = null;
+        string? backend = xhyveTap ? items[0] : null, mac = null, queues = null;
         foreach (var item in items.AsSpan(start))
         {
             if (item.Length == 0) continue;
@@ -167,12 +171,21 @@ public sealed record NetDeviceOptions
                         throw new FormatException($"{item}: host port {f.Protocol}:{f.HostPort} is already forwarded (hostfwd={dup})");
                     forwards.Add(f);
                     break;
+                case "queues" when eq >= 0:
+                    if (queues != null) throw new FormatException($"{item}: queues={queues} was already given");
+                    queues = value;
+                    if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n is < 1 or > MaxQueues)
+                        throw new FormatException($"{item}: queue pairs must be a number from 1 to {MaxQueues}");
+                    o = o with { Queues = n };
+                    break;
                 default:
-                    throw new FormatException($"{item}: unknown network option (user, tap=NAME, mac=MAC, hostfwd=tcp:HOSTPORT-:GUESTPORT)");
+                    throw new FormatException($"{item}: unknown network option (user, tap=NAME, mac=MAC, hostfwd=tcp:HOSTPORT-:GUESTPORT, queues=N)");
             }
         }
         if (forwards.Count > 0 && o.Backend != NetBackendKind.User)
             throw new FormatException($"hostfwd={forwards[0]}: port forwards are for user-mode networking; a TAP adapter is reached directly");
+        if (o.Queues > 1 && o.Backend != NetBackendKind.Tap)
+            throw new FormatException($"queues={o.Queues}: several queue pairs need a multiqueue TAP; user-mode networking has one");
         return o with { PortForwards = forwards };
     }
 
@@ -182,6 +195,7 @@ public sealed record NetDeviceOptions
         var parts = new List<string> { Backend == NetBackendKind.Tap ? "tap=" + TapName : "user" };
         if (Mac is { } m) parts.Add("mac=" + m);
         parts.AddRange(PortForwards.Select(f => "hostfwd=" + f));
+        if (Queues is { } q) parts.Add("queues=" + q.ToString(CultureInfo.InvariantCulture));
         return string.Join(",", parts);
     }
 

@@ -26,9 +26,10 @@ internal static partial class LibC
     public static unsafe partial nint WriteV(int fd, Storage.IoBuffer* iov, int count);
 
     // <linux/if_tun.h>: _IOW('T', n, int/unsigned int).
-    public const nuint TUNSETIFF = 0x400454CA, TUNSETOFFLOAD = 0x400454D0, TUNSETVNETHDRSZ = 0x400454D8;
+    public const nuint TUNSETIFF = 0x400454CA, TUNSETOFFLOAD = 0x400454D0, TUNSETVNETHDRSZ = 0x400454D8, TUNSETQUEUE = 0x400454D9;
     public const nuint TUNGETFEATURES = 0x800454CF;
-    public const short IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000;
+    public const short IFF_TAP = 0x0002, IFF_NO_PI = 0x1000, IFF_VNET_HDR = 0x4000, IFF_MULTI_QUEUE = 0x0100,
+        IFF_ATTACH_QUEUE = 0x0200, IFF_DETACH_QUEUE = 0x0400;
     public const uint TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08;
 }
 

@@ -41,9 +41,9 @@ internal static class NetTarget
         net.Process(VirtioNet.TxQueue);
         net.Process(VirtioNet.ControlQueue);
         backend.BlockedAtFirst = false;
-        net.PollReady(PollIn | PollOut);
+        net.PollReady(0, PollIn | PollOut);
         net.Process(VirtioNet.RxQueue);
-        for (int i = 0; i < 8 && net.HasPendingWork; i++) net.PollReady(0);
+        for (int i = 0; i < 8 && net.HasPendingWork; i++) net.PollReady(-1, 0);
         net.Reset();
         if (fault != null) throw new FuzzBugException($"virtio-net met an unexpected exception: {fault}");
         if (Program.Verbose) Console.WriteLine($"  {string.Join(", ", net.Counters.Where(c => c.Value != 0).Select(c => $"{c.Key}={c.Value}"))}");

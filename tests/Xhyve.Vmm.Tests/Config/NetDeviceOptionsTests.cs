@@ -21,6 +21,8 @@ public sealed class NetDeviceOptionsTests
         "user,hostfwd=tcp:8080-:80,hostfwd=udp:127.0.0.1:5353-:53,hostfwd=tcp:[::1]:2222-:22")]
     [InlineData("tap=vm-net.1,mac=02:00:00:00:00:01", "tap=vm-net.1,mac=02:00:00:00:00:01")]
     [InlineData("user,,mac=02:00:00:00:00:01,", "user,mac=02:00:00:00:00:01")]
+    [InlineData("tap=tap0,queues=4", "tap=tap0,queues=4")]
+    [InlineData("queues=1", "user,queues=1")]
     public void Parse_ThenToString_GivesTheCanonicalSpelling_WhichParsesToTheSame(string? text, string canonical)
     {
         var o = NetDeviceOptions.Parse(text);
@@ -71,6 +73,11 @@ public sealed class NetDeviceOptionsTests
     [InlineData("hostfwd=tcp:8080-:80,hostfwd=tcp:8080-:81", "hostfwd=tcp:8080-:81: host port tcp:8080 is already forwarded (hostfwd=tcp:8080-:80)")]
     [InlineData("hostfwd=udp:127.0.0.1:53-:53,hostfwd=udp:127.0.0.1:53:5353", "host port udp:53 is already forwarded")]
     [InlineData("mac=52:54:00:12:34", "mac=52:54:00:12:34: expected six hex pairs")]
+    [InlineData("tap=tap0,queues=0", "queues=0: queue pairs must be a number from 1 to 16")]
+    [InlineData("tap=tap0,queues=17", "queues=17: queue pairs must be a number from 1 to 16")]
+    [InlineData("tap=tap0,queues=x", "queues=x: queue pairs must be a number from 1 to 16")]
+    [InlineData("tap=tap0,queues=2,queues=2", "queues=2: queues=2 was already given")]
+    [InlineData("queues=2", "queues=2: several queue pairs need a multiqueue TAP")]
     [InlineData("mac=52:54:00:12:34:5g", "mac=52:54:00:12:34:5g: expected six hex pairs")]
     [InlineData("mac=525400123456", "mac=525400123456: expected six hex pairs")]
     [InlineData("mac=01:00:5e:00:00:01", "mac=01:00:5e:00:00:01: a multicast address")]

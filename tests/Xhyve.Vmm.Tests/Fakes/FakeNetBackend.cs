@@ -29,6 +29,9 @@ internal sealed class FakeNetBackend(int vnetHeaderSize = 0, ulong offloads = 0)
     public int VnetHeaderSize => vnetHeaderSize;
     public ulong Offloads => offloads;
     public void SetOffloads(ulong negotiated) => OffloadsSet = negotiated;
+    /// <summary>What the device last said about this backend's queue pair (MQ), null before it said anything.</summary>
+    public bool? QueueEnabled;
+    public void SetQueueEnabled(bool enabled) => QueueEnabled = enabled;
     public bool HasQueuedOutput => QueuedOutput;
     public string? CloseReason { get; set; }
 

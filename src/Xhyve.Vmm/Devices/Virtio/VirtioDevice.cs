@@ -52,20 +52,22 @@ public interface IVirtioDevice : IDisposable
 }
 
 /// <summary>
-/// A device that also waits on a host fd (a network backend's socket) on its worker thread, besides its queues'
-/// notifications. The worker asks for <see cref="PollEvents"/> before every wait, so a device stops asking for input
-/// it has no room for; every call comes from the worker thread.
+/// A device that also waits on host fds (a network backend's sockets, one per queue pair) on its worker thread,
+/// besides its queues' notifications. The worker asks for <see cref="PollEvents"/> before every wait, so a device
+/// stops asking for input it has no room for; every call comes from the worker thread.
 /// </summary>
 public interface IPolledVirtioDevice
 {
-    /// <summary>The fd to wait on, or -1 for none.</summary>
-    int PollFd { get; }
-    /// <summary>poll(2) events wanted now (0: none).</summary>
-    short PollEvents { get; }
+    /// <summary>How many fds the device has (fixed for its life).</summary>
+    int PollFdCount { get; }
+    /// <summary>Fd <paramref name="index"/>, or -1 for none (closed).</summary>
+    int PollFd(int index);
+    /// <summary>poll(2) events wanted now on fd <paramref name="index"/> (0: none).</summary>
+    short PollEvents(int index);
     /// <summary>Work is left from the last call (a batch limit was reached): call again without waiting.</summary>
     bool HasPendingWork { get; }
-    /// <summary>The fd reported <paramref name="revents"/> (0 when called for pending work).</summary>
-    void PollReady(short revents);
+    /// <summary>Fd <paramref name="index"/> reported <paramref name="revents"/>; index -1: called for pending work.</summary>
+    void PollReady(int index, short revents);
 }
 
 /// <summary>A device whose configuration changes on its own (a network link going down): the transport sets the

@@ -97,10 +97,11 @@ public sealed class VirtioPciDevice : PciDevice, IDeviceCounters, IVirtioTranspo
     /// for DRIVER_OK) is not woken by input it may not handle.</summary>
     private sealed class RunningOnly(VirtioPciDevice t, IPolledVirtioDevice d) : IPolledVirtioDevice
     {
-        public int PollFd => d.PollFd;
-        public short PollEvents => t.Running ? d.PollEvents : (short)0;
+        public int PollFdCount => d.PollFdCount;
+        public int PollFd(int index) => d.PollFd(index);
+        public short PollEvents(int index) => t.Running ? d.PollEvents(index) : (short)0;
         public bool HasPendingWork => t.Running && d.HasPendingWork;
-        public void PollReady(short revents) { if (t.Running) d.PollReady(revents); }
+        public void PollReady(int index, short revents) { if (t.Running) d.PollReady(index, revents); }
     }
 
     public IVirtioDevice Device => _device;

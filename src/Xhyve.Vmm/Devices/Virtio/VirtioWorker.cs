@@ -5,7 +5,7 @@ namespace Xhyve.Vmm.Devices.Virtio;
 /// <summary>
 /// A device's worker thread: waits on one eventfd per queue (signalled by KVM through ioeventfd, or by the
 /// transport when a notification exits to the vCPU thread) and hands each notified queue to the device; for a
-/// device with a host fd (<see cref="IPolledVirtioDevice"/>) it waits on that fd too, with the events the device
+/// device with host fds (<see cref="IPolledVirtioDevice"/>) it waits on those too, with the events the device
 /// wants at that moment.
 /// An exception from the device is handed to the fault callback, never allowed to end the thread or the engine.
 /// </summary>
@@ -21,17 +21,20 @@ internal sealed unsafe class VirtioWorker : IDisposable
 
     // fault: told about an exception from process; the worker then carries on waiting, so a device the driver
     // resets works again.
-    // polled: the device's host fd, or null.
+    private readonly int _hostFds;
+
+    // polled: the device's host fds, or null.
     public VirtioWorker(string name, EventFd[] queues, Action<int> process, Action<Exception> fault, IPolledVirtioDevice? polled = null)
     {
         _fault = fault;
         _queues = queues;
         _process = process;
         _polled = polled;
-        // Queues, then the device's fd (-1 when none: poll skips it), then the stop signal.
-        _poll = new PollFd[queues.Length + 2];
+        _hostFds = polled?.PollFdCount ?? 0;
+        // Queues, then the device's fds (-1 while not wanted: poll skips them), then the stop signal.
+        _poll = new PollFd[queues.Length + _hostFds + 1];
         for (int i = 0; i < queues.Length; i++) _poll[i] = new PollFd { Fd = queues[i].Fd, Events = PollFd.PollIn };
-        _poll[^2] = new PollFd { Fd = -1 };
+        for (int i = 0; i < _hostFds; i++) _poll[queues.Length + i] = new PollFd { Fd = -1 };
         _poll[^1] = new PollFd { Fd = _stop.Fd, Events = PollFd.PollIn };
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.Start();
@@ -44,9 +47,14 @@ internal sealed unsafe class VirtioWorker : IDisposable
             int timeout = -1;
             if (_polled != null)
             {
-                short events = _polled.PollEvents;
-                _poll[^2].Fd = events != 0 ? _polled.PollFd : -1;
-                _poll[^2].Events = events;
+                for (int i = 0; i < _hostFds; i++)
+                {
+                    ref var entry = ref _poll[_queues.Length + i];
+                    short events = _polled.PollEvents(i);
+                    entry.Fd = events != 0 ? _polled.PollFd(i) : -1;
+                    entry.Events = events;
+                    entry.Revents = 0;
+                }
                 if (_polled.HasPendingWork) timeout = 0;
             }
             int n;
@@ -59,17 +67,22 @@ internal sealed unsafe class VirtioWorker : IDisposable
                 _queues[i].Drain();
                 Guarded(i);
             }
-            if (_polled != null && (_poll[^2].Fd >= 0 && _poll[^2].Revents != 0 || timeout == 0)) Guarded(-1);
+            for (int i = 0; i < _hostFds; i++)
+            {
+                var entry = _poll[_queues.Length + i];
+                if (entry.Fd >= 0 && entry.Revents != 0) Guarded(-2 - i, entry.Revents);
+            }
+            if (timeout == 0) Guarded(-1);
         }
     }
 
-    // queue -1: the device's fd.
-    private void Guarded(int queue)
+    // queue >= 0: a notified queue; -1: the device's pending work; -2 - i: the device's fd i reported revents.
+    private void Guarded(int queue, short revents = 0)
     {
         try
         {
             if (queue >= 0) _process(queue);
-            else _polled!.PollReady(_poll[^2].Fd >= 0 ? _poll[^2].Revents : (short)0);
+            else _polled!.PollReady(queue == -1 ? -1 : -2 - queue, revents);
         }
         catch (Exception e)
         {

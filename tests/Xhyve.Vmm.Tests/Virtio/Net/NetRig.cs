@@ -115,7 +115,8 @@ internal sealed class NetRig : IDisposable
     }
 
     public IVirtioDevice Device => Net;
-    public IPolledVirtioDevice Polled => Net;
+    /// <summary>The device's polling seen through its first (here: only) queue pair's fd, as the worker drives it.</summary>
+    public FirstPairPoll Polled => new(Net);
 
     public void Activate(ulong features = Modern) => Device.Activate(Memory, features,
     [
@@ -249,4 +250,13 @@ internal sealed class NetRig : IDisposable
         Net.Dispose();
         Memory.Dispose();
     }
+}
+
+/// <summary><see cref="IPolledVirtioDevice"/> for fd 0: PollReady(0) is the worker's call for pending work.</summary>
+public sealed class FirstPairPoll(IPolledVirtioDevice device)
+{
+    public int PollFd => device.PollFd(0);
+    public short PollEvents => device.PollEvents(0);
+    public bool HasPendingWork => device.HasPendingWork;
+    public void PollReady(short revents) { if (revents == 0) device.PollReady(-1, 0); else device.PollReady(0, revents); }
 }

@@ -43,6 +43,9 @@ public interface INetBackend : IDisposable
     bool HasQueuedOutput { get; }
     /// <summary>Why the backend closed, once it has (for the log line).</summary>
     string? CloseReason { get; }
+    /// <summary>Whether the driver uses this backend's queue pair (MQ): a TAP queue that is not used is detached so the
+    /// host queues nothing on it. Backends without queues of their own ignore it.</summary>
+    void SetQueueEnabled(bool enabled) { }
 }
 
 /// <summary>A backend cannot be set up: the message names the device's option and the problem.</summary>

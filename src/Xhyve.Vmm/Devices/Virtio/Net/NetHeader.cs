@@ -7,7 +7,7 @@ public static class NetFeatures
 {
     public const ulong Csum = 1UL << 0, GuestCsum = 1UL << 1, Mac = 1UL << 5, GuestTso4 = 1UL << 7, GuestTso6 = 1UL << 8,
         GuestEcn = 1UL << 9, HostTso4 = 1UL << 11, HostTso6 = 1UL << 12, HostEcn = 1UL << 13, MrgRxbuf = 1UL << 15,
-        Status = 1UL << 16, CtrlVq = 1UL << 17, CtrlRx = 1UL << 18, CtrlMacAddr = 1UL << 23;
+        Status = 1UL << 16, CtrlVq = 1UL << 17, CtrlRx = 1UL << 18, Mq = 1UL << 22, CtrlMacAddr = 1UL << 23;
     /// <summary>The guest-receive offloads a TAP takes (TUNSETOFFLOAD), and the guest-send ones it accepts in a header.</summary>
     public const ulong TapOffloads = Csum | GuestCsum | GuestTso4 | GuestTso6 | GuestEcn | HostTso4 | HostTso6 | HostEcn;
     public const ushort StatusLinkUp = 1;

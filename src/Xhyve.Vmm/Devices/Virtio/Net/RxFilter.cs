@@ -5,10 +5,11 @@ namespace Xhyve.Vmm.Devices.Virtio.Net;
 /// <summary>Control-queue classes and commands (virtio 1.2 §5.1.6.5).</summary>
 public static class NetControl
 {
-    public const byte ClassRx = 0, ClassMac = 1, ClassAnnounce = 3;
+    public const byte ClassRx = 0, ClassMac = 1, ClassAnnounce = 3, ClassMq = 4;
     public const byte RxPromisc = 0, RxAllMulti = 1, RxAllUni = 2, RxNoMulti = 3, RxNoUni = 4, RxNoBroadcast = 5;
     public const byte MacTableSet = 0, MacAddrSet = 1;
     public const byte AnnounceAck = 0;
+    public const byte MqVqPairsSet = 0;
     public const byte Ok = 0, Error = 1;
 }
 

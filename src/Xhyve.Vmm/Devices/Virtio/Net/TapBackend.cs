@@ -7,7 +7,9 @@ namespace Xhyve.Vmm.Devices.Virtio.Net;
 /// A host TAP device (/dev/net/tun, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR): an existing TAP the user may open, or a
 /// new one when the engine has CAP_NET_ADMIN (it goes away with the engine). Every packet carries a 12-byte
 /// virtio_net_hdr, so checksum and segmentation offloads pass between guest and host kernel untouched. The kernel
-/// moves one frame per read or write; the device batches the interrupts and notifications around them.
+/// moves one frame per read or write; the device batches the interrupts and notifications around them. A
+/// multiqueue TAP (IFF_MULTI_QUEUE) is opened once per queue pair, each fd one backend; the kernel spreads flows
+/// over the attached ones.
 /// </summary>
 public sealed unsafe class TapBackend : INetBackend
 {
@@ -20,7 +22,10 @@ public sealed unsafe class TapBackend : INetBackend
     private int _rxLength;
     private string? _closeReason;
 
-    private TapBackend(string name, string tap, int fd) { _name = name; _tap = tap; _fd = fd; }
+    private readonly bool _multiQueue;
+    private bool _attached = true;
+
+    private TapBackend(string name, string tap, int fd, bool multiQueue) { _name = name; _tap = tap; _fd = fd; _multiQueue = multiQueue; }
 
     public string Description => $"TAP {_tap}";
     public int Fd => _fd;
@@ -29,9 +34,47 @@ public sealed unsafe class TapBackend : INetBackend
     public bool HasQueuedOutput => false;
     public string? CloseReason => _closeReason;
 
-    /// <summary>Opens TAP <paramref name="tap"/> for adapter <paramref name="name"/>.</summary>
+    /// <summary>Opens TAP <paramref name="tap"/> for adapter <paramref name="name"/> with one queue.</summary>
     /// <exception cref="NetBackendException">No /dev/net/tun, no permission, a busy TAP, or a name that is not a TAP.</exception>
-    public static TapBackend Open(string name, string tap)
+    public static TapBackend Open(string name, string tap) => Open(name, tap, multiQueue: false);
+
+    /// <summary>
+    /// Opens <paramref name="queues"/> queues of TAP <paramref name="tap"/> (IFF_MULTI_QUEUE), one backend each. A TAP
+    /// that exists as a single-queue device cannot be opened so: with <paramref name="required"/> (queues= given) that
+    /// is an error, otherwise it is opened with one queue and <paramref name="note"/> says why.
+    /// </summary>
+    /// <exception cref="NetBackendException">As <see cref="Open(string, string)"/>, or queues= on a single-queue TAP.</exception>
+    public static IReadOnlyList<TapBackend> OpenQueues(string name, string tap, int queues, bool required, out string? note)
+    {
+        note = null;
+        if (queues <= 1) return [Open(name, tap)];
+        var opened = new List<TapBackend>();
+        try
+        {
+            for (int i = 0; i < queues; i++) opened.Add(Open(name, tap, multiQueue: true));
+            return opened;
+        }
+        catch (NetBackendException) when (opened.Count == 0)
+        {
+            // Refused at the first queue: if the TAP opens with one queue, it is a single-queue TAP (created without
+            // multi_queue); otherwise that open's error says what is wrong.
+            var single = Open(name, tap);
+            if (required)
+            {
+                single.Dispose();
+                throw new NetBackendException($"{name}: tap={tap}: queues={queues} needs a multiqueue TAP (ip tuntap add {tap} mode tap multi_queue), and {tap} has a single queue");
+            }
+            note = $"{name}: TAP {tap} has a single queue, so the adapter gets one queue pair (for one per vCPU: ip tuntap add {tap} mode tap multi_queue)";
+            return [single];
+        }
+        catch
+        {
+            foreach (var b in opened) b.Dispose();
+            throw;
+        }
+    }
+
+    private static TapBackend Open(string name, string tap, bool multiQueue)
     {
         int fd = LibC.Open(TunDevice, LibC.O_RDWR | LibC.O_NONBLOCK | LibC.O_CLOEXEC);
         if (fd < 0)
@@ -41,7 +84,7 @@ public sealed unsafe class TapBackend : INetBackend
         }
         try
         {
-            var req = new IfReq { Flags = (short)(LibC.IFF_TAP | LibC.IFF_NO_PI | LibC.IFF_VNET_HDR) };
+            var req = new IfReq { Flags = (short)(LibC.IFF_TAP | LibC.IFF_NO_PI | LibC.IFF_VNET_HDR | (multiQueue ? LibC.IFF_MULTI_QUEUE : 0)) };
             int n = Encoding.UTF8.GetBytes(tap, new Span<byte>(req.Name, IfReq.NameSize - 1));
             req.Name[n] = 0;
             if (LibC.Ioctl(fd, LibC.TUNSETIFF, &req) != 0)
@@ -51,7 +94,7 @@ public sealed unsafe class TapBackend : INetBackend
                 {
                     LibC.EPERM => "not permitted (the TAP must exist and belong to this user, or the engine needs CAP_NET_ADMIN to create it)",
                     LibC.EBUSY => "in use by another process",
-                    LibC.EINVAL => "exists but is not a TAP device with these flags",
+                    LibC.EINVAL => multiQueue ? "exists but is not a multiqueue TAP device" : "exists but is not a TAP device with these flags",
                     _ => LibC.StrError(e),
                 };
                 throw new NetBackendException($"{name}: tap={tap}: {why}");
@@ -61,7 +104,7 @@ public sealed unsafe class TapBackend : INetBackend
                 throw new NetBackendException($"{name}: tap={tap}: setting the virtio-net header size failed: {LibC.StrError(LibC.LastErrno)}");
             uint none = 0;
             LibC.Ioctl(fd, LibC.TUNSETOFFLOAD, (nint)none);
-            return new TapBackend(name, tap, fd);
+            return new TapBackend(name, tap, fd, multiQueue);
         }
         catch { LibC.Close(fd); throw; }
     }
@@ -80,6 +123,14 @@ public sealed unsafe class TapBackend : INetBackend
         }
         if (LibC.Ioctl(_fd, LibC.TUNSETOFFLOAD, (nint)flags) != 0)
             Console.Error.WriteLine($"xhyve: {_name}: TAP {_tap}: TUNSETOFFLOAD 0x{flags:x} failed: {LibC.StrError(LibC.LastErrno)}");
+    }
+
+    public void SetQueueEnabled(bool enabled)
+    {
+        if (!_multiQueue || _fd < 0 || enabled == _attached) return;
+        var req = new IfReq { Flags = enabled ? LibC.IFF_ATTACH_QUEUE : LibC.IFF_DETACH_QUEUE };
+        if (LibC.Ioctl(_fd, LibC.TUNSETQUEUE, &req) == 0) _attached = enabled;
+        else Console.Error.WriteLine($"xhyve: {_name}: TAP {_tap}: {(enabled ? "attaching" : "detaching")} a queue failed: {LibC.StrError(LibC.LastErrno)}");
     }
 
     public NetIo Peek(out ReadOnlySpan<byte> packet)

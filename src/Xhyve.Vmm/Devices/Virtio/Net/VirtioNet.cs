@@ -7,24 +7,31 @@ using Xhyve.Vmm.Native;
 namespace Xhyve.Vmm.Devices.Virtio.Net;
 
 /// <summary>
-/// virtio-net (virtio 1.2 §5.1): queue 0 receives, queue 1 sends, queue 2 takes control commands. Frames move
-/// between the queues and an <see cref="INetBackend"/> on the device's worker thread: received frames when the
-/// backend's fd is readable and the guest has buffers (none: the frame stays in the backend and the worker stops
-/// reading until the driver adds buffers), sent frames when the driver notifies the send queue (the backend full:
-/// the frame is held and the worker waits until it can write). Up to <see cref="Batch"/> frames per wake-up in each
-/// direction, one interrupt per batch. Every chain and header from the guest is checked; a bad one drops that frame
-/// and is counted by reason. No allocation per frame.
+/// virtio-net (virtio 1.2 §5.1): for each queue pair K, queue 2K receives and 2K+1 sends; the last queue takes
+/// control commands. Each pair has its own <see cref="INetBackend"/> (a TAP queue; passt has one pair), and with more
+/// than one pair the device offers MQ and the driver picks how many it uses (VQ_PAIRS_SET; one until then). Frames
+/// move between the queues and the backends on the device's worker thread: received frames when a backend's fd is
+/// readable and the guest has buffers (none: the frame stays in the backend and the worker stops reading it until
+/// the driver adds buffers), sent frames when the driver notifies a send queue (the backend full: the frame is held
+/// and the worker waits until it can write). Up to <see cref="Batch"/> frames per wake-up in each direction of a
+/// pair, one interrupt per batch. Every chain and header from the guest is checked; a bad one drops that frame and
+/// is counted by reason. No allocation per frame.
 /// </summary>
 public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDevice, IConfigChangeNotifier
 {
+    /// <summary>The queues of the first pair, and the control queue of a single-pair device.</summary>
     public const int RxQueue = 0, TxQueue = 1, ControlQueue = 2;
     public const ushort QueueSize = 256;
+    /// <summary>The most queue pairs a device takes (Linux's default limit for a TAP's queues is 256; 16 covers one per
+    /// vCPU on the machines this runs on without a worker serving a crowd).</summary>
+    public const int MaxPairs = 16;
     /// <summary>Frames per direction per wake-up before the other direction gets a turn.</summary>
     public const int Batch = 64;
     private const int ConfigBytes = 10;   // mac[6], status, max_virtqueue_pairs
     private const int ControlMax = 8 + 2 * 6 * RxFilter.TableEntries + 64;
 
-    private readonly INetBackend _backend;
+    private readonly QueuePair[] _pairs;
+    private readonly int _controlQueue;
     private readonly ulong _configuredMac;
     private readonly RateLimitedLog _log;
     private readonly Lock _lock = new();
@@ -32,28 +39,42 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     private readonly ChainSegment[] _segments = new ChainSegment[QueueSize];
     private readonly ChainSegment[] _firstChain = new ChainSegment[QueueSize];
     private readonly (ushort Head, uint Length)[] _rxUsed = new (ushort, uint)[QueueSize];
-    // A sent frame is gathered here: room for a 12-byte header in front of whatever header the guest used.
-    private readonly byte[] _tx = new byte[NetHeader.Size + EthernetFrame.MaximumSize];
     private readonly byte[] _control = new byte[ControlMax];
     private ulong _mac;
     private IGuestMemory? _memory;
-    private Virtqueue? _rxq, _txq, _ctrlq;
+    private Virtqueue? _ctrlq;
+    private bool _active;
+    private int _activePairs = 1;
     private ulong _features;
     private int _headerSize = NetHeader.Size;
     private bool _mergeable;
-    private bool _rxWaitsForBuffers, _rxMore, _txMore;
-    private int _txHeldStart, _txHeldLength;
     private volatile bool _linkUp = true;
     private Action? _configChanged;
 
     private long _rxPackets, _rxBytes, _txPackets, _txBytes, _rxFiltered, _rxTooBig, _rxOffload, _rxBadChains, _rxNoBuffers, _txTooBig, _txTooShort,
         _txBadHeader, _txOffload, _txLinkDown, _txBackendDropped, _ctrlCommands, _ctrlErrors;
 
-    // name: "virtio-net 0:2:0" for messages; log: where the link-down line goes.
-    public VirtioNet(string name, MacAddress mac, INetBackend backend, RateLimitedLog? log = null)
+    /// <summary>One receive and one send queue with their backend, and where each direction stands.</summary>
+    private sealed class QueuePair(INetBackend backend)
     {
+        public readonly INetBackend Backend = backend;
+        public Virtqueue? Rx, Tx;
+        public bool RxWaitsForBuffers, RxMore, TxMore;
+        // A sent frame is gathered here: room for a 12-byte header in front of whatever header the guest used.
+        public readonly byte[] TxBuffer = new byte[NetHeader.Size + EthernetFrame.MaximumSize];
+        public int HeldStart, HeldLength;
+    }
+
+    // name: "virtio-net 0:2:0" for messages; log: where the link-down line goes.
+    public VirtioNet(string name, MacAddress mac, INetBackend backend, RateLimitedLog? log = null) : this(name, mac, [backend], log) { }
+
+    /// <summary>A device with one queue pair per backend (the queues of one multiqueue TAP).</summary>
+    public VirtioNet(string name, MacAddress mac, IReadOnlyList<INetBackend> backends, RateLimitedLog? log = null)
+    {
+        if (backends.Count is < 1 or > MaxPairs) throw new ArgumentOutOfRangeException(nameof(backends), $"1 to {MaxPairs} queue pairs");
         Name = name;
-        _backend = backend;
+        _pairs = backends.Select(b => new QueuePair(b)).ToArray();
+        _controlQueue = 2 * _pairs.Length;
         _configuredMac = _mac = mac.Value;
         _log = log ?? new RateLimitedLog();
     }
@@ -62,13 +83,16 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     public ushort DeviceType => Virtio.Net;
     public (byte Class, byte Subclass) PciClass => (0x02, 0x00);   // network controller, Ethernet
     public ulong Features => NetFeatures.Mac | NetFeatures.Status | NetFeatures.MrgRxbuf | NetFeatures.CtrlVq | NetFeatures.CtrlRx
-        | NetFeatures.CtrlMacAddr | NetFeatures.Csum | _backend.Offloads;
-    public int QueueCount => 3;
+        | NetFeatures.CtrlMacAddr | NetFeatures.Csum | _pairs[0].Backend.Offloads | (_pairs.Length > 1 ? NetFeatures.Mq : 0);
+    public int QueueCount => 2 * _pairs.Length + 1;
+    /// <summary>Queue pairs offered (max_virtqueue_pairs) and the number the driver uses now.</summary>
+    public int QueuePairs => _pairs.Length;
+    public int ActiveQueuePairs { get { lock (_lock) return _activePairs; } }
     public ushort MaxQueueSize => QueueSize;
     public int ConfigSize => ConfigBytes;
     public bool LinkUp => _linkUp;
     public MacAddress Mac => new(Interlocked.Read(ref _mac));
-    public INetBackend Backend => _backend;
+    public INetBackend Backend => _pairs[0].Backend;
     Action? IConfigChangeNotifier.ConfigChanged { set => _configChanged = value; }
 
     public IEnumerable<KeyValuePair<string, long>> Counters =>
@@ -83,6 +107,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         new("tx_dropped_bad_header", Interlocked.Read(ref _txBadHeader)), new("tx_dropped_offload", Interlocked.Read(ref _txOffload)),
         new("tx_dropped_link_down", Interlocked.Read(ref _txLinkDown)), new("tx_dropped_by_host", Interlocked.Read(ref _txBackendDropped)),
         new("control_commands", Interlocked.Read(ref _ctrlCommands)), new("control_errors", Interlocked.Read(ref _ctrlErrors)),
+        new("queue_pairs_active", ActiveQueuePairs),
     ];
 
     // ---- configuration (vCPU threads) ----
@@ -92,7 +117,7 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         Span<byte> config = stackalloc byte[ConfigBytes];
         Mac.CopyTo(config);
         BinaryPrimitives.WriteUInt16LittleEndian(config[6..], _linkUp ? NetFeatures.StatusLinkUp : (ushort)0);
-        BinaryPrimitives.WriteUInt16LittleEndian(config[8..], 1);
+        BinaryPrimitives.WriteUInt16LittleEndian(config[8..], (ushort)_pairs.Length);
         data.Clear();
         if ((uint)offset < ConfigBytes) config[offset..Math.Min(ConfigBytes, offset + data.Length)].CopyTo(data);
     }
@@ -115,12 +140,20 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         {
             _memory = memory;
             _features = negotiatedFeatures;
-            _rxq = queues[RxQueue]; _txq = queues[TxQueue]; _ctrlq = queues[ControlQueue];
+            for (int i = 0; i < _pairs.Length; i++)
+            {
+                var p = _pairs[i];
+                p.Rx = queues[2 * i]; p.Tx = queues[2 * i + 1];
+                p.RxWaitsForBuffers = p.RxMore = p.TxMore = false;
+                p.Backend.SetOffloads(negotiatedFeatures);
+            }
+            _ctrlq = queues[_controlQueue];
+            _active = true;
             _mergeable = (negotiatedFeatures & NetFeatures.MrgRxbuf) != 0;
             // Legacy drivers without MRG_RXBUF use the 10-byte header (§5.1.6.1).
             _headerSize = (negotiatedFeatures & (Virtio.FeatureVersion1 | NetFeatures.MrgRxbuf)) != 0 ? NetHeader.Size : NetHeader.LegacySize;
-            _rxWaitsForBuffers = _rxMore = _txMore = false;
-            _backend.SetOffloads(negotiatedFeatures);
+            // One pair until the driver asks for more (§5.1.6.5.5).
+            SetActivePairs(1);
         }
     }
 
@@ -129,8 +162,10 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
         lock (_lock)
         {
             _memory = null;
-            _rxq = _txq = _ctrlq = null;
-            _txHeldLength = 0;
+            _active = false;
+            foreach (var p in _pairs) { p.Rx = p.Tx = null; p.HeldLength = 0; }
+            _ctrlq = null;
+            SetActivePairs(1);
             _filter.Reset();
             Interlocked.Exchange(ref _mac, _configuredMac);
         }
@@ -139,37 +174,65 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     public void Dispose()
     {
         Reset();
-        _backend.Dispose();
+        foreach (var p in _pairs) p.Backend.Dispose();
+    }
+
+    /// <summary>The driver uses the first <paramref name="count"/> pairs; the others' backend queues are detached so
+    /// the host sends them nothing (a TAP spreads flows only over attached queues).</summary>
+    private void SetActivePairs(int count)
+    {
+        _activePairs = count;
+        for (int i = 0; i < _pairs.Length; i++) _pairs[i].Backend.SetQueueEnabled(i < count);
     }
 
     // ---- the worker ----
 
-    public int PollFd => _backend.Fd;
+    public int PollFdCount => _pairs.Length;
+    public int PollFd(int index) => _pairs[index].Backend.Fd;
 
-    public short PollEvents
+    public short PollEvents(int index)
+    {
+        lock (_lock)
+        {
+            var p = _pairs[index];
+            if (!_active || !_linkUp || p.Rx == null || index >= _activePairs && p.HeldLength == 0) return 0;
+            short events = 0;
+            if (!p.RxWaitsForBuffers && index < _activePairs) events |= Native.PollFd.PollIn;
+            if (p.HeldLength > 0 || p.Backend.HasQueuedOutput) events |= Native.PollFd.PollOut;
+            return events;
+        }
+    }
+
+    public bool HasPendingWork
     {
         get
         {
             lock (_lock)
             {
-                if (_rxq == null || !_linkUp) return 0;
-                short events = 0;
-                if (!_rxWaitsForBuffers) events |= Native.PollFd.PollIn;
-                if (_txHeldLength > 0 || _backend.HasQueuedOutput) events |= Native.PollFd.PollOut;
-                return events;
+                if (!_active) return false;
+                foreach (var p in _pairs) if (p.RxMore || p.TxMore) return true;
+                return false;
             }
         }
     }
 
-    public bool HasPendingWork { get { lock (_lock) return _rxq != null && (_rxMore || _txMore); } }
-
-    public void PollReady(short revents)
+    public void PollReady(int index, short revents)
     {
         lock (_lock)
         {
-            if (_rxq == null) return;
-            if ((revents & Native.PollFd.PollOut) != 0 || _txMore) Transmit();
-            if ((revents & (Native.PollFd.PollIn | Native.PollFd.PollHup | Native.PollFd.PollErr)) != 0 || _rxMore) Receive();
+            if (!_active) return;
+            if (index < 0)
+            {
+                foreach (var p in _pairs)
+                {
+                    if (p.TxMore && p.Tx != null) Transmit(p);
+                    if (p.RxMore && p.Rx != null) Receive(p);
+                }
+                return;
+            }
+            var pair = _pairs[index];
+            if ((revents & Native.PollFd.PollOut) != 0 && pair.Tx != null) Transmit(pair);
+            if ((revents & (Native.PollFd.PollIn | Native.PollFd.PollHup | Native.PollFd.PollErr)) != 0 && pair.Rx != null) Receive(pair);
         }
     }
 
@@ -177,48 +240,50 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     {
         lock (_lock)
         {
-            switch (queue)
+            if (!_active || (uint)queue > (uint)_controlQueue) return;
+            if (queue == _controlQueue) { if (_ctrlq != null) Control(); return; }
+            var p = _pairs[queue / 2];
+            if (queue % 2 == 0)
             {
-                case RxQueue when _rxq != null:
-                    _rxWaitsForBuffers = false;   // the driver added buffers: frames waiting in the backend can go
-                    Receive();
-                    break;
-                case TxQueue when _txq != null: Transmit(); break;
-                case ControlQueue when _ctrlq != null: Control(); break;
+                if (p.Rx == null) return;
+                p.RxWaitsForBuffers = false;   // the driver added buffers: frames waiting in the backend can go
+                Receive(p);
             }
+            else if (p.Tx != null) Transmit(p);
         }
     }
 
     // ---- receive: backend -> guest ----
 
-    private void Receive()
+    private void Receive(QueuePair p)
     {
-        var q = _rxq!;
+        var q = p.Rx!;
+        var backend = p.Backend;
         int handled = 0;
         bool returned = false;
-        _rxMore = false;
+        p.RxMore = false;
         while (_linkUp)
         {
             // Dropped and filtered frames count too: a flood of them must not keep the worker from sending.
-            if (handled++ == Batch) { _rxMore = true; break; }
-            var r = _backend.Peek(out var packet);
+            if (handled++ == Batch) { p.RxMore = true; break; }
+            var r = backend.Peek(out var packet);
             if (r == NetIo.WouldBlock) break;
-            if (r == NetIo.Closed) { LinkDown(); break; }
-            var frame = packet[_backend.VnetHeaderSize..];
+            if (r == NetIo.Closed) { LinkDown(backend); break; }
+            var frame = packet[backend.VnetHeaderSize..];
             if (frame.Length < EthernetFrame.MinimumSize || !_filter.Accepts(frame[..6], Interlocked.Read(ref _mac)))
             {
                 if (frame.Length >= EthernetFrame.MinimumSize) Interlocked.Increment(ref _rxFiltered);
-                _backend.Consume();
+                backend.Consume();
                 continue;
             }
-            var outcome = Deliver(q, packet);
+            var outcome = Deliver(q, packet, backend.VnetHeaderSize);
             if (outcome == RxOutcome.NoBuffers)
             {
-                _rxWaitsForBuffers = true;   // the frame stays in the backend until the driver adds buffers
+                p.RxWaitsForBuffers = true;   // the frame stays in the backend until the driver adds buffers
                 Interlocked.Increment(ref _rxNoBuffers);
                 break;
             }
-            _backend.Consume();
+            backend.Consume();
             returned = true;
             if (outcome == RxOutcome.Delivered)
             {
@@ -234,10 +299,9 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     /// <summary>Copies one packet into the guest's receive buffers: one chain, or with MRG_RXBUF as many as it takes
     /// (num_buffers tells the driver how many). Chains are returned only once the whole frame is placed; when the
     /// buffers run out first they are put back and the frame waits.</summary>
-    private RxOutcome Deliver(Virtqueue q, ReadOnlySpan<byte> packet)
+    private RxOutcome Deliver(Virtqueue q, ReadOnlySpan<byte> packet, int vnet)
     {
         Span<byte> header = stackalloc byte[NetHeader.Size];
-        int vnet = _backend.VnetHeaderSize;
         header.Clear();
         if (vnet > 0)
         {
@@ -364,70 +428,71 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
 
     // ---- transmit: guest -> backend ----
 
-    private void Transmit()
+    private void Transmit(QueuePair p)
     {
-        var q = _txq!;
+        var q = p.Tx!;
         int taken = 0;
-        _txMore = false;
-        if (_txHeldLength > 0)
+        p.TxMore = false;
+        if (p.HeldLength > 0)
         {
-            if (!SendHeld()) { q.NotifyIfNeeded(); return; }
+            if (!SendHeld(p)) { q.NotifyIfNeeded(); return; }
             taken++;
         }
         while (true)
         {
-            if (taken >= Batch) { _txMore = true; break; }
+            if (taken >= Batch) { p.TxMore = true; break; }
             if (!q.TryPop(_segments, out ushort id, out int count, out var error)) break;
-            int length = error == QueueError.None ? Gather(_segments.AsSpan(0, count)) : 0;
+            int length = error == QueueError.None ? Gather(_segments.AsSpan(0, count), p.TxBuffer) : 0;
             // The frame is copied out: the buffers go back to the driver now, whatever becomes of the frame.
             q.AddUsed(id, 0);
             taken++;
             if (error != QueueError.None) continue;   // counted by the transport
             if (length < 0) { Interlocked.Increment(ref _txTooBig); continue; }
-            if (!Prepare(length, out int start, out int packetLength)) continue;
+            if (!Prepare(p, length, out int start, out int packetLength)) continue;
             if (!_linkUp) { Interlocked.Increment(ref _txLinkDown); continue; }
-            _txHeldStart = start; _txHeldLength = packetLength;
-            if (!SendHeld()) break;
+            p.HeldStart = start; p.HeldLength = packetLength;
+            if (!SendHeld(p)) break;
         }
-        if (_linkUp && _backend.Flush() == NetIo.Closed) LinkDown();
+        if (_linkUp && p.Backend.Flush() == NetIo.Closed) LinkDown(p.Backend);
         q.NotifyIfNeeded();
     }
 
-    /// <summary>Copies the chain's readable buffers to _tx after a gap, so the guest's header ends at offset 12 whatever
-    /// its size. Returns the bytes copied, or -1 when they exceed the largest frame.</summary>
-    private int Gather(ReadOnlySpan<ChainSegment> segments)
+    /// <summary>Copies the chain's readable buffers to <paramref name="tx"/> after a gap, so the guest's header ends at
+    /// offset 12 whatever its size. Returns the bytes copied, or -1 when they exceed the largest frame.</summary>
+    private int Gather(ReadOnlySpan<ChainSegment> segments, byte[] tx)
     {
         int gap = NetHeader.Size - _headerSize, length = 0;
         foreach (var s in segments)
         {
             if (s.DeviceWritable) break;   // the driver's writable buffers, if any, have no meaning for a send
-            if (s.Length > (uint)(_tx.Length - gap - length)) return -1;
+            if (s.Length > (uint)(tx.Length - gap - length)) return -1;
             if (!_memory!.TryGetSpan(s.Address, (int)s.Length, out var span)) return -1;
-            span.CopyTo(_tx.AsSpan(gap + length));
+            span.CopyTo(tx.AsSpan(gap + length));
             length += (int)s.Length;
         }
         return length;
     }
 
-    /// <summary>Checks the header and frame gathered in _tx and lays the packet out for the backend: a 12-byte header
-    /// then the frame for a TAP, the frame alone (its checksum completed here if asked) for passt.</summary>
-    private bool Prepare(int length, out int start, out int packetLength)
+    /// <summary>Checks the header and frame gathered in the pair's buffer and lays the packet out for the backend: a
+    /// 12-byte header then the frame for a TAP, the frame alone (its checksum completed here if asked) for passt.</summary>
+    private bool Prepare(QueuePair p, int length, out int start, out int packetLength)
     {
+        var tx = p.TxBuffer;
         start = packetLength = 0;
         int frameLength = length - _headerSize;
         if (frameLength < EthernetFrame.MinimumSize) { Interlocked.Increment(ref _txTooShort); return false; }
-        var header = NetHeader.Read(_tx.AsSpan(NetHeader.Size - _headerSize, _headerSize));
+        var header = NetHeader.Read(tx.AsSpan(NetHeader.Size - _headerSize, _headerSize));
         var error = NetHeader.Check(header, frameLength, _features);
         if (error != TxHeaderError.None)
         {
             Interlocked.Increment(ref error == TxHeaderError.OffloadNotNegotiated ? ref _txOffload : ref _txBadHeader);
             return false;
         }
-        var frame = _tx.AsSpan(NetHeader.Size, frameLength);
-        if (_backend.VnetHeaderSize > 0)
+        var frame = tx.AsSpan(NetHeader.Size, frameLength);
+        if (p.Backend.VnetHeaderSize > 0)
         {
             // num_buffers means nothing on send (§5.1.6.2): the host gets a clean 12-byte header.
-            (header with { NumBuffers = 0 }).Write(_tx.AsSpan(0, NetHeader.Size));
+            (header with { NumBuffers = 0 }).Write(tx.AsSpan(0, NetHeader.Size));
             packetLength = NetHeader.Size + frameLength;
             return true;
         }
@@ -439,33 +504,34 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
     }
 
     /// <summary>Hands the held packet to the backend; false when it has to wait for room (it stays held).</summary>
-    private bool SendHeld()
+    private bool SendHeld(QueuePair p)
     {
-        var packet = _tx.AsSpan(_txHeldStart, _txHeldLength);
-        int frameLength = _txHeldLength - _backend.VnetHeaderSize;
-        switch (_backend.Send(packet))
+        var packet = p.TxBuffer.AsSpan(p.HeldStart, p.HeldLength);
+        int frameLength = p.HeldLength - p.Backend.VnetHeaderSize;
+        switch (p.Backend.Send(packet))
         {
             case NetIo.WouldBlock: return false;
-            case NetIo.Closed: Interlocked.Increment(ref _txLinkDown); LinkDown(); break;
+            case NetIo.Closed: Interlocked.Increment(ref _txLinkDown); LinkDown(p.Backend); break;
             case NetIo.Dropped: Interlocked.Increment(ref _txBackendDropped); break;
             default:
                 Interlocked.Increment(ref _txPackets);
                 Interlocked.Add(ref _txBytes, frameLength);
                 break;
         }
-        _txHeldLength = 0;
+        p.HeldLength = 0;
         return true;
     }
 
     // ---- link ----
 
-    /// <summary>The backend is gone: the guest sees the link go down (STATUS) and keeps running; one line says why.</summary>
-    private void LinkDown()
+    /// <summary>A backend is gone: the guest sees the link go down (STATUS) and keeps running; one line says why. (The
+    /// queues of one TAP share its fate, so one closed queue takes the adapter's link down.)</summary>
+    private void LinkDown(INetBackend backend)
     {
         if (!_linkUp) return;
         _linkUp = false;
-        _txHeldLength = 0;
-        _log.Write($"xhyve: {Name}: {_backend.Description}: {_backend.CloseReason ?? "closed"}; the link is down, the guest keeps running");
+        foreach (var p in _pairs) p.HeldLength = 0;
+        _log.Write($"xhyve: {Name}: {backend.Description}: {backend.CloseReason ?? "closed"}; the link is down, the guest keeps running");
         _configChanged?.Invoke();
     }
 
@@ -526,6 +592,13 @@ public sealed class VirtioNet : IVirtioDevice, IDeviceCounters, IPolledVirtioDev
             case NetControl.ClassMac when command == NetControl.MacAddrSet && (_features & NetFeatures.CtrlMacAddr) != 0:
                 if (data.Length != 6 || (data[0] & 1) != 0 || RxFilter.Mac(data) == 0) return false;
                 Interlocked.Exchange(ref _mac, RxFilter.Mac(data));
+                return true;
+            case NetControl.ClassMq when command == NetControl.MqVqPairsSet && (_features & NetFeatures.Mq) != 0:
+                // virtqueue_pairs: 1 to max_virtqueue_pairs (§5.1.6.5.5).
+                if (data.Length != 2) return false;
+                int pairs = BinaryPrimitives.ReadUInt16LittleEndian(data);
+                if (pairs < 1 || pairs > _pairs.Length) return false;
+                SetActivePairs(pairs);
                 return true;
             default:
                 return false;

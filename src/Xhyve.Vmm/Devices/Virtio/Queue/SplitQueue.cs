@@ -121,7 +121,14 @@ public sealed class SplitQueue
         if (head >= Size) { error = QueueError.DescriptorIndexOutOfRange; head = 0; return true; }
         error = Walk(head, segments, out count);
         if (error != QueueError.None) count = 0;
-        if (EventIdx) TryPublishAvailEvent();
+        if (EventIdx)
+        {
+            TryPublishAvailEvent();
+            // The driver reads avail_event after it bumps the available index, and skips the kick if avail_event has
+            // not passed; the next pop's read of that index must not be reordered before this store (x86 lets a load
+            // pass an earlier store), or both sides miss the new buffer and the queue stalls until the next kick.
+            Thread.MemoryBarrier();
+        }
         return true;
     }
 
