@@ -7,7 +7,8 @@
       Build   - build the solution (Release) and the test guests
       Test    - run every test: the xUnit suites and the Pester suite (scripts/test.sh)
       Pester  - run only the Pester suite in tests/pester (imports the packaged module from out/Xhyve;
-                Pester from .cache/pester/modules, as scripts/setup-debian.sh installs it)
+                Pester from .cache/pester/modules, as scripts/setup-debian.sh installs it); -PesterTag
+                runs only the tests with those tags (e.g. -PesterTag Network)
       Package - build the importable module folder out/Xhyve with its MAML help (scripts/package-module.sh)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
@@ -21,7 +22,9 @@ param(
     [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Docs', 'Bench', 'Clean')]
     [string[]] $Task = @('Build'),
     [ValidateSet('Debug', 'Release')]
-    [string] $Configuration = 'Release'
+    [string] $Configuration = 'Release',
+    # Pester only: run just the tests with these tags (e.g. Network).
+    [string[]] $PesterTag = @()
 )
 
 $ErrorActionPreference = 'Stop'
@@ -58,6 +61,7 @@ foreach ($t in $Task) {
             $config = New-PesterConfiguration
             $config.Run.Path = $pesterDir
             $config.Run.PassThru = $true
+            if ($PesterTag) { $config.Filter.Tag = $PesterTag }
             $config.Output.Verbosity = 'Detailed'   # prints every skipped test with its reason
             if ([Console]::IsOutputRedirected) { $config.Output.RenderMode = 'Plaintext' }   # no colour codes in CI logs
             $result = Invoke-Pester -Configuration $config

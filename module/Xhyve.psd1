@@ -17,7 +17,7 @@
         'New-XhyveVM', 'Get-XhyveVM', 'Set-XhyveVM', 'Remove-XhyveVM',
         'Start-XhyveVM', 'Stop-XhyveVM', 'Restart-XhyveVM', 'Suspend-XhyveVM', 'Resume-XhyveVM', 'Wait-XhyveVM',
         'Add-XhyveDisk', 'Get-XhyveDisk', 'Remove-XhyveDisk', 'New-XhyveDiskImage',
-        'Add-XhyveNetworkAdapter', 'Get-XhyveNetworkAdapter', 'Remove-XhyveNetworkAdapter',
+        'Add-XhyveNetworkAdapter', 'Get-XhyveNetworkAdapter', 'Set-XhyveNetworkAdapter', 'Remove-XhyveNetworkAdapter',
         'Get-XhyveConsoleOutput', 'Connect-XhyveVM', 'Test-XhyveHost', 'ConvertFrom-XhyveCommandLine'
     )
     FunctionsToExport    = @()

@@ -2,7 +2,8 @@
 # Installs what XhyvePS needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # the .NET SDK must already be there (dotnet on PATH); this adds the C toolchain for the test
 # guests, the kernel headers the layout tests compile against, the compression libraries the
-# kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, PowerShell and
+# kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, passt for user-mode
+# networking (and iproute2/ping for the TAP tests), PowerShell and
 # Pester for the Pester suite, and fetches the Debian cloud kernel.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,8 @@ packages=(
   fio                                         # the host baseline of the storage benchmark
   e2fsprogs                                   # chattr (disk tests); mke2fs, e2fsck, debugfs (the Linux tests)
   afl++                                       # afl-fuzz for the fuzz targets (bench/fuzz.sh, docs/fuzzing.md)
+  passt                                       # user-mode networking: the engine starts passt for -s N,virtio-net
+  iproute2 iputils-ping python3 bc            # TAP tests in a network namespace; vnet-check.sh's echo peers and timing
 )
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,5 +1,6 @@
 using Xhyve.Management.Engine;
 using Xhyve.Management.Model;
+using Xhyve.Vmm.Config;
 
 namespace Xhyve.PowerShell;
 
@@ -33,7 +34,7 @@ public sealed class XhyveVM
     public string? MultibootPath => Definition.MultibootPath;
     public IReadOnlyList<MultibootModuleDefinition> MultibootModules => Definition.MultibootModules;
     public IReadOnlyList<XhyveDisk> HardDrives => Definition.Disks.Select(d => new XhyveDisk(Name, d)).ToList();
-    public IReadOnlyList<XhyveNetworkAdapter> NetworkAdapters => Definition.NetworkAdapters.Select(n => new XhyveNetworkAdapter(Name, n)).ToList();
+    public IReadOnlyList<XhyveNetworkAdapter> NetworkAdapters => Definition.NetworkAdapters.Select(n => new XhyveNetworkAdapter(Definition, n)).ToList();
     public IReadOnlyList<string> ExtraArguments => Definition.ExtraArguments;
     /// <summary>The VM's folder: definition, console log, engine files.</summary>
     public string Path { get; }
@@ -53,14 +54,37 @@ public sealed class XhyveDisk(string vmName, VmDisk disk)
     public override string ToString() => Path;
 }
 
-/// <summary>A network adapter of a VM (Get-XhyveNetworkAdapter).</summary>
-public sealed class XhyveNetworkAdapter(string vmName, VmNetworkAdapter adapter)
+/// <summary>A network adapter of a VM (Get-XhyveNetworkAdapter, Add-/Set-/Remove-XhyveNetworkAdapter -PassThru).</summary>
+public sealed class XhyveNetworkAdapter
 {
-    public string VMName => vmName;
-    public string Name => adapter.Name;
-    public int Slot => adapter.Slot;
-    public string Emulation => adapter.Emulation;
-    public string? Options => adapter.Options;
-    public string? MacAddress => adapter.MacAddress;
+    private readonly VmNetworkAdapter _adapter;
+
+    internal XhyveNetworkAdapter(VirtualMachine vm, VmNetworkAdapter adapter) => (VMName, VMId, _adapter) = (vm.Name, vm.Id, adapter);
+
+    public string VMName { get; }
+    public Guid VMId { get; }
+    public string Name => _adapter.Name;
+    public int Slot => _adapter.Slot;
+    /// <summary>User: user-mode networking through passt. Tap: the host TAP device TapName.</summary>
+    public NetBackendKind Mode => _adapter.Mode;
+    public string? TapName => _adapter.TapName;
+
+    /// <summary>The address the guest sees: the static one, or else the stable one the engine derives from the VM's Id and
+    /// the slot (the same before the first start, on every start and on every host). A static address that is not one
+    /// (a hand-edited vm.json) is shown as written; the VM refuses to start with it.</summary>
+    public string MacAddress
+    {
+        get
+        {
+            try { return _adapter.EffectiveMacAddress(VMId).ToString(); }
+            catch (FormatException) { return _adapter.MacAddress ?? ""; }
+        }
+    }
+
+    /// <summary>Static when MacAddress was set on the adapter, Stable when it is derived.</summary>
+    public MacAddressSource MacAddressSource => _adapter.MacAddressSource;
+    /// <summary>Host ports forwarded into the guest, as PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT.</summary>
+    public IReadOnlyList<string> PortForwards => _adapter.PortForwards;
+
     public override string ToString() => Name;
 }

@@ -8,6 +8,7 @@ using Xhyve.Vmm.Devices.Timers;
 using Xhyve.Vmm.Devices.Virtio;
 using Xhyve.Vmm.Devices.Virtio.Block;
 using Xhyve.Vmm.Devices.Virtio.Entropy;
+using Xhyve.Vmm.Devices.Virtio.Net;
 using Xhyve.Vmm.Firmware;
 using Xhyve.Vmm.Firmware.Acpi;
 using Xhyve.Vmm.Firmware.Smbios;
@@ -182,8 +183,20 @@ public sealed class VmBuilder
         catch { backend.Dispose(); throw; }
     }
 
-    private IVirtioDevice CreateNet(PciDeviceSpec d, VirtioNetSpec net) =>
-        throw new VmConfigurationException([$"{d}: virtio-net is being built"]);
+    /// <summary>A network adapter: its backend (passt started, or the TAP opened) and the device with its MAC.</summary>
+    private VirtioNet CreateNet(PciDeviceSpec d, VirtioNetSpec net)
+    {
+        var options = net.Options;
+        INetBackend backend;
+        try
+        {
+            backend = options.Backend == NetBackendKind.Tap
+                ? TapBackend.Open(d.ToString(), options.TapName!)
+                : PasstBackend.Start(d.ToString(), options.PortForwards);
+        }
+        catch (NetBackendException e) { throw new VmConfigurationException([e.Message]); }
+        return new VirtioNet($"virtio-net {d.Address}", options.MacFor(_spec.EffectiveUuid, d.Address), backend);
+    }
 
     private VirtioPciDevice CreateVirtio(IVirtioDevice device, IMsiSink msi, IInterruptLine intx)
     {

@@ -29,6 +29,8 @@ internal static class Seeds
         yield return ("queue", "indirect-eventidx", QueueSeed(flags: 3, indirect: true));
         yield return ("blk", "read-write-flush", BlockSeed(sector4k: false));
         yield return ("blk", "getid-discard-4k", BlockSeed(sector4k: true));
+        yield return ("net", "tx-ctrl-rx", NetSeed(options: 0x11, tapHeader: false));
+        yield return ("net", "tap-offloads-legacy", NetSeed(options: 0x0E, tapHeader: true));
         yield return ("pci", "driver-init", PciSeed());
         yield return ("lut", "sparse-3-of-8", LutSeed(split: 0, sparse: true));
         yield return ("lut", "split-sparse", LutSeed(split: 4, sparse: true));
@@ -133,6 +135,27 @@ internal static class Seeds
         Publish(ram, 0, 3, 6);
         byte options = (byte)(sector4k ? 1 : 0);
         return [options, .. QueueHeader(4, 0, 64), .. ram];
+    }
+
+    private static byte[] NetSeed(byte options, bool tapHeader)
+    {
+        // The same ring is read as the send, control and receive queue: a send chain (12-byte header, then a
+        // 60-byte frame in two buffers), a control command (CTRL_RX promiscuous off: class, command, data; ack),
+        // and a 2 KiB writable buffer for a received frame.
+        var ram = new byte[0x2000];
+        Descriptor(ram, Desc, 0, Buffers, 12, SplitQueue.DescNext, 1);
+        Descriptor(ram, Desc, 1, Buffers + 0x20, 30, SplitQueue.DescNext, 2);
+        Descriptor(ram, Desc, 2, Buffers + 0x40, 30, 0, 0);
+        ram[Buffers + 0x20] = 0xFF;   // a broadcast destination
+        Descriptor(ram, Desc, 3, Buffers + 0x100, 3, SplitQueue.DescNext, 4);
+        ram[Buffers + 0x102] = 0;     // class 0 (RX), command 0 (PROMISC), off
+        Descriptor(ram, Desc, 4, Buffers + 0x110, 1, SplitQueue.DescWrite, 0);
+        Descriptor(ram, Desc, 5, Buffers + 0x800, 0x800, SplitQueue.DescWrite, 0);
+        Publish(ram, 0, 3, 5);
+        byte[] frame = new byte[16];
+        if (tapHeader) frame[0] = 0;   // a TAP header with no offload, then the frame
+        else { frame.AsSpan(0, 6).Fill(0xFF); }
+        return [options, (byte)(60 + (tapHeader ? 12 : 0)), 0, .. frame, .. QueueHeader(4, 0, 64), .. ram];
     }
 
     // ---- PCI: [kind<<4 | function<<2 | width][offset u16][value] ----

@@ -19,7 +19,8 @@ public sealed class VmArgumentsTests
         Assert.Equal(("vmlinuz", "initrd.gz", "earlyprintk=serial console=ttyS0"), (vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine));
         var disk = Assert.Single(vm.Disks);
         Assert.Equal(("hdd.img", 2, "sectorsize=4096,size=20G,split=1G,sparse"), (disk.Path, disk.Slot, disk.Options));
-        Assert.Equal(3, Assert.Single(vm.NetworkAdapters).Slot);
+        var adapter = Assert.Single(vm.NetworkAdapters);
+        Assert.Equal((3, Xhyve.Vmm.Config.NetBackendKind.User, null), (adapter.Slot, adapter.Mode, adapter.MacAddress));
         Assert.Equal(["-u"], vm.ExtraArguments);
         Assert.Contains(warnings, w => w.StartsWith("-l com1,stdio", StringComparison.Ordinal));
     }

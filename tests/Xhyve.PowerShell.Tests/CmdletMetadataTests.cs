@@ -41,7 +41,7 @@ public sealed class CmdletMetadataTests
         [
             "Add-XhyveDisk", "Add-XhyveNetworkAdapter", "Connect-XhyveVM", "ConvertFrom-XhyveCommandLine", "Get-XhyveConsoleOutput", "Get-XhyveDisk",
             "Get-XhyveNetworkAdapter", "Get-XhyveVM", "New-XhyveDiskImage", "New-XhyveVM", "Remove-XhyveDisk", "Remove-XhyveNetworkAdapter",
-            "Remove-XhyveVM", "Restart-XhyveVM", "Resume-XhyveVM", "Set-XhyveVM", "Start-XhyveVM", "Stop-XhyveVM", "Suspend-XhyveVM",
+            "Remove-XhyveVM", "Restart-XhyveVM", "Resume-XhyveVM", "Set-XhyveNetworkAdapter", "Set-XhyveVM", "Start-XhyveVM", "Stop-XhyveVM", "Suspend-XhyveVM",
             "Test-XhyveHost", "Wait-XhyveVM",
         ];
         Assert.Equal(expected, Cmdlets.Select(c => c.Name));
@@ -88,6 +88,28 @@ public sealed class CmdletMetadataTests
         var vmName = c.Parameters.Single(p => p.Name == "VMName");
         Assert.Equal(("Name", 0, true, true), (vmName.SetName, vmName.Position, vmName.FromPipelineByPropertyName, vmName.SupportsWildcards));
         Assert.True(c.Parameters.Single(p => p.Name == "VM").FromPipeline);
+    }
+
+    [Theory]
+    [InlineData("Set-XhyveNetworkAdapter")] [InlineData("Remove-XhyveNetworkAdapter")]
+    public void AdapterCmdlets_TakeVMNameAndName_OrPipedAdapters(string cmdlet)
+    {
+        var c = Cmdlets.Single(x => x.Name == cmdlet);
+        var adapter = c.Parameters.Single(p => p.Name == "NetworkAdapter");
+        Assert.Equal(("Adapter", 0, true, true, "Xhyve.PowerShell.XhyveNetworkAdapter[]"), (adapter.SetName, adapter.Position, adapter.Mandatory, adapter.FromPipeline, adapter.Type));
+        Assert.Equal(("Name", 0, true), c.Parameters.Where(p => p.Name == "VMName").Select(p => (p.SetName, p.Position, p.Mandatory)).Single());
+        Assert.Equal(("Name", 1, true), c.Parameters.Where(p => p.Name == "Name").Select(p => (p.SetName, p.Position, p.Mandatory)).Single());
+    }
+
+    [Theory]
+    [InlineData("Add-XhyveNetworkAdapter")] [InlineData("Set-XhyveNetworkAdapter")]
+    public void AdapterSettings_AreTyped_AndTheOldTapDeviceNameStillWorks(string cmdlet)
+    {
+        var c = Cmdlets.Single(x => x.Name == cmdlet);
+        Assert.Equal("Xhyve.Vmm.Config.NetBackendKind", c.Parameters.Single(p => p.Name == "Mode").Type);
+        Assert.Contains("TapDevice", c.Parameters.Single(p => p.Name == "TapName").Aliases);
+        Assert.Equal("System.String[]", c.Parameters.Single(p => p.Name == "PortForward").Type);
+        Assert.Equal("System.String", c.Parameters.Single(p => p.Name == "MacAddress").Type);
     }
 
     [Fact]

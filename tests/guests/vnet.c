@@ -8,14 +8,28 @@
  *   mode=static ip=A.B.C.D [peer=A.B.C.D] [echo=PORT] [n=N] [pings=P]
  *                            answer ARP, ICMP echo and UDP echo on PORT (default 7) until N UDP datagrams
  *                            and P pings were answered.
+ *   mode=blast port=PORT [n=N] [size=BYTES] [ip=A.B.C.D peer=A.B.C.D] [ring=R] [batch=B]
+ *                            throughput: DHCP (or the static ip=/peer=, then ARP for the peer), then N UDP datagrams
+ *                            of BYTES payload (default 1024, at most 1472: frames stay <= 1514 bytes) to
+ *                            gateway-or-peer:PORT as fast as the send ring allows. R (default 128) prebuilt frames
+ *                            in R buffers; used buffers are reclaimed in batches and the ring refilled once B (default
+ *                            R/4) are free, with one notification per refill (none while the device sets NO_NOTIFY).
+ *                            Results: sent=, elapsed_us=, pps=, notifies=, cycles_per_ms=.
+ *   mode=sink port=PORT [n=N] [ip=A.B.C.D] [idle=MS] [ring=R]
+ *                            throughput: DHCP (or the static ip=), "sinking=PORT", then counts UDP datagrams to PORT
+ *                            (answering ARP/ICMP meanwhile) until N arrived, MS (default 1000) pass without one after
+ *                            the first, or secs= pass. Results: received=, bytes=, elapsed_us= (first to last, by the
+ *                            TSC), pps=, notifies=.
  * Common options: secs=S (how long to wait in listen/static modes, default 60), tsc_mhz=M (skips the PIT
- * calibration of the TSC). Results: XHYVE-TEST mac=, ip=, gw=, udp_echo=ok, udp_echoed=, icmp_echoed=, ...
+ * calibration of the TSC), nic=K (drive the K-th virtio-net device from 0, in slot order), norx=1 (post no
+ * receive buffers: frames sent to the guest must wait in the device, which must not spin or fail). Results: XHYVE-TEST mac=, ip=, gw=, udp_echo=ok, udp_echoed=, icmp_echoed=, ...
  * Every parse of an incoming frame is bounded by the length the device reported and by the lengths in
  * the headers, whichever is smaller. */
 #include "lib/guest.h"
 #include "lib/virtio.h"
 
-#define QMAX 16
+#define QMAX 16            /* queue size of the functional modes */
+#define BQMAX 128          /* the most the throughput modes use (ring=) */
 #define BUFSZ 2048
 #define NETHDR 12          /* virtio_net_hdr with num_buffers: always 12 bytes with VERSION_1 */
 #define F_MAC (1u << 5)
@@ -45,8 +59,9 @@ struct queue {
 
 static struct vdev dev;
 static struct queue rxq, txq;
-static uint8_t qmem[2][4096] __attribute__((aligned(4096)));
-static uint8_t rxbuf[QMAX][BUFSZ] __attribute__((aligned(16)));
+static uint8_t qmem[2][8192] __attribute__((aligned(4096)));
+static uint8_t rxbuf[BQMAX][BUFSZ] __attribute__((aligned(16)));
+static uint8_t txpool[BQMAX][BUFSZ] __attribute__((aligned(16)));
 static uint8_t txbuf[BUFSZ] __attribute__((aligned(16)));
 
 static void c8(uint32_t off, uint8_t v) { *(volatile uint8_t *)(dev.common + off) = v; }
@@ -56,17 +71,18 @@ static uint8_t r8(uint32_t off) { return *(volatile uint8_t *)(dev.common + off)
 static uint16_t r16(uint32_t off) { return *(volatile uint16_t *)(dev.common + off); }
 static uint32_t r32(uint32_t off) { return *(volatile uint32_t *)(dev.common + off); }
 
-static int queue_setup(struct queue *q, uint16_t index, uint8_t *mem)
+static int queue_setup(struct queue *q, uint16_t index, uint8_t *mem, uint16_t qmax)
 {
     c16(0x16, index);
     uint16_t size = r16(0x18);
     if (!size) return 0;
-    if (size > QMAX) { size = QMAX; c16(0x18, size); }
-    memset(mem, 0, 4096);
+    if (size > qmax) { size = qmax; c16(0x18, size); }
+    uint32_t s = qmax < 16 ? 16 : qmax;                             /* room for qmax entries; 16 gives 256/512 */
+    memset(mem, 0, 8192);
     q->index = index; q->size = size; q->avail_idx = q->used_idx = 0;
-    q->desc = (volatile struct vring_desc *)mem;                    /* 16 * 16 = 256 bytes */
-    q->avail = (volatile uint16_t *)(mem + 256);                    /* 6 + 2 * 16 bytes */
-    q->used = mem + 512;                                            /* 6 + 8 * 16 bytes, 4-aligned */
+    q->desc = (volatile struct vring_desc *)mem;                    /* 16 * s bytes */
+    q->avail = (volatile uint16_t *)(mem + 16 * s);                 /* 6 + 2 * s bytes */
+    q->used = mem + 32 * s;                                         /* 6 + 8 * s bytes, 4-aligned */
     q->notify = dev.notify + r16(0x1E) * dev.notify_mult;
     c16(0x1A, 0xFFFF);                                              /* no MSI-X vector: polled */
     c32(0x20, (uint32_t)q->desc); c32(0x24, 0);
@@ -82,6 +98,18 @@ static void queue_publish(struct queue *q)
     q->avail[1] = q->avail_idx;
     barrier();
     *(volatile uint16_t *)q->notify = q->index;
+}
+
+/* The same, but without the notification while the device says it does not need one (used flags NO_NOTIFY);
+ * returns whether it notified. */
+static int queue_publish_lazy(struct queue *q)
+{
+    barrier();
+    q->avail[1] = q->avail_idx;
+    barrier();
+    if (*(volatile uint16_t *)q->used & 1) return 0;
+    *(volatile uint16_t *)q->notify = q->index;
+    return 1;
 }
 
 static void queue_put(struct queue *q, uint16_t head) { q->avail[2 + (q->avail_idx++ % q->size)] = head; }
@@ -191,10 +219,11 @@ static void ipv4_hdr(uint8_t *p, uint32_t src, uint32_t dst, uint8_t proto, uint
     put16(p + 10, fold(sum16(p, 20, 0)));
 }
 
-static void send_udp(const uint8_t *dst_mac, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
-                     const uint8_t *data, uint32_t len)
+/* Lays a UDP datagram out in txbuf (after the virtio header); returns the frame's length. max: the largest payload. */
+static uint32_t build_udp(const uint8_t *dst_mac, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+                          const uint8_t *data, uint32_t len, uint32_t max)
 {
-    if (len > 1400) len = 1400;
+    if (len > max) len = max;
     uint8_t *ip = eth(dst_mac, ETH_IP), *udp = ip + 20;
     ipv4_hdr(ip, src, dst, 17, 8 + len);
     put16(udp, sport); put16(udp + 2, dport); put16(udp + 4, (uint16_t)(8 + len)); put16(udp + 6, 0);
@@ -202,7 +231,13 @@ static void send_udp(const uint8_t *dst_mac, uint32_t src, uint32_t dst, uint16_
     uint32_t sum = sum16(ip + 12, 8, 17 + 8 + len);              /* pseudo-header: addresses, protocol, length */
     uint16_t c = fold(sum16(udp, 8 + len, sum));
     put16(udp + 6, c ? c : 0xFFFF);
-    send_frame(14 + 20 + 8 + len);
+    return 14 + 20 + 8 + len;
+}
+
+static void send_udp(const uint8_t *dst_mac, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+                     const uint8_t *data, uint32_t len)
+{
+    send_frame(build_udp(dst_mac, src, dst, sport, dport, data, len, 1400));
 }
 
 static void send_arp(uint16_t op, const uint8_t *dst_mac, const uint8_t *tha, uint32_t tpa)
@@ -495,6 +530,109 @@ static void serve(uint32_t want_udp, uint32_t want_icmp, uint32_t secs)
     report("arp_replied", arp_replied);
 }
 
+/* ---- throughput modes ---- */
+
+static void report_rate(uint32_t count, uint64_t bytes, uint64_t cycles)
+{
+    uint64_t us = cycles * 1000 / ticks_per_ms;
+    report("elapsed_us", (uint32_t)us);
+    report("pps", us ? (uint32_t)((uint64_t)count * 1000000 / us) : 0);
+    report("kbit_s", us ? (uint32_t)(bytes * 8000 / us) : 0);
+}
+
+/* Sends n datagrams of size payload bytes to gw_ip:port, keeping the send ring full: every buffer holds the same
+ * prebuilt frame, used buffers are reclaimed as the device returns them, and the ring is refilled (one publish, one
+ * notification at most) once batch of them are free. */
+static void blast(uint16_t port, uint32_t n, uint32_t size, uint32_t batch, uint32_t secs)
+{
+    static uint8_t payload[1472];
+    static uint16_t free_heads[BQMAX];
+    if (size > sizeof payload) size = sizeof payload;
+    if (batch < 1) batch = 1;
+    if (batch > txq.size) batch = txq.size;
+    for (uint32_t i = 0; i < size; i++) payload[i] = (uint8_t)('a' + i % 26);
+    uint32_t flen = build_udp(gw_mac, my_ip, gw_ip, MY_PORT, port, payload, size, sizeof payload);
+    memset(txbuf, 0, NETHDR);
+    for (uint16_t i = 0; i < txq.size; i++) {
+        memcpy(txpool[i], txbuf, NETHDR + flen);
+        txq.desc[i].addr = (uint32_t)txpool[i];
+        txq.desc[i].len = NETHDR + flen;
+        txq.desc[i].flags = 0;
+        txq.desc[i].next = 0;
+        free_heads[i] = i;
+    }
+    txq.avail[0] = 1;                                            /* VRING_AVAIL_F_NO_INTERRUPT: we poll */
+    uint32_t nfree = txq.size, queued = 0, done = 0, notifies = 0;
+    report("blasting", port);
+    uint64_t t0 = rdtsc(), until = deadline_ms(secs * 1000);
+    while (done < n) {
+        uint32_t head, len;
+        while (queue_poll(&txq, &head, &len)) {
+            if (head < txq.size) free_heads[nfree++] = (uint16_t)head;
+            done++;
+        }
+        uint32_t left = n - queued;
+        if (left && nfree >= (left < batch ? left : batch)) {
+            while (nfree && queued < n) { queue_put(&txq, free_heads[--nfree]); queued++; }
+            notifies += (uint32_t)queue_publish_lazy(&txq);
+        } else {
+            if (expired(until)) break;
+            __asm__ volatile("pause");
+        }
+    }
+    uint64_t cycles = rdtsc() - t0;
+    frames_out += done;
+    report("sent", done);
+    report("queued", queued);
+    report("notifies", notifies);
+    report("cycles_per_ms", (uint32_t)ticks_per_ms);
+    report_rate(done, (uint64_t)done * size, cycles);
+}
+
+/* Counts UDP datagrams to port (other frames go through the usual parser, so ARP and ping are answered). The
+ * descriptors keep pointing at their own buffers, so a buffer goes back with one ring entry; the TSC is read once
+ * per batch of frames taken from the ring: first is the start of the first batch with a datagram, last the end of
+ * the last one. */
+static void sink(uint16_t port, uint32_t n, uint32_t idle_ms, uint32_t secs)
+{
+    uint32_t count = 0, notifies = 0;
+    uint64_t bytes = 0, first = 0, last = 0, idle = (uint64_t)idle_ms * ticks_per_ms;
+    rxq.avail[0] = 1;                                            /* VRING_AVAIL_F_NO_INTERRUPT: we poll */
+    report("sinking", port);
+    uint64_t until = deadline_ms(secs * 1000);
+    while (count < n) {
+        uint32_t head, len, got = 0, before = count;
+        uint64_t start = rdtsc();
+        while (queue_poll(&rxq, &head, &len)) {
+            got++;
+            if (head >= rxq.size) { frames_bad++; continue; }
+            if (len > BUFSZ) len = BUFSZ;
+            const uint8_t *f = rxbuf[head] + NETHDR;
+            uint32_t flen = len >= NETHDR ? len - NETHDR : 0;
+            if (flen >= 14 + 20 + 8 && f[12] == 0x08 && f[13] == 0 && f[14] == 0x45 && f[14 + 9] == 17
+                && get16(f + 14 + 20 + 2) == port && get16(f + 14 + 20 + 4) >= 8) {
+                count++;
+                bytes += get16(f + 14 + 20 + 4) - 8;
+            } else if (flen) on_frame(f, flen);
+            else frames_bad++;
+            queue_put(&rxq, (uint16_t)head);
+        }
+        if (got) {
+            notifies += (uint32_t)queue_publish_lazy(&rxq);
+            if (count != before) { if (!before) first = start; last = rdtsc(); }
+            continue;
+        }
+        if ((count && start - last > idle) || start >= until) break;
+        __asm__ volatile("pause");
+    }
+    frames_in += count;
+    report("received", count);
+    report("bytes", (uint32_t)bytes);
+    report("notifies", notifies);
+    report("cycles_per_ms", (uint32_t)ticks_per_ms);
+    report_rate(count, bytes, last - first);
+}
+
 void guest_main(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic;
@@ -505,7 +643,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     int user = word_is(mode, "user"), listen = word_is(mode, "listen"), stat = word_is(mode, "static");
     if (!mode) { listen = cmdline_value(mbi, "listen") != 0; stat = !listen && cmdline_value(mbi, "ip") != 0; user = !listen && !stat; }
 
-    int found = vdev_find(&dev, 1, 0x1000, 0);
+    int found = vdev_find_nth(&dev, 1, 0x1000, 0, (int)cmdline_uint(mbi, "nic", 0));
     report("found", found);
     if (!found || !dev.common || !dev.notify || !dev.devcfg) { report("modern", 0); test_done(); }
     report_hex("device_id", pci_read32(0, dev.slot, 0, 0) >> 16);
@@ -521,11 +659,17 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     c8(0x14, 1 | 2 | 8);
     if (!(r8(0x14) & 8) || !hi) { report_hex("status", r8(0x14)); test_done(); }
     report("queues", r16(0x12));
-    if (!queue_setup(&rxq, 0, qmem[0]) || !queue_setup(&txq, 1, qmem[1])) { report("queue_setup", 0); test_done(); }
-    for (uint16_t i = 0; i < rxq.size; i++) rx_post(i);
+    int bench = word_is(mode, "blast") || word_is(mode, "sink");
+    uint32_t qmax = bench ? cmdline_uint(mbi, "ring", BQMAX) : QMAX;
+    if (qmax < 2) qmax = 2;
+    if (qmax > BQMAX) qmax = BQMAX;
+    if (!queue_setup(&rxq, 0, qmem[0], (uint16_t)qmax) || !queue_setup(&txq, 1, qmem[1], (uint16_t)qmax)) { report("queue_setup", 0); test_done(); }
+    int norx = cmdline_uint(mbi, "norx", 0) != 0;
+    if (!norx) for (uint16_t i = 0; i < rxq.size; i++) rx_post(i);
     c8(0x14, 1 | 2 | 4 | 8);
     report_hex("status", r8(0x14));
-    queue_publish(&rxq);
+    if (!norx) queue_publish(&rxq);
+    report("slot", dev.slot);
 
     if (lo & F_MAC) for (int i = 0; i < 6; i++) my_mac[i] = *(volatile uint8_t *)(dev.devcfg + i);
     else { static const uint8_t fallback[6] = { 0x02, 0, 0, 0x58, 0x48, 0x01 }; memcpy(my_mac, fallback, 6); }
@@ -560,6 +704,20 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
             arp_gateway();
         }
         serve(cmdline_uint(mbi, "n", 1), cmdline_uint(mbi, "pings", 3), secs);
+    } else if (bench) {
+        uint16_t port = (uint16_t)cmdline_uint(mbi, "port", 5001);
+        my_ip = cmdline_ip(mbi, "ip");
+        if (my_ip) report_ip("ip", my_ip);
+        else if (!dhcp()) finish();
+        if (word_is(mode, "blast")) {
+            uint32_t peer = cmdline_ip(mbi, "peer");
+            if (my_ip && peer) gw_ip = peer;
+            if (!gw_ip || !arp_gateway()) finish();
+            blast(port, cmdline_uint(mbi, "n", 10000), cmdline_uint(mbi, "size", 1024),
+                  cmdline_uint(mbi, "batch", txq.size / 4), secs);
+        } else {
+            sink(port, cmdline_uint(mbi, "n", 0xFFFFFFFF), cmdline_uint(mbi, "idle", 1000), secs);
+        }
     }
     finish();
 }

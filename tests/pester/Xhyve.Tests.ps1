@@ -9,6 +9,7 @@ BeforeAll {
     $script:guests = Join-Path $root 'tests/guests/build'
     $script:hello = Join-Path $guests 'hello.elf'
     $script:power = Join-Path $guests 'power.elf'
+    $script:vnet = Join-Path $guests 'vnet.elf'
     $script:work = Join-Path $env:XHYVE_HOME 'work'
     New-Item -ItemType Directory -Force $work | Out-Null
     $script:kvm = Test-Path /dev/kvm
@@ -128,10 +129,97 @@ Describe 'Disks and network adapters' {
         $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
     It 'defines network adapters' {
-        Add-XhyveNetworkAdapter devices -MacAddress 52:54:00:12:34:56 -PassThru | Select-Object -ExpandProperty Emulation | Should -Be 'virtio-net'
+        $added = Add-XhyveNetworkAdapter devices -MacAddress 52:54:00:12:34:56 -PassThru
+        ($added.Mode, $added.MacAddress, $added.MacAddressSource) | Should -Be @('User', '52:54:00:12:34:56', 'Static')
         (Get-XhyveNetworkAdapter devices).MacAddress | Should -Be '52:54:00:12:34:56'
         Get-XhyveNetworkAdapter devices | Remove-XhyveNetworkAdapter -Confirm:$false
         Get-XhyveNetworkAdapter devices | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Network adapters: Add, Get, Set, Remove' {
+    BeforeAll {
+        $script:netVm = New-XhyveVM nets -MultibootPath $hello
+        function Stable([int] $slot) { [Xhyve.Vmm.Config.MacAddress]::Derive($netVm.Id, [Xhyve.Vmm.Devices.Pci.PciAddress]::new(0, $slot, 0)).ToString() }
+    }
+    It 'adds a user-mode adapter with port forwards, and shows the stable MAC the engine will give it' {
+        $a = Add-XhyveNetworkAdapter nets -Name wan -PortForward 'tcp:8080:80', 'udp:127.0.0.1:5353-:53' -PassThru
+        ($a.Mode, $a.TapName, $a.Slot, $a.MacAddressSource) | Should -Be @('User', $null, 2, 'Stable')
+        $a.PortForwards | Should -Be @('tcp:8080:80', 'udp:127.0.0.1:5353:53')
+        $a.MacAddress | Should -Be (Stable 2)
+        (Get-XhyveNetworkAdapter nets -Name wan).MacAddress | Should -Be (Stable 2)
+    }
+    It 'adds a TAP adapter, with -TapName or the old -TapDevice' {
+        (Add-XhyveNetworkAdapter nets -Name lan -Mode Tap -TapName tap0 -PassThru).TapName | Should -Be 'tap0'
+        $old = Add-XhyveNetworkAdapter nets -Name old -TapDevice tap1 -PassThru
+        ($old.Mode, $old.TapName, $old.Slot) | Should -Be @('Tap', 'tap1', 4)
+        (Get-XhyveNetworkAdapter nets).Name | Should -Be @('wan', 'lan', 'old')
+        (Get-XhyveNetworkAdapter nets -Name 'l*').Name | Should -Be 'lan'
+    }
+    It 'refuses <case>, naming the value, and adds nothing' -ForEach @(
+        @{ case = 'a multicast MAC'; params = @{ MacAddress = '01:00:5e:00:00:01' }; id = 'InvalidMacAddress'; target = '01:00:5e:00:00:01'; message = '-MacAddress 01:00:5e:00:00:01: a multicast address' }
+        @{ case = 'a MAC that is not one'; params = @{ MacAddress = '52:54:00' }; id = 'InvalidMacAddress'; target = '52:54:00'; message = '-MacAddress 52:54:00: expected six hex pairs' }
+        @{ case = 'a forward that is not one'; params = @{ PortForward = 'tcp:80' }; id = 'InvalidPortForward'; target = 'tcp:80'; message = '-PortForward tcp:80: expected PROTOCOL:HOSTPORT-:GUESTPORT \(e.g. tcp:8080:80\)' }
+        @{ case = 'a forward on a TAP adapter'; params = @{ TapName = 'tap5'; PortForward = 'tcp:8080:80' }; id = 'InvalidNetworkAdapter'; target = 'bad'; message = "network adapter 'bad': hostfwd=tcp:8080-:80: port forwards are for user-mode networking" }
+        @{ case = 'a TAP device in User mode'; params = @{ Mode = 'User'; TapName = 'tap5' }; id = 'InvalidNetworkAdapter'; target = 'bad'; message = "TapName 'tap5': only an adapter in Mode Tap" }
+        @{ case = 'Tap mode without a TAP device'; params = @{ Mode = 'Tap' }; id = 'InvalidNetworkAdapter'; target = 'bad'; message = 'Mode Tap needs a TapName' }
+    ) {
+        Add-XhyveNetworkAdapter nets -Name bad @params -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err[0].FullyQualifiedErrorId | Should -BeLike "$id,*"
+        $err[0].TargetObject | Should -Be $target
+        $err[0].Exception.Message | Should -Match $message
+        Get-XhyveNetworkAdapter nets -Name bad | Should -BeNullOrEmpty
+    }
+    It 'refuses a second adapter with a MAC, TAP device or host port one has, naming both' {
+        Add-XhyveNetworkAdapter nets -Name dup -TapName tap0 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "network adapter 'dup': TAP device tap0 is already used by network adapter 'lan'"
+        Add-XhyveNetworkAdapter nets -Name dup -PortForward 'tcp:8080:22' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "host port tcp:8080 is already used by network adapter 'wan'"
+        Add-XhyveNetworkAdapter nets -Name dup -MacAddress (Stable 2) -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "MAC address .* is already used by network adapter 'wan'"
+        Get-XhyveNetworkAdapter nets -Name dup | Should -BeNullOrEmpty
+    }
+    It 'changes an adapter: a static MAC, then the stable one again, and a new list of forwards' {
+        $a = Set-XhyveNetworkAdapter nets wan -MacAddress 52-54-00-AA-BB-CC -PortForward 'tcp:2222:22' -PassThru
+        ($a.MacAddress, $a.MacAddressSource, $a.PortForwards) | Should -Be @('52:54:00:aa:bb:cc', 'Static', 'tcp:2222:22')
+        $a = Get-XhyveNetworkAdapter nets -Name wan | Set-XhyveNetworkAdapter -StableMacAddress -PortForward @() -PassThru
+        ($a.MacAddress, $a.MacAddressSource) | Should -Be @((Stable 2), 'Stable')
+        $a.PortForwards | Should -BeNullOrEmpty
+    }
+    It 'switches modes: to User drops the TAP device, to Tap needs one and refuses forwards' {
+        $a = Set-XhyveNetworkAdapter nets old -Mode User -PortForward 'tcp:9000:90' -PassThru
+        ($a.Mode, $a.TapName, $a.PortForwards) | Should -Be @('User', $null, 'tcp:9000:90')
+        Set-XhyveNetworkAdapter nets old -Mode Tap -TapName tap9 -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "-Mode Tap: the adapter forwards host ports \(tcp:9000:90\).*-PortForward @\(\)"
+        Set-XhyveNetworkAdapter nets old -Mode Tap -PortForward @() -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "network adapter 'old': Mode Tap needs a TapName"
+        $a = Set-XhyveNetworkAdapter nets old -Mode Tap -TapName tap9 -PortForward @() -PassThru
+        ($a.Mode, $a.TapName) | Should -Be @('Tap', 'tap9')
+        Set-XhyveNetworkAdapter nets old -PortForward 'tcp:1:1' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match 'port forwards are for user-mode networking'
+        (Get-XhyveNetworkAdapter nets -Name old).PortForwards | Should -BeNullOrEmpty
+    }
+    It 'refuses -MacAddress with -StableMacAddress, a missing adapter, and changes nothing with -WhatIf' {
+        Set-XhyveNetworkAdapter nets wan -MacAddress 52:54:00:00:00:09 -StableMacAddress -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match 'give one of them'
+        Set-XhyveNetworkAdapter nets nosuch -StableMacAddress -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].Exception.Message | Should -Match "VM 'nets' has no network adapter named 'nosuch'"
+        Set-XhyveNetworkAdapter nets wan -MacAddress 52:54:00:00:00:09 -WhatIf
+        (Get-XhyveNetworkAdapter nets -Name wan).MacAddressSource | Should -Be 'Stable'
+    }
+    It 'removes adapters by name and from the pipeline' {
+        (Remove-XhyveNetworkAdapter nets lan -Confirm:$false -PassThru).Name | Should -Be 'lan'
+        Get-XhyveNetworkAdapter nets | Remove-XhyveNetworkAdapter -Confirm:$false
+        Get-XhyveNetworkAdapter nets | Should -BeNullOrEmpty
+    }
+    It 'loads a vm.json written before the typed fields' {
+        New-XhyveVM oldnet -MultibootPath $hello | Out-Null
+        $file = Join-Path $env:XHYVE_HOME 'vms/oldnet/vm.json'
+        (Get-Content -Raw $file) -replace '"networkAdapters": \[\]', '"networkAdapters": [ { "name": "Network Adapter", "slot": 2, "emulation": "virtio-tap", "options": "tap0", "macAddress": "52:54:00:12:34:56" } ]' |
+            Set-Content -NoNewline $file
+        $a = Get-XhyveNetworkAdapter oldnet
+        ($a.Mode, $a.TapName, $a.MacAddress) | Should -Be @('Tap', 'tap0', '52:54:00:12:34:56')
     }
 }
 
@@ -141,6 +229,21 @@ Describe 'ConvertFrom-XhyveCommandLine' {
         $vm.MemoryStartupBytes | Should -Be 1GB
         $vm.KernelCommandLine | Should -Be 'earlyprintk=serial console=ttyS0'
         $vm.HardDrives.Path | Should -Be 'hdd.img'
+    }
+    It 'turns every network adapter spelling into a typed adapter' {
+        $line = '-U 6f1d4c0e-2b7a-4c55-9a0e-0c1f4b7e9a11 -s 2,virtio-net -s 3,virtio-net,user,mac=52:54:00:12:34:56,hostfwd=tcp:8080-:80,hostfwd=udp:127.0.0.1:5353-:53 ' +
+            '-s 4,virtio-net,tap=tap0 -s 5,virtio-tap,tap1,mac=02:00:00:00:00:01 -f kexec,vmlinuz'
+        $n = (ConvertFrom-XhyveCommandLine $line).NetworkAdapters
+        $n.Mode | Should -Be @('User', 'User', 'Tap', 'Tap')
+        $n.TapName | Should -Be @($null, $null, 'tap0', 'tap1')
+        $n.MacAddressSource | Should -Be @('Stable', 'Static', 'Stable', 'Static')
+        $n[0].MacAddress | Should -Be ([Xhyve.Vmm.Config.MacAddress]::Derive('6f1d4c0e-2b7a-4c55-9a0e-0c1f4b7e9a11', [Xhyve.Vmm.Devices.Pci.PciAddress]::new(0, 2, 0)).ToString())
+        $n[1].PortForwards | Should -Be @('tcp:8080:80', 'udp:127.0.0.1:5353:53')
+    }
+    It 'refuses a bad adapter on the line, naming it' {
+        ConvertFrom-XhyveCommandLine '-s 2,virtio-net,mac=01:00:5e:00:00:01 -f kexec,vmlinuz' -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err[0].Exception.Message | Should -Match 'virtio-net,mac=01:00:5e:00:00:01: mac=01:00:5e:00:00:01: a multicast address'
     }
     It 'reports a bad line as InvalidArgument' {
         ConvertFrom-XhyveCommandLine '-m lots -f kexec,k' -ErrorVariable err -ErrorAction SilentlyContinue
@@ -219,5 +322,46 @@ Describe 'Running VMs' {
         $err[0].Exception.Message | Should -Match 'stop it first'
         Remove-XhyveVM busy -Force -Confirm:$false
         Get-XhyveVM busy -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+}
+
+# Run alone with: ./build.ps1 -Task Pester -PesterTag Network
+Describe 'Networking' -Tag 'Network' {
+    It 'a VM with a user-mode adapter and a port forward starts, and the host reaches the guest service through the forward' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        if (-not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
+            Set-ItResult -Skipped -Because 'passt is not installed ($XHYVE_PASST, or passt on PATH): user-mode networking needs it'; return
+        }
+        # A host port nobody uses: bind it, note it, let it go for passt to take.
+        $probe = [Net.Sockets.UdpClient]::new([Net.IPEndPoint]::new([Net.IPAddress]::Loopback, 0))
+        $hostPort = $probe.Client.LocalEndPoint.Port
+        $probe.Dispose()
+        $guestPort = 7777
+        $adapter = New-XhyveVM netecho -MultibootPath $vnet -KernelCommandLine "mode=listen listen=$guestPort n=1 secs=120" |
+            Add-XhyveNetworkAdapter -PortForward "udp:127.0.0.1:${hostPort}:$guestPort" -PassThru
+        $udp = [Net.Sockets.UdpClient]::new()
+        try {
+            Start-XhyveVM netecho -ErrorAction Stop
+            Wait-XhyveVM netecho -For ConsoleText -Pattern 'XHYVE-TEST listening=' -TimeoutSec 120 -ErrorAction Stop | Out-Null
+            # The guest got its address by DHCP through passt; the same MAC Get-XhyveNetworkAdapter showed before the start.
+            Get-XhyveConsoleOutput netecho | Should -Contain "XHYVE-TEST mac=$($adapter.MacAddress)"
+            $udp.Client.ReceiveTimeout = 1000
+            $udp.Connect([Net.IPAddress]::Loopback, $hostPort)
+            $payload = [Text.Encoding]::ASCII.GetBytes("xhyve-pester-$hostPort")
+            $reply = $null
+            # UDP may be dropped until the guest has answered passt's ARP: send again until the echo comes back.
+            for ($i = 0; $i -lt 20 -and -not $reply; $i++) {
+                [void]$udp.Send($payload, $payload.Length)
+                $from = [Net.IPEndPoint]::new([Net.IPAddress]::Any, 0)
+                try { $reply = $udp.Receive([ref]$from) } catch [Net.Sockets.SocketException] { }
+            }
+            $reply | Should -Not -BeNullOrEmpty -Because "the guest echoes what arrives at udp:$guestPort through the forward from 127.0.0.1:$hostPort"
+            [Text.Encoding]::ASCII.GetString($reply) | Should -Be ([Text.Encoding]::ASCII.GetString($payload))
+            Wait-XhyveVM netecho -For ConsoleText -Pattern 'XHYVE-TEST udp_echoed=1' -TimeoutSec 30 | Should -Not -BeNullOrEmpty
+        }
+        finally {
+            $udp.Dispose()
+            if ((Get-XhyveVM netecho).State -ne 'Off') { Stop-XhyveVM netecho -TurnOff }
+        }
     }
 }

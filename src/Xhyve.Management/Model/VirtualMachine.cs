@@ -1,5 +1,7 @@
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
+using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Devices.Pci;
 
 namespace Xhyve.Management.Model;
 
@@ -17,16 +19,113 @@ public sealed class VmDisk
     [JsonIgnore] public bool ReadOnly => Options?.Split(',').Contains("ro") == true;
 }
 
-/// <summary>A network adapter definition (the device itself arrives with the networking work).</summary>
+/// <summary>Where a network adapter's MAC address comes from.</summary>
+public enum MacAddressSource
+{
+    /// <summary>Derived from the VM's Id and the adapter's slot (<see cref="Vmm.Config.MacAddress.Derive"/>): the same on
+    /// every start and every host, and another for another slot.</summary>
+    Stable,
+    /// <summary>Set on the adapter (<see cref="VmNetworkAdapter.MacAddress"/>).</summary>
+    Static,
+}
+
+/// <summary>
+/// A virtio-net adapter: user-mode networking through passt (DHCP, DNS, NAT and port forwards, no root) or a host
+/// TAP device. The engine gets it as -s SLOT,virtio-net,<see cref="ToOptions"/>. Stored in vm.json as mode,
+/// tapName, macAddress and portForwards; the older emulation/options pair is read and converted
+/// (<see cref="UpgradeLegacyFields"/>).
+/// </summary>
 public sealed class VmNetworkAdapter
 {
     public string Name { get; set; } = "Network Adapter";
     public int Slot { get; set; }
-    /// <summary>The engine's emulation: virtio-net (user-mode networking) or virtio-tap (a host TAP device).</summary>
-    public string Emulation { get; set; } = "virtio-net";
-    /// <summary>Options after the emulation, e.g. tap0 for virtio-tap; null for none.</summary>
-    public string? Options { get; set; }
+
+    /// <summary>User (the default) or Tap.</summary>
+    [JsonConverter(typeof(ModeConverter))]
+    public NetBackendKind Mode { get; set; } = NetBackendKind.User;
+
+    /// <summary>The host TAP device, e.g. tap0; set exactly when <see cref="Mode"/> is Tap.</summary>
+    public string? TapName { get; set; }
+
+    /// <summary>A fixed MAC address (xx:xx:xx:xx:xx:xx), or null for the stable one (<see cref="EffectiveMacAddress"/>).</summary>
     public string? MacAddress { get; set; }
+
+    /// <summary>Host ports forwarded into the guest (Mode User only), in the module's spelling
+    /// PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT, e.g. tcp:8080:80 (QEMU's tcp:8080-:80 is read too).</summary>
+    public List<string> PortForwards { get; set; } = [];
+
+    // The vm.json form before typed fields: "emulation" (virtio-net or virtio-tap) and the engine options after it.
+    [JsonInclude, JsonPropertyName("emulation")] internal string? LegacyEmulation { get; set; }
+    [JsonInclude, JsonPropertyName("options")] internal string? LegacyOptions { get; set; }
+
+    [JsonIgnore] public PciAddress PciAddress => new(0, Slot, 0);
+
+    [JsonIgnore] public MacAddressSource MacAddressSource => MacAddress != null ? MacAddressSource.Static : MacAddressSource.Stable;
+
+    /// <summary>The address the guest sees in VM <paramref name="vmId"/>: <see cref="MacAddress"/>, or the one the engine
+    /// derives from the VM's Id (its -U) and this slot, so it can be shown before the VM first starts.</summary>
+    /// <exception cref="FormatException">MacAddress is not a unicast MAC address.</exception>
+    public MacAddress EffectiveMacAddress(Guid vmId) => ToOptions().MacFor(vmId, PciAddress);
+
+    /// <summary>The engine's options for this adapter, checked by the engine's own parser.</summary>
+    /// <exception cref="FormatException">Names the setting and its value.</exception>
+    public NetDeviceOptions ToOptions()
+    {
+        if (!Enum.IsDefined(Mode)) throw new FormatException($"Mode {(int)Mode}: not User or Tap");
+        if (Mode == NetBackendKind.Tap && TapName == null) throw new FormatException("Mode Tap needs a TapName (the host TAP device, e.g. tap0)");
+        if (Mode == NetBackendKind.User && TapName != null) throw new FormatException($"TapName '{TapName}': only an adapter in Mode Tap has a TAP device");
+        var values = new List<(string Setting, string Value)>();
+        if (TapName != null) values.Add(("TapName", TapName));
+        if (MacAddress != null) values.Add(("MacAddress", MacAddress));
+        values.AddRange(PortForwards.Select(f => ("PortForwards", f)));
+        // The options are one comma-separated string: a comma inside a value would read as a further option.
+        foreach (var (setting, value) in values)
+            if (value.Contains(',')) throw new FormatException($"{setting} '{value}': cannot contain ','");
+        var options = new List<string> { Mode == NetBackendKind.Tap ? "tap=" + TapName : "user" };
+        if (MacAddress != null) options.Add("mac=" + MacAddress);
+        options.AddRange(PortForwards.Select(f => "hostfwd=" + f));
+        return NetDeviceOptions.Parse(string.Join(",", options));
+    }
+
+    /// <summary>The adapter for engine options as <see cref="NetDeviceOptions.Parse"/> reads them (the inverse of <see cref="ToOptions"/>).</summary>
+    public static VmNetworkAdapter FromOptions(string name, int slot, NetDeviceOptions options) => new()
+    {
+        Name = name, Slot = slot, Mode = options.Backend, TapName = options.TapName, MacAddress = options.Mac?.ToString(),
+        PortForwards = options.PortForwards.Select(FormatPortForward).ToList(),
+    };
+
+    /// <summary>The module's spelling of a forward, PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT (an IPv6 address in brackets),
+    /// which <see cref="PortForward.Parse"/> reads back.</summary>
+    public static string FormatPortForward(PortForward f) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{f.Protocol}:{(f.HostAddress is { } a ? (a.Contains(':') ? $"[{a}]" : a) + ":" : "")}{f.HostPort}:{f.GuestPort}");
+
+    /// <summary>Converts the emulation/options pair an older vm.json holds into the typed fields, so such a file keeps
+    /// loading (and is written in the new form on its next save).</summary>
+    /// <exception cref="FormatException">The old fields do not describe an adapter, or are mixed with the new ones.</exception>
+    internal void UpgradeLegacyFields()
+    {
+        if (LegacyEmulation == null && LegacyOptions == null) return;
+        if (Mode != NetBackendKind.User || TapName != null || PortForwards.Count > 0)
+            throw new FormatException("'emulation'/'options' (the older form) cannot be mixed with 'mode', 'tapName' or 'portForwards'");
+        bool tap = LegacyEmulation switch
+        {
+            null or "virtio-net" => false,
+            "virtio-tap" => true,
+            _ => throw new FormatException($"emulation '{LegacyEmulation}': not virtio-net or virtio-tap"),
+        };
+        NetDeviceOptions options;
+        try { options = NetDeviceOptions.Parse(LegacyOptions, tap); }
+        catch (FormatException e) { throw new FormatException($"options '{LegacyOptions}': {e.Message}", e); }
+        if (options.Mac != null && MacAddress != null)
+            throw new FormatException($"options '{LegacyOptions}': mac= is given there and in 'macAddress' ({MacAddress})");
+        var typed = FromOptions(Name, Slot, options);
+        (Mode, TapName, PortForwards, MacAddress) = (typed.Mode, typed.TapName, typed.PortForwards, MacAddress ?? typed.MacAddress);
+        (LegacyEmulation, LegacyOptions) = (null, null);
+    }
+
+    // Mode is written as its name; a number (which the default converter would take, even an undefined one) is refused.
+    private sealed class ModeConverter() : JsonStringEnumConverter<NetBackendKind>(namingPolicy: null, allowIntegerValues: false);
 }
 
 /// <summary>
@@ -111,10 +210,15 @@ public sealed class VirtualMachine
         }
         for (int i = 0; i < NetworkAdapters.Count; i++)
         {
-            Text($"networkAdapters[{i}].name", NetworkAdapters[i].Name, 256);
-            Text($"networkAdapters[{i}].emulation", NetworkAdapters[i].Emulation, 64);
-            Text($"networkAdapters[{i}].options", NetworkAdapters[i].Options, MaxTextLength);
-            Text($"networkAdapters[{i}].macAddress", NetworkAdapters[i].MacAddress, 64);
+            var n = NetworkAdapters[i];
+            Text($"networkAdapters[{i}].name", n.Name, 256);
+            Text($"networkAdapters[{i}].tapName", n.TapName, 64);
+            Text($"networkAdapters[{i}].macAddress", n.MacAddress, 64);
+            Text($"networkAdapters[{i}].emulation", n.LegacyEmulation, 64);
+            Text($"networkAdapters[{i}].options", n.LegacyOptions, MaxTextLength);
+            if (n.PortForwards.Count > MaxListCount) { Count($"networkAdapters[{i}].portForwards", n.PortForwards.Count, MaxListCount); continue; }
+            Entries($"networkAdapters[{i}].portForwards", n.PortForwards);
+            for (int j = 0; j < n.PortForwards.Count; j++) Text($"networkAdapters[{i}].portForwards[{j}]", n.PortForwards[j], 256);
         }
         for (int i = 0; i < ExtraArguments.Count; i++) Text($"extraArguments[{i}]", ExtraArguments[i], MaxTextLength);
         return problems;
@@ -146,12 +250,35 @@ public sealed class VirtualMachine
             else if (!slots.TryAdd(slot, what)) problems.Add($"{what}: slot {slot} is already used by {slots[slot]}");
         }
         foreach (var d in Disks) Slot(d.Slot, $"disk {d.Path}");
+        foreach (var n in NetworkAdapters) Slot(n.Slot, $"network adapter '{n.Name}'");
+        problems.AddRange(NetworkAdapterProblems());
+        problems.AddRange(VmArguments.ExtraArgumentProblems(this));
+        return problems;
+    }
+
+    /// <summary>Each adapter's settings, and what two adapters may not share: a name (cmdlets find adapters by it), the MAC
+    /// the guest sees (static or stable), a TAP device, a forwarded host port. The engine refuses the last three too, but
+    /// only when the VM starts, and naming -s arguments rather than adapters.</summary>
+    private List<string> NetworkAdapterProblems()
+    {
+        var problems = new List<string>();
+        var owners = new Dictionary<string, string>();
         foreach (var n in NetworkAdapters)
         {
-            Slot(n.Slot, $"network adapter '{n.Name}'");
-            if (n.Emulation is not ("virtio-net" or "virtio-tap")) problems.Add($"network adapter '{n.Name}': emulation '{n.Emulation}' is not virtio-net or virtio-tap");
+            string adapter = $"network adapter '{n.Name}'";
+            if (string.IsNullOrWhiteSpace(n.Name)) problems.Add($"{adapter}: the name cannot be empty");
+            else if (!owners.TryAdd("name " + n.Name, n.Name)) problems.Add($"{adapter}: another adapter of the VM has that name");
+            NetDeviceOptions options;
+            try { options = n.ToOptions(); }
+            catch (FormatException e) { problems.Add($"{adapter}: {e.Message}"); continue; }
+            var claims = new List<(string Key, string What)>();
+            var mac = options.MacFor(Id, n.PciAddress);
+            claims.Add(("mac " + mac, $"MAC address {mac}{(n.MacAddress == null ? " (its stable one)" : "")}"));
+            if (options.TapName != null) claims.Add(("tap " + options.TapName, $"TAP device {options.TapName}"));
+            claims.AddRange(options.PortForwards.Select(f => ($"port {f.Protocol} {f.HostAddress} {f.HostPort}", $"host port {f.Protocol}:{f.HostPort}")));
+            foreach (var (key, what) in claims)
+                if (!owners.TryAdd(key, n.Name)) problems.Add($"{adapter}: {what} is already used by network adapter '{owners[key]}'");
         }
-        problems.AddRange(VmArguments.ExtraArgumentProblems(this));
         return problems;
     }
 

@@ -25,8 +25,7 @@ public static class VmArguments
             new(new PciAddress(0, 31, 0), "lpc", null),
         };
         devices.AddRange(vm.Disks.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), "virtio-blk", d.Path + (d.Options != null ? "," + d.Options : ""))));
-        devices.AddRange(vm.NetworkAdapters.Select(n => new PciDeviceSpec(new PciAddress(0, n.Slot, 0), n.Emulation,
-            string.Join(",", new[] { n.Options, n.MacAddress != null ? "mac=" + n.MacAddress : null }.Where(o => o != null)) is { Length: > 0 } o ? o : null)));
+        devices.AddRange(vm.NetworkAdapters.Select(n => new PciDeviceSpec(n.PciAddress, "virtio-net", n.ToOptions().ToString())));
         FirmwareSpec firmware = vm.KernelPath != null
             ? new KexecFirmware(vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine)
             : new MultibootFirmware(vm.MultibootPath!, vm.MultibootModules.Select(m => new Vmm.Boot.MultibootModule(m.Path, m.CommandLine)).ToList(), vm.KernelCommandLine);
@@ -180,14 +179,14 @@ public static class VmArguments
                     vm.Disks.Add(new VmDisk { Path = comma < 0 ? d.Options : d.Options[..comma], Options = comma < 0 ? null : d.Options[(comma + 1)..], Slot = d.Address.Slot });
                     break;
                 case "virtio-net" or "virtio-tap" when plainSlot:
-                    var options = (d.Options ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).ToList();
-                    string? mac = options.FirstOrDefault(o => o.StartsWith("mac=", StringComparison.Ordinal));
-                    if (mac != null) options.Remove(mac);
-                    vm.NetworkAdapters.Add(new VmNetworkAdapter
+                    // Every spelling (bare, user, tap=, mac=, hostfwd=, xhyve's virtio-tap,tapN) was parsed once, by the engine's parser.
+                    var options = d.Device switch
                     {
-                        Name = $"Network Adapter {vm.NetworkAdapters.Count + 1}", Slot = d.Address.Slot, Emulation = d.Emulation,
-                        Options = options.Count > 0 ? string.Join(",", options) : null, MacAddress = mac?[4..],
-                    });
+                        VirtioNetSpec net => net.Options,
+                        InvalidDeviceSpec bad => throw new VmDefinitionException(bad.Problem),
+                        var other => throw new VmDefinitionException($"{d}: not a network adapter ({other.GetType().Name})"),
+                    };
+                    vm.NetworkAdapters.Add(VmNetworkAdapter.FromOptions($"Network Adapter {vm.NetworkAdapters.Count + 1}", d.Address.Slot, options));
                     break;
                 default:
                     vm.ExtraArguments.AddRange(["-s", CommandLineFormatter.FormatPciDevice(d)]);

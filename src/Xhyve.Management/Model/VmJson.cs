@@ -39,6 +39,11 @@ public static class VmJson
         }
         var problems = vm.LimitProblems();
         if (problems.Count > 0) throw new VmDefinitionException($"{source}: {string.Join("; ", problems)}");
+        for (int i = 0; i < vm.NetworkAdapters.Count; i++)
+        {
+            try { vm.NetworkAdapters[i].UpgradeLegacyFields(); }
+            catch (FormatException e) { throw new VmDefinitionException($"{source}: field 'networkAdapters[{i}]': {e.Message}"); }
+        }
         return vm;
     }
 }

@@ -1,6 +1,6 @@
 using System.Management.Automation;
-using System.Runtime.InteropServices;
 using Xhyve.Management.Model;
+using Xhyve.Vmm.Devices.Virtio.Net;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Hypervisor.Kvm;
 
@@ -48,9 +48,10 @@ public sealed class TestXhyveHostCommand : XhyveCmdlet
         }
         bool tun = File.Exists("/dev/net/tun");
         checks.Add(new("TUN device", tun, tun ? "/dev/net/tun" : "/dev/net/tun does not exist", tun ? null : "virtio-tap adapters need it: modprobe tun."));
-        bool slirp = NativeLibrary.TryLoad("libslirp.so.0", out var handle);
-        if (slirp) NativeLibrary.Free(handle);
-        checks.Add(new("libslirp", slirp, slirp ? "libslirp.so.0" : "not found", slirp ? null : "virtio-net user-mode networking needs it: apt-get install libslirp0."));
+        // User-mode adapters run passt beside the engine, found as the engine finds it.
+        string? passt = PasstBackend.FindPasst();
+        checks.Add(new("passt", passt != null, passt ?? "not found ($XHYVE_PASST, or passt on PATH)",
+            passt != null ? null : "Network adapters in User mode need it: apt-get install passt, or set XHYVE_PASST to the passt program."));
         string engine = Engines.EnginePath;
         bool hasEngine = File.Exists(engine);
         checks.Add(new("Engine host", hasEngine, engine, hasEngine ? null : "Reinstall the module, or set XHYVE_ENGINE to the xhyve executable."));

@@ -1,29 +1,72 @@
 using System.Management.Automation;
-using System.Text.RegularExpressions;
 using Xhyve.Management.Model;
+using Xhyve.Vmm.Config;
 
 namespace Xhyve.PowerShell.Cmdlets;
 
-/// <summary>Add-XhyveNetworkAdapter: defines a network adapter (virtio-net with user-mode networking, or
-/// virtio-tap on a host TAP device). The engine builds the device once networking lands; until then a VM
-/// with an adapter does not start.</summary>
+/// <summary>What Add- and Set-XhyveNetworkAdapter check before touching a VM: each -MacAddress and -PortForward value
+/// on its own (so the error names the parameter and the value), in the spelling the VM stores.</summary>
+internal static class AdapterParameters
+{
+    /// <summary>The canonical MAC address (lower case, ':'), or null after writing an error naming -MacAddress.</summary>
+    public static string? MacAddress(Cmdlet cmdlet, string value)
+    {
+        try { return Vmm.Config.MacAddress.Parse(value).ToString(); }
+        catch (FormatException e)
+        {
+            cmdlet.WriteError(new ErrorRecord(Reworded("MacAddress", value, "mac", e), "InvalidMacAddress", ErrorCategory.InvalidArgument, value));
+            return null;
+        }
+    }
+
+    /// <summary>The forwards as PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT, or null after writing an error naming each bad one.</summary>
+    public static List<string>? PortForwards(Cmdlet cmdlet, string[] values)
+    {
+        var forwards = new List<string>();
+        foreach (var value in values)
+        {
+            try { forwards.Add(VmNetworkAdapter.FormatPortForward(PortForward.Parse(value))); }
+            catch (FormatException e)
+            {
+                cmdlet.WriteError(new ErrorRecord(Reworded("PortForward", value, "hostfwd", e), "InvalidPortForward", ErrorCategory.InvalidArgument, value));
+            }
+        }
+        return forwards.Count == values.Length ? forwards : null;
+    }
+
+    // The engine's parser names the value in its own spelling (mac=X, hostfwd=X and QEMU's example); the user wrote -Parameter X.
+    private static ArgumentException Reworded(string parameter, string value, string engineOption, FormatException e)
+    {
+        string why = e.Message.StartsWith($"{engineOption}={value}: ", StringComparison.Ordinal) ? e.Message[(engineOption.Length + value.Length + 3)..] : e.Message;
+        return new ArgumentException($"-{parameter} {value}: {why.Replace("(e.g. hostfwd=tcp:8080-:80)", "(e.g. tcp:8080:80)", StringComparison.Ordinal)}", e);
+    }
+}
+
+/// <summary>Add-XhyveNetworkAdapter: defines a virtio-net adapter, with user-mode networking (passt) or on a host TAP
+/// device, in a VM that is off.</summary>
 [Cmdlet(VerbsCommon.Add, "XhyveNetworkAdapter", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveNetworkAdapter))]
 public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
 {
-    private static readonly Regex Mac = new("^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$", RegexOptions.CultureInvariant);
-
     /// <summary>The adapter's name, unique within the VM (default "Network Adapter").</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "Network Adapter";
 
-    /// <summary>A host TAP device (virtio-tap); without it the adapter uses user-mode networking (virtio-net).</summary>
-    [Parameter] [ValidateNotNullOrEmpty]
-    public string? TapDevice { get; set; }
+    /// <summary>User: user-mode networking through passt (DHCP, DNS, NAT and port forwards; no root). Tap: the host TAP device -TapName. Without -Mode, Tap when -TapName is given and User otherwise.</summary>
+    [Parameter]
+    public NetBackendKind Mode { get; set; }
 
-    /// <summary>The adapter's MAC address, six hex pairs separated by ':'. By default the engine derives one from the VM.</summary>
+    /// <summary>The host TAP device (e.g. tap0) for -Mode Tap; refused with -Mode User.</summary>
+    [Parameter] [Alias("TapDevice")] [ValidateNotNullOrEmpty]
+    public string? TapName { get; set; }
+
+    /// <summary>A fixed MAC address, six hex pairs separated by ':' (multicast addresses are refused). By default the adapter gets a stable address derived from the VM's Id and the slot, which Get-XhyveNetworkAdapter shows.</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string? MacAddress { get; set; }
+
+    /// <summary>Host ports forwarded to the guest (-Mode User only), each PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT with tcp or udp, e.g. 'tcp:8080:80' or 'udp:127.0.0.1:5353:53'.</summary>
+    [Parameter] [ValidateNotNullOrEmpty]
+    public string[] PortForward { get; set; } = [];
 
     /// <summary>The PCI slot (1 to 30) for the adapter. By default, the lowest free slot from 2 up.</summary>
     [Parameter] [ValidateRange(1, 30)]
@@ -35,35 +78,40 @@ public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
 
     protected override void ProcessRecord()
     {
-        if (MacAddress != null && !Mac.IsMatch(MacAddress))
+        string? mac = MacAddress != null ? AdapterParameters.MacAddress(this, MacAddress) : null;
+        var forwards = AdapterParameters.PortForwards(this, PortForward);
+        if ((MacAddress != null && mac == null) || forwards == null) return;
+        var mode = MyInvocation.BoundParameters.ContainsKey(nameof(Mode)) ? Mode : TapName != null ? NetBackendKind.Tap : NetBackendKind.User;
+        var template = new VmNetworkAdapter { Name = Name, Mode = mode, TapName = TapName, MacAddress = mac, PortForwards = forwards };
+        try { template.ToOptions(); }
+        catch (FormatException e)
         {
-            WriteError(new ErrorRecord(new ArgumentException($"-MacAddress {MacAddress}: expected six hex pairs separated by ':' (52:54:00:12:34:56)"),
-                "InvalidMacAddress", ErrorCategory.InvalidArgument, MacAddress));
+            WriteError(new ErrorRecord(new ArgumentException($"network adapter '{Name}': {e.Message}", e), "InvalidNetworkAdapter", ErrorCategory.InvalidArgument, Name));
             return;
         }
         foreach (var vmName in TargetNames)
         {
-            if (!ShouldProcess(vmName, $"Add network adapter '{Name}'")) continue;
+            if (!ShouldProcess(vmName, $"Add network adapter '{Name}' ({mode}{(TapName != null ? " " + TapName : "")})")) continue;
             Try(vmName, () =>
             {
                 VmNetworkAdapter? added = null;
-                ChangeStoppedVm(vmName, vm =>
+                var vm = ChangeStoppedVm(vmName, vm =>
                 {
                     if (vm.NetworkAdapters.Any(n => n.Name == Name)) throw new VmDefinitionException($"VM '{vmName}' already has a network adapter named '{Name}'");
                     added = new VmNetworkAdapter
                     {
-                        Name = Name, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), MacAddress = MacAddress?.ToLowerInvariant(),
-                        Emulation = TapDevice != null ? "virtio-tap" : "virtio-net", Options = TapDevice,
+                        Name = Name, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), Mode = mode, TapName = TapName, MacAddress = mac, PortForwards = [.. forwards],
                     };
                     vm.NetworkAdapters.Add(added);
+                    VmArguments.ToArguments(vm, null);   // a MAC, TAP device or host port another adapter has is refused here
                 });
-                if (PassThru) WriteObject(new XhyveNetworkAdapter(vmName, added!));
+                if (PassThru) WriteObject(new XhyveNetworkAdapter(vm, added!));
             });
         }
     }
 }
 
-/// <summary>Get-XhyveNetworkAdapter: a VM's network adapters.</summary>
+/// <summary>Get-XhyveNetworkAdapter: a VM's network adapters, with the MAC address each one has (set, or the stable one).</summary>
 [Cmdlet(VerbsCommon.Get, "XhyveNetworkAdapter", DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveNetworkAdapter))]
 public sealed class GetXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
@@ -78,53 +126,117 @@ public sealed class GetXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
         foreach (var vmName in TargetNames)
             Try(vmName, () =>
             {
-                foreach (var n in Store.Get(vmName).NetworkAdapters.Where(n => pattern.IsMatch(n.Name)))
-                    WriteObject(new XhyveNetworkAdapter(vmName, n));
+                var vm = Store.Get(vmName);
+                foreach (var n in vm.NetworkAdapters.Where(n => pattern.IsMatch(n.Name)))
+                    WriteObject(new XhyveNetworkAdapter(vm, n));
             });
+    }
+}
+
+/// <summary>Cmdlets that act on one adapter at a time: named by -VMName and -Name, or piped from Get-XhyveNetworkAdapter.</summary>
+public abstract class XhyveNetworkAdapterCmdlet : XhyveCmdlet
+{
+    /// <summary>Adapters, as Get-XhyveNetworkAdapter writes them.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Adapter", ValueFromPipeline = true)]
+    [ValidateNotNull]
+    public XhyveNetworkAdapter[] NetworkAdapter { get; set; } = [];
+
+    /// <summary>The VM the adapter belongs to.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name")]
+    [ArgumentCompleter(typeof(VMNameCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string VMName { get; set; } = "";
+
+    /// <summary>The adapter's name.</summary>
+    [Parameter(Mandatory = true, Position = 1, ParameterSetName = "Name")] [ValidateNotNullOrEmpty]
+    public string Name { get; set; } = "";
+
+    /// <summary>Write the adapter to the pipeline.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    /// <summary>Runs <paramref name="change"/> on each target adapter the user confirms, in its stopped VM; a missing
+    /// adapter is an error naming it, and -PassThru writes the adapter as the change left it.</summary>
+    protected void ChangeEachAdapter(string action, Action<VirtualMachine, VmNetworkAdapter> change)
+    {
+        var targets = ParameterSetName == "Adapter" ? NetworkAdapter.Select(n => (n.VMName, n.Name)) : [(VMName, Name)];
+        foreach (var (vmName, adapterName) in targets)
+        {
+            if (!ShouldProcess(vmName, $"{action} network adapter '{adapterName}'")) continue;
+            Try(vmName, () =>
+            {
+                VmNetworkAdapter? changed = null;
+                var vm = ChangeStoppedVm(vmName, vm =>
+                {
+                    changed = vm.NetworkAdapters.FirstOrDefault(n => n.Name == adapterName)
+                        ?? throw new VmDefinitionException($"VM '{vmName}' has no network adapter named '{adapterName}'");
+                    change(vm, changed);
+                });
+                if (PassThru) WriteObject(new XhyveNetworkAdapter(vm, changed!));
+            });
+        }
+    }
+}
+
+/// <summary>Set-XhyveNetworkAdapter: changes the mode, TAP device, MAC address or port forwards of an adapter of a VM that is off.</summary>
+[Cmdlet(VerbsCommon.Set, "XhyveNetworkAdapter", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(XhyveNetworkAdapter))]
+public sealed class SetXhyveNetworkAdapterCommand : XhyveNetworkAdapterCmdlet
+{
+    /// <summary>User (user-mode networking through passt) or Tap (the host TAP device -TapName). Going to User drops the TAP device; going to Tap needs -TapName unless the adapter has one, and refuses port forwards the adapter has unless -PortForward @() drops them.</summary>
+    [Parameter]
+    public NetBackendKind Mode { get; set; }
+
+    /// <summary>The host TAP device (e.g. tap0) of an adapter in Tap mode.</summary>
+    [Parameter] [Alias("TapDevice")] [ValidateNotNullOrEmpty]
+    public string? TapName { get; set; }
+
+    /// <summary>A fixed MAC address, six hex pairs separated by ':' (multicast addresses are refused). -StableMacAddress goes back to the derived one.</summary>
+    [Parameter] [ValidateNotNullOrEmpty]
+    public string? MacAddress { get; set; }
+
+    /// <summary>Drop the fixed MAC address: the adapter gets the stable address derived from the VM's Id and the slot again.</summary>
+    [Parameter]
+    public SwitchParameter StableMacAddress { get; set; }
+
+    /// <summary>The host ports forwarded to the guest (Mode User only), replacing the adapter's list; @() removes them all. Each is PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT, e.g. 'tcp:8080:80'.</summary>
+    [Parameter] [AllowEmptyCollection]
+    public string[]? PortForward { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        if (MacAddress != null && StableMacAddress)
+        {
+            WriteError(new ErrorRecord(new ArgumentException($"-MacAddress {MacAddress} and -StableMacAddress: give one of them"), "ConflictingMacAddress", ErrorCategory.InvalidArgument, MacAddress));
+            return;
+        }
+        string? mac = MacAddress != null ? AdapterParameters.MacAddress(this, MacAddress) : null;
+        var forwards = PortForward != null ? AdapterParameters.PortForwards(this, PortForward) : null;
+        if ((MacAddress != null && mac == null) || (PortForward != null && forwards == null)) return;
+        bool modeGiven = MyInvocation.BoundParameters.ContainsKey(nameof(Mode));
+        ChangeEachAdapter("Set", (vm, adapter) =>
+        {
+            if (modeGiven)
+            {
+                if (Mode == NetBackendKind.Tap && forwards == null && adapter.PortForwards.Count > 0)
+                    throw new VmDefinitionException($"VM '{vm.Name}': network adapter '{adapter.Name}': -Mode Tap: the adapter forwards host ports ({string.Join(", ", adapter.PortForwards)}), which a TAP adapter cannot; add -PortForward @() to drop them");
+                if (Mode == NetBackendKind.User && TapName == null) adapter.TapName = null;
+                adapter.Mode = Mode;
+            }
+            if (TapName != null) adapter.TapName = TapName;
+            if (mac != null) adapter.MacAddress = mac;
+            if (StableMacAddress) adapter.MacAddress = null;
+            if (forwards != null) adapter.PortForwards = [.. forwards];
+            // Settings that do not go together, and a MAC, TAP device or host port another adapter has, are refused here.
+            VmArguments.ToArguments(vm, null);
+        });
     }
 }
 
 /// <summary>Remove-XhyveNetworkAdapter: removes adapters by name, or piped from Get-XhyveNetworkAdapter.</summary>
 [Cmdlet(VerbsCommon.Remove, "XhyveNetworkAdapter", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = "Adapter")]
 [OutputType(typeof(XhyveNetworkAdapter))]
-public sealed class RemoveXhyveNetworkAdapterCommand : XhyveCmdlet
+public sealed class RemoveXhyveNetworkAdapterCommand : XhyveNetworkAdapterCmdlet
 {
-    /// <summary>Adapters to remove, as Get-XhyveNetworkAdapter writes them.</summary>
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Adapter", ValueFromPipeline = true)]
-    [ValidateNotNull]
-    public XhyveNetworkAdapter[] NetworkAdapter { get; set; } = [];
-
-    /// <summary>The VM to remove the adapter from.</summary>
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Name")]
-    [ArgumentCompleter(typeof(VMNameCompleter))]
-    [ValidateNotNullOrEmpty]
-    public string VMName { get; set; } = "";
-
-    /// <summary>The name of the adapter to remove.</summary>
-    [Parameter(Mandatory = true, Position = 1, ParameterSetName = "Name")] [ValidateNotNullOrEmpty]
-    public string Name { get; set; } = "";
-
-    /// <summary>Write the removed adapter to the pipeline.</summary>
-    [Parameter]
-    public SwitchParameter PassThru { get; set; }
-
-    protected override void ProcessRecord()
-    {
-        var targets = ParameterSetName == "Adapter" ? NetworkAdapter.Select(n => (n.VMName, n.Name)) : [(VMName, Name)];
-        foreach (var (vmName, adapterName) in targets)
-        {
-            if (!ShouldProcess(vmName, $"Remove network adapter '{adapterName}'")) continue;
-            Try(vmName, () =>
-            {
-                VmNetworkAdapter? removed = null;
-                ChangeStoppedVm(vmName, vm =>
-                {
-                    removed = vm.NetworkAdapters.FirstOrDefault(n => n.Name == adapterName)
-                        ?? throw new VmDefinitionException($"VM '{vmName}' has no network adapter named '{adapterName}'");
-                    vm.NetworkAdapters.Remove(removed);
-                });
-                if (PassThru) WriteObject(new XhyveNetworkAdapter(vmName, removed!));
-            });
-        }
-    }
+    protected override void ProcessRecord() => ChangeEachAdapter("Remove", (vm, adapter) => vm.NetworkAdapters.Remove(adapter));
 }

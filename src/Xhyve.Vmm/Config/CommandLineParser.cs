@@ -286,6 +286,9 @@ public static class CommandLineParser
                -p: pin 'vcpu' to 'hostcpu'
                -P: vmexit from the guest on pause
                -s: <slot,driver,configinfo> PCI slot config: slot[:func] or bus:slot:func
+                   drivers: hostbridge lpc uart virtio-blk virtio-rnd virtio-net virtio-tap testdev
+                   virtio-net[,user|tap=NAME][,mac=MAC][,hostfwd=tcp|udp:HOSTPORT-:GUESTPORT]: user is
+                   NAT through passt (no root); virtio-tap,tapN is virtio-net,tap=tapN
                -u: RTC keeps UTC time
                -U: uuid
                -v: show build version

@@ -88,10 +88,11 @@ public readonly record struct MacAddress(ulong Value)
     /// </summary>
     public static MacAddress Derive(Guid vmUuid, PciAddress address)
     {
-        Span<byte> input = stackalloc byte[16 + 3 + 12];
+        var label = "xhyve-net-mac"u8;   // keeps these hashes apart from any other use of the UUID
+        Span<byte> input = stackalloc byte[16 + 3 + label.Length];
         vmUuid.TryWriteBytes(input, bigEndian: true, out _);
         input[16] = (byte)address.Bus; input[17] = (byte)address.Slot; input[18] = (byte)address.Function;
-        "xhyve-net-mac"u8[..12].CopyTo(input[19..]);
+        label.CopyTo(input[19..]);
         Span<byte> hash = stackalloc byte[32];
         SHA256.HashData(input, hash);
         hash[0] = (byte)((hash[0] & 0xFC) | 0x02);
@@ -161,7 +162,8 @@ public sealed record NetDeviceOptions
                     break;
                 case "hostfwd" when eq >= 0:
                     var f = PortForward.Parse(value);
-                    if (forwards.FirstOrDefault(x => x.Protocol == f.Protocol && x.HostPort == f.HostPort && x.HostAddress == f.HostAddress) is { } dup)
+                    // One host port once, whatever the address: 127.0.0.1:8080 and *:8080 cannot both be bound.
+                    if (forwards.FirstOrDefault(x => x.Protocol == f.Protocol && x.HostPort == f.HostPort) is { } dup)
                         throw new FormatException($"{item}: host port {f.Protocol}:{f.HostPort} is already forwarded (hostfwd={dup})");
                     forwards.Add(f);
                     break;

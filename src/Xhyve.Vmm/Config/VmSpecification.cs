@@ -171,7 +171,7 @@ public sealed record VmSpecification
         {
             Claim(problems, d, "mac " + mac, $"MAC address {mac}");
             if (net.TapName is { } tap) Claim(problems, d, "tap " + tap, $"TAP device {tap}");
-            foreach (var f in net.PortForwards) Claim(problems, d, $"fwd {f.Protocol}:{f.HostAddress}:{f.HostPort}", $"host port {f.Protocol}:{f.HostPort}");
+            foreach (var f in net.PortForwards) Claim(problems, d, $"fwd {f.Protocol}:{f.HostPort}", $"host port {f.Protocol}:{f.HostPort}");
         }
 
         private void Claim(List<string> problems, PciDeviceSpec d, string key, string what)

@@ -190,7 +190,7 @@ internal struct PollFd
     public int Fd;
     public short Events;
     public short Revents;
-    public const short PollIn = 1, PollErr = 8, PollHup = 0x10, PollNval = 0x20;
+    public const short PollIn = 1, PollOut = 4, PollErr = 8, PollHup = 0x10, PollNval = 0x20;
 }
 
 /// <summary>glibc's struct termios on Linux (60 bytes).</summary>

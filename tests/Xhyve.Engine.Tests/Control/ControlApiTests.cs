@@ -20,50 +20,6 @@ public sealed class ControlApiTests : IDisposable
         ["-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", .. extra, "-f", $"multiboot,{EngineProcess.Guest(guest)},,{cmdline}",
          "--control-socket", Socket, "--exit-file", ExitFile]);
 
-    /// <summary>One connection: send lines, read one JSON line per command.</summary>
-    private sealed class Client : IDisposable
-    {
-        private readonly System.Net.Sockets.Socket _s = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        public Client(string path)
-        {
-            var deadline = Stopwatch.StartNew();
-            while (true)
-            {
-                try { _s.Connect(new UnixDomainSocketEndPoint(path)); return; }
-                catch (SocketException) when (deadline.Elapsed < TimeSpan.FromSeconds(20)) { Thread.Sleep(20); }
-            }
-        }
-        public JsonElement Ask(string command)
-        {
-            _s.Send(Encoding.UTF8.GetBytes(command + "\n"));
-            return JsonDocument.Parse(ReadLine()).RootElement;
-        }
-        public string ReadLine()
-        {
-            var line = new List<byte>();
-            var one = new byte[1];
-            _s.ReceiveTimeout = 20_000;
-            while (_s.Receive(one) == 1 && one[0] != '\n') line.Add(one[0]);
-            return Encoding.UTF8.GetString(line.ToArray());
-        }
-        public string ReadLineAfter(string command) { Send(command + "\n"); return ReadLine(); }
-        public void Send(string text) => _s.Send(Encoding.UTF8.GetBytes(text));
-        public string ReadUntil(string marker)
-        {
-            var text = new StringBuilder();
-            var buffer = new byte[4096];
-            _s.ReceiveTimeout = 20_000;
-            while (!text.ToString().Contains(marker))
-            {
-                int n = _s.Receive(buffer);
-                if (n == 0) break;
-                text.Append(Encoding.UTF8.GetString(buffer, 0, n));
-            }
-            return text.ToString();
-        }
-        public void Dispose() => _s.Dispose();
-    }
-
     private JsonElement ReadExitFile() => JsonDocument.Parse(File.ReadAllText(ExitFile)).RootElement;
 
     [SkippableFact]
@@ -71,10 +27,10 @@ public sealed class ControlApiTests : IDisposable
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         using var p = StartGuest("power", "button=1");
-        using (var c = new Client(Socket)) Assert.True(c.Ask("state").GetProperty("ok").GetBoolean());
+        using (var c = new ControlTestClient(Socket)) Assert.True(c.Ask("state").GetProperty("ok").GetBoolean());
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Socket));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_dir));
-        using (var c = new Client(Socket)) c.Ask("stop");
+        using (var c = new ControlTestClient(Socket)) c.Ask("stop");
         Assert.True(p.WaitForExit(10_000));
         Assert.False(File.Exists(Socket));
     }
@@ -87,7 +43,7 @@ public sealed class ControlApiTests : IDisposable
         File.WriteAllBytes(disk, new byte[1 << 20]);
         using var p = StartGuest("power", "button=1", "-c", "2", "-m", "128M", "-s", $"4,virtio-blk,{disk}", "--name=ctltest");
         EngineProcess.ReadUntil(p, "XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
-        using var c = new Client(Socket);
+        using var c = new ControlTestClient(Socket);
         var state = c.Ask("state");
         Assert.Equal("Running", state.GetProperty("state").GetString());
         Assert.Equal(2, state.GetProperty("vcpus").GetInt32());
@@ -119,7 +75,7 @@ public sealed class ControlApiTests : IDisposable
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         using var p = StartGuest("power", "button=1");
         EngineProcess.ReadUntil(p, "XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
-        using (var c = new Client(Socket)) Assert.True(c.Ask("powerbutton").GetProperty("ok").GetBoolean());
+        using (var c = new ControlTestClient(Socket)) Assert.True(c.Ask("powerbutton").GetProperty("ok").GetBoolean());
         EngineProcess.ReadUntil(p, "XHYVE-TEST s5=1", TimeSpan.FromSeconds(10));
         Assert.True(p.WaitForExit(10_000));
         Assert.Equal(0, p.ExitCode);
@@ -134,7 +90,7 @@ public sealed class ControlApiTests : IDisposable
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         using var p = StartGuest("hello", "spin=1");
         EngineProcess.ReadUntil(p, "ready", TimeSpan.FromSeconds(30));
-        using var c = new Client(Socket);
+        using var c = new ControlTestClient(Socket);
         var refused = c.Ask("powerbutton");
         Assert.False(refused.GetProperty("ok").GetBoolean());
         Assert.Contains("power-button event", refused.GetProperty("error").GetString());
@@ -150,7 +106,7 @@ public sealed class ControlApiTests : IDisposable
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         using var p = StartGuest("hello", "echo=5");
-        using var c = new Client(Socket);
+        using var c = new ControlTestClient(Socket);
         var reply = JsonDocument.Parse(c.ReadLineAfter("console history")).RootElement;
         Assert.Equal("com1", reply.GetProperty("console").GetString());
         Assert.Contains("XHYVE-TEST echo_ready=5", c.ReadUntil("echo_ready=5"));
@@ -167,7 +123,7 @@ public sealed class ControlApiTests : IDisposable
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         using var p = StartGuest("hello", "spin=1");
-        using var c = new Client(Socket);
+        using var c = new ControlTestClient(Socket);
         var reply = c.Ask(command);
         Assert.False(reply.GetProperty("ok").GetBoolean());
         Assert.Contains(error, reply.GetProperty("error").GetString());
@@ -196,13 +152,13 @@ public sealed class ControlApiTests : IDisposable
         if (EngineProcess.RunProgram("id", [user], 10).ExitCode != 0)
             Assert.Equal(0, EngineProcess.RunProgram("useradd", ["--system", "--no-create-home", user], 30).ExitCode);
         using var p = StartGuest("hello", "spin=1");
-        using (var c = new Client(Socket)) Assert.True(c.Ask("state").GetProperty("ok").GetBoolean());
+        using (var c = new ControlTestClient(Socket)) Assert.True(c.Ask("state").GetProperty("ok").GetBoolean());
         // The other user runs the same client; the kernel refuses the connection before the engine sees it.
         var other = EngineProcess.RunProgram("setpriv", ["--reuid", user, "--regid", user, "--clear-groups", "--",
             EngineProcess.Executable, "ctl", Socket, "state"], 30);
         Assert.Equal(1, other.ExitCode);
         Assert.Contains("Permission denied", other.Stderr);
-        using (var c = new Client(Socket)) c.Ask("stop");
+        using (var c = new ControlTestClient(Socket)) c.Ask("stop");
         p.WaitForExit(10_000);
     }
 }

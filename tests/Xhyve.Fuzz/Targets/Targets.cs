@@ -7,6 +7,7 @@ public static class Targets
     {
         ["queue"] = QueueTarget.Run,
         ["blk"] = BlockTarget.Run,
+        ["net"] = NetTarget.Run,
         ["pci"] = PciTarget.Run,
         ["lut"] = LutTarget.Run,
         ["bzimage"] = BootTargets.BzImage,

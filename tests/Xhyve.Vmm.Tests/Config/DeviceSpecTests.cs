@@ -57,7 +57,7 @@ public sealed class DeviceSpecTests
 
     [Theory]
     [InlineData("3,frobnicator", "-s 0:3:0,frobnicator: unknown emulation 'frobnicator'")]
-    [InlineData("3,virtio-net", "-s 0:3:0,virtio-net: emulation 'virtio-net' is not supported yet")]
+    [InlineData("3,ahci-hd,disk.img", "-s 0:3:0,ahci-hd,disk.img: emulation 'ahci-hd' is not supported yet")]
     public void UnknownOrPlannedEmulation_IsUnsupportedAndNamesTheArgument(string value, string problem)
     {
         var unsupported = Assert.IsType<UnsupportedDeviceSpec>(Device(value));

@@ -29,7 +29,7 @@ public sealed class VmSpecificationValidationTests
     [InlineData("-s 0,hostbridge -s 0,lpc", "already used by hostbridge")]
     [InlineData("-s 1:31:0,lpc", "lpc must be on bus 0")]
     [InlineData("-s 3,frobnicator", "unknown emulation 'frobnicator'")]
-    [InlineData("-s 3,virtio-net", "not supported yet")]
+    [InlineData("-s 3,ahci-cd,x.iso", "not supported yet")]
     [InlineData("-s 3,virtio-blk,/no/such/disk.img", "image /no/such/disk.img not found (give size= to create one)")]
     [InlineData("-s 3,virtio-blk,/tmp/d.img,size=1M -s 4,virtio-blk,/tmp/d.img", "/tmp/d.img is already the disk of -s 0:3:0,virtio-blk")]
     [InlineData("-s 3,virtio-blk,/tmp/d.img,cache=none", "cache=none: unknown block option")]

@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Xhyve.Vmm.Devices.Virtio.Net;
 using Xhyve.Vmm.Hypervisor.Kvm;
+using Xhyve.Vmm.Native;
 using Xhyve.Vmm.Tests.Fakes;
 
 namespace Xhyve.Vmm.Tests.Hypervisor;
@@ -19,12 +21,16 @@ public sealed class KvmStructLayoutTests
         #include <linux/kvm.h>
         #include <sys/uio.h>
         #include <sys/stat.h>
+        #include <net/if.h>
+        #include <linux/if_tun.h>
+        #include <linux/virtio_net.h>
         #define S(t) printf("sizeof %s %zu\n", #t, sizeof(struct t));
         #define O(t, f) printf("offset %s.%s %zu\n", #t, #f, offsetof(struct t, f));
         #define I(n) printf("ioctl %s %lu\n", #n, (unsigned long)(n));
         int main(void) {
           S(kvm_regs) S(kvm_sregs) S(kvm_segment) S(kvm_dtable) S(kvm_userspace_memory_region)
-          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_irq_level) S(kvm_translation) S(kvm_msi) S(kvm_enable_cap) S(kvm_irq_routing_entry) S(kvm_irq_routing) S(kvm_ioeventfd) S(kvm_irqfd) S(iovec) S(stat)
+          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_irq_level) S(kvm_translation) S(kvm_msi) S(kvm_enable_cap) S(kvm_irq_routing_entry) S(kvm_irq_routing) S(kvm_ioeventfd) S(kvm_irqfd) S(iovec) S(stat) S(ifreq) S(virtio_net_hdr) S(virtio_net_hdr_mrg_rxbuf)
+          O(ifreq, ifr_flags)
           O(kvm_regs, rip) O(kvm_regs, rflags) O(kvm_regs, rsi)
           O(kvm_segment, selector) O(kvm_segment, type) O(kvm_segment, present) O(kvm_segment, dpl)
           O(kvm_segment, db) O(kvm_segment, s) O(kvm_segment, l) O(kvm_segment, g) O(kvm_segment, unusable)
@@ -44,6 +50,16 @@ public sealed class KvmStructLayoutTests
           I(KVM_EXIT_IO) I(KVM_EXIT_MMIO) I(KVM_EXIT_HLT) I(KVM_EXIT_SHUTDOWN) I(KVM_EXIT_FAIL_ENTRY)
           I(KVM_EXIT_INTR) I(KVM_EXIT_INTERNAL_ERROR) I(KVM_EXIT_SYSTEM_EVENT) I(KVM_SYSTEM_EVENT_RESET)
           I(KVM_SYSTEM_EVENT_SHUTDOWN) I(KVM_PIT_SPEAKER_DUMMY)
+          I(TUNSETIFF) I(TUNSETOFFLOAD) I(TUNSETVNETHDRSZ) I(TUNGETFEATURES) I(IFF_TAP) I(IFF_NO_PI) I(IFF_VNET_HDR)
+          I(TUN_F_CSUM) I(TUN_F_TSO4) I(TUN_F_TSO6) I(TUN_F_TSO_ECN)
+          I(VIRTIO_NET_F_CSUM) I(VIRTIO_NET_F_GUEST_CSUM) I(VIRTIO_NET_F_MAC) I(VIRTIO_NET_F_GUEST_TSO4) I(VIRTIO_NET_F_GUEST_TSO6)
+          I(VIRTIO_NET_F_GUEST_ECN) I(VIRTIO_NET_F_HOST_TSO4) I(VIRTIO_NET_F_HOST_TSO6) I(VIRTIO_NET_F_HOST_ECN)
+          I(VIRTIO_NET_F_MRG_RXBUF) I(VIRTIO_NET_F_STATUS) I(VIRTIO_NET_F_CTRL_VQ) I(VIRTIO_NET_F_CTRL_RX)
+          I(VIRTIO_NET_F_CTRL_MAC_ADDR) I(VIRTIO_NET_S_LINK_UP) I(VIRTIO_NET_HDR_F_NEEDS_CSUM) I(VIRTIO_NET_HDR_F_DATA_VALID)
+          I(VIRTIO_NET_HDR_GSO_NONE) I(VIRTIO_NET_HDR_GSO_TCPV4) I(VIRTIO_NET_HDR_GSO_TCPV6) I(VIRTIO_NET_HDR_GSO_ECN)
+          I(VIRTIO_NET_CTRL_RX) I(VIRTIO_NET_CTRL_RX_PROMISC) I(VIRTIO_NET_CTRL_RX_ALLMULTI) I(VIRTIO_NET_CTRL_MAC)
+          I(VIRTIO_NET_CTRL_MAC_TABLE_SET) I(VIRTIO_NET_CTRL_MAC_ADDR_SET) I(VIRTIO_NET_CTRL_ANNOUNCE) I(VIRTIO_NET_CTRL_ANNOUNCE_ACK)
+          O(virtio_net_config, status) O(virtio_net_hdr_mrg_rxbuf, num_buffers) O(virtio_net_hdr, csum_start) O(virtio_net_hdr, gso_size)
           return 0;
         }
         """;
@@ -83,6 +99,7 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(KvmIrqfd), "kvm_irqfd")]
     [InlineData(typeof(Xhyve.Vmm.Storage.IoBuffer), "iovec")]
     [InlineData(typeof(Xhyve.Vmm.Native.Stat), "stat")]
+    [InlineData(typeof(Xhyve.Vmm.Native.IfReq), "ifreq")]
     public void StructSize_MatchesKernelHeader(Type type, string kernelName)
     {
         Assert.Equal(K($"sizeof {kernelName}"), Marshal.SizeOf(type));
@@ -154,6 +171,7 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(KvmRun), "InternalData", "kvm_run.internal.data")]
     [InlineData(typeof(KvmRun), "FailEntryReason", "kvm_run.fail_entry.hardware_entry_failure_reason")]
     [InlineData(typeof(KvmRun), "SystemEventType", "kvm_run.system_event.type")]
+    [InlineData(typeof(Xhyve.Vmm.Native.IfReq), "Flags", "ifreq.ifr_flags")]
     public void FieldOffset_MatchesKernelHeader(Type type, string field, string kernelField)
     {
         Assert.Equal(K($"offset {kernelField}"), (long)Marshal.OffsetOf(type, field));
@@ -187,7 +205,29 @@ public sealed class KvmStructLayoutTests
         { "KVM_EXIT_INTR", KvmExitReasons.Intr }, { "KVM_EXIT_INTERNAL_ERROR", KvmExitReasons.InternalError },
         { "KVM_EXIT_SYSTEM_EVENT", KvmExitReasons.SystemEvent }, { "KVM_SYSTEM_EVENT_RESET", KvmExitReasons.SystemEventReset },
         { "KVM_SYSTEM_EVENT_SHUTDOWN", KvmExitReasons.SystemEventShutdown }, { "KVM_PIT_SPEAKER_DUMMY", KvmPitConfig.SpeakerDummy },
+        { "TUNSETIFF", LibC.TUNSETIFF }, { "TUNSETOFFLOAD", LibC.TUNSETOFFLOAD }, { "TUNSETVNETHDRSZ", LibC.TUNSETVNETHDRSZ },
+        { "TUNGETFEATURES", LibC.TUNGETFEATURES }, { "IFF_TAP", (ulong)LibC.IFF_TAP }, { "IFF_NO_PI", (ulong)LibC.IFF_NO_PI },
+        { "IFF_VNET_HDR", (ulong)LibC.IFF_VNET_HDR }, { "TUN_F_CSUM", LibC.TUN_F_CSUM }, { "TUN_F_TSO4", LibC.TUN_F_TSO4 },
+        { "TUN_F_TSO6", LibC.TUN_F_TSO6 }, { "TUN_F_TSO_ECN", LibC.TUN_F_TSO_ECN },
+        // Feature bit numbers (the header's values), and the header's flag and GSO values.
+        { "VIRTIO_NET_F_CSUM", Bit(NetFeatures.Csum) }, { "VIRTIO_NET_F_GUEST_CSUM", Bit(NetFeatures.GuestCsum) },
+        { "VIRTIO_NET_F_MAC", Bit(NetFeatures.Mac) }, { "VIRTIO_NET_F_GUEST_TSO4", Bit(NetFeatures.GuestTso4) },
+        { "VIRTIO_NET_F_GUEST_TSO6", Bit(NetFeatures.GuestTso6) }, { "VIRTIO_NET_F_GUEST_ECN", Bit(NetFeatures.GuestEcn) },
+        { "VIRTIO_NET_F_HOST_TSO4", Bit(NetFeatures.HostTso4) }, { "VIRTIO_NET_F_HOST_TSO6", Bit(NetFeatures.HostTso6) },
+        { "VIRTIO_NET_F_HOST_ECN", Bit(NetFeatures.HostEcn) }, { "VIRTIO_NET_F_MRG_RXBUF", Bit(NetFeatures.MrgRxbuf) },
+        { "VIRTIO_NET_F_STATUS", Bit(NetFeatures.Status) }, { "VIRTIO_NET_F_CTRL_VQ", Bit(NetFeatures.CtrlVq) },
+        { "VIRTIO_NET_F_CTRL_RX", Bit(NetFeatures.CtrlRx) }, { "VIRTIO_NET_F_CTRL_MAC_ADDR", Bit(NetFeatures.CtrlMacAddr) },
+        { "VIRTIO_NET_S_LINK_UP", NetFeatures.StatusLinkUp },
+        { "VIRTIO_NET_HDR_F_NEEDS_CSUM", NetHeader.FlagNeedsCsum }, { "VIRTIO_NET_HDR_F_DATA_VALID", NetHeader.FlagDataValid },
+        { "VIRTIO_NET_HDR_GSO_NONE", NetHeader.GsoNone }, { "VIRTIO_NET_HDR_GSO_TCPV4", NetHeader.GsoTcpV4 },
+        { "VIRTIO_NET_HDR_GSO_TCPV6", NetHeader.GsoTcpV6 }, { "VIRTIO_NET_HDR_GSO_ECN", NetHeader.GsoEcn },
+        { "VIRTIO_NET_CTRL_RX", NetControl.ClassRx }, { "VIRTIO_NET_CTRL_RX_PROMISC", NetControl.RxPromisc },
+        { "VIRTIO_NET_CTRL_RX_ALLMULTI", NetControl.RxAllMulti }, { "VIRTIO_NET_CTRL_MAC", NetControl.ClassMac },
+        { "VIRTIO_NET_CTRL_MAC_TABLE_SET", NetControl.MacTableSet }, { "VIRTIO_NET_CTRL_MAC_ADDR_SET", NetControl.MacAddrSet },
+        { "VIRTIO_NET_CTRL_ANNOUNCE", NetControl.ClassAnnounce }, { "VIRTIO_NET_CTRL_ANNOUNCE_ACK", NetControl.AnnounceAck },
     };
+
+    private static ulong Bit(ulong feature) => (ulong)System.Numerics.BitOperations.TrailingZeroCount(feature);
 
     [Theory]
     [MemberData(nameof(Ioctls))]

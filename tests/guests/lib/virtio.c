@@ -9,9 +9,15 @@ static inline void barrier(void) { __asm__ volatile("lock; addl $0, (%%esp)" :::
 
 int vdev_find(struct vdev *d, uint16_t type, uint16_t transitional_id, int legacy)
 {
+    return vdev_find_nth(d, type, transitional_id, legacy, 0);
+}
+
+int vdev_find_nth(struct vdev *d, uint16_t type, uint16_t transitional_id, int legacy, int nth)
+{
     for (uint32_t s = 0; s < 32; s++) {
         uint32_t id = pci_read32(0, s, 0, 0);
         if (id != ((uint32_t)transitional_id << 16 | 0x1AF4) && id != ((uint32_t)(0x1040 + type) << 16 | 0x1AF4)) continue;
+        if (nth-- > 0) continue;
         d->slot = s;
         d->legacy = legacy;
         pci_write32(0, s, 0, 4, pci_read32(0, s, 0, 4) | 0x7);   /* I/O, memory, bus master */

@@ -28,6 +28,8 @@ struct vdev {
 /* Finds a virtio device of `type` on bus 0 by its transitional id (`transitional_id`) or its modern-only id
  * (0x1040 + type); returns 0 when absent. */
 int vdev_find(struct vdev *d, uint16_t type, uint16_t transitional_id, int legacy);
+/* The nth (from 0) such device, in slot order. */
+int vdev_find_nth(struct vdev *d, uint16_t type, uint16_t transitional_id, int legacy, int nth);
 /* Reset, ACKNOWLEDGE|DRIVER, feature negotiation (FEATURES_OK for modern), queue 0 of up to qmax entries,
  * DRIVER_OK. want_lo/want_hi are ANDed with what the device offers. Returns the final status byte. */
 uint8_t vdev_start(struct vdev *d, uint32_t want_lo, uint32_t want_hi, uint16_t qmax, int msix);

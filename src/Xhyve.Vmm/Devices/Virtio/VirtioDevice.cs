@@ -52,6 +52,30 @@ public interface IVirtioDevice : IDisposable
 }
 
 /// <summary>
+/// A device that also waits on a host fd (a network backend's socket) on its worker thread, besides its queues'
+/// notifications. The worker asks for <see cref="PollEvents"/> before every wait, so a device stops asking for input
+/// it has no room for; every call comes from the worker thread.
+/// </summary>
+public interface IPolledVirtioDevice
+{
+    /// <summary>The fd to wait on, or -1 for none.</summary>
+    int PollFd { get; }
+    /// <summary>poll(2) events wanted now (0: none).</summary>
+    short PollEvents { get; }
+    /// <summary>Work is left from the last call (a batch limit was reached): call again without waiting.</summary>
+    bool HasPendingWork { get; }
+    /// <summary>The fd reported <paramref name="revents"/> (0 when called for pending work).</summary>
+    void PollReady(short revents);
+}
+
+/// <summary>A device whose configuration changes on its own (a network link going down): the transport sets the
+/// callback that raises the configuration-change interrupt.</summary>
+public interface IConfigChangeNotifier
+{
+    Action? ConfigChanged { set; }
+}
+
+/// <summary>
 /// An activated queue as a device uses it: the split ring, serialised (a worker pops while I/O threads
 /// complete), and the interrupt that tells the driver about used buffers.
 /// </summary>
@@ -98,13 +122,29 @@ public sealed class Virtqueue
     /// <summary>Returns a chain to the driver and interrupts it if it asked to be told.</summary>
     public void Complete(ushort head, uint written)
     {
+        lock (_lock) Ring.AddUsed(head, written);
+        NotifyIfNeeded();
+    }
+
+    /// <summary>Returns a chain without an interrupt yet: a batch ends with <see cref="NotifyIfNeeded"/>.</summary>
+    public void AddUsed(ushort head, uint written)
+    {
+        lock (_lock) Ring.AddUsed(head, written);
+    }
+
+    /// <summary>Interrupts the driver if it asked to be told about the chains returned since the last interrupt.</summary>
+    public void NotifyIfNeeded()
+    {
         bool notify;
-        lock (_lock)
-        {
-            Ring.AddUsed(head, written);
-            notify = Ring.ShouldNotify();
-        }
+        lock (_lock) notify = Ring.ShouldNotify();
         if (notify) _interrupt(Index);
         else if (Ring.Broken) _broken(Index);
+    }
+
+    /// <summary>Puts the last <paramref name="count"/> popped chains back, unused, to be popped again (a frame that
+    /// did not fit the buffers there were waits for more).</summary>
+    public void Unpop(int count)
+    {
+        lock (_lock) Ring.Unpop(count);
     }
 }

@@ -85,8 +85,22 @@ public sealed class VirtioPciDevice : PciDevice, IDeviceCounters, IVirtioTranspo
 
         _kicks = Enumerable.Range(0, device.QueueCount).Select(_ => new EventFd()).ToArray();
         // A device that asked for a reset is left alone until the driver gives it one.
-        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (_active && Volatile.Read(ref _needsReset) == 0) _device.Process(q); },
-            e => DeviceFault(-1, e));
+        _worker = new VirtioWorker($"virtio {device.Name}", _kicks, q => { if (Running) _device.Process(q); },
+            e => DeviceFault(-1, e), device is IPolledVirtioDevice polled ? new RunningOnly(this, polled) : null);
+        if (device is IConfigChangeNotifier notifier) notifier.ConfigChanged = ConfigInterrupt;
+    }
+
+    /// <summary>Activated and not waiting for a reset: the device may touch its queues.</summary>
+    private bool Running => _active && Volatile.Read(ref _needsReset) == 0;
+
+    /// <summary>A device's host fd is waited on only while the device runs, so a device waiting for a reset (or
+    /// for DRIVER_OK) is not woken by input it may not handle.</summary>
+    private sealed class RunningOnly(VirtioPciDevice t, IPolledVirtioDevice d) : IPolledVirtioDevice
+    {
+        public int PollFd => d.PollFd;
+        public short PollEvents => t.Running ? d.PollEvents : (short)0;
+        public bool HasPendingWork => t.Running && d.HasPendingWork;
+        public void PollReady(short revents) { if (t.Running) d.PollReady(revents); }
     }
 
     public IVirtioDevice Device => _device;

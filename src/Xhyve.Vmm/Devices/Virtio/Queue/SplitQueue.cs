@@ -219,6 +219,13 @@ public sealed class SplitQueue
         TryWrite(UsedRing, 4 + 8UL * Size, b);
     }
 
+    /// <summary>Takes back the last <paramref name="count"/> pops that were not returned (rust-vmm's go_to_previous_position).</summary>
+    public void Unpop(int count)
+    {
+        if (count < 0 || count > Size) throw new ArgumentOutOfRangeException(nameof(count));
+        _nextAvail = (ushort)(_nextAvail - count);
+    }
+
     private void Break() => Broken = true;
 
     /// <summary>Device reset: forget all ring positions.</summary>

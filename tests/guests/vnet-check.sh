@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Cross-checks the vnet test guest (tests/guests/vnet.c) against QEMU's virtio-net-pci, with the backends
-# our engine's virtio-net will use: passt (user mode, through a UNIX socket and QEMU's -netdev stream) and
-# a TAP device in a network namespace this script creates. It is the recipe the engine's xUnit cross-check
-# tests follow. Usage:
-#   tests/guests/vnet-qemu-check.sh [user] [transitional] [hostfwd] [tap]   (default: all; tap needs root)
-# Needs: qemu-system-x86_64 (>= 7.2 for -netdev stream), passt, python3, gcc (or VNET_ELF=path/to/vnet.elf);
-# tap also needs iproute2 and ping. Changes nothing outside its own temp folder and its own namespace,
-# both removed on exit. Prints each guest's XHYVE-TEST lines and "PASS name" / "FAIL name: why"; exits 1
-# if any scenario failed.
+# Runs the vnet test guest (tests/guests/vnet.c) on a virtio-net device with the two backends: passt (user
+# mode) and a TAP device in a network namespace this script creates. The VMM is QEMU's virtio-net-pci
+# (VNET_VMM=qemu, the default: passt through a UNIX socket and -netdev stream, or -netdev tap) or our engine
+# (VNET_VMM=xhyve, XHYVE=path/to/xhyve: -s 2,virtio-net which starts passt itself, hostfwd=, tap=). The
+# engine's xUnit tests run it both ways and compare: the cross-check against a device nobody here wrote.
+# Usage:
+#   tests/guests/vnet-check.sh [user] [transitional] [hostfwd] [tap]   (default: all; tap needs root)
+# Needs: qemu-system-x86_64 (>= 7.2 for -netdev stream) or the engine, passt, python3, gcc (or
+# VNET_ELF=path/to/vnet.elf); tap also needs iproute2 and ping. Changes nothing outside its own temp folder
+# and its own namespace, both removed on exit. Prints each guest's XHYVE-TEST lines as "name: XHYVE-TEST ..."
+# and "PASS name" / "FAIL name: why"; exits 1 if any scenario failed.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-T=$(mktemp -d /tmp/vnet-qemu-check.XXXXXX)
+T=$(mktemp -d /tmp/vnet-check.XXXXXX)
 chmod 1777 "$T"                    # passt, started as root, drops to nobody before it binds its socket here
 NS=xvnet-$$
 PIDS=()
@@ -28,8 +30,27 @@ fail() { echo "FAIL $1: $2"; FAILED=1; }
 if [ -n "${VNET_ELF:-}" ]; then ELF=$VNET_ELF
 else make -s -C "$HERE" OUT="$T/build" "$T/build/vnet.elf" >/dev/null || { echo "cannot build vnet.elf"; exit 1; }; ELF=$T/build/vnet.elf; fi
 
+VMM=${VNET_VMM:-qemu}
 QEMU=(qemu-system-x86_64 -machine pc -accel kvm -cpu host,-arch-capabilities -m 64 -nodefaults -display none
       -no-reboot -kernel "$ELF")
+# run_guest OUT CMDLINE NET...: the guest with its console in OUT; NET is "user NAME [HOSTPORT:GUESTPORT]" or
+# "tap IFNAME". For QEMU, user mode needs start_passt NAME first; the engine starts passt itself.
+run_guest() {
+    local out=$1 cmdline=$2 kind=$3; shift 3
+    if [ "$VMM" = xhyve ]; then
+        local net=virtio-net
+        if [ "$kind" = tap ]; then net+=",tap=$1"; elif [ -n "${2:-}" ]; then net+=",hostfwd=udp:${2%%:*}-:${2##*:}"; fi
+        timeout 120 "${XHYVE:?set XHYVE to the engine}" -A -m 64M -s 0,hostbridge -s 31,lpc -l "com1,log=$out" -s "2,$net" \
+            -f "multiboot,$ELF,,$cmdline" 2>>"$out.stderr"
+    elif [ "$kind" = tap ]; then
+        timeout 120 "${QEMU[@]}" -append "$cmdline" -netdev "tap,id=n0,ifname=$1,script=no,downscript=no" \
+            -device virtio-net-pci,netdev=n0,disable-legacy=on -serial "file:$out"
+    else
+        timeout 120 "${QEMU[@]}" -append "$cmdline" $(netdev_passt "$1") -serial "file:$out"
+    fi
+}
+# passt for QEMU only (the engine starts its own): start_passt_for NAME [passt options].
+start_passt_for() { [ "$VMM" = xhyve ] || start_passt "$@"; }
 # Our guest's results are the "XHYVE-TEST key=value" lines on COM1; "XHYVE-TEST done" ends a run.
 result() { sed -n "s/^XHYVE-TEST $2=\([^\r]*\)\r\?$/\1/p" "$1" | tail -1; }
 wait_line() {   # file pattern seconds
@@ -78,10 +99,10 @@ scenario_user() {
     local name=${1:-user} port out t0
     port=$((20000 + $$ % 10000 + ${#name})) out=$T/$name.out
     udp_echo_server $port
-    start_passt "$name" || { fail "$name" "passt"; return; }
+    start_passt_for "$name" || { fail "$name" "passt"; return; }
     t0=$(date +%s.%N)
-    timeout 120 "${QEMU[@]}" -append "mode=user echo=$port" $(netdev_passt "$name") -serial "file:$out"
-    echo "$name: QEMU ran $(echo "$(date +%s.%N) - $t0" | bc) s"; grep XHYVE-TEST "$out"
+    run_guest "$out" "mode=user echo=$port" user "$name"
+    report "$name" "$out" "$t0"
     [ "$(result "$out" udp_echo)" = ok ] && [ "$(result "$out" dhcp)" = 1 ] && grep -q "XHYVE-TEST done" "$out" \
         && pass "$name" || fail "$name" "no DHCP lease or no UDP echo"
 }
@@ -95,15 +116,15 @@ scenario_transitional() {
 
 scenario_hostfwd() {
     local hport=$((30000 + $$ % 10000)) gport=7 n=3 out=$T/hostfwd.out t0
-    start_passt hostfwd -u "$hport:$gport" || { fail hostfwd "passt"; return; }
+    start_passt_for hostfwd -u "$hport:$gport" || { fail hostfwd "passt"; return; }
     t0=$(date +%s.%N)
-    timeout 120 "${QEMU[@]}" -append "mode=listen listen=$gport n=$n secs=60" $(netdev_passt hostfwd) -serial "file:$out" &
+    run_guest "$out" "mode=listen listen=$gport n=$n secs=60" user hostfwd "$hport:$gport" &
     local qemu=$!; PIDS+=($qemu)
     if wait_line "$out" "XHYVE-TEST listening=" 60; then
         udp_client 127.0.0.1 $hport $n || fail hostfwd "host->guest UDP round trip through passt -u $hport:$gport"
     fi
     wait $qemu
-    echo "hostfwd: QEMU ran $(echo "$(date +%s.%N) - $t0" | bc) s"; grep XHYVE-TEST "$out"
+    report hostfwd "$out" "$t0"
     [ "$(result "$out" udp_echoed)" = $n ] && pass hostfwd || fail hostfwd "guest echoed $(result "$out" udp_echoed) of $n"
 }
 
@@ -149,9 +170,7 @@ scenario_tap() {
     ip netns exec "$NS" ip addr add 10.0.0.1/24 dev xvtap0
     ip netns exec "$NS" ip link set xvtap0 up
     t0=$(date +%s.%N)
-    ip netns exec "$NS" timeout 120 "${QEMU[@]}" -append "mode=static ip=10.0.0.2 peer=10.0.0.1 echo=7 n=1 pings=3 secs=60" \
-        -netdev tap,id=n0,ifname=xvtap0,script=no,downscript=no -device virtio-net-pci,netdev=n0,disable-legacy=on \
-        -serial "file:$out" &
+    ip netns exec "$NS" bash -c "$(declare -p VMM QEMU ELF XHYVE 2>/dev/null); $(declare -f run_guest netdev_passt); run_guest $out 'mode=static ip=10.0.0.2 peer=10.0.0.1 echo=7 n=1 pings=3 secs=60' tap xvtap0" &
     local qemu=$!; PIDS+=($qemu)
     if wait_line "$out" "XHYVE-TEST listening=" 60; then
         # The guest announced itself (it ARPs for its peer), so forget its MAC: the ping must make the host ARP.
@@ -162,10 +181,18 @@ scenario_tap() {
         ip netns exec "$NS" bash -c "$(declare -f udp_client); udp_client 10.0.0.2 7 1" || fail tap "UDP round trip to 10.0.0.2:7"
     fi
     wait $qemu
-    echo "tap: QEMU ran $(echo "$(date +%s.%N) - $t0" | bc) s"; grep XHYVE-TEST "$out"
+    report tap "$out" "$t0"
     [ "$(result "$out" icmp_echoed)" -ge 3 ] 2>/dev/null && [ "$(result "$out" udp_echoed)" = 1 ] \
         && [ "$(result "$out" arp_replied)" -ge 1 ] 2>/dev/null && [ "$(result "$out" frames_bad)" -ge 4 ] 2>/dev/null \
         && pass tap || fail tap "guest side: pings, UDP echo, ARP or dropped malformed frames missing"
+}
+
+# report NAME OUT T0: how long the guest ran, its results (prefixed with the scenario) and the engine's errors.
+report() {
+    echo "$1: $VMM ran $(echo "$(date +%s.%N) - $3" | bc) s"
+    sed -n "s/^\(XHYVE-TEST [^\r]*\)\r\?$/$1: \1/p" "$2"
+    [ -s "$2.stderr" ] && sed "s/^/$1: stderr: /" "$2.stderr"
+    return 0
 }
 
 SCENARIOS=("$@")

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Networking benchmark (issue 12): UDP throughput of the vnet test guest (tests/guests/vnet.c, modes blast and
+# sink) through virtio-net, guest -> host and host -> guest, over passt and over a TAP, under our engine and under
+# QEMU's virtio-net-pci with the same backend. One table of packets/s and Mbit/s (UDP payload) per case.
+#   bash bench/net.sh            (root: the TAP lives in a network namespace the script creates and removes)
+# Settings (environment): RUNS=3 (median of RUNS per cell), SIZE=1472 (UDP payload bytes: 1514-byte frames),
+# N=40000 (datagrams the guest sends), RATE=40000 (datagrams/s the host offers), SECS=4 (how long it offers them),
+# ONLY='passt h2g' (one case), DIAG=1 (adds a run of ours per case with --verbose and prints the device counters), XHYVE_ENGINE=path.
+# Needs qemu-system-x86_64 (>= 7.2 for -netdev stream), passt, python3, iproute2, gcc.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-3} SIZE=${SIZE:-1472} N=${N:-40000} RATE=${RATE:-40000} SECS=${SECS:-4} DIAG=${DIAG:-0}
+engine=${XHYVE_ENGINE:-$root/src/Xhyve.Engine/bin/Release/net10.0/xhyve}
+if [ -z "${XHYVE_ENGINE:-}" ]; then dotnet build "$root/XhyvePS.sln" -c Release --nologo -v quiet >/dev/null; fi
+make -s -C "$root/tests/guests"
+guest=$root/tests/guests/build/vnet.elf
+[ "$(id -u)" = 0 ] || { echo "bench/net.sh: needs root (the TAP and its network namespace)"; exit 1; }
+
+T=$(mktemp -d /tmp/netbench.XXXXXX)
+chmod 1777 "$T"                  # passt, started as root, drops to nobody before it binds its socket here
+NS=xnetbench-$$ TAP=xnbtap0
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+ip netns exec "$NS" ip tuntap add dev $TAP mode tap
+ip netns exec "$NS" ip addr add 10.0.0.1/24 dev $TAP
+ip netns exec "$NS" ip link set $TAP up
+
+# The guest is told the TSC rate (the host's; KVM does not scale it here), so both VMMs time with the same clock.
+tsc_mhz() {
+  local mhz
+  mhz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p; s/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
+  [ -n "$mhz" ] || mhz=$(awk -F': ' '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
+  awk -v m="$mhz" 'BEGIN { printf "%d", m }'
+}
+TSC=$(tsc_mhz)
+
+# Host side, guest -> host: counts datagrams on HOST:PORT; the rate runs from the first to the last one.
+cat > "$T/sink.py" <<'EOF'
+import socket, sys, time
+host, port, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind((host, port))
+print("ready", flush=True)
+s.settimeout(90)
+try:
+    d = s.recv(65535)
+except socket.timeout:
+    print("received=0 bytes=0 secs=0", flush=True); sys.exit()
+t0 = t1 = time.monotonic(); n = 1; b = len(d)
+s.settimeout(idle)
+try:
+    while True:
+        d = s.recv(65535); t1 = time.monotonic(); n += 1; b += len(d)
+except socket.timeout:
+    pass
+print("received=%d bytes=%d secs=%.6f" % (n, b, t1 - t0), flush=True)
+EOF
+# Host side, host -> guest: offers RATE datagrams/s (bursts of 32) to HOST:PORT for SECS seconds.
+cat > "$T/blast.py" <<'EOF'
+import socket, sys, time
+host, port, size, rate, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+msg = b"x" * size; dst = (host, port)
+burst = 32; period = burst / rate
+n = err = 0; t0 = time.monotonic(); nxt = t0
+while True:
+    now = time.monotonic()
+    if now - t0 >= secs: break
+    if now < nxt: time.sleep(nxt - now)
+    nxt += period
+    for _ in range(burst):
+        try: s.sendto(msg, dst); n += 1
+        except OSError: err += 1
+print("offered=%d errors=%d secs=%.3f" % (n, err, time.monotonic() - t0), flush=True)
+EOF
+
+wait_line() {   # file pattern seconds
+  for _ in $(seq $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+result() { sed -n "s/^XHYVE-TEST $2=\([^\r]*\)\r\?$/\1/p" "$1" | tail -1; }
+
+HPORT=$((20000 + $$ % 10000))   # host port: the sink's (guest -> host) or passt's forward (host -> guest)
+GPORT=5001                       # the guest's sink port
+PASSTSOCK=$T/passt.sock
+# The VMM command lines, GUESTARGS and per-backend parts filled in by vmm_cmd.
+vmm_cmd() {   # vmm backend dir guestargs out
+  local vmm=$1 backend=$2 dir=$3 args="$4 tsc_mhz=$TSC" out=$5
+  if [ "$vmm" = ours ]; then
+    local nic="2,virtio-net"
+    [ "$backend" = tap ] && nic="2,virtio-net,tap=$TAP"
+    [ "$backend" = passt ] && [ "$dir" = h2g ] && nic="2,virtio-net,hostfwd=udp:$HPORT-:$GPORT"
+    CMD=("$engine" -A -m 64M -s 0,hostbridge -s 31,lpc -l com1,stdio -s "$nic" ${VERBOSE:+--verbose} -f "multiboot,$guest,,$args")
+  else
+    local netdev="stream,id=n0,server=off,addr.type=unix,addr.path=$PASSTSOCK"
+    [ "$backend" = tap ] && netdev="tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=off"
+    CMD=(qemu-system-x86_64 -machine pc -accel kvm -cpu host,-arch-capabilities -m 64 -nodefaults -display none
+         -no-reboot -serial stdio -kernel "$guest" -append "$args"
+         -netdev "$netdev" -device virtio-net-pci,netdev=n0,disable-legacy=on)
+  fi
+  [ "$backend" = tap ] && CMD=(ip netns exec "$NS" "${CMD[@]}")
+  true
+}
+# QEMU's passt: one per run, on a UNIX socket, forwarding the host port for host -> guest (ours starts its own).
+start_passt() {   # dir
+  rm -f "$PASSTSOCK"
+  local fwd=()
+  [ "$1" = h2g ] && fwd=(-u "$HPORT:$GPORT")
+  passt --socket "$PASSTSOCK" --foreground --one-off --quiet "${fwd[@]}" >"$T/passt.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do [ -S "$PASSTSOCK" ] && return 0; sleep 0.1; done
+  echo "passt did not create its socket:"; cat "$T/passt.log"; return 1
+}
+
+# One measurement; prints "pps mbit" (0 0 when it failed) and leaves the guest's output in $T/last.out.
+measure() {   # vmm backend dir
+  local vmm=$1 backend=$2 dir=$3 out=$T/last.out host ip peer vm line
+  if [ "$backend" = tap ]; then host=10.0.0.1 ip="ip=10.0.0.2" peer="peer=10.0.0.1"; else host=127.0.0.1 ip="" peer=""; fi
+  [ "$vmm" = qemu ] && [ "$backend" = passt ] && start_passt "$dir"
+  : > "$out"
+  if [ "$dir" = g2h ]; then
+    local sinkcmd=(python3 "$T/sink.py" "$host" "$HPORT" 1)
+    [ "$backend" = tap ] && sinkcmd=(ip netns exec "$NS" "${sinkcmd[@]}")
+    "${sinkcmd[@]}" > "$T/sink.out" & local sink=$!
+    wait_line "$T/sink.out" ready 10
+    vmm_cmd "$vmm" "$backend" "$dir" "mode=blast port=$HPORT n=$N size=$SIZE $ip $peer secs=60" "$out"
+    timeout 120 "${CMD[@]}" > "$out" 2>"$T/last.err" || true
+    wait $sink || true
+    line=$(cat "$T/sink.out" | tail -1)
+    python3 -c 'import sys; d = dict(x.split("=") for x in sys.argv[1].split()); n, b, s = int(d["received"]), int(d["bytes"]), float(d["secs"])
+print("%.0f %.1f" % ((n / s, b * 8 / s / 1e6) if s > 0 else (0, 0)))' "$line" 2>/dev/null || echo "0 0"
+  else
+    vmm_cmd "$vmm" "$backend" "$dir" "mode=sink port=$GPORT $ip idle=1000 secs=60" "$out"
+    timeout 120 "${CMD[@]}" > "$out" 2>"$T/last.err" & vm=$!
+    if wait_line "$out" "XHYVE-TEST sinking=" 60; then
+      local target=$host port=$HPORT blastcmd
+      [ "$backend" = tap ] && target=10.0.0.2 port=$GPORT
+      blastcmd=(python3 "$T/blast.py" "$target" "$port" "$SIZE" "$RATE" "$SECS")
+      [ "$backend" = tap ] && blastcmd=(ip netns exec "$NS" "${blastcmd[@]}")
+      "${blastcmd[@]}" > "$T/blast.out"
+    fi
+    wait $vm || true
+    local n us
+    n=$(result "$out" received) us=$(result "$out" elapsed_us)
+    awk -v n="${n:-0}" -v us="${us:-0}" -v size="$SIZE" 'BEGIN { if (us > 0) printf "%.0f %.1f\n", n * 1e6 / us, n * size * 8 / us; else print "0 0" }'
+  fi
+}
+
+CASES=("passt g2h" "passt h2g" "tap g2h" "tap h2g")
+[ -n "${ONLY:-}" ] && CASES=("$ONLY")
+declare -A R
+t_start=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for run in $(seq "$RUNS"); do
+  for c in "${CASES[@]}"; do
+    for vmm in ours qemu; do
+      r=$(measure $vmm $c)
+      R["$vmm $c"]+="$r;"
+      echo "run $run: $vmm $c: $r pps Mbit/s" >&2
+    done
+  done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# median of the "pps mbit;" list, field 1 or 2, and min/max.
+stat() {   # list field
+  echo "$1" | tr ';' '\n' | awk -v f="$2" 'NF { print $f }' | sort -g |
+    awk '{ v[NR] = $1 } END { if (!NR) { print "-"; exit } m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s\n", m, v[1], v[NR] }'
+}
+name() { case "$1" in "passt g2h") echo "passt, guest -> host";; "passt h2g") echo "passt, host -> guest";; "tap g2h") echo "TAP, guest -> host";; "tap h2g") echo "TAP, host -> guest";; esac; }
+
+echo
+echo "Host: $(nproc) CPUs, $(uname -r), KVM module: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm); $(qemu-system-x86_64 --version | head -1); $(passt --version 2>/dev/null | head -1)"
+echo "Load average before/after: $load_before / $load_after; $RUNS runs per cell (median, min-max); UDP payload $SIZE bytes; guest sends N=$N; host offers $RATE/s for ${SECS}s; $(( $(date +%s) - t_start )) s"
+echo
+echo "| backend, direction | ours pps | QEMU pps | ours Mbit/s | QEMU Mbit/s | ours / QEMU |"
+echo "|---|---|---|---|---|---|"
+for c in "${CASES[@]}"; do
+  read -r op omin omax <<<"$(stat "${R[ours $c]}" 1)"
+  read -r qp qmin qmax <<<"$(stat "${R[qemu $c]}" 1)"
+  read -r om _ _ <<<"$(stat "${R[ours $c]}" 2)"
+  read -r qm _ _ <<<"$(stat "${R[qemu $c]}" 2)"
+  ratio=$(awk -v a="$op" -v b="$qp" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }')
+  echo "| $(name "$c") | $op ($omin-$omax) | $qp ($qmin-$qmax) | $om | $qm | $ratio |"
+done
+echo
+echo "Reproduce one cell (guest -> host over passt, ours): sink on 127.0.0.1:PORT, then"
+VERBOSE='' vmm_cmd ours passt g2h "mode=blast port=PORT n=$N size=$SIZE secs=60" /dev/null; echo "  ${CMD[*]}"
+echo "and QEMU with passt --socket SOCK --one-off:"
+PASSTSOCK=SOCK vmm_cmd qemu passt g2h "mode=blast port=PORT n=$N size=$SIZE secs=60" /dev/null; echo "  ${CMD[*]}"
+
+if [ "$DIAG" = 1 ]; then
+  echo
+  echo "Device counters of ours (one --verbose run per case):"
+  for c in "${CASES[@]}"; do
+    VERBOSE=1 measure ours $c >/dev/null
+    echo "$c: guest notifies=$(result "$T/last.out" notifies) $(grep -o 'virtio-net.*' "$T/last.err" | grep -v doorbells | tr '\n' ' ')"
+  done
+fi
