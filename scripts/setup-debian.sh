@@ -16,8 +16,6 @@ packages=(
   acpica-tools                                # iasl: the ACPI tables are checked with the real disassembler
   procps                                      # kill(1), used by the tests to signal the engine
   cpio busybox-static                         # the Linux tests' initramfs (tests/linux/make-initramfs.sh)
-  passt                                       # user-mode networking (-s N,virtio-net): the engine starts passt
-  iputils-ping iproute2 util-linux            # the Linux network tests: ping, ip tuntap, unshare and nsenter
   qemu-system-x86 time                        # QEMU cross-checks (virtio-blk) and side-by-side benchmarks
   fio                                         # the host baseline of the storage benchmark
   e2fsprogs                                   # chattr (disk tests); mke2fs, e2fsck, debugfs (the Linux tests)

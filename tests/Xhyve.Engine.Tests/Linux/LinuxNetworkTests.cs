@@ -42,6 +42,28 @@ public sealed record NetworkRun(LinuxRun Run, IReadOnlyList<string> Macs)
     }
 }
 
+/// <summary>The guest-script pieces both network boots share.</summary>
+public static class NetworkScripts
+{
+    /// <summary>Marks each interface as "nic=PCI-ADDRESS NAME DRIVER MAC" (read without forking) and names the
+    /// adapters at slots 2 and 3 $a and $b.</summary>
+    public const string ListAdapters = """
+        for n in /sys/class/net/eth*; do
+          read -r mac < $n/address
+          cd -P $n/device/..; pci=${PWD##*/}; cd -P $n/device/driver; driver=${PWD##*/}; cd /
+          mark nic "$pci ${n##*/} $driver $mac"
+          case $pci in *:02.0) a=${n##*/} ;; *:03.0) b=${n##*/} ;; esac
+        done
+        """;
+
+    /// <summary>Marks the virtio interrupt lines, then "done" and powers off (S5).</summary>
+    public const string Finish = """
+        grep virtio /proc/interrupts | while read -r line; do mark irq "$line"; done
+        mark done ok
+        poweroff -f
+        """;
+}
+
 /// <summary>A UDP and a TCP echo server on the host's 127.0.0.1 (free ports), each answering "udp-echo:" or
 /// "tcp-echo:" and the line it got, and keeping what it got and from where.</summary>
 public sealed class HostEchoServers : IDisposable
@@ -125,12 +147,7 @@ public sealed class UserNetworkBoot : LinuxBootFixture
         using var servers = new HostEchoServers();
         int hostPort = FreeTcpPort();
         var spec = new LinuxBootSpec($$"""
-            for n in /sys/class/net/eth*; do
-              read -r mac < $n/address
-              cd -P $n/device/..; pci=${PWD##*/}; cd -P $n/device/driver; driver=${PWD##*/}; cd /
-              mark nic "$pci ${n##*/} $driver $mac"
-              case $pci in *:02.0) a=${n##*/} ;; *:03.0) b=${n##*/} ;; esac
-            done
+            {{NetworkScripts.ListAdapters}}
             lease() {
               while read -r line; do mark udhcpc_$2 "$line"; done < /tmp/udhcpc.$1
               got=none; [ -f /tmp/lease.$1 ] && read -r got < /tmp/lease.$1; mark lease_$2 "$got"
@@ -139,7 +156,10 @@ public sealed class UserNetworkBoot : LinuxBootFixture
             lease $a a
             set -- $got; gw=$2
             mark udp "$(udpecho $gw {{servers.UdpPort}} udp-from-guest 2>&1)"
-            mark tcp "$(echo tcp-from-guest | timeout 30 nc $gw {{servers.TcpPort}} 2>&1)"
+            # nc ends when the server's FIN arrives; 124/143 would mean timeout had to end it.
+            echo tcp-from-guest | timeout 30 nc $gw {{servers.TcpPort}} > /tmp/tcp 2>&1
+            mark tcp_exit $?
+            got=""; read -r got < /tmp/tcp; mark tcp "$got"
             ip link set $a down
             udhcpc -i $b -f -q -n -t 5 -T 3 > /tmp/udhcpc.$b 2>&1
             lease $b b
@@ -149,9 +169,7 @@ public sealed class UserNetworkBoot : LinuxBootFixture
             wait $listener
             got=""; read -r got < /tmp/fwd
             mark fwd_received "$got"
-            grep virtio /proc/interrupts | while read -r line; do mark irq "$line"; done
-            mark done ok
-            poweroff -f
+            {{NetworkScripts.Finish}}
             """)
         {
             Cpus = 2,
@@ -229,12 +247,7 @@ public sealed class TapNetworkBoot : LinuxBootFixture
     protected override LinuxRun Boot(LinuxKernel kernel, string dir)
     {
         var spec = new LinuxBootSpec($$"""
-            for n in /sys/class/net/eth*; do
-              read -r mac < $n/address
-              cd -P $n/device/..; pci=${PWD##*/}; cd -P $n/device/driver; driver=${PWD##*/}; cd /
-              mark nic "$pci ${n##*/} $driver $mac"
-              case $pci in *:02.0) a=${n##*/} ;; *:03.0) b=${n##*/} ;; esac
-            done
+            {{NetworkScripts.ListAdapters}}
             ip addr add {{Links[0].Guest}}/24 dev $a && ip link set $a up
             ip addr add {{Links[1].Guest}}/24 dev $b && ip link set $b up
             ping -c 3 -w 30 {{Links[0].Host}} > /tmp/ping_a 2>&1
@@ -256,9 +269,7 @@ public sealed class TapNetworkBoot : LinuxBootFixture
             i=0; in_echos
             while [ "$echos" -lt 6 ] && [ $i -lt 90 ]; do sleep 1; i=$((i + 1)); in_echos; done
             mark in_echos "$echos"
-            grep virtio /proc/interrupts | while read -r line; do mark irq "$line"; done
-            mark done ok
-            poweroff -f
+            {{NetworkScripts.Finish}}
             """)
         {
             Cpus = 2,
@@ -339,9 +350,10 @@ public sealed class LinuxNetworkTests(UserNetworkBoot user, TapNetworkBoot tap, 
     public void UserNetworking_GuestReachesUdpAndTcpServersOnTheHostsLoopback_AtTheGatewayAddress(string kernel)
     {
         var (net, serverLog, _, _) = user.Host(kernel);
-        log.WriteLine($"guest: udp '{net.Run.Marker("udp")}', tcp '{net.Run.Marker("tcp")}'; host servers: {string.Join(" | ", serverLog)}");
+        log.WriteLine($"guest: udp '{net.Run.Marker("udp")}', tcp '{net.Run.Marker("tcp")}' (nc exit {net.Run.Marker("tcp_exit")}); host servers: {string.Join(" | ", serverLog)}");
         Assert.Equal("udp-echo:udp-from-guest", net.Run.Marker("udp"));
         Assert.Equal("tcp-echo:tcp-from-guest", net.Run.Marker("tcp"));
+        Assert.Equal("0", net.Run.Marker("tcp_exit")); // the server's close reached the guest: nc ended by itself
         Assert.Contains("udp udp-from-guest from 127.0.0.1", serverLog);
         Assert.Contains("tcp tcp-from-guest from 127.0.0.1", serverLog);
     }
