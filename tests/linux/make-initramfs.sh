@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the initramfs of one Linux test boot: Debian's busybox-static (applet links made here, so the
-# guest forks nothing to install them), our freestanding tools (tests/linux/tools), mkfs.ext4 with its
-# shared libraries, optional extra host programs and a kernel module tree, and the given /init script.
+# guest forks nothing to install them) with udhcpc's event hook (udhcpc.script), our freestanding tools
+# (tests/linux/tools), mkfs.ext4 with its shared libraries, optional extra host programs and a kernel
+# module tree, and the given /init script.
 # The archive is an uncompressed newc cpio: under a software-nested KVM the kernel unpacks it ~10x
 # faster than a gzip one.
 # Usage: tests/linux/make-initramfs.sh OUT.cpio INIT_SCRIPT [--program PATH]... [--modules DIR]
@@ -26,8 +27,9 @@ root=$(mktemp -d)
 trap 'rm -rf "$root" "$tools"' EXIT
 make -s -C "$here/tools" BUILD="$tools"
 
-mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,mnt,run,lib64,lib/x86_64-linux-gnu}
+mkdir -p "$root"/{bin,sbin,etc/udhcpc,proc,sys,dev,tmp,mnt,run,lib64,lib/x86_64-linux-gnu}
 cp /bin/busybox "$root/bin/busybox"
+cp "$here/udhcpc.script" "$root/etc/udhcpc/default.script"
 for applet in $(/bin/busybox --list); do
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done

@@ -19,6 +19,9 @@ public sealed record LinuxBootSpec(string InitBody)
     public TimeSpan? Timeout { get; init; }
     /// <summary>Host programs copied (with their libraries) into the initramfs besides mkfs.ext4.</summary>
     public IReadOnlyList<string> Programs { get; init; } = [];
+    /// <summary>A command that runs the engine (its path and arguments are appended), e.g. unshare into a
+    /// network namespace; it must exec the engine, so that signals and kill reach it. Empty: the engine itself.</summary>
+    public IReadOnlyList<string> Launcher { get; init; } = [];
 }
 
 /// <summary>The outcome of one Linux boot: exit status, the whole COM1 console, and the guest's
@@ -126,6 +129,14 @@ public static class LinuxHarness
         return args;
     }
 
+    /// <summary>What `xhyve -M` prints for a boot's command line: each network adapter's MAC, in -s order.</summary>
+    public static IReadOnlyList<string> AdapterMacs(LinuxKernel kernel, string dir, LinuxBootSpec spec)
+    {
+        var run = EngineProcess.Run(["-M", .. EngineArguments(kernel, Path.Combine(dir, "initrd.cpio"), spec)]);
+        Assert.True(run.ExitCode == 0, $"xhyve -M failed: {run}");
+        return Regex.Matches(run.Stdout, @"^MAC: ([0-9a-f:]{17})\r?$", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToList();
+    }
+
     /// <summary>Boots under the engine; <paramref name="interact"/> may act on the running VM (it must let
     /// the guest finish or end the engine itself). The engine is killed at the bound.</summary>
     public static LinuxRun Boot(LinuxKernel kernel, string dir, LinuxBootSpec spec, Action<LinuxSession>? interact = null) =>
@@ -150,6 +161,9 @@ public static class LinuxHarness
 
     private static LinuxRun Run(LinuxKernel kernel, string program, List<string> args, LinuxBootSpec spec, Action<LinuxSession>? interact)
     {
+        string name = Path.GetFileName(program);
+        if (spec.Launcher.Count > 0)
+            (program, args) = (spec.Launcher[0], [.. spec.Launcher.Skip(1), program, .. args]);
         var sw = Stopwatch.StartNew();
         var bound = BoundOf(spec);
         var deadline = DateTime.UtcNow + bound;
@@ -162,7 +176,7 @@ public static class LinuxHarness
         if (!exited) process.Kill();
         process.WaitForExit(5_000);
         process.WaitForOutput(TimeSpan.FromSeconds(5)); // the last lines before the exit
-        var run = new LinuxRun($"{kernel.Kind} under {Path.GetFileName(program)}", exited ? process.ExitCode : -1,
+        var run = new LinuxRun($"{kernel.Kind} under {name}", exited ? process.ExitCode : -1,
             process.Output, exited ? process.Stderr : "", sw.Elapsed);
         if (failure != null) throw new Xunit.Sdk.XunitException($"{failure.Message.Split('\n')[0]}\n{run.Describe()}");
         if (!exited) throw new Xunit.Sdk.XunitException($"Linux did not finish within {bound.TotalSeconds:F0} s (killed).\n{run.Describe()}");

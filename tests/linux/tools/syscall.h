@@ -28,9 +28,9 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 
 static inline long sys3(long n, long a, long b, long c) { return sys6(n, a, b, c, 0, 0, 0); }
 
-static size_t str_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+static inline size_t str_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 
-static int str_eq(const char *a, const char *b, size_t max)
+static inline int str_eq(const char *a, const char *b, size_t max)
 {
     for (size_t i = 0; i < max; i++) {
         if (a[i] != b[i]) return 0;
@@ -39,7 +39,7 @@ static int str_eq(const char *a, const char *b, size_t max)
     return 1;
 }
 
-static void put(const char *s) { sys3(SYS_write, 1, (long)s, (long)str_len(s)); }
+static inline void put(const char *s) { sys3(SYS_write, 1, (long)s, (long)str_len(s)); }
 
 static void __attribute__((noreturn)) quit(int code)
 {
