@@ -229,8 +229,9 @@ public sealed class UserNetworkBoot : LinuxBootFixture
 /// <summary>
 /// One boot inside a network namespace of the test's own (`unshare --net`, tests/linux/tap-netns.sh makes tap0
 /// 10.0.77.1/24 and tap1 10.0.78.1/24 there and execs the engine): slot 2 `virtio-net,tap=tap0`, slot 3 xhyve's
-/// `virtio-tap,tap1`. The guest gives each adapter its own address, pings the namespace's side of each, and waits
-/// until the test has pinged both of its addresses from the namespace.
+/// `virtio-tap,tap1`. tap0 is a multiqueue TAP, so with 2 vCPUs its adapter gets two queue pairs (MQ) and Linux uses
+/// both; tap1 has one queue, so one pair. The guest gives each adapter its own address, pings the namespace's side of
+/// each, and waits until the test has pinged both of its addresses from the namespace.
 /// </summary>
 public sealed class TapNetworkBoot : LinuxBootFixture
 {
@@ -250,6 +251,9 @@ public sealed class TapNetworkBoot : LinuxBootFixture
             {{NetworkScripts.ListAdapters}}
             ip addr add {{Links[0].Guest}}/24 dev $a && ip link set $a up
             ip addr add {{Links[1].Guest}}/24 dev $b && ip link set $b up
+            # Receive queues Linux set up per adapter (one per queue pair it uses), counted without forking.
+            set -- /sys/class/net/$a/queues/rx-*; mark rxq_a $#
+            set -- /sys/class/net/$b/queues/rx-*; mark rxq_b $#
             ping -c 3 -w 30 {{Links[0].Host}} > /tmp/ping_a 2>&1
             ping -c 3 -w 30 {{Links[1].Host}} > /tmp/ping_b 2>&1
             for p in a b; do
@@ -276,7 +280,7 @@ public sealed class TapNetworkBoot : LinuxBootFixture
             Timeout = TimeSpan.FromSeconds(240),
             EngineArgs = ["-s", $"2,virtio-net,tap={Links[0].Tap}", "-s", $"3,virtio-tap,{Links[1].Tap}"],
             Launcher = [.. Unshare, "bash", Path.Combine(EngineProcess.Root, "tests", "linux", "tap-netns.sh"),
-                .. Links.Select(l => $"{l.Tap}={l.Host}/24"), "--"],
+                .. Links.Select((l, i) => $"{l.Tap}{(i == 0 ? "+mq" : "")}={l.Host}/24"), "--"],
         };
         var macs = LinuxHarness.AdapterMacs(kernel, dir, spec);
         var pings = new List<string>();
@@ -429,6 +433,18 @@ public sealed class LinuxNetworkTests(UserNetworkBoot user, TapNetworkBoot tap, 
             // The namespace learnt each guest address behind its own TAP with that adapter's MAC.
             Assert.Matches($@"(?m)^{Regex.Escape(guest)} dev {tapName} lladdr {Regex.Escape(net.Macs[i])} ", neighbours);
         }
+    }
+
+    /// <summary>MQ: on the multiqueue tap0 with 2 vCPUs Linux's virtio_net finds two queue pairs and uses both
+    /// (VQ_PAIRS_SET), each receive queue with its own MSI-X vector; the single-queue tap1 gives one pair.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(LinuxBootFixture.Kernels), MemberType = typeof(LinuxBootFixture))]
+    public void Tap_MultiqueueTap_GivesLinuxAQueuePairPerVcpu_ASingleQueueTapOne(string kernel)
+    {
+        var (net, _, _) = tap.Host(kernel);
+        Assert.Equal("2", net.Run.Marker("rxq_a"));
+        Assert.Equal("1", net.Run.Marker("rxq_b"));
+        Assert.Contains(net.Run.All("irq"), l => Regex.IsMatch(l, @"virtio\d+-input\.1"));
     }
 
     [SkippableTheory]
