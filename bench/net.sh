@@ -4,12 +4,13 @@
 # QEMU's virtio-net-pci with the same backend. One table of packets/s and Mbit/s (UDP payload) per case.
 #   bash bench/net.sh            (root: the TAP lives in a network namespace the script creates and removes)
 # Settings (environment): RUNS=3 (median of RUNS per cell), SIZE=1472 (UDP payload bytes: 1514-byte frames),
-# N=40000 (datagrams the guest sends), RATE=40000 (datagrams/s the host offers), SECS=4 (how long it offers them),
-# ONLY='passt h2g' (one case), DIAG=1 (adds a run of ours per case with --verbose and prints the device counters), XHYVE_ENGINE=path.
+# N=80000 (datagrams the guest sends), RATE=40000 (datagrams/s the host offers), SECS=4 (how long it offers them),
+# ONLY='passt h2g' (one case), DIAG=1 (one more run of ours per case with --verbose: the device counters),
+# XHYVE_ENGINE=path (else the Release build, built first).
 # Needs qemu-system-x86_64 (>= 7.2 for -netdev stream), passt, python3, iproute2, gcc.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-RUNS=${RUNS:-3} SIZE=${SIZE:-1472} N=${N:-40000} RATE=${RATE:-40000} SECS=${SECS:-4} DIAG=${DIAG:-0}
+RUNS=${RUNS:-3} SIZE=${SIZE:-1472} N=${N:-80000} RATE=${RATE:-40000} SECS=${SECS:-4} DIAG=${DIAG:-0}
 engine=${XHYVE_ENGINE:-$root/src/Xhyve.Engine/bin/Release/net10.0/xhyve}
 if [ -z "${XHYVE_ENGINE:-}" ]; then dotnet build "$root/XhyvePS.sln" -c Release --nologo -v quiet >/dev/null; fi
 make -s -C "$root/tests/guests"
@@ -104,7 +105,7 @@ vmm_cmd() {   # vmm backend dir guestargs out
   else
     local netdev="stream,id=n0,server=off,addr.type=unix,addr.path=$PASSTSOCK"
     [ "$backend" = tap ] && netdev="tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=off"
-    CMD=(qemu-system-x86_64 -machine pc -accel kvm -cpu host,-arch-capabilities -m 64 -nodefaults -display none
+    CMD=(qemu-system-x86_64 -machine pc -accel kvm -cpu host,-arch-capabilities -m 64 -nodefaults -display none -name vnet,debug-threads=on
          -no-reboot -serial stdio -kernel "$guest" -append "$args"
          -netdev "$netdev" -device virtio-net-pci,netdev=n0,disable-legacy=on)
   fi
@@ -122,37 +123,95 @@ start_passt() {   # dir
   echo "passt did not create its socket:"; cat "$T/passt.log"; return 1
 }
 
-# One measurement; prints "pps mbit" (0 0 when it failed) and leaves the guest's output in $T/last.out.
+# CPU ticks (user+sys, 1/100 s) of a process's threads: "vcpu other" (vcpu: ours' vcpu0, QEMU's "CPU 0/KVM").
+ticks() {   # pid
+  local t v=0 o=0 x name
+  for t in /proc/$1/task/*; do
+    x=$(sed 's/^.*) //' "$t/stat" 2>/dev/null | awk '{ print $12 + $13 }') || continue
+    [ -n "$x" ] || continue
+    name=$(cat "$t/comm" 2>/dev/null)
+    case "$name" in vcpu*|CPU*KVM) v=$((v + x));; *) o=$((o + x));; esac
+  done
+  echo "$v $o"
+}
+# Samples ticks of the VMM (and passt) every 0.2 s while the VMM lives; the last sample stays in FILE.
+# A sample taken while the VMM exits (threads gone, counts falling) is not kept.
+watch_cpu() {   # vmpid passtpid file
+  local p="" q last="-1 -1"
+  while kill -0 "$1" 2>/dev/null; do
+    [ -z "$2" ] || p=$(ticks "$2" | awk '{ print $1 + $2 }')
+    q=$(ticks "$1")
+    if [ -n "$q" ] && awk -v a="$q" -v b="$last" 'BEGIN { split(a, x, " "); split(b, y, " "); exit !(x[1] >= y[1] && x[2] >= y[2]) }'; then
+      echo "$q ${p:-0} $(date +%s.%N)" > "$3.tmp" && mv "$3.tmp" "$3"
+      last=$q
+    fi
+    sleep 0.1
+  done
+}
+# Starts CMD under a 120 s bound with its output in $out; sets VM (the VMM's pid) and WATCH (the sampler).
+start_vm() {
+  timeout 120 "${CMD[@]}" > "$out" 2>"$T/last.err" & BOUND=$!
+  VM=""
+  for _ in $(seq 50); do VM=$(pgrep -P $BOUND | head -1); [ -n "$VM" ] && break; sleep 0.05; done
+  local pp=$PASSTPID
+  if [ "$vmm" = ours ] && [ "$backend" = passt ]; then
+    for _ in $(seq 40); do pp=$(pgrep -P "${VM:-0}" | head -1); [ -n "$pp" ] && break; sleep 0.05; done
+  fi
+  rm -f "$T/cpu"
+  watch_cpu "${VM:-0}" "$pp" "$T/cpu" & WATCH=$!
+}
+# vCPU share and host CPU per packet between two samples: "vcpu_share vmm_us_per_packet passt_us_per_packet".
+cpu_figures() {   # sample_before sample_after packets
+  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    secs = y[4] - x[4]; if (secs <= 0 || n <= 0) { print "- - -"; exit }
+    printf "%.2f %.1f %.1f\n", (y[1] - x[1]) / 100 / secs, (y[2] - x[2]) * 1e4 / n, (y[3] - x[3]) * 1e4 / n }'
+}
+
+# One measurement; prints "pps mbit vcpu_share vmm_us passt_us" (0 ... when it failed) and leaves the guest's output
+# in $T/last.out. vcpu_share: the vCPU thread's CPU time over the transfer / its length (what the host's load left the
+# guest); vmm_us: CPU of the VMM's other threads per packet (µs); passt_us: passt's CPU per packet (µs).
 measure() {   # vmm backend dir
-  local vmm=$1 backend=$2 dir=$3 out=$T/last.out host ip peer vm line
+  local vmm=$1 backend=$2 dir=$3 out=$T/last.out host ip peer line c0 c1
   if [ "$backend" = tap ]; then host=10.0.0.1 ip="ip=10.0.0.2" peer="peer=10.0.0.1"; else host=127.0.0.1 ip="" peer=""; fi
-  [ "$vmm" = qemu ] && [ "$backend" = passt ] && start_passt "$dir"
+  PASSTPID=""
+  if [ "$vmm" = qemu ] && [ "$backend" = passt ]; then start_passt "$dir" >&2 || true; PASSTPID=${PIDS[-1]}; fi
   : > "$out"
   if [ "$dir" = g2h ]; then
     local sinkcmd=(python3 "$T/sink.py" "$host" "$HPORT" 1)
     [ "$backend" = tap ] && sinkcmd=(ip netns exec "$NS" "${sinkcmd[@]}")
     "${sinkcmd[@]}" > "$T/sink.out" & local sink=$!
-    wait_line "$T/sink.out" ready 10
+    wait_line "$T/sink.out" ready 10 || true
     vmm_cmd "$vmm" "$backend" "$dir" "mode=blast port=$HPORT n=$N size=$SIZE $ip $peer secs=60" "$out"
-    timeout 120 "${CMD[@]}" > "$out" 2>"$T/last.err" || true
+    start_vm
+    wait_line "$out" "XHYVE-TEST blasting=" 60 || true
+    c0=$(cat "$T/cpu" 2>/dev/null)
+    wait_line "$out" "XHYVE-TEST sent=" 90 || true
+    c1=$(cat "$T/cpu" 2>/dev/null)
+    wait $BOUND || true
+    wait $WATCH || true
     wait $sink || true
-    line=$(cat "$T/sink.out" | tail -1)
+    line=$(tail -1 "$T/sink.out")
     python3 -c 'import sys; d = dict(x.split("=") for x in sys.argv[1].split()); n, b, s = int(d["received"]), int(d["bytes"]), float(d["secs"])
-print("%.0f %.1f" % ((n / s, b * 8 / s / 1e6) if s > 0 else (0, 0)))' "$line" 2>/dev/null || echo "0 0"
+print("%.0f %.1f %d" % ((n / s, b * 8 / s / 1e6, n) if s > 0 else (0, 0, 0)))' "$line" 2>/dev/null | {
+      read -r pps mbit n; echo "$pps $mbit $(cpu_figures "$c0" "$c1" "$n")"; } || echo "0 0 - - -"
   else
     vmm_cmd "$vmm" "$backend" "$dir" "mode=sink port=$GPORT $ip idle=1000 secs=60" "$out"
-    timeout 120 "${CMD[@]}" > "$out" 2>"$T/last.err" & vm=$!
+    start_vm
     if wait_line "$out" "XHYVE-TEST sinking=" 60; then
       local target=$host port=$HPORT blastcmd
       [ "$backend" = tap ] && target=10.0.0.2 port=$GPORT
       blastcmd=(python3 "$T/blast.py" "$target" "$port" "$SIZE" "$RATE" "$SECS")
       [ "$backend" = tap ] && blastcmd=(ip netns exec "$NS" "${blastcmd[@]}")
+      sleep 0.3; c0=$(cat "$T/cpu" 2>/dev/null)
       "${blastcmd[@]}" > "$T/blast.out"
+      c1=$(cat "$T/cpu" 2>/dev/null)
     fi
-    wait $vm || true
+    wait $BOUND || true
+    wait $WATCH || true
     local n us
     n=$(result "$out" received) us=$(result "$out" elapsed_us)
-    awk -v n="${n:-0}" -v us="${us:-0}" -v size="$SIZE" 'BEGIN { if (us > 0) printf "%.0f %.1f\n", n * 1e6 / us, n * size * 8 / us; else print "0 0" }'
+    awk -v n="${n:-0}" -v us="${us:-0}" -v size="$SIZE" -v cpu="$(cpu_figures "$c0" "$c1" "${n:-0}")" \
+      'BEGIN { if (us > 0) printf "%.0f %.1f %s\n", n * 1e6 / us, n * size * 8 / us, cpu; else print "0 0 - - -" }'
   fi
 }
 
@@ -165,45 +224,51 @@ for run in $(seq "$RUNS"); do
   for c in "${CASES[@]}"; do
     for vmm in ours qemu; do
       r=$(measure $vmm $c)
+      r="$r $(awk -v r="$r" 'BEGIN { split(r, x, " "); if (x[3] + 0 > 0) printf "%.0f", x[1] / x[3]; else print "-" }')"
       R["$vmm $c"]+="$r;"
-      echo "run $run: $vmm $c: $r pps Mbit/s" >&2
+      echo "run $run: $vmm $c: $r (pps Mbit/s vcpu_share vmm_us passt_us pps_per_vcpu_second)" >&2
     done
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# median of the "pps mbit;" list, field 1 or 2, and min/max.
-stat() {   # list field
+# median, min and max of one field of a cell's "pps mbit share vmm_us passt_us pps_per_vcpu_s;" list.
+med() {   # list field
   echo "$1" | tr ';' '\n' | awk -v f="$2" 'NF { print $f }' | sort -g |
     awk '{ v[NR] = $1 } END { if (!NR) { print "-"; exit } m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s\n", m, v[1], v[NR] }'
 }
 name() { case "$1" in "passt g2h") echo "passt, guest -> host";; "passt h2g") echo "passt, host -> guest";; "tap g2h") echo "TAP, guest -> host";; "tap h2g") echo "TAP, host -> guest";; esac; }
 
 echo
-echo "Host: $(nproc) CPUs, $(uname -r), KVM module: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm); $(qemu-system-x86_64 --version | head -1); $(passt --version 2>/dev/null | head -1)"
+echo "Host: $(nproc) CPUs, $(uname -r), KVM module: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm); $(qemu-system-x86_64 --version | head -1); passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo "(version unknown)")"
 echo "Load average before/after: $load_before / $load_after; $RUNS runs per cell (median, min-max); UDP payload $SIZE bytes; guest sends N=$N; host offers $RATE/s for ${SECS}s; $(( $(date +%s) - t_start )) s"
 echo
-echo "| backend, direction | ours pps | QEMU pps | ours Mbit/s | QEMU Mbit/s | ours / QEMU |"
-echo "|---|---|---|---|---|---|"
+echo "| backend, direction | ours pps | QEMU pps | ours Mbit/s | QEMU Mbit/s | ours / QEMU | pps per vCPU-second ours / QEMU | vCPU share ours / QEMU | VMM µs/packet ours / QEMU | passt µs/packet ours / QEMU |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+notes=""
 for c in "${CASES[@]}"; do
-  read -r op omin omax <<<"$(stat "${R[ours $c]}" 1)"
-  read -r qp qmin qmax <<<"$(stat "${R[qemu $c]}" 1)"
-  read -r om _ _ <<<"$(stat "${R[ours $c]}" 2)"
-  read -r qm _ _ <<<"$(stat "${R[qemu $c]}" 2)"
+  read -r op omin omax <<<"$(med "${R[ours $c]}" 1)"
+  read -r qp qmin qmax <<<"$(med "${R[qemu $c]}" 1)"
+  f() { read -r m _ _ <<<"$(med "${R[$1 $c]}" "$2")"; echo "$m"; }
   ratio=$(awk -v a="$op" -v b="$qp" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }')
-  echo "| $(name "$c") | $op ($omin-$omax) | $qp ($qmin-$qmax) | $om | $qm | $ratio |"
+  pu="-"; [ "${c%% *}" = passt ] && pu="$(f ours 5) / $(f qemu 5)"
+  echo "| $(name "$c") | $op ($omin-$omax) | $qp ($qmin-$qmax) | $(f ours 2) | $(f qemu 2) | $ratio | $(f ours 6) / $(f qemu 6) | $(f ours 3) / $(f qemu 3) | $(f ours 4) / $(f qemu 4) | $pu |"
+  case "$c" in *h2g) awk -v a="$omax" -v b="$qmax" -v r="$RATE" 'BEGIN { exit !(a > 0.9 * r || b > 0.9 * r) }' &&
+    notes+="Note: in '$(name "$c")' a guest took over 90 % of the offered rate; raise RATE to saturate it."$'\n' ;; esac
 done
+printf "%s" "$notes"
+show_cmd() { local a; for a in "${CMD[@]}"; do case $a in *' '*) printf " '%s'" "$a";; *) printf ' %s' "$a";; esac; done; echo; }
 echo
 echo "Reproduce one cell (guest -> host over passt, ours): sink on 127.0.0.1:PORT, then"
-VERBOSE='' vmm_cmd ours passt g2h "mode=blast port=PORT n=$N size=$SIZE secs=60" /dev/null; echo "  ${CMD[*]}"
+VERBOSE='' vmm_cmd ours passt g2h "mode=blast port=PORT n=$N size=$SIZE secs=60" /dev/null; show_cmd
 echo "and QEMU with passt --socket SOCK --one-off:"
-PASSTSOCK=SOCK vmm_cmd qemu passt g2h "mode=blast port=PORT n=$N size=$SIZE secs=60" /dev/null; echo "  ${CMD[*]}"
+PASSTSOCK=SOCK vmm_cmd qemu passt g2h "mode=blast port=PORT n=$N size=$SIZE secs=60" /dev/null; show_cmd
 
 if [ "$DIAG" = 1 ]; then
   echo
   echo "Device counters of ours (one --verbose run per case):"
   for c in "${CASES[@]}"; do
-    VERBOSE=1 measure ours $c >/dev/null
+    ( VERBOSE=1 measure ours $c ) >/dev/null || true
     echo "$c: guest notifies=$(result "$T/last.out" notifies) $(grep -o 'virtio-net.*' "$T/last.err" | grep -v doorbells | tr '\n' ' ')"
   done
 fi
