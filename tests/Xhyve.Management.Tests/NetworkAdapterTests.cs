@@ -74,6 +74,7 @@ public sealed class NetworkAdapterTests : IDisposable
         { "virtio-net,tap=tap3,mac=02:11:22:33:44:55", NetBackendKind.Tap, "tap3", "02:11:22:33:44:55", [] },
         { "virtio-tap,tap0", NetBackendKind.Tap, "tap0", null, [] },
         { "virtio-tap,tap1,mac=52:54:00:12:34:56", NetBackendKind.Tap, "tap1", "52:54:00:12:34:56", [] },
+        { "virtio-net,tap=tap4,queues=4", NetBackendKind.Tap, "tap4", null, [] },
     };
 
     [Theory]
@@ -93,6 +94,14 @@ public sealed class NetworkAdapterTests : IDisposable
         var original = ((VirtioNetSpec)CommandLineParser.ParsePciDevice("3," + device).Device).Options;
         var generated = ((VirtioNetSpec)CommandLineParser.ParsePciDevice(SlotArgument(vm, 3)).Device).Options;
         Assert.Equal(original.ToString(), generated.ToString());
+    }
+
+    [Fact]
+    public void QueuePairs_RoundTripAsTheEnginesQueuesOption()
+    {
+        var vm = VmArguments.FromArguments(["-s", "3,virtio-tap,tap0,queues=2", "-f", "kexec,/k"], "mq").Vm;
+        Assert.Equal(2, Assert.Single(vm.NetworkAdapters).QueuePairs);
+        Assert.Contains(":3:0,virtio-net,tap=tap0,queues=2", string.Join(" ", VmArguments.ToArguments(vm, null)));
     }
 
     [Fact]

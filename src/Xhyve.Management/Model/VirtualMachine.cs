@@ -54,6 +54,10 @@ public sealed class VmNetworkAdapter
     /// PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT, e.g. tcp:8080:80 (QEMU's tcp:8080-:80 is read too).</summary>
     public List<string> PortForwards { get; set; } = [];
 
+    /// <summary>Queue pairs on a multiqueue TAP (the engine's queues=N), or null for one per processor where the TAP
+    /// allows it.</summary>
+    public int? QueuePairs { get; set; }
+
     // The vm.json form before typed fields: "emulation" (virtio-net or virtio-tap) and the engine options after it.
     [JsonInclude, JsonPropertyName("emulation")] internal string? LegacyEmulation { get; set; }
     [JsonInclude, JsonPropertyName("options")] internal string? LegacyOptions { get; set; }
@@ -84,6 +88,7 @@ public sealed class VmNetworkAdapter
         var options = new List<string> { Mode == NetBackendKind.Tap ? "tap=" + TapName : "user" };
         if (MacAddress != null) options.Add("mac=" + MacAddress);
         options.AddRange(PortForwards.Select(f => "hostfwd=" + f));
+        if (QueuePairs is { } q) options.Add("queues=" + q.ToString(System.Globalization.CultureInfo.InvariantCulture));
         return NetDeviceOptions.Parse(string.Join(",", options));
     }
 
@@ -91,7 +96,7 @@ public sealed class VmNetworkAdapter
     public static VmNetworkAdapter FromOptions(string name, int slot, NetDeviceOptions options) => new()
     {
         Name = name, Slot = slot, Mode = options.Backend, TapName = options.TapName, MacAddress = options.Mac?.ToString(),
-        PortForwards = options.PortForwards.Select(FormatPortForward).ToList(),
+        PortForwards = options.PortForwards.Select(FormatPortForward).ToList(), QueuePairs = options.Queues,
     };
 
     /// <summary>The module's spelling of a forward, PROTOCOL:[ADDRESS:]HOSTPORT:GUESTPORT (an IPv6 address in brackets),

@@ -13,6 +13,11 @@ internal static partial class LibC
     [LibraryImport(Lib, EntryPoint = "socketpair", SetLastError = true)]
     public static unsafe partial int SocketPair(int domain, int type, int protocol, int* fds);
 
+    public const int SOL_SOCKET = 1, SO_SNDBUF = 7, SO_RCVBUF = 8;
+
+    [LibraryImport(Lib, EntryPoint = "setsockopt", SetLastError = true)]
+    public static unsafe partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
+
     [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(int fd, int command, int argument);
 

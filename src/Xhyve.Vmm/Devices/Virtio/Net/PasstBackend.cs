@@ -68,6 +68,10 @@ public sealed unsafe class PasstBackend : INetBackend
         int ours = fds[0], theirs = fds[1];
         try
         {
+            // The default 208 KiB socket buffers fill at once under load: passt then fails sends (EAGAIN) and splits
+            // frames, spending the CPU the guest needs. passt sizes its own sockets to 8 MiB; these get the same
+            // (the kernel caps the value at wmem_max/rmem_max, and needs no privilege up to there).
+            foreach (int fd in new[] { ours, theirs }) SetBuffers(fd, SocketBufferBytes);
             // Ours stays in this process; theirs is inherited by passt and closed here once it runs.
             LibC.Fcntl(ours, LibC.F_SETFD, LibC.FD_CLOEXEC);
             LibC.Fcntl(ours, LibC.F_SETFL, LibC.Fcntl(ours, LibC.F_GETFL, 0) | LibC.O_NONBLOCK);
@@ -102,6 +106,16 @@ public sealed unsafe class PasstBackend : INetBackend
             if (theirs >= 0) LibC.Close(theirs);
             throw new NetBackendException($"{name}: cannot start {passt}: {e.Message}");
         }
+    }
+
+    /// <summary>Send and receive buffer of each end of the socketpair.</summary>
+    public const int SocketBufferBytes = 8 << 20;
+
+    private static void SetBuffers(int fd, int bytes)
+    {
+        // Best effort: a smaller buffer is slower, not wrong.
+        LibC.SetSockOpt(fd, LibC.SOL_SOCKET, LibC.SO_SNDBUF, &bytes, sizeof(int));
+        LibC.SetSockOpt(fd, LibC.SOL_SOCKET, LibC.SO_RCVBUF, &bytes, sizeof(int));
     }
 
     /// <summary>passt binds forwarded ports itself and carries on quietly when one is taken: say so here instead.</summary>
