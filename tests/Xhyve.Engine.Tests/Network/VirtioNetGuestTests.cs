@@ -201,6 +201,16 @@ public sealed class VirtioNetGuestTests : IDisposable
         ["-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", .. net, "-f", $"multiboot,{EngineProcess.Guest("vnet")},,{cmdline}",
          "--control-socket", Path.Combine(_dir, "ctl.sock")]);
 
+    /// <summary>The vnet guest on a user-mode adapter whose guest port 7 is forwarded from a free host UDP port, once the
+    /// guest says it is listening, with a control connection.</summary>
+    private (RunningEngine Engine, ControlTestClient Control, int HostPort) StartListening(string cmdline)
+    {
+        int hostPort = FreeUdpPort();
+        var p = StartWithControl(cmdline, "-s", $"2,virtio-net,hostfwd=udp:127.0.0.1:{hostPort}-:7");
+        EngineProcess.ReadUntil(p, "XHYVE-TEST listening=", TimeSpan.FromSeconds(60));
+        return (p, new ControlTestClient(Path.Combine(_dir, "ctl.sock")), hostPort);
+    }
+
     private Dictionary<string, long> NetCounters(ControlTestClient c)
     {
         var device = c.Ask("counters").GetProperty("devices").EnumerateArray().First(d => d.GetProperty("device").GetString()!.StartsWith("virtio-net"));
@@ -244,10 +254,9 @@ public sealed class VirtioNetGuestTests : IDisposable
     public void PasstKilledWhileTheGuestSends_LinkGoesDown_EngineKeepsRunningAndSaysWhy()
     {
         SkipUnlessUserMode();
-        int hostPort = FreeUdpPort();
-        using var p = StartWithControl("mode=listen listen=7 n=100000 secs=60", "-s", $"2,virtio-net,hostfwd=udp:127.0.0.1:{hostPort}-:7");
-        EngineProcess.ReadUntil(p, "XHYVE-TEST listening=", TimeSpan.FromSeconds(60));
-        using var c = new ControlTestClient(Path.Combine(_dir, "ctl.sock"));
+        var (p, c, hostPort) = StartListening("mode=listen listen=7 n=100000 secs=60");
+        using var engine = p;
+        using var control = c;
         using var sender = new UdpClient();
         var stop = new CancellationTokenSource();
         var send = Task.Run(() =>
@@ -279,10 +288,9 @@ public sealed class VirtioNetGuestTests : IDisposable
     public void GuestWithoutReceiveBuffers_FramesWait_EngineDoesNotSpinAndStaysResponsive()
     {
         SkipUnlessUserMode();
-        int hostPort = FreeUdpPort();
-        using var p = StartWithControl("mode=static ip=192.0.2.2 echo=7 norx=1 n=1 pings=0 secs=60", "-s", $"2,virtio-net,hostfwd=udp:127.0.0.1:{hostPort}-:7");
-        EngineProcess.ReadUntil(p, "XHYVE-TEST listening=", TimeSpan.FromSeconds(60));
-        using var c = new ControlTestClient(Path.Combine(_dir, "ctl.sock"));
+        var (p, c, hostPort) = StartListening("mode=static ip=192.0.2.2 echo=7 norx=1 n=1 pings=0 secs=60");
+        using var engine = p;
+        using var control = c;
         using (var sender = new UdpClient())
             for (int i = 0; i < 200; i++) sender.Send(new byte[100], 100, "127.0.0.1", hostPort);
         var deadline = Stopwatch.StartNew();
