@@ -156,11 +156,17 @@ public sealed class UserNetworkBoot : LinuxBootFixture
             lease $a a
             set -- $got; gw=$2
             mark udp "$(udpecho $gw {{servers.UdpPort}} udp-from-guest 2>&1)"
-            # nc ends when the server's FIN arrives; 124/143 would mean timeout had to end it. Its input stays open
-            # meanwhile: Debian's passt (2023-03) does not pass the host's FIN on once the guest has half-closed
-            # (its own capture shows the reply and no FIN), which would leave nc to the timeout.
-            (echo tcp-from-guest; sleep 20) | timeout 30 nc $gw {{servers.TcpPort}} > /tmp/tcp 2>&1
+            # nc ends when the server's FIN arrives; 124/143 would mean timeout had to end it. Its input (a FIFO held
+            # open here) stays open meanwhile: Debian's passt (2023-03) does not pass the host's FIN on once the guest
+            # has half-closed (its own capture shows the reply and no FIN), which would leave nc to the timeout.
+            mkfifo /tmp/tcp_in
+            timeout 30 nc $gw {{servers.TcpPort}} < /tmp/tcp_in > /tmp/tcp 2>&1 &
+            nc_pid=$!
+            exec 3> /tmp/tcp_in
+            echo tcp-from-guest >&3
+            wait $nc_pid
             mark tcp_exit $?
+            exec 3>&-
             got=""; read -r got < /tmp/tcp; mark tcp "$got"
             ip link set $a down
             udhcpc -i $b -f -q -n -t 5 -T 3 > /tmp/udhcpc.$b 2>&1
