@@ -27,7 +27,12 @@ public sealed class CrossCheckBoot : LinuxBootFixture
         new Random(1234).NextBytes(data);
         File.WriteAllBytes(disk, data);
         ImageSha = Convert.ToHexStringLower(SHA256.HashData(data));
-        var spec = new LinuxBootSpec(Script) { Cpus = 1, EngineArgs = ["-s", $"2,virtio-blk,{disk},ro", "-s", "3,virtio-rnd"] };
+        // 300 s: QEMU's pc machine spends minutes of an emulated guest's time in its own DSDT (_PRT hits ACPICA's
+        // loop timeout twice, ~30 s each), reaching /init at ~125 s where ours takes ~40 s.
+        var spec = new LinuxBootSpec(Script)
+        {
+            Cpus = 1, Timeout = TimeSpan.FromSeconds(300), EngineArgs = ["-s", $"2,virtio-blk,{disk},ro", "-s", "3,virtio-rnd"],
+        };
         var ours = LinuxHarness.Boot(kernel, dir, spec);
         Qemu = LinuxHarness.BootQemu(kernel, Directory.CreateDirectory(Path.Combine(dir, "qemu")).FullName, spec,
             ["-drive", $"file={disk},format=raw,if=none,id=d0,readonly=on", "-device", "virtio-blk-pci,drive=d0", "-device", "virtio-rng-pci"]);
