@@ -128,10 +128,8 @@ public sealed class UserNetworkBoot : LinuxBootFixture
 
     /// <summary>Why user-mode networking cannot run here: the engine runs $XHYVE_PASST, else passt on PATH.</summary>
     public static string? PasstSkipReason =>
-        Environment.GetEnvironmentVariable("XHYVE_PASST") is { Length: > 0 } explicitPath
-            ? (File.Exists(explicitPath) ? null : $"XHYVE_PASST names {explicitPath}, which does not exist")
-            : (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => d.Length > 0 && File.Exists(Path.Combine(d, "passt")))
-                ? null : "passt is absent: user-mode networking runs Debian's passt (apt-get install passt; scripts/setup-debian.sh)";
+        Xhyve.Vmm.Devices.Virtio.Net.PasstBackend.FindPasst() != null ? null
+            : "passt is absent ($XHYVE_PASST names no file, or there is no passt on PATH): user-mode networking runs Debian's passt (apt-get install passt; scripts/setup-debian.sh)";
 
     /// <summary>The boot (once per kernel), with what the host's echo servers got and what the forwarded port answered.</summary>
     public (NetworkRun Run, string[] ServerLog, string ForwardReply, string Attempts) Host(string kind)

@@ -18,12 +18,10 @@ internal sealed unsafe class VirtioWorker : IDisposable
     private readonly Thread _thread;
     private readonly PollFd[] _poll;
     private readonly IPolledVirtioDevice? _polled;
-
-    // fault: told about an exception from process; the worker then carries on waiting, so a device the driver
-    // resets works again.
     private readonly int _hostFds;
 
-    // polled: the device's host fds, or null.
+    // fault: told about an exception from process; the worker then carries on waiting, so a device the driver
+    // resets works again. polled: the device's host fds, or null.
     public VirtioWorker(string name, EventFd[] queues, Action<int> process, Action<Exception> fault, IPolledVirtioDevice? polled = null)
     {
         _fault = fault;
@@ -65,30 +63,28 @@ internal sealed unsafe class VirtioWorker : IDisposable
             {
                 if (_poll[i].Revents == 0) continue;
                 _queues[i].Drain();
-                Guarded(i);
+                try { _process(i); }
+                catch (Exception e) { Fault(e); }
             }
             for (int i = 0; i < _hostFds; i++)
             {
                 var entry = _poll[_queues.Length + i];
-                if (entry.Fd >= 0 && entry.Revents != 0) Guarded(-2 - i, entry.Revents);
+                if (entry.Fd >= 0 && entry.Revents != 0) PollReady(i, entry.Revents);
             }
-            if (timeout == 0) Guarded(-1);
+            if (timeout == 0) PollReady(-1, 0);   // the device's pending work
         }
     }
 
-    // queue >= 0: a notified queue; -1: the device's pending work; -2 - i: the device's fd i reported revents.
-    private void Guarded(int queue, short revents = 0)
+    private void PollReady(int index, short revents)
     {
-        try
-        {
-            if (queue >= 0) _process(queue);
-            else _polled!.PollReady(queue == -1 ? -1 : -2 - queue, revents);
-        }
-        catch (Exception e)
-        {
-            // An exception leaving this thread would end the engine; one device failing must not.
-            try { _fault(e); } catch (Exception) { }
-        }
+        try { _polled!.PollReady(index, revents); }
+        catch (Exception e) { Fault(e); }
+    }
+
+    // An exception leaving this thread would end the engine; one device failing must not.
+    private void Fault(Exception e)
+    {
+        try { _fault(e); } catch (Exception) { }
     }
 
     public void Dispose()
