@@ -15,8 +15,15 @@ internal sealed unsafe class KvmVm : IVirtualMachine
     public KvmVm(KvmHypervisor kvm)
     {
         _kvm = kvm;
-        _fd = LibC.Ioctl(kvm.Fd, KvmIoctl.CreateVm, 0);
-        if (_fd < 0) throw new HypervisorException("KVM_CREATE_VM failed", LibC.LastErrno);
+        // A signal arriving meanwhile (the engine's handlers are registered before the VM is built) makes
+        // KVM_CREATE_VM fail with EINTR having created nothing; QEMU retries it the same way.
+        int errno;
+        do
+        {
+            _fd = LibC.Ioctl(kvm.Fd, KvmIoctl.CreateVm, 0);
+            errno = _fd < 0 ? LibC.LastErrno : 0;
+        } while (_fd < 0 && errno == LibC.EINTR);
+        if (_fd < 0) throw new HypervisorException("KVM_CREATE_VM failed", errno);
         try
         {
             Check(LibC.Ioctl(_fd, KvmIoctl.SetTssAddr, unchecked((nint)TssAddress)), "KVM_SET_TSS_ADDR");
