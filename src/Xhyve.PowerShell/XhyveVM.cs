@@ -44,7 +44,7 @@ public sealed class XhyveVM
 }
 
 /// <summary>A disk of a VM (Get-XhyveDisk, Add-XhyveDisk -PassThru).</summary>
-public sealed class XhyveDisk(string vmName, VmDisk disk)
+public sealed partial class XhyveDisk(string vmName, VmDisk disk)
 {
     public string VMName => vmName;
     public string Path => disk.Path;

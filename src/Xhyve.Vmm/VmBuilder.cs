@@ -177,7 +177,7 @@ public sealed class VmBuilder
 
     private VirtioBlock CreateBlock(PciDeviceSpec d, VirtioBlockSpec disk)
     {
-        var options = disk.Options;
+        var options = ImageGeometry.Resolve(disk.Options);   // the geometry the image records, for options left out
         var backend = BlockBackends.Open(options);
         try { return new VirtioBlock(backend, options.LogicalSectorSize, options.PhysicalSectorSize, $"virtio-blk {d.Address}"); }
         catch { backend.Dispose(); throw; }

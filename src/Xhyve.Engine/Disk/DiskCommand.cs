@@ -12,12 +12,14 @@ public static class DiskCommand
 {
     public const string Usage = """
         Usage: xhyve disk create PATH OPTIONS         create an image (OPTIONS: size=SIZE[,split=SIZE][,sparse][,sectorsize=512|4096])
-               xhyve disk info PATH [OPTIONS]         show the size and what is stored
+                                                      and its descriptor PATH.desc, so it later opens by path alone
+               xhyve disk info PATH [OPTIONS]         show the format, size and what is stored
                xhyve disk check PATH [OPTIONS]        open read-only and validate a sparse image's LUT
                xhyve disk convert SRC DST [OPTIONS] [--from SRCOPTIONS]
                                                       copy SRC into a new image DST (raw, or split/sparse by OPTIONS)
                xhyve disk stress PATH OPTIONS SEED    write random sectors forever, printing "durable N" after each flush
-        OPTIONS are those of -s N,virtio-blk,PATH,OPTIONS, separated by commas.
+        OPTIONS are those of -s N,virtio-blk,PATH,OPTIONS, separated by commas. The geometry (size=, split=, sparse,
+        sectorsize=) of an existing image is read from it; options given must agree with it.
         """;
 
     public static int Run(IReadOnlyList<string> args)
@@ -38,7 +40,7 @@ public static class DiskCommand
                 case "convert" when args.Count >= 3:
                     return Convert(args);
                 case "stress" when args.Count == 4 && int.TryParse(args[3], out int seed):
-                    return Stress(Options(args[1], args[2]), seed);
+                    return Stress(ImageGeometry.Resolve(Options(args[1], args[2])), seed);
                 default:
                     Console.Error.Write(Usage);
                     return 1;
@@ -75,7 +77,7 @@ public static class DiskCommand
             else if (targetOptions == null && !args[i].StartsWith("--", StringComparison.Ordinal)) targetOptions = args[i];
             else { Console.Error.Write(Usage); return 1; }
         }
-        var target = BlockDeviceOptions.ParseOptions(args[2], (targetOptions ?? "").Split(','), sizeGivenLater: true);
+        var target = BlockDeviceOptions.ParseOptions(args[2], (targetOptions ?? "").Split(','));
         var info = DiskImages.Convert(Options(args[1], sourceOptions ?? ""), target);
         Print(info);
         return 0;

@@ -22,7 +22,9 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 
-    /// <summary>Further block options: sync, direct, nocache, sectorsize=, and for split/sparse images size=, split=, sparse.</summary>
+    /// <summary>Further block options: sync, direct, nocache, sectorsize=, size=, split=, sparse. The geometry (size=, split=,
+    /// sparse, sectorsize=) is read from the image, so these are needed only for an image made without a descriptor
+    /// whose files do not tell it, or to create a new image (size=); given for an existing image they must agree with it.</summary>
     [Parameter] [ValidateNotNullOrEmpty]
     public string[] Options { get; set; } = [];
 
@@ -41,11 +43,24 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
             WriteError(new ErrorRecord(new ArgumentException($"-Options: {e.Message}", e), "InvalidDiskOptions", ErrorCategory.InvalidArgument, Options));
             return;
         }
-        // A missing image is created by the engine only when its size is given (size=); anything else is a mistake.
-        if (options.Size == null && !File.Exists(path) && !File.Exists(path + ".lut") && !DiskImages.FilesOf(options).Any(File.Exists))
+        // The geometry comes from the image (its descriptor, or its files); options that contradict it are refused
+        // now, before anything is stored. A missing image is created by the engine only when size= is given.
+        try { ImageGeometry.Resolve(options); }
+        catch (DiskImageException e)
         {
-            WriteError(new ErrorRecord(new FileNotFoundException($"-Path {Path}: the image does not exist ({path}); create it with New-XhyveDiskImage.", path),
-                "DiskImageNotFound", ErrorCategory.ObjectNotFound, Path));
+            WriteError(e.Problem switch
+            {
+                DiskImageProblem.NotFound => new ErrorRecord(new FileNotFoundException($"-Path {Path}: the image does not exist ({path}); create it with New-XhyveDiskImage.", path),
+                    "DiskImageNotFound", ErrorCategory.ObjectNotFound, Path),
+                DiskImageProblem.Conflict => new ErrorRecord(new ArgumentException($"-Options {e.Message}", e), "DiskImageConflict", ErrorCategory.InvalidArgument, Options),
+                DiskImageProblem.OptionNeeded => new ErrorRecord(new ArgumentException($"-Path {Path}: {e.Message} (in -Options)", e), "DiskImageOptionNeeded", ErrorCategory.InvalidArgument, Path),
+                _ => new ErrorRecord(new InvalidDataException(e.Message, e), "DiskImageDamaged", ErrorCategory.InvalidData, e.File),
+            });
+            return;
+        }
+        catch (StorageException e)
+        {
+            WriteError(new ErrorRecord(e, "DiskImageUnreadable", ErrorCategory.ReadError, Path));
             return;
         }
         foreach (var name in TargetNames)
@@ -66,7 +81,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
     }
 }
 
-/// <summary>Get-XhyveDisk: a VM's disks.</summary>
+/// <summary>Get-XhyveDisk: a VM's disks, with the geometry read from each image (Format, SizeBytes, SectorSize).</summary>
 [Cmdlet(VerbsCommon.Get, "XhyveDisk", DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveDisk))]
 public sealed class GetXhyveDiskCommand : XhyveVMDeviceCmdlet

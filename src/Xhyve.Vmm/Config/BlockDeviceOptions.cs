@@ -17,11 +17,14 @@ public sealed record BlockDeviceOptions
     public bool NoCache { get; init; }
     public int LogicalSectorSize { get; init; } = 512;
     public int PhysicalSectorSize { get; init; } = 512;
+    /// <summary>True when sectorsize= was given, so it is checked against an image that records its own.</summary>
+    public bool SectorSizeGiven { get; init; }
     public long? Size { get; init; }
     public long? SplitSize { get; init; }
     public bool Sparse { get; init; }
 
-    /// <summary>The split/sparse layout when split= or sparse is given; null for a raw image or block device.</summary>
+    /// <summary>The split/sparse layout when split= or sparse is given (size 0 until size= is given or read from the
+    /// image by <see cref="ImageGeometry.Resolve"/>); null for a raw image or block device.</summary>
     public SplitImageLayout? SplitLayout =>
         SplitSize != null || Sparse ? new SplitImageLayout(Size ?? 0, SplitSize, Sparse, LogicalSectorSize) : null;
 
@@ -34,9 +37,9 @@ public sealed record BlockDeviceOptions
         return ParseOptions(items[0], items.AsSpan(1));
     }
 
-    /// <summary>Parses the options alone, for a path given separately (the disk tool). With
-    /// <paramref name="sizeGivenLater"/> split/sparse need no size= (a conversion takes the source's).</summary>
-    public static BlockDeviceOptions ParseOptions(string path, ReadOnlySpan<string> items, bool sizeGivenLater = false)
+    /// <summary>Parses the options alone, for a path given separately (the disk tool, the module). split= and
+    /// sparse need no size=: an existing image has its own (<see cref="ImageGeometry.Resolve"/>), and creating one asks for it.</summary>
+    public static BlockDeviceOptions ParseOptions(string path, ReadOnlySpan<string> items)
     {
         var o = new BlockDeviceOptions { Path = path };
         // Each option once: a repeated one (split=1M,split=2M) would leave the user guessing which one counts.
@@ -63,10 +66,9 @@ public sealed record BlockDeviceOptions
                 _ => throw new FormatException($"{item}: unknown block option (ro, sync, direct, nocache, sectorsize=L[/P], size=, split=, sparse)"),
             };
         }
-        if (sizeGivenLater && o.Size == null) return o;
-        if (o.SplitSize != null && o.Size == null) throw new FormatException($"split={o.SplitSize}: size= is required with split=");
-        if (o.Sparse && o.Size == null) throw new FormatException("sparse: size= is required for a sparse image");
-        if (o.SplitLayout is { } layout && layout.Validate() is { Count: > 0 } problems) throw new FormatException(string.Join("; ", problems));
+        if (o.Size != null && o.SplitLayout is { } layout && layout.Validate() is { Count: > 0 } problems) throw new FormatException(string.Join("; ", problems));
+        if (o.Size == null && o.SplitSize is { } split && split % o.LogicalSectorSize != 0)
+            throw new FormatException($"split={split}: must be a positive multiple of the {o.LogicalSectorSize}-byte sector");
         if (o.Size is { } size && size % o.LogicalSectorSize != 0) throw new FormatException($"size={size}: not a multiple of the {o.LogicalSectorSize}-byte sector");
         return o;
     }
@@ -80,7 +82,7 @@ public sealed record BlockDeviceOptions
         if (logical is not (512 or 4096)) throw new FormatException($"{item}: the logical sector size must be 512 or 4096");
         if (physical < logical || physical > 65536 || (physical & (physical - 1)) != 0)
             throw new FormatException($"{item}: the physical sector size must be a power of two from the logical size to 65536");
-        return o with { LogicalSectorSize = logical, PhysicalSectorSize = physical };
+        return o with { LogicalSectorSize = logical, PhysicalSectorSize = physical, SectorSizeGiven = true };
     }
 
     private static long Bytes(string item, string value)
@@ -97,7 +99,7 @@ public sealed record BlockDeviceOptions
         if (ReadOnly) parts.Add("ro");
         if (WriteThrough) parts.Add("sync");
         if (NoCache) parts.Add("nocache");
-        if (LogicalSectorSize != 512 || PhysicalSectorSize != 512)
+        if (SectorSizeGiven || LogicalSectorSize != 512 || PhysicalSectorSize != 512)
             parts.Add(PhysicalSectorSize == LogicalSectorSize ? $"sectorsize={LogicalSectorSize}" : $"sectorsize={LogicalSectorSize}/{PhysicalSectorSize}");
         if (Size != null) parts.Add($"size={Size}");
         if (SplitSize != null) parts.Add($"split={SplitSize}");

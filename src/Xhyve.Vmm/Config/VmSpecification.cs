@@ -1,6 +1,7 @@
 using Xhyve.Vmm.Boot;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Serial;
+using Xhyve.Vmm.Storage;
 
 namespace Xhyve.Vmm.Config;
 
@@ -154,12 +155,12 @@ public sealed record VmSpecification
         string full = Path.GetFullPath(disk.Path);
         if (disks.TryGetValue(full, out var other)) problems.Add($"{d}: {disk.Path} is already the disk of {other}");
         else disks[full] = d;
-        // A raw image must exist unless size= asks for a new one; split/sparse images are created on first use.
-        if (disk.SplitLayout == null && disk.Size == null)
-        {
-            if (Directory.Exists(disk.Path)) problems.Add($"{d}: {disk.Path} is a directory");
-            else if (!File.Exists(disk.Path)) problems.Add($"{d}: image {disk.Path} not found (give size= to create one)");
-        }
+        // The image must exist unless size= asks for a new one, and options given must agree with its geometry
+        // (read from its descriptor or its files), so a contradiction is refused before anything starts.
+        if (Directory.Exists(disk.Path)) { problems.Add($"{d}: {disk.Path} is a directory"); return; }
+        try { ImageGeometry.Resolve(disk); }
+        catch (DiskImageException e) when (e.Problem == DiskImageProblem.NotFound) { problems.Add($"{d}: image {disk.Path} not found (give size= to create one)"); }
+        catch (DiskImageException e) { problems.Add($"{d}: {e.Message}"); }
     }
 
     /// <summary>What two network adapters may not share: a MAC, a TAP device, a forwarded host port.</summary>

@@ -1,4 +1,5 @@
 using Xhyve.Vmm.Config;
+using Xhyve.Vmm.Native;
 
 namespace Xhyve.Vmm.Storage;
 
@@ -6,7 +7,33 @@ namespace Xhyve.Vmm.Storage;
 /// <see cref="SplitSparseImage"/>, everything else (raw files, host block devices) through <see cref="RawImage"/>.</summary>
 public static class BlockBackends
 {
+    /// <summary>Opens the image as <paramref name="options"/> describe it (resolve them first with
+    /// <see cref="ImageGeometry.Resolve"/> to take the geometry from the image). An image this creates
+    /// (none of its files existed) gets its descriptor, so it later opens by path alone.</summary>
     public static IBlockBackend Open(BlockDeviceOptions options)
+    {
+        bool creating = !options.ReadOnly && options.Size is { } && !DiskImages.FilesOf(options).Any(f => OutputFiles.LStat(f) != null);
+        var backend = OpenBackend(options);
+        if (!creating) return backend;
+        try
+        {
+            var layout = options.SplitLayout;
+            var format = layout == null ? DiskImageFormat.Raw
+                : layout.Sparse ? (layout.SplitSize != null ? DiskImageFormat.SplitSparse : DiskImageFormat.Sparse) : DiskImageFormat.Split;
+            // After the image's own files are durable: a crash before this leaves an image without a descriptor,
+            // which is inferred from its files as the original xhyve's are.
+            backend.Flush();
+            ImageGeometry.WriteDescriptor(options.Path, format, backend.Size, options.SplitSize, options.LogicalSectorSize);
+        }
+        catch
+        {
+            backend.Dispose();
+            throw;
+        }
+        return backend;
+    }
+
+    private static IBlockBackend OpenBackend(BlockDeviceOptions options)
     {
         if (options.SplitLayout is { } layout)
         {

@@ -30,14 +30,16 @@ public static class DiskImages
         return Inspect(options);
     }
 
-    /// <summary>Opens the image read-only (checking a sparse image's LUT) and reports its allocation.</summary>
+    /// <summary>Opens the image read-only (checking a sparse image's LUT) and reports its allocation. Geometry
+    /// options left out are read from the image (<see cref="ImageGeometry.Resolve"/>).</summary>
     public static DiskImageInfo Inspect(BlockDeviceOptions options)
     {
+        options = ImageGeometry.Resolve(options);
         using var image = BlockBackends.Open(options with { ReadOnly = true, NoCache = false });
         var files = FilesOf(options).Where(File.Exists).ToList();
         long allocated = image is SplitSparseImage s && options.Sparse
             ? s.AllocatedSectors * options.LogicalSectorSize
-            : files.Sum(RawImage.AllocatedBytes);
+            : files.Where(f => f != ImageGeometry.DescriptorPath(options.Path)).Sum(RawImage.AllocatedBytes);
         string format = options.SplitLayout is { } l ? (l.Sparse ? (l.SplitSize != null ? "split+sparse" : "sparse") : "split") : "raw";
         return new DiskImageInfo(options.Path, format, image.Size, options.LogicalSectorSize, allocated, files);
     }
@@ -47,7 +49,7 @@ public static class DiskImages
     /// On failure the partial target is removed.</summary>
     public static DiskImageInfo Convert(BlockDeviceOptions source, BlockDeviceOptions target, IProgress<double>? progress = null)
     {
-        using var from = BlockBackends.Open(source with { ReadOnly = true, NoCache = false });
+        using var from = BlockBackends.Open(ImageGeometry.Resolve(source) with { ReadOnly = true, NoCache = false });
         target = target with { Size = target.Size ?? from.Size, ReadOnly = false };
         if (target.Size != from.Size) throw new StorageException($"{target.Path}: size={target.Size} differs from the source's {from.Size} bytes");
         if (target.SplitLayout?.Validate() is { Count: > 0 } problems) throw new StorageException($"{target.Path}: {string.Join("; ", problems)}");
@@ -85,12 +87,13 @@ public static class DiskImages
         _ => e,
     };
 
-    /// <summary>Every file the image consists of (existing or not).</summary>
+    /// <summary>Every file the image consists of (existing or not), its descriptor last.</summary>
     public static IReadOnlyList<string> FilesOf(BlockDeviceOptions options)
     {
-        if (options.SplitLayout is not { } layout) return [options.Path];
+        if (options.SplitLayout is not { } layout) return [options.Path, ImageGeometry.DescriptorPath(options.Path)];
         var files = Enumerable.Range(0, layout.Size > 0 ? layout.SegmentCount : 1).Select(i => SplitSparseImage.SegmentPath(options.Path, layout, i)).ToList();
         if (layout.Sparse) files.Add(SplitSparseImage.LutPath(options.Path));
+        files.Add(ImageGeometry.DescriptorPath(options.Path));
         return files;
     }
 

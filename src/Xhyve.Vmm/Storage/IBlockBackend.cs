@@ -93,7 +93,7 @@ internal static class ScatterGather
 }
 
 /// <summary>A disk image that cannot be opened or used; the message names the file and the problem.</summary>
-public sealed class StorageException(string message, Exception? inner = null) : Exception(message, inner);
+public class StorageException(string message, Exception? inner = null) : Exception(message, inner);
 
 internal static class FileHandles
 {

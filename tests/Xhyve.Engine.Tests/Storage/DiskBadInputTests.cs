@@ -30,7 +30,7 @@ public sealed class DiskBadInputTests : IDisposable
     [InlineData("{img},bogus", "bogus: unknown block option")]
     [InlineData("{img},sectorsize=1000", "sectorsize=1000: the logical sector size must be 512 or 4096")]
     [InlineData("{img},sectorsize=4096/512", "the physical sector size must be")]
-    [InlineData("{img},split=1M", "size= is required with split=")]
+    [InlineData("{img},split=1M", "split=1M: the image {img} is not split (there is no disk.img.0000)")]
     [InlineData("{img},size=1M,split=3", "split=3: must be a positive multiple")]
     [InlineData("{img},size=lots", "size=lots: not a size")]
     [InlineData("", "no image path given")]
@@ -40,7 +40,7 @@ public sealed class DiskBadInputTests : IDisposable
         var run = EngineProcess.Run(["-s", $"4,virtio-blk{(options.Length > 0 ? "," : "")}{options.Replace("{img}", img).Replace("{dir}", _dir)}",
             "-s", "31,lpc", "-f", "kexec,/etc/hostname"]);
         Assert.Equal(1, run.ExitCode);
-        Assert.Contains(message.Replace("{dir}", _dir), run.Stderr);
+        Assert.Contains(message.Replace("{dir}", _dir).Replace("{img}", img), run.Stderr);
         Assert.Equal(1 << 20, new FileInfo(img).Length);
     }
 

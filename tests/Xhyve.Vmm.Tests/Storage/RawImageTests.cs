@@ -146,7 +146,6 @@ public sealed class BlockDeviceOptionsTests
     [InlineData("a.img,sectorsize=4096/2048", "physical sector size")]
     [InlineData("a.img,sectorsize=x", "sectorsize=LOGICAL[/PHYSICAL]")]
     [InlineData("a.img,size=0", "size=0: not a size")]
-    [InlineData("a.img,sparse", "size= is required for a sparse image")]
     [InlineData("a.img,size=1000", "not a multiple of the 512-byte sector")]
     [InlineData("a.img,size=1M,split=1000", "split=1000")]
     public void BadOptions_AreRefusedNamingTheOption(string text, string message)
@@ -171,12 +170,12 @@ public sealed class DiskImagesTests : IDisposable
         new Random(6).NextBytes(content.AsSpan((1 << 20) - 1024, 2048));    // across the 1 MiB segment boundary
         File.WriteAllBytes(raw, content);
 
-        var sparse = BlockDeviceOptions.ParseOptions(Path.Combine(_dir, "b.img"), ["split=1M", "sparse"], sizeGivenLater: true);
+        var sparse = BlockDeviceOptions.ParseOptions(Path.Combine(_dir, "b.img"), ["split=1M", "sparse"]);
         var info = DiskImages.Convert(BlockDeviceOptions.Parse(raw), sparse);
         Assert.Equal("split+sparse", info.Format);
         Assert.Equal(4L << 20, info.Size);
         Assert.Equal((4096 + 2048) / 512 * 512L, info.AllocatedBytes);
-        Assert.Equal(5, info.Files.Count);                                   // four segments and the LUT
+        Assert.Equal(6, info.Files.Count);                                   // four segments, the LUT and the descriptor
 
         string back = Path.Combine(_dir, "c.img");
         DiskImages.Convert(sparse with { Size = 4L << 20 }, BlockDeviceOptions.Parse(back));
@@ -201,7 +200,11 @@ public sealed class DiskImagesTests : IDisposable
         var opts = BlockDeviceOptions.Parse(Path.Combine(_dir, "s.img") + ",size=1M,sparse");
         DiskImages.Create(opts);
         File.WriteAllBytes(opts.Path + ".lut", new byte[100]);
-        var e = Assert.Throws<StorageException>(() => DiskImages.Inspect(opts));
-        Assert.Contains("s.img.lut: LUT is 100 bytes", e.Message);
+        var e = Assert.ThrowsAny<StorageException>(() => DiskImages.Inspect(opts));
+        Assert.Contains("s.img.lut: has 25 sectors (100 bytes), but s.img.desc records a 1 MiB disk", e.Message);
+        // Without the descriptor the LUT gives the size, and size=1M contradicts it.
+        File.Delete(opts.Path + ".desc");
+        e = Assert.ThrowsAny<StorageException>(() => DiskImages.Inspect(opts));
+        Assert.Contains("s.img is 12800 bytes (its s.img.lut has 25 sectors)", e.Message);
     }
 }
