@@ -244,7 +244,7 @@ public static class ImageGeometry
             // or size/split + 1 as xhyve makes them).
             if (given?.SplitSize is { } split)
             {
-                if (!SegmentCountFits(size, split, segments))
+                if (!SegmentCountFits(path, size, split, segments))
                     throw new DiskImageException(DiskImageProblem.Conflict, path,
                         $"split={Option(split)}: the image {path} has {segments} segment files ({segmentNames}), which a split of {Human(split)} does not give for its {Human(size)} ({evidence})");
                 return new DiskGeometry(DiskImageFormat.SplitSparse, size, split, givenSectorSize, evidence, false);
@@ -255,6 +255,9 @@ public static class ImageGeometry
         }
         if (segments > 0)
         {
+            // Segments without a LUT are a split image, unless sparse was given: then the LUT is what is missing.
+            if (given is { Sparse: true })
+                throw new DiskImageException(DiskImageProblem.Damaged, lut, $"{lut}: missing from the existing image {path} (its segment files are there)");
             string first = $"{path}.0000";
             long segmentSize = OutputFiles.LStat(first)!.Value.Size;
             if (segmentSize <= 0 || segmentSize % ss != 0)
@@ -265,7 +268,7 @@ public static class ImageGeometry
             if (given?.Size is not { } size)
                 throw new DiskImageException(DiskImageProblem.OptionNeeded, path,
                     $"{path}: a split image of {segments} segment files of {Human(segmentSize)} ({segmentNames}) without a descriptor; give size=SIZE, the disk size it was made with");
-            if (!SegmentCountFits(size, segmentSize, segments))
+            if (!SegmentCountFits(path, size, segmentSize, segments))
                 throw new DiskImageException(DiskImageProblem.Conflict, path,
                     $"size={Option(size)}: the image {path} has {segments} segment files of {Human(segmentSize)} ({segmentNames}), which do not make a {Human(size)} disk");
             return new DiskGeometry(DiskImageFormat.Split, size, segmentSize, givenSectorSize, $"its {segments} segment files of {Human(segmentSize)}", false);
@@ -275,9 +278,14 @@ public static class ImageGeometry
         return new DiskGeometry(DiskImageFormat.Raw, regular ? st.Size : null, null, null, $"the file is {st.Size} bytes", false);
     }
 
-    /// <summary>Our images have ceil(size/split) segments; xhyve's have size/split + 1.</summary>
-    private static bool SegmentCountFits(long size, long split, int segments) =>
-        (size + split - 1) / split == segments || size / split + 1 == segments;
+    /// <summary>Our images have ceil(size/split) segments; xhyve's have size/split + 1. Fewer, with the last one
+    /// there, is a missing segment, which opening the image reports naming it.</summary>
+    private static bool SegmentCountFits(string path, long size, long split, int segments)
+    {
+        long needed = (size + split - 1) / split;
+        if (segments == needed || segments == size / split + 1) return true;
+        return segments < needed && needed <= 10000 && OutputFiles.LStat($"{path}.{needed - 1:D4}") != null;
+    }
 
     private static unsafe Stat? StatFollowing(string path)
     {

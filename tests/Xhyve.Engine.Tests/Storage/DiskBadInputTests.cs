@@ -96,6 +96,25 @@ public sealed class DiskBadInputTests : IDisposable
         Assert.Equal(bytes, File.ReadAllBytes(lut));
     }
 
+    [Theory]
+    [InlineData("{img},size=2M", "size=2M: the image {img} is 1 MiB (as its web.img.desc records)")]
+    [InlineData("{img},split=512K", "split=512K: the image {img} has segments of 256 KiB")]
+    [InlineData("{img},sectorsize=4096", "sectorsize=4096: the image {img} has 512-byte sectors")]
+    [InlineData("{raw},sparse", "sparse: the image {raw} is not sparse (there is no disk.img.lut)")]
+    [InlineData("{old}", "give split=SIZE, the segment size it was made with")]
+    [InlineData("{old},split=128K", "split=128K: the image {old} has 4 segment files")]
+    public void OptionsThatContradictTheImage_AreRefusedBeforeAnythingStarts(string options, string message)
+    {
+        string img = Path.Combine(_dir, "web.img"), raw = Image(), old = Path.Combine(_dir, "old.img");
+        DiskImages.Create(Xhyve.Vmm.Config.BlockDeviceOptions.ParseOptions(img, ["size=1M", "split=256K", "sparse"]));
+        using (SplitSparseImage.Open(old, new SplitImageLayout(1 << 20, 256 << 10, true, 512), readOnly: false)) { }   // as xhyve made it: no descriptor
+        var before = Snapshot();
+        string Fill(string s) => s.Replace("{img}", img).Replace("{raw}", raw).Replace("{old}", old);
+        var run = EngineProcess.Run(["-s", $"4,virtio-blk,{Fill(options)}", "-s", "31,lpc", "-f", "kexec,/etc/hostname"]);
+        AssertOneLineError(run, Fill(message));
+        Assert.Equal(before, Snapshot());
+    }
+
     [SkippableFact]
     public void CorruptKernel_IsRefusedBeforeANewImageIsCreated()
     {

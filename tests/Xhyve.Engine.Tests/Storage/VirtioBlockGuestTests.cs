@@ -142,6 +142,34 @@ public sealed class VirtioBlockGuestTests : IDisposable
     }
 
     [SkippableFact]
+    public void SplitSparseImage_GivenByPathAlone_BootsWithTheGeometryItsDescriptorRecords()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string disk = Path.Combine(_dir, "web.img");
+        // As New-XhyveDiskImage -SplitBytes -Sparse makes it; then -s 4,virtio-blk,web.img with no options.
+        DiskImages.Create(Xhyve.Vmm.Config.BlockDeviceOptions.ParseOptions(disk, ["size=4M", "split=1M", "sparse"]));
+        var run = RunVblk(disk, "cross=2048");
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("8192", run.Results["capacity"]);
+        Assert.Equal("7", run.Results["readback"]);
+        using var image = SplitSparseImage.Open(disk, new SplitImageLayout(4 << 20, 1 << 20, true, 512), readOnly: true);
+        AssertImageContents(lba => { var b = new byte[512]; image.Read(lba * 512, b); return b; }, 8192, 2048);
+        Assert.Equal([5L, 2L, 0L, 1L], image.StoredSectors);
+    }
+
+    [SkippableFact]
+    public void XhyveSplitSparseImage_WithoutDescriptor_BootsWithTheSplitGiven_AndTheLutGivesTheSize()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string disk = Path.Combine(_dir, "old.img");
+        using (SplitSparseImage.Open(disk, new SplitImageLayout(4 << 20, 1 << 20, true, 512), readOnly: false)) { }   // no descriptor
+        var run = RunVblk($"{disk},split=1M,sparse", "cross=2048");
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("8192", run.Results["capacity"]);
+        Assert.Equal("7", run.Results["readback"]);
+    }
+
+    [SkippableFact]
     public void SplitImage_RequestsAcrossTheSegmentBoundary_AreSplitBetweenTheFiles()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
