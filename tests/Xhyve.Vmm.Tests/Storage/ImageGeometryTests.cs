@@ -55,6 +55,7 @@ public sealed class ImageGeometryTests : IDisposable
         Assert.Equal((format, 4L << 20, split, created.LogicalSectorSize, true), (g.Format, g.Size, g.SplitSize, g.SectorSize, g.FromDescriptor));
         Assert.Equal(created.LogicalSectorSize, ImageGeometry.Resolve(Opts(Image)).LogicalSectorSize);
         Assert.Empty(Directory.GetFiles(_dir, ".*.tmp"));   // the descriptor went in by rename, nothing left beside it
+        Assert.Contains($"\"format\": \"{(format switch { DiskImageFormat.SplitSparse => "split+sparse", _ => format.ToString().ToLowerInvariant() })}\"", File.ReadAllText(Image + ".desc"));
     }
 
     [Fact]
