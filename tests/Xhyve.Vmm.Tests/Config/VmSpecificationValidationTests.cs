@@ -20,6 +20,21 @@ public sealed class VmSpecificationValidationTests
     }
 
     [Fact]
+    public void SplitSparseImageByPathAlone_HasNoProblems_AndContradictingOptionsAreOne()
+    {
+        string dir = Directory.CreateTempSubdirectory("specdisk").FullName;
+        try
+        {
+            string img = Path.Combine(dir, "web.img");
+            Xhyve.Vmm.Storage.DiskImages.Create(BlockDeviceOptions.ParseOptions(img, ["size=8M", "split=2M", "sparse"]));
+            Assert.Empty(Problems("-s", $"3,virtio-blk,{img}", "-f", $"kexec,{Kernel}"));
+            Assert.Equal([$"-s 0:3:0,virtio-blk,{img},size=16M: size=16M: the image {img} is 8 MiB (as its web.img.desc records)"],
+                Problems("-s", $"3,virtio-blk,{img},size=16M", "-f", $"kexec,{Kernel}"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void ValidLine_HasNoProblems()
     {
         Assert.Empty(Problems("-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"kexec,{Kernel}"));
