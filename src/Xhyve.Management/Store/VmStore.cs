@@ -107,9 +107,18 @@ public sealed class VmStore
     }
 
     /// <summary>The store's folders cannot be made or read: names the store, the folder and the system's reason.</summary>
-    private VmStoreUnavailableException Unavailable(string path, Exception e) =>
-        new(path, $"the VM store {Root} is unusable: cannot create or use folders in {path} ({e.Message}); set XHYVE_HOME to a folder you can write",
+    private VmStoreUnavailableException Unavailable(string path, Exception e)
+    {
+        // .NET's messages name a file the user never asked for (the probe), or say "not found" for /proc's refusal.
+        string reason = e switch
+        {
+            UnauthorizedAccessException => "permission denied",
+            FileNotFoundException or DirectoryNotFoundException => "the file system there takes no new folders",
+            _ => e.Message,
+        };
+        return new(path, $"the VM store {Root} is unusable: cannot create or use folders in {path} ({reason}); set XHYVE_HOME to a folder you can write",
             e is UnauthorizedAccessException, e);
+    }
 
     /// <summary>The VM's folder (definition, console log, engine files): the existing folder whose name matches
     /// <paramref name="name"/> in any case, else the folder a VM of that name would get.</summary>
