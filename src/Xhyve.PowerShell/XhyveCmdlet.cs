@@ -28,6 +28,7 @@ public abstract class XhyveCmdlet : PSCmdlet
 
     internal static ErrorRecord StoreUnavailable(VmStoreUnavailableException e) =>
         new(e, "VMStoreUnavailable", e.PermissionDenied ? ErrorCategory.PermissionDenied : ErrorCategory.ResourceUnavailable, e.Path);
+
     internal EngineHost Engines => _host ??= new EngineHost(Store);
 
     internal XhyveVM Snapshot(string name) => new(Store.Get(name), Engines.GetStatus(name), Store.FolderOf(name));

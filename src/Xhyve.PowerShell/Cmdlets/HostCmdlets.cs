@@ -128,24 +128,24 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
         }
         foreach (var warning in converted.Warnings) WriteWarning(warning);
         var vm = converted.Vm;
-        // The engine runs in the VM's folder, not here: relative paths are made absolute from the current location.
-        bool allThere = AbsolutePaths(vm, mustExist: Save);
+        // A stored VM's engine runs in the VM's folder, not here: its relative paths are made absolute from the current
+        // location. The object to inspect shows the line as written.
         if (Save)
         {
-            if (allThere && CheckHostMemory(vm.MemoryStartupBytes, vm.Name)) CreateVm(vm);
+            if (AbsolutePaths(vm) && CheckHostMemory(vm.MemoryStartupBytes, vm.Name)) CreateVm(vm);
         }
         else WriteObject(new XhyveVM(vm, new Management.Engine.VmStatus(Management.Engine.VmState.Off), ""));
     }
 
-    /// <summary>Makes the VM's file paths absolute; with <paramref name="mustExist"/> writes a FileNotFound error naming the
-    /// flag and path for each missing one (a disk with size= excepted) and returns false if there was any.</summary>
-    private bool AbsolutePaths(VirtualMachine vm, bool mustExist)
+    /// <summary>Makes the VM's file paths absolute, writing a FileNotFound error naming the flag and path for each missing
+    /// one (a disk with size= excepted); false if there was any.</summary>
+    private bool AbsolutePaths(VirtualMachine vm)
     {
         bool ok = true;
         string? File(string? path, string given, bool required = true)
         {
             if (path == null) return null;
-            if (!mustExist || !required) return ResolvePath(path);
+            if (!required) return ResolvePath(path);
             string? full = ResolveExistingFile(path, "CommandLine", given);
             ok &= full != null;
             return full ?? path;
