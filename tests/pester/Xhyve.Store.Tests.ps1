@@ -34,7 +34,7 @@ BeforeAll {
 AfterAll {
     $env:XHYVE_HOME = $home0
     Get-XhyveVM | Where-Object State -ne 'Off' | Stop-XhyveVM -TurnOff
-    Get-XhyveVM | Remove-XhyveVM -Force
+    Get-XhyveVM | Remove-XhyveVM -Force -Confirm:$false
     Remove-Item -Recurse -Force $home0
 }
 
