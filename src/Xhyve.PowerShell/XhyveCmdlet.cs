@@ -12,15 +12,32 @@ public abstract class XhyveCmdlet : PSCmdlet
     private VmStore? _store;
     private EngineHost? _host;
 
-    internal VmStore Store => _store ??= VmStore.OpenDefault();
+    /// <summary>The store ($XHYVE_HOME), checked once per command: a store that cannot be used stops the command with
+    /// a VMStoreUnavailable error naming its path, before anything is read or written.</summary>
+    internal VmStore Store
+    {
+        get
+        {
+            if (_store != null) return _store;
+            var store = VmStore.OpenDefault();
+            try { store.CheckAvailable(); }
+            catch (VmStoreUnavailableException e) { ThrowTerminatingError(StoreUnavailable(e)); }
+            return _store = store;
+        }
+    }
+
+    internal static ErrorRecord StoreUnavailable(VmStoreUnavailableException e) =>
+        new(e, "VMStoreUnavailable", e.PermissionDenied ? ErrorCategory.PermissionDenied : ErrorCategory.ResourceUnavailable, e.Path);
+
     internal EngineHost Engines => _host ??= new EngineHost(Store);
 
     internal XhyveVM Snapshot(string name) => new(Store.Get(name), Engines.GetStatus(name), Store.FolderOf(name));
 
     internal XhyveVM Snapshot(VirtualMachine vm) => new(vm, Engines.GetStatus(vm.Name), Store.FolderOf(vm.Name));
 
-    /// <summary>The VMs that -Name (wildcards allowed) or -VM name. A name without wildcards that matches
-    /// nothing is an ObjectNotFound error; a pattern that matches nothing is not.</summary>
+    /// <summary>The VMs that -Name (wildcards allowed) or -VM name, as the store spells them: names are
+    /// case-insensitive, as in PowerShell and Hyper-V. A name without wildcards that matches nothing is an
+    /// ObjectNotFound error; a pattern that matches nothing is not.</summary>
     internal IEnumerable<string> ResolveNames(string[]? names, XhyveVM[]? vms)
     {
         if (vms != null)
@@ -35,19 +52,49 @@ public abstract class XhyveCmdlet : PSCmdlet
             {
                 var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
                 foreach (var n in all.Where(pattern.IsMatch)) yield return n;
+                continue;
             }
-            else if (all.Contains(name, StringComparer.Ordinal)) yield return name;
-            else WriteError(new ErrorRecord(new ItemNotFoundException($"No VM named '{name}' exists in {Store.Root}."), "VMNotFound", ErrorCategory.ObjectNotFound, name));
+            var matches = all.Where(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase)).ToList();
+            if (matches.Count == 1) yield return matches[0];
+            else if (matches.Count == 0)
+                WriteError(new ErrorRecord(new ItemNotFoundException($"No VM named '{name}' exists in {Store.Root}."), "VMNotFound", ErrorCategory.ObjectNotFound, name));
+            else
+                WriteError(new ErrorRecord(new InvalidOperationException($"VM '{name}' is ambiguous: the store has {string.Join(" and ", matches.Select(m => Path.Combine(Store.Root, "vms", m)))}, which differ only in case (VM names are case-insensitive); rename or remove all but one."),
+                    "VMNameAmbiguous", ErrorCategory.InvalidData, name));
         }
     }
 
     /// <summary>A file the user named: resolved against the current location; an error naming it when it does not exist.</summary>
-    internal string? ResolveExistingFile(string path, string parameter)
+    internal string? ResolveExistingFile(string path, string parameter) => ResolveExistingFile(path, parameter, "-" + parameter + " " + path);
+
+    /// <summary>As above, with the error naming the file as <paramref name="given"/> (e.g. the command-line flag it came from).</summary>
+    internal string? ResolveExistingFile(string path, string parameter, string given)
     {
         string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
         if (File.Exists(full)) return full;
-        WriteError(new ErrorRecord(new FileNotFoundException($"-{parameter} {path}: the file does not exist ({full}).", full), "FileNotFound", ErrorCategory.ObjectNotFound, path));
+        WriteError(new ErrorRecord(new FileNotFoundException($"{given}: the file does not exist ({full}).", full), "FileNotFound", ErrorCategory.ObjectNotFound, path));
         return null;
+    }
+
+    /// <summary>Stores a new VM and writes it (New-XhyveVM, ConvertFrom-XhyveCommandLine -Save): a name taken in any
+    /// case is a VMExists error (Hyper-V's names are case-insensitive too), and -WhatIf/-Confirm are asked.</summary>
+    internal void CreateVm(VirtualMachine vm) => Try(vm.Name, () =>
+    {
+        if (Store.Exists(vm.Name))
+        {
+            WriteError(new ErrorRecord(new InvalidOperationException($"A VM named '{Store.Find(vm.Name) ?? vm.Name}' already exists (VM names are case-insensitive)."),
+                "VMExists", ErrorCategory.ResourceExists, vm.Name));
+            return;
+        }
+        if (ShouldProcess(vm.Name, "Create VM")) WriteObject(Snapshot(Store.Create(vm)));
+    });
+
+    /// <summary>Refuses (as a MemoryExceedsHost error naming both sizes) memory above the host's physical memory.</summary>
+    internal bool CheckHostMemory(long memoryBytes, object target)
+    {
+        if (HostFacts.MemoryProblem(memoryBytes, HostFacts.MemoryTotalBytes()) is not { } problem) return true;
+        WriteError(new ErrorRecord(new ArgumentException(problem + "."), "MemoryExceedsHost", ErrorCategory.InvalidArgument, target));
+        return false;
     }
 
     internal string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
@@ -74,6 +121,8 @@ public abstract class XhyveCmdlet : PSCmdlet
     internal void Try(string name, Action action)
     {
         try { action(); }
+        catch (VmStoreUnavailableException e) { WriteError(StoreUnavailable(e)); }
+        catch (VmExistsException e) { WriteError(new ErrorRecord(e, "VMExists", ErrorCategory.ResourceExists, name)); }
         catch (VmStoreException e) { WriteError(new ErrorRecord(e, "VMStoreError", ErrorCategory.InvalidOperation, name)); }
         catch (VmDefinitionException e) { WriteError(new ErrorRecord(e, "InvalidVMDefinition", ErrorCategory.InvalidArgument, name)); }
         catch (EngineException e) { WriteError(new ErrorRecord(e, "EngineError", ErrorCategory.InvalidOperation, name)); }
@@ -104,8 +153,12 @@ public abstract class XhyveVMActionCmdlet : XhyveCmdlet
     protected void ForEachTarget(string action, Action<string> body)
     {
         foreach (var name in TargetNames)
-            if (ShouldProcess(name, action)) Try(name, () => body(name));
+            if (ConfirmAction(name, action)) Try(name, () => body(name));
     }
+
+    /// <summary>Whether to go ahead with <paramref name="action"/> on a VM: ShouldProcess (-WhatIf, -Confirm and
+    /// $ConfirmPreference against the cmdlet's ConfirmImpact).</summary>
+    protected virtual bool ConfirmAction(string name, string action) => ShouldProcess(name, action);
 }
 
 /// <summary>Cmdlets for a VM's devices: -VMName (wildcards, position 0, by property name) or -VM (pipeline), as Hyper-V's.</summary>

@@ -40,7 +40,7 @@ public sealed class VmStoreTests : IDisposable
         var first = Vm();
         first.ProcessorCount = 3;
         _store.Create(first);
-        Assert.Contains("already exists", Assert.Throws<VmStoreException>(() => _store.Create(Vm())).Message);
+        Assert.Contains("already exists", Assert.Throws<VmExistsException>(() => _store.Create(Vm())).Message);
         Assert.Equal(3, _store.Get("web").ProcessorCount);
     }
 

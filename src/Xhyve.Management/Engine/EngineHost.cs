@@ -54,6 +54,7 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     /// <see cref="EngineException"/> with the engine's own message when it does not come up.</summary>
     public VmStatus Start(VirtualMachine vm, TimeSpan timeout)
     {
+        HostFacts.CheckMemory(vm);   // memory above the host's RAM: refused before anything is launched
         if (!File.Exists(EnginePath)) throw new EngineException($"the engine host {EnginePath} does not exist (set XHYVE_ENGINE to the xhyve executable)");
         string socket = FileOf(vm.Name, ControlSocketFile);
         if (socket.Length > MaxUnixSocketPath)

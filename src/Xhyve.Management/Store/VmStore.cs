@@ -5,7 +5,27 @@ using Xhyve.Vmm.Native;
 namespace Xhyve.Management.Store;
 
 /// <summary>A store operation that failed: the message names the VM or file and the problem.</summary>
-public sealed class VmStoreException(string message, Exception? inner = null) : Exception(message, inner);
+public class VmStoreException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>A VM of that name (in any case) is already stored.</summary>
+public sealed class VmExistsException(string name, string folder)
+    : VmStoreException($"a VM named '{name}' already exists ({folder})")
+{
+    /// <summary>The name as the existing VM spells it.</summary>
+    public string Name { get; } = name;
+}
+
+/// <summary>The store itself cannot be created or used (its path is a file, is under a file, or is somewhere no folder
+/// can be made, such as /proc): the message names the path and the problem.</summary>
+public sealed class VmStoreUnavailableException(string path, string message, bool permissionDenied = false, Exception? inner = null)
+    : VmStoreException(message, inner)
+{
+    /// <summary>The path that is in the way: the store's folder or the file above it.</summary>
+    public string Path { get; } = path;
+
+    /// <summary>The system refused access (EACCES, EPERM, EROFS) rather than the path being unsuitable.</summary>
+    public bool PermissionDenied { get; } = permissionDenied;
+}
 
 /// <summary>
 /// The VM store: one folder per VM (owner-only, since the engine's control socket lives there) holding
@@ -13,12 +33,15 @@ public sealed class VmStoreException(string message, Exception? inner = null) : 
 /// synced: a reader, a crash or a power cut sees the old definition or the new one, never a mix, and a change
 /// that was acknowledged survives a power cut. Changes take the VM's lock file and
 /// check the version they started from, so two shells editing one VM cannot lose each other's change.
+/// Names are case-insensitive, as in PowerShell and Hyper-V, and keep the case they were created with: a name finds
+/// its folder whatever its case (<see cref="Find"/>), and a create takes the store's lock while it checks that no
+/// VM has the name in another case, since the file system would happily hold both.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]   // owner-only folders by Unix file mode
 public sealed class VmStore
 {
     public const string DefinitionFile = "vm.json";
-    private const string LockFile = ".lock";
+    private const string LockFile = ".lock", CreateLockFile = ".create.lock";
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(10);
 
@@ -43,30 +66,105 @@ public sealed class VmStore
 
     private string VmsFolder => Path.Combine(Root, "vms");
 
-    /// <summary>The VM's folder (definition, console log, engine files).</summary>
+    /// <summary>
+    /// Checks that the store can be used: its folder is a folder (or, when it does not exist yet, can be created where
+    /// it should be). With <paramref name="probeWrite"/> also when it exists, by making and removing a folder in it.
+    /// Throws <see cref="VmStoreUnavailableException"/> naming the path and the problem; writes nothing that stays.
+    /// </summary>
+    public void CheckAvailable(bool probeWrite = false)
+    {
+        if (Directory.Exists(Root))
+        {
+            if (probeWrite) Probe(Directory.Exists(VmsFolder) ? VmsFolder : Root);
+            if (Path.Exists(VmsFolder) && !Directory.Exists(VmsFolder))
+                throw new VmStoreUnavailableException(VmsFolder, $"the VM store {Root} is unusable: {VmsFolder} is a file, not a folder");
+            return;
+        }
+        if (Path.Exists(Root)) throw new VmStoreUnavailableException(Root, $"the VM store {Root} is a file, not a folder; set XHYVE_HOME to a folder");
+        // Not there yet: the nearest thing that exists above it must be a folder that takes a new folder.
+        string? above = Path.GetDirectoryName(Root);
+        while (above != null && !Path.Exists(above)) above = Path.GetDirectoryName(above);
+        if (above == null) return;
+        if (!Directory.Exists(above))
+            throw new VmStoreUnavailableException(above, $"the VM store {Root} cannot be created: {above} is a file, not a folder; set XHYVE_HOME to a folder");
+        Probe(above);
+    }
+
+    /// <summary>Makes and removes a folder in <paramref name="folder"/>: the one sure test that folders can be made there
+    /// (permissions say nothing for root, nor for /proc or a read-only mount).</summary>
+    private void Probe(string folder)
+    {
+        string probe = Path.Combine(folder, $".xhyve-probe-{Guid.NewGuid():N}");
+        try
+        {
+            Directory.CreateDirectory(probe);
+            Directory.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw Unavailable(folder, e);
+        }
+    }
+
+    /// <summary>The store's folders cannot be made or read: names the store, the folder and the system's reason.</summary>
+    private VmStoreUnavailableException Unavailable(string path, Exception e)
+    {
+        // .NET's messages name a file the user never asked for (the probe), or say "not found" for /proc's refusal.
+        string reason = e switch
+        {
+            UnauthorizedAccessException => "permission denied",
+            FileNotFoundException or DirectoryNotFoundException => "the file system there takes no new folders",
+            _ => e.Message,
+        };
+        return new(path, $"the VM store {Root} is unusable: cannot create or use folders in {path} ({reason}); set XHYVE_HOME to a folder you can write",
+            e is UnauthorizedAccessException, e);
+    }
+
+    /// <summary>The VM's folder (definition, console log, engine files): the existing folder whose name matches
+    /// <paramref name="name"/> in any case, else the folder a VM of that name would get.</summary>
     public string FolderOf(string name)
     {
         if (!VirtualMachine.IsValidName(name)) throw new VmStoreException($"'{name}' is not a valid VM name");
-        return Path.Combine(VmsFolder, name);
+        return Path.Combine(VmsFolder, Find(name) ?? name);
+    }
+
+    /// <summary>The stored spelling of <paramref name="name"/>: the VM folder whose name equals it ignoring case, or
+    /// null when there is none. Two such folders (made by hand; the store never makes them) are an error naming both.</summary>
+    public string? Find(string name)
+    {
+        if (!VirtualMachine.IsValidName(name)) return null;
+        var matches = FolderNames().Where(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase)).ToList();
+        if (matches.Count > 1)
+            throw new VmStoreException($"VM '{name}' is ambiguous: the folders {string.Join(" and ", matches.Select(m => Path.Combine(VmsFolder, m)))} differ only in case (VM names are case-insensitive); rename or remove all but one");
+        return matches.Count == 1 ? matches[0] : null;
+    }
+
+    /// <summary>The valid VM names among the folders in vms/ (with or without a definition).</summary>
+    private List<string> FolderNames()
+    {
+        try
+        {
+            if (!Directory.Exists(VmsFolder)) return [];
+            return Directory.EnumerateDirectories(VmsFolder).Select(Path.GetFileName).OfType<string>().Where(VirtualMachine.IsValidName).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw Unavailable(VmsFolder, e); }
     }
 
     private string DefinitionOf(string name) => Path.Combine(FolderOf(name), DefinitionFile);
 
-    public bool Exists(string name) => VirtualMachine.IsValidName(name) && File.Exists(DefinitionOf(name));
+    /// <summary>Whether a VM of this name, in any case, is stored.</summary>
+    public bool Exists(string name) => Find(name) is { } stored && File.Exists(Path.Combine(VmsFolder, stored, DefinitionFile));
 
-    /// <summary>The names of the stored VMs, sorted.</summary>
-    public IReadOnlyList<string> Names()
-    {
-        if (!Directory.Exists(VmsFolder)) return [];
-        return Directory.EnumerateDirectories(VmsFolder).Select(Path.GetFileName).OfType<string>()
-            .Where(n => VirtualMachine.IsValidName(n) && File.Exists(Path.Combine(VmsFolder, n, DefinitionFile)))
-            .Order(StringComparer.Ordinal).ToList();
-    }
+    /// <summary>The names of the stored VMs as they were created, sorted ignoring case.</summary>
+    public IReadOnlyList<string> Names() =>
+        FolderNames().Where(n => File.Exists(Path.Combine(VmsFolder, n, DefinitionFile)))
+            .Order(StringComparer.OrdinalIgnoreCase).ThenBy(n => n, StringComparer.Ordinal).ToList();
 
-    /// <summary>Reads a VM; a missing VM or a corrupt file is a <see cref="VmStoreException"/> naming it.</summary>
+    /// <summary>Reads a VM (its name in any case); a missing VM or a corrupt file is a <see cref="VmStoreException"/> naming it.</summary>
     public VirtualMachine Get(string name)
     {
-        string file = DefinitionOf(name);
+        string stored = Find(name) ?? throw new VmStoreException($"no VM named '{name}' in {Root}");
+        string file = Path.Combine(VmsFolder, stored, DefinitionFile);
         string json;
         try { json = ReadCapped(file); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
@@ -80,7 +178,7 @@ public sealed class VmStore
         VirtualMachine vm;
         try { vm = VmJson.Deserialize(json, file); }
         catch (VmDefinitionException e) { throw new VmStoreException(e.Message, e); }
-        if (vm.Name != name) throw new VmStoreException($"{file}: the definition names VM '{vm.Name}', but it is stored as '{name}'");
+        if (vm.Name != stored) throw new VmStoreException($"{file}: the definition names VM '{vm.Name}', but it is stored as '{stored}'");
         return vm;
     }
 
@@ -95,24 +193,30 @@ public sealed class VmStore
         return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: false).GetString(buffer, 0, length).TrimStart('\uFEFF');
     }
 
-    /// <summary>Stores a new VM; refuses an invalid definition or a name already taken.</summary>
+    /// <summary>Stores a new VM; refuses an invalid definition or a name already taken in any case
+    /// (<see cref="VmExistsException"/>), and a store that cannot be created (<see cref="VmStoreUnavailableException"/>).</summary>
     public VirtualMachine Create(VirtualMachine vm)
     {
         Check(vm);
-        Directory.CreateDirectory(Root, OwnerOnly);
-        Directory.CreateDirectory(VmsFolder, OwnerOnly);
-        string folder = FolderOf(vm.Name);
+        CheckAvailable();
         try
         {
-            // mkdir is the atomic test: two shells creating the same name cannot both succeed.
-            var info = new DirectoryInfo(folder);
-            if (info.Exists) throw new VmStoreException($"a VM named '{vm.Name}' already exists ({folder})");
-            Directory.CreateDirectory(folder, OwnerOnly);
+            Directory.CreateDirectory(Root, OwnerOnly);
+            Directory.CreateDirectory(VmsFolder, OwnerOnly);
         }
-        catch (IOException e) { throw new VmStoreException($"{folder}: {e.Message}", e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw Unavailable(Path.Exists(Root) ? Root : Path.GetDirectoryName(Root) ?? Root, e); }
+        string folder = Path.Combine(VmsFolder, vm.Name);
+        // mkdir alone is atomic only for one spelling: "web" and "WEB" are two folders to the file system. The store's
+        // create lock makes the case-insensitive check and the mkdir one step against every other create.
+        using (StoreLock(CreateLockFile))
+        {
+            if (Find(vm.Name) is { } existing) throw new VmExistsException(existing, Path.Combine(VmsFolder, existing));
+            try { Directory.CreateDirectory(folder, OwnerOnly); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw Unavailable(VmsFolder, e); }
+        }
         using (Lock(vm.Name))
         {
-            if (File.Exists(DefinitionOf(vm.Name))) throw new VmStoreException($"a VM named '{vm.Name}' already exists ({folder})");
+            if (File.Exists(DefinitionOf(vm.Name))) throw new VmExistsException(vm.Name, folder);
             var stored = vm.Clone();
             stored.Version = 1;
             Write(stored);
@@ -143,6 +247,7 @@ public sealed class VmStore
     /// <summary>Reads, changes and saves a VM under its lock, so concurrent updates apply one after the other.</summary>
     public VirtualMachine Update(string name, Action<VirtualMachine> change)
     {
+        name = Find(name) ?? name;   // the stored spelling: the definition's name is compared with it
         using (Lock(name))
         {
             var vm = Get(name);
@@ -159,6 +264,7 @@ public sealed class VmStore
     /// which live wherever their paths point).</summary>
     public void Remove(string name)
     {
+        name = Find(name) ?? name;
         string folder = FolderOf(name);
         if (!File.Exists(DefinitionOf(name))) throw new VmStoreException($"no VM named '{name}' in {Root}");
         using (Lock(name))
@@ -213,6 +319,22 @@ public sealed class VmStore
     /// </summary>
     public IDisposable LockForStart(string name, TimeSpan wait) =>
         Lock(name, wait, path => $"VM '{name}' is already starting (another start holds its lock file {path}); see Get-XhyveVM for its state");
+
+    /// <summary>A store-wide lock file in vms/ (exclusive, waited for up to 10 s).</summary>
+    private FileStream StoreLock(string file)
+    {
+        string path = Path.Combine(VmsFolder, file);
+        try { OutputFiles.CheckReplaceable(path, "VM store lock file"); }
+        catch (IOException e) { throw new VmStoreException(e.Message, e); }
+        var deadline = DateTime.UtcNow + LockTimeout;
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (UnauthorizedAccessException e) { throw Unavailable(VmsFolder, e); }
+            catch (IOException) when (DateTime.UtcNow < deadline) { Thread.Sleep(10); }
+            catch (IOException e) { throw new VmStoreException($"the VM store is locked by another process ({path}) for more than {LockTimeout.TotalSeconds:F0} s", e); }
+        }
+    }
 
     private IDisposable Lock(string name, TimeSpan timeout, Func<string, string> timedOut)
     {

@@ -76,6 +76,15 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter]
     public SwitchParameter History { get; set; }
 
+    private const int StdIn = 0;
+    private volatile bool _stopping;
+
+    protected override void StopProcessing() => _stopping = true;
+
+    private static ErrorRecord NoTerminal(string name) =>
+        new(new InvalidOperationException($"Connect-XhyveVM needs an interactive terminal, and this session's input is not one (it is redirected); use Get-XhyveConsoleOutput {name} -Wait to follow the console without one."),
+            "NoTerminal", ErrorCategory.InvalidOperation, name);
+
     protected override void ProcessRecord()
     {
         var names = TargetNames.ToList();
@@ -85,11 +94,10 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
             return;
         }
         string name = names[0];
-        // It reads keys from the terminal; .NET cannot read keys from redirected input.
-        if (Console.IsInputRedirected)
+        // It reads what is typed straight from the terminal (raw mode): a pipe, a file or /dev/null will not do.
+        if (!RawTerminal.IsTerminal(StdIn))
         {
-            WriteError(new ErrorRecord(new InvalidOperationException($"Connect-XhyveVM needs an interactive terminal, and this session's input is redirected; Get-XhyveConsoleOutput {name} -Wait follows the console without one."),
-                "NoTerminal", ErrorCategory.InvalidOperation, name));
+            WriteError(NoTerminal(name));
             return;
         }
         Try(name, () =>
@@ -115,21 +123,24 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
                 catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
             }) { IsBackground = true };
             output.Start();
-            bool previous = Console.TreatControlCAsInput;
-            Console.TreatControlCAsInput = true;   // Ctrl-C goes to the guest, as on a serial line
+            // Raw mode: each byte as typed, Ctrl-C included (it goes to the guest, as on a serial line).
+            var terminal = RawTerminal.Open(StdIn);
+            if (terminal == null)
+            {
+                socket.Shutdown(SocketShutdown.Both);
+                WriteError(NoTerminal(name));
+                return;
+            }
             try
             {
-                while (output.IsAlive)
-                {
-                    if (!Console.KeyAvailable) { Thread.Sleep(10); continue; }
-                    string bytes = ConsoleKeys.Bytes(Console.ReadKey(intercept: true));
-                    if (bytes == ConsoleKeys.Detach) break;
-                    if (bytes.Length > 0) socket.Send(Encoding.UTF8.GetBytes(bytes));
-                }
+                // One reader of the terminal, polling so that a VM turning off (the output thread ends) is noticed.
+                ConsoleKeys.Pump(buffer => terminal.Read(buffer, 100), (bytes, count) => socket.Send(bytes, 0, count, SocketFlags.None),
+                    () => output.IsAlive && !_stopping);
             }
+            catch (SocketException) { }   // the engine went away mid-send: the VM is off, so this is the end as well
             finally
             {
-                Console.TreatControlCAsInput = previous;
+                terminal.Dispose();
                 socket.Shutdown(SocketShutdown.Both);
             }
             Host.UI.WriteLine();

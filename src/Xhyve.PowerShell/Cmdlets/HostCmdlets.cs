@@ -1,5 +1,7 @@
 using System.Management.Automation;
+using Xhyve.Management.Engine;
 using Xhyve.Management.Model;
+using Xhyve.Management.Store;
 using Xhyve.Vmm.Devices.Virtio.Net;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Hypervisor.Kvm;
@@ -14,7 +16,7 @@ public sealed record XhyveHostCheck(string Check, bool Passed, string Detail, st
 [OutputType(typeof(XhyveHostCheck), typeof(bool))]
 public sealed class TestXhyveHostCommand : XhyveCmdlet
 {
-    /// <summary>Only $true or $false: whether VMs can run.</summary>
+    /// <summary>Only $true or $false: whether VMs can run (KVM opens, the engine is there and the VM store is usable).</summary>
     [Parameter]
     public SwitchParameter Quiet { get; set; }
 
@@ -52,12 +54,18 @@ public sealed class TestXhyveHostCommand : XhyveCmdlet
         string? passt = PasstBackend.FindPasst();
         checks.Add(new("passt", passt != null, passt ?? "not found ($XHYVE_PASST, or passt on PATH)",
             passt != null ? null : "Network adapters in User mode need it: apt-get install passt, or set XHYVE_PASST to the passt program."));
-        string engine = Engines.EnginePath;
+        // Not this cmdlet's Store/Engines: an unusable store is a finding here, not an error that stops the test.
+        var store = VmStore.OpenDefault();
+        string engine = new EngineHost(store).EnginePath;
         bool hasEngine = File.Exists(engine);
         checks.Add(new("Engine host", hasEngine, engine, hasEngine ? null : "Reinstall the module, or set XHYVE_ENGINE to the xhyve executable."));
-        checks.Add(new("VM store", true, Store.Root, null));
+        string? storeProblem = null;
+        try { store.CheckAvailable(probeWrite: true); }
+        catch (VmStoreUnavailableException e) { storeProblem = e.Message; }
+        checks.Add(new("VM store", storeProblem == null, storeProblem ?? store.Root, storeProblem == null ? null
+            : "Set XHYVE_HOME to a folder you can write (or unset it for ~/.local/share/xhyve), in your profile so that every session uses it."));
         // VMs can run when KVM opened (which checks the API and the capabilities the engine requires) and the engine exists.
-        if (Quiet) WriteObject(checks.Any(c => c.Check == "KVM API") && hasEngine);
+        if (Quiet) WriteObject(checks.Any(c => c.Check == "KVM API") && hasEngine && storeProblem == null);
         else WriteObject(checks, enumerateCollection: true);
     }
 }
@@ -68,7 +76,7 @@ public sealed class TestXhyveHostCommand : XhyveCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
 {
-    /// <summary>The arguments, one per element ("-m", "1G", ...), or a whole line in one string (split as a shell would, honouring quotes).</summary>
+    /// <summary>The arguments, one per element ("-m", "1G", ...), or a whole line in one string (split as a shell would, honouring quotes), or the lines of a shell script's command with backslash-newline continuations (in one string, or one line per element or pipeline item). A leading xhyve (or a path ending in /xhyve) is skipped.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromRemainingArguments = true)]
     [ValidateNotNullOrEmpty]
     public string[] CommandLine { get; set; } = [];
@@ -78,18 +86,26 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
     [ValidateNotNullOrEmpty]
     public string? Name { get; set; }
 
-    /// <summary>Also store the VM (as New-XhyveVM does).</summary>
+    /// <summary>Also store the VM, as New-XhyveVM does: the files the line names (kernel, initrd, multiboot kernel and modules, disks) are made absolute from the current location and must exist, except a disk with size=, which the engine creates.</summary>
     [Parameter]
     public SwitchParameter Save { get; set; }
 
     private readonly List<string> _args = [];
+    private bool _continued;   // the previous element or pipeline item ended with a backslash: this one is its next line
 
     protected override void ProcessRecord()
     {
         try
         {
             foreach (var item in CommandLine)
-                _args.AddRange(CommandLine.Length == 1 && item.Contains(' ') ? ShellWords.Split(item) : [item]);
+            {
+                // A line to split: the whole line in one string, or a line of a script's command (one that ends with a
+                // backslash continuation, or follows one). Other elements are single arguments, spaces and all.
+                bool endsContinued = ShellWords.EndsWithContinuation(item);
+                bool isLine = (CommandLine.Length == 1 && item.Any(char.IsWhiteSpace)) || endsContinued || _continued;
+                _args.AddRange(isLine ? ShellWords.Split(item) : [item]);
+                _continued = endsContinued;
+            }
         }
         catch (VmDefinitionException e)
         {
@@ -97,8 +113,12 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
         }
     }
 
+    /// <summary>Whether <paramref name="word"/> names the xhyve program (as a pasted line starts), not an argument.</summary>
+    private static bool IsProgram(string word) => word == "xhyve" || word.EndsWith("/xhyve", StringComparison.Ordinal);
+
     protected override void EndProcessing()
     {
+        if (_args.Count > 0 && IsProgram(_args[0])) _args.RemoveAt(0);
         ConvertedVm converted;
         try { converted = VmArguments.FromArguments(_args, Name ?? "xhyve"); }
         catch (VmDefinitionException e)
@@ -108,12 +128,43 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
         }
         foreach (var warning in converted.Warnings) WriteWarning(warning);
         var vm = converted.Vm;
+        // A stored VM's engine runs in the VM's folder, not here: its relative paths are made absolute from the current
+        // location. The object to inspect shows the line as written.
         if (Save)
         {
-            if (!ShouldProcess(vm.Name, "Create VM")) return;
-            Try(vm.Name, () => WriteObject(Snapshot(Store.Create(vm))));
+            if (AbsolutePaths(vm) && CheckHostMemory(vm.MemoryStartupBytes, vm.Name)) CreateVm(vm);
         }
         else WriteObject(new XhyveVM(vm, new Management.Engine.VmStatus(Management.Engine.VmState.Off), ""));
+    }
+
+    /// <summary>Makes the VM's file paths absolute, writing a FileNotFound error naming the flag and path for each missing
+    /// one (a disk with size= excepted); false if there was any.</summary>
+    private bool AbsolutePaths(VirtualMachine vm)
+    {
+        bool ok = true;
+        string? File(string? path, string given, bool required = true)
+        {
+            if (path == null) return null;
+            if (!required) return ResolvePath(path);
+            string? full = ResolveExistingFile(path, "CommandLine", given);
+            ok &= full != null;
+            return full ?? path;
+        }
+        vm.KernelPath = File(vm.KernelPath, $"-f kexec kernel {vm.KernelPath}");
+        vm.InitrdPath = File(vm.InitrdPath, $"-f kexec initrd {vm.InitrdPath}");
+        vm.MultibootPath = File(vm.MultibootPath, $"-f multiboot kernel {vm.MultibootPath}");
+        for (int i = 0; i < vm.MultibootModules.Count; i++)
+        {
+            var m = vm.MultibootModules[i];
+            vm.MultibootModules[i] = m with { Path = File(m.Path, $"-f multiboot module {m.Path}")! };
+        }
+        foreach (var disk in vm.Disks)
+        {
+            // size= makes the engine create the image on first start; without it the image must be there.
+            bool created = disk.Options?.Split(',').Any(o => o.StartsWith("size=", StringComparison.Ordinal)) == true;
+            disk.Path = File(disk.Path, $"-s {disk.Slot},virtio-blk,{disk.Path}", required: !created)!;
+        }
+        return ok;
     }
 }
 
@@ -136,12 +187,36 @@ internal static class ShellWords
                 else word.Append(c);
             }
             else if (c is '\'' or '"') { quote = c; inWord = true; }
-            else if (c == '\\' && i + 1 < line.Length) { word.Append(line[++i]); inWord = true; }
+            // Backslash-newline joins lines (a script's continuation; blanks pasted after the backslash are let go), and
+            // one at the very end continues on the next line.
+            else if (c == '\\' && BlankToLineEnd(line, i + 1) is int end) i = end;
+            else if (c == '\\') { word.Append(line[++i]); inWord = true; }
             else if (char.IsWhiteSpace(c)) { if (inWord) { words.Add(word.ToString()); word.Clear(); inWord = false; } }
             else { word.Append(c); inWord = true; }
         }
         if (quote != '\0') throw new VmDefinitionException($"unterminated {quote} quote in: {line}");
         if (inWord) words.Add(word.ToString());
         return words;
+    }
+
+    /// <summary>The index of the newline (or the last index) if only blanks follow <paramref name="start"/> up to the end
+    /// of its line; else null.</summary>
+    private static int? BlankToLineEnd(string line, int start)
+    {
+        for (int i = start; i < line.Length; i++)
+        {
+            if (line[i] == '\n') return i;
+            if (line[i] is not (' ' or '\t' or '\r')) return null;
+        }
+        return line.Length - 1;
+    }
+
+    /// <summary>Whether <paramref name="line"/> ends in an unescaped backslash (trailing blanks aside): a shell line that
+    /// continues on the next.</summary>
+    public static bool EndsWithContinuation(string line)
+    {
+        string trimmed = line.TrimEnd(' ', '\t', '\r', '\n');
+        int backslashes = trimmed.Length - trimmed.TrimEnd('\\').Length;
+        return backslashes % 2 == 1;
     }
 }

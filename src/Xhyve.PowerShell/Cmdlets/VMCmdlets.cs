@@ -9,12 +9,12 @@ namespace Xhyve.PowerShell.Cmdlets;
 [OutputType(typeof(XhyveVM))]
 public sealed class NewXhyveVMCommand : XhyveCmdlet
 {
-    /// <summary>The VM's name: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit. It names the VM's folder in the store.</summary>
+    /// <summary>The VM's name: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit. It names the VM's folder in the store. Names are case-insensitive (a VM 'Web' cannot be added beside 'web') and keep the case they are given.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "";
 
-    /// <summary>The guest's memory in bytes (default 256MB, as xhyve's).</summary>
+    /// <summary>The guest's memory in bytes (default 256MB, as xhyve's); at most the host's physical memory.</summary>
     [Parameter] [ValidateRange(2L << 20, long.MaxValue)]
     public long MemoryStartupBytes { get; set; } = VirtualMachine.DefaultMemoryStartupBytes;
 
@@ -84,35 +84,35 @@ public sealed class NewXhyveVMCommand : XhyveCmdlet
                 WriteError(new ErrorRecord(new ArgumentException(p), "InvalidVMDefinition", ErrorCategory.InvalidArgument, Name));
             return;
         }
-        if (Store.Exists(Name))
-        {
-            WriteError(new ErrorRecord(new InvalidOperationException($"A VM named '{Name}' already exists."), "VMExists", ErrorCategory.ResourceExists, Name));
-            return;
-        }
-        if (!ShouldProcess(Name, "Create VM")) return;
-        Try(Name, () => WriteObject(Snapshot(Store.Create(vm))));
+        if (!CheckHostMemory(MemoryStartupBytes, Name)) return;
+        CreateVm(vm);
     }
 }
 
 /// <summary>Get-XhyveVM: the stored VMs with their runtime state.</summary>
-[Cmdlet(VerbsCommon.Get, "XhyveVM", DefaultParameterSetName = "Name")]
+// The Id set is the default, with -Id optional (no id: every VM, as with no -Name): in pipeline binding PowerShell
+// tries the default set first, and a piped network adapter has a VMId and also a Name of its own ("Network
+// Adapter") that is no VM's name. Anything else (a name, a pattern, an object with only VMName) still binds -Name.
+[Cmdlet(VerbsCommon.Get, "XhyveVM", DefaultParameterSetName = "Id")]
 [OutputType(typeof(XhyveVM))]
 public sealed class GetXhyveVMCommand : XhyveCmdlet
 {
-    /// <summary>The names of the VMs to get. Wildcards are allowed. By default, all VMs.</summary>
+    /// <summary>The ids (UUIDs) of the VMs to get. Objects with a VMId property (network adapters, VM objects) pipe in by it.</summary>
+    [Parameter(ParameterSetName = "Id", ValueFromPipelineByPropertyName = true)]
+    [Alias("VMId")]
+    public Guid[] Id { get; set; } = [];
+
+    /// <summary>The names of the VMs to get (case-insensitive). Wildcards are allowed. By default, all VMs.</summary>
     [Parameter(Position = 0, ParameterSetName = "Name", ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("VMName")]
     [SupportsWildcards]
     [ArgumentCompleter(typeof(VMNameCompleter))]
     [ValidateNotNullOrEmpty]
     public string[] Name { get; set; } = ["*"];
 
-    /// <summary>The ids (UUIDs) of the VMs to get.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = "Id")]
-    public Guid[] Id { get; set; } = [];
-
     protected override void ProcessRecord()
     {
-        if (ParameterSetName == "Id")
+        if (ParameterSetName == "Id" && Id.Length > 0)
         {
             foreach (var id in Id)
             {
@@ -124,7 +124,7 @@ public sealed class GetXhyveVMCommand : XhyveCmdlet
             }
             return;
         }
-        foreach (var name in ResolveNames(Name, null))
+        foreach (var name in ResolveNames(ParameterSetName == "Id" ? null : Name, null))
             Try(name, () => WriteObject(Snapshot(name)));
     }
 }
@@ -134,7 +134,7 @@ public sealed class GetXhyveVMCommand : XhyveCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
 {
-    /// <summary>The guest's memory in bytes.</summary>
+    /// <summary>The guest's memory in bytes; at most the host's physical memory.</summary>
     [Parameter] [ValidateRange(2L << 20, long.MaxValue)]
     public long MemoryStartupBytes { get; set; }
 
@@ -171,6 +171,7 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
         string? kernel = KernelPath != null ? ResolveExistingFile(KernelPath, nameof(KernelPath)) : null;
         string? initrd = InitrdPath != null ? ResolveExistingFile(InitrdPath, nameof(InitrdPath)) : null;
         if ((KernelPath != null && kernel == null) || (InitrdPath != null && initrd == null)) return;
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(MemoryStartupBytes)) && !CheckHostMemory(MemoryStartupBytes, MemoryStartupBytes)) return;
         ForEachTarget("Set VM", name =>
         {
             var vm = ChangeStoppedVm(name, vm =>
@@ -195,13 +196,27 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
 [OutputType(typeof(XhyveVM))]
 public sealed class RemoveXhyveVMCommand : XhyveVMActionCmdlet
 {
-    /// <summary>Turn off a VM that is running, and then remove it.</summary>
+    /// <summary>Remove without asking for confirmation (unless -Confirm is given), and turn off a VM that is running first.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
     /// <summary>Write the removed VM, as it was, to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
+
+    // -Force means no prompt, as in Hyper-V's Remove-VM: not even when $ConfirmPreference is at or below this
+    // cmdlet's High impact. -WhatIf still only reports, and an explicit -Confirm still asks.
+    protected override bool ConfirmAction(string name, string action)
+    {
+        if (!Force || ConfirmRequested || WhatIfRequested) return ShouldProcess(name, action);
+        return true;
+    }
+
+    private bool ConfirmRequested => MyInvocation.BoundParameters.TryGetValue("Confirm", out var c) && c is SwitchParameter { IsPresent: true };
+
+    private bool WhatIfRequested => MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w)
+        ? w is SwitchParameter { IsPresent: true }
+        : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference"));
 
     protected override void ProcessRecord() => ForEachTarget("Remove VM", name =>
     {
