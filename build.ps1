@@ -10,6 +10,10 @@
                 Pester from .cache/pester/modules, as scripts/setup-debian.sh installs it); -PesterTag
                 runs only the tests with those tags (e.g. -PesterTag Network)
       Package - build the importable module folder out/Xhyve with its MAML help (scripts/package-module.sh)
+      Publish - Package, then make out/repo/Xhyve.<ModuleVersion>.nupkg with Publish-PSResource
+                (scripts/publish-module.ps1): a local repository that Install-PSResource installs from
+                (Register-PSResourceRepository -Name XhyveLocal -Uri ./out/repo -Trusted;
+                 Install-PSResource Xhyve -Repository XhyveLocal)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
       Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh, bench/linux.sh) and print the tables for docs/benchmarks.md
@@ -19,7 +23,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Docs', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Publish', 'Docs', 'Bench', 'Clean')]
     [string[]] $Task = @('Build'),
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -74,6 +78,10 @@ foreach ($t in $Task) {
         }
         'Package' {
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
+        }
+        'Publish' {
+            Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
+            & (Join-Path $root 'scripts/publish-module.ps1') -ModulePath (Join-Path $root 'out/Xhyve') -DestinationPath (Join-Path $root 'out/repo')
         }
         'Docs' {
             Invoke-Native dotnet @('build', (Join-Path $root 'src/Xhyve.PowerShell'), '-c', $Configuration, '--nologo')
