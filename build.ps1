@@ -27,7 +27,7 @@ param(
     [string[]] $Task = @('Build'),
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
-    # Pester only: run just the tests with these tags (e.g. Network).
+    # Pester only: run just the tests with these tags (e.g. Network, or Packaging,Remoting); a tag no test has is an error.
     [string[]] $PesterTag = @()
 )
 
@@ -60,12 +60,28 @@ foreach ($t in $Task) {
                 throw 'Pester 5 is not installed: run scripts/setup-debian.sh (or Install-Module Pester -MinimumVersion 5.0)'
             }
             Import-Module Pester -MinimumVersion 5.0
+            # pwsh -File passes "-PesterTag A,B" as the one string 'A,B'.
+            $tags = @($PesterTag | ForEach-Object { $_ -split ',' } | ForEach-Object Trim | Where-Object { $_ })
+            if ($tags) {
+                # A tag no test has (a typo) would run nothing for it and pass: a discovery (no build needed) finds
+                # the tags there are, on tests and on the blocks around them, which Filter.Tag matches with -like.
+                $probe = New-PesterConfiguration
+                $probe.Run.Path = $pesterDir
+                $probe.Run.SkipRun = $true
+                $probe.Run.PassThru = $true
+                $probe.Output.Verbosity = 'None'
+                $discovered = Invoke-Pester -Configuration $probe
+                $known = @(foreach ($test in $discovered.Tests) { $test.Tag; for ($b = $test.Block; $b; $b = $b.Parent) { $b.Tag } }) |
+                    Where-Object { $_ } | Sort-Object -Unique
+                $unknown = @($tags | Where-Object { $tag = $_; -not ($known | Where-Object { $_ -like $tag }) })
+                if ($unknown) { throw "Pester: no test has the tags $($unknown -join ', ') (-PesterTag; the tags there are: $($known -join ', '))" }
+            }
             Invoke-Native make @('-s', '-C', (Join-Path $root 'tests/guests'))   # the guests the VM tests boot
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
             $config = New-PesterConfiguration
             $config.Run.Path = $pesterDir
             $config.Run.PassThru = $true
-            if ($PesterTag) { $config.Filter.Tag = $PesterTag }
+            if ($tags) { $config.Filter.Tag = $tags }
             $config.Output.Verbosity = 'Detailed'   # prints every skipped test with its reason
             if ([Console]::IsOutputRedirected) { $config.Output.RenderMode = 'Plaintext' }   # no colour codes in CI logs
             $result = Invoke-Pester -Configuration $config

@@ -181,3 +181,15 @@ Describe 'Installing with PSResourceGet and running a VM' -Tag 'Packaging' {
         $run.Left | Should -Be 0
     }
 }
+
+Describe 'build.ps1 -Task Pester -PesterTag' -Tag 'Packaging' {
+    # pwsh -File hands "-PesterTag A,B" over as the one string 'A,B' (it parses no arrays): that selected no test,
+    # and a run of nothing passed.
+    It 'takes comma-separated tags from pwsh -File, and fails, naming them, when no test has one of them' {
+        $out = & $pwsh -NoProfile -NonInteractive -File (Join-Path $root 'build.ps1') -Task Pester -PesterTag 'Packaging,NoSuchTagA,NoSuchTagB' 2>&1
+        $LASTEXITCODE | Should -Not -Be 0
+        # pwsh's error view colours the message and wraps it to the console's width, each line after a '|' gutter.
+        $message = ($out -join "`n") -replace '\x1b\[[0-9;]*m' -replace '\s*\n\s*\|\s*', ' '
+        $message | Should -Match 'no test has the tags NoSuchTagA, NoSuchTagB \(-PesterTag; the tags there are: .*Packaging'
+    }
+}
