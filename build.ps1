@@ -10,6 +10,10 @@
                 Pester from .cache/pester/modules, as scripts/setup-debian.sh installs it); -PesterTag
                 runs only the tests with those tags (e.g. -PesterTag Network)
       Package - build the importable module folder out/Xhyve with its MAML help (scripts/package-module.sh)
+      Publish - Package, then make out/repo/Xhyve.<ModuleVersion>.nupkg with Publish-PSResource
+                (scripts/publish-module.ps1): a local repository that Install-PSResource installs from
+                (Register-PSResourceRepository -Name XhyveLocal -Uri ./out/repo -Trusted;
+                 Install-PSResource Xhyve -Repository XhyveLocal)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
       Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh, bench/linux.sh) and print the tables for docs/benchmarks.md
@@ -19,11 +23,11 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Docs', 'Bench', 'Clean')]
+    [ValidateSet('Build', 'Test', 'Pester', 'Package', 'Publish', 'Docs', 'Bench', 'Clean')]
     [string[]] $Task = @('Build'),
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
-    # Pester only: run just the tests with these tags (e.g. Network).
+    # Pester only: run just the tests with these tags (e.g. Network, or Packaging,Remoting); a tag no test has is an error.
     [string[]] $PesterTag = @()
 )
 
@@ -56,12 +60,28 @@ foreach ($t in $Task) {
                 throw 'Pester 5 is not installed: run scripts/setup-debian.sh (or Install-Module Pester -MinimumVersion 5.0)'
             }
             Import-Module Pester -MinimumVersion 5.0
+            # pwsh -File passes "-PesterTag A,B" as the one string 'A,B'.
+            $tags = @($PesterTag | ForEach-Object { $_ -split ',' } | ForEach-Object Trim | Where-Object { $_ })
+            if ($tags) {
+                # A tag no test has (a typo) would run nothing for it and pass: a discovery (no build needed) finds
+                # the tags there are, on tests and on the blocks around them, which Filter.Tag matches with -like.
+                $probe = New-PesterConfiguration
+                $probe.Run.Path = $pesterDir
+                $probe.Run.SkipRun = $true
+                $probe.Run.PassThru = $true
+                $probe.Output.Verbosity = 'None'
+                $discovered = Invoke-Pester -Configuration $probe
+                $known = @(foreach ($test in $discovered.Tests) { $test.Tag; for ($b = $test.Block; $b; $b = $b.Parent) { $b.Tag } }) |
+                    Where-Object { $_ } | Sort-Object -Unique
+                $unknown = @($tags | Where-Object { $tag = $_; -not ($known | Where-Object { $_ -like $tag }) })
+                if ($unknown) { throw "Pester: no test has the tags $($unknown -join ', ') (-PesterTag; the tags there are: $($known -join ', '))" }
+            }
             Invoke-Native make @('-s', '-C', (Join-Path $root 'tests/guests'))   # the guests the VM tests boot
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
             $config = New-PesterConfiguration
             $config.Run.Path = $pesterDir
             $config.Run.PassThru = $true
-            if ($PesterTag) { $config.Filter.Tag = $PesterTag }
+            if ($tags) { $config.Filter.Tag = $tags }
             $config.Output.Verbosity = 'Detailed'   # prints every skipped test with its reason
             if ([Console]::IsOutputRedirected) { $config.Output.RenderMode = 'Plaintext' }   # no colour codes in CI logs
             $result = Invoke-Pester -Configuration $config
@@ -74,6 +94,10 @@ foreach ($t in $Task) {
         }
         'Package' {
             Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
+        }
+        'Publish' {
+            Invoke-Native bash @((Join-Path $root 'scripts/package-module.sh'))
+            & (Join-Path $root 'scripts/publish-module.ps1') -ModulePath (Join-Path $root 'out/Xhyve') -DestinationPath (Join-Path $root 'out/repo')
         }
         'Docs' {
             Invoke-Native dotnet @('build', (Join-Path $root 'src/Xhyve.PowerShell'), '-c', $Configuration, '--nologo')

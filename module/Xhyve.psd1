@@ -1,12 +1,16 @@
 @{
     # The Xhyve module: binary cmdlets (Xhyve.PowerShell.dll) over the management library, driving one
-    # `xhyve` engine host process per VM. Built into out/Xhyve by build.ps1 -Task Package.
+    # `xhyve` engine host process per VM. Built into out/Xhyve by build.ps1 -Task Package, and into the
+    # out/repo/Xhyve.<ModuleVersion>.nupkg that PSResourceGet installs by build.ps1 -Task Publish.
     RootModule           = 'Xhyve.PowerShell.dll'
-    ModuleVersion        = '0.1.0'
+    # 0.<issue>.<fix>: the minor number is the last issue (milestone) whose work the release completes, the
+    # patch number counts fixes released on it; 1.0.0 once the cmdlets' surface is settled. The package's
+    # version is this one (plus PSData.Prerelease, when set, e.g. 'preview1' for 0.14.0-preview1).
+    ModuleVersion        = '0.13.0'
     GUID                 = '5b0f7a6e-3c2d-4e8b-9a41-7d2c6e1f0b93'
     Author               = 'XhyvePS developers'
     CompanyName          = 'XhyvePS'
-    Copyright            = 'BSD-2-Clause'
+    Copyright            = '(c) 2026, the XhyvePS developers. BSD 2-Clause License.'
     Description          = 'Lightweight VMs on KVM in the line of xhyve: define, start, watch and stop them from PowerShell.'
     # The cmdlets and the libraries under them target .NET 10, which PowerShell runs on from 7.6.
     CompatiblePSEditions = @('Core')
@@ -23,11 +27,22 @@
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @()
+    # Gives the engine host back the execute bit that a .nupkg install loses (see the file).
+    NestedModules        = @('Xhyve.Install.psm1')
     PrivateData          = @{
         PSData = @{
-            Tags       = @('xhyve', 'KVM', 'hypervisor', 'virtualization', 'Linux')
-            ProjectUri = 'https://github.com/xhyveps/XhyvePS'
-            LicenseUri = 'https://github.com/xhyveps/XhyvePS/blob/main/LICENSE'
+            # The engine host inside the package is a linux-x64 executable; PSEdition_Core and Linux are the
+            # gallery's compatibility tags.
+            Tags         = @('xhyve', 'KVM', 'hypervisor', 'virtualization', 'VM', 'PSEdition_Core', 'Linux', 'linux-x64')
+            ProjectUri   = 'https://github.com/xhyveps/XhyvePS'
+            LicenseUri   = 'https://github.com/xhyveps/XhyvePS/blob/main/LICENSE'
+            # Prerelease = 'preview1'   # makes the package 0.13.0-preview1 (a PSResourceGet prerelease)
+            ReleaseNotes = @'
+0.13.0: the module is published as a versioned package that PSResourceGet installs
+(Install-PSResource Xhyve), with the linux-x64 engine host, MAML help and the format and type files inside;
+the cmdlets work over PowerShell's SSH remoting (Invoke-Command -HostName), and the VM objects that come back
+pipe into further remote calls by their Name.
+'@
         }
     }
 }

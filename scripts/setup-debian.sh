@@ -3,8 +3,9 @@
 # the .NET SDK must already be there (dotnet on PATH); this adds the C toolchain for the test
 # guests, the kernel headers the layout tests compile against, the compression libraries the
 # kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, passt for user-mode
-# networking (and iproute2/ping for the TAP tests), PowerShell and
-# Pester for the Pester suite, and fetches the Debian cloud kernel.
+# networking (and iproute2/ping for the TAP tests), OpenSSH for the remoting tests (which run their own
+# sshd; the system's is never started), PowerShell and Pester for the Pester suite, and fetches the
+# Debian cloud kernel.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -22,13 +23,30 @@ packages=(
   afl++                                       # afl-fuzz for the fuzz targets (bench/fuzz.sh, docs/fuzzing.md)
   passt                                       # user-mode networking: the engine starts passt for -s N,virtio-net
   iproute2 iputils-ping python3 bc            # TAP tests in a network namespace; vnet-check.sh's echo peers and timing
+  openssh-server openssh-client               # remoting tests: PowerShell over SSH to an sshd of the test's own
 )
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # A fresh openssh-server would start (and, under systemd, enable) a system sshd on port 22: the tests need only
+  # the binary. Debian's ssh unit and init script do not run while /etc/ssh/sshd_not_to_be_run exists, so it is
+  # made before the package's postinst; a policy-rc.d (as Docker images have) refuses starts during the install.
+  policy_rc=
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    as_root mkdir -p /etc/ssh
+    as_root sh -c 'echo "made by XhyvePS scripts/setup-debian.sh: the tests run their own sshd" > /etc/ssh/sshd_not_to_be_run'
+    echo "setup: the system sshd is left off (remove /etc/ssh/sshd_not_to_be_run to run it)"
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      policy_rc=/usr/sbin/policy-rc.d
+      as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    fi
+  fi
+  status=0
+  { as_root apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || status=$?
+  [ -z "$policy_rc" ] || as_root rm -f "$policy_rc"
+  [ "$status" -eq 0 ] || exit "$status"
 fi
 command -v dotnet >/dev/null || { echo "setup: the .NET 10 SDK (dotnet) is required" >&2; exit 1; }
 dotnet restore "$root/XhyvePS.sln" --nologo -v quiet
