@@ -69,7 +69,10 @@ public sealed class HostedModule : IDisposable
         Exception? thrown = null;
         try { output = input == null ? ps.Invoke() : ps.Invoke(input); }
         catch (RuntimeException e) { thrown = e; }
-        return new HostedResult(what, output, [.. ps.Streams.Error], [.. ps.Streams.Warning.Select(w => w.Message)], [.. Host.Lines], [.. Host.Prompts], thrown);
+        return new HostedResult(what, output, [.. ps.Streams.Error], [.. ps.Streams.Warning.Select(w => w.Message)], [.. Host.Lines], [.. Host.Prompts], thrown)
+        {
+            UnusedAnswers = Host.DropUnusedAnswers(),
+        };
     }
 
     /// <summary>Points the module at a new, empty store (XHYVE_HOME) for one test, and removes it afterwards. The
@@ -136,6 +139,9 @@ internal static class PSObjectProperties
 public sealed record HostedResult(string Script, Collection<PSObject> Output, IReadOnlyList<ErrorRecord> Errors, IReadOnlyList<string> Warnings,
     IReadOnlyList<string> HostLines, IReadOnlyList<string> Prompts, Exception? Thrown)
 {
+    /// <summary>Answers the test queued (<see cref="RecordingHost.Answer"/>) that no prompt took.</summary>
+    public int UnusedAnswers { get; init; }
+
     public void AssertNoErrors()
     {
         if (Errors.Count > 0 || Thrown != null) Assert.Fail($"expected no errors from: {Script}\n{Describe()}");
@@ -174,6 +180,8 @@ public sealed record HostedResult(string Script, Collection<PSObject> Output, IR
         foreach (var e in Errors) text.AppendLine($"error: {Format(e)}");
         foreach (var w in Warnings) text.AppendLine($"warning: {w}");
         foreach (var l in HostLines) text.AppendLine($"host: {l}");
+        foreach (var p in Prompts) text.AppendLine($"prompt: {p}");
+        if (UnusedAnswers > 0) text.AppendLine($"{UnusedAnswers} queued answer(s) not taken by a prompt");
         return text.ToString();
     }
 

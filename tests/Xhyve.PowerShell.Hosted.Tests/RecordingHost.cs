@@ -29,11 +29,19 @@ internal sealed class RecordingHost : PSHost
     /// <summary>Queues the answer to the next confirmation prompt, by its label without the '&amp;' ("Yes", "No", ...).</summary>
     public void Answer(string label) => _ui.Answers.Enqueue(label);
 
+    /// <summary>Forgets the lines and prompts of the last invocation; queued answers stay for the next one.</summary>
     public void Reset()
     {
         _ui.Lines.Clear();
         _ui.Prompts.Clear();
+    }
+
+    /// <summary>Drops the answers no prompt took, returning how many there were (so they cannot leak into another test).</summary>
+    public int DropUnusedAnswers()
+    {
+        int n = _ui.Answers.Count;
         _ui.Answers.Clear();
+        return n;
     }
 
     public override void EnterNestedPrompt() => throw new NotSupportedException();
