@@ -1,0 +1,149 @@
+#Requires -Version 7.6
+<#
+.SYNOPSIS
+    The module benchmark (issue 13); bench/module.sh builds what it needs and runs it.
+.DESCRIPTION
+    1. Import-Module in a fresh process: child pwsh processes, interleaved, timed from here:
+       `pwsh -NoProfile -NonInteractive -Command '$null'` (a bare start) and the same with `Import-Module MODULE`;
+       the difference is what importing adds to a start. A third child times Import-Module and the first
+       Get-XhyveVM (empty store) inside itself with a Stopwatch.
+    2. Time to a running VM, three ways per round, interleaved, in this process (module imported, one warm-up round):
+       - engine alone: the engine started as a child process with the arguments the module gave it in the warm-up
+         round (read from /proc/PID/cmdline, its VM folder swapped for a folder of its own), its control socket
+         polled until `state` says Running;
+       - the management library, called from this script (VmStore.Create, EngineHost.Start, EngineHost.WaitFor);
+       - the cmdlets: New-XhyveVM | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running.
+    The guest is tests/guests hello.elf with spin=1 (prints "ready" and idles), 64 MiB, 1 vCPU, ACPI.
+#>
+param(
+    [Parameter(Mandatory)] [string] $Module,
+    [Parameter(Mandatory)] [string] $Guest,
+    [ValidateRange(1, 1000)] [int] $Runs = 10
+)
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+
+function Median([double[]] $values) {
+    $sorted = $values | Sort-Object
+    $n = $sorted.Count
+    if ($n % 2) { $sorted[($n - 1) / 2] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
+}
+
+# The pwsh users start (a .NET global tool runs as `dotnet pwsh.dll`, so this process's own path would not do).
+$pwsh = (Get-Command pwsh -CommandType Application -TotalCount 1).Source
+# A short folder: the engine's control socket path must fit in a Unix socket address (107 bytes).
+$work = (New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) "xhyve-mbench-$PID")).FullName
+$env:XHYVE_HOME = Join-Path $work 'home'
+try {
+    # ---- 1. Import-Module in a fresh pwsh ----
+    $bare = [Collections.Generic.List[double]]::new()
+    $imported = [Collections.Generic.List[double]]::new()
+    $inside = [Collections.Generic.List[double]]::new()
+    $firstCommand = [Collections.Generic.List[double]]::new()
+    $quoted = "'" + ($Module -replace "'", "''") + "'"
+    $timeInside = '$s = [Diagnostics.Stopwatch]::StartNew(); Import-Module ' + $quoted + '; $a = $s.Elapsed.TotalMilliseconds; ' +
+        '$null = Get-XhyveVM; ''{0} {1}'' -f $a, ($s.Elapsed.TotalMilliseconds - $a)'
+    function Child([string] $command) {
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $out = & $pwsh -NoProfile -NonInteractive -Command $command
+        if ($LASTEXITCODE -ne 0) { throw "pwsh -Command $command exited with $LASTEXITCODE" }
+        [pscustomobject]@{ Ms = $clock.Elapsed.TotalMilliseconds; Out = $out }
+    }
+    for ($i = 0; $i -le $Runs; $i++) {   # round 0 warms the page cache and is dropped
+        $b = Child '$null'
+        $m = Child "Import-Module $quoted"
+        $t = (Child $timeInside).Out -split ' '
+        if ($i -eq 0) { continue }
+        $bare.Add($b.Ms); $imported.Add($m.Ms); $inside.Add([double]$t[0]); $firstCommand.Add([double]$t[1])
+    }
+
+    # ---- 2. Time to Running ----
+    Import-Module $Module
+    $engine = Join-Path (Split-Path $Module) 'xhyve'
+    $store = [Xhyve.Management.Store.VmStore]::new($env:XHYVE_HOME)
+    $engines = [Xhyve.Management.Engine.EngineHost]::new($store, $engine)
+    $isRunning = [Func[Xhyve.Management.Engine.VmStatus, bool]] { param($s) $s.State -eq 'Running' }
+    $direct = [Collections.Generic.List[double]]::new()
+    $library = [Collections.Generic.List[double]]::new()
+    $cmdlets = [Collections.Generic.List[double]]::new()
+    $engineArgs = $null
+    for ($i = 0; $i -le $Runs; $i++) {
+        $clock = [Diagnostics.Stopwatch]::new()
+
+        # The cmdlets, as users write the pipeline.
+        $name = "cmdlets$i"
+        $clock.Restart()
+        $vm = New-XhyveVM $name -MultibootPath $Guest -KernelCommandLine spin=1 -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
+        $cmdletsMs = $clock.Elapsed.TotalMilliseconds
+        if ($vm.State -ne 'Running') { throw "$name is $($vm.State)" }
+        if ($null -eq $engineArgs) {
+            # The engine's own argument list, with the VM's folder in its file paths: the direct runs use the same.
+            $line = [IO.File]::ReadAllText("/proc/$($vm.ProcessId)/cmdline").TrimEnd("`0") -split "`0"
+            $engineArgs = $line[1..($line.Count - 1)]
+            $vmFolder = $vm.Path
+        }
+        Stop-XhyveVM $name -TurnOff
+        Remove-XhyveVM $name -Confirm:$false
+
+        # The engine alone, with the same arguments.
+        # Owner-only, as the store makes a VM's folder: the engine refuses a control socket others could reach.
+        $folder = [IO.Directory]::CreateDirectory((Join-Path $work "d$i"), [IO.UnixFileMode]'UserRead, UserWrite, UserExecute').FullName
+        $start = [Diagnostics.ProcessStartInfo]::new($engine)
+        $start.RedirectStandardOutput = $true; $start.RedirectStandardError = $true
+        foreach ($a in $engineArgs) { $start.ArgumentList.Add($a.Replace($vmFolder, $folder)) }
+        $socket = Join-Path $folder 'control.sock'
+        $clock.Restart()
+        $process = [Diagnostics.Process]::Start($start)
+        while ($true) {
+            if ($process.HasExited) { throw "the engine exited with $($process.ExitCode): $($process.StandardError.ReadToEnd())" }
+            try {
+                $client = [Xhyve.Management.Engine.ControlClient]::new($socket, [TimeSpan]::FromSeconds(5))
+                try { if ($client.Ask('state').GetProperty('state').GetString() -eq 'Running') { break } } finally { $client.Dispose() }
+            }
+            catch [Management.Automation.MethodInvocationException] { }   # no socket yet
+            # A poll a millisecond: back-to-back connections while the engine builds the machine would take CPU from it.
+            [Threading.Thread]::Sleep(1)
+        }
+        $directMs = $clock.Elapsed.TotalMilliseconds
+        $process.Kill(); $process.WaitForExit(); $process.Dispose()
+        Remove-Item -Recurse -Force $folder
+
+        # The management library, called from here.
+        $name = "library$i"
+        $clock.Restart()
+        $definition = [Xhyve.Management.Model.VirtualMachine]::new()
+        $definition.Name = $name; $definition.MultibootPath = $Guest; $definition.KernelCommandLine = 'spin=1'; $definition.MemoryStartupBytes = 64MB
+        $null = $engines.Start($store.Create($definition), [TimeSpan]::FromSeconds(30))
+        $null = $engines.WaitFor($name, $isRunning, [TimeSpan]::FromSeconds(30), $null)
+        $libraryMs = $clock.Elapsed.TotalMilliseconds
+        $null = $engines.TurnOff($name)
+        $null = $store.Remove($name)
+
+        if ($i -eq 0) { continue }
+        $direct.Add($directMs); $library.Add($libraryMs); $cmdlets.Add($cmdletsMs)
+    }
+
+    $kvm = if (Test-Path /sys/module/kvm_intel) { 'kvm_intel' } elseif (Test-Path /sys/module/kvm_amd) { 'kvm_amd' } elseif (Test-Path /sys/module/kvm_pvm) { 'kvm_pvm' } else { 'unknown' }
+    $load = (Get-Content /proc/loadavg) -split ' '
+    "Host: $([Environment]::ProcessorCount) CPUs, $(uname -r), KVM module: $kvm; PowerShell $($PSVersionTable.PSVersion); load average $($load[0]) at the end; $Runs runs each (median, min-max)"
+    ''
+    function Row([string] $what, [double[]] $v) { '| {0} | {1:F0} ({2:F0}-{3:F0}) |' -f $what, (Median $v), ($v | Measure-Object -Minimum).Minimum, ($v | Measure-Object -Maximum).Maximum }
+    "| figure | ms, median (min-max), $Runs runs |"
+    '|---|---|'
+    Row 'pwsh start, bare (`pwsh -NoProfile -NonInteractive -Command ''$null''`)' $bare
+    Row 'pwsh start with `Import-Module out/Xhyve/Xhyve.psd1`' $imported
+    '| **Import-Module, added to a pwsh start** | **{0:F0}** |' -f ((Median $imported) - (Median $bare))
+    Row 'Import-Module, timed inside pwsh (Stopwatch)' $inside
+    Row 'first `Get-XhyveVM` after the import (empty store)' $firstCommand
+    Row 'engine alone, started directly, control socket polled until Running' $direct
+    Row 'management library from the same pwsh (store + detached launch + wait)' $library
+    Row '`New-XhyveVM \| Start-XhyveVM -PassThru \| Wait-XhyveVM -For Running`' $cmdlets
+    '| **added by the module over the engine alone** | **{0:F0}** (target <= 50) |' -f ((Median $cmdlets) - (Median $direct))
+    '| of which the cmdlets over the library | {0:F0} |' -f ((Median $cmdlets) - (Median $library))
+}
+finally {
+    Get-Module Xhyve | ForEach-Object {
+        Get-XhyveVM | Where-Object State -ne 'Off' | Stop-XhyveVM -TurnOff
+    }
+    Remove-Item -Recurse -Force $work -ErrorAction SilentlyContinue
+}
