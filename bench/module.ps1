@@ -5,8 +5,10 @@
 .DESCRIPTION
     1. Import-Module in a fresh process: child pwsh processes, interleaved, timed from here:
        `pwsh -NoProfile -NonInteractive -Command '$null'` (a bare start) and the same with `Import-Module MODULE`;
-       the difference is what importing adds to a start. A third child times Import-Module and the first
-       Get-XhyveVM (empty store) inside itself with a Stopwatch.
+       the difference is what importing adds to a start. Further children time inside themselves (Stopwatch):
+       Import-Module and the first Get-XhyveVM (empty store); a one-function script module's import followed by the
+       module's (the first import of any module pays for PowerShell's own module code, so the second figure is the
+       module's own cost); and after that warm-up, Xhyve.PowerShell.dll alone (without the format and types files).
     2. Time to a running VM, three ways per round, interleaved, in this process (module imported, one warm-up round):
        - engine alone: the engine started as a child process with the arguments the module gave it in the warm-up
          round (read from /proc/PID/cmdline, its VM folder swapped for a folder of its own), its control socket
@@ -24,7 +26,7 @@ $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 
 function Median([double[]] $values) {
-    $sorted = $values | Sort-Object
+    $sorted = @($values | Sort-Object)
     $n = $sorted.Count
     if ($n % 2) { $sorted[($n - 1) / 2] } else { ($sorted[$n / 2 - 1] + $sorted[$n / 2]) / 2 }
 }
@@ -36,25 +38,34 @@ $work = (New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()
 $env:XHYVE_HOME = Join-Path $work 'home'
 try {
     # ---- 1. Import-Module in a fresh pwsh ----
-    $bare = [Collections.Generic.List[double]]::new()
-    $imported = [Collections.Generic.List[double]]::new()
-    $inside = [Collections.Generic.List[double]]::new()
-    $firstCommand = [Collections.Generic.List[double]]::new()
-    $quoted = "'" + ($Module -replace "'", "''") + "'"
-    $timeInside = '$s = [Diagnostics.Stopwatch]::StartNew(); Import-Module ' + $quoted + '; $a = $s.Elapsed.TotalMilliseconds; ' +
-        '$null = Get-XhyveVM; ''{0} {1}'' -f $a, ($s.Elapsed.TotalMilliseconds - $a)'
+    # Any first Import-Module in a process pays for PowerShell's module code (its JIT): a one-function script module
+    # imported first takes that cost, so what follows it is the Xhyve module's own.
+    $empty = Join-Path $work 'empty.psm1'
+    Set-Content -LiteralPath $empty -Value 'function Get-Nothing {}'
+    function Quote([string] $s) { "'" + ($s -replace "'", "''") + "'" }
+    $dll = Join-Path (Split-Path $Module) 'Xhyve.PowerShell.dll'
+    $clockIn = '$s = [Diagnostics.Stopwatch]::StartNew(); '
+    $lap = '$s.Elapsed.TotalMilliseconds; $s.Restart(); '
+    $cold = $clockIn + "Import-Module $(Quote $Module); " + $lap + '$null = Get-XhyveVM; ' + $lap
+    $warm = $clockIn + "Import-Module $(Quote $empty); " + $lap + "Import-Module $(Quote $Module); " + $lap
+    $warmDll = "Import-Module $(Quote $empty); " + $clockIn + "Import-Module $(Quote $dll); " + $lap
+    $figures = [ordered]@{}
+    foreach ($k in 'bare', 'imported', 'cold', 'first', 'empty', 'warm', 'dll') { $figures[$k] = [Collections.Generic.List[double]]::new() }
     function Child([string] $command) {
         $clock = [Diagnostics.Stopwatch]::StartNew()
         $out = & $pwsh -NoProfile -NonInteractive -Command $command
         if ($LASTEXITCODE -ne 0) { throw "pwsh -Command $command exited with $LASTEXITCODE" }
-        [pscustomobject]@{ Ms = $clock.Elapsed.TotalMilliseconds; Out = $out }
+        [pscustomobject]@{ Ms = $clock.Elapsed.TotalMilliseconds; Out = @($out | ForEach-Object { [double]$_ }) }
     }
     for ($i = 0; $i -le $Runs; $i++) {   # round 0 warms the page cache and is dropped
         $b = Child '$null'
-        $m = Child "Import-Module $quoted"
-        $t = (Child $timeInside).Out -split ' '
+        $m = Child "Import-Module $(Quote $Module)"
+        $c = (Child $cold).Out
+        $w = (Child $warm).Out
+        $d = (Child $warmDll).Out
         if ($i -eq 0) { continue }
-        $bare.Add($b.Ms); $imported.Add($m.Ms); $inside.Add([double]$t[0]); $firstCommand.Add([double]$t[1])
+        $figures.bare.Add($b.Ms); $figures.imported.Add($m.Ms); $figures.cold.Add($c[0]); $figures.first.Add($c[1])
+        $figures.empty.Add($w[0]); $figures.warm.Add($w[1]); $figures.dll.Add($d[0])
     }
 
     # ---- 2. Time to Running ----
@@ -96,12 +107,15 @@ try {
         $process = [Diagnostics.Process]::Start($start)
         while ($true) {
             if ($process.HasExited) { throw "the engine exited with $($process.ExitCode): $($process.StandardError.ReadToEnd())" }
-            try {
-                $client = [Xhyve.Management.Engine.ControlClient]::new($socket, [TimeSpan]::FromSeconds(5))
-                try { if ($client.Ask('state').GetProperty('state').GetString() -eq 'Running') { break } } finally { $client.Dispose() }
+            # Connect only once the socket exists (as EngineHost does): a failed connect costs a caught exception here.
+            if ([IO.File]::Exists($socket)) {
+                try {
+                    $client = [Xhyve.Management.Engine.ControlClient]::new($socket, [TimeSpan]::FromSeconds(5))
+                    try { if ($client.Ask('state').GetProperty('state').GetString() -eq 'Running') { break } } finally { $client.Dispose() }
+                }
+                catch [Management.Automation.MethodInvocationException] { }   # bound but not listening yet
             }
-            catch [Management.Automation.MethodInvocationException] { }   # no socket yet
-            # A poll a millisecond: back-to-back connections while the engine builds the machine would take CPU from it.
+            # A poll a millisecond: back-to-back polls while the engine builds the machine would take CPU from it.
             [Threading.Thread]::Sleep(1)
         }
         $directMs = $clock.Elapsed.TotalMilliseconds
@@ -130,11 +144,14 @@ try {
     function Row([string] $what, [double[]] $v) { '| {0} | {1:F0} ({2:F0}-{3:F0}) |' -f $what, (Median $v), ($v | Measure-Object -Minimum).Minimum, ($v | Measure-Object -Maximum).Maximum }
     "| figure | ms, median (min-max), $Runs runs |"
     '|---|---|'
-    Row 'pwsh start, bare (`pwsh -NoProfile -NonInteractive -Command ''$null''`)' $bare
-    Row 'pwsh start with `Import-Module out/Xhyve/Xhyve.psd1`' $imported
-    '| **Import-Module, added to a pwsh start** | **{0:F0}** |' -f ((Median $imported) - (Median $bare))
-    Row 'Import-Module, timed inside pwsh (Stopwatch)' $inside
-    Row 'first `Get-XhyveVM` after the import (empty store)' $firstCommand
+    Row 'pwsh start, bare (`pwsh -NoProfile -NonInteractive -Command ''$null''`)' $figures.bare
+    Row 'pwsh start with `Import-Module out/Xhyve/Xhyve.psd1`' $figures.imported
+    '| **Import-Module, added to a pwsh start** (difference of the medians) | **{0:F0}** |' -f ((Median $figures.imported) - (Median $figures.bare))
+    Row 'Import-Module Xhyve.psd1, timed inside a fresh pwsh (Stopwatch)' $figures.cold
+    Row 'first `Get-XhyveVM` after it (empty store)' $figures.first
+    Row 'a first Import-Module of a one-function script module (PowerShell''s own module code)' $figures.empty
+    Row '**Import-Module Xhyve.psd1 after that one: the module''s own cost**' $figures.warm
+    Row 'of which the binary module alone (Xhyve.PowerShell.dll, no format and types files)' $figures.dll
     Row 'engine alone, started directly, control socket polled until Running' $direct
     Row 'management library from the same pwsh (store + detached launch + wait)' $library
     Row '`New-XhyveVM \| Start-XhyveVM -PassThru \| Wait-XhyveVM -For Running`' $cmdlets
