@@ -9,11 +9,10 @@
        Import-Module and the first Get-XhyveVM (empty store); a one-function script module's import followed by the
        module's (the first import of any module pays for PowerShell's own module code, so the second figure is the
        module's own cost); and after that warm-up, Xhyve.PowerShell.dll alone (without the format and types files).
-    2. Time to a running VM, three ways per round, interleaved, in this process (module imported, one warm-up round):
+    2. Time to a running VM, two ways per round, interleaved, in this process (module imported, one warm-up round):
        - engine alone: the engine started as a child process with the arguments the module gave it in the warm-up
          round (read from /proc/PID/cmdline, its VM folder swapped for a folder of its own), its control socket
          polled until `state` says Running;
-       - the management library, called from this script (VmStore.Create, EngineHost.Start, EngineHost.WaitFor);
        - the cmdlets: New-XhyveVM | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running.
     The guest is tests/guests hello.elf with spin=1 (prints "ready" and idles), 64 MiB, 1 vCPU, ACPI.
 #>
@@ -32,6 +31,7 @@ function Median([double[]] $values) {
 }
 
 # The pwsh users start (a .NET global tool runs as `dotnet pwsh.dll`, so this process's own path would not do).
+$loadStart = ((Get-Content /proc/loadavg) -split ' ')[0]
 $pwsh = (Get-Command pwsh -CommandType Application -TotalCount 1).Source
 # A short folder: the engine's control socket path must fit in a Unix socket address (107 bytes).
 $work = (New-Item -ItemType Directory -Path (Join-Path ([IO.Path]::GetTempPath()) "xhyve-mbench-$PID")).FullName
@@ -71,11 +71,7 @@ try {
     # ---- 2. Time to Running ----
     Import-Module $Module
     $engine = Join-Path (Split-Path $Module) 'xhyve'
-    $store = [Xhyve.Management.Store.VmStore]::new($env:XHYVE_HOME)
-    $engines = [Xhyve.Management.Engine.EngineHost]::new($store, $engine)
-    $isRunning = [Func[Xhyve.Management.Engine.VmStatus, bool]] { param($s) $s.State -eq 'Running' }
     $direct = [Collections.Generic.List[double]]::new()
-    $library = [Collections.Generic.List[double]]::new()
     $cmdlets = [Collections.Generic.List[double]]::new()
     $engineArgs = $null
     for ($i = 0; $i -le $Runs; $i++) {
@@ -122,24 +118,13 @@ try {
         $process.Kill(); $process.WaitForExit(); $process.Dispose()
         Remove-Item -Recurse -Force $folder
 
-        # The management library, called from here.
-        $name = "library$i"
-        $clock.Restart()
-        $definition = [Xhyve.Management.Model.VirtualMachine]::new()
-        $definition.Name = $name; $definition.MultibootPath = $Guest; $definition.KernelCommandLine = 'spin=1'; $definition.MemoryStartupBytes = 64MB
-        $null = $engines.Start($store.Create($definition), [TimeSpan]::FromSeconds(30))
-        $null = $engines.WaitFor($name, $isRunning, [TimeSpan]::FromSeconds(30), $null)
-        $libraryMs = $clock.Elapsed.TotalMilliseconds
-        $null = $engines.TurnOff($name)
-        $null = $store.Remove($name)
-
         if ($i -eq 0) { continue }
-        $direct.Add($directMs); $library.Add($libraryMs); $cmdlets.Add($cmdletsMs)
+        $direct.Add($directMs); $cmdlets.Add($cmdletsMs)
     }
 
     $kvm = if (Test-Path /sys/module/kvm_intel) { 'kvm_intel' } elseif (Test-Path /sys/module/kvm_amd) { 'kvm_amd' } elseif (Test-Path /sys/module/kvm_pvm) { 'kvm_pvm' } else { 'unknown' }
     $load = (Get-Content /proc/loadavg) -split ' '
-    "Host: $([Environment]::ProcessorCount) CPUs, $(uname -r), KVM module: $kvm; PowerShell $($PSVersionTable.PSVersion); load average $($load[0]) at the end; $Runs runs each (median, min-max)"
+    "Host: $([Environment]::ProcessorCount) CPUs, $(uname -r), KVM module: $kvm; PowerShell $($PSVersionTable.PSVersion); load average $loadStart at the start, $($load[0]) at the end; $Runs runs each (median, min-max)"
     ''
     function Row([string] $what, [double[]] $v) { '| {0} | {1:F0} ({2:F0}-{3:F0}) |' -f $what, (Median $v), ($v | Measure-Object -Minimum).Minimum, ($v | Measure-Object -Maximum).Maximum }
     "| figure | ms, median (min-max), $Runs runs |"
@@ -153,10 +138,8 @@ try {
     Row '**Import-Module Xhyve.psd1 after that one: the module''s own cost**' $figures.warm
     Row 'of which the binary module alone (Xhyve.PowerShell.dll, no format and types files)' $figures.dll
     Row 'engine alone, started directly, control socket polled until Running' $direct
-    Row 'management library from the same pwsh (store + detached launch + wait)' $library
     Row '`New-XhyveVM \| Start-XhyveVM -PassThru \| Wait-XhyveVM -For Running`' $cmdlets
     '| **added by the module over the engine alone** | **{0:F0}** (target <= 50) |' -f ((Median $cmdlets) - (Median $direct))
-    '| of which the cmdlets over the library | {0:F0} |' -f ((Median $cmdlets) - (Median $library))
 }
 finally {
     Get-Module Xhyve | ForEach-Object {
