@@ -13,7 +13,8 @@
        - engine alone: the engine started as a child process with the arguments the module gave it in the warm-up
          round (read from /proc/PID/cmdline, its VM folder swapped for a folder of its own), its control socket
          polled until `state` says Running;
-       - the cmdlets: New-XhyveVM | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running.
+       - the cmdlets: New-XhyveVM | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running; and the same three one
+         statement at a time, each timed, to show where the time goes.
     The guest is tests/guests hello.elf with spin=1 (prints "ready" and idles), 64 MiB, 1 vCPU, ACPI.
 #>
 param(
@@ -73,6 +74,7 @@ try {
     $engine = Join-Path (Split-Path $Module) 'xhyve'
     $direct = [Collections.Generic.List[double]]::new()
     $cmdlets = [Collections.Generic.List[double]]::new()
+    $stages = @{ New = [Collections.Generic.List[double]]::new(); Start = [Collections.Generic.List[double]]::new(); Wait = [Collections.Generic.List[double]]::new() }
     $engineArgs = $null
     for ($i = 0; $i -le $Runs; $i++) {
         $clock = [Diagnostics.Stopwatch]::new()
@@ -118,8 +120,21 @@ try {
         $process.Kill(); $process.WaitForExit(); $process.Dispose()
         Remove-Item -Recurse -Force $folder
 
+        # The same three cmdlets one statement at a time: where the pipeline's time goes.
+        $name = "staged$i"
+        $clock.Restart()
+        $vm = New-XhyveVM $name -MultibootPath $Guest -KernelCommandLine spin=1 -MemoryStartupBytes 64MB
+        $newMs = $clock.Elapsed.TotalMilliseconds; $clock.Restart()
+        $vm = $vm | Start-XhyveVM -PassThru
+        $startMs = $clock.Elapsed.TotalMilliseconds; $clock.Restart()
+        $vm = $vm | Wait-XhyveVM -For Running
+        $waitMs = $clock.Elapsed.TotalMilliseconds
+        if ($vm.State -ne 'Running') { throw "$name is $($vm.State)" }
+        Stop-XhyveVM $name -TurnOff
+        Remove-XhyveVM $name -Confirm:$false
+
         if ($i -eq 0) { continue }
-        $direct.Add($directMs); $cmdlets.Add($cmdletsMs)
+        $direct.Add($directMs); $cmdlets.Add($cmdletsMs); $stages.New.Add($newMs); $stages.Start.Add($startMs); $stages.Wait.Add($waitMs)
     }
 
     $kvm = if (Test-Path /sys/module/kvm_intel) { 'kvm_intel' } elseif (Test-Path /sys/module/kvm_amd) { 'kvm_amd' } elseif (Test-Path /sys/module/kvm_pvm) { 'kvm_pvm' } else { 'unknown' }
@@ -140,6 +155,9 @@ try {
     Row 'engine alone, started directly, control socket polled until Running' $direct
     Row '`New-XhyveVM \| Start-XhyveVM -PassThru \| Wait-XhyveVM -For Running`' $cmdlets
     '| **added by the module over the engine alone** | **{0:F0}** (target <= 50) |' -f ((Median $cmdlets) - (Median $direct))
+    Row 'one at a time: `New-XhyveVM` (store the VM)' $stages.New
+    Row 'one at a time: `Start-XhyveVM -PassThru` (detached launch, wait for the control socket and the vCPUs)' $stages.Start
+    Row 'one at a time: `Wait-XhyveVM -For Running`' $stages.Wait
 }
 finally {
     Get-Module Xhyve | ForEach-Object {
