@@ -109,6 +109,7 @@ foreach ($t in $Task) {
             Invoke-Native bash @((Join-Path $root 'bench/storage.sh'))
             Invoke-Native bash @((Join-Path $root 'bench/management.sh'))
             Invoke-Native bash @((Join-Path $root 'bench/linux.sh'))
+            Invoke-Native bash @((Join-Path $root 'bench/module.sh'))
         }
         'Clean' {
             Invoke-Native dotnet @('clean', (Join-Path $root 'XhyvePS.sln'), '--nologo')
