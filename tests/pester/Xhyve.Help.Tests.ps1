@@ -249,7 +249,10 @@ Describe 'The help examples' -Tag 'Help' {
         $images = if ($entry.ContainsKey('Images')) { $entry.Images } else { @('web.img', 'base.img', 'old.img') }
         foreach ($image in $images) { $f = [IO.File]::Create((Join-Path $work $image)); $f.SetLength(16MB); $f.Dispose() }
         Set-Location $work
+        # A setup that goes wrong stops the test here, with its own error, rather than failing the example later.
+        $ErrorActionPreference = 'Stop'
         if ($entry.Setup) { & $setups[$entry.Setup] }
+        $ErrorActionPreference = 'Continue'
 
         if ($entry.Terminal) {
             $run = Invoke-ExampleInTerminal $Code $work
@@ -269,5 +272,24 @@ Describe 'The help examples' -Tag 'Help' {
         else {
             $errors | Should -BeNullOrEmpty -Because "the example must run without errors; its output was:`n$($run.Output)"
         }
+    }
+}
+
+Describe 'The packaged help' -Tag 'Help' {
+    It 'Get-Help about_Xhyve shows the about topic from the module''s en-US folder' {
+        Join-Path (Split-Path $module) 'en-US/about_Xhyve.help.txt' | Should -Exist
+        $topic = Get-Help about_Xhyve | Out-String
+        $topic | Should -Match 'SHORT DESCRIPTION'
+        $topic | Should -Match 'XHYVE_HOME'
+        $topic | Should -Match 'NotResponding'
+        $topic | Should -Not -Match '\]\('   # markdown links became their text
+    }
+    It 'shows a parameter''s default from the code, and related links that end with about_Xhyve' {
+        (Get-Help Stop-XhyveVM -Parameter TimeoutSec).defaultValue | Should -Be '60'
+        (Get-Help New-XhyveVM -Parameter MemoryStartupBytes).defaultValue | Should -Be '256MB'
+        (Get-Help Add-XhyveDisk -Parameter Slot).defaultValue | Should -Be 'The lowest free slot from 2'
+        $links = (Get-Help Start-XhyveVM -Full).relatedLinks.navigationLink.linkText
+        $links | Should -Contain 'Wait-XhyveVM'
+        $links[-1] | Should -Be 'about_Xhyve'
     }
 }
