@@ -28,6 +28,8 @@ BeforeAll {
     $env:XHYVE_HOME = Join-Path ([IO.Path]::GetTempPath()) "xhyve-help-$PID"
     Import-Module $module -Force
     $script:kvm = Test-Path /dev/kvm
+    $script:background = $null   # a setup's background shutdown, if any
+    $script:work = $null         # the running example's working folder
     $script:fixtures = Join-Path $env:XHYVE_HOME 'fixtures'
     New-Item -ItemType Directory -Force $fixtures | Out-Null
 
@@ -232,29 +234,29 @@ Describe 'The help examples' -Tag 'Help' {
 
     It '<Topic> example <Number>: <Title>' -ForEach $helpExamples {
         $entry = if ($Examples.ContainsKey($Id)) { $Examples[$Id] } else { @{} }
-        if ($entry.Kvm -and -not $kvm) { Set-ItResult -Skipped -Because '/dev/kvm is absent: the example starts a VM'; return }
-        if ($entry.Needs -and -not (Get-Command $entry.Needs[0]).Parameters.ContainsKey($entry.Needs[1])) {
-            Set-ItResult -Skipped -Because "$($entry.Needs[0]) has no -$($entry.Needs[1]) yet (another change adds it)"; return
+        if ($entry['Kvm'] -and -not $kvm) { Set-ItResult -Skipped -Because '/dev/kvm is absent: the example starts a VM'; return }
+        if ($entry['Needs'] -and -not (Get-Command $entry['Needs'][0]).Parameters.ContainsKey($entry['Needs'][1])) {
+            Set-ItResult -Skipped -Because "$($entry['Needs'][0]) has no -$($entry['Needs'][1]) yet (another change adds it)"; return
         }
-        if ($entry.Passt -and -not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
+        if ($entry['Passt'] -and -not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
             Set-ItResult -Skipped -Because 'passt is not installed: the example starts a user-mode network adapter'; return
         }
-        if ($entry.Port) {
-            try { $probe = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Any, $entry.Port); $probe.Start(); $probe.Stop() }
-            catch { Set-ItResult -Skipped -Because "host port $($entry.Port), which the example forwards, is in use on this machine"; return }
+        if ($entry['Port']) {
+            try { $probe = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Any, $entry['Port']); $probe.Start(); $probe.Stop() }
+            catch { Set-ItResult -Skipped -Because "host port $($entry['Port']), which the example forwards, is in use on this machine"; return }
         }
         $script:work = Join-Path $env:XHYVE_HOME "work-$Id"
         New-Item -ItemType Directory -Force $work | Out-Null
         Copy-Item (Join-Path $fixtures 'vmlinuz'), (Join-Path $fixtures 'initrd.gz') $work
-        $images = if ($entry.ContainsKey('Images')) { $entry.Images } else { @('web.img', 'base.img', 'old.img') }
+        $images = if ($entry.ContainsKey('Images')) { $entry['Images'] } else { @('web.img', 'base.img', 'old.img') }
         foreach ($image in $images) { $f = [IO.File]::Create((Join-Path $work $image)); $f.SetLength(16MB); $f.Dispose() }
         Set-Location $work
         # A setup that goes wrong stops the test here, with its own error, rather than failing the example later.
         $ErrorActionPreference = 'Stop'
-        if ($entry.Setup) { & $setups[$entry.Setup] }
+        if ($entry['Setup']) { & $setups[$entry['Setup']] }
         $ErrorActionPreference = 'Continue'
 
-        if ($entry.Terminal) {
+        if ($entry['Terminal']) {
             $run = Invoke-ExampleInTerminal $Code $work
             $run.Output | Should -Match "Connected to web's console" -Because $run.Output
             $run.Output | Should -Match 'web login:' -Because 'the -History replay shows what the guest printed before'
@@ -265,9 +267,9 @@ Describe 'The help examples' -Tag 'Help' {
         }
         $run = Invoke-Example $Code $work
         $errors = $run.Errors | ForEach-Object { "$($_.FullyQualifiedErrorId): $($_.Exception.Message)" }
-        if ($entry.ExpectError) {
-            $errors | Should -HaveCount 1 -Because "the example documents one error ($($entry.ExpectError)); got: $($errors -join '; ')"
-            $run.Errors[0].FullyQualifiedErrorId | Should -BeLike "$($entry.ExpectError),*"
+        if ($entry['ExpectError']) {
+            $errors | Should -HaveCount 1 -Because "the example documents one error ($($entry['ExpectError'])); got: $($errors -join '; ')"
+            $run.Errors[0].FullyQualifiedErrorId | Should -BeLike "$($entry['ExpectError']),*"
         }
         else {
             $errors | Should -BeNullOrEmpty -Because "the example must run without errors; its output was:`n$($run.Output)"
