@@ -34,6 +34,7 @@ public static class CmdletMetadata
         using var pe = new PEReader(File.OpenRead(assemblyPath));
         var md = pe.GetMetadataReader();
         var types = new TypeNames(md);
+        var enums = new EnumNames(md, Path.GetDirectoryName(Path.GetFullPath(assemblyPath)));
         var cmdlets = new List<CmdletInfo>();
         foreach (var handle in md.TypeDefinitions)
         {
@@ -47,7 +48,7 @@ public static class CmdletMetadata
                 .ToList();
             var parameters = new List<ParameterInfo>();
             for (TypeDefinition? t = type; t != null; t = BaseOf(md, t.Value))
-                parameters.AddRange(Parameters(pe, md, t.Value, types));
+                parameters.AddRange(Parameters(pe, md, t.Value, types, enums));
             cmdlets.Add(new CmdletInfo($"{md.GetString(type.Namespace)}.{md.GetString(type.Name)}", (string)value.FixedArguments[0].Value!, (string)value.FixedArguments[1].Value!,
                 Named(value, "SupportsShouldProcess", false), Named(value, "ConfirmImpact", 2), Named<string?>(value, "DefaultParameterSetName", null), outputs, parameters));
         }
@@ -57,7 +58,7 @@ public static class CmdletMetadata
     private static TypeDefinition? BaseOf(MetadataReader md, TypeDefinition type) =>
         type.BaseType.Kind == HandleKind.TypeDefinition ? md.GetTypeDefinition((TypeDefinitionHandle)type.BaseType) : null;
 
-    private static IEnumerable<ParameterInfo> Parameters(PEReader pe, MetadataReader md, TypeDefinition type, TypeNames types)
+    private static IEnumerable<ParameterInfo> Parameters(PEReader pe, MetadataReader md, TypeDefinition type, TypeNames types, EnumNames enums)
     {
         string declaring = $"{md.GetString(type.Namespace)}.{md.GetString(type.Name)}";
         var defaults = Initializers.Read(pe, md, type);
@@ -69,7 +70,7 @@ public static class CmdletMetadata
                 .SelectMany(a => ((ImmutableArray<CustomAttributeTypedArgument<string>>)a.Value.FixedArguments[0].Value!).Select(x => (string)x.Value!)).ToList();
             bool wildcards = attributes.Any(a => a.Name == "System.Management.Automation.SupportsWildcardsAttribute");
             string propertyType = property.DecodeSignature(types, null).ReturnType;
-            string? defaultValue = defaults.TryGetValue(md.GetString(property.Name), out var initial) ? Initializers.Show(md, initial, propertyType) : null;
+            string? defaultValue = defaults.TryGetValue(md.GetString(property.Name), out var initial) ? Initializers.Show(enums, initial, propertyType) : null;
             foreach (var p in attributes.Where(a => a.Name == "System.Management.Automation.ParameterAttribute"))
                 yield return new ParameterInfo(md.GetString(property.Name), propertyType, Named(p.Value, "ParameterSetName", ParameterInfo.AllSets),
                     Named(p.Value, "Mandatory", false), Named(p.Value, "Position", int.MinValue), Named(p.Value, "ValueFromPipeline", false),

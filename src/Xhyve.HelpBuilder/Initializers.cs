@@ -112,13 +112,13 @@ public static class Initializers
     }
 
     /// <summary>The value as help's "Default value:" shows it: an enum by its member's name, sizes of whole MB as
-    /// PowerShell writes them (256MB), arrays comma separated; null and empty arrays are None.</summary>
-    public static string? Show(MetadataReader md, object? value, string type) => value switch
+    /// PowerShell writes them (256MB), arrays comma separated; null, "" and empty arrays are None (null).</summary>
+    public static string? Show(EnumNames enums, object? value, string type) => value switch
     {
         null => null,
         object?[] { Length: 0 } => null,
-        object?[] items => string.Join(", ", items.Select(x => Show(md, x, type.TrimEnd('[', ']')) ?? "$null")),
-        long n when EnumMember(md, type, n) is string member => member,
+        object?[] items => string.Join(", ", items.Select(x => Show(enums, x, type.TrimEnd('[', ']')) ?? "$null")),
+        long n when enums.Name(type, n) is string member => member,
         long n when n >= 1 << 20 && n % (1 << 20) == 0 => n % (1L << 30) == 0 ? $"{n >> 30}GB" : $"{n >> 20}MB",
         long n => n.ToString(CultureInfo.InvariantCulture),
         double d => d.ToString(CultureInfo.InvariantCulture),
@@ -126,25 +126,6 @@ public static class Initializers
         string s => s,
         _ => null,
     };
-
-    /// <summary>The name of the member of <paramref name="type"/> (an enum of this assembly) whose value is <paramref name="n"/>.</summary>
-    private static string? EnumMember(MetadataReader md, string type, long n)
-    {
-        foreach (var handle in md.TypeDefinitions)
-        {
-            var t = md.GetTypeDefinition(handle);
-            if ($"{md.GetString(t.Namespace)}.{md.GetString(t.Name)}" != type) continue;
-            foreach (var f in t.GetFields())
-            {
-                var field = md.GetFieldDefinition(f);
-                if (field.GetDefaultValue().IsNil) continue;
-                var reader = md.GetBlobReader(md.GetConstant(field.GetDefaultValue()).Value);
-                long v = reader.Length switch { 1 => reader.ReadSByte(), 2 => reader.ReadInt16(), 4 => reader.ReadInt32(), _ => reader.ReadInt64() };
-                if (v == n) return md.GetString(field.Name);
-            }
-        }
-        return null;
-    }
 
     /// <summary>Decodes just enough of a signature to count its parameters.</summary>
     private sealed class ArityProvider : ISignatureTypeProvider<int, object?>
@@ -164,5 +145,58 @@ public static class Initializers
         public int GetTypeFromDefinition(MetadataReader reader, TypeDefinitionHandle handle, byte rawTypeKind) => 0;
         public int GetTypeFromReference(MetadataReader reader, TypeReferenceHandle handle, byte rawTypeKind) => 0;
         public int GetTypeFromSpecification(MetadataReader reader, object? genericContext, TypeSpecificationHandle handle, byte rawTypeKind) => 0;
+    }
+}
+
+/// <summary>Enum members by value, for the enums of the cmdlet assembly and of the assemblies beside it (a
+/// parameter's enum may live in a library, e.g. Xhyve.Vmm's NetBackendKind).</summary>
+public sealed class EnumNames(MetadataReader md, string? directory)
+{
+    private Dictionary<string, Dictionary<long, string>>? _all;
+
+    public string? Name(string type, long value)
+    {
+        _all ??= Load();
+        return _all.TryGetValue(type, out var members) && members.TryGetValue(value, out var name) ? name : null;
+    }
+
+    private Dictionary<string, Dictionary<long, string>> Load()
+    {
+        var all = new Dictionary<string, Dictionary<long, string>>();
+        Add(md, all);
+        if (directory == null || !Directory.Exists(directory)) return all;
+        foreach (var file in Directory.GetFiles(directory, "*.dll"))
+        {
+            try
+            {
+                using var pe = new PEReader(File.OpenRead(file));
+                if (pe.HasMetadata) Add(pe.GetMetadataReader(), all);
+            }
+            catch (BadImageFormatException) { }   // a native library beside the assemblies
+        }
+        return all;
+    }
+
+    private static void Add(MetadataReader md, Dictionary<string, Dictionary<long, string>> all)
+    {
+        foreach (var handle in md.TypeDefinitions)
+        {
+            var t = md.GetTypeDefinition(handle);
+            if (t.BaseType.Kind != HandleKind.TypeReference) continue;
+            var baseType = md.GetTypeReference((TypeReferenceHandle)t.BaseType);
+            if (md.GetString(baseType.Namespace) != "System" || md.GetString(baseType.Name) != "Enum") continue;
+            string name = $"{md.GetString(t.Namespace)}.{md.GetString(t.Name)}";
+            if (all.ContainsKey(name) || t.IsNested) continue;
+            var members = new Dictionary<long, string>();
+            foreach (var f in t.GetFields())
+            {
+                var field = md.GetFieldDefinition(f);
+                if (field.GetDefaultValue().IsNil) continue;
+                var reader = md.GetBlobReader(md.GetConstant(field.GetDefaultValue()).Value);
+                long v = reader.Length switch { 1 => reader.ReadSByte(), 2 => reader.ReadInt16(), 4 => reader.ReadInt32(), _ => reader.ReadInt64() };
+                members.TryAdd(v, md.GetString(field.Name));
+            }
+            all[name] = members;
+        }
     }
 }

@@ -58,6 +58,16 @@ public sealed class HelpTests
     }
 
     [Fact]
+    public void AnEnumDefault_IsShownByItsMembersName_FromThisAssemblyOrOneBesideIt()
+    {
+        using var pe = new System.Reflection.PortableExecutable.PEReader(File.OpenRead(Assembly));
+        var enums = new EnumNames(System.Reflection.Metadata.PEReaderExtensions.GetMetadataReader(pe), Path.GetDirectoryName(Assembly));
+        Assert.Equal("Off", Initializers.Show(enums, 1L, "Xhyve.PowerShell.Cmdlets.XhyveWaitFor"));
+        Assert.Equal("Tap", Initializers.Show(enums, (long)Xhyve.Vmm.Config.NetBackendKind.Tap, "Xhyve.Vmm.Config.NetBackendKind"));   // in Xhyve.Vmm.dll
+        Assert.Equal("7", Initializers.Show(enums, 7L, "Xhyve.PowerShell.Cmdlets.XhyveWaitFor"));   // no such member: the number
+    }
+
+    [Fact]
     public void TheCheck_FindsAKnownDefaultLeftNone_AndKeepsAWrittenOneTheCodeCannotShow()
     {
         var problems = ProblemsAfter(("Stop-XhyveVM.md", text => ReplaceDefault(text, "TimeoutSec", "60", "None")),
