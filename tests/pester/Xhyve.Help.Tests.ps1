@@ -163,7 +163,8 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
 
     # Example id -> what it needs. Setup: a key of $setups (none: a fresh store). Images: the disk images the
     # working folder holds (default web.img, base.img, old.img). Kvm: it starts a VM. Terminal: it is interactive.
-    # ExpectError: the error id the example documents. Needs: a parameter another change adds; skipped until then.
+    # ExpectError: the error id the example documents. Then: what else the example's explanation promises, given
+    # the run (Output, Errors). Needs: a parameter another change adds; skipped until then.
     # Passt/Port: it starts a user-mode adapter that forwards this host port.
     $script:Examples = @{
         'about_Xhyve-1'                   = @{ Images = @(); Kvm = $true; Passt = $true; Port = 8080 }
@@ -174,8 +175,12 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'Add-XhyveNetworkAdapter-2'       = @{ Setup = 'web' }
         'Connect-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true; Terminal = $true }
         'ConvertFrom-XhyveCommandLine-1'  = @{ Images = @('hdd.img') }
-        'Get-XhyveConsoleOutput-1'        = @{ Setup = 'web-running'; Kvm = $true }
-        'Get-XhyveConsoleOutput-2'        = @{ Setup = 'web-stops-soon'; Kvm = $true }
+        'Get-XhyveConsoleOutput-1'        = @{ Setup = 'web-running'; Kvm = $true; Then = { param($run) $run.Output | Should -Match 'web login:' } }
+        'Get-XhyveConsoleOutput-2'        = @{ Setup = 'web-stops-soon'; Kvm = $true; Then = {
+                param($run)
+                $run.Output | Should -Match 'web login:'
+                (Get-XhyveVM web).State | Should -Be 'Off' -Because '-Wait ends when the VM is off'
+            } }
         'Get-XhyveDisk-1'                 = @{ Setup = 'web-disks' }
         'Get-XhyveNetworkAdapter-1'       = @{ Setup = 'web-adapters' }
         'Get-XhyveNetworkAdapter-2'       = @{ Setup = 'web-adapters' }
@@ -197,10 +202,17 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'Set-XhyveNetworkAdapter-3'       = @{ Setup = 'web-adapters' }
         'Set-XhyveVM-1'                   = @{ Setup = 'web' }
         'Set-XhyveVM-2'                   = @{ Setup = 'web' }
-        'Set-XhyveVM-3'                   = @{ Setup = 'web'; ExpectError = 'InvalidVMDefinition' }
+        'Set-XhyveVM-3'                   = @{ Setup = 'web'; ExpectError = 'InvalidVMDefinition'; Then = {
+                param($run)
+                $run.Errors[0].Exception.Message | Should -Match "ExtraArguments '-m 4G': the memory size belongs to the VM; set MemoryStartupBytes"
+                (Get-XhyveVM web).ExtraArguments | Should -BeNullOrEmpty -Because 'nothing is stored'
+            } }
         'Start-XhyveVM-1'                 = @{ Setup = 'web'; Kvm = $true }
         'Start-XhyveVM-2'                 = @{ Setup = 'web-and-db'; Kvm = $true }
-        'Stop-XhyveVM-1'                  = @{ Setup = 'web-running'; Kvm = $true }
+        'Stop-XhyveVM-1'                  = @{ Setup = 'web-running'; Kvm = $true; Then = {
+                $vm = Get-XhyveVM web
+                ($vm.State, $vm.ExitCode) | Should -Be @('Off', 0) -Because 'the guest shut down through the power button'
+            } }
         'Stop-XhyveVM-2'                  = @{ Setup = 'web-running'; Kvm = $true }
         'Suspend-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true }
         'Wait-XhyveVM-1'                  = @{ Setup = 'web'; Kvm = $true }
@@ -274,6 +286,7 @@ Describe 'The help examples' -Tag 'Help' {
         else {
             $errors | Should -BeNullOrEmpty -Because "the example must run without errors; its output was:`n$($run.Output)"
         }
+        if ($entry['Then']) { & $entry['Then'] $run }
     }
 }
 
