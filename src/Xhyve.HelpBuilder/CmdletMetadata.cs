@@ -7,9 +7,12 @@ namespace Xhyve.HelpBuilder;
 
 /// <summary>One [Parameter] of a property (a property in several sets has one per set). <see cref="DeclaringType"/>
 /// is the class that declares it, for its documentation comment. <see cref="DefaultValue"/> is the property's
-/// initializer as help shows it (e.g. 60, 256MB, Running), or null when the code sets none the metadata shows.</summary>
+/// initializer as help shows it (e.g. 60, 256MB, Running), or null when the code sets none the metadata shows.
+/// <see cref="EnumZero"/>: for an enum, its member of value 0, which the property holds without an initializer (C#
+/// emits none for <c>= Enum.ZeroMember</c>).</summary>
 public sealed record ParameterInfo(string Name, string Type, string SetName, bool Mandatory, int Position, bool FromPipeline,
-    bool FromPipelineByPropertyName, IReadOnlyList<string> Aliases, bool SupportsWildcards, string DeclaringType = "", string? DefaultValue = null)
+    bool FromPipelineByPropertyName, IReadOnlyList<string> Aliases, bool SupportsWildcards, string DeclaringType = "", string? DefaultValue = null,
+    string? EnumZero = null)
 {
     public const string AllSets = "__AllParameterSets";
 }
@@ -74,7 +77,7 @@ public static class CmdletMetadata
             foreach (var p in attributes.Where(a => a.Name == "System.Management.Automation.ParameterAttribute"))
                 yield return new ParameterInfo(md.GetString(property.Name), propertyType, Named(p.Value, "ParameterSetName", ParameterInfo.AllSets),
                     Named(p.Value, "Mandatory", false), Named(p.Value, "Position", int.MinValue), Named(p.Value, "ValueFromPipeline", false),
-                    Named(p.Value, "ValueFromPipelineByPropertyName", false), aliases, wildcards, declaring, defaultValue);
+                    Named(p.Value, "ValueFromPipelineByPropertyName", false), aliases, wildcards, declaring, defaultValue, enums.Name(propertyType, 0));
         }
     }
 

@@ -44,6 +44,8 @@ public static class HelpCheck
                 string? written = yaml == null ? null : HelpParameterInfo.WrittenDefault(yaml);
                 if (p.DefaultFromCode && written != null && written != p.DefaultValue)
                     problems.Add($"{file}: -{p.Name}'s default value is {p.DefaultValue} in the code, but the help says {written} (run: Xhyve.HelpBuilder markdown)");
+                else if (p.UnwrittenEnumDefault != null && written is null or "None")
+                    problems.Add($"{file}: -{p.Name}'s default value is left None, but without an argument it is {p.UnwrittenEnumDefault} (the enum's zero member); write that, or what the cmdlet does instead, on its 'Default value:' line");
                 else if (yaml?.Trim() != p.YamlFor(yaml).Trim()) problems.Add($"{file}: -{p.Name}'s yaml differs from the assembly (run: Xhyve.HelpBuilder markdown)");
             }
             foreach (var extra in help.Parameters.Where(x => expected.All(p => p.Name != x.Name)))

@@ -2,9 +2,12 @@ namespace Xhyve.HelpBuilder;
 
 /// <summary>A parameter merged over its parameter sets, as help describes it. <see cref="DefaultFromCode"/>: the
 /// default value is the property's initializer; otherwise the code does not show it (a default computed at run
-/// time, such as the lowest free slot) and the help's own "Default value:" line is kept.</summary>
+/// time, such as the lowest free slot) and the help's own "Default value:" line is kept. <see cref="UnwrittenEnumDefault"/>:
+/// an optional enum parameter without an initializer holds its zero member, which the help must name (or say what
+/// the code does instead); a new section is seeded with it.</summary>
 public sealed record HelpParameterInfo(string Name, string Type, string DeclaringType, IReadOnlyList<string> Sets, IReadOnlyList<string> Aliases,
-    bool Required, string Position, string PipelineInput, bool Globbing, string DefaultValue, string? Description, bool DefaultFromCode = false)
+    bool Required, string Position, string PipelineInput, bool Globbing, string DefaultValue, string? Description, bool DefaultFromCode = false,
+    string? UnwrittenEnumDefault = null)
 {
     public bool IsSwitch => Type == "System.Management.Automation.SwitchParameter";
 
@@ -16,7 +19,8 @@ public sealed record HelpParameterInfo(string Name, string Type, string Declarin
     /// <summary>The yaml block with the default the help wrote, where the code does not know one.</summary>
     public string YamlFor(string? writtenYaml)
     {
-        if (DefaultFromCode || writtenYaml == null) return Yaml;
+        if (DefaultFromCode) return Yaml;
+        if (writtenYaml == null) return YamlWith(UnwrittenEnumDefault ?? DefaultValue);
         string? written = WrittenDefault(writtenYaml);
         return YamlWith(string.IsNullOrWhiteSpace(written) ? DefaultValue : written);
     }
@@ -93,7 +97,8 @@ public static class Syntax
             bool isSwitch = first.Type == "System.Management.Automation.SwitchParameter";
             string? initial = first.DefaultValue;
             return new HelpParameterInfo(first.Name, first.Type, first.DeclaringType, g.Select(p => p.SetName).Distinct().ToList(), first.Aliases,
-                g.All(p => p.Mandatory), position, pipeline, first.SupportsWildcards, initial ?? (isSwitch ? "False" : "None"), null, initial != null || isSwitch);
+                g.All(p => p.Mandatory), position, pipeline, first.SupportsWildcards, initial ?? (isSwitch ? "False" : "None"), null, initial != null || isSwitch,
+                initial == null && !g.All(p => p.Mandatory) ? first.EnumZero : null);
         }).ToList();
         if (cmdlet.SupportsShouldProcess)
         {

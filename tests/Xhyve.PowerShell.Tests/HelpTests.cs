@@ -80,6 +80,19 @@ public sealed class HelpTests
     }
 
     [Fact]
+    public void AnEnumWithoutInitializer_MustHaveItsDefaultWritten_AndANewSectionIsSeededWithItsZeroMember()
+    {
+        // C# emits no initializer for "= XhyveWaitFor.Running" (0): the help must still say Running.
+        var problems = ProblemsAfter(("Wait-XhyveVM.md", text => ReplaceDefault(text, "For", "Running", "None")));
+        Assert.Contains(problems, p => p.Contains("Wait-XhyveVM.md: -For's default value is left None, but without an argument it is Running"));
+        var wait = Cmdlets.Single(c => c.Name == "Wait-XhyveVM");
+        var existing = HelpDocument.Read(Path.Combine(Docs, "Wait-XhyveVM.md"));
+        existing.ParameterYaml.Remove("For");   // as for a parameter the help has no section for yet
+        string written = MarkdownHelpWriter.Write(wait, existing, new DocComments(null));
+        Assert.Matches(@"### -For\n(.*\n)*?Default value: Running\n", written);
+    }
+
+    [Fact]
     public void TheCheck_FindsAnExampleWithoutExplanation_AndMissingRelatedLinks()
     {
         var problems = ProblemsAfter(
