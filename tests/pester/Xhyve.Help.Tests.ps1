@@ -284,7 +284,9 @@ Describe 'The help examples' -Tag 'Help' {
             $run.Errors[0].FullyQualifiedErrorId | Should -BeLike "$($entry['ExpectError']),*"
         }
         else {
-            $errors | Should -BeNullOrEmpty -Because "the example must run without errors; its output was:`n$($run.Output)"
+            # An example new to the docs that needs a VM first fails here until the table gives it a setup: say so.
+            $hint = if ($Examples.ContainsKey($Id)) { '' } else { " ($Id has no entry in the `$Examples table: an example that needs a VM, or files other than ./vmlinuz, ./initrd.gz, ./web.img, ./base.img and ./old.img, needs one)" }
+            $errors | Should -BeNullOrEmpty -Because "the example must run without errors$hint; its output was:`n$($run.Output)"
         }
         if ($entry['Then']) { & $entry['Then'] $run }
     }
