@@ -13,7 +13,12 @@ dotnet publish "$root/src/Xhyve.PowerShell" -c Release -o "$out" --nologo -v qui
 dotnet publish "$root/src/Xhyve.Engine" -c Release -r linux-x64 --self-contained false -o "$out" --nologo -v quiet
 cp "$root"/module/Xhyve.psd1 "$root"/module/*.psm1 "$root"/module/*.ps1xml "$out/"
 # Get-Help reads MAML: built from docs/en-US (platyPS markdown), which the help tests keep in step with the cmdlets.
+# Beside it, the about topics (Get-Help about_Xhyve) as the plain text Get-Help finds in the culture folder.
 dotnet run --project "$root/src/Xhyve.HelpBuilder" -c Release -- maml "$out/Xhyve.PowerShell.dll" "$root/docs/en-US" "$out/en-US/Xhyve.PowerShell.dll-Help.xml"
+if [ ! -s "$out/en-US/about_Xhyve.help.txt" ]; then
+  echo "package-module: $out/en-US/about_Xhyve.help.txt was not written (docs/en-US/about_Xhyve.help.md)" >&2
+  exit 1
+fi
 if [ -e "$out/System.Management.Automation.dll" ]; then
   echo "package-module: System.Management.Automation.dll must come from pwsh, not the module" >&2
   exit 1

@@ -6,9 +6,13 @@ using System.Reflection.PortableExecutable;
 namespace Xhyve.HelpBuilder;
 
 /// <summary>One [Parameter] of a property (a property in several sets has one per set). <see cref="DeclaringType"/>
-/// is the class that declares it, for its documentation comment.</summary>
+/// is the class that declares it, for its documentation comment. <see cref="DefaultValue"/> is the property's
+/// initializer as help shows it (e.g. 60, 256MB, Running), or null when the code sets none the metadata shows.
+/// <see cref="EnumZero"/>: for an enum, its member of value 0, which the property holds without an initializer (C#
+/// emits none for <c>= Enum.ZeroMember</c>).</summary>
 public sealed record ParameterInfo(string Name, string Type, string SetName, bool Mandatory, int Position, bool FromPipeline,
-    bool FromPipelineByPropertyName, IReadOnlyList<string> Aliases, bool SupportsWildcards, string DeclaringType = "")
+    bool FromPipelineByPropertyName, IReadOnlyList<string> Aliases, bool SupportsWildcards, string DeclaringType = "", string? DefaultValue = null,
+    string? EnumZero = null)
 {
     public const string AllSets = "__AllParameterSets";
 }
@@ -33,6 +37,7 @@ public static class CmdletMetadata
         using var pe = new PEReader(File.OpenRead(assemblyPath));
         var md = pe.GetMetadataReader();
         var types = new TypeNames(md);
+        var enums = new EnumNames(md, Path.GetDirectoryName(Path.GetFullPath(assemblyPath)));
         var cmdlets = new List<CmdletInfo>();
         foreach (var handle in md.TypeDefinitions)
         {
@@ -46,7 +51,7 @@ public static class CmdletMetadata
                 .ToList();
             var parameters = new List<ParameterInfo>();
             for (TypeDefinition? t = type; t != null; t = BaseOf(md, t.Value))
-                parameters.AddRange(Parameters(md, t.Value, types));
+                parameters.AddRange(Parameters(pe, md, t.Value, types, enums));
             cmdlets.Add(new CmdletInfo($"{md.GetString(type.Namespace)}.{md.GetString(type.Name)}", (string)value.FixedArguments[0].Value!, (string)value.FixedArguments[1].Value!,
                 Named(value, "SupportsShouldProcess", false), Named(value, "ConfirmImpact", 2), Named<string?>(value, "DefaultParameterSetName", null), outputs, parameters));
         }
@@ -56,9 +61,10 @@ public static class CmdletMetadata
     private static TypeDefinition? BaseOf(MetadataReader md, TypeDefinition type) =>
         type.BaseType.Kind == HandleKind.TypeDefinition ? md.GetTypeDefinition((TypeDefinitionHandle)type.BaseType) : null;
 
-    private static IEnumerable<ParameterInfo> Parameters(MetadataReader md, TypeDefinition type, TypeNames types)
+    private static IEnumerable<ParameterInfo> Parameters(PEReader pe, MetadataReader md, TypeDefinition type, TypeNames types, EnumNames enums)
     {
         string declaring = $"{md.GetString(type.Namespace)}.{md.GetString(type.Name)}";
+        var defaults = Initializers.Read(pe, md, type);
         foreach (var handle in type.GetProperties())
         {
             var property = md.GetPropertyDefinition(handle);
@@ -67,10 +73,11 @@ public static class CmdletMetadata
                 .SelectMany(a => ((ImmutableArray<CustomAttributeTypedArgument<string>>)a.Value.FixedArguments[0].Value!).Select(x => (string)x.Value!)).ToList();
             bool wildcards = attributes.Any(a => a.Name == "System.Management.Automation.SupportsWildcardsAttribute");
             string propertyType = property.DecodeSignature(types, null).ReturnType;
+            string? defaultValue = defaults.TryGetValue(md.GetString(property.Name), out var initial) ? Initializers.Show(enums, initial, propertyType) : null;
             foreach (var p in attributes.Where(a => a.Name == "System.Management.Automation.ParameterAttribute"))
                 yield return new ParameterInfo(md.GetString(property.Name), propertyType, Named(p.Value, "ParameterSetName", ParameterInfo.AllSets),
                     Named(p.Value, "Mandatory", false), Named(p.Value, "Position", int.MinValue), Named(p.Value, "ValueFromPipeline", false),
-                    Named(p.Value, "ValueFromPipelineByPropertyName", false), aliases, wildcards, declaring);
+                    Named(p.Value, "ValueFromPipelineByPropertyName", false), aliases, wildcards, declaring, defaultValue, enums.Name(propertyType, 0));
         }
     }
 

@@ -19,8 +19,10 @@ public static class MamlWriter
 
     private static XElement CommandElement(CmdletInfo cmdlet, HelpDocument help)
     {
-        var parameters = Syntax.Parameters(cmdlet);
         string Describe(HelpParameterInfo p) => help.Parameters.FirstOrDefault(x => x.Name == p.Name)?.Description ?? p.Description ?? "";
+        // A default the code does not show (computed at run time) is the one the help wrote.
+        var parameters = Syntax.Parameters(cmdlet).Select(p => p.DefaultFromCode || !help.ParameterYaml.TryGetValue(p.Name, out var yaml) ? p
+            : p with { DefaultValue = HelpParameterInfo.WrittenDefault(yaml) ?? p.DefaultValue }).ToList();
         return new XElement(Command + "command",
             new XAttribute(XNamespace.Xmlns + "maml", Maml), new XAttribute(XNamespace.Xmlns + "command", Command), new XAttribute(XNamespace.Xmlns + "dev", Dev),
             new XElement(Command + "details",

@@ -30,7 +30,7 @@ public static class MarkdownHelpWriter
         foreach (var p in Syntax.Parameters(cmdlet))
         {
             string? description = existing?.Parameters.FirstOrDefault(x => x.Name == p.Name)?.Description;
-            md.Append($"\n### -{p.Name}\n{Prose(description, p.Description ?? comments.Property(p.DeclaringType, p.Name))}\n\n```yaml\n{p.Yaml}\n```\n");
+            md.Append($"\n### -{p.Name}\n{Prose(description, p.Description ?? comments.Property(p.DeclaringType, p.Name))}\n\n```yaml\n{p.YamlFor(existing?.ParameterYaml.GetValueOrDefault(p.Name))}\n```\n");
         }
         md.Append($"\n### CommonParameters\n{CommonParametersText}\n\n## INPUTS\n");
         foreach (var input in Syntax.InputTypes(cmdlet))

@@ -1,7 +1,8 @@
 using Xhyve.HelpBuilder;
 
 // xhyve-help markdown ASSEMBLY DOCS_DIR   create or update DOCS_DIR/<Cmdlet>.md (prose kept; syntax and yaml regenerated)
-// xhyve-help maml ASSEMBLY DOCS_DIR OUT   write the MAML help file OUT from the markdown
+// xhyve-help maml ASSEMBLY DOCS_DIR OUT   write the MAML help file OUT from the markdown, and beside it
+//                                         about_*.help.txt from DOCS_DIR/about_*.help.md (Get-Help about_Xhyve)
 if (args.Length < 3 || args[0] is not ("markdown" or "maml") || (args[0] == "maml" && args.Length < 4))
 {
     Console.Error.WriteLine("usage: Xhyve.HelpBuilder markdown ASSEMBLY DOCS_DIR | maml ASSEMBLY DOCS_DIR OUT");
@@ -22,7 +23,7 @@ try
             var existing = File.Exists(file) ? HelpDocument.Read(file) : null;
             File.WriteAllText(file, MarkdownHelpWriter.Write(cmdlet, existing, comments));
         }
-        foreach (var stale in Directory.GetFiles(docs, "*.md").Where(f => !cmdlets.Any(c => c.Name == Path.GetFileNameWithoutExtension(f))))
+        foreach (var stale in Directory.GetFiles(docs, "*.md").Where(f => !AboutTopic.IsAboutFile(f) && !cmdlets.Any(c => c.Name == Path.GetFileNameWithoutExtension(f))))
             Console.Error.WriteLine($"{stale}: no cmdlet of that name in {assembly}");
         Console.WriteLine($"{cmdlets.Count} help files in {docs}");
         return 0;
@@ -34,6 +35,13 @@ try
     Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(args[3]))!);
     MamlWriter.Write(pairs).Save(args[3]);
     Console.WriteLine($"{args[3]}: help for {pairs.Count} cmdlets");
+    foreach (var topic in AboutTopic.Files(docs))
+    {
+        // Get-Help finds about topics as about_<Topic>.help.txt in the module's culture folder, beside the MAML.
+        string text = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(args[3]))!, Path.GetFileName(topic)[..^AboutTopic.Suffix.Length] + ".help.txt");
+        File.WriteAllText(text, AboutTopic.Read(topic).ToText());
+        Console.WriteLine($"{text}: from {topic}");
+    }
     return 0;
 }
 catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)

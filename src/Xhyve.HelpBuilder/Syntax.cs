@@ -1,20 +1,42 @@
 namespace Xhyve.HelpBuilder;
 
-/// <summary>A parameter merged over its parameter sets, as help describes it.</summary>
+/// <summary>A parameter merged over its parameter sets, as help describes it. <see cref="DefaultFromCode"/>: the
+/// default value is the property's initializer; otherwise the code does not show it (a default computed at run
+/// time, such as the lowest free slot) and the help's own "Default value:" line is kept. <see cref="UnwrittenEnumDefault"/>:
+/// an optional enum parameter without an initializer holds its zero member, which the help must name (or say what
+/// the code does instead); a new section is seeded with it.</summary>
 public sealed record HelpParameterInfo(string Name, string Type, string DeclaringType, IReadOnlyList<string> Sets, IReadOnlyList<string> Aliases,
-    bool Required, string Position, string PipelineInput, bool Globbing, string DefaultValue, string? Description)
+    bool Required, string Position, string PipelineInput, bool Globbing, string DefaultValue, string? Description, bool DefaultFromCode = false,
+    string? UnwrittenEnumDefault = null)
 {
     public bool IsSwitch => Type == "System.Management.Automation.SwitchParameter";
 
+    public const string DefaultValuePrefix = "Default value: ";
+
     /// <summary>The yaml block of platyPS's parameter section.</summary>
-    public string Yaml => string.Join("\n",
+    public string Yaml => YamlWith(DefaultValue);
+
+    /// <summary>The yaml block with the default the help wrote, where the code does not know one.</summary>
+    public string YamlFor(string? writtenYaml)
+    {
+        if (DefaultFromCode) return Yaml;
+        if (writtenYaml == null) return YamlWith(UnwrittenEnumDefault ?? DefaultValue);
+        string? written = WrittenDefault(writtenYaml);
+        return YamlWith(string.IsNullOrWhiteSpace(written) ? DefaultValue : written);
+    }
+
+    /// <summary>The value of a yaml block's "Default value:" line, or null.</summary>
+    public static string? WrittenDefault(string yaml) => yaml.Replace("\r\n", "\n").Split('\n')
+        .FirstOrDefault(l => l.StartsWith(DefaultValuePrefix.TrimEnd(), StringComparison.Ordinal))?[(DefaultValuePrefix.Length - 1)..].Trim();
+
+    private string YamlWith(string defaultValue) => string.Join("\n",
         $"Type: {Syntax.ShortType(Type)}",
         $"Parameter Sets: {(Sets.Contains(ParameterInfo.AllSets) ? "(All)" : string.Join(", ", Sets))}",
         $"Aliases: {string.Join(", ", Aliases)}".TrimEnd(),
         "",
         $"Required: {Required}",
         $"Position: {Position}",
-        $"Default value: {DefaultValue}",
+        DefaultValuePrefix + defaultValue,
         $"Accept pipeline input: {PipelineInput}",
         $"Accept wildcard characters: {Globbing}");
 }
@@ -73,15 +95,17 @@ public static class Syntax
             var positions = g.Select(p => p.Position).Distinct().ToList();
             string position = positions.Count == 1 && positions[0] != int.MinValue ? positions[0].ToString(System.Globalization.CultureInfo.InvariantCulture) : "Named";
             bool isSwitch = first.Type == "System.Management.Automation.SwitchParameter";
+            string? initial = first.DefaultValue;
             return new HelpParameterInfo(first.Name, first.Type, first.DeclaringType, g.Select(p => p.SetName).Distinct().ToList(), first.Aliases,
-                g.All(p => p.Mandatory), position, pipeline, first.SupportsWildcards, isSwitch ? "False" : "None", null);
+                g.All(p => p.Mandatory), position, pipeline, first.SupportsWildcards, initial ?? (isSwitch ? "False" : "None"), null, initial != null || isSwitch,
+                initial == null && !g.All(p => p.Mandatory) ? first.EnumZero : null);
         }).ToList();
         if (cmdlet.SupportsShouldProcess)
         {
             merged.Add(new HelpParameterInfo("Confirm", "System.Management.Automation.SwitchParameter", "", [ParameterInfo.AllSets], ["cf"], false, "Named", "False", false, "False",
-                "Prompts you for confirmation before running the cmdlet."));
+                "Prompts you for confirmation before running the cmdlet.", true));
             merged.Add(new HelpParameterInfo("WhatIf", "System.Management.Automation.SwitchParameter", "", [ParameterInfo.AllSets], ["wi"], false, "Named", "False", false, "False",
-                "Shows what would happen if the cmdlet runs. The cmdlet is not run."));
+                "Shows what would happen if the cmdlet runs. The cmdlet is not run.", true));
         }
         return merged.OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
     }
