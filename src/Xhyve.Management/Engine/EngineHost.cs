@@ -376,8 +376,8 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     private static extern int kill(int pid, int sig);
 
     /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine
-    /// that is exiting has closed its socket already); null while its engine still answers.</summary>
-    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State is VmState.Running or VmState.Paused
+    /// that is exiting has closed its socket already); null while its engine still answers, or does not answer at all.</summary>
+    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State is VmState.Running or VmState.Paused or VmState.NotResponding
         ? null
         : WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null);
 
