@@ -158,8 +158,9 @@ public static class Program
                 foreach (var s in machine.SerialPorts)
                     foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
 
-                if (cli.ControlSocket != null) control ??= Control.ControlServer.Start(cli.ControlSocket, lifecycle, spec);
+                // Attached before the socket is first served: a client then always finds a machine (Starting).
                 lifecycle.Attach(machine, runner);
+                if (cli.ControlSocket != null) control ??= Control.ControlServer.Start(cli.ControlSocket, lifecycle, spec);
                 runner.Start(machine);
                 var status = runner.WaitForExit();
                 TerminalGuard.RestoreAll();

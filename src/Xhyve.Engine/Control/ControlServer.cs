@@ -249,7 +249,11 @@ public sealed class ControlServer : IDisposable
     /// session belongs to one boot: it ends when the machine stops, a reset included (the new machine has new ports).</summary>
     private async Task StreamConsole(Socket client, bool history, ReadOnlyMemory<byte> pending)
     {
-        if (_lifecycle.Current is not { } boot) { await Send(client, Error("the VM is restarting; connect again once it runs")); return; }
+        // While the machine is built again after a reset, the session waits for the new one (a build takes moments).
+        var boot = _lifecycle.Current;
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); boot == null && !_lifecycle.Ending && waited.Elapsed < ConsoleWaitForBoot; boot = _lifecycle.Current)
+            await Task.Delay(20, _stop.Token);
+        if (boot == null) { await Send(client, Error("the VM has no machine running (it is restarting or being turned off)")); return; }
         var port = boot.Machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? boot.Machine.SerialPorts.FirstOrDefault();
         if (port == null) { await Send(client, Error("the VM has no serial port")); return; }
         long position = history ? 0 : port.Output.Position;
@@ -276,6 +280,9 @@ public sealed class ControlServer : IDisposable
             try { await input; } catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
         }
     }
+
+    /// <summary>How long "console" waits for the machine to be built again after a reset.</summary>
+    private static readonly TimeSpan ConsoleWaitForBoot = TimeSpan.FromSeconds(30);
 
     /// <summary>At most this much client input is taken off the socket before the guest has read it; the rest waits
     /// in the socket, so a client typing faster than the guest reads is slowed to the guest's pace.</summary>
