@@ -27,3 +27,27 @@ function Send-XhyveTestConsole([string] $VMName, [string] $Text) {
     $socket = Join-Path (Get-XhyveVM $VMName).Path 'control.sock'
     $Text | & $xhyve ctl $socket console | Out-Null
 }
+
+# A free UDP port on the host's loopback: bound, noted, and let go for passt to take.
+function Get-XhyveTestFreeUdpPort {
+    $probe = [Net.Sockets.UdpClient]::new([Net.IPEndPoint]::new([Net.IPAddress]::Loopback, 0))
+    try { $probe.Client.LocalEndPoint.Port } finally { $probe.Dispose() }
+}
+
+# Sends a datagram to 127.0.0.1:$HostPort until it comes back (UDP may be dropped until the guest has answered
+# passt's ARP); the reply as text, or $null when none came within 20 tries of 1 s.
+function Invoke-XhyveTestUdpEcho([int] $HostPort, [string] $Text) {
+    $udp = [Net.Sockets.UdpClient]::new()
+    try {
+        $udp.Client.ReceiveTimeout = 1000
+        $udp.Connect([Net.IPAddress]::Loopback, $HostPort)
+        $payload = [Text.Encoding]::ASCII.GetBytes($Text)
+        for ($i = 0; $i -lt 20; $i++) {
+            [void]$udp.Send($payload, $payload.Length)
+            $from = [Net.IPEndPoint]::new([Net.IPAddress]::Any, 0)
+            try { return [Text.Encoding]::ASCII.GetString($udp.Receive([ref]$from)) } catch [Net.Sockets.SocketException] { }
+        }
+        $null
+    }
+    finally { $udp.Dispose() }
+}

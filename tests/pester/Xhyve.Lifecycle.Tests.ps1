@@ -190,3 +190,26 @@ Describe 'An engine that does not respond' -Tag 'Lifecycle' {
         finally { kill -CONT $vm.ProcessId 2>$null }
     }
 }
+
+# Needs passt: run with -PesterTag Network (or Lifecycle).
+Describe 'A reset of a VM with a user-mode network adapter' -Tag 'Lifecycle', 'Network' {
+    It 'builds its passt again: the port forward is bound anew and reaches the guest after the reset' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        if (-not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
+            Set-ItResult -Skipped -Because 'passt is not installed ($XHYVE_PASST, or passt on PATH): user-mode networking needs it'; return
+        }
+        $hostPort = Get-XhyveTestFreeUdpPort
+        New-XhyveVM netreset -MultibootPath (Join-Path $guests 'vnet.elf') -KernelCommandLine 'mode=listen listen=7777 n=1 secs=120' |
+            Add-XhyveNetworkAdapter -PortForward "udp:127.0.0.1:${hostPort}:7777" | Out-Null
+        try {
+            $vm = Start-XhyveVM netreset -PassThru -ErrorAction Stop
+            Wait-XhyveVM netreset -For ConsoleText -Pattern 'XHYVE-TEST listening=' -TimeoutSec 120 -ErrorAction Stop | Out-Null
+            $after = Restart-XhyveVM netreset -Confirm:$false -PassThru -ErrorAction Stop
+            $after.ProcessId | Should -Be $vm.ProcessId
+            # The second boot got its address by DHCP again, through the new passt.
+            Wait-XhyveVM netreset -For ConsoleText -Pattern '(?s)XHYVE-TEST listening=.*XHYVE-TEST listening=' -TimeoutSec 120 -ErrorAction Stop | Out-Null
+            Invoke-XhyveTestUdpEcho $hostPort "after-reset-$hostPort" | Should -Be "after-reset-$hostPort"
+        }
+        finally { if ((Get-XhyveVM netreset).State -ne 'Off') { Stop-XhyveVM netreset -TurnOff } }
+    }
+}
