@@ -74,6 +74,17 @@ public static class Program
 
         """;
 
+    /// <summary>The parser's usage with the engine's own options among the long options, before the exit statuses.</summary>
+    private static string Usage
+    {
+        get
+        {
+            string usage = CommandLineParser.Usage;
+            int at = usage.LastIndexOf("Exit status:", StringComparison.Ordinal);
+            return at < 0 ? usage + Environment.NewLine + EngineUsage : usage[..at] + EngineUsage + usage[at..];
+        }
+    }
+
     /// <summary>Takes --on-reset out of the arguments (it is the engine's, not the VM specification's); a value of
     /// another option that looks like it is left alone.</summary>
     internal static (string[] Arguments, OnReset OnReset) TakeOnReset(string[] args)
@@ -105,7 +116,7 @@ public static class Program
     {
         switch (cli.Action)
         {
-            case CliAction.Help: Console.Out.Write(CommandLineParser.Usage); Console.Out.Write(EngineUsage); return 0;
+            case CliAction.Help: Console.Out.Write(Usage); return 0;
             case CliAction.Version: Console.Out.WriteLine($"xhyve: {Version} (XhyvePS, KVM backend)"); return 0;
             case CliAction.PrintMacs: return PrintMacs(cli.Spec);
         }
