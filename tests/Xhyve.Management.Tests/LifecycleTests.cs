@@ -120,6 +120,18 @@ public sealed class LifecycleTests : IDisposable
     }
 
     [SkippableFact]
+    public void ARebootWithForce_OfAGuestThatDoesNotListenToThePowerButton_ResetsIt_AndWithoutForceIsRefused()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("deaf", "hello", "spin=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        Assert.Contains("power-button event", Assert.Throws<EngineException>(() => _host.Restart("deaf", reboot: true, StartTimeout, force: false)).Message);
+        Assert.Equal(0, _host.GetStatus("deaf").Resets);
+        var restarted = _host.Restart("deaf", reboot: true, StartTimeout, force: true);
+        Assert.Equal((VmState.Running, pid, 1), (restarted.State, restarted.ProcessId, restarted.Resets));
+    }
+
+    [SkippableFact]
     public void AnEngineStoppedWithSigstop_IsNotResponding_WithinASecond_AndTurnOffKillsIt()
     {
         Skip.IfNot(HasKvm, KvmSkipReason);

@@ -98,6 +98,21 @@ public sealed class ResetRestartTests : IDisposable
     }
 
     [SkippableFact]
+    public void Stop_WhileTheMachineIsBuiltAgain_EndsTheEngine_InsteadOfBeingLost()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        // A guest that resets at once spends most of its time between machines once the storm back-off begins.
+        using var p = StartGuest("power", "reset=1", "--on-reset", "restart");
+        WaitForState(s => s.GetProperty("resets").GetInt32() >= Runtime.EngineLifecycle.FreeFastResets + 1);
+        var reply = Ask("stop");
+        Assert.True(reply.GetProperty("ok").GetBoolean(), reply.ToString());
+        Assert.Equal("Stopping", reply.GetProperty("state").GetString());
+        Assert.True(p.WaitForExit(10_000), "the engine went on restarting the machine after 'stop'");
+        Assert.Equal(0, p.ExitCode);
+        Assert.Equal("turned off through the control API", ReadExitFile().GetProperty("reason").GetString());
+    }
+
+    [SkippableFact]
     public void TheResetCommand_ResetsTheMachineInPlace_EvenWithoutOnReset()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
