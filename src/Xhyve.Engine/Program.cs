@@ -27,22 +27,29 @@ public static class Program
         if (args.Length > 0 && args[0] == "disk") return Disk.DiskCommand.Run(args[1..]);
         if (args.Length > 0 && args[0] == "ctl") return Control.ControlCommand.Run(args[1..]);
         CliResult cli;
-        try { cli = CommandLineParser.Parse(args); }
+        OnReset onReset;
+        try
+        {
+            (args, onReset) = TakeOnReset(args);
+            cli = CommandLineParser.Parse(args);
+        }
         catch (CliException e) { return Fail(e.Message); }
         _lastError = null;
         // Before the pid file exists and for the rest of the process: a signal at any point, shutdown included,
         // ends in the cleanup below rather than the signal's default action.
         if (cli.Action == CliAction.Run) _signals = EngineSignals.Register(ShutdownTimeout);
-        int code = Run(cli);
+        int code = Run(cli, onReset);
         // The exit file before the pid file goes: whoever watches sees the engine end with its status, never
         // a moment where it is gone without one.
-        if (cli.ExitFile != null && cli.Action == CliAction.Run && !_exitFileRefused) Control.ExitFile.Write(cli.ExitFile, code, _lastError);
+        if (cli.ExitFile != null && cli.Action == CliAction.Run && !_exitFileRefused) Control.ExitFile.Write(cli.ExitFile, code, _lastError, _resets);
         _pidFile?.Dispose();
         return code;
     }
 
     /// <summary>The last message printed for an error or stop, for the exit file.</summary>
     private static string? _lastError;
+    /// <summary>How many times the machine was reset and built again, for the exit file.</summary>
+    private static int _resets;
     private static PidFile? _pidFile;
     /// <summary>Held for the process's life: a registration that is collected unregisters its signal.</summary>
     private static EngineSignals? _signals;
@@ -59,11 +66,57 @@ public static class Program
         return 0;
     }
 
-    private static int Run(CliResult cli)
+    /// <summary>Engine options the VM specification's parser does not know, listed after its usage.</summary>
+    public const string EngineUsage = """
+               --on-reset=exit|restart: what a guest reset does: exit (default, as xhyve: exit status 2) or
+                   restart (build the machine again in this process, keeping the pid, control socket and console
+                   log; a guest resetting within 1 s of starting 10 times in a row ends the engine with status 2)
+
+        """;
+
+    /// <summary>The parser's usage with the engine's own options among the long options, before the exit statuses.</summary>
+    private static string Usage
+    {
+        get
+        {
+            string usage = CommandLineParser.Usage;
+            int at = usage.LastIndexOf("Exit status:", StringComparison.Ordinal);
+            return at < 0 ? usage + Environment.NewLine + EngineUsage : usage[..at] + EngineUsage + usage[at..];
+        }
+    }
+
+    /// <summary>Takes --on-reset out of the arguments (it is the engine's, not the VM specification's); a value of
+    /// another option that looks like it is left alone.</summary>
+    internal static (string[] Arguments, OnReset OnReset) TakeOnReset(string[] args)
+    {
+        var rest = new List<string>(args.Length);
+        var onReset = OnReset.Exit;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string arg = args[i];
+            if (arg == "--on-reset" || arg.StartsWith("--on-reset=", StringComparison.Ordinal))
+            {
+                string? value = arg.Length > "--on-reset".Length ? arg["--on-reset=".Length..] : i + 1 < args.Length ? args[++i] : null;
+                onReset = value switch
+                {
+                    "exit" => OnReset.Exit,
+                    "restart" => OnReset.Restart,
+                    null => throw new CliException("--on-reset: missing value (exit or restart)"),
+                    _ => throw new CliException($"--on-reset: '{value}' is not a choice (exit or restart)"),
+                };
+                continue;
+            }
+            rest.Add(arg);
+            if (!arg.Contains('=') && CommandLineParser.TakesValue(arg) && i + 1 < args.Length) rest.Add(args[++i]);
+        }
+        return (rest.ToArray(), onReset);
+    }
+
+    private static int Run(CliResult cli, OnReset onReset)
     {
         switch (cli.Action)
         {
-            case CliAction.Help: Console.Out.Write(CommandLineParser.Usage); return 0;
+            case CliAction.Help: Console.Out.Write(Usage); return 0;
             case CliAction.Version: Console.Out.WriteLine($"xhyve: {Version} (XhyvePS, KVM backend)"); return 0;
             case CliAction.PrintMacs: return PrintMacs(cli.Spec);
         }
@@ -100,23 +153,46 @@ public static class Program
         {
             if (spec.PidFile != null) _pidFile = PidFile.Create(spec.PidFile);
             using var hypervisor = KvmHypervisor.Open();
-            var runner = new VmRunner(spec.VcpuPinning);
-            machine = new VmBuilder(spec, hypervisor, runner).Build();
-            foreach (var w in machine.Warnings) Console.Error.WriteLine($"xhyve: warning: {w}");
-            if (cli.Verbose) foreach (var line in MachineReport.Describe(machine)) Console.Error.WriteLine($"xhyve: {line}");
-            foreach (var s in machine.SerialPorts)
-                foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
+            var lifecycle = new EngineLifecycle(onReset);
+            _signals?.Attach(lifecycle);
+            for (int boot = 0; ; boot++)
+            {
+                // Every boot is built from the same parsed specification: a reset machine is a new machine, with
+                // new vCPUs, devices, backends and memory, as the guest found it the first time.
+                var runner = new VmRunner(spec.VcpuPinning);
+                machine = new VmBuilder(spec, hypervisor, runner).Build();
+                if (boot == 0)
+                {
+                    foreach (var w in machine.Warnings) Console.Error.WriteLine($"xhyve: warning: {w}");
+                    if (cli.Verbose) foreach (var line in MachineReport.Describe(machine)) Console.Error.WriteLine($"xhyve: {line}");
+                }
+                foreach (var s in machine.SerialPorts)
+                    foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
 
-            if (cli.ControlSocket != null) control = Control.ControlServer.Start(cli.ControlSocket, machine, runner, spec);
-            _signals?.Attach(runner);
-            runner.Start(machine);
-            var status = runner.WaitForExit();
-            TerminalGuard.RestoreAll();
-            if (cli.Verbose) foreach (var line in MachineReport.Counters(machine)) Console.Error.WriteLine($"xhyve: {line}");
-            _lastError = runner.StopReason;
-            if (status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset) && runner.StopReason != null)
-                Console.Error.WriteLine($"xhyve: {runner.StopReason}");
-            return (int)status;
+                // Attached before the socket is first served: a client then always finds a machine (Starting).
+                lifecycle.Attach(machine, runner);
+                if (cli.ControlSocket != null) control ??= Control.ControlServer.Start(cli.ControlSocket, lifecycle, spec);
+                runner.Start(machine);
+                var status = runner.WaitForExit();
+                TerminalGuard.RestoreAll();
+                if (cli.Verbose) foreach (var line in MachineReport.Counters(machine)) Console.Error.WriteLine($"xhyve: {line}");
+                var outcome = lifecycle.Finish(status, runner.StopReason, DateTime.UtcNow - runner.StartedUtc);
+                if (outcome.Restart)
+                {
+                    Console.Error.WriteLine($"xhyve: {runner.StopReason}; restarting the machine (reset {lifecycle.Resets})");
+                    machine.Dispose();
+                    machine = null;
+                    if (outcome.Delay > TimeSpan.Zero) Thread.Sleep(outcome.Delay);
+                    continue;
+                }
+                _lastError = outcome.Reason;
+                // A reset the engine does not restart from is news only when it was asked to restart (a reset storm).
+                if (outcome.Reason != null && (outcome.Status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset)
+                    || (outcome.Status == VmExitStatus.Reset && onReset == OnReset.Restart)))
+                    Console.Error.WriteLine($"xhyve: {outcome.Reason}");
+                _resets = lifecycle.Resets;
+                return (int)outcome.Status;
+            }
         }
         catch (VmConfigurationException e)
         {

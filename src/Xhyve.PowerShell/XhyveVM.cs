@@ -23,7 +23,11 @@ public sealed class XhyveVM
     public VmState State => Status.State;
     public int ProcessorCount => Definition.ProcessorCount;
     public long MemoryStartupBytes => Definition.MemoryStartupBytes;
+    /// <summary>How long the guest has run since it last started or reset; zero until its vCPUs run.</summary>
     public TimeSpan Uptime => Status.Uptime ?? TimeSpan.Zero;
+    /// <summary>How many times the guest reset (rebooted) and was started again in the same engine, in this run or
+    /// (for a VM that is off) its last run.</summary>
+    public int Resets => Status.Resets ?? 0;
     public int? ProcessId => Status.ProcessId;
     public int? ExitCode => Status.ExitCode;
     public string? ExitReason => Status.ExitReason;

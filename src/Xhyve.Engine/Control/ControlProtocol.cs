@@ -18,7 +18,7 @@ public static class ControlProtocol
     public const int MaxLine = 4096;
 
     public static readonly IReadOnlyList<string> Commands =
-        ["state", "config", "counters", "pause", "resume", "powerbutton", "stop", "console", "console history", "help"];
+        ["state", "config", "counters", "pause", "resume", "powerbutton", "reboot", "reset", "stop", "console", "console history", "help"];
 
     /// <summary>Takes the first complete line out of <paramref name="buffer"/>[..<paramref name="filled"/>] (the bytes
     /// after it move to the front); false when no newline has arrived yet. The line is trimmed.</summary>

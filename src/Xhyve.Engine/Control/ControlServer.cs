@@ -24,14 +24,13 @@ public sealed class ControlServer : IDisposable
 
     private readonly string _path;
     private readonly Socket _listener;
-    private readonly Machine _machine;
-    private readonly VmRunner _runner;
+    private readonly EngineLifecycle _lifecycle;
     private readonly VmSpecification _spec;
     private readonly CancellationTokenSource _stop = new();
 
-    private ControlServer(string path, Socket listener, Machine machine, VmRunner runner, VmSpecification spec)
+    private ControlServer(string path, Socket listener, EngineLifecycle lifecycle, VmSpecification spec)
     {
-        _path = path; _listener = listener; _machine = machine; _runner = runner; _spec = spec;
+        _path = path; _listener = listener; _lifecycle = lifecycle; _spec = spec;
     }
 
     /// <summary>sun_path holds 108 bytes with the terminating NUL: a longer path cannot be bound or connected to.</summary>
@@ -71,9 +70,18 @@ public sealed class ControlServer : IDisposable
             throw new IOException($"--control-socket {path}: another engine is serving this socket");
     }
 
-    /// <summary>Binds the socket (after <see cref="CheckPath"/>, replacing only a stale socket) and starts accepting.
-    /// Throws <see cref="IOException"/> naming the path.</summary>
+    /// <summary>Serves one machine and runner that are not restarted (a lifecycle with only them).</summary>
     public static ControlServer Start(string path, Machine machine, VmRunner runner, VmSpecification spec)
+    {
+        var lifecycle = new EngineLifecycle(OnReset.Exit);
+        lifecycle.Attach(machine, runner);
+        return Start(path, lifecycle, spec);
+    }
+
+    /// <summary>Binds the socket (after <see cref="CheckPath"/>, replacing only a stale socket) and starts accepting.
+    /// Commands act on the lifecycle's current boot, so the socket outlives rebuilds of the machine.
+    /// Throws <see cref="IOException"/> naming the path.</summary>
+    public static ControlServer Start(string path, EngineLifecycle lifecycle, VmSpecification spec)
     {
         path = Path.GetFullPath(path);
         CheckPath(path);
@@ -92,7 +100,7 @@ public sealed class ControlServer : IDisposable
             listener.Dispose();
             throw new IOException($"--control-socket {path}: {SystemErrors.Describe(e)}", e);
         }
-        var server = new ControlServer(path, listener, machine, runner, spec) { _identity = identity };
+        var server = new ControlServer(path, listener, lifecycle, spec) { _identity = identity };
         _ = server.AcceptLoop();
         return server;
     }
@@ -153,24 +161,26 @@ public sealed class ControlServer : IDisposable
         if (request.Error != null) return Error(request.Error);
         switch (request.Command)
         {
-            case "state": return Reply(w => WriteState(w));
+            case "state": return Reply(WriteState);
             case "config": return Reply(WriteConfig);
-            case "counters": return Reply(WriteCounters);
+            case "counters":
+                // Between boots there is no machine to count.
+                return _lifecycle.Current is { } boot ? Reply(w => WriteCounters(w, boot)) : Error("the VM is restarting; ask again once it runs");
             case "pause":
-                _runner.Pause();
-                return Reply(w => WriteState(w));
+                _lifecycle.Pause();
+                return Reply(WriteState);
             case "resume":
-                _runner.Resume();
-                return Reply(w => WriteState(w));
+                _lifecycle.Resume();
+                return Reply(WriteState);
             case "powerbutton":
-                if (!_machine.Acpi) return Error("the VM has no ACPI tables (-A), so it has no power button; use 'stop'");
-                if (!_machine.Power.PowerButtonEnabled)
-                    return Error("the guest has not enabled the power-button event (no ACPI OS listening yet); use 'stop' to turn it off");
-                _machine.Power.PressPowerButton();
-                return Reply(w => WriteState(w));
+                return _lifecycle.PressPowerButton() is { } refused ? Error(refused) : Reply(WriteState);
             case "stop":
-                _runner.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
-                return Reply(w => WriteState(w));
+                _lifecycle.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
+                return Reply(WriteState);
+            case "reset":
+                return _lifecycle.RequestReset("reset through the control API") is { } notReset ? Error(notReset) : Reply(WriteState);
+            case "reboot":
+                return _lifecycle.RequestReboot() is { } notRebooted ? Error(notRebooted) : Reply(WriteState);
             case "help":
                 return Reply(w =>
                 {
@@ -185,23 +195,29 @@ public sealed class ControlServer : IDisposable
 
     public static IReadOnlyList<string> Commands => ControlProtocol.Commands;
 
-    /// <summary>The socket is served before the runner starts the vCPUs: until then StartedUtc is unset (default) and
-    /// the VM is "Starting", with no uptime.</summary>
-    private string StateAt(DateTime started) =>
-        _runner.StopRequested ? "Stopping" : started == default ? "Starting" : _runner.Paused ? "Paused" : "Running";
+    /// <summary>The socket is served before the runner starts the vCPUs, and stays while the machine is built again
+    /// after a reset: until the vCPUs run, StartedUtc is unset (default) and the VM is "Starting", with no uptime.</summary>
+    private string StateOf(VmRunner? runner, DateTime started) =>
+        _lifecycle.Ending ? "Stopping"
+        : runner == null ? "Starting"
+        : runner.StopRequested ? (_lifecycle.WillRestart(runner) ? "Starting" : "Stopping")
+        : started == default ? "Starting" : runner.Paused ? "Paused" : "Running";
 
     private void WriteState(Utf8JsonWriter w)
     {
-        var started = _runner.StartedUtc;   // read once, so state and uptime agree if the runner starts meanwhile
-        w.WriteString("state", StateAt(started));
+        var boot = _lifecycle.Current;
+        var runner = boot?.Runner;
+        var started = runner?.StartedUtc ?? default;   // read once, so state and uptime agree if the runner starts meanwhile
+        w.WriteString("state", StateOf(runner, started));
         w.WriteString("name", _spec.Name);
         w.WriteString("uuid", EffectiveUuid.ToString());
         w.WriteNumber("pid", Environment.ProcessId);
-        w.WriteNumber("vcpus", _machine.Vcpus.Count);
+        w.WriteNumber("vcpus", boot?.Machine.Vcpus.Count ?? _spec.Vcpus);
         w.WriteNumber("memoryBytes", _spec.MemoryBytes);
         if (started == default) w.WriteNull("startedUtc");
         else w.WriteString("startedUtc", started);
         w.WriteNumber("uptimeSeconds", started == default ? 0 : Math.Round(Math.Max(0, (DateTime.UtcNow - started).TotalSeconds), 3));
+        w.WriteNumber("resets", _lifecycle.Resets);
     }
 
     private Guid EffectiveUuid => _spec.EffectiveUuid;
@@ -213,12 +229,12 @@ public sealed class ControlServer : IDisposable
         w.WriteEndArray();
     }
 
-    private void WriteCounters(Utf8JsonWriter w)
+    private static void WriteCounters(Utf8JsonWriter w, EngineLifecycle.Boot boot)
     {
-        w.WriteNumber("vcpus", _machine.Vcpus.Count);
-        w.WriteNumber("unknownMsrAccesses", _runner.UnknownMsrAccesses);
+        w.WriteNumber("vcpus", boot.Machine.Vcpus.Count);
+        w.WriteNumber("unknownMsrAccesses", boot.Runner.UnknownMsrAccesses);
         w.WriteStartArray("devices");
-        foreach (var (device, counters) in MachineReport.DeviceCounters(_machine))
+        foreach (var (device, counters) in MachineReport.DeviceCounters(boot.Machine))
         {
             w.WriteStartObject();
             w.WriteString("device", device);
@@ -229,15 +245,21 @@ public sealed class ControlServer : IDisposable
     }
 
     /// <summary>"console [history]": after the reply line, the connection carries the first serial port's output
-    /// (from now, or from what the ring still holds) and whatever the client sends becomes the guest's input.</summary>
+    /// (from now, or from what the ring still holds) and whatever the client sends becomes the guest's input. The
+    /// session belongs to one boot: it ends when the machine stops, a reset included (the new machine has new ports).</summary>
     private async Task StreamConsole(Socket client, bool history, ReadOnlyMemory<byte> pending)
     {
-        var port = _machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? _machine.SerialPorts.FirstOrDefault();
+        // While the machine is built again after a reset, the session waits for the new one (a build takes moments).
+        var boot = _lifecycle.Current;
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); boot == null && !_lifecycle.Ending && waited.Elapsed < ConsoleWaitForBoot; boot = _lifecycle.Current)
+            await Task.Delay(20, _stop.Token);
+        if (boot == null) { await Send(client, Error("the VM has no machine running (it is restarting or being turned off)")); return; }
+        var port = boot.Machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? boot.Machine.SerialPorts.FirstOrDefault();
         if (port == null) { await Send(client, Error("the VM has no serial port")); return; }
         long position = history ? 0 : port.Output.Position;
         await Send(client, Reply(w => w.WriteString("console", port.Name)));
 
-        using var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, boot.Ended.Token);
         var input = PumpInput(client, port, pending, done.Token);
         var output = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
@@ -258,6 +280,9 @@ public sealed class ControlServer : IDisposable
             try { await input; } catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
         }
     }
+
+    /// <summary>How long "console" waits for the machine to be built again after a reset.</summary>
+    private static readonly TimeSpan ConsoleWaitForBoot = TimeSpan.FromSeconds(30);
 
     /// <summary>At most this much client input is taken off the socket before the guest has read it; the rest waits
     /// in the socket, so a client typing faster than the guest reads is slowed to the guest's pace.</summary>

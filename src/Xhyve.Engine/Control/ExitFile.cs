@@ -9,7 +9,7 @@ namespace Xhyve.Engine.Control;
 /// regular file of this user is ever replaced (<see cref="OutputFiles.WriteReplacing"/>).</summary>
 public static class ExitFile
 {
-    public static void Write(string path, int exitCode, string? reason)
+    public static void Write(string path, int exitCode, string? reason, int resets = 0)
     {
         try
         {
@@ -20,6 +20,7 @@ public static class ExitFile
                 w.WriteNumber("exitCode", exitCode);
                 w.WriteString("status", Enum.IsDefined((VmExitStatus)exitCode) ? ((VmExitStatus)exitCode).ToString() : "Error");
                 if (reason != null) w.WriteString("reason", reason);
+                w.WriteNumber("resets", resets);
                 w.WriteString("endedUtc", DateTime.UtcNow);
                 w.WriteEndObject();
             }

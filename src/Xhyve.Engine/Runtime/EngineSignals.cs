@@ -25,7 +25,7 @@ internal sealed class EngineSignals
     private readonly SemaphoreSlim _available = new(0);
     private readonly List<PosixSignalRegistration> _registrations = [];
     private readonly TimeSpan _shutdownTimeout;
-    private volatile VmRunner? _runner;
+    private volatile EngineLifecycle? _runner;
 
     private EngineSignals(TimeSpan shutdownTimeout) => _shutdownTimeout = shutdownTimeout;
 
@@ -39,9 +39,9 @@ internal sealed class EngineSignals
         return signals;
     }
 
-    /// <summary>From now on queued and new signals act on <paramref name="runner"/>; those that came before
-    /// (while the VM was being built) are applied first, in order.</summary>
-    public void Attach(VmRunner runner)
+    /// <summary>From now on queued and new signals act on <paramref name="runner"/> (whichever boot of the machine runs);
+    /// those that came before are applied first, in order.</summary>
+    public void Attach(EngineLifecycle runner)
     {
         _runner = runner;
         _available.Release();   // wake the loop for signals that were waiting for a runner
@@ -78,7 +78,7 @@ internal sealed class EngineSignals
         }
     }
 
-    private void Apply(VmRunner runner, PosixSignal signal)
+    private void Apply(EngineLifecycle runner, PosixSignal signal)
     {
         switch (signal)
         {

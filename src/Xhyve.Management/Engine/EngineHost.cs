@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Xhyve.Management.Model;
@@ -8,16 +10,19 @@ using Xhyve.Vmm.Native;
 
 namespace Xhyve.Management.Engine;
 
-/// <summary>What a VM is doing, as its engine host (or the lack of one) shows it.</summary>
-public enum VmState { Off, Starting, Running, Paused, Stopping }
+/// <summary>What a VM is doing, as its engine host (or the lack of one) shows it. NotResponding: the engine's process
+/// is alive but its control socket does not answer (it is stopped with SIGSTOP, or wedged); it can still be turned off.</summary>
+public enum VmState { Off, Starting, Running, Paused, Stopping, NotResponding }
 
 /// <summary>
 /// A VM's runtime status. For a VM that is off, <see cref="ExitCode"/> and <see cref="ExitReason"/> tell how its
 /// last run ended. <see cref="EngineDied"/> means the engine vanished without reporting (killed, or crashed);
-/// <see cref="LastConsoleLines"/> then shows what the guest printed last.
+/// <see cref="LastConsoleLines"/> then shows what the guest printed last. <see cref="Resets"/> counts the guest's
+/// resets (reboots) the engine restarted the machine after, in this run or, for a VM that is off, its last run.
+/// <see cref="Uptime"/> is null until the vCPUs run (and after every reset it starts from 0 again).
 /// </summary>
 public sealed record VmStatus(VmState State, int? ProcessId = null, TimeSpan? Uptime = null, int? ExitCode = null, string? ExitReason = null,
-    bool EngineDied = false, IReadOnlyList<string>? LastConsoleLines = null);
+    bool EngineDied = false, IReadOnlyList<string>? LastConsoleLines = null, int? Resets = null);
 
 /// <summary>
 /// Runs VMs in engine hosts: one detached `xhyve` process per VM (its own session, so closing the shell
@@ -31,6 +36,16 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         ControlSocketFile = "control.sock", ExitFileName = "exit.json";
     private const int MaxUnixSocketPath = 107;
     private static readonly TimeSpan ReplyTimeout = TimeSpan.FromSeconds(10), StartLockWait = TimeSpan.FromSeconds(1);
+    /// <summary>How long a status query waits for the engine's "state": short, so Get-XhyveVM answers within a second
+    /// for an engine that does not answer (stopped with SIGSTOP, wedged), which is then NotResponding.</summary>
+    public static readonly TimeSpan StateTimeout = TimeSpan.FromMilliseconds(700);
+    /// <summary>How long an engine may run without serving its control socket before it counts as NotResponding
+    /// rather than Starting (the machine build comes before the socket).</summary>
+    public static readonly TimeSpan SocketStartTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long a turn-off waits for the engine to take "stop" and then to exit before it kills the engine.</summary>
+    public static readonly TimeSpan TurnOffTimeout = TimeSpan.FromSeconds(2), TurnOffExitTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>The exit code reported for an engine the management library killed: 128 + SIGKILL, as a shell reports it.</summary>
+    public const int KilledExitCode = 137;
 
     public VmStore Store => store;
 
@@ -77,9 +92,10 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         try { OutputFiles.CheckReplaceable(FileOf(vm.Name, EngineLogFile), "engine log"); }
         catch (IOException e) { throw new EngineException(e.Message); }
 
+        // --on-reset restart: a guest reboot keeps the VM Running in the same engine, as in Hyper-V.
         var args = new List<string>(VmArguments.ToArguments(vm, FileOf(vm.Name, ConsoleLogFile)))
         {
-            "-F", FileOf(vm.Name, PidFile), "--control-socket", socket, "--exit-file", FileOf(vm.Name, ExitFileName),
+            "-F", FileOf(vm.Name, PidFile), "--control-socket", socket, "--exit-file", FileOf(vm.Name, ExitFileName), "--on-reset", "restart",
         };
         // setsid --fork: the engine gets its own session and is not our child, so it outlives this shell and
         // init reaps it. The shell only redirects its output into the engine log.
@@ -102,6 +118,9 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
                 // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits:
                 // until then it still looks alive, with no exit status to report.
                 var ended = WaitFor(vm.Name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(vm.Name);
+                // Status 1 is the engine's own error (before the guest ran, or the host failing it); any other status
+                // is the guest's doing (powered off, reset in a storm, faulted): it started, and is off again already.
+                if (ended.State == VmState.Off && ended.ExitCode is int code && code != (int)Xhyve.Vmm.VmExitStatus.Error) return ended;
                 throw new EngineException($"VM '{vm.Name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
             }
             if (File.Exists(socket))
@@ -109,10 +128,10 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
                 try
                 {
                     using var client = new ControlClient(socket, ReplyTimeout);
-                    var served = StatusFrom(client.Ask("state"));
+                    var served = StatusFrom(client.Ask("state"), EngineAge(vm.Name));
                     // The socket is served while the machine is still being built ("Starting"): the start is
-                    // done once the vCPUs run.
-                    if (served.State != VmState.Starting || clock.Elapsed > timeout) return served;
+                    // done once the vCPUs run, or once they ran and the guest reset (the machine is built again).
+                    if (served.State != VmState.Starting || served.Resets > 0 || clock.Elapsed > timeout) return served;
                     Thread.Sleep(20);   // a machine build takes a while: no new connection every few ms meanwhile
                 }
                 catch (EngineException) when (clock.Elapsed < timeout) { }
@@ -127,16 +146,24 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     public VmStatus GetStatus(string name)
     {
         int? pid = ReadPid(name);
-        if (pid is int p && IsEngineAlive(p, FileOf(name, ControlSocketFile)))
+        string socket = FileOf(name, ControlSocketFile);
+        if (pid is int p && IsEngineAlive(p, socket))
         {
+            var age = EngineAge(name);
             try
             {
-                using var client = new ControlClient(FileOf(name, ControlSocketFile), ReplyTimeout);
-                return StatusFrom(client.Ask("state"));
+                using var client = new ControlClient(socket, StateTimeout);
+                return StatusFrom(client.Ask("state"), age);
+            }
+            catch (EngineException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
+            {
+                return new VmStatus(VmState.NotResponding, p);   // it took the connection (or not) and said nothing
             }
             catch (EngineException)
             {
-                return new VmStatus(VmState.Starting, p);   // alive, but the socket is not up yet (or any more)
+                // Alive, but the socket is not up yet (the machine is being built), or not any more (exiting); an
+                // engine that has run for long without one is stuck.
+                return new VmStatus(age is { } a && a > SocketStartTimeout && !File.Exists(socket) ? VmState.NotResponding : VmState.Starting, p);
             }
         }
         var exit = ReadExitFile(name);
@@ -147,9 +174,30 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         return new VmStatus(VmState.Off);
     }
 
-    private static VmStatus StatusFrom(JsonElement reply) => new(
-        Enum.Parse<VmState>(reply.GetProperty("state").GetString()!), reply.GetProperty("pid").GetInt32(),
-        TimeSpan.FromSeconds(reply.GetProperty("uptimeSeconds").GetDouble()));
+    /// <summary>The status an engine's "state" reply gives. An uptime that cannot be (negative, not a number, or longer
+    /// than the engine process has existed, <paramref name="engineAge"/>) is dropped rather than shown; so is the uptime
+    /// of a VM whose vCPUs have not run yet.</summary>
+    internal static VmStatus StatusFrom(JsonElement reply, TimeSpan? engineAge)
+    {
+        double seconds = reply.TryGetProperty("uptimeSeconds", out var u) && u.ValueKind == JsonValueKind.Number ? u.GetDouble() : double.NaN;
+        bool started = reply.TryGetProperty("startedUtc", out var s) ? s.ValueKind == JsonValueKind.String : !double.IsNaN(seconds);
+        // A second of slack: the pid file's time and the engine's clock are read at different moments.
+        bool sane = started && double.IsFinite(seconds) && seconds >= 0 && (engineAge is not { } age || seconds <= age.TotalSeconds + 1);
+        return new VmStatus(Enum.Parse<VmState>(reply.GetProperty("state").GetString()!), reply.GetProperty("pid").GetInt32(),
+            sane ? TimeSpan.FromSeconds(seconds) : null,
+            Resets: reply.TryGetProperty("resets", out var r) && r.ValueKind == JsonValueKind.Number ? r.GetInt32() : null);
+    }
+
+    /// <summary>How long the VM's engine has run: the engine writes its pid file first thing.</summary>
+    private TimeSpan? EngineAge(string name)
+    {
+        try
+        {
+            var written = File.GetLastWriteTimeUtc(FileOf(name, PidFile));
+            return written.Year < 1700 ? null : DateTime.UtcNow - written;   // 1601: no such file
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
 
     private int? ReadPid(string name)
     {
@@ -170,6 +218,18 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
+    /// <summary>The process is gone, or a zombie (dead, not yet reaped).</summary>
+    private static bool HasEnded(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            int close = stat.LastIndexOf(')');
+            return close < 0 || close + 2 >= stat.Length || stat[close + 2] is 'Z' or 'X';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return true; }
+    }
+
     private VmStatus? ReadExitFile(string name)
     {
         string file = FileOf(name, ExitFileName);
@@ -178,7 +238,8 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
             using var doc = JsonDocument.Parse(File.ReadAllText(file));
             var root = doc.RootElement;
             return new VmStatus(VmState.Off, ExitCode: root.GetProperty("exitCode").GetInt32(),
-                ExitReason: root.TryGetProperty("reason", out var r) ? r.GetString() : null);
+                ExitReason: root.TryGetProperty("reason", out var r) ? r.GetString() : null,
+                Resets: root.TryGetProperty("resets", out var n) && n.ValueKind == JsonValueKind.Number ? n.GetInt32() : null);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; }
         catch (Exception e) when (e is IOException or JsonException or KeyNotFoundException or InvalidOperationException)
@@ -188,17 +249,17 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     }
 
     /// <summary>Sends a control command to the VM's running engine.</summary>
-    public JsonElement Control(string name, string command)
+    public JsonElement Control(string name, string command, TimeSpan? timeout = null)
     {
-        using var client = Connect(name);
+        using var client = Connect(name, timeout);
         return client.Ask(command);
     }
 
-    public ControlClient Connect(string name)
+    public ControlClient Connect(string name, TimeSpan? timeout = null)
     {
         var status = GetStatus(name);
         if (status.State is VmState.Off) throw new EngineException($"VM '{name}' is not running");
-        return new ControlClient(FileOf(name, ControlSocketFile), ReplyTimeout);
+        return new ControlClient(FileOf(name, ControlSocketFile), timeout ?? ReplyTimeout);
     }
 
     /// <summary>Shuts the VM down: the ACPI power button, then waiting up to <paramref name="timeout"/>. With
@@ -220,47 +281,135 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         throw new EngineException($"VM '{name}' did not shut down within {timeout.TotalSeconds:F0} s of the power button; turn it off instead (-TurnOff)");
     }
 
-    /// <summary>Turns the VM off at once and waits for its engine to exit.</summary>
+    /// <summary>Restarts the VM in its engine (same process): a hard reset, or with <paramref name="reboot"/> the ACPI
+    /// power button and a new boot once the guest has shut down. Waits until the VM runs again, up to
+    /// <paramref name="timeout"/>; with <paramref name="force"/> a guest that does not listen to the power button, or
+    /// is not back in time, is reset instead. Returns the status it ends in (Off when the guest went off meanwhile).</summary>
+    public VmStatus Restart(string name, bool reboot, TimeSpan timeout, bool force, Action<TimeSpan>? progress = null)
+    {
+        var clock = Stopwatch.StartNew();
+        JsonElement reply;
+        try { reply = Control(name, reboot ? "reboot" : "reset"); }
+        catch (EngineException) when (reboot && force)
+        {
+            reboot = false;   // no ACPI, or no guest listening: the reset button instead
+            reply = Control(name, "reset");
+        }
+        // The engine counts a restart once the new machine is built: the restart is done when the count has grown.
+        int before = reply.TryGetProperty("resets", out var r) && r.ValueKind == JsonValueKind.Number ? r.GetInt32() : 0;
+        bool Done(VmStatus s) => s.Resets > before && s.State is VmState.Running or VmState.Paused;
+        var status = WaitFor(name, Done, timeout, progress, s => s.State == VmState.Off);
+        if (status != null && (Done(status) || status.State == VmState.Off)) return status;
+        if (reboot && force)
+        {
+            Control(name, "reset");
+            status = WaitFor(name, s => s.Resets > before && s.State is VmState.Running or VmState.Paused, TimeSpan.FromSeconds(30), progress, s => s.State == VmState.Off);
+            if (status != null) return status;
+        }
+        throw new EngineException(reboot
+            ? $"VM '{name}' did not shut down and run again within {timeout.TotalSeconds:F0} s of the power button; reset it instead (Restart-XhyveVM -Type Reset, or -Force)"
+            : $"VM '{name}' did not run again within {Math.Max(timeout.TotalSeconds, clock.Elapsed.TotalSeconds):F0} s of the reset");
+    }
+
+    /// <summary>Turns the VM off at once and waits for its engine to exit. An engine that does not take "stop" within
+    /// <see cref="TurnOffTimeout"/>, or does not exit within <see cref="TurnOffExitTimeout"/> of it (stopped with SIGSTOP,
+    /// wedged), is killed (SIGKILL, which even a stopped process cannot hold off) and its stale files removed.</summary>
     public VmStatus TurnOff(string name)
     {
-        try { Control(name, "stop"); }
+        try { Control(name, "stop", TurnOffTimeout); }
         catch (EngineException) when (EndsOnItsOwn(name) is VmStatus off)
         {
             return off;   // it was off, or went off on its own before the command reached it
         }
-        return WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(30), null)
-            ?? throw new EngineException($"VM '{name}': the engine did not exit within 30 s of being turned off");
+        catch (EngineException e)
+        {
+            return Kill(name, $"the engine did not take 'stop' within {TurnOffTimeout.TotalSeconds:F0} s ({e.Message})");
+        }
+        return WaitFor(name, s => s.State == VmState.Off, TurnOffExitTimeout, null)
+            ?? Kill(name, $"the engine did not exit within {TurnOffExitTimeout.TotalSeconds:F0} s of 'stop'");
     }
 
+    /// <summary>Kills the VM's engine with SIGKILL, once its pid is known to be this VM's engine (not a reused pid),
+    /// then removes its pid file and socket and writes the exit file an engine killed this way cannot write.</summary>
+    private VmStatus Kill(string name, string why)
+    {
+        string socket = FileOf(name, ControlSocketFile);
+        if (ReadPid(name) is not int pid || !IsEngineAlive(pid, socket))
+            return WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null)
+                ?? throw new EngineException($"VM '{name}': {why}, and its engine process could not be found to kill");
+        if (kill(pid, SIGKILL) != 0 && Marshal.GetLastPInvokeError() != ESRCH)
+            throw new EngineException($"VM '{name}': {why}, and killing its engine (pid {pid}) failed: {new System.ComponentModel.Win32Exception(Marshal.GetLastPInvokeError()).Message}");
+        // Not our child: init reaps it. Gone, or a zombie, once the kernel has torn it down (its command line empties
+        // earlier, while the exit is still freeing guest memory).
+        var clock = Stopwatch.StartNew();
+        while (!HasEnded(pid))
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(10)) throw new EngineException($"VM '{name}': {why}; its engine (pid {pid}) was sent SIGKILL but did not end within 10 s");
+            Thread.Sleep(10);
+        }
+        string reason = $"killed by the management library (SIGKILL to engine pid {pid}): {why}";
+        File.Delete(socket);
+        File.Delete(FileOf(name, PidFile));
+        WriteExitFile(name, KilledExitCode, "Killed", reason);
+        return GetStatus(name);
+    }
+
+    /// <summary>The exit file as the engine writes it (docs/control-api.md): whole under a temporary name, then renamed.</summary>
+    private void WriteExitFile(string name, int code, string status, string reason)
+    {
+        string file = FileOf(name, ExitFileName), temporary = file + ".tmp";
+        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("exitCode", code);
+            w.WriteString("status", status);
+            w.WriteString("reason", reason);
+            w.WriteString("endedUtc", DateTime.UtcNow);
+            w.WriteEndObject();
+        }
+        File.Move(temporary, file, overwrite: true);
+    }
+
+    private const int SIGKILL = 9, ESRCH = 3;
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
+
     /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine
-    /// that is exiting has closed its socket already); null while its engine still answers.</summary>
-    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State is VmState.Running or VmState.Paused
+    /// that is exiting has closed its socket already); null while its engine still answers, or does not answer at all.</summary>
+    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State is VmState.Running or VmState.Paused or VmState.NotResponding
         ? null
         : WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null);
 
-    /// <summary>Polls the status until <paramref name="done"/> holds; null on timeout.</summary>
-    public VmStatus? WaitFor(string name, Func<VmStatus, bool> done, TimeSpan timeout, Action<TimeSpan>? progress)
+    /// <summary>Polls the status until <paramref name="done"/> holds, or <paramref name="hopeless"/> does (the awaited
+    /// state can no longer come: the caller tells the two apart); null on timeout.</summary>
+    public VmStatus? WaitFor(string name, Func<VmStatus, bool> done, TimeSpan timeout, Action<TimeSpan>? progress, Func<VmStatus, bool>? hopeless = null)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
             var status = GetStatus(name);
-            if (done(status)) return status;
+            if (done(status) || hopeless?.Invoke(status) == true) return status;
             if (clock.Elapsed >= timeout) return null;
             progress?.Invoke(clock.Elapsed);
             Thread.Sleep(20);
         }
     }
 
-    /// <summary>Waits until the console log matches <paramref name="pattern"/>; the matching text, or null on timeout.</summary>
-    public string? WaitForConsole(string name, Regex pattern, TimeSpan timeout, Action<TimeSpan>? progress)
+    /// <summary>Waits until the console log matches <paramref name="pattern"/>; the matching text, or null on timeout.
+    /// With <paramref name="untilOff"/>, also null as soon as the VM is off and its log holds no match: nothing will
+    /// write to it any more.</summary>
+    public string? WaitForConsole(string name, Regex pattern, TimeSpan timeout, Action<TimeSpan>? progress, bool untilOff = false)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
+            // The state before the log: a VM found off after a log without a match has written all it ever will.
+            bool off = untilOff && GetStatus(name).State == VmState.Off;
             var match = pattern.Match(ReadConsole(name));
             if (match.Success) return match.Value;
-            if (clock.Elapsed >= timeout) return null;
+            if (off || clock.Elapsed >= timeout) return null;
             progress?.Invoke(clock.Elapsed);
             Thread.Sleep(20);
         }

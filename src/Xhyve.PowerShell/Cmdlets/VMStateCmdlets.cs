@@ -4,10 +4,48 @@ using Xhyve.Management.Engine;
 
 namespace Xhyve.PowerShell.Cmdlets;
 
+/// <summary>
+/// What the state cmdlets share: a VM in a state the cmdlet cannot act on is an error that says which cmdlet or switch
+/// to use (with its own error id, and the VM as target object); a VM already in the wanted state is a warning.
+/// </summary>
+public abstract class XhyveVMStateCmdlet : XhyveVMActionCmdlet
+{
+    /// <summary>Writes the state-conflict error for <paramref name="name"/>; false, so callers can <c>return</c> it.</summary>
+    internal bool Conflict(string name, string errorId, ErrorCategory category, string message)
+    {
+        WriteError(new ErrorRecord(new InvalidOperationException(message), errorId, category, name));
+        return false;
+    }
+
+    /// <summary>The error for a VM that is off when it must run.</summary>
+    internal bool NotRunning(string name, VmStatus status) => Conflict(name, "VMNotRunning", ErrorCategory.InvalidOperation,
+        $"VM '{name}' is Off{LastRun(status)}; start it with Start-XhyveVM.");
+
+    /// <summary>The error for an engine that does not answer its control socket.</summary>
+    internal bool NotResponding(string name, VmStatus status) => Conflict(name, "VMNotResponding", ErrorCategory.ResourceUnavailable,
+        $"VM '{name}' is not responding (engine pid {status.ProcessId}: its control socket does not answer); turn it off with Stop-XhyveVM -TurnOff, or remove it with Remove-XhyveVM -Force.");
+
+    /// <summary>" (exit status N: reason)" for a VM whose last run ended with a status, else "".</summary>
+    internal static string LastRun(VmStatus status) => status.State == VmState.Off && (status.ExitReason != null || status.ExitCode != null)
+        ? $" (exit status {status.ExitCode?.ToString() ?? "unknown"}: {status.ExitReason ?? "no reason given"})" : "";
+
+    /// <summary>A VM that must be running (or paused) for the action: true when it is; else the error or warning is written.</summary>
+    internal bool RequireRunning(string name, VmStatus status) => status.State switch
+    {
+        VmState.Running or VmState.Paused or VmState.Starting => true,
+        VmState.Off => NotRunning(name, status),
+        VmState.NotResponding => NotResponding(name, status),
+        _ => Conflict(name, "VMStopping", ErrorCategory.InvalidOperation,
+            $"VM '{name}' is Stopping; wait for it with Wait-XhyveVM -For Off, then start it with Start-XhyveVM."),
+    };
+
+    internal void AlreadyInState(string name, VmState state) => WriteWarning($"VM '{name}' is already {state}.");
+}
+
 /// <summary>Start-XhyveVM: starts each VM in its own engine host and waits until it runs.</summary>
 [Cmdlet(VerbsLifecycle.Start, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveVM))]
-public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
+public sealed class StartXhyveVMCommand : XhyveVMStateCmdlet
 {
     /// <summary>Write the started VM to the pipeline.</summary>
     [Parameter]
@@ -16,13 +54,32 @@ public sealed class StartXhyveVMCommand : XhyveVMActionCmdlet
     protected override void ProcessRecord() => ForEachTarget("Start VM", name =>
     {
         var vm = Store.Get(name);
-        Engines.Start(vm, TimeSpan.FromSeconds(30));
+        var now = Engines.GetStatus(name);
+        switch (now.State)
+        {
+            case VmState.Running: AlreadyInState(name, now.State); break;
+            case VmState.Paused:
+                Conflict(name, "VMAlreadyRunning", ErrorCategory.InvalidOperation, $"VM '{name}' is Paused; resume it with Resume-XhyveVM.");
+                return;
+            case VmState.Starting:
+                Conflict(name, "VMAlreadyRunning", ErrorCategory.InvalidOperation, $"VM '{name}' is Starting already; wait for it with Wait-XhyveVM.");
+                return;
+            case VmState.Stopping:
+                Conflict(name, "VMStopping", ErrorCategory.InvalidOperation, $"VM '{name}' is Stopping; wait for it with Wait-XhyveVM -For Off, then start it.");
+                return;
+            case VmState.NotResponding: NotResponding(name, now); return;
+            default:
+                var started = Engines.Start(vm, TimeSpan.FromSeconds(30));
+                // The guest ran and went off before the start was seen through (powered off, or reset in a storm).
+                if (started.State == VmState.Off) WriteWarning($"VM '{name}' started, but is Off again{LastRun(started)}.");
+                break;
+        }
         if (PassThru) WriteObject(Snapshot(vm));
     });
 }
 
-/// <summary>What Stop-XhyveVM and Restart-XhyveVM share: the ACPI power button with a timeout, -TurnOff and -Force.</summary>
-public abstract class XhyveVMShutdownCmdlet : XhyveVMActionCmdlet
+/// <summary>Stop-XhyveVM's shutdown: the ACPI power button with a timeout, -TurnOff and -Force.</summary>
+public abstract class XhyveVMShutdownCmdlet : XhyveVMStateCmdlet
 {
     /// <summary>Turn the VM off at once, as if pulling the plug, instead of pressing the power button.</summary>
     [Parameter]
@@ -36,12 +93,15 @@ public abstract class XhyveVMShutdownCmdlet : XhyveVMActionCmdlet
     [Parameter] [ValidateRange(1, 86400)]
     public int TimeoutSec { get; set; } = 60;
 
-    /// <summary>Shuts the VM down (or turns it off) unless it is off already, showing progress while the guest shuts down.</summary>
+    /// <summary>Shuts the VM down (or turns it off) unless it is off already (a warning), showing progress while the
+    /// guest shuts down. An engine that does not respond can only be turned off (-TurnOff, or -Force).</summary>
     protected void ShutDown(string name)
     {
-        if (Engines.GetStatus(name).State == VmState.Off) return;
+        var now = Engines.GetStatus(name);
+        if (now.State == VmState.Off) { AlreadyInState(name, now.State); return; }
+        if (now.State == VmState.NotResponding && !TurnOff && !Force) { NotResponding(name, now); return; }
         string activity = $"{MyInvocation.MyCommand.Name} {name}";
-        if (TurnOff) Engines.TurnOff(name);
+        if (TurnOff || now.State == VmState.NotResponding) Engines.TurnOff(name);
         else Engines.Stop(name, TimeSpan.FromSeconds(TimeoutSec), Force, elapsed => WaitProgress(1, activity, "Waiting for the guest to shut down", elapsed, TimeoutSec));
         WaitProgress(1, activity, "", null, TimeoutSec);
     }
@@ -64,28 +124,61 @@ public sealed class StopXhyveVMCommand : XhyveVMShutdownCmdlet
     });
 }
 
-/// <summary>Restart-XhyveVM: shuts down (or with -TurnOff, turns off) and starts again.</summary>
+/// <summary>How Restart-XhyveVM restarts a VM.</summary>
+public enum XhyveRestartType
+{
+    /// <summary>A hard reset, like the reset button: the machine is built again at once, without the guest's shutdown.</summary>
+    Reset,
+    /// <summary>A graceful restart: the ACPI power button, the guest shuts down, and the machine starts again.</summary>
+    Reboot,
+}
+
+/// <summary>Restart-XhyveVM: as Hyper-V's Restart-VM, a hard reset by default; -Type Reboot shuts the guest down through
+/// the ACPI power button and starts it again. Either way the engine (and its pid) stays and the VM ends Running.</summary>
 [Cmdlet(VerbsLifecycle.Restart, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveVM))]
-public sealed class RestartXhyveVMCommand : XhyveVMShutdownCmdlet
+public sealed class RestartXhyveVMCommand : XhyveVMStateCmdlet
 {
+    /// <summary>Reset (the default): a hard reset, like the reset button. Reboot: the ACPI power button, so the guest
+    /// shuts down on its own, and then the machine starts again.</summary>
+    [Parameter]
+    public XhyveRestartType Type { get; set; } = XhyveRestartType.Reset;
+
+    /// <summary>With -Type Reboot: reset a guest that does not listen to the power button, or is not running again within -TimeoutSec.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    /// <summary>How long the restart may take until the VM runs again (default 60): with -Type Reboot, the guest's shutdown included.</summary>
+    [Parameter] [ValidateRange(1, 86400)]
+    public int TimeoutSec { get; set; } = 60;
+
     /// <summary>Write the restarted VM to the pipeline.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord() => ForEachTarget("Restart VM", name =>
+    protected override void ProcessRecord() => ForEachTarget(Type == XhyveRestartType.Reset ? "Reset VM" : "Reboot VM", name =>
     {
-        ShutDown(name);
-        var vm = Store.Get(name);
-        Engines.Start(vm, TimeSpan.FromSeconds(30));
-        if (PassThru) WriteObject(Snapshot(vm));
+        var before = Engines.GetStatus(name);
+        if (!RequireRunning(name, before)) return;
+        if (Type == XhyveRestartType.Reboot && before.State == VmState.Paused)
+        {
+            Conflict(name, "VMNotRunning", ErrorCategory.InvalidOperation,
+                $"VM '{name}' is Paused, so its guest cannot shut down; resume it with Resume-XhyveVM, or restart it with Restart-XhyveVM -Type Reset.");
+            return;
+        }
+        string activity = $"Restart-XhyveVM {name}";
+        var status = Engines.Restart(name, Type == XhyveRestartType.Reboot, TimeSpan.FromSeconds(TimeoutSec), Force,
+            elapsed => WaitProgress(1, activity, "Waiting for the VM to run again", elapsed, TimeoutSec));
+        WaitProgress(1, activity, "", null, TimeoutSec);
+        if (status.State == VmState.Off) WriteWarning($"VM '{name}' restarted, but is Off again{LastRun(status)}.");
+        if (PassThru) WriteObject(Snapshot(name));
     });
 }
 
 /// <summary>Suspend-XhyveVM: pauses every vCPU (the engine keeps the VM in memory).</summary>
 [Cmdlet(VerbsLifecycle.Suspend, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveVM))]
-public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
+public sealed class SuspendXhyveVMCommand : XhyveVMStateCmdlet
 {
     /// <summary>Write the paused VM to the pipeline.</summary>
     [Parameter]
@@ -93,7 +186,10 @@ public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
 
     protected override void ProcessRecord() => ForEachTarget("Pause VM", name =>
     {
-        Engines.Control(name, "pause");
+        var now = Engines.GetStatus(name);
+        if (now.State == VmState.Paused) AlreadyInState(name, now.State);
+        else if (!RequireRunning(name, now)) return;
+        else Engines.Control(name, "pause");
         if (PassThru) WriteObject(Snapshot(name));
     });
 }
@@ -101,7 +197,7 @@ public sealed class SuspendXhyveVMCommand : XhyveVMActionCmdlet
 /// <summary>Resume-XhyveVM: lets a paused VM run again.</summary>
 [Cmdlet(VerbsLifecycle.Resume, "XhyveVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveVM))]
-public sealed class ResumeXhyveVMCommand : XhyveVMActionCmdlet
+public sealed class ResumeXhyveVMCommand : XhyveVMStateCmdlet
 {
     /// <summary>Write the resumed VM to the pipeline.</summary>
     [Parameter]
@@ -109,7 +205,10 @@ public sealed class ResumeXhyveVMCommand : XhyveVMActionCmdlet
 
     protected override void ProcessRecord() => ForEachTarget("Resume VM", name =>
     {
-        Engines.Control(name, "resume");
+        var now = Engines.GetStatus(name);
+        if (now.State == VmState.Running) AlreadyInState(name, now.State);
+        else if (!RequireRunning(name, now)) return;
+        else Engines.Control(name, "resume");
         if (PassThru) WriteObject(Snapshot(name));
     });
 }
@@ -121,7 +220,7 @@ public enum XhyveWaitFor { Running, Off, ConsoleText }
 /// Passes the VMs on, so it ends a pipeline that starts them.</summary>
 [Cmdlet(VerbsLifecycle.Wait, "XhyveVM", DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveVM))]
-public sealed class WaitXhyveVMCommand : XhyveVMActionCmdlet
+public sealed class WaitXhyveVMCommand : XhyveVMStateCmdlet
 {
     /// <summary>What to wait for: Running (the default), Off, or ConsoleText (a -Pattern match on the console).</summary>
     [Parameter]
@@ -149,14 +248,22 @@ public sealed class WaitXhyveVMCommand : XhyveVMActionCmdlet
             Try(name, () =>
             {
                 void Progress(TimeSpan elapsed) => WaitProgress(2, $"Wait-XhyveVM {name}", $"Waiting for {For}", elapsed, TimeoutSec);
+                // Each wait ends as soon as what it waits for can no longer come: a VM that is (or goes) off will not
+                // run, nor print, until someone starts it.
                 bool reached = For switch
                 {
-                    XhyveWaitFor.ConsoleText => Engines.WaitForConsole(name, new Regex(Pattern!, RegexOptions.Multiline), timeout, Progress) != null,
+                    XhyveWaitFor.ConsoleText => Engines.WaitForConsole(name, new Regex(Pattern!, RegexOptions.Multiline), timeout, Progress, untilOff: true) != null,
                     XhyveWaitFor.Off => Engines.WaitFor(name, s => s.State == VmState.Off, timeout, Progress) != null,
-                    _ => Engines.WaitFor(name, s => s.State is VmState.Running or VmState.Paused, timeout, Progress) != null,
+                    _ => Engines.WaitFor(name, s => s.State is VmState.Running or VmState.Paused, timeout, Progress, s => s.State == VmState.Off)
+                        is { State: VmState.Running or VmState.Paused },
                 };
                 WaitProgress(2, $"Wait-XhyveVM {name}", "", null, TimeoutSec);
-                if (!reached)
+                if (!reached && Engines.GetStatus(name) is { State: VmState.Off } off)
+                {
+                    string what = For == XhyveWaitFor.ConsoleText ? $"its console log holds no match for '{Pattern}'" : "it will not reach Running";
+                    Conflict(name, "VMNotRunning", ErrorCategory.InvalidOperation, $"VM '{name}' is Off{LastRun(off)}, so {what}; start it with Start-XhyveVM.");
+                }
+                else if (!reached)
                 {
                     // Say where it is instead, and how its last run ended when it is off (a guest that stopped early).
                     var now = Engines.GetStatus(name);

@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Xhyve.Management.Engine;
+using Xhyve.Management.Model;
+using Xhyve.Management.Store;
+
+namespace Xhyve.Management.Tests;
+
+/// <summary>Issue 13 item 3: the VM lifecycle through the launcher: reboots keep a VM Running in its engine, waits end
+/// when the awaited state cannot come, an engine that does not answer is NotResponding and can still be turned off.</summary>
+public sealed class LifecycleTests : IDisposable
+{
+    private const string KvmSkipReason = "/dev/kvm is absent: these tests start real engines";
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+    private readonly string _root = Directory.CreateTempSubdirectory("xhyve-life").FullName;
+    private readonly VmStore _store;
+    private readonly EngineHost _host;
+    private readonly List<int> _stopped = [];
+
+    public LifecycleTests()
+    {
+        _store = new VmStore(_root);
+        _host = new EngineHost(_store, Path.Combine(AppContext.BaseDirectory, "xhyve"));
+    }
+
+    public void Dispose()
+    {
+        foreach (int pid in _stopped) Signal(pid, "CONT");
+        foreach (var name in _store.Names())
+            if (_host.GetStatus(name).State != VmState.Off) try { _host.TurnOff(name); } catch (EngineException) { }
+        Directory.Delete(_root, true);
+    }
+
+    private static bool HasKvm => File.Exists("/dev/kvm");
+
+    private static string Guest(string name)
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "XhyvePS.sln"))) dir = dir.Parent;
+        return Path.Combine(dir!.FullName, "tests", "guests", "build", name + ".elf");
+    }
+
+    private VirtualMachine Create(string name, string guest, string cmdline) =>
+        _store.Create(new VirtualMachine { Name = name, MultibootPath = Guest(guest), KernelCommandLine = cmdline, MemoryStartupBytes = 64L << 20 });
+
+    private static void Signal(int pid, string signal)
+    {
+        using var kill = Process.Start("kill", $"-{signal} {pid}")!;
+        kill.WaitForExit();
+    }
+
+    /// <summary>The state letter in /proc/PID/stat (Z for a zombie not yet reaped), or "gone".</summary>
+    private static string ProcessState(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
+        }
+        catch (IOException) { return "gone"; }
+    }
+
+    private static int Count(string text, string what) => Regex.Matches(text, Regex.Escape(what)).Count;
+
+    private void WaitForLog(string name, string what, int times)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Count(_host.ReadConsole(name), what) < times)
+        {
+            Assert.True(clock.Elapsed < StartTimeout, $"'{what}' did not appear {times} times; the log:\n{_host.ReadConsole(name)}");
+            Thread.Sleep(20);
+        }
+    }
+
+    [SkippableFact]
+    public void AGuestReboot_KeepsTheVmRunning_InTheSameEngine_WithTheConsoleLogGoingOn()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        // The hello guest resets once it has read one byte; its next boot waits for a byte again.
+        var vm = Create("reboots", "hello", "echo=1");
+        var started = _host.Start(vm, StartTimeout);
+        WaitForLog("reboots", "echo_ready=1", 1);
+        using (var client = _host.Connect("reboots")) client.OpenConsole(history: false).Send("x"u8.ToArray());
+        WaitForLog("reboots", "echo_ready=1", 2);
+        var status = _host.WaitFor("reboots", s => s.State == VmState.Running, StartTimeout, null);
+        Assert.NotNull(status);
+        Assert.Equal((started.ProcessId, 1), (status.ProcessId, status.Resets));
+        Assert.Equal(2, Count(_host.ReadConsole("reboots"), "Hello from the XhyvePS hello guest"));
+        Assert.True(status.Uptime < TimeSpan.FromSeconds(20), $"the uptime {status.Uptime} did not start again");
+    }
+
+    [SkippableFact]
+    public void AGuestThatResetsAtOnce_IsNotReportedAsNotStarted_AndEndsInAResetStorm()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("storm", "power", "reset=1");
+        var started = _host.Start(vm, StartTimeout);   // throws "did not start" without the fix
+        Assert.True(started.State != VmState.Off || started.ExitCode == 2, started.ToString());
+        var off = _host.WaitFor("storm", s => s.State == VmState.Off, TimeSpan.FromSeconds(60), null);
+        Assert.NotNull(off);
+        Assert.Equal(2, off.ExitCode);
+        Assert.Contains("reset storm", off.ExitReason);
+        Assert.True(Count(_host.ReadConsole("storm"), "XHYVE-TEST reset=1") >= 2);
+    }
+
+    [SkippableFact]
+    public void ARestart_ResetsInPlace_AndAReboot_GoesThroughTheGuestsShutdown_BothKeepingThePid()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("restart", "power", "button=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        WaitForLog("restart", "ready=1", 1);
+        var reset = _host.Restart("restart", reboot: false, StartTimeout, force: false);
+        Assert.Equal((VmState.Running, pid, 1), (reset.State, reset.ProcessId, reset.Resets));
+        WaitForLog("restart", "ready=1", 2);
+        var rebooted = _host.Restart("restart", reboot: true, StartTimeout, force: false);
+        Assert.Equal((VmState.Running, pid, 2), (rebooted.State, rebooted.ProcessId, rebooted.Resets));
+        Assert.Contains("button=pressed", _host.ReadConsole("restart"));   // the guest saw the power button and shut down
+    }
+
+    [SkippableFact]
+    public void ARebootWithForce_OfAGuestThatDoesNotListenToThePowerButton_ResetsIt_AndWithoutForceIsRefused()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("deaf", "hello", "spin=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        Assert.Contains("power-button event", Assert.Throws<EngineException>(() => _host.Restart("deaf", reboot: true, StartTimeout, force: false)).Message);
+        Assert.Equal(0, _host.GetStatus("deaf").Resets);
+        var restarted = _host.Restart("deaf", reboot: true, StartTimeout, force: true);
+        Assert.Equal((VmState.Running, pid, 1), (restarted.State, restarted.ProcessId, restarted.Resets));
+    }
+
+    [SkippableFact]
+    public void AnEngineStoppedWithSigstop_IsNotResponding_WithinASecond_AndTurnOffKillsIt()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("frozen", "hello", "spin=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        _stopped.Add(pid);
+        Signal(pid, "STOP");
+        var clock = Stopwatch.StartNew();
+        var status = _host.GetStatus("frozen");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"the status took {clock.Elapsed}");
+        Assert.Equal((VmState.NotResponding, pid), (status.State, status.ProcessId));
+
+        var off = _host.TurnOff("frozen");
+        Assert.Equal((VmState.Off, EngineHost.KilledExitCode), (off.State, off.ExitCode));
+        Assert.Contains("killed by the management library", off.ExitReason);
+        string state = ProcessState(pid);
+        Assert.True(state is "gone" or "Z", $"the engine is still there (state {state})");
+        Assert.False(File.Exists(_host.FileOf("frozen", EngineHost.PidFile)));
+        Assert.False(File.Exists(_host.FileOf("frozen", EngineHost.ControlSocketFile)));
+        // And it starts again.
+        Assert.Equal(VmState.Running, _host.Start(vm, StartTimeout).State);
+    }
+
+    [SkippableFact]
+    public void WaitingForRunningOrConsoleText_OnAVmThatIsOff_EndsAtOnce()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("offwait", "power", "s5=1");
+        _host.Start(vm, StartTimeout);
+        Assert.NotNull(_host.WaitFor("offwait", s => s.State == VmState.Off, StartTimeout, null));
+        var clock = Stopwatch.StartNew();
+        var status = _host.WaitFor("offwait", s => s.State == VmState.Running, TimeSpan.FromSeconds(60), null, s => s.State == VmState.Off);
+        Assert.Equal(VmState.Off, status?.State);
+        Assert.Null(_host.WaitForConsole("offwait", new Regex("never printed"), TimeSpan.FromSeconds(60), null, untilOff: true));
+        Assert.Equal("s5=1", _host.WaitForConsole("offwait", new Regex("s5=1"), TimeSpan.FromSeconds(60), null, untilOff: true));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the waits took {clock.Elapsed}");
+    }
+
+    [Theory]
+    [InlineData("""{"state":"Running","pid":1,"startedUtc":"2026-01-01T00:00:00Z","uptimeSeconds":63929923200}""", 5.0, null)]   // DateTime.MinValue's age
+    [InlineData("""{"state":"Running","pid":1,"startedUtc":"2026-01-01T00:00:00Z","uptimeSeconds":-3}""", 5.0, null)]
+    [InlineData("""{"state":"Starting","pid":1,"startedUtc":null,"uptimeSeconds":0}""", 5.0, null)]
+    [InlineData("""{"state":"Running","pid":1,"startedUtc":"2026-01-01T00:00:00Z","uptimeSeconds":4.5}""", 5.0, 4.5)]
+    [InlineData("""{"state":"Running","pid":1,"startedUtc":"2026-01-01T00:00:00Z","uptimeSeconds":4.5}""", null, 4.5)]
+    public void AnUptimeThatCannotBe_IsDropped(string reply, double? engineAgeSeconds, double? expected)
+    {
+        using var doc = JsonDocument.Parse(reply);
+        var status = EngineHost.StatusFrom(doc.RootElement, engineAgeSeconds is double a ? TimeSpan.FromSeconds(a) : null);
+        Assert.Equal(expected, status.Uptime?.TotalSeconds);
+    }
+}
