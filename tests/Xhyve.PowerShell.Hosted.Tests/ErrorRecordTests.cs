@@ -179,12 +179,13 @@ public sealed class ErrorRecordTests(HostedModule module) : IDisposable
     }
 
     [Fact]
-    public void Waiting_on_a_VM_that_is_off_times_out_with_WaitTimeout_saying_where_it_is()
+    public void Waiting_for_Running_on_a_VM_that_is_off_fails_with_VMNotRunning_naming_the_cmdlet_to_use()
     {
         NewVm("idle");
-        var error = module.Run("Wait-XhyveVM idle -TimeoutSec 1").SingleError();
-        AssertError(error, "WaitTimeout", "WaitXhyveVMCommand", ErrorCategory.OperationTimeout, "idle");
-        Assert.EndsWith("it is Off.", error.Exception.Message, StringComparison.Ordinal);
+        // Nothing is starting it, so Running cannot come: the error comes at once, not after -TimeoutSec.
+        var error = module.Run("Wait-XhyveVM idle -TimeoutSec 600").SingleError();
+        AssertError(error, "VMNotRunning", "WaitXhyveVMCommand", ErrorCategory.InvalidOperation, "idle");
+        Assert.EndsWith("start it with Start-XhyveVM.", error.Exception.Message, StringComparison.Ordinal);
     }
 
     [Fact]
