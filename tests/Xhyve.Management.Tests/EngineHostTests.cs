@@ -179,6 +179,19 @@ public sealed class EngineHostTests : IDisposable
         Assert.Contains("/nonexistent/xhyve does not exist", Assert.Throws<EngineException>(() => host.Start(vm, StartTimeout)).Message);
     }
 
+    [Fact]
+    public void AnEngineWithoutItsExecuteBit_IsNamed_BeforeAnythingIsLaunched()
+    {
+        // A package install (a nupkg is a zip) can drop the mode; the start used to wait out its timeout for a socket.
+        string engine = Path.Combine(_root, "xhyve");
+        File.WriteAllText(engine, "#!/bin/sh\n");
+        File.SetUnixFileMode(engine, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var host = new EngineHost(_store, engine);
+        var vm = _store.Create(new VirtualMachine { Name = "x", KernelPath = "/k" });
+        Assert.Contains($"{engine} is not executable", Assert.Throws<EngineException>(() => host.Start(vm, StartTimeout)).Message);
+        Assert.False(File.Exists(host.FileOf("x", EngineHost.EngineLogFile)));
+    }
+
     [SkippableFact]
     public void AnEngineLogThatIsASymlink_IsRefused_AndNothingIsWrittenThroughIt()
     {

@@ -71,6 +71,9 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
     {
         HostFacts.CheckMemory(vm);   // memory above the host's RAM: refused before anything is launched
         if (!File.Exists(EnginePath)) throw new EngineException($"the engine host {EnginePath} does not exist (set XHYVE_ENGINE to the xhyve executable)");
+        // The shell's exec would fail into engine.log, and the start would wait out its timeout for a socket.
+        if ((File.GetUnixFileMode(EnginePath) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) == 0)
+            throw new EngineException($"the engine host {EnginePath} is not executable (chmod +x it, or import the module once as its owner)");
         string socket = FileOf(vm.Name, ControlSocketFile);
         if (socket.Length > MaxUnixSocketPath)
             throw new EngineException($"{socket}: longer than a Unix socket path may be ({MaxUnixSocketPath} bytes); set XHYVE_HOME to a shorter folder");
