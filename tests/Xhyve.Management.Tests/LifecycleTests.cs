@@ -9,40 +9,15 @@ namespace Xhyve.Management.Tests;
 
 /// <summary>Issue 13 item 3: the VM lifecycle through the launcher: reboots keep a VM Running in its engine, waits end
 /// when the awaited state cannot come, an engine that does not answer is NotResponding and can still be turned off.</summary>
-public sealed class LifecycleTests : IDisposable
+public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
 {
-    private const string KvmSkipReason = "/dev/kvm is absent: these tests start real engines";
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
-    private readonly string _root = Directory.CreateTempSubdirectory("xhyve-life").FullName;
-    private readonly VmStore _store;
-    private readonly EngineHost _host;
     private readonly List<int> _stopped = [];
 
-    public LifecycleTests()
+    public override void Dispose()
     {
-        _store = new VmStore(_root);
-        _host = new EngineHost(_store, Path.Combine(AppContext.BaseDirectory, "xhyve"));
+        foreach (int pid in _stopped) Signal(pid, "CONT");   // an engine a test stopped (SIGSTOP) goes on, so the cleanup turns it off the usual way
+        base.Dispose();
     }
-
-    public void Dispose()
-    {
-        foreach (int pid in _stopped) Signal(pid, "CONT");
-        foreach (var name in _store.Names())
-            if (_host.GetStatus(name).State != VmState.Off) try { _host.TurnOff(name); } catch (EngineException) { }
-        Directory.Delete(_root, true);
-    }
-
-    private static bool HasKvm => File.Exists("/dev/kvm");
-
-    private static string Guest(string name)
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir != null && !File.Exists(Path.Combine(dir.FullName, "XhyvePS.sln"))) dir = dir.Parent;
-        return Path.Combine(dir!.FullName, "tests", "guests", "build", name + ".elf");
-    }
-
-    private VirtualMachine Create(string name, string guest, string cmdline) =>
-        _store.Create(new VirtualMachine { Name = name, MultibootPath = Guest(guest), KernelCommandLine = cmdline, MemoryStartupBytes = 64L << 20 });
 
     private static void Signal(int pid, string signal)
     {
