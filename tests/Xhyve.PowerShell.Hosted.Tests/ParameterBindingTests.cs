@@ -220,11 +220,12 @@ public sealed class ParameterBindingTests(HostedModule module) : IDisposable
     [Fact]
     public void A_host_invoking_Get_XhyveVM_with_an_unknown_parameter_gets_NamedParameterNotFound()
     {
+        // Not -VMId: Get-XhyveVM has that one now (as an alias of -Id, as Hyper-V's Get-VM).
         var result = module.Command("Get-XhyveVM", new Dictionary<string, object?> { ["VMGuid"] = Guid.NewGuid() });
         var thrown = Assert.IsType<ParameterBindingException>(result.Thrown);
         Assert.Equal("NamedParameterNotFound,Xhyve.PowerShell.Cmdlets.GetXhyveVMCommand", thrown.ErrorRecord.FullyQualifiedErrorId);
         Assert.Equal(ErrorCategory.InvalidArgument, thrown.ErrorRecord.CategoryInfo.Category);
-        Assert.Equal("VMGuid", thrown.ParameterName);   // VMId is -Id's alias
+        Assert.Equal("VMGuid", thrown.ParameterName);
     }
 
     [Theory]

@@ -57,7 +57,7 @@ public sealed class ShouldProcessTests(HostedModule module) : IDisposable
     [Fact]
     public void ConvertFrom_XhyveCommandLine_Save_WhatIf_stores_nothing_but_still_parses()
     {
-        // The kernel must exist: -Save refuses a missing file before it gets to -WhatIf.
+        // -Save checks the files the line names (they must exist) before asking: the kernel is a real file.
         var result = module.Run("ConvertFrom-XhyveCommandLine \"-m 1G -f multiboot,$($args[0])\" -Name fromline -Save -WhatIf", _store.Kernel);
         AssertWhatIf(result, "Create VM", "fromline");
         Assert.Empty(_store.Files());

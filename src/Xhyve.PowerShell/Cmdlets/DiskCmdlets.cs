@@ -40,7 +40,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
         try { options = BlockDeviceOptions.ParseOptions(path, items); }
         catch (FormatException e)
         {
-            WriteError(new ErrorRecord(new ArgumentException($"-Options: {e.Message}", e), "InvalidDiskOptions", ErrorCategory.InvalidArgument, Options));
+            WriteError(new ErrorRecord(new ArgumentException($"-Options: {e.Message}", e), "InvalidDiskOptions", ErrorCategory.InvalidArgument, DeviceErrors.BadOption(e.Message, items) ?? (object)Options));
             return;
         }
         // The geometry comes from the image (its descriptor, or its files); options that contradict it are refused
@@ -52,7 +52,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
             {
                 DiskImageProblem.NotFound => new ErrorRecord(new FileNotFoundException($"-Path {Path}: the image does not exist ({path}); create it with New-XhyveDiskImage.", path),
                     "DiskImageNotFound", ErrorCategory.ObjectNotFound, Path),
-                DiskImageProblem.Conflict => new ErrorRecord(new ArgumentException($"-Options {e.Message}", e), "DiskImageConflict", ErrorCategory.InvalidArgument, Options),
+                DiskImageProblem.Conflict => new ErrorRecord(new ArgumentException($"-Options {e.Message}", e), "DiskImageConflict", ErrorCategory.InvalidArgument, DeviceErrors.BadOption(e.Message, items) ?? (object)Options),
                 DiskImageProblem.OptionNeeded => new ErrorRecord(new ArgumentException($"-Path {Path}: {e.Message} (in -Options)", e), "DiskImageOptionNeeded", ErrorCategory.InvalidArgument, Path),
                 _ => new ErrorRecord(new InvalidDataException(e.Message, e), "DiskImageDamaged", ErrorCategory.InvalidData, e.File),
             });
@@ -69,12 +69,13 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
             Try(name, () =>
             {
                 VmDisk? added = null;
-                ChangeStoppedVm(name, vm =>
+                if (DeviceErrors.ChangeStoppedVm(this, name, vm =>
                 {
-                    if (vm.Disks.Any(d => d.Path == path)) throw new VmDefinitionException($"VM '{name}' already has the disk {path}");
+                    if (vm.Disks.Any(d => d.Path == path))
+                        throw new DeviceErrorException(new ErrorRecord(new InvalidOperationException($"VM '{name}' already has the disk {path}."), "DiskExists", ErrorCategory.ResourceExists, Path));
                     added = new VmDisk { Path = path, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), Options = items.Length > 0 ? string.Join(",", items) : null };
                     vm.Disks.Add(added);
-                });
+                }) == null) return;
                 if (PassThru) WriteObject(new XhyveDisk(name, added!));
             });
         }
@@ -119,18 +120,20 @@ public sealed class RemoveXhyveDiskCommand : XhyveCmdlet
 
     protected override void ProcessRecord()
     {
-        var targets = ParameterSetName == "Disk" ? Disk.Select(d => (d.VMName, d.Path)) : [(VMName, ResolvePath(Path))];
-        foreach (var (vmName, path) in targets)
+        var targets = ParameterSetName == "Disk" ? Disk.Select(d => (d.VMName, d.Path, d.Path)) : [(VMName, ResolvePath(Path), Path)];
+        foreach (var (vmName, path, given) in targets)
         {
-            if (!ShouldProcess(vmName, $"Remove disk {path}")) continue;
             Try(vmName, () =>
             {
+                // Checked before asking: a VM that is not there is the same VMNotFound error as Get-XhyveVM's.
+                if (!DeviceErrors.VmExists(this, vmName) || !ShouldProcess(vmName, $"Remove disk {path}")) return;
                 VmDisk? removed = null;
-                ChangeStoppedVm(vmName, vm =>
+                if (DeviceErrors.ChangeStoppedVm(this, vmName, vm =>
                 {
-                    removed = vm.Disks.FirstOrDefault(d => d.Path == path) ?? throw new VmDefinitionException($"VM '{vmName}' has no disk {path}");
+                    removed = vm.Disks.FirstOrDefault(d => d.Path == path) ?? throw new DeviceErrorException(
+                        new ErrorRecord(new ItemNotFoundException($"VM '{vmName}' has no disk {path}."), "DiskNotFound", ErrorCategory.ObjectNotFound, given));
                     vm.Disks.Remove(removed);
-                });
+                }) == null) return;
                 if (PassThru) WriteObject(new XhyveDisk(vmName, removed!));
             });
         }
@@ -187,4 +190,42 @@ public sealed class NewXhyveDiskImageCommand : XhyveCmdlet
         try { WriteObject(DiskImages.Create(options)); }
         catch (StorageException e) { WriteError(new ErrorRecord(e, "DiskImageNotCreated", ErrorCategory.WriteError, Path)); }
     }
+}
+
+/// <summary>The device cmdlets' errors that are not the store's: a specific id, category and target (the object as the
+/// user gave it), as Hyper-V's cmdlets report them.</summary>
+internal static class DeviceErrors
+{
+    /// <summary>Whether the VM is stored; if not, a VMNotFound error as Get-XhyveVM writes, naming it as given.</summary>
+    public static bool VmExists(XhyveCmdlet cmdlet, string name)
+    {
+        if (cmdlet.Store.Exists(name)) return true;
+        cmdlet.WriteError(new ErrorRecord(new ItemNotFoundException($"No VM named '{name}' exists in {cmdlet.Store.Root}."), "VMNotFound", ErrorCategory.ObjectNotFound, name));
+        return false;
+    }
+
+    /// <summary><see cref="XhyveCmdlet.ChangeStoppedVm"/>, with a <see cref="DeviceErrorException"/> thrown by
+    /// <paramref name="change"/> written as its error: the change is dropped and nothing is saved. Null then.</summary>
+    public static VirtualMachine? ChangeStoppedVm(XhyveCmdlet cmdlet, string name, Action<VirtualMachine> change)
+    {
+        try { return cmdlet.ChangeStoppedVm(name, change); }
+        catch (DeviceErrorException e)
+        {
+            cmdlet.WriteError(e.ErrorRecord);
+            return null;
+        }
+    }
+
+    /// <summary>The block option a parser message is about: the parser starts a message with the option as written
+    /// ("bogus: unknown block option") or, for a value it checked after parsing, with its key ("size=N: ..."). Null when
+    /// the message names none of <paramref name="items"/> (a problem of the options together).</summary>
+    public static string? BadOption(string message, IReadOnlyList<string> items) =>
+        items.FirstOrDefault(i => message.StartsWith(i + ":", StringComparison.Ordinal))
+        ?? items.FirstOrDefault(i => i.IndexOf('=') is > 0 and var eq && message.StartsWith(i[..(eq + 1)], StringComparison.Ordinal));
+}
+
+/// <summary>Thrown from inside a store change to abandon it with an error of its own (DiskNotFound, DiskExists, ...).</summary>
+internal sealed class DeviceErrorException(ErrorRecord record) : Exception(record.Exception.Message, record.Exception), IContainsErrorRecord
+{
+    public ErrorRecord ErrorRecord { get; } = record;
 }

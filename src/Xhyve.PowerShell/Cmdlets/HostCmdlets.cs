@@ -91,39 +91,67 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
     public SwitchParameter Save { get; set; }
 
     private readonly List<string> _args = [];
+    private readonly List<string> _given = [];   // the command's input as written: what its errors name and target
+    private bool _pending;     // input taken since the last command was converted
+    private bool _lines;       // some of that input was a line to split (not a single argument)
     private bool _continued;   // the previous element or pipeline item ended with a backslash: this one is its next line
+    private VmDefinitionException? _unsplit;   // a line of the command that could not be split (an unterminated quote)
 
     protected override void ProcessRecord()
     {
-        try
+        foreach (var item in CommandLine)
         {
-            foreach (var item in CommandLine)
+            // A line to split: the whole line in one string, or a line of a script's command (one that ends with a
+            // backslash continuation, or follows one). Other elements are single arguments, spaces and all.
+            bool endsContinued = ShellWords.EndsWithContinuation(item);
+            bool isLine = (CommandLine.Length == 1 && item.Any(char.IsWhiteSpace)) || endsContinued || _continued;
+            _given.Add(item);
+            _pending = true;
+            _lines |= isLine;
+            if (!isLine) _args.Add(item);
+            else if (_unsplit == null)
             {
-                // A line to split: the whole line in one string, or a line of a script's command (one that ends with a
-                // backslash continuation, or follows one). Other elements are single arguments, spaces and all.
-                bool endsContinued = ShellWords.EndsWithContinuation(item);
-                bool isLine = (CommandLine.Length == 1 && item.Any(char.IsWhiteSpace)) || endsContinued || _continued;
-                _args.AddRange(isLine ? ShellWords.Split(item) : [item]);
-                _continued = endsContinued;
+                try { _args.AddRange(ShellWords.Split(item)); }
+                catch (VmDefinitionException e) { _unsplit = e; }
             }
-        }
-        catch (VmDefinitionException e)
-        {
-            ThrowTerminatingError(new ErrorRecord(e, "InvalidXhyveCommandLine", ErrorCategory.InvalidArgument, CommandLine));
+            _continued = endsContinued;
+            // A line that does not continue ends its command: converted now, so that in a pipeline of several lines
+            // each gets its VM or its own error and the next one goes on.
+            if (isLine && !endsContinued) ConvertCommand();
         }
     }
 
     /// <summary>Whether <paramref name="word"/> names the xhyve program (as a pasted line starts), not an argument.</summary>
     private static bool IsProgram(string word) => word == "xhyve" || word.EndsWith("/xhyve", StringComparison.Ordinal);
 
+    // Arguments given one per element or pipeline item form one command, converted at the end.
     protected override void EndProcessing()
     {
-        if (_args.Count > 0 && IsProgram(_args[0])) _args.RemoveAt(0);
+        if (_pending) ConvertCommand();
+    }
+
+    /// <summary>Converts the command the input so far makes (writing it, or storing it with -Save), and starts the next.
+    /// Its errors are non-terminating, with the command line as written as their target.</summary>
+    private void ConvertCommand()
+    {
+        string given = string.Join(_lines ? "\n" : " ", _given);
+        var args = _args.ToList();
+        var unsplit = _unsplit;
+        _args.Clear();
+        _given.Clear();
+        _pending = _lines = _continued = false;
+        _unsplit = null;
+        if (unsplit != null)
+        {
+            WriteError(new ErrorRecord(unsplit, "UnterminatedQuote", ErrorCategory.InvalidArgument, given));
+            return;
+        }
+        if (args.Count > 0 && IsProgram(args[0])) args.RemoveAt(0);
         ConvertedVm converted;
-        try { converted = VmArguments.FromArguments(_args, Name ?? "xhyve"); }
+        try { converted = VmArguments.FromArguments(args, Name ?? "xhyve"); }
         catch (VmDefinitionException e)
         {
-            WriteError(new ErrorRecord(e, "InvalidXhyveCommandLine", ErrorCategory.InvalidArgument, string.Join(" ", _args)));
+            WriteError(new ErrorRecord(e, "InvalidXhyveCommandLine", ErrorCategory.InvalidArgument, given));
             return;
         }
         foreach (var warning in converted.Warnings) WriteWarning(warning);

@@ -95,9 +95,11 @@ public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
             Try(vmName, () =>
             {
                 VmNetworkAdapter? added = null;
-                var vm = ChangeStoppedVm(vmName, vm =>
+                var vm = DeviceErrors.ChangeStoppedVm(this, vmName, vm =>
                 {
-                    if (vm.NetworkAdapters.Any(n => n.Name == Name)) throw new VmDefinitionException($"VM '{vmName}' already has a network adapter named '{Name}'");
+                    if (vm.NetworkAdapters.Any(n => n.Name == Name))
+                        throw new DeviceErrorException(new ErrorRecord(new InvalidOperationException($"VM '{vmName}' already has a network adapter named '{Name}'."),
+                            "NetworkAdapterExists", ErrorCategory.ResourceExists, Name));
                     added = new VmNetworkAdapter
                     {
                         Name = Name, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), Mode = mode, TapName = TapName, MacAddress = mac, PortForwards = [.. forwards],
@@ -105,6 +107,7 @@ public sealed class AddXhyveNetworkAdapterCommand : XhyveVMDeviceCmdlet
                     vm.NetworkAdapters.Add(added);
                     VmArguments.ToArguments(vm, null);   // a MAC, TAP device or host port another adapter has is refused here
                 });
+                if (vm == null) return;
                 if (PassThru) WriteObject(new XhyveNetworkAdapter(vm, added!));
             });
         }
@@ -156,22 +159,24 @@ public abstract class XhyveNetworkAdapterCmdlet : XhyveCmdlet
     public SwitchParameter PassThru { get; set; }
 
     /// <summary>Runs <paramref name="change"/> on each target adapter the user confirms, in its stopped VM; a missing
-    /// adapter is an error naming it, and -PassThru writes the adapter as the change left it.</summary>
+    /// VM is VMNotFound and a missing adapter NetworkAdapterNotFound, each naming it as given, and -PassThru writes the adapter as the change left it.</summary>
     protected void ChangeEachAdapter(string action, Action<VirtualMachine, VmNetworkAdapter> change)
     {
         var targets = ParameterSetName == "Adapter" ? NetworkAdapter.Select(n => (n.VMName, n.Name)) : [(VMName, Name)];
         foreach (var (vmName, adapterName) in targets)
         {
-            if (!ShouldProcess(vmName, $"{action} network adapter '{adapterName}'")) continue;
             Try(vmName, () =>
             {
+                // Checked before asking: a VM that is not there is the same VMNotFound error as Get-XhyveVM's.
+                if (!DeviceErrors.VmExists(this, vmName) || !ShouldProcess(vmName, $"{action} network adapter '{adapterName}'")) return;
                 VmNetworkAdapter? changed = null;
-                var vm = ChangeStoppedVm(vmName, vm =>
+                var vm = DeviceErrors.ChangeStoppedVm(this, vmName, vm =>
                 {
-                    changed = vm.NetworkAdapters.FirstOrDefault(n => n.Name == adapterName)
-                        ?? throw new VmDefinitionException($"VM '{vmName}' has no network adapter named '{adapterName}'");
+                    changed = vm.NetworkAdapters.FirstOrDefault(n => n.Name == adapterName) ?? throw new DeviceErrorException(new ErrorRecord(
+                        new ItemNotFoundException($"VM '{vmName}' has no network adapter named '{adapterName}'."), "NetworkAdapterNotFound", ErrorCategory.ObjectNotFound, adapterName));
                     change(vm, changed);
                 });
+                if (vm == null) return;
                 if (PassThru) WriteObject(new XhyveNetworkAdapter(vm, changed!));
             });
         }

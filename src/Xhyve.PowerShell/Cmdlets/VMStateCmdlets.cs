@@ -237,7 +237,7 @@ public sealed class WaitXhyveVMCommand : XhyveVMStateCmdlet
     protected override void BeginProcessing()
     {
         if (For == XhyveWaitFor.ConsoleText && Pattern == null)
-            ThrowTerminatingError(new ErrorRecord(new ArgumentException("-For ConsoleText needs -Pattern (a regular expression)."), "PatternMissing", ErrorCategory.InvalidArgument, null));
+            ThrowTerminatingError(new ErrorRecord(new ArgumentException("-For ConsoleText needs -Pattern (a regular expression to find in the console output)."), "PatternMissing", ErrorCategory.InvalidArgument, For));
     }
 
     protected override void ProcessRecord()
