@@ -164,7 +164,7 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
     # Example id -> what it needs. Setup: a key of $setups (none: a fresh store). Images: the disk images the
     # working folder holds (default web.img, base.img, old.img). Kvm: it starts a VM. Terminal: it is interactive.
     # ExpectError: the error id the example documents. Then: what else the example's explanation promises, given
-    # the run (Output, Errors). Needs: a parameter another change adds; skipped until then.
+    # the run (Output, Errors).
     # Passt/Port: it starts a user-mode adapter that forwards this host port.
     $script:Examples = @{
         'about_Xhyve-1'                   = @{ Images = @(); Kvm = $true; Passt = $true; Port = 8080 }
@@ -196,7 +196,7 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'Remove-XhyveVM-1'                = @{ Setup = 'web' }
         'Remove-XhyveVM-2'                = @{ Setup = 'web-and-db' }
         'Restart-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true }
-        'Restart-XhyveVM-2'               = @{ Setup = 'web-running'; Kvm = $true; Needs = 'Restart-XhyveVM', 'Type' }
+        'Restart-XhyveVM-2'               = @{ Setup = 'web-running'; Kvm = $true }
         'Resume-XhyveVM-1'                = @{ Setup = 'web-paused'; Kvm = $true }
         'Set-XhyveNetworkAdapter-1'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-2'       = @{ Setup = 'web-user-adapter' }
@@ -248,9 +248,6 @@ Describe 'The help examples' -Tag 'Help' {
     It '<Topic> example <Number>: <Title>' -ForEach $helpExamples {
         $entry = if ($Examples.ContainsKey($Id)) { $Examples[$Id] } else { @{} }
         if ($entry['Kvm'] -and -not $kvm) { Set-ItResult -Skipped -Because '/dev/kvm is absent: the example starts a VM'; return }
-        if ($entry['Needs'] -and -not (Get-Command $entry['Needs'][0]).Parameters.ContainsKey($entry['Needs'][1])) {
-            Set-ItResult -Skipped -Because "$($entry['Needs'][0]) has no -$($entry['Needs'][1]) yet (another change adds it)"; return
-        }
         if ($entry['Passt'] -and -not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
             Set-ItResult -Skipped -Because 'passt is not installed: the example starts a user-mode network adapter'; return
         }
