@@ -25,12 +25,24 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
         kill.WaitForExit();
     }
 
-    /// <summary>The state letter in /proc/PID/stat (Z for a zombie not yet reaped), or "gone".</summary>
-    private static string ProcessState(int pid)
+    /// <summary>kill(1) returns once SIGSTOP is sent: a thread that was running (the engine's control server) could
+    /// still answer a request until every thread shows the stopped state.</summary>
+    private static void WaitUntilStopped(int pid)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Directory.EnumerateDirectories($"/proc/{pid}/task").Select(task => ProcessState(pid, Path.GetFileName(task))).Any(s => s is not ("T" or "t" or "gone")))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"engine {pid} did not stop within 10 s of SIGSTOP");
+            Thread.Sleep(10);
+        }
+    }
+
+    /// <summary>The state letter in /proc/PID/stat, or a thread's (Z for a zombie not yet reaped), or "gone".</summary>
+    private static string ProcessState(int pid, string? thread = null)
     {
         try
         {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string stat = File.ReadAllText(thread == null ? $"/proc/{pid}/stat" : $"/proc/{pid}/task/{thread}/stat");
             return stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
         }
         catch (IOException) { return "gone"; }
@@ -114,6 +126,7 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
         int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
         _stopped.Add(pid);
         Signal(pid, "STOP");
+        WaitUntilStopped(pid);
         var clock = Stopwatch.StartNew();
         var status = _host.GetStatus("frozen");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"the status took {clock.Elapsed}");

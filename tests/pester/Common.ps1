@@ -51,3 +51,19 @@ function Invoke-XhyveTestUdpEcho([int] $HostPort, [string] $Text) {
     }
     finally { $udp.Dispose() }
 }
+
+# SIGSTOP and waits until every thread of the process is stopped: kill(1) returns once the signal is sent, and a
+# thread that was running (the engine's control server) could still answer a request meanwhile.
+function Suspend-XhyveTestProcess([int] $ProcessId) {
+    kill -STOP $ProcessId
+    $deadline = [DateTime]::UtcNow.AddSeconds(10)
+    while ([DateTime]::UtcNow -lt $deadline) {
+        $states = foreach ($task in Get-ChildItem "/proc/$ProcessId/task" -ErrorAction SilentlyContinue) {
+            $stat = Get-Content (Join-Path $task.FullName 'stat') -Raw -ErrorAction SilentlyContinue
+            if ($stat) { ($stat -split '\) ')[-1][0] }
+        }
+        if (@($states | Where-Object { $_ -cnotin 'T', 't' }).Count -eq 0) { return }
+        Start-Sleep -Milliseconds 10
+    }
+    throw "process $ProcessId did not stop within 10 s of SIGSTOP"
+}

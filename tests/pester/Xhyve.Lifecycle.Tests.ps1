@@ -159,7 +159,7 @@ Describe 'An engine that does not respond' -Tag 'Lifecycle' {
     It 'is NotResponding within a second, refuses other commands with VMNotResponding, and is turned off with Stop-XhyveVM -TurnOff' {
         if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
         $vm = New-XhyveVM frozen -MultibootPath $hello -KernelCommandLine 'spin=1' -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru
-        kill -STOP $vm.ProcessId
+        Suspend-XhyveTestProcess $vm.ProcessId
         try {
             $clock = [Diagnostics.Stopwatch]::StartNew()
             (Get-XhyveVM frozen).State | Should -Be 'NotResponding'
@@ -179,7 +179,7 @@ Describe 'An engine that does not respond' -Tag 'Lifecycle' {
     It 'is removed with Remove-XhyveVM -Force' {
         if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
         $vm = New-XhyveVM frozen2 -MultibootPath $hello -KernelCommandLine 'spin=1' -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru
-        kill -STOP $vm.ProcessId
+        Suspend-XhyveTestProcess $vm.ProcessId
         try {
             Remove-XhyveVM frozen2 -Force -Confirm:$false
             Get-XhyveVM frozen2 -ErrorAction SilentlyContinue | Should -BeNullOrEmpty

@@ -114,35 +114,45 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         }
 
         var clock = Stopwatch.StartNew();
-        while (true)
+        // One connection asks "state" again and again while the machine is built: a line each way, where a new
+        // connection per poll cost the engine (building the machine on the same cores) a connect and a task each.
+        ControlClient? client = null;
+        try
         {
-            if (File.Exists(FileOf(vm.Name, ExitFileName)))
+            while (true)
             {
-                // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits:
-                // until then it still looks alive, with no exit status to report.
-                var ended = WaitFor(vm.Name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(vm.Name);
-                // Status 1 is the engine's own error (before the guest ran, or the host failing it); any other status
-                // is the guest's doing (powered off, reset in a storm, faulted): it started, and is off again already.
-                if (ended.State == VmState.Off && ended.ExitCode is int code && code != (int)Xhyve.Vmm.VmExitStatus.Error) return ended;
-                throw new EngineException($"VM '{vm.Name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
-            }
-            if (File.Exists(socket))
-            {
-                try
+                if (File.Exists(FileOf(vm.Name, ExitFileName)))
                 {
-                    using var client = new ControlClient(socket, ReplyTimeout);
-                    var served = StatusFrom(client.Ask("state"), EngineAge(vm.Name));
-                    // The socket is served while the machine is still being built ("Starting"): the start is
-                    // done once the vCPUs run, or once they ran and the guest reset (the machine is built again).
-                    if (served.State != VmState.Starting || served.Resets > 0 || clock.Elapsed > timeout) return served;
-                    Thread.Sleep(20);   // a machine build takes a while: no new connection every few ms meanwhile
+                    // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits:
+                    // until then it still looks alive, with no exit status to report.
+                    var ended = WaitFor(vm.Name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(vm.Name);
+                    // Status 1 is the engine's own error (before the guest ran, or the host failing it); any other status
+                    // is the guest's doing (powered off, reset in a storm, faulted): it started, and is off again already.
+                    if (ended.State == VmState.Off && ended.ExitCode is int code && code != (int)Xhyve.Vmm.VmExitStatus.Error) return ended;
+                    throw new EngineException($"VM '{vm.Name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
                 }
-                catch (EngineException) when (clock.Elapsed < timeout) { }
+                if (client != null || File.Exists(socket))
+                {
+                    try
+                    {
+                        client ??= new ControlClient(socket, ReplyTimeout);
+                        var served = StatusFrom(client.Ask("state"), EngineAge(vm.Name));
+                        // The socket is served while the machine is still being built ("Starting"): the start is
+                        // done once the vCPUs run, or once they ran and the guest reset (the machine is built again).
+                        if (served.State != VmState.Starting || served.Resets > 0 || clock.Elapsed > timeout) return served;
+                    }
+                    catch (EngineException) when (clock.Elapsed < timeout)
+                    {
+                        client?.Dispose();   // not up yet, or going away: connect afresh next time
+                        client = null;
+                    }
+                }
+                if (clock.Elapsed > timeout)
+                    throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s (see {FileOf(vm.Name, EngineLogFile)})");
+                Thread.Sleep(2);
             }
-            if (clock.Elapsed > timeout)
-                throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s (see {FileOf(vm.Name, EngineLogFile)})");
-            Thread.Sleep(5);
         }
+        finally { client?.Dispose(); }
     }
 
     /// <summary>The VM's status: asks a live engine; for a VM that is off, reads how the last run ended.</summary>
