@@ -27,8 +27,6 @@
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @()
-    # Gives the engine host back the execute bit that a .nupkg install loses (see the file).
-    NestedModules        = @('Xhyve.Install.psm1')
     PrivateData          = @{
         PSData = @{
             # The engine host inside the package is a linux-x64 executable; PSEdition_Core and Linux are the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the importable module folder out/Xhyve: the cmdlet assembly and the libraries under it, the engine
-# host (xhyve) beside them, and the manifest, its nested script module, format and types files from module/.
+# host (xhyve) beside them, and the manifest, format and types files from module/.
 #   scripts/package-module.sh            then: Import-Module ./out/Xhyve/Xhyve.psd1
 # scripts/publish-module.ps1 (build.ps1 -Task Publish) makes the PSResourceGet package from this folder.
 set -euo pipefail
@@ -11,7 +11,7 @@ dotnet publish "$root/src/Xhyve.PowerShell" -c Release -o "$out" --nologo -v qui
 # The engine after the cmdlets: its ReadyToRun Xhyve.Vmm.dll replaces the IL-only copy (both load anywhere).
 # The engine is a KVM x86 host, so it is built for linux-x64 whatever the build machine (the package says so).
 dotnet publish "$root/src/Xhyve.Engine" -c Release -r linux-x64 --self-contained false -o "$out" --nologo -v quiet
-cp "$root"/module/Xhyve.psd1 "$root"/module/*.psm1 "$root"/module/*.ps1xml "$out/"
+cp "$root"/module/Xhyve.psd1 "$root"/module/*.ps1xml "$out/"
 # Get-Help reads MAML: built from docs/en-US (platyPS markdown), which the help tests keep in step with the cmdlets.
 # Beside it, the about topics (Get-Help about_Xhyve) as the plain text Get-Help finds in the culture folder.
 dotnet run --project "$root/src/Xhyve.HelpBuilder" -c Release -- maml "$out/Xhyve.PowerShell.dll" "$root/docs/en-US" "$out/en-US/Xhyve.PowerShell.dll-Help.xml"

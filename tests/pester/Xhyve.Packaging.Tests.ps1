@@ -90,7 +90,7 @@ Describe 'The published package' -Tag 'Packaging' {
     }
 
     It 'holds the cmdlets, the engine host, the manifest, format and type files and the MAML help' {
-        foreach ($file in 'Xhyve.psd1', 'Xhyve.Install.psm1', 'Xhyve.PowerShell.dll', 'Xhyve.Management.dll', 'Xhyve.Vmm.dll',
+        foreach ($file in 'Xhyve.psd1', 'Xhyve.PowerShell.dll', 'Xhyve.Management.dll', 'Xhyve.Vmm.dll',
             'xhyve', 'xhyve.dll', 'xhyve.runtimeconfig.json', 'xhyve.deps.json',
             'Xhyve.format.ps1xml', 'Xhyve.types.ps1xml', 'en-US/Xhyve.PowerShell.dll-Help.xml') {
             $entries | Should -Contain $file
