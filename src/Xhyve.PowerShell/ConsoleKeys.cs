@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Xhyve.PowerShell;
 
 /// <summary>
@@ -40,67 +38,5 @@ internal static class ConsoleKeys
             if (detach) return true;
         }
         return false;
-    }
-}
-
-/// <summary>
-/// The terminal on a file descriptor in raw mode (cfmakeraw: no line editing, no echo, no signals from Ctrl-C/Ctrl-Z/Ctrl-\,
-/// every byte as typed), with output post-processing kept so that the cmdlet's own lines still end properly.
-/// The settings it found are put back on Dispose.
-/// </summary>
-internal sealed class RawTerminal : IDisposable
-{
-    private const int TCSANOW = 0, OPOST = 1, POLLIN = 1, EINTR = 4;
-    private readonly int _fd;
-    private readonly byte[] _saved;
-    private bool _disposed;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd { public int Fd; public short Events, Revents; }
-
-    // struct termios is 60 bytes in glibc (x86-64 and arm64): handled as bytes, with c_oflag at offset 4.
-    private const int TermiosSize = 64;
-
-    [DllImport("libc", SetLastError = true)] private static extern int isatty(int fd);
-    [DllImport("libc", SetLastError = true)] private static extern int tcgetattr(int fd, byte[] termios);
-    [DllImport("libc", SetLastError = true)] private static extern int tcsetattr(int fd, int actions, byte[] termios);
-    [DllImport("libc")] private static extern void cfmakeraw(byte[] termios);
-    [DllImport("libc", SetLastError = true)] private static extern int poll(ref PollFd fds, nuint count, int timeoutMs);
-    [DllImport("libc", SetLastError = true)] private static extern nint read(int fd, byte[] buffer, nuint count);
-
-    private RawTerminal(int fd, byte[] saved) => (_fd, _saved) = (fd, saved);
-
-    /// <summary>Whether <paramref name="fd"/> is a terminal (not a pipe, a file or /dev/null).</summary>
-    public static bool IsTerminal(int fd) => isatty(fd) == 1;
-
-    /// <summary>Puts the terminal on <paramref name="fd"/> into raw mode; null when it is not a terminal.</summary>
-    public static RawTerminal? Open(int fd)
-    {
-        var saved = new byte[TermiosSize];
-        if (isatty(fd) != 1 || tcgetattr(fd, saved) != 0) return null;
-        var raw = (byte[])saved.Clone();
-        cfmakeraw(raw);
-        BitConverter.TryWriteBytes(raw.AsSpan(4, 4), BitConverter.ToUInt32(raw, 4) | OPOST);
-        if (tcsetattr(fd, TCSANOW, raw) != 0) return null;
-        return new RawTerminal(fd, saved);
-    }
-
-    /// <summary>Reads what was typed: the byte count, 0 at end of input, -1 when nothing came within <paramref name="timeoutMs"/>.</summary>
-    public int Read(byte[] buffer, int timeoutMs)
-    {
-        var p = new PollFd { Fd = _fd, Events = POLLIN };
-        int ready = poll(ref p, 1, timeoutMs);
-        if (ready == 0 || (ready < 0 && Marshal.GetLastPInvokeError() == EINTR)) return -1;
-        if (ready < 0) return 0;
-        nint n = read(_fd, buffer, (nuint)buffer.Length);
-        if (n < 0) return Marshal.GetLastPInvokeError() == EINTR ? -1 : 0;
-        return (int)n;
-    }
-
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        tcsetattr(_fd, TCSANOW, _saved);
     }
 }

@@ -1,3 +1,4 @@
+using Xhyve.Vmm.Serial;
 using System.Text;
 
 namespace Xhyve.PowerShell.Tests;

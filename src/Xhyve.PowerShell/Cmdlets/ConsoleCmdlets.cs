@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using System.Net.Sockets;
 using System.Text;
+using Xhyve.Vmm.Serial;
 
 namespace Xhyve.PowerShell.Cmdlets;
 

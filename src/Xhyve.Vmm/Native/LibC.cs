@@ -85,6 +85,7 @@ internal static partial class LibC
     public static partial void CfMakeRaw(ref Termios termios);
 
     public const int TCSANOW = 0;
+    public const uint OPOST = 1;   // c_oflag: output post-processing (\n to \r\n on a terminal)
 
     [LibraryImport(Lib, EntryPoint = "posix_openpt", SetLastError = true)]
     public static partial int PosixOpenPt(int flags);

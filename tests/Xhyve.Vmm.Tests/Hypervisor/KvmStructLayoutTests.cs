@@ -22,6 +22,7 @@ public sealed class KvmStructLayoutTests
         #include <sys/uio.h>
         #include <sys/stat.h>
         #include <net/if.h>
+        #include <termios.h>
         #include <linux/if_tun.h>
         #include <linux/virtio_net.h>
         #define S(t) printf("sizeof %s %zu\n", #t, sizeof(struct t));
@@ -50,6 +51,7 @@ public sealed class KvmStructLayoutTests
           I(KVM_EXIT_IO) I(KVM_EXIT_MMIO) I(KVM_EXIT_HLT) I(KVM_EXIT_SHUTDOWN) I(KVM_EXIT_FAIL_ENTRY)
           I(KVM_EXIT_INTR) I(KVM_EXIT_INTERNAL_ERROR) I(KVM_EXIT_SYSTEM_EVENT) I(KVM_SYSTEM_EVENT_RESET)
           I(KVM_SYSTEM_EVENT_SHUTDOWN) I(KVM_PIT_SPEAKER_DUMMY)
+          S(termios) O(termios, c_oflag) O(termios, c_line) O(termios, c_cc) O(termios, c_ispeed) O(termios, c_ospeed) I(TCSANOW) I(OPOST)
           I(TUNSETIFF) I(TUNSETOFFLOAD) I(TUNSETVNETHDRSZ) I(TUNGETFEATURES) I(IFF_TAP) I(IFF_NO_PI) I(IFF_VNET_HDR)
           I(TUN_F_CSUM) I(TUN_F_TSO4) I(TUN_F_TSO6) I(TUN_F_TSO_ECN)
           I(VIRTIO_NET_F_CSUM) I(VIRTIO_NET_F_GUEST_CSUM) I(VIRTIO_NET_F_MAC) I(VIRTIO_NET_F_GUEST_TSO4) I(VIRTIO_NET_F_GUEST_TSO6)
@@ -100,6 +102,7 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(Xhyve.Vmm.Storage.IoBuffer), "iovec")]
     [InlineData(typeof(Xhyve.Vmm.Native.Stat), "stat")]
     [InlineData(typeof(Xhyve.Vmm.Native.IfReq), "ifreq")]
+    [InlineData(typeof(Xhyve.Vmm.Native.Termios), "termios")]
     public void StructSize_MatchesKernelHeader(Type type, string kernelName)
     {
         Assert.Equal(K($"sizeof {kernelName}"), Marshal.SizeOf(type));
@@ -172,6 +175,11 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(KvmRun), "FailEntryReason", "kvm_run.fail_entry.hardware_entry_failure_reason")]
     [InlineData(typeof(KvmRun), "SystemEventType", "kvm_run.system_event.type")]
     [InlineData(typeof(Xhyve.Vmm.Native.IfReq), "Flags", "ifreq.ifr_flags")]
+    [InlineData(typeof(Xhyve.Vmm.Native.Termios), "OFlag", "termios.c_oflag")]
+    [InlineData(typeof(Xhyve.Vmm.Native.Termios), "Line", "termios.c_line")]
+    [InlineData(typeof(Xhyve.Vmm.Native.Termios), "Cc", "termios.c_cc")]
+    [InlineData(typeof(Xhyve.Vmm.Native.Termios), "ISpeed", "termios.c_ispeed")]
+    [InlineData(typeof(Xhyve.Vmm.Native.Termios), "OSpeed", "termios.c_ospeed")]
     public void FieldOffset_MatchesKernelHeader(Type type, string field, string kernelField)
     {
         Assert.Equal(K($"offset {kernelField}"), (long)Marshal.OffsetOf(type, field));
@@ -179,6 +187,7 @@ public sealed class KvmStructLayoutTests
 
     public static TheoryData<string, ulong> Ioctls => new()
     {
+        { "TCSANOW", (ulong)Xhyve.Vmm.Native.LibC.TCSANOW }, { "OPOST", Xhyve.Vmm.Native.LibC.OPOST },
         { "KVM_GET_API_VERSION", KvmIoctl.GetApiVersion }, { "KVM_CREATE_VM", KvmIoctl.CreateVm },
         { "KVM_CHECK_EXTENSION", KvmIoctl.CheckExtension }, { "KVM_GET_VCPU_MMAP_SIZE", KvmIoctl.GetVcpuMmapSize },
         { "KVM_GET_SUPPORTED_CPUID", KvmIoctl.GetSupportedCpuid }, { "KVM_CREATE_VCPU", KvmIoctl.CreateVcpu },
