@@ -30,7 +30,7 @@ public sealed record VmStatus(VmState State, int? ProcessId = null, TimeSpan? Up
 /// VM's folder. Everything after the start goes through the control socket.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]   // /proc, setsid and Unix sockets
-public sealed class EngineHost(VmStore store, string? enginePath = null)
+public sealed partial class EngineHost(VmStore store, string? enginePath = null)
 {
     public const string ConsoleLogFile = "console.log", EngineLogFile = "engine.log", PidFile = "engine.pid",
         ControlSocketFile = "control.sock", ExitFileName = "exit.json";
@@ -350,7 +350,7 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
         if (ReadPid(name) is not int pid || !IsEngineAlive(pid, socket))
             return WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null)
                 ?? throw new EngineException($"VM '{name}': {why}, and its engine process could not be found to kill");
-        if (kill(pid, SIGKILL) != 0 && Marshal.GetLastPInvokeError() != ESRCH)
+        if (Kill(pid, SIGKILL) != 0 && Marshal.GetLastPInvokeError() != ESRCH)
             throw new EngineException($"VM '{name}': {why}, and killing its engine (pid {pid}) failed: {new System.ComponentModel.Win32Exception(Marshal.GetLastPInvokeError()).Message}");
         // Not our child: init reaps it. Gone, or a zombie, once the kernel has torn it down (its command line empties
         // earlier, while the exit is still freeing guest memory).
@@ -386,8 +386,8 @@ public sealed class EngineHost(VmStore store, string? enginePath = null)
 
     private const int SIGKILL = 9, ESRCH = 3;
 
-    [DllImport("libc", SetLastError = true)]
-    private static extern int kill(int pid, int sig);
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int sig);
 
     /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine
     /// that is exiting has closed its socket already); null while its engine still answers, or does not answer at all.</summary>
