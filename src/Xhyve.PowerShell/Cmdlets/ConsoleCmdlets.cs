@@ -82,6 +82,13 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
 
     protected override void StopProcessing() => _stopping = true;
 
+    /// <summary>Ends the console session; an engine that is gone already (the VM turned off) has ended it.</summary>
+    private static void Hangup(Socket socket)
+    {
+        try { socket.Shutdown(SocketShutdown.Both); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+    }
+
     private static ErrorRecord NoTerminal(string name) =>
         new(new InvalidOperationException($"Connect-XhyveVM needs an interactive terminal, and this session's input is not one (it is redirected); use Get-XhyveConsoleOutput {name} -Wait to follow the console without one."),
             "NoTerminal", ErrorCategory.InvalidOperation, name);
@@ -128,7 +135,7 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
             var terminal = RawTerminal.Open(StdIn);
             if (terminal == null)
             {
-                socket.Shutdown(SocketShutdown.Both);
+                Hangup(socket);
                 WriteError(NoTerminal(name));
                 return;
             }
@@ -142,7 +149,7 @@ public sealed class ConnectXhyveVMCommand : XhyveVMActionCmdlet
             finally
             {
                 terminal.Dispose();
-                socket.Shutdown(SocketShutdown.Both);
+                Hangup(socket);
             }
             Host.UI.WriteLine();
             Host.UI.WriteLine($"Detached from {name}.");
