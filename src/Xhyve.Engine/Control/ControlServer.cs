@@ -178,9 +178,17 @@ public sealed class ControlServer : IDisposable
                 _lifecycle.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
                 return Reply(WriteState);
             case "reset":
-                return _lifecycle.RequestReset("reset through the control API") is { } notReset ? Error(notReset) : Reply(WriteState);
+            {
+                // resetsBefore is read with the request: by the time the state is written the runner may have stopped
+                // and `resets` may already count this reset.
+                return _lifecycle.RequestReset("reset through the control API", out int before) is { } notReset
+                    ? Error(notReset) : Reply(w => { WriteState(w); w.WriteNumber("resetsBefore", before); });
+            }
             case "reboot":
-                return _lifecycle.RequestReboot() is { } notRebooted ? Error(notRebooted) : Reply(WriteState);
+            {
+                return _lifecycle.RequestReboot(out int before) is { } notRebooted
+                    ? Error(notRebooted) : Reply(w => { WriteState(w); w.WriteNumber("resetsBefore", before); });
+            }
             case "help":
                 return Reply(w =>
                 {

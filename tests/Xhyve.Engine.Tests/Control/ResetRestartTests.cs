@@ -120,6 +120,8 @@ public sealed class ResetRestartTests : IDisposable
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
         var reply = Ask("reset");
         Assert.True(reply.GetProperty("ok").GetBoolean(), reply.ToString());
+        // The count before this reset, whatever `resets` says by the time the reply is written.
+        Assert.Equal(0, reply.GetProperty("resetsBefore").GetInt32());
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
         var state = WaitForState(s => s.GetProperty("state").GetString() == "Running");
         Assert.Equal((1, p.Id), (state.GetProperty("resets").GetInt32(), state.GetProperty("pid").GetInt32()));
@@ -136,6 +138,7 @@ public sealed class ResetRestartTests : IDisposable
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
         var reply = Ask("reboot");
         Assert.True(reply.GetProperty("ok").GetBoolean(), reply.ToString());
+        Assert.Equal(0, reply.GetProperty("resetsBefore").GetInt32());
         p.ReadUntil("XHYVE-TEST s5=1", TimeSpan.FromSeconds(30));   // the guest's own shutdown
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));  // and its next boot
         var state = WaitForState(s => s.GetProperty("state").GetString() == "Running");
