@@ -321,6 +321,9 @@ public sealed class ControlServer : IDisposable
         int retryMs = FirstRetryMs;
         while (true)
         {
+            // Once the boot has ended its machine is being disposed: its UART must not be touched (nor, through
+            // the UART's interrupt line, a VM descriptor number the next machine may reuse).
+            cancel.ThrowIfCancellationRequested();
             int taken = port.TryInject(data.Span);
             data = data[taken..];
             if (data.IsEmpty) return true;
