@@ -56,6 +56,9 @@ public sealed class EngineLifecycle(OnReset onReset)
     public int Resets => _resets;
     /// <summary>The engine has been asked to end (turned off, or shut down while no machine ran).</summary>
     public bool Ending { get { lock (_lock) return _end != null; } }
+    /// <summary>Whether, after a boot ended, the engine is building the next one (or has attached it): a console session
+    /// then goes on with the new machine rather than ending.</summary>
+    public bool Restarting { get { lock (_lock) return _end == null && (_rebuilding || _current != null); } }
     /// <summary>Once the engine has been asked to end: the status and reason it ends with; else null.</summary>
     public (VmExitStatus Status, string Reason)? End { get { lock (_lock) return _end; } }
 
