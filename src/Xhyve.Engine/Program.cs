@@ -149,11 +149,12 @@ public static class Program
 
         Machine? machine = null;
         Control.ControlServer? control = null;
+        EngineLifecycle? lifecycle = null;
         try
         {
             if (spec.PidFile != null) _pidFile = PidFile.Create(spec.PidFile);
             using var hypervisor = KvmHypervisor.Open();
-            var lifecycle = new EngineLifecycle(onReset);
+            lifecycle = new EngineLifecycle(onReset);
             _signals?.Attach(lifecycle);
             for (int boot = 0; ; boot++)
             {
@@ -176,22 +177,39 @@ public static class Program
                 var status = runner.WaitForExit();
                 TerminalGuard.RestoreAll();
                 if (cli.Verbose) foreach (var line in MachineReport.Counters(machine)) Console.Error.WriteLine($"xhyve: {line}");
-                var outcome = lifecycle.Finish(status, runner.StopReason, DateTime.UtcNow - runner.StartedUtc);
+                var outcome = lifecycle.Finish(status, runner.StopReason,
+                    runner.StartedUtc == default ? TimeSpan.Zero : DateTime.UtcNow - runner.StartedUtc);
                 if (outcome.Restart)
                 {
-                    Console.Error.WriteLine($"xhyve: {runner.StopReason}; restarting the machine (reset {lifecycle.Resets})");
+                    Console.Error.WriteLine($"xhyve: {runner.StopReason}; restarting the machine (reset {lifecycle.Resets + 1})");
                     machine.Dispose();
+                    bool whole = machine.DisposedFully;
                     machine = null;
+                    if (!whole)
+                    {
+                        // Its guest memory and VM descriptor stay mapped for a vCPU thread that never ended: a rebuild
+                        // per reset would leak a machine's RAM each time.
+                        const string stuck = "a vCPU thread of the reset machine did not end, so its memory cannot be freed; " +
+                            "the engine ended instead of building the machine again";
+                        lifecycle.RequestStop(VmExitStatus.Error, stuck);
+                        return End(VmExitStatus.Error, stuck);
+                    }
                     if (outcome.Delay > TimeSpan.Zero) Thread.Sleep(outcome.Delay);
+                    // A stop or SIGTERM after Finish (during the back-off, say) ends the engine before a machine is built.
+                    if (lifecycle.End is { } end) return End(end.Status, end.Reason);
                     continue;
                 }
-                _lastError = outcome.Reason;
+                return End(outcome.Status, outcome.Reason);
+            }
+
+            int End(VmExitStatus status, string? reason)
+            {
+                _lastError = reason;
                 // A reset the engine does not restart from is news only when it was asked to restart (a reset storm).
-                if (outcome.Reason != null && (outcome.Status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset)
-                    || (outcome.Status == VmExitStatus.Reset && onReset == OnReset.Restart)))
-                    Console.Error.WriteLine($"xhyve: {outcome.Reason}");
-                _resets = lifecycle.Resets;
-                return (int)outcome.Status;
+                if (reason != null && (status is not (VmExitStatus.PoweredOff or VmExitStatus.Reset)
+                    || (status == VmExitStatus.Reset && onReset == OnReset.Restart)))
+                    Console.Error.WriteLine($"xhyve: {reason}");
+                return (int)status;
             }
         }
         catch (VmConfigurationException e)
@@ -207,6 +225,8 @@ public static class Program
         }
         finally
         {
+            // Also when a rebuild failed: the resets done before it still happened.
+            if (lifecycle != null) _resets = lifecycle.Resets;
             TerminalGuard.RestoreAll();
             control?.Dispose();
             machine?.Dispose();

@@ -46,6 +46,10 @@ public sealed class Machine : IDisposable
     public required IReadOnlyList<IDisposable> HostResources { get; init; }
     public IReadOnlyList<Devices.Virtio.VirtioPciDevice> Virtio { get; init; } = [];
 
+    /// <summary>After <see cref="Dispose"/>: whether everything was released. False when a vCPU thread outlived the
+    /// runner's join, so the VM and guest memory were kept for it until the process exits.</summary>
+    public bool DisposedFully { get; private set; }
+
     public void Dispose()
     {
         foreach (var r in HostResources) r.Dispose();
@@ -56,6 +60,7 @@ public sealed class Machine : IDisposable
         foreach (var v in Vcpus) if (v.IsAttached) return;
         Vm.Dispose();
         Memory.Dispose();
+        DisposedFully = true;
     }
 }
 

@@ -178,9 +178,17 @@ public sealed class ControlServer : IDisposable
                 _lifecycle.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
                 return Reply(WriteState);
             case "reset":
-                return _lifecycle.RequestReset("reset through the control API") is { } notReset ? Error(notReset) : Reply(WriteState);
+            {
+                // resetsBefore is read with the request: by the time the state is written the runner may have stopped
+                // and `resets` may already count this reset.
+                return _lifecycle.RequestReset("reset through the control API", out int before) is { } notReset
+                    ? Error(notReset) : Reply(w => { WriteState(w); w.WriteNumber("resetsBefore", before); });
+            }
             case "reboot":
-                return _lifecycle.RequestReboot() is { } notRebooted ? Error(notRebooted) : Reply(WriteState);
+            {
+                return _lifecycle.RequestReboot(out int before) is { } notRebooted
+                    ? Error(notRebooted) : Reply(w => { WriteState(w); w.WriteNumber("resetsBefore", before); });
+            }
             case "help":
                 return Reply(w =>
                 {
@@ -246,39 +254,81 @@ public sealed class ControlServer : IDisposable
 
     /// <summary>"console [history]": after the reply line, the connection carries the first serial port's output
     /// (from now, or from what the ring still holds) and whatever the client sends becomes the guest's input. The
-    /// session belongs to one boot: it ends when the machine stops, a reset included (the new machine has new ports).</summary>
+    /// session outlives a reset or reboot: when a boot ends and the engine goes on, it waits for the new machine and
+    /// carries its port from that boot's first byte. It ends when the client leaves or the engine ends.</summary>
     private async Task StreamConsole(Socket client, bool history, ReadOnlyMemory<byte> pending)
     {
-        // While the machine is built again after a reset, the session waits for the new one (a build takes moments).
-        var boot = _lifecycle.Current;
-        for (var waited = System.Diagnostics.Stopwatch.StartNew(); boot == null && !_lifecycle.Ending && waited.Elapsed < ConsoleWaitForBoot; boot = _lifecycle.Current)
-            await Task.Delay(20, _stop.Token);
+        var boot = await WaitForBoot();
         if (boot == null) { await Send(client, Error("the VM has no machine running (it is restarting or being turned off)")); return; }
-        var port = boot.Machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? boot.Machine.SerialPorts.FirstOrDefault();
+        var port = Com1Of(boot);
         if (port == null) { await Send(client, Error("the VM has no serial port")); return; }
         long position = history ? 0 : port.Output.Position;
         await Send(client, Reply(w => w.WriteString("console", port.Name)));
 
-        using var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, boot.Ended.Token);
-        var input = PumpInput(client, port, pending, done.Token);
         var output = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {
-            while (!input.IsCompleted)
+            while (true)
             {
-                var more = port.Output.WaitBeyondAsync(position, done.Token);
-                await Task.WhenAny(more, input);
-                if (!more.IsCompletedSuccessfully) break;
-                int n = port.Output.Read(position, output, out position, out _);
-                if (n > 0) await client.SendAsync(output.AsMemory(0, n), SocketFlags.None, done.Token);
+                bool clientLeft;
+                using (var done = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, boot.Ended.Token))
+                {
+                    var input = PumpInput(client, port, pending, done.Token);
+                    pending = default;
+                    try
+                    {
+                        while (!input.IsCompleted)
+                        {
+                            var more = port.Output.WaitBeyondAsync(position, done.Token);
+                            await Task.WhenAny(more, input);
+                            if (!more.IsCompletedSuccessfully) break;
+                            position = await Forward(client, port, position, output);
+                        }
+                        // The last words of an ended boot (its reset message, say) still reach the client.
+                        if (boot.Ended.IsCancellationRequested)
+                            for (long before = -1; before != position;) (before, position) = (position, await Forward(client, port, position, output));
+                    }
+                    finally
+                    {
+                        done.Cancel();
+                        try { await input; } catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
+                    }
+                    // PumpInput ends uncancelled only when the client is gone (EOF, hang-up, a socket error); cancelled,
+                    // the boot or the server ended.
+                    clientLeft = !input.IsCanceled;
+                }
+                if (clientLeft || _stop.IsCancellationRequested || !boot.Ended.IsCancellationRequested || !_lifecycle.Restarting) return;
+                // The engine builds the machine again: go on with the new one's port, whose output is all the new boot's.
+                if (await WaitForBoot() is not { } next || Com1Of(next) is not { } nextPort) return;
+                (boot, port, position) = (next, nextPort, 0);
             }
         }
         finally
         {
-            done.Cancel();
             ArrayPool<byte>.Shared.Return(output);
-            try { await input; } catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException) { }
         }
+    }
+
+    /// <summary>Sends what <paramref name="port"/> holds beyond <paramref name="position"/>; the position after it.</summary>
+    private async Task<long> Forward(Socket client, SerialPort port, long position, byte[] output)
+    {
+        int n = port.Output.Read(position, output, out position, out _);
+        // Not cancelled by the boot's end: a reset must not cut a send in half.
+        if (n > 0) await client.SendAsync(output.AsMemory(0, n), SocketFlags.None, _stop.Token);
+        return position;
+    }
+
+    private static SerialPort? Com1Of(EngineLifecycle.Boot boot) =>
+        boot.Machine.SerialPorts.FirstOrDefault(p => p.Name == "com1") ?? boot.Machine.SerialPorts.FirstOrDefault();
+
+    /// <summary>The current boot; while the machine is built again after a reset (a build takes moments), waits for the
+    /// new one, up to <see cref="ConsoleWaitForBoot"/>. Null when none came or the engine is ending.</summary>
+    private async Task<EngineLifecycle.Boot?> WaitForBoot()
+    {
+        var boot = _lifecycle.Current;
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); boot == null && !_lifecycle.Ending && waited.Elapsed < ConsoleWaitForBoot; boot = _lifecycle.Current)
+            await Task.Delay(20, _stop.Token);
+        return boot;
     }
 
     /// <summary>How long "console" waits for the machine to be built again after a reset.</summary>
@@ -313,6 +363,9 @@ public sealed class ControlServer : IDisposable
         int retryMs = FirstRetryMs;
         while (true)
         {
+            // Once the boot has ended its machine is being disposed: its UART must not be touched (nor, through
+            // the UART's interrupt line, a VM descriptor number the next machine may reuse).
+            cancel.ThrowIfCancellationRequested();
             int taken = port.TryInject(data.Span);
             data = data[taken..];
             if (data.IsEmpty) return true;

@@ -44,26 +44,36 @@ public sealed class EngineLifecycle(OnReset onReset)
     private readonly Lock _lock = new();
     private volatile Boot? _current;
     private (VmExitStatus Status, string Reason)? _end;
-    private bool _resetRequested, _rebootOnPowerOff, _paused;
+    private bool _resetRequested, _rebootOnPowerOff, _paused, _rebuilding;
     private int _fastResets;
     private volatile int _resets;
 
     public OnReset OnReset => onReset;
     /// <summary>The boot that runs now; null while the machine is built (or rebuilt) and after the engine's end.</summary>
     public Boot? Current => _current;
-    /// <summary>How many times the machine was reset and built again in this engine.</summary>
+    /// <summary>How many times the machine was reset and built again in this engine: counted once the new machine is
+    /// attached, so a rebuild that failed is not a reset done.</summary>
     public int Resets => _resets;
     /// <summary>The engine has been asked to end (turned off, or shut down while no machine ran).</summary>
     public bool Ending { get { lock (_lock) return _end != null; } }
+    /// <summary>Whether, after a boot ended, the engine is building the next one (or has attached it): a console session
+    /// then goes on with the new machine rather than ending.</summary>
+    public bool Restarting { get { lock (_lock) return _end == null && (_rebuilding || _current != null); } }
+    /// <summary>Once the engine has been asked to end: the status and reason it ends with; else null.</summary>
+    public (VmExitStatus Status, string Reason)? End { get { lock (_lock) return _end; } }
 
     /// <summary>Makes <paramref name="runner"/> current, before it starts; a turn-off or pause asked for while no machine
-    /// ran applies to it now.</summary>
+    /// ran applies to it now. A reset or reboot of the previous machine is done once this one is attached.</summary>
     public Boot Attach(Machine machine, VmRunner runner)
     {
         var boot = new Boot(machine, runner, new CancellationTokenSource());
         lock (_lock)
         {
             _current = boot;
+            // Requests for the machine that was reset were refused while none was attached, but a leftover would
+            // restart this new boot at its end.
+            _resetRequested = _rebootOnPowerOff = false;
+            if (_rebuilding) { _rebuilding = false; _resets++; }
             if (_end is { } end) runner.RequestStop(end.Status, end.Reason);
             else if (_paused) runner.Pause();
         }
@@ -102,7 +112,7 @@ public sealed class EngineLifecycle(OnReset onReset)
                     reason = $"reset storm: the guest reset {StormLimit} times in a row, each within {FastBoot.TotalSeconds:F0} s of starting " +
                         $"(last: {reason}); the engine stopped restarting it";
                 }
-                else _resets++;
+                else _rebuilding = true;
             }
         }
         boot?.Ended.Cancel();
@@ -112,12 +122,20 @@ public sealed class EngineLifecycle(OnReset onReset)
         return new BootOutcome(true, status, reason, delay);
     }
 
-    /// <summary>Whether the boot of <paramref name="runner"/>, which is stopping, will be followed by another.</summary>
+    /// <summary>Whether the boot of <paramref name="runner"/>, which is stopping, will be followed by another (as
+    /// <see cref="Finish"/> will decide, the reset-storm guard included).</summary>
     public bool WillRestart(VmRunner runner)
     {
         lock (_lock)
-            return _end == null && (_resetRequested || (runner.Status == VmExitStatus.Reset && onReset == OnReset.Restart)
-                || (runner.Status == VmExitStatus.PoweredOff && _rebootOnPowerOff));
+        {
+            if (_end != null) return false;
+            if (_resetRequested || (runner.Status == VmExitStatus.PoweredOff && _rebootOnPowerOff)) return true;
+            if (runner.Status != VmExitStatus.Reset || onReset != OnReset.Restart) return false;
+            // The guest's own reset: the storm guard ends the engine at the limit (the boot's length as Finish sees it;
+            // a runner stopped before it started ran for no time).
+            bool fast = runner.StartedUtc == default || DateTime.UtcNow - runner.StartedUtc < FastBoot;
+            return !fast || _fastResets + 1 < StormLimit;
+        }
     }
 
     /// <summary>Turns the VM off at once and ends the engine, whether a machine runs now or is being rebuilt.</summary>
@@ -144,25 +162,32 @@ public sealed class EngineLifecycle(OnReset onReset)
     }
 
     /// <summary>The control API's "reset": the machine is reset and built again in place (whatever --on-reset says,
-    /// since the host asked for it). Null when done, else why not.</summary>
-    public string? RequestReset(string reason)
+    /// since the host asked for it). Null when done, else why not (the VM is being turned off, or no machine runs
+    /// that has not already been told to stop). <paramref name="resetsBefore"/>: <see cref="Resets"/> before this
+    /// reset, read with the request, so a caller waits for the count to pass it.</summary>
+    public string? RequestReset(string reason, out int resetsBefore)
     {
         lock (_lock)
         {
+            resetsBefore = _resets;
             if (_end != null) return "the VM is being turned off";
+            // A reset asked for while none runs would outlive the rebuild and restart the next boot at its end.
+            if (_current is not { } boot || boot.Runner.StopRequested) return "the VM is restarting already";
             _resetRequested = true;
             _paused = false;   // a reset machine starts running, as after a reset button
-            _current?.Runner.RequestStop(VmExitStatus.Reset, reason);
+            boot.Runner.RequestStop(VmExitStatus.Reset, reason);
             return null;
         }
     }
 
     /// <summary>The control API's "reboot": presses the power button and builds the machine again once the guest
-    /// has shut down. Null when done, else why not (no ACPI, or no guest listening to the button).</summary>
-    public string? RequestReboot()
+    /// has shut down. Null when done, else why not (no ACPI, or no guest listening to the button).
+    /// <paramref name="resetsBefore"/> as for <see cref="RequestReset"/>.</summary>
+    public string? RequestReboot(out int resetsBefore)
     {
         lock (_lock)
         {
+            resetsBefore = _resets;
             if (_end != null) return "the VM is being turned off";
             if (_current is not { } boot || boot.Runner.StopRequested) return "the VM is restarting already";
             if (PowerButtonProblem(boot.Machine) is { } problem) return problem + "; use 'reset'";

@@ -72,6 +72,32 @@ public sealed class ResetRestartTests : IDisposable
     }
 
     [SkippableFact]
+    public void AConsoleSession_OutlivesAGuestReset_AndCarriesTheNextBootsOutputAndInput()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        // The hello guest with echo=1 echoes one byte and resets; each boot prints its banner and waits again.
+        using var p = StartGuest("hello", "echo=1", "--on-reset", "restart");
+        p.ReadUntil("XHYVE-TEST echo_ready=1", TimeSpan.FromSeconds(30));
+        using var console = new ControlTestClient(Socket);
+        Assert.Contains("\"console\":\"com1\"", console.ReadLineAfter("console"));
+        console.Send("x");
+        // Without history the session starts after the first banner: this one is the second boot's.
+        var seen = console.ReadUntil("Hello from the XhyvePS hello guest");
+        Assert.Contains("XHYVE-TEST echo=x", seen);
+        int banner = seen.IndexOf("Hello from the XhyvePS hello guest", StringComparison.Ordinal);
+        Assert.True(banner >= 0, $"the session ended at the reset; it saw: {seen}");
+        string second = seen[banner..];
+        if (!second.Contains("XHYVE-TEST echo_ready=1")) second += console.ReadUntil("XHYVE-TEST echo_ready=1");
+        Assert.Contains("XHYVE-TEST echo_ready=1", second);
+        // Keystrokes reach the new machine.
+        console.Send("y");
+        Assert.Contains("XHYVE-TEST echo=y", console.ReadUntil("XHYVE-TEST echo=y"));
+        Ask("stop");
+        Assert.True(p.WaitForExit(10_000));
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    [SkippableFact]
     public void AGuestReset_WithoutOnReset_StillEndsTheEngineWithStatus2()
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
@@ -120,6 +146,8 @@ public sealed class ResetRestartTests : IDisposable
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
         var reply = Ask("reset");
         Assert.True(reply.GetProperty("ok").GetBoolean(), reply.ToString());
+        // The count before this reset, whatever `resets` says by the time the reply is written.
+        Assert.Equal(0, reply.GetProperty("resetsBefore").GetInt32());
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
         var state = WaitForState(s => s.GetProperty("state").GetString() == "Running");
         Assert.Equal((1, p.Id), (state.GetProperty("resets").GetInt32(), state.GetProperty("pid").GetInt32()));
@@ -136,6 +164,7 @@ public sealed class ResetRestartTests : IDisposable
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));
         var reply = Ask("reboot");
         Assert.True(reply.GetProperty("ok").GetBoolean(), reply.ToString());
+        Assert.Equal(0, reply.GetProperty("resetsBefore").GetInt32());
         p.ReadUntil("XHYVE-TEST s5=1", TimeSpan.FromSeconds(30));   // the guest's own shutdown
         p.ReadUntil("XHYVE-TEST ready=1", TimeSpan.FromSeconds(30));  // and its next boot
         var state = WaitForState(s => s.GetProperty("state").GetString() == "Running");

@@ -52,6 +52,9 @@ internal sealed unsafe class KvmVm : IVirtualMachine
 
     public void SetIrqLine(int gsi, bool level)
     {
+        // A device of a disposed machine (a console session still typing into its UART) must not reach whatever
+        // now has the descriptor number: an ioctl on it could hit the next machine's VM.
+        if (_closed) return;
         var irq = new KvmIrqLevel { Irq = (uint)gsi, Level = level ? 1u : 0u };
         // A failure here is a host problem; the device cannot do anything useful with it.
         LibC.Ioctl(_fd, KvmIoctl.IrqLine, &irq);
@@ -85,7 +88,8 @@ internal sealed unsafe class KvmVm : IVirtualMachine
     private KvmIrqRoutingEntry[] _pinRoutes = [];
     private readonly SortedDictionary<uint, KvmIrqRoutingEntry> _msiRoutes = new();
     private int _msiRouteLimit = -1;
-    private bool _closed;
+    // Volatile: the interrupt calls read it without the lock.
+    private volatile bool _closed;
 
     /// <summary>At most this many MSI routes: a GSI per vector of every device that fires one.</summary>
     public const int MaxMsiRoutes = 1024;
@@ -194,6 +198,7 @@ internal sealed unsafe class KvmVm : IVirtualMachine
 
     public void SignalMsi(ulong address, uint data)
     {
+        if (_closed) return;   // as SetIrqLine
         var msi = new KvmMsi { AddressLo = (uint)address, AddressHi = (uint)(address >> 32), Data = data };
         // Returns 0 when the interrupt was blocked by the guest's APIC state; that is the guest's business.
         LibC.Ioctl(_fd, KvmIoctl.SignalMsi, &msi);
