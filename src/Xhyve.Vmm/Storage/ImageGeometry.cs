@@ -137,6 +137,8 @@ public static class ImageGeometry
     /// <summary>Writes the descriptor of a new image: to a new file beside it, synced, then renamed into place.</summary>
     public static void WriteDescriptor(string path, DiskImageFormat format, long size, long? splitSize, int sectorSize)
     {
+        // ReadDescriptor refuses larger sizes: a descriptor it could not read back is not written.
+        if (size > MaxImageSize) throw new StorageException($"{path}: {size} bytes is larger than the largest disk an image may be ({Human(MaxImageSize)})");
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {

@@ -22,6 +22,8 @@ public sealed record SplitImageLayout(long Size, long? SplitSize, bool Sparse, i
         if (SectorSize is not (512 or 4096)) problems.Add($"sectorsize={SectorSize}: must be 512 or 4096");
         if (Size <= 0) problems.Add("size=: the disk size must be positive");
         else if (Size % SectorSize != 0) problems.Add($"size={Size}: not a multiple of the {SectorSize}-byte sector");
+        // Its descriptor could not be read back (ImageGeometry.MaxImageSize says why the bound).
+        else if (Size > ImageGeometry.MaxImageSize) problems.Add($"size={Size}: larger than the largest disk an image may be ({ImageGeometry.Human(ImageGeometry.MaxImageSize)})");
         if (SplitSize is { } split)
         {
             if (split <= 0 || split % SectorSize != 0) problems.Add($"split={split}: must be a positive multiple of the {SectorSize}-byte sector");

@@ -263,6 +263,15 @@ public sealed class ImageGeometryTests : IDisposable
     }
 
     [Fact]
+    public void ANewImageLargerThanADescriptorMayRecord_IsRefusedBeforeAnythingIsWritten()
+    {
+        var e = Assert.Throws<FormatException>(() => Opts(Image, "size=16384T", "split=4096T"));
+        Assert.Contains("larger than the largest disk an image may be (8192 TiB)", e.Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+        Assert.Empty(new SplitImageLayout(ImageGeometry.MaxImageSize, 1L << 50, false, 512).Validate());
+    }
+
+    [Fact]
     public void HugeSparseLut_IsRefusedNamingIt()
     {
         File.WriteAllBytes(Image, []);
