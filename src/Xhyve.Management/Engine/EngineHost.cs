@@ -447,13 +447,17 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine that is
     /// exiting, Stopping, has removed its socket already and is given <see cref="ExitingTimeout"/> to finish); null while
     /// its engine still answers, or does not answer at all.</summary>
-    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State switch
+    private VmStatus? EndsOnItsOwn(string name)
     {
-        VmState.Off => GetStatus(name),
-        VmState.Running or VmState.Paused or VmState.NotResponding => null,
-        VmState.Stopping => WaitFor(name, s => s.State == VmState.Off, ExitingTimeout, null),
-        _ => WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null),
-    };
+        var now = GetStatus(name);
+        return now.State switch
+        {
+            VmState.Off => now,
+            VmState.Running or VmState.Paused or VmState.NotResponding => null,
+            VmState.Stopping => WaitFor(name, s => s.State == VmState.Off, ExitingTimeout, null),
+            _ => WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null),
+        };
+    }
 
     /// <summary>Polls the status until <paramref name="done"/> holds, or <paramref name="hopeless"/> does (the awaited
     /// state can no longer come: the caller tells the two apart); null on timeout.</summary>
