@@ -33,19 +33,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   # the binary. Debian's ssh unit and init script do not run while /etc/ssh/sshd_not_to_be_run exists, so it is
   # made before the package's postinst; a policy-rc.d (as Docker images have) refuses starts during the install.
   policy_rc=
+  remove_policy_rc() { if [ -n "$policy_rc" ]; then as_root rm -f "$policy_rc"; policy_rc=; fi; }
   if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
     as_root mkdir -p /etc/ssh
     as_root sh -c 'echo "made by XhyvePS scripts/setup-debian.sh: the tests run their own sshd" > /etc/ssh/sshd_not_to_be_run'
     echo "setup: the system sshd is left off (remove /etc/ssh/sshd_not_to_be_run to run it)"
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       policy_rc=/usr/sbin/policy-rc.d
+      # Ours alone, and removed however the script ends (apt failing, Ctrl-C, a kill): a policy-rc.d left behind
+      # would refuse every later service start on this machine. A signal exits with its usual status after.
+      trap 'remove_policy_rc' EXIT
+      trap 'remove_policy_rc; trap - INT; kill -INT $$' INT
+      trap 'remove_policy_rc; trap - TERM; kill -TERM $$' TERM
+      trap 'remove_policy_rc; trap - HUP; kill -HUP $$' HUP
       as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
     fi
   fi
   status=0
   { as_root apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || status=$?
-  [ -z "$policy_rc" ] || as_root rm -f "$policy_rc"
+  remove_policy_rc
   [ "$status" -eq 0 ] || exit "$status"
 fi
 command -v dotnet >/dev/null || { echo "setup: the .NET 10 SDK (dotnet) is required" >&2; exit 1; }

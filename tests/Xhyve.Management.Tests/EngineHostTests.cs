@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
 using System.Text.RegularExpressions;
 using Xhyve.Management.Engine;
 using Xhyve.Management.Model;
@@ -193,5 +195,92 @@ public sealed class EngineHostTests() : EngineTestBase("xhyve-host")
             Assert.StartsWith("VM 'held' is already starting", e.Message);
         }
         Assert.False(File.Exists(_host.FileOf("held", EngineHost.EngineLogFile)), "the refused start launched an engine");
+    }
+
+    /// <summary>A stand-in engine for what a real one does only in a race: a process whose command line names the VM's
+    /// control socket (which is how the host recognises its engine) and a socket served here, counting restarts as
+    /// <paramref name="onRestart"/> says and replying with the given extra members.</summary>
+    private sealed class FakeEngine : IDisposable
+    {
+        private readonly Process _process;
+        private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        private readonly Thread _thread;
+        public int Resets;
+
+        public FakeEngine(EngineHost host, string name, Func<FakeEngine, string> onRestart)
+        {
+            string socket = host.FileOf(name, EngineHost.ControlSocketFile);
+            _process = Process.Start(new ProcessStartInfo("sh") { ArgumentList = { "-c", "sleep 120", socket } })!;
+            File.WriteAllText(host.FileOf(name, EngineHost.PidFile), _process.Id + "\n");
+            _listener.Bind(new UnixDomainSocketEndPoint(socket));
+            _listener.Listen();
+            _thread = new Thread(() =>
+            {
+                try
+                {
+                    while (true)
+                    {
+                        using var connection = _listener.Accept();
+                        using var reader = new StreamReader(new NetworkStream(connection));
+                        for (string? line; (line = reader.ReadLine()) != null;)
+                        {
+                            string extra = line is "reset" or "reboot" ? onRestart(this) : "";
+                            string reply = $"{{\"ok\":true,\"state\":\"Running\",\"pid\":{_process.Id},\"startedUtc\":null,\"resets\":{Resets}{extra}}}\n";
+                            connection.Send(Encoding.UTF8.GetBytes(reply));
+                        }
+                    }
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException) { }
+            }) { IsBackground = true };
+            _thread.Start();
+        }
+
+        public void Dispose()
+        {
+            _listener.Dispose();
+            _process.Kill();
+            _process.WaitForExit();
+            _process.Dispose();
+        }
+    }
+
+    [Fact]
+    public void ARestart_WhoseReplyAlreadyCountsIt_IsDone_NotWaitedForForever()
+    {
+        _store.Create(new VirtualMachine { Name = "race", KernelPath = "/vm/vmlinuz" });
+        // The engine counted the restart before it replied (it can: the reply is written after the machine thread ran).
+        using var engine = new FakeEngine(_host, "race", e => { e.Resets++; return ""; });
+        engine.Resets = 3;
+        var clock = Stopwatch.StartNew();
+        var status = _host.Restart("race", reboot: false, TimeSpan.FromSeconds(5), force: false);
+        Assert.Equal((VmState.Running, 4), (status.State, status.Resets));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(4), $"the restart took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public void ARestart_TakesResetsBefore_FromTheReply_WhenTheEngineGivesIt()
+    {
+        _store.Create(new VirtualMachine { Name = "told", KernelPath = "/vm/vmlinuz" });
+        // The guest rebooted on its own between the host's first look (5) and the command: the engine says it restarts
+        // from 6, so 6 is not yet this restart; it is counted (7) a moment later.
+        using var engine = new FakeEngine(_host, "told", e =>
+        {
+            int before = ++e.Resets;
+            ThreadPool.QueueUserWorkItem(_ => { Thread.Sleep(300); Interlocked.Increment(ref e.Resets); });
+            return $",\"resetsBefore\":{before}";
+        });
+        engine.Resets = 5;
+        var status = _host.Restart("told", reboot: true, TimeSpan.FromSeconds(5), force: false);
+        Assert.Equal((VmState.Running, 7), (status.State, status.Resets));
+    }
+
+    [Theory]
+    [InlineData("""{"ok":true,"resetsBefore":2}""", 2)]
+    [InlineData("""{"ok":true,"resets":2}""", null)]
+    [InlineData("""{"ok":true,"resetsBefore":"2"}""", null)]
+    public void ResetsBefore_IsReadOnlyFromANumber(string reply, int? expected)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(reply);
+        Assert.Equal(expected, EngineHost.ResetsBefore(doc.RootElement));
     }
 }

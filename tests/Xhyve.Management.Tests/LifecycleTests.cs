@@ -144,6 +144,59 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
     }
 
     [SkippableFact]
+    public void AnEngineWhoseSocketIsGone_IsStopping_NotNotResponding_AndTurnOffKillsItOnlyAfterWaitingForItsExit()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("exiting", "hello", "spin=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        // What an exiting engine looks like for the seconds its machine takes to tear down: alive, socket removed first,
+        // no exit file yet; and past the start's allowance, as an engine that has run for a minute is.
+        File.Delete(_host.FileOf("exiting", EngineHost.ControlSocketFile));
+        File.SetLastWriteTimeUtc(_host.FileOf("exiting", EngineHost.PidFile), DateTime.UtcNow - TimeSpan.FromMinutes(1));
+        var status = _host.GetStatus("exiting");
+        Assert.Equal((VmState.Stopping, pid), (status.State, status.ProcessId));
+
+        // This engine cannot be reached and never exits on its own: TurnOff gives it the exiting allowance, then kills it
+        // saying why. (One that does exit meanwhile ends with its own exit file, as a clean power-off.)
+        var clock = Stopwatch.StartNew();
+        var off = _host.TurnOff("exiting");
+        Assert.True(clock.Elapsed >= EngineHost.ExitingTimeout, $"killed after {clock.Elapsed}, without waiting for the engine to exit");
+        Assert.Equal((VmState.Off, EngineHost.KilledExitCode), (off.State, off.ExitCode));
+        Assert.Contains("control socket", off.ExitReason);
+        Assert.Contains("is gone, so it cannot be reached, and it did not exit within 10 s", off.ExitReason);
+        string state = ProcessState(pid);
+        Assert.True(state is "gone" or "Z", $"the engine is still there (state {state})");
+    }
+
+    [SkippableFact]
+    public void AKill_WaitsForTheStartLock_AndWritesItsExitFileWithoutFollowingASymlink()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("locked", "hello", "spin=1");
+        int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
+        _stopped.Add(pid);
+        Signal(pid, "STOP");
+        WaitUntilStopped(pid);
+        // A name the old writer created its temporary file at, planted as a link to a file it must not touch.
+        string victim = Path.Combine(_root, "victim.txt");
+        File.WriteAllText(victim, "untouched");
+        File.CreateSymbolicLink(_host.FileOf("locked", EngineHost.ExitFileName) + ".tmp", victim);
+
+        // A start holding the VM's lock: the kill waits for it, and gives up rather than removing files under it.
+        using (_store.LockForStart("locked", TimeSpan.FromSeconds(1)))
+        {
+            var e = Assert.Throws<EngineException>(() => _host.TurnOff("locked"));
+            Assert.Contains("cannot be killed now", e.Message);
+            Assert.Equal("T", ProcessState(pid));
+            Assert.True(File.Exists(_host.FileOf("locked", EngineHost.PidFile)));
+        }
+        var off = _host.TurnOff("locked");
+        Assert.Equal((VmState.Off, EngineHost.KilledExitCode), (off.State, off.ExitCode));
+        Assert.Equal("untouched", File.ReadAllText(victim));
+        Assert.Contains("\"Killed\"", File.ReadAllText(_host.FileOf("locked", EngineHost.ExitFileName)));
+    }
+
+    [SkippableFact]
     public void WaitingForRunningOrConsoleText_OnAVmThatIsOff_EndsAtOnce()
     {
         Skip.IfNot(HasKvm, KvmSkipReason);

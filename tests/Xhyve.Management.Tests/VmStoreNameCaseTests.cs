@@ -67,6 +67,17 @@ public sealed class VmStoreNameCaseTests : IDisposable
     }
 
     [Fact]
+    public void ALeftoverFolderWithoutDefinition_InAnotherCase_DoesNotMakeTheVmAmbiguous()
+    {
+        _store.Create(Vm("web"));
+        Directory.CreateDirectory(Path.Combine(_root, "vms", "WEB"));   // e.g. left by a removal interrupted half-way
+        Assert.Equal(["web"], _store.Names());
+        Assert.Equal("web", _store.Find("WEB"));
+        Assert.Equal("web", _store.Get("WEB").Name);
+        Assert.Equal(Path.Combine(_root, "vms", "web"), _store.FolderOf("Web"));
+    }
+
+    [Fact]
     public void ConcurrentCreates_InTwoCases_StoreExactlyOne()
     {
         // mkdir is atomic for one spelling only: without the store's create lock both spellings got a folder.

@@ -10,8 +10,10 @@ using Xhyve.Vmm.Native;
 
 namespace Xhyve.Management.Engine;
 
-/// <summary>What a VM is doing, as its engine host (or the lack of one) shows it. NotResponding: the engine's process
-/// is alive but its control socket does not answer (it is stopped with SIGSTOP, or wedged); it can still be turned off.</summary>
+/// <summary>What a VM is doing, as its engine host (or the lack of one) shows it. Stopping: the engine's process is alive
+/// and has removed its control socket, as an engine does first when it exits (tearing the machine down can take
+/// seconds before its exit file is written). NotResponding: the engine's process is alive and its control socket is
+/// there but does not answer (it is stopped with SIGSTOP, or wedged); it can still be turned off.</summary>
 public enum VmState { Off, Starting, Running, Paused, Stopping, NotResponding }
 
 /// <summary>
@@ -42,8 +44,16 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     /// <summary>How long an engine may run without serving its control socket before it counts as NotResponding
     /// rather than Starting (the machine build comes before the socket).</summary>
     public static readonly TimeSpan SocketStartTimeout = TimeSpan.FromSeconds(30);
-    /// <summary>How long a turn-off waits for the engine to take "stop" and then to exit before it kills the engine.</summary>
-    public static readonly TimeSpan TurnOffTimeout = TimeSpan.FromSeconds(2), TurnOffExitTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long a turn-off waits for the engine to take "stop" and then to exit before it kills the engine. 5 s
+    /// rather than less: on a loaded host (two cores shared by several VMs) a healthy engine can take a second or two
+    /// to answer, and a kill there would throw away a clean power-off. An engine that does not answer in time is still
+    /// probed once more (see <see cref="TurnOff"/>) before it is killed.</summary>
+    public static readonly TimeSpan TurnOffTimeout = TimeSpan.FromSeconds(5), TurnOffExitTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long a live engine whose control socket is gone (it is exiting: the socket goes first, the exit file
+    /// last) is given to end on its own before a turn-off kills it.</summary>
+    public static readonly TimeSpan ExitingTimeout = TimeSpan.FromSeconds(10);
+    /// <summary>How long a kill waits for the VM's lock, held by a start (or a change to vm.json) meanwhile.</summary>
+    private static readonly TimeSpan KillLockWait = TimeSpan.FromSeconds(10);
     /// <summary>The exit code reported for an engine the management library killed: 128 + SIGKILL, as a shell reports it.</summary>
     public const int KilledExitCode = 137;
 
@@ -174,9 +184,12 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
             }
             catch (EngineException)
             {
-                // Alive, but the socket is not up yet (the machine is being built), or not any more (exiting); an
-                // engine that has run for long without one is stuck.
-                return new VmStatus(age is { } a && a > SocketStartTimeout && !File.Exists(socket) ? VmState.NotResponding : VmState.Starting, p);
+                // Alive, but the socket is not up yet (the machine is being built), or not any more: the engine removes
+                // it first when it exits, then tears the machine down (seconds, for a large guest) before its exit file.
+                // Beyond the start's allowance, a missing socket is that exit under way; a socket that is there and
+                // refuses the connection belongs to no listener, which only a wedged engine leaves for long.
+                bool young = age is not { } a || a <= SocketStartTimeout;
+                return new VmStatus(young ? VmState.Starting : File.Exists(socket) ? VmState.NotResponding : VmState.Stopping, p);
             }
         }
         var exit = ReadExitFile(name);
@@ -301,6 +314,11 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     public VmStatus Restart(string name, bool reboot, TimeSpan timeout, bool force, Action<TimeSpan>? progress = null)
     {
         var clock = Stopwatch.StartNew();
+        // The engine counts a restart once the new machine is built: the restart is done when the count has grown past
+        // the count before it. Read before the command: the reply's own "resets" may already include this restart (the
+        // wait would never end). An engine that tells the count it restarted from ("resetsBefore") is believed instead:
+        // a guest reboot between this read and the command would otherwise end the wait early.
+        int before = GetStatus(name).Resets ?? 0;
         JsonElement reply;
         try { reply = Control(name, reboot ? "reboot" : "reset"); }
         catch (EngineException) when (reboot && force)
@@ -308,8 +326,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
             reboot = false;   // no ACPI, or no guest listening: the reset button instead
             reply = Control(name, "reset");
         }
-        // The engine counts a restart once the new machine is built: the restart is done when the count has grown.
-        int before = reply.TryGetProperty("resets", out var r) && r.ValueKind == JsonValueKind.Number ? r.GetInt32() : 0;
+        if (ResetsBefore(reply) is int told) before = told;
         bool Done(VmStatus s) => s.Resets > before && s.State is VmState.Running or VmState.Paused;
         var status = WaitFor(name, Done, timeout, progress, s => s.State == VmState.Off);
         if (status != null && (Done(status) || status.State == VmState.Off)) return status;
@@ -324,9 +341,16 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
             : $"VM '{name}' did not run again within {Math.Max(timeout.TotalSeconds, clock.Elapsed.TotalSeconds):F0} s of the reset");
     }
 
-    /// <summary>Turns the VM off at once and waits for its engine to exit. An engine that does not take "stop" within
-    /// <see cref="TurnOffTimeout"/>, or does not exit within <see cref="TurnOffExitTimeout"/> of it (stopped with SIGSTOP,
-    /// wedged), is killed (SIGKILL, which even a stopped process cannot hold off) and its stale files removed.</summary>
+    /// <summary>The "resetsBefore" of a reset/reboot reply (docs/control-api.md): the restart count the engine restarts from.</summary>
+    internal static int? ResetsBefore(JsonElement reply) =>
+        reply.ValueKind == JsonValueKind.Object && reply.TryGetProperty("resetsBefore", out var b) && b.ValueKind == JsonValueKind.Number && b.TryGetInt32(out int n) ? n : null;
+
+    /// <summary>Turns the VM off at once and waits for its engine to exit. The engine is killed (SIGKILL, which even a
+    /// stopped process cannot hold off) and its stale files removed only when it cannot end on its own: it does not
+    /// take "stop" within <see cref="TurnOffTimeout"/> and a second state query does not answer either (stopped with
+    /// SIGSTOP, wedged); its control socket is gone (it cannot be reached) and it does not exit within
+    /// <see cref="ExitingTimeout"/>; or it took "stop" and does not exit within <see cref="TurnOffExitTimeout"/>.
+    /// An engine that is merely slow (it answers the state query) is sent "stop" again with the full reply timeout.</summary>
     public VmStatus TurnOff(string name)
     {
         try { Control(name, "stop", TurnOffTimeout); }
@@ -336,15 +360,44 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         }
         catch (EngineException e)
         {
-            return Kill(name, $"the engine did not take 'stop' within {TurnOffTimeout.TotalSeconds:F0} s ({e.Message})");
+            var now = GetStatus(name);   // the second probe: does it answer at all?
+            if (now.State == VmState.Off) return now;
+            if (now.State == VmState.Stopping)
+                return Kill(name, $"its control socket {FileOf(name, ControlSocketFile)} is gone, so it cannot be reached, and it did not exit within {ExitingTimeout.TotalSeconds:F0} s");
+            if (now.State is not (VmState.Running or VmState.Paused))
+                return Kill(name, $"the engine did not take 'stop' within {TurnOffTimeout.TotalSeconds:F0} s, nor answer a state query after ({e.Message})");
+            // It answers: merely slow (a loaded host). Once more, with the full reply timeout, before anything drastic.
+            try { Control(name, "stop"); }
+            catch (EngineException) when (EndsOnItsOwn(name) is VmStatus off) { return off; }
+            catch (EngineException again)
+            {
+                return Kill(name, $"the engine answered a state query but twice did not take 'stop' ({again.Message})");
+            }
         }
         return WaitFor(name, s => s.State == VmState.Off, TurnOffExitTimeout, null)
             ?? Kill(name, $"the engine did not exit within {TurnOffExitTimeout.TotalSeconds:F0} s of 'stop'");
     }
 
     /// <summary>Kills the VM's engine with SIGKILL, once its pid is known to be this VM's engine (not a reused pid),
-    /// then removes its pid file and socket and writes the exit file an engine killed this way cannot write.</summary>
+    /// then removes its pid file and socket and writes the exit file an engine killed this way cannot write. All under
+    /// the VM's start lock: a start meanwhile could otherwise launch an engine whose pid file and socket this removes.
+    /// File errors come out as <see cref="EngineException"/>, naming the file.</summary>
     private VmStatus Kill(string name, string why)
+    {
+        IDisposable startLock;
+        try { startLock = store.LockForStart(name, KillLockWait); }
+        catch (VmStoreException e) { throw new EngineException($"VM '{name}': {why}, and it cannot be killed now: {e.Message}"); }
+        try
+        {
+            using (startLock) return KillLocked(name, why);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new EngineException($"VM '{name}': {why}; cleaning up after killing its engine failed: {e.Message}");
+        }
+    }
+
+    private VmStatus KillLocked(string name, string why)
     {
         string socket = FileOf(name, ControlSocketFile);
         if (ReadPid(name) is not int pid || !IsEngineAlive(pid, socket))
@@ -361,18 +414,20 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
             Thread.Sleep(10);
         }
         string reason = $"killed by the management library (SIGKILL to engine pid {pid}): {why}";
+        // Under the start lock no other engine can have started since: the socket is the killed one's. The pid file is
+        // removed only while it still names the killed engine, never one written by anything else meanwhile.
         File.Delete(socket);
-        File.Delete(FileOf(name, PidFile));
+        if (ReadPid(name) == pid) File.Delete(FileOf(name, PidFile));
         WriteExitFile(name, KilledExitCode, "Killed", reason);
         return GetStatus(name);
     }
 
-    /// <summary>The exit file as the engine writes it (docs/control-api.md): whole under a temporary name, then renamed.</summary>
+    /// <summary>The exit file as the engine writes it (docs/control-api.md), with the engine's own safe writer: a new
+    /// file beside it (O_EXCL|O_NOFOLLOW, so no symlink planted there is followed), synced, renamed into place.</summary>
     private void WriteExitFile(string name, int code, string status, string reason)
     {
-        string file = FileOf(name, ExitFileName), temporary = file + ".tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
-        using (var w = new Utf8JsonWriter(stream))
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
         {
             w.WriteStartObject();
             w.WriteNumber("exitCode", code);
@@ -381,7 +436,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
             w.WriteString("endedUtc", DateTime.UtcNow);
             w.WriteEndObject();
         }
-        File.Move(temporary, file, overwrite: true);
+        OutputFiles.WriteReplacing(FileOf(name, ExitFileName), buffer.ToArray(), "exit file");
     }
 
     private const int SIGKILL = 9, ESRCH = 3;
@@ -389,11 +444,20 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int sig);
 
-    /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine
-    /// that is exiting has closed its socket already); null while its engine still answers, or does not answer at all.</summary>
-    private VmStatus? EndsOnItsOwn(string name) => GetStatus(name).State is VmState.Running or VmState.Paused or VmState.NotResponding
-        ? null
-        : WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null);
+    /// <summary>After a command failed: the VM's status if it is off, or goes off within a moment (an engine that is
+    /// exiting, Stopping, has removed its socket already and is given <see cref="ExitingTimeout"/> to finish); null while
+    /// its engine still answers, or does not answer at all.</summary>
+    private VmStatus? EndsOnItsOwn(string name)
+    {
+        var now = GetStatus(name);
+        return now.State switch
+        {
+            VmState.Off => now,
+            VmState.Running or VmState.Paused or VmState.NotResponding => null,
+            VmState.Stopping => WaitFor(name, s => s.State == VmState.Off, ExitingTimeout, null),
+            _ => WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(2), null),
+        };
+    }
 
     /// <summary>Polls the status until <paramref name="done"/> holds, or <paramref name="hopeless"/> does (the awaited
     /// state can no longer come: the caller tells the two apart); null on timeout.</summary>

@@ -134,6 +134,8 @@ public sealed class VmStore
     {
         if (!VirtualMachine.IsValidName(name)) return null;
         var matches = FolderNames().Where(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase)).ToList();
+        // A leftover folder without a definition (WEB/ beside web/) is no VM: only defined ones compete for the name.
+        if (matches.Count > 1 && matches.Where(m => File.Exists(Path.Combine(VmsFolder, m, DefinitionFile))).ToList() is { Count: > 0 } defined) matches = defined;
         if (matches.Count > 1)
             throw new VmStoreException($"VM '{name}' is ambiguous: the folders {string.Join(" and ", matches.Select(m => Path.Combine(VmsFolder, m)))} differ only in case (VM names are case-insensitive); rename or remove all but one");
         return matches.Count == 1 ? matches[0] : null;

@@ -60,6 +60,10 @@ public static class ImageGeometry
 {
     /// <summary>A descriptor is a few dozen bytes; anything much larger is not one, and is not read into memory.</summary>
     public const int MaxDescriptorBytes = 4096;
+    /// <summary>The largest disk an image may describe: 2^53 bytes (8 PiB). Far beyond any real disk, it is the
+    /// largest whole number a JSON reader keeping numbers as doubles holds exactly (the descriptor is JSON), and it
+    /// leaves a long room for the arithmetic on it (size plus a segment, sectors times 4 for the LUT) not to overflow.</summary>
+    public const long MaxImageSize = 1L << 53;
     private const int Version = 1;
 
     /// <summary>PATH.desc: the descriptor of the image at <paramref name="path"/>.</summary>
@@ -112,18 +116,29 @@ public static class ImageGeometry
     /// <exception cref="DiskImageException">A damaged descriptor, or an image whose geometry needs an option.</exception>
     public static DiskGeometry? Detect(string path, BlockDeviceOptions? given = null)
     {
-        if (OutputFiles.LStat(DescriptorPath(path)) != null)
+        try
         {
-            var recorded = ReadDescriptor(path);
-            CheckFiles(path, recorded);
-            return recorded;
+            if (OutputFiles.LStat(DescriptorPath(path)) != null)
+            {
+                var recorded = ReadDescriptor(path);
+                CheckFiles(path, recorded);
+                return recorded;
+            }
+            return Infer(path, given);
         }
-        return Infer(path, given);
+        catch (Exception e) when (e is OverflowException or ArgumentOutOfRangeException)
+        {
+            // The checks above bound every number first; should one still slip through, it is the image's numbers
+            // that are wrong, reported as such rather than as a .NET exception.
+            throw new DiskImageException(DiskImageProblem.Damaged, path, $"{path}: the image's geometry is out of range ({e.Message})");
+        }
     }
 
     /// <summary>Writes the descriptor of a new image: to a new file beside it, synced, then renamed into place.</summary>
     public static void WriteDescriptor(string path, DiskImageFormat format, long size, long? splitSize, int sectorSize)
     {
+        // ReadDescriptor refuses larger sizes: a descriptor it could not read back is not written.
+        if (size > MaxImageSize) throw new StorageException($"{path}: {size} bytes is larger than the largest disk an image may be ({Human(MaxImageSize)})");
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
@@ -179,6 +194,7 @@ public static class ImageGeometry
         if (isSplit != (split != null)) throw Damaged(desc, isSplit ? "\"split\" is missing" : $"\"split\" given for a {FormatName(format.Value)} image");
         if (sectorSize is not (512 or 4096)) throw Damaged(desc, $"sectorSize {sectorSize}: must be 512 or 4096");
         if (size <= 0 || size % sectorSize != 0) throw Damaged(desc, $"size {size}: not a positive multiple of the {sectorSize}-byte sector");
+        if (size > MaxImageSize) throw Damaged(desc, $"size {size}: larger than the largest disk an image may be ({Human(MaxImageSize)})");
         bool sparse = format is DiskImageFormat.Sparse or DiskImageFormat.SplitSparse;
         if (format != DiskImageFormat.Raw && new SplitImageLayout(size.Value, split, sparse, sectorSize.Value).Validate() is { Count: > 0 } problems)
             throw Damaged(desc, string.Join("; ", problems));
@@ -203,7 +219,7 @@ public static class ImageGeometry
         var layout = new SplitImageLayout(size, g.SplitSize, g.Sparse, g.SectorSize!.Value);
         bool anyData = Enumerable.Range(0, layout.SegmentCount).Any(i => OutputFiles.LStat(SplitSparseImage.SegmentPath(path, layout, i)) != null);
         string lut = SplitSparseImage.LutPath(path);
-        var lutStat = OutputFiles.LStat(lut);
+        var lutStat = StatImageFile(lut);
         if (!anyData && lutStat == null)
             throw new DiskImageException(DiskImageProblem.Damaged, path, $"{path}: the image's files are missing (only its descriptor {Name(desc)} is there)");
         if (g.Sparse && lutStat is { } ls && (ls.Mode & LibC.S_IFMT) == LibC.S_IFREG && ls.Size != layout.Sectors * 4)
@@ -217,7 +233,7 @@ public static class ImageGeometry
     private static DiskGeometry? Infer(string path, BlockDeviceOptions? given)
     {
         string lut = SplitSparseImage.LutPath(path);
-        var lutStat = OutputFiles.LStat(lut);
+        var lutStat = StatImageFile(lut);
         int segments = 0;
         while (segments < 10000 && OutputFiles.LStat($"{path}.{segments:D4}") != null) segments++;
         string segmentNames = segments == 1 ? $"{Name(path)}.0000" : $"{Name(path)}.0000 to {Name(path)}.{segments - 1:D4}";
@@ -232,7 +248,13 @@ public static class ImageGeometry
             if (ls.Size == 0 || ls.Size % 4 != 0)
                 throw new DiskImageException(DiskImageProblem.Damaged, lut, $"{lut}: {ls.Size} bytes is not a whole number of 4-byte sector entries");
             long sectors = ls.Size / 4;
-            long size = sectors * ss;
+            // Checked: a huge sparse LUT (its length is only a number) must not wrap into a small or negative size.
+            long size;
+            try { size = checked(sectors * ss); }
+            catch (OverflowException) { size = long.MaxValue; }
+            if (size > MaxImageSize)
+                throw new DiskImageException(DiskImageProblem.Damaged, lut,
+                    $"{lut}: {sectors} sectors of {ss} bytes is larger than the largest disk an image may be ({Human(MaxImageSize)})");
             string evidence = $"its {Name(lut)} has {sectors} sectors";
             if (segments == 0)
             {
@@ -260,7 +282,10 @@ public static class ImageGeometry
             if (given is { Sparse: true })
                 throw new DiskImageException(DiskImageProblem.Damaged, lut, $"{lut}: missing from the existing image {path} (its segment files are there)");
             string first = $"{path}.0000";
-            long segmentSize = OutputFiles.LStat(first)!.Value.Size;
+            var firstStat = StatImageFile(first)!.Value;
+            if ((firstStat.Mode & LibC.S_IFMT) != LibC.S_IFREG)
+                throw new DiskImageException(DiskImageProblem.Damaged, first, $"{first}: is {OutputFiles.Describe(firstStat.Mode)}, not a regular file");
+            long segmentSize = firstStat.Size;
             if (segmentSize <= 0 || segmentSize % ss != 0)
                 throw new DiskImageException(DiskImageProblem.Damaged, first, $"{first}: {segmentSize} bytes is not a whole number of {ss}-byte sectors, so it is not a segment of a split image");
             if (given?.SplitSize is { } split && split != segmentSize)
@@ -283,9 +308,25 @@ public static class ImageGeometry
     /// there, is a missing segment, which opening the image reports naming it.</summary>
     private static bool SegmentCountFits(string path, long size, long split, int segments)
     {
-        long needed = (size + split - 1) / split;
+        long needed = SplitImageLayout.CeilingDivide(size, split);   // size + split - 1 would overflow for a huge split=
         if (segments == needed || segments == size / split + 1) return true;
         return segments < needed && needed <= 10000 && OutputFiles.LStat($"{path}.{needed - 1:D4}") != null;
+    }
+
+    /// <summary>A segment's or LUT's status as opening the image sees it: SplitSparseImage opens them following a
+    /// symlink, so a symlinked one is measured by its target, not by the link. Null when there is no such name; a
+    /// link to nothing is an error naming it (opening it would fail, or create a file where the link points).</summary>
+    private static Stat? StatImageFile(string path)
+    {
+        if (OutputFiles.LStat(path) == null) return null;
+        return StatFollowing(path) ?? throw new DiskImageException(DiskImageProblem.Damaged, path,
+            $"{path}: a symbolic link to {(TryReadLink(path) is { } target ? $"'{target}', which" : "a file that")} does not exist");
+    }
+
+    private static string? TryReadLink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
     private static unsafe Stat? StatFollowing(string path)

@@ -10,7 +10,10 @@ namespace Xhyve.Vmm.Storage;
 public sealed record SplitImageLayout(long Size, long? SplitSize, bool Sparse, int SectorSize)
 {
     public long SegmentSize => SplitSize ?? Size;
-    public int SegmentCount => (int)((Size + SegmentSize - 1) / SegmentSize);
+    /// <summary>ceil(Size / SegmentSize), without the overflow of Size + SegmentSize - 1 for sizes near long.MaxValue;
+    /// checked, so a layout <see cref="Validate"/> would refuse throws rather than wrapping to a wrong count.</summary>
+    public int SegmentCount => checked((int)CeilingDivide(Size, SegmentSize));
+    internal static long CeilingDivide(long value, long divisor) => value / divisor + (value % divisor != 0 ? 1 : 0);
     public long Sectors => Size / SectorSize;
 
     public IReadOnlyList<string> Validate()
@@ -19,10 +22,12 @@ public sealed record SplitImageLayout(long Size, long? SplitSize, bool Sparse, i
         if (SectorSize is not (512 or 4096)) problems.Add($"sectorsize={SectorSize}: must be 512 or 4096");
         if (Size <= 0) problems.Add("size=: the disk size must be positive");
         else if (Size % SectorSize != 0) problems.Add($"size={Size}: not a multiple of the {SectorSize}-byte sector");
+        // Its descriptor could not be read back (ImageGeometry.MaxImageSize says why the bound).
+        else if (Size > ImageGeometry.MaxImageSize) problems.Add($"size={Size}: larger than the largest disk an image may be ({ImageGeometry.Human(ImageGeometry.MaxImageSize)})");
         if (SplitSize is { } split)
         {
             if (split <= 0 || split % SectorSize != 0) problems.Add($"split={split}: must be a positive multiple of the {SectorSize}-byte sector");
-            else if (Size > 0 && (Size + split - 1) / split > 9999) problems.Add($"split={split}: more than 9999 segments");
+            else if (Size > 0 && CeilingDivide(Size, split) > 9999) problems.Add($"split={split}: more than 9999 segments");
         }
         if (Sparse && SegmentSize / SectorSize > uint.MaxValue) problems.Add("split=: a sparse segment may hold at most 2^32-1 sectors");
         return problems;

@@ -241,4 +241,80 @@ public sealed class ImageGeometryTests : IDisposable
         File.WriteAllBytes(Image + ".lut", new byte[4097]);
         Assert.Contains($"{Image}.lut: 4097 bytes is not a whole number of 4-byte sector entries", Refused(DiskImageProblem.Damaged, Opts(Image)).Message);
     }
+
+    [Fact]
+    public void DescriptorOfAHugeSize_IsRefusedNamingIt_NotAnOverflow()
+    {
+        // 2^63 - 512 bytes in 1536-byte segments: size + split - 1 wrapped negative, and the segment count with it.
+        File.WriteAllBytes(Image + ".0000", new byte[1536]);
+        File.WriteAllText(Image + ".desc", """{"version":1,"format":"split","size":9223372036854775296,"split":1536,"sectorSize":512}""");
+        var e = Refused(DiskImageProblem.Damaged, Opts(Image));
+        Assert.Equal(Image + ".desc", e.File);
+        Assert.Contains("size 9223372036854775296: larger than the largest disk an image may be (8192 TiB)", e.Message);
+    }
+
+    [Fact]
+    public void SegmentCount_OfAHugeSize_IsComputedWithoutWrapping()
+    {
+        var layout = new SplitImageLayout(9223372036854775296, 1536, false, 512);
+        Assert.Contains("split=1536: more than 9999 segments", layout.Validate());
+        Assert.Throws<OverflowException>(() => layout.SegmentCount);
+        Assert.Equal(3, new SplitImageLayout(long.MaxValue - 511, long.MaxValue / 3, false, 512).SegmentCount);
+    }
+
+    [Fact]
+    public void ANewImageLargerThanADescriptorMayRecord_IsRefusedBeforeAnythingIsWritten()
+    {
+        var e = Assert.Throws<FormatException>(() => Opts(Image, "size=16384T", "split=4096T"));
+        Assert.Contains("larger than the largest disk an image may be (8192 TiB)", e.Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+        Assert.Empty(new SplitImageLayout(ImageGeometry.MaxImageSize, 1L << 50, false, 512).Validate());
+    }
+
+    [Fact]
+    public void HugeSparseLut_IsRefusedNamingIt()
+    {
+        File.WriteAllBytes(Image, []);
+        using (var lut = new FileStream(Image + ".lut", FileMode.CreateNew))
+            lut.SetLength((1L << 44) - 4096);   // sparse: 16 TiB of entries, 2^42 - 1024 sectors, on no disk space
+        // Not Refused(): its snapshot would read the 16 TiB.
+        var e = Assert.Throws<DiskImageException>(() => ImageGeometry.Resolve(Opts(Image, "sectorsize=4096")));
+        Assert.Equal((DiskImageProblem.Damaged, Image + ".lut"), (e.Problem, e.File));
+        Assert.Equal((1L << 44) - 4096, new FileInfo(Image + ".lut").Length);
+        Assert.Contains($"{Image}.lut: 4398046510080 sectors of 4096 bytes is larger than the largest disk an image may be", e.Message);
+    }
+
+    [Fact]
+    public void SymlinkedLut_IsMeasuredByItsTarget_AsOpeningTheImageFollowsIt()
+    {
+        File.WriteAllBytes(Image, []);
+        string real = Path.Combine(_dir, "elsewhere.lut");
+        File.WriteAllBytes(real, Enumerable.Repeat((byte)0xFF, 4096 * 4).ToArray());
+        File.CreateSymbolicLink(Image + ".lut", real);
+        var r = ImageGeometry.Resolve(Opts(Image));
+        Assert.Equal((4096L * 512, true), (r.Size, r.Sparse));
+        using var image = BlockBackends.Open(r);
+        Assert.Equal(4096L * 512, image.Size);
+    }
+
+    [Fact]
+    public void SymlinkedSegment_IsMeasuredByItsTarget()
+    {
+        string real = Path.Combine(_dir, "elsewhere.0000");
+        File.WriteAllBytes(real, new byte[1 << 20]);
+        File.CreateSymbolicLink(Image + ".0000", real);
+        var r = ImageGeometry.Resolve(Opts(Image, "size=1M"));
+        Assert.Equal((1L << 20, (long?)(1L << 20)), (r.Size, r.SplitSize));
+    }
+
+    [Fact]
+    public void SymlinkedLutToNothing_IsRefusedNamingIt()
+    {
+        File.WriteAllBytes(Image, []);
+        File.CreateSymbolicLink(Image + ".lut", Path.Combine(_dir, "gone.lut"));
+        var e = Assert.Throws<DiskImageException>(() => ImageGeometry.Resolve(Opts(Image)));   // Refused() cannot read the link
+        Assert.Equal((DiskImageProblem.Damaged, Image + ".lut"), (e.Problem, e.File));
+        Assert.False(File.Exists(Path.Combine(_dir, "gone.lut")));
+        Assert.Contains($"{Image}.lut: a symbolic link to '{Path.Combine(_dir, "gone.lut")}', which does not exist", e.Message);
+    }
 }
