@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using static Xhyve.PowerShell.Hosted.Tests.ErrorAssert;
 
 namespace Xhyve.PowerShell.Hosted.Tests;
 
@@ -14,20 +15,6 @@ public sealed class DeviceErrorTests(HostedModule module) : IDisposable
 
     private void NewVm(string name) => module.Run("New-XhyveVM $args[0] -MultibootPath $args[1]", name, _store.Kernel).AssertNoErrors();
 
-    private static void AssertError(ErrorRecord error, string id, string cmdletClass, ErrorCategory category, object? target)
-    {
-        Assert.Equal($"{id},Xhyve.PowerShell.Cmdlets.{cmdletClass}", error.FullyQualifiedErrorId);
-        Assert.Equal(category, error.CategoryInfo.Category);
-        Assert.Equal(target, error.TargetObject);
-    }
-
-    private string Image(string name = "d.img")
-    {
-        string path = Path.Combine(_store.Work, name);
-        File.WriteAllBytes(path, new byte[4096]);
-        return path;
-    }
-
     [Theory]
     [InlineData("Add-XhyveDisk nosuch -Path $args[0]", "AddXhyveDiskCommand")]
     [InlineData("Get-XhyveDisk -VMName nosuch", "GetXhyveDiskCommand")]
@@ -41,7 +28,7 @@ public sealed class DeviceErrorTests(HostedModule module) : IDisposable
     public void Every_device_cmdlet_reports_a_missing_VM_as_VMNotFound_like_Get_XhyveVM_without_asking(string script, string cmdletClass)
     {
         NewVm("other");   // a store that exists, with another VM in it
-        var result = module.Run(script, Image());
+        var result = module.Run(script, _store.Image());
         var error = result.SingleError();
         AssertError(error, "VMNotFound", cmdletClass, ErrorCategory.ObjectNotFound, "nosuch");
         Assert.IsType<ItemNotFoundException>(error.Exception);
@@ -54,7 +41,7 @@ public sealed class DeviceErrorTests(HostedModule module) : IDisposable
     public void Removing_a_disk_the_VM_does_not_have_is_DiskNotFound_with_the_path_as_given_and_the_VM_is_unchanged()
     {
         NewVm("disks");
-        module.Run("Add-XhyveDisk disks -Path $args[0]", Image()).AssertNoErrors();
+        module.Run("Add-XhyveDisk disks -Path $args[0]", _store.Image()).AssertNoErrors();
         string before = _store.Definition("disks");
         var error = module.Run("Push-Location $args[0]; try { Remove-XhyveDisk -VMName disks -Path other.img -Confirm:$false } finally { Pop-Location }", _store.Work).SingleError();
         AssertError(error, "DiskNotFound", "RemoveXhyveDiskCommand", ErrorCategory.ObjectNotFound, "other.img");
@@ -67,7 +54,7 @@ public sealed class DeviceErrorTests(HostedModule module) : IDisposable
     public void Adding_a_disk_the_VM_already_has_is_DiskExists_with_the_path_as_target_and_the_VM_is_unchanged()
     {
         NewVm("twice");
-        string image = Image();
+        string image = _store.Image();
         module.Run("Add-XhyveDisk twice -Path $args[0]", image).AssertNoErrors();
         string before = _store.Definition("twice");
         var error = module.Run("Add-XhyveDisk twice -Path $args[0] -ReadOnly", image).SingleError();

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using static Xhyve.PowerShell.Hosted.Tests.ErrorAssert;
 
 namespace Xhyve.PowerShell.Hosted.Tests;
 
@@ -12,20 +13,6 @@ public sealed class ErrorRecordTests(HostedModule module) : IDisposable
     public void Dispose() => _store.Dispose();
 
     private void NewVm(string name) => module.Run("New-XhyveVM $args[0] -MultibootPath $args[1]", name, _store.Kernel).AssertNoErrors();
-
-    private static void AssertError(ErrorRecord error, string id, string cmdletClass, ErrorCategory category, object? target)
-    {
-        Assert.Equal($"{id},Xhyve.PowerShell.Cmdlets.{cmdletClass}", error.FullyQualifiedErrorId);
-        Assert.Equal(category, error.CategoryInfo.Category);
-        Assert.Equal(target, error.TargetObject);
-    }
-
-    private string Image(string name = "d.img")
-    {
-        string path = Path.Combine(_store.Work, name);
-        File.WriteAllBytes(path, new byte[4096]);
-        return path;
-    }
 
     [Fact]
     public void A_missing_VM_is_VMNotFound_naming_it_in_the_message_and_the_target()
@@ -117,7 +104,7 @@ public sealed class ErrorRecordTests(HostedModule module) : IDisposable
     {
         NewVm("opts");
         string before = _store.Definition("opts");
-        var error = module.Run("Add-XhyveDisk opts -Path $args[0] -Options bogus", Image()).SingleError();
+        var error = module.Run("Add-XhyveDisk opts -Path $args[0] -Options bogus", _store.Image()).SingleError();
         Assert.Equal("InvalidDiskOptions,Xhyve.PowerShell.Cmdlets.AddXhyveDiskCommand", error.FullyQualifiedErrorId);
         Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
         Assert.Equal("bogus", error.TargetObject);   // the option that is wrong, not the whole -Options
@@ -149,7 +136,7 @@ public sealed class ErrorRecordTests(HostedModule module) : IDisposable
     [Fact]
     public void An_existing_image_is_not_overwritten_DiskImageNotCreated()
     {
-        string image = Image("keep.img");
+        string image = _store.Image("keep.img");
         File.WriteAllBytes(image, [1, 2, 3]);
         var error = module.Run("New-XhyveDiskImage $args[0] -SizeBytes 1MB", image).SingleError();
         AssertError(error, "DiskImageNotCreated", "NewXhyveDiskImageCommand", ErrorCategory.WriteError, image);

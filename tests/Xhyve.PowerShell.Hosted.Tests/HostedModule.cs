@@ -118,6 +118,14 @@ public sealed class TestStore : IDisposable
 
     public string Definition(string vm) => File.ReadAllText(Path.Combine(VmsFolder, vm, "vm.json"));
 
+    /// <summary>A 4 KiB raw disk image in the working folder.</summary>
+    public string Image(string name = "d.img")
+    {
+        string path = Path.Combine(Work, name);
+        File.WriteAllBytes(path, new byte[4096]);
+        return path;
+    }
+
     public void Dispose()
     {
         Environment.SetEnvironmentVariable("XHYVE_HOME", _previous);
@@ -187,4 +195,15 @@ public sealed record HostedResult(string Script, Collection<PSObject> Output, IR
 
     public static string Format(ErrorRecord e) =>
         $"{e.FullyQualifiedErrorId} | {e.CategoryInfo.Category} | target: {e.TargetObject ?? "(null)"} | {e.Exception.GetType().Name}: {e.Exception.Message}";
+}
+
+/// <summary>What the error tests check of an ErrorRecord: its id with the cmdlet's class, its category and its target.</summary>
+public static class ErrorAssert
+{
+    public static void AssertError(ErrorRecord error, string id, string cmdletClass, ErrorCategory category, object? target)
+    {
+        Assert.Equal($"{id},Xhyve.PowerShell.Cmdlets.{cmdletClass}", error.FullyQualifiedErrorId);
+        Assert.Equal(category, error.CategoryInfo.Category);
+        Assert.Equal(target, error.TargetObject);
+    }
 }
