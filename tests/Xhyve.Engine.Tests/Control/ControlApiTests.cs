@@ -8,20 +8,8 @@ using Xhyve.Vmm.Config;
 namespace Xhyve.Engine.Tests.Control;
 
 /// <summary>The engine's control API (docs/control-api.md) against real engines running test guests.</summary>
-public sealed class ControlApiTests : IDisposable
+public sealed class ControlApiTests() : ControlledEngineTest("xhyve-ctl")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("xhyve-ctl").FullName;   // created 0700
-    private string Socket => Path.Combine(_dir, "ctl.sock");
-    private string ExitFile => Path.Combine(_dir, "exit.json");
-
-    public void Dispose() => Directory.Delete(_dir, true);
-
-    private RunningEngine StartGuest(string guest, string cmdline, params string[] extra) => EngineProcess.Start(
-        ["-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", .. extra, "-f", $"multiboot,{EngineProcess.Guest(guest)},,{cmdline}",
-         "--control-socket", Socket, "--exit-file", ExitFile]);
-
-    private JsonElement ReadExitFile() => JsonDocument.Parse(File.ReadAllText(ExitFile)).RootElement;
-
     [SkippableFact]
     public void Socket_IsOwnerOnly_InAnOwnerOnlyFolder_AndIsRemovedWhenTheEngineEnds()
     {

@@ -6,20 +6,8 @@ namespace Xhyve.Engine.Tests.Control;
 
 /// <summary>Issue 13 item 2 and 5: a guest reset (or the control API's reset and reboot) builds the machine again in
 /// the same engine process with --on-reset restart, and the reset-storm guard.</summary>
-public sealed class ResetRestartTests : IDisposable
+public sealed class ResetRestartTests() : ControlledEngineTest("xhyve-reset")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("xhyve-reset").FullName;   // created 0700
-    private string Socket => Path.Combine(_dir, "ctl.sock");
-    private string ExitFile => Path.Combine(_dir, "exit.json");
-
-    public void Dispose() => Directory.Delete(_dir, true);
-
-    private RunningEngine StartGuest(string guest, string cmdline, params string[] extra) => EngineProcess.Start(
-        ["-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", .. extra, "-f", $"multiboot,{EngineProcess.Guest(guest)},,{cmdline}",
-         "--control-socket", Socket, "--exit-file", ExitFile]);
-
-    private JsonElement ReadExitFile() => JsonDocument.Parse(File.ReadAllText(ExitFile)).RootElement;
-
     private static int Count(string text, string what) => Regex.Matches(text, Regex.Escape(what)).Count;
 
     /// <summary>Asks "state" until <paramref name="done"/> holds (a rebuild takes a moment).</summary>
