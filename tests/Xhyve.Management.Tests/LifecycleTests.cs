@@ -25,6 +25,14 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
         kill.WaitForExit();
     }
 
+    /// <summary>Stops the engine with SIGSTOP (let go again on Dispose) and waits until every thread of it stopped.</summary>
+    private void Freeze(int pid)
+    {
+        _stopped.Add(pid);
+        Signal(pid, "STOP");
+        WaitUntilStopped(pid);
+    }
+
     /// <summary>kill(1) returns once SIGSTOP is sent: a thread that was running (the engine's control server) could
     /// still answer a request until every thread shows the stopped state.</summary>
     private static void WaitUntilStopped(int pid)
@@ -124,9 +132,7 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
         Skip.IfNot(HasKvm, KvmSkipReason);
         var vm = Create("frozen", "hello", "spin=1");
         int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
-        _stopped.Add(pid);
-        Signal(pid, "STOP");
-        WaitUntilStopped(pid);
+        Freeze(pid);
         var clock = Stopwatch.StartNew();
         var status = _host.GetStatus("frozen");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"the status took {clock.Elapsed}");
@@ -174,9 +180,7 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
         Skip.IfNot(HasKvm, KvmSkipReason);
         var vm = Create("locked", "hello", "spin=1");
         int pid = _host.Start(vm, StartTimeout).ProcessId!.Value;
-        _stopped.Add(pid);
-        Signal(pid, "STOP");
-        WaitUntilStopped(pid);
+        Freeze(pid);
         // A name the old writer created its temporary file at, planted as a link to a file it must not touch.
         string victim = Path.Combine(_root, "victim.txt");
         File.WriteAllText(victim, "untouched");
