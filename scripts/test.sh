@@ -36,6 +36,14 @@ fi
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 grep -q '^Fuzz totals:' "$log" || { echo "test.sh: the fuzz step did not report its totals" >&2; status=1; }
 
+# CI keeps only the end of this output, so the failures are repeated here, just above the summary: each failed
+# xUnit test with the first lines of its message, and each failed Pester test ("[-] ...").
+if grep -qE '^\s+Failed [A-Za-z]|^\s*\[-\] ' "$log"; then
+  echo "Failures (repeated from above):"
+  grep -E -A8 '^\s+Failed [A-Za-z]' "$log" | grep -vE '^\s+at |^--$' | head -n 60
+  grep -E -A4 '^\s*\[-\] ' "$log" | head -n 40
+fi
+
 # One summary line in the plain form CI reads: "N passed, N failed, N skipped", summed over the
 # per-project blocks dotnet test prints ("Total tests: N", "Passed: N", "Failed: N", "Skipped: N")
 # and the lines build.ps1 prints after Pester ("Pester totals: passed=N failed=N skipped=N notrun=N") and
