@@ -11,7 +11,8 @@
  *    NOTIFICATION, and a read past the end (sense 05/21).
  * The data the disk gets is pattern(lba, i) = lba*31 + i*7 + 1 per 512-byte unit, byte offsets being what
  * counts, so the host can check the image whatever the logical sector size.
- * Options: irq=1 (MSI and PxIE instead of polling PxIS), ncq=N (tags in the NCQ burst, default 8),
+ * Options: irq=1 (MSI and PxIE instead of polling PxIS), ncq=N (tags in the NCQ burst, default 8), ncqrounds=N
+ * (bursts per direction, default 3),
  * hostile=1 (PRDT entries outside RAM, an empty PRDT, a bad FIS type: each must end in an error and leave the
  * port working; QEMU handles some of them differently), watch=1 (after the CD's first checks, poll TEST UNIT
  * READY and GET EVENT STATUS NOTIFICATION and print every change: the host ejects and inserts media meanwhile;
@@ -278,7 +279,7 @@ static void ata_string(char *out, const uint16_t *id, uint32_t first, uint32_t w
 
 static uint32_t popcount(uint32_t v) { uint32_t c = 0; for (; v; v &= v - 1) c++; return c; }
 
-static void disk_tests(struct port *p, uint32_t ncq_tags, int hostile)
+static void disk_tests(struct port *p, uint32_t ncq_tags, uint32_t rounds, int hostile)
 {
     uint16_t id[256];
     report("disk_identify", ata(p, 0xEC, 0, 0, 0, 0, one(id, 512), 1));
@@ -337,8 +338,11 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, int hostile)
     if (!ncq || !(g_cap & (1u << 30))) ncq_tags = 0;
     report("ncq_tags", ncq_tags);
     uint32_t mask = ncq_tags == 32 ? 0xFFFFFFFFu : (1u << ncq_tags) - 1;
-    for (int pass = 0; pass < 2 && ncq_tags; pass++) {
-        int write = pass == 0;
+    /* Each burst runs `rounds` times: how many tags are still outstanding when the guest first looks depends on
+     * timing, so the most over a few bursts is what says the device had several in flight. */
+    for (uint32_t pass = 0, most = 0, result = 0; pass < 2 * rounds && ncq_tags; pass++) {
+        int write = pass < rounds;
+        if (pass == rounds) most = 0;
         for (uint32_t t = 0; t < ncq_tags; t++) {
             uint32_t off = 65536 + t * NCQ_BYTES;
             if (write) fill(big + t * NCQ_BYTES, off, NCQ_BYTES); else zero(big + t * NCQ_BYTES, NCQ_BYTES);
@@ -350,16 +354,17 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, int hostile)
         barrier();
         wr(p, P_SACT, mask);
         wr(p, P_CI, mask);
-        uint32_t most = 0, start = now(), result = 0;
+        uint32_t start = now();
         for (;;) {
             uint32_t act = rd(p, P_SACT) & mask, ci = rd(p, P_CI) & mask, out = popcount(act | ci);
             if (out > most) most = out;
             if (!act && !ci) break;
-            if (p->is_acc & IS_ERRORS) { result = rd(p, P_TFD) & 0xFFFF; recover(p, g_cap); break; }
+            if (p->is_acc & IS_ERRORS) { result |= rd(p, P_TFD) & 0xFFFF; recover(p, g_cap); break; }
             if (since_ms(start) > 10000) { result = R_TIMEOUT; recover(p, g_cap); break; }
             wait_step(p);
         }
         collect(p);
+        if (pass != rounds - 1 && pass != 2 * rounds - 1) continue;
         if (write) {
             report("ncq_write", result);
             report("ncq_write_max_outstanding", most);
@@ -372,6 +377,7 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, int hostile)
             report("ncq_read_sdb", (p->is_acc & IS_SDBS) != 0);
             report("ncq_readback", good);
         }
+        result = 0;
     }
 
     report("flush_ext", ata(p, 0xEA, 0, 0, 0, 0, 0, 0));
@@ -686,7 +692,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         cd_watch(&ports[cd], cmdline_uint(mbi, "watchms", 60000));
         test_done();
     }
-    if (disk != MAX_PORTS) disk_tests(&ports[disk], cmdline_uint(mbi, "ncq", 8), cmdline_uint(mbi, "hostile", 0));
+    if (disk != MAX_PORTS) disk_tests(&ports[disk], cmdline_uint(mbi, "ncq", 8), cmdline_uint(mbi, "ncqrounds", 3) ?: 1, cmdline_uint(mbi, "hostile", 0));
     if (cd != MAX_PORTS) cd_tests(&ports[cd]);
     if (use_irq) report("irqs", irqs > 0);
     test_done();
