@@ -8,7 +8,8 @@
  *  - on the first CD drive: IDENTIFY PACKET DEVICE, INQUIRY, TEST UNIT READY until ready (REQUEST SENSE clears
  *    the unit attention), READ CAPACITY, READ(10) and READ(12) of the ISO 9660 primary volume descriptor
  *    (sector 16), then HELLO.TXT through the root directory (its size, first bytes and FNV-1a), GET EVENT STATUS
- *    NOTIFICATION, and a read past the end (sense 05/21).
+ *    NOTIFICATION, a read past the end (sense 05/21), MODE SENSE(10), READ TOC, GET CONFIGURATION, and last
+ *    PREVENT MEDIUM REMOVAL / START STOP UNIT: the eject refused while locked, then done (the drive is left empty).
  * The data the disk gets is pattern(lba, i) = lba*31 + i*7 + 1 per 512-byte unit, byte offsets being what
  * counts, so the host can check the image whatever the logical sector size.
  * Options: irq=1 (MSI and PxIE instead of polling PxIS), ncq=N (tags in the NCQ burst, default 8), ncqrounds=N
@@ -581,6 +582,36 @@ static void cd_tests(struct port *p)
 
     report_hex("cd_read_past_end", read10(p, sectors, 1, cdbuf));
     report("cd_alive_after_error", volume_id(p, vol, &r));
+
+    /* MODE SENSE(10) of the capabilities page (2Ah): the page code comes back after the 8-byte header. */
+    static const uint8_t ms[12] = { 0x5A, 0, 0x2A, 0, 0, 0, 0, 0, 64, 0 };
+    zero(cdbuf, 64);
+    report("cd_mode_sense", packet(p, ms, cdbuf, 64, 0));
+    report_hex("cd_mode_sense_page", cdbuf[8] & 0x3F);
+    /* READ TOC/PMA/ATIP, format 0, LBA form: one data track from LBA 0, then the lead-out at the capacity. */
+    static const uint8_t toc[12] = { 0x43, 0, 0, 0, 0, 0, 1, 0, 20, 0 };
+    zero(cdbuf, 20);
+    report("cd_toc", packet(p, toc, cdbuf, 20, 0));
+    report("cd_toc_tracks", cdbuf[2] | (uint32_t)cdbuf[3] << 8);          /* first, last: 1, 1 */
+    report_hex("cd_toc_track1_control", cdbuf[5] & 0xF);                   /* 4: data track */
+    report("cd_toc_track1_lba", be32(cdbuf + 8));
+    report_hex("cd_toc_leadout_track", cdbuf[14]);
+    report("cd_toc_leadout_lba", be32(cdbuf + 16));
+    /* GET CONFIGURATION, the header alone: the current profile (0008h CD-ROM, 0010h DVD-ROM). */
+    static const uint8_t gc[12] = { 0x46, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+    zero(cdbuf, 8);
+    report("cd_get_configuration", packet(p, gc, cdbuf, 8, 0));
+    report_hex("cd_current_profile", (uint32_t)cdbuf[6] << 8 | cdbuf[7]);
+
+    /* PREVENT MEDIUM REMOVAL, then START STOP UNIT with LoEj must fail (ASC 53h: removal prevented); ALLOW, and
+     * the eject works: the drive is then empty (02/3A). */
+    static const uint8_t prevent[12] = { 0x1E, 0, 0, 0, 1, 0 }, allow[12] = { 0x1E, 0, 0, 0, 0, 0 };
+    static const uint8_t eject[12] = { 0x1B, 0, 0, 0, 0x02, 0 };
+    report("cd_prevent", packet(p, prevent, 0, 0, 0));
+    report_hex("cd_eject_locked_asc", (packet(p, eject, 0, 0, 0) >> 8) & 0xFF);   /* the sense key differs: QEMU says 02 */
+    report("cd_allow", packet(p, allow, 0, 0, 0));
+    report("cd_eject", packet(p, eject, 0, 0, 0));
+    report_hex("cd_after_eject", packet(p, tur, 0, 0, 0) >> 8);
 }
 
 /* Polls TEST UNIT READY and GET EVENT STATUS NOTIFICATION, printing each change, until a medium is read after

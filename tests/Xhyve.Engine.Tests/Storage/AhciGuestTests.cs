@@ -103,6 +103,13 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         Assert.Equal($"0x{IsoImage.Fnv1a(Encoding.ASCII.GetBytes(text)):x8}", r["cd_file_fnv"]);
         Assert.Equal("0x00000002", r["cd_gesn_media_status"]);     // media present, tray closed
         Assert.Equal("0x00052100", r["cd_read_past_end"]);          // ILLEGAL REQUEST, LBA out of range
+        AssertKeys(run, "0", "cd_mode_sense", "cd_toc", "cd_toc_track1_lba", "cd_get_configuration", "cd_prevent", "cd_allow", "cd_eject");
+        Assert.Equal("0x0000002a", r["cd_mode_sense_page"]);         // the capabilities page asked for
+        Assert.Equal("257", r["cd_toc_tracks"]);                     // first and last track: 1
+        Assert.Equal("0x00000004", r["cd_toc_track1_control"]);      // a data track
+        Assert.Equal(("0x000000aa", r["cd_sectors"]), (r["cd_toc_leadout_track"], r["cd_toc_leadout_lba"]));
+        Assert.Equal("0x00000053", r["cd_eject_locked_asc"]);        // MEDIUM REMOVAL PREVENTED while locked
+        Assert.Equal("0x0000023a", r["cd_after_eject"]);             // then the eject the guest asked for: no medium
     }
 
     [SkippableTheory]
