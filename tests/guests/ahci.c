@@ -12,7 +12,7 @@
  *    PREVENT MEDIUM REMOVAL / START STOP UNIT: the eject refused while locked, then done (the drive is left empty).
  * The data the disk gets is pattern(lba, i) = lba*31 + i*7 + 1 per 512-byte unit, byte offsets being what
  * counts, so the host can check the image whatever the logical sector size.
- * Options: irq=1 (MSI and PxIE instead of polling PxIS), ncq=N (tags in the NCQ burst, default 8), ncqrounds=N
+ * Options: irq=1 (MSI and PxIE instead of polling PxIS), intx=1 (INTx through the IOAPIC, our engine's routing), ncq=N (tags in the NCQ burst, default 8), ncqrounds=N
  * (bursts per direction, default 3),
  * hostile=1 (PRDT entries outside RAM, an empty PRDT, a bad FIS type: each must end in an error and leave the
  * port working; QEMU handles some of them differently), watch=1 (after the CD's first checks, poll TEST UNIT
@@ -84,7 +84,7 @@ static struct cmd_table tables[MAX_PORTS][32] __attribute__((aligned(128)));
 static struct port ports[MAX_PORTS];
 static uint32_t nports;
 static uint32_t hbas[4], nhbas;
-static int use_irq;
+static int use_irq, use_intx;
 static volatile uint32_t irqs;
 
 #define NCQ_BYTES 16384
@@ -117,7 +117,7 @@ static void collect(struct port *p)
 }
 static void on_irq(void)
 {
-    if (irq_vector != 0x50) return;
+    if (irq_vector != 0x50 && irq_vector != 0x52) return;
     irqs++;
     for (uint32_t i = 0; i < nports; i++) collect(&ports[i]);
     for (uint32_t h = 0; h < nhbas; h++) mmio_write32(hbas[h] + HIS, mmio_read32(hbas[h] + HIS));
@@ -651,7 +651,8 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
     (void)magic;
     serial_init();
     timer_init();
-    use_irq = cmdline_uint(mbi, "irq", 0);
+    use_intx = cmdline_uint(mbi, "intx", 0);
+    use_irq = cmdline_uint(mbi, "irq", 0) || use_intx;
     if (use_irq) interrupts_start(on_irq);
     uint32_t slots[4], nslots = 0;
     for (uint32_t slot = 0; slot < 32 && nhbas < 4; slot++) {
@@ -660,7 +661,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         if ((pci_read32(0, slot, 0, 8) >> 8) != 0x010601) continue;
         uint32_t abar = pci_read32(0, slot, 0, 0x24) & ~0xFu;
         /* memory decode, bus master; with MSI, INTx disabled */
-        pci_write32(0, slot, 0, 4, (pci_read32(0, slot, 0, 4) & 0xFFFF) | 0x6 | (use_irq ? 0x400 : 0));
+        pci_write32(0, slot, 0, 4, (pci_read32(0, slot, 0, 4) & 0xFFFF & ~0x400u) | 0x6 | (use_irq && !use_intx ? 0x400 : 0));
         slots[nslots++] = slot;
         hbas[nhbas++] = abar;
     }
@@ -688,7 +689,11 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
             report("cap_slots", ((cap >> 8) & 0x1F) + 1);
             report("cap_64bit", (cap >> 31) & 1);
         }
-        if (use_irq) {
+        if (use_intx) {
+            /* APIC mode: the GSI _PRT gives for the slot's INTA (16 + slot mod 8), level, active low. */
+            if (h == 0) report("intx_gsi", 16 + slots[h] % 8);
+            ioapic_route(16 + slots[h] % 8, 0x52, 1);
+        } else if (use_irq) {
             uint32_t msi = pci_find_cap(slots[h], 0x05);
             report("msi_cap", msi != 0);
             if (msi) {
