@@ -14,8 +14,9 @@
  * counts, so the host can check the image whatever the logical sector size.
  * Options: irq=1 (MSI and PxIE instead of polling PxIS), intx=1 (INTx through the IOAPIC, our engine's routing), ncq=N (tags in the NCQ burst, default 8), ncqrounds=N
  * (bursts per direction, default 3),
- * hostile=1 (PRDT entries outside RAM, an empty PRDT, a bad FIS type: each must end in an error and leave the
- * port working; QEMU handles some of them differently), watch=1 (after the CD's first checks, poll TEST UNIT
+ * hostile=1 (PRDT entries outside RAM, an empty PRDT, a bad FIS type, an NCQ command past the end among
+ * others, then the NCQ error log: each must end in an error and leave the port working; QEMU handles some of
+ * them differently and has no READ LOG EXT), watch=1 (after the CD's first checks, poll TEST UNIT
  * READY and GET EVENT STATUS NOTIFICATION and print every change: the host ejects and inserts media meanwhile;
  * watchms=N bounds it, default 60000). Results are "XHYVE-TEST key=value" lines; a command's result is 0 on
  * success, else (status << 8 | error) from PxTFD, 0x10000 when PxIS.TFES was missing, 0xFFFFFF on a timeout. */
@@ -419,6 +420,31 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, uint32_t rounds, int h
     p->ct[0].cfis[0] = 0x34;
     header(p, 0, 0, 0, one(chk, 512), 1);
     report("bad_fis_type", run_slot(p, 0, g_cap) != 0);
+
+    /* NCQ error: four READ FPDMA QUEUED at once, tag 2 past the end. The port reports a task-file error; after
+     * recovery, READ LOG EXT of the NCQ error log names the failed tag (NQ clear). */
+    if (ncq_tags >= 4) {
+        for (uint32_t t = 0; t < 4; t++) {
+            fis_h2d(p, t, 0x60, 1, t == 2 ? capacity : t, 0, (uint16_t)(t << 3), 0x40);
+            header(p, t, 0, 0, one(big + t * NCQ_BYTES, ss), 1);
+        }
+        p->is_acc = 0;
+        barrier();
+        wr(p, P_SACT, 0xF);
+        wr(p, P_CI, 0xF);
+        uint32_t start = now();
+        while ((rd(p, P_SACT) & 0xF) && !(p->is_acc & IS_ERRORS) && since_ms(start) < 5000) wait_step(p);
+        collect(p);
+        report("ncq_error_tfes", (p->is_acc & IS_TFES) != 0);
+        report_hex("ncq_error_tfd", rd(p, P_TFD) & 0xFFFF);
+        recover(p, g_cap);
+        for (uint32_t i = 0; i < 512; i++) chk[i] = 0xAA;
+        report("ncq_error_log", ata(p, 0x2F, 0, 0x10, 1, 0, one(chk, 512), 1));
+        report("ncq_error_log_tag", chk[0] & 0x1F);
+        report("ncq_error_log_nq", chk[0] >> 7);
+        report_hex("ncq_error_log_status", chk[2]);
+        report_hex("ncq_error_log_error", chk[3]);
+    }
     zero(chk, 8192);
     ata(p, 0x25, 0, 0, (uint16_t)(8192 / ss), 0, one(chk, 8192), 1);
     report("alive_after_hostile", matches(chk, 0, 8192));

@@ -194,8 +194,14 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         string disk = NewRawImage();
         var run = RunAhci("hostile=1", "-s", $"4,ahci-hd,{disk}");
         Assert.True(run.Done, run.ToString());
-        // A PRDT entry outside guest RAM, a read with no PRDT, a FIS that is not a Register H2D FIS.
+        // A PRDT entry outside guest RAM, a read with no PRDT, a FIS that is not a Register H2D FIS: each an error.
         AssertKeys(run, "1", "outside_ram", "empty_prdt", "bad_fis_type", "alive_after_hostile");
+        // Four NCQ reads at once, tag 2 past the end: a task-file error, and the NCQ error log names tag 2.
+        AssertKeys(run, "1", "ncq_error_tfes");
+        AssertKeys(run, "0", "ncq_error_log", "ncq_error_log_nq");
+        Assert.Equal("2", run.Results["ncq_error_log_tag"]);
+        Assert.True((Convert.ToInt32(run.Results["ncq_error_log_status"], 16) & 1) == 1, run.ToString());   // ERR
+        Assert.NotEqual("0x00000000", run.Results["ncq_error_log_error"]);
         AssertImage(File.ReadAllBytes(disk), 8, 512);
     }
 
