@@ -361,7 +361,12 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, uint32_t rounds, int h
             uint32_t act = rd(p, P_SACT) & mask, ci = rd(p, P_CI) & mask, out = popcount(act | ci);
             if (out > most) most = out;
             if (!act && !ci) break;
-            if (p->is_acc & IS_ERRORS) { result |= rd(p, P_TFD) & 0xFFFF; recover(p, g_cap); break; }
+            if (p->is_acc & IS_ERRORS) {   /* as run_slot reports it: status << 8 | error */
+                uint32_t tfd = rd(p, P_TFD);
+                result |= (tfd & 0xFF) << 8 | ((tfd >> 8) & 0xFF);
+                recover(p, g_cap);
+                break;
+            }
             if (since_ms(start) > 10000) { result = R_TIMEOUT; recover(p, g_cap); break; }
             wait_step(p);
         }
