@@ -33,7 +33,7 @@ internal sealed class AhciPort
     {
         Index = index;
         Drive = drive;
-        Slots = new AhciSlot[Ahci.Slots];
+        Slots = new AhciSlot[AhciRegisters.Slots];
         for (int i = 0; i < Slots.Length; i++) Slots[i] = new AhciSlot(this, i);
     }
 
@@ -54,9 +54,9 @@ internal sealed class AhciPort
     public bool Error;
     public bool InReset, SignaturePending, SoftResetAsserted;
 
-    public bool St => (Cmd & Ahci.CmdSt) != 0;
-    public bool Fre => (Cmd & Ahci.CmdFre) != 0;
-    public uint IsValue => Is | ((Serr & Ahci.SerrDiagX) != 0 ? Ahci.IsPcs : 0) | ((Serr & Ahci.SerrDiagN) != 0 ? Ahci.IsPrcs : 0);
+    public bool St => (Cmd & AhciRegisters.CmdSt) != 0;
+    public bool Fre => (Cmd & AhciRegisters.CmdFre) != 0;
+    public uint IsValue => Is | ((Serr & AhciRegisters.SerrDiagX) != 0 ? AhciRegisters.IsPcs : 0) | ((Serr & AhciRegisters.SerrDiagN) != 0 ? AhciRegisters.IsPrcs : 0);
 }
 
 /// <summary>
@@ -101,20 +101,20 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         : base(name, new PciConfigSpace(VendorId, DeviceId, 0x01, 0x06, 0x01))
     {
         ArgumentNullException.ThrowIfNull(ports);
-        if (ports.Count is < 1 or > Ahci.MaxPorts) throw new ArgumentException($"{name}: an AHCI controller has 1 to 32 ports, not {ports.Count}", nameof(ports));
+        if (ports.Count is < 1 or > AhciRegisters.MaxPorts) throw new ArgumentException($"{name}: an AHCI controller has 1 to 32 ports, not {ports.Count}", nameof(ports));
         if (ioThreads < 1) throw new ArgumentOutOfRangeException(nameof(ioThreads));
         _memory = memory;
         _log = log ?? new RateLimitedLog();
         _ports = new AhciPort[ports.Count];
         for (int i = 0; i < _ports.Length; i++) _ports[i] = new AhciPort(i, ports[i] ?? throw new ArgumentException($"{name}: port {i} has no drive", nameof(ports)));
         Drives = ports.ToArray();
-        _cap = Ahci.CapS64A | Ahci.CapSncq | Ahci.CapSclo | Ahci.CapIssGen3 | Ahci.CapSam
-            | ((uint)(Ahci.Slots - 1) << Ahci.CapNcsShift) | (uint)(_ports.Length - 1);
+        _cap = AhciRegisters.CapS64A | AhciRegisters.CapSncq | AhciRegisters.CapSclo | AhciRegisters.CapIssGen3 | AhciRegisters.CapSam
+            | ((uint)(AhciRegisters.Slots - 1) << AhciRegisters.CapNcsShift) | (uint)(_ports.Length - 1);
         Interrupts = PciInterrupts.Create(Config, msi, intx, msiVectors: 1, msixVectors: 0, msixBar: 0, out _);
         _msiCap = (int)Config.Read(PciConfigSpace.CapabilitiesPointer, 1);
         AddBar(AbarIndex, PciBarKind.Memory32, AbarSize, new Abar(this));
         lock (_lock) HbaResetLocked();
-        _pool = new AhciIoPool(name, ioThreads, Ahci.Slots * _ports.Length, Execute);
+        _pool = new AhciIoPool(name, ioThreads, AhciRegisters.Slots * _ports.Length, Execute);
     }
 
     /// <summary>The drives, by port.</summary>
@@ -186,38 +186,38 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
     {
         lock (_lock)
         {
-            if (offset < Ahci.PortBase)
+            if (offset < AhciRegisters.PortBase)
             {
                 return offset switch
                 {
-                    Ahci.Cap => _cap,
-                    Ahci.Ghc => Ahci.GhcAe | (_ghcIe ? Ahci.GhcIe : 0),
-                    Ahci.Is => PendingPortsLocked(),
-                    Ahci.Pi => _ports.Length == 32 ? 0xFFFF_FFFF : (1u << _ports.Length) - 1,
-                    Ahci.Vs => Ahci.Version,
+                    AhciRegisters.Cap => _cap,
+                    AhciRegisters.Ghc => AhciRegisters.GhcAe | (_ghcIe ? AhciRegisters.GhcIe : 0),
+                    AhciRegisters.Is => PendingPortsLocked(),
+                    AhciRegisters.Pi => _ports.Length == 32 ? 0xFFFF_FFFF : (1u << _ports.Length) - 1,
+                    AhciRegisters.Vs => AhciRegisters.Version,
                     _ => 0,                                    // CCC, enclosure management, CAP2, BOHC: not implemented
                 };
             }
-            int index = (offset - Ahci.PortBase) / Ahci.PortSize;
+            int index = (offset - AhciRegisters.PortBase) / AhciRegisters.PortSize;
             if (index >= _ports.Length) return 0;
             var p = _ports[index];
-            return ((offset - Ahci.PortBase) % Ahci.PortSize) switch
+            return ((offset - AhciRegisters.PortBase) % AhciRegisters.PortSize) switch
             {
-                Ahci.PxClb => (uint)p.Clb,
-                Ahci.PxClbu => (uint)(p.Clb >> 32),
-                Ahci.PxFb => (uint)p.Fb,
-                Ahci.PxFbu => (uint)(p.Fb >> 32),
-                Ahci.PxIs => p.IsValue,
-                Ahci.PxIe => p.Ie,
-                Ahci.PxCmd => CmdValue(p),
-                Ahci.PxTfd => p.Tfd,
-                Ahci.PxSig => p.Sig,
-                Ahci.PxSsts => p.Ssts,
-                Ahci.PxSctl => p.Sctl,
-                Ahci.PxSerr => p.Serr,
-                Ahci.PxSact => p.Sact,
-                Ahci.PxCi => p.Ci,
-                Ahci.PxSntf => p.Sntf,
+                AhciRegisters.PxClb => (uint)p.Clb,
+                AhciRegisters.PxClbu => (uint)(p.Clb >> 32),
+                AhciRegisters.PxFb => (uint)p.Fb,
+                AhciRegisters.PxFbu => (uint)(p.Fb >> 32),
+                AhciRegisters.PxIs => p.IsValue,
+                AhciRegisters.PxIe => p.Ie,
+                AhciRegisters.PxCmd => CmdValue(p),
+                AhciRegisters.PxTfd => p.Tfd,
+                AhciRegisters.PxSig => p.Sig,
+                AhciRegisters.PxSsts => p.Ssts,
+                AhciRegisters.PxSctl => p.Sctl,
+                AhciRegisters.PxSerr => p.Serr,
+                AhciRegisters.PxSact => p.Sact,
+                AhciRegisters.PxCi => p.Ci,
+                AhciRegisters.PxSntf => p.Sntf,
                 _ => 0,
             };
         }
@@ -225,11 +225,11 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
 
     private static uint CmdValue(AhciPort p)
     {
-        uint v = p.Cmd | Ahci.CmdSud | Ahci.CmdPod | ((uint)p.Ccs << Ahci.CmdCcsShift);
-        if (p.Fre) v |= Ahci.CmdFr;
+        uint v = p.Cmd | AhciRegisters.CmdSud | AhciRegisters.CmdPod | ((uint)p.Ccs << AhciRegisters.CmdCcsShift);
+        if (p.Fre) v |= AhciRegisters.CmdFr;
         // CR stays set until the I/O threads are done with every slot, so a driver that waits for CR after
         // clearing ST knows no more DMA lands in its buffers.
-        if (p.St || p.Busy != 0) v |= Ahci.CmdCr;
+        if (p.St || p.Busy != 0) v |= AhciRegisters.CmdCr;
         return v;
     }
 
@@ -238,16 +238,16 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         lock (_lock)
         {
             if (_disposed) return;
-            if (offset < Ahci.PortBase)
+            if (offset < AhciRegisters.PortBase)
             {
                 switch (offset)
                 {
-                    case Ahci.Ghc:
-                        if ((value & Ahci.GhcHr) != 0) HbaResetLocked();
-                        else _ghcIe = (value & Ahci.GhcIe) != 0;
+                    case AhciRegisters.Ghc:
+                        if ((value & AhciRegisters.GhcHr) != 0) HbaResetLocked();
+                        else _ghcIe = (value & AhciRegisters.GhcIe) != 0;
                         _armed = true;
                         break;
-                    case Ahci.Is:
+                    case AhciRegisters.Is:
                         // The bits follow the ports' pending state (bhyve does the same); the write acknowledges,
                         // and a port still pending raises a new message.
                         _armed = true;
@@ -256,9 +256,9 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
                 EvaluateInterruptsLocked();
                 return;
             }
-            int index = (offset - Ahci.PortBase) / Ahci.PortSize;
+            int index = (offset - AhciRegisters.PortBase) / AhciRegisters.PortSize;
             if (index >= _ports.Length) return;
-            WritePortLocked(_ports[index], (offset - Ahci.PortBase) % Ahci.PortSize, value);
+            WritePortLocked(_ports[index], (offset - AhciRegisters.PortBase) % AhciRegisters.PortSize, value);
             EvaluateInterruptsLocked();
         }
     }
@@ -267,34 +267,34 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
     {
         switch (register)
         {
-            case Ahci.PxClb: p.Clb = (p.Clb & ~0xFFFF_FFFFUL) | (value & ~0x3FFu); break;   // 1 KiB aligned
-            case Ahci.PxClbu: p.Clb = (p.Clb & 0xFFFF_FFFF) | ((ulong)value << 32); break;
-            case Ahci.PxFb: p.Fb = (p.Fb & ~0xFFFF_FFFFUL) | (value & ~0xFFu); break;       // 256-byte aligned
-            case Ahci.PxFbu: p.Fb = (p.Fb & 0xFFFF_FFFF) | ((ulong)value << 32); break;
-            case Ahci.PxIs: p.Is &= ~value; _armed = true; break;
-            case Ahci.PxIe: p.Ie = value & Ahci.IsDefined; _armed = true; break;
-            case Ahci.PxCmd: WriteCmdLocked(p, value); break;
-            case Ahci.PxSctl: WriteSctlLocked(p, value); break;
-            case Ahci.PxSerr: p.Serr &= ~value; break;
-            case Ahci.PxSact:
+            case AhciRegisters.PxClb: p.Clb = (p.Clb & ~0xFFFF_FFFFUL) | (value & ~0x3FFu); break;   // 1 KiB aligned
+            case AhciRegisters.PxClbu: p.Clb = (p.Clb & 0xFFFF_FFFF) | ((ulong)value << 32); break;
+            case AhciRegisters.PxFb: p.Fb = (p.Fb & ~0xFFFF_FFFFUL) | (value & ~0xFFu); break;       // 256-byte aligned
+            case AhciRegisters.PxFbu: p.Fb = (p.Fb & 0xFFFF_FFFF) | ((ulong)value << 32); break;
+            case AhciRegisters.PxIs: p.Is &= ~value; _armed = true; break;
+            case AhciRegisters.PxIe: p.Ie = value & AhciRegisters.IsDefined; _armed = true; break;
+            case AhciRegisters.PxCmd: WriteCmdLocked(p, value); break;
+            case AhciRegisters.PxSctl: WriteSctlLocked(p, value); break;
+            case AhciRegisters.PxSerr: p.Serr &= ~value; break;
+            case AhciRegisters.PxSact:
                 if (p.St) p.Sact |= value;
                 break;
-            case Ahci.PxCi:
+            case AhciRegisters.PxCi:
                 if (p.St)
                 {
                     p.Ci |= value;
                     ScanLocked(p);
                 }
                 break;
-            case Ahci.PxSntf: p.Sntf &= ~value; break;
+            case AhciRegisters.PxSntf: p.Sntf &= ~value; break;
         }
     }
 
     private void WriteCmdLocked(AhciPort p, uint value)
     {
         bool wasSt = p.St, wasFre = p.Fre;
-        p.Cmd = value & (Ahci.CmdSt | Ahci.CmdFre | Ahci.CmdAtapi | Ahci.CmdDlae);
-        if ((value & Ahci.CmdClo) != 0) p.Tfd &= ~(Ahci.TfdBsy | Ahci.TfdDrq);   // command list override; CLO reads back 0
+        p.Cmd = value & (AhciRegisters.CmdSt | AhciRegisters.CmdFre | AhciRegisters.CmdAtapi | AhciRegisters.CmdDlae);
+        if ((value & AhciRegisters.CmdClo) != 0) p.Tfd &= ~(AhciRegisters.TfdBsy | AhciRegisters.TfdDrq);   // command list override; CLO reads back 0
         if (wasSt && !p.St) StopLocked(p);
         if (!wasSt && p.St)
         {
@@ -327,7 +327,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
                 p.InReset = true;
                 p.Ssts = (value & 0xF) == 4 ? 4u : 0u;
                 StopLocked(p);
-                if (p.St) p.Cmd &= ~Ahci.CmdSt;
+                if (p.St) p.Cmd &= ~AhciRegisters.CmdSt;
                 break;
             case 0 when p.InReset:
                 p.InReset = false;
@@ -343,10 +343,10 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         StopLocked(p);
         p.Drive.Reset();
         uint spd = (p.Sctl >> 4) & 0xF;
-        p.Ssts = Ahci.SstsPresent | Ahci.SstsActive | (spd is >= 1 and <= 3 ? spd << 4 : Ahci.SstsGen3);
+        p.Ssts = AhciRegisters.SstsPresent | AhciRegisters.SstsActive | (spd is >= 1 and <= 3 ? spd << 4 : AhciRegisters.SstsGen3);
         p.Sig = p.Drive.Signature;
         p.Tfd = (1u << 8) | (p.Drive.IsAtapi ? 0u : 0x50u);   // error 01: diagnostics passed
-        p.Serr |= Ahci.SerrDiagX;
+        p.Serr |= AhciRegisters.SerrDiagX;
         p.SoftResetAsserted = false;
         p.SignaturePending = true;
         if (p.Fre) PostSignatureLocked(p);
@@ -358,12 +358,12 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         Span<byte> fis = stackalloc byte[20];
         fis.Clear();
         uint sig = p.Sig;
-        fis[0] = Ahci.FisRegD2H;
+        fis[0] = AhciRegisters.FisRegD2H;
         fis[2] = (byte)p.Tfd;
         fis[3] = (byte)(p.Tfd >> 8);
         fis[4] = (byte)(sig >> 8); fis[5] = (byte)(sig >> 16); fis[6] = (byte)(sig >> 24);
         fis[12] = (byte)sig;
-        WriteFisLocked(p, Ahci.RxRfis, fis);
+        WriteFisLocked(p, AhciRegisters.RxRfis, fis);
     }
 
     /// <summary>GHC.HR (§10.4.3): every port register but PxCLB/PxFB back to its reset value, then each link resets.</summary>
@@ -417,7 +417,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
                 p.Tfd = (p.Tfd & ~0xFFu) | 0x40;
                 Span<byte> fis = stackalloc byte[20];
                 D2HFis(fis, 0x40, 0, default, interrupt: false);
-                WriteFisLocked(p, Ahci.RxRfis, fis);
+                WriteFisLocked(p, AhciRegisters.RxRfis, fis);
                 SubmitLocked(p, slot);
                 continue;
             }
@@ -425,7 +425,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
             if (p.Busy != 0) return;
             p.NonQueuedRunning = true;
             p.Ccs = s;
-            p.Tfd = (p.Tfd & ~0xFFu) | Ahci.TfdBsy;
+            p.Tfd = (p.Tfd & ~0xFFu) | AhciRegisters.TfdBsy;
             SubmitLocked(p, slot);
             return;
         }
@@ -454,9 +454,9 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         slot.BadPrdt = false;
         slot.Queued = false;
         slot.PioIn = false;
-        slot.HeaderAddress = p.Clb + (ulong)(slot.Index * Ahci.HeaderSize);
-        Span<byte> header = stackalloc byte[Ahci.HeaderSize];
-        if (p.Clb + Ahci.HeaderSize * Ahci.Slots < p.Clb || !_memory.TryRead(new GuestAddress(slot.HeaderAddress), header))
+        slot.HeaderAddress = p.Clb + (ulong)(slot.Index * AhciRegisters.HeaderSize);
+        Span<byte> header = stackalloc byte[AhciRegisters.HeaderSize];
+        if (p.Clb + AhciRegisters.HeaderSize * AhciRegisters.Slots < p.Clb || !_memory.TryRead(new GuestAddress(slot.HeaderAddress), header))
             return FetchResult.Failed;
         uint dw0 = BinaryPrimitives.ReadUInt32LittleEndian(header);
         int cfl = (int)(dw0 & 0x1F);
@@ -464,12 +464,12 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         ulong ctba = (BinaryPrimitives.ReadUInt32LittleEndian(header[8..]) | ((ulong)BinaryPrimitives.ReadUInt32LittleEndian(header[12..]) << 32)) & ~0x7FUL;
         if (cfl < 5) return FetchResult.Failed;    // shorter than a Register H2D FIS
         Span<byte> fis = stackalloc byte[20];
-        if (!_memory.TryRead(new GuestAddress(ctba), fis) || fis[0] != Ahci.FisRegH2D) return FetchResult.Failed;
+        if (!_memory.TryRead(new GuestAddress(ctba), fis) || fis[0] != AhciRegisters.FisRegH2D) return FetchResult.Failed;
 
         if ((fis[1] & 0x80) == 0)
         {
             // A device control FIS (C clear): software reset (SRST set, then cleared) as Linux's softreset sends it.
-            if ((fis[15] & 0x04) != 0) { p.SoftResetAsserted = true; p.Tfd |= Ahci.TfdBsy; }
+            if ((fis[15] & 0x04) != 0) { p.SoftResetAsserted = true; p.Tfd |= AhciRegisters.TfdBsy; }
             else if (p.SoftResetAsserted)
             {
                 p.SoftResetAsserted = false;
@@ -487,20 +487,20 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
             fis[4] | ((ulong)fis[5] << 8) | ((ulong)fis[6] << 16) | ((ulong)fis[8] << 24) | ((ulong)fis[9] << 32) | ((ulong)fis[10] << 40),
             (ushort)(fis[12] | (fis[13] << 8)), fis[7], fis[15]);
         slot.Queued = command is 0x60 or 0x61 or 0x63 or 0x64 or 0x65;
-        bool write = (dw0 & Ahci.HeaderWrite) != 0;
+        bool write = (dw0 & AhciRegisters.HeaderWrite) != 0;
         if (p.Drive.IsAtapi)
         {
-            if (!TryAdd(ctba, Ahci.TableAcmd, out ulong acmd) || !_memory.TryRead(new GuestAddress(acmd), slot.Packet)) return FetchResult.Failed;
+            if (!TryAdd(ctba, AhciRegisters.TableAcmd, out ulong acmd) || !_memory.TryRead(new GuestAddress(acmd), slot.Packet)) return FetchResult.Failed;
             slot.PioIn = command == 0xA0 && (slot.Command.Features & 1) == 0 && !write;
         }
         else slot.PioIn = command is 0xEC or 0xA1 or 0x2F or 0x20 or 0x24 or 0xC4 or 0x29 or 0xE4;
 
         if (prdtl > MaxPrdtEntries) return Bad(slot);
         if (slot.Buffers.Length < prdtl) slot.Buffers = new IoBuffer[(int)BitOperations.RoundUpToPowerOf2((uint)prdtl)];   // once per slot, not per command
-        Span<byte> entry = stackalloc byte[Ahci.PrdtEntrySize];
+        Span<byte> entry = stackalloc byte[AhciRegisters.PrdtEntrySize];
         for (int i = 0; i < prdtl; i++)
         {
-            if (!TryAdd(ctba, Ahci.TablePrdt + (ulong)(i * Ahci.PrdtEntrySize), out ulong at) || !_memory.TryRead(new GuestAddress(at), entry))
+            if (!TryAdd(ctba, AhciRegisters.TablePrdt + (ulong)(i * AhciRegisters.PrdtEntrySize), out ulong at) || !_memory.TryRead(new GuestAddress(at), entry))
                 return Bad(slot);
             ulong dba = BinaryPrimitives.ReadUInt32LittleEndian(entry) | ((ulong)BinaryPrimitives.ReadUInt32LittleEndian(entry[4..]) << 32);
             uint dw3 = BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]);
@@ -563,15 +563,15 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         {
             // Set Device Bits FIS (SATA §10.5.7): the finished tag in SActive, or ERR and no tag on a failure.
             fis[..8].Clear();
-            fis[0] = Ahci.FisSetDeviceBits;
+            fis[0] = AhciRegisters.FisSetDeviceBits;
             fis[1] = 0x40;
             fis[2] = (byte)(c.Status & 0x77);
             fis[3] = c.Error;
             if (!c.IsError) BinaryPrimitives.WriteUInt32LittleEndian(fis[4..], bit);
-            WriteFisLocked(p, Ahci.RxSdbfis, fis[..8]);
+            WriteFisLocked(p, AhciRegisters.RxSdbfis, fis[..8]);
             p.Tfd = (uint)(c.Status & 0x77) | ((uint)c.Error << 8);
-            p.Is |= Ahci.IsSdbs;
-            if (c.IsError) { p.Is |= Ahci.IsTfes; p.Error = true; }
+            p.Is |= AhciRegisters.IsSdbs;
+            if (c.IsError) { p.Is |= AhciRegisters.IsTfes; p.Error = true; }
             else p.Sact &= ~bit;
             return;
         }
@@ -581,22 +581,22 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
             // Linux takes a PIO data-in command's result from the PIO Setup FIS (ahci_qc_fill_rtf), as real
             // devices send no D2H FIS after one.
             fis.Clear();
-            fis[0] = Ahci.FisPioSetup;
+            fis[0] = AhciRegisters.FisPioSetup;
             fis[1] = 0x20 | 0x40;                 // D: device to host, I
-            fis[2] = (byte)(c.Status | Ahci.TfdDrq);
+            fis[2] = (byte)(c.Status | AhciRegisters.TfdDrq);
             fis[4] = (byte)c.Lba; fis[5] = (byte)(c.Lba >> 8); fis[6] = (byte)(c.Lba >> 16); fis[7] = c.Device;
             fis[8] = (byte)(c.Lba >> 24); fis[9] = (byte)(c.Lba >> 32); fis[10] = (byte)(c.Lba >> 40);
             fis[12] = (byte)c.Count; fis[13] = (byte)(c.Count >> 8);
             fis[15] = c.Status;
             BinaryPrimitives.WriteUInt16LittleEndian(fis[16..], (ushort)c.TransferredBytes);
-            WriteFisLocked(p, Ahci.RxPsfis, fis);
-            p.Is |= Ahci.IsPss;
+            WriteFisLocked(p, AhciRegisters.RxPsfis, fis);
+            p.Is |= AhciRegisters.IsPss;
         }
         D2HFis(fis, c.Status, c.Error, c, interrupt: true);
-        WriteFisLocked(p, Ahci.RxRfis, fis);
+        WriteFisLocked(p, AhciRegisters.RxRfis, fis);
         p.Tfd = c.Status | ((uint)c.Error << 8);
-        p.Is |= Ahci.IsDhrs;
-        if (c.IsError) { p.Is |= Ahci.IsTfes; p.Error = true; }   // PxCI keeps the failed slot (§6.3)
+        p.Is |= AhciRegisters.IsDhrs;
+        if (c.IsError) { p.Is |= AhciRegisters.IsTfes; p.Error = true; }   // PxCI keeps the failed slot (§6.3)
         else p.Ci &= ~bit;
     }
 
@@ -610,16 +610,16 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         WritePrdbcLocked(slot, 0);
         Span<byte> fis = stackalloc byte[20];
         D2HFis(fis, c.Status, c.Error, default, interrupt: true);
-        WriteFisLocked(p, Ahci.RxRfis, fis);
+        WriteFisLocked(p, AhciRegisters.RxRfis, fis);
         p.Tfd = c.Status | ((uint)c.Error << 8);
-        p.Is |= Ahci.IsDhrs | Ahci.IsTfes;
+        p.Is |= AhciRegisters.IsDhrs | AhciRegisters.IsTfes;
         p.Error = true;
     }
 
     private static void D2HFis(Span<byte> fis, byte status, byte error, in AtaCompletion c, bool interrupt)
     {
         fis.Clear();
-        fis[0] = Ahci.FisRegD2H;
+        fis[0] = AhciRegisters.FisRegD2H;
         fis[1] = interrupt ? (byte)0x40 : (byte)0;
         fis[2] = status;
         fis[3] = error;

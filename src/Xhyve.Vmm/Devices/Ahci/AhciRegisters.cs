@@ -2,7 +2,7 @@ namespace Xhyve.Vmm.Devices.Ahci;
 
 /// <summary>Register offsets and bits of an AHCI 1.3.1 HBA (chapter 3), the command list and the FIS layouts
 /// (chapter 4, SATA 3.x §10.5) the controller and its tests share.</summary>
-public static class Ahci
+public static class AhciRegisters
 {
     // Generic host control (§3.1).
     public const int Cap = 0x00, Ghc = 0x04, Is = 0x08, Pi = 0x0C, Vs = 0x10, CccCtl = 0x14, CccPorts = 0x18,
