@@ -90,6 +90,27 @@ public sealed class AtapiMediaTests
     }
 
     [Fact]
+    public void Gesn_WithAnAllocationTooShortForTheEvent_KeepsTheEventForTheNextPoll()
+    {
+        using var d = Ready(new AtapiCdrom("cd", new TrackedMedium(2048)));
+        d.Eject();
+        using var b = new GuestBuffers(64);
+        AssertGood(Run(d, b, 0x4A, 0x01, 0, 0, 0x10, 0, 0, 0, 4, 0), 4);   // the header only
+        Assert.Equal(4, b.Written());
+        Assert.Equal((MediaRemoval, (byte)0x00), MediaEvent(d));
+    }
+
+    [Fact]
+    public void Insert_IntoADisposedDrive_Throws_AndClosesTheMediumItWasGiven()
+    {
+        var d = new AtapiCdrom("cd", null);
+        d.Dispose();
+        var medium = new TrackedMedium(2048);
+        Assert.Throws<ObjectDisposedException>(() => d.Insert(medium));
+        Assert.Equal(1, medium.Disposals);
+    }
+
+    [Fact]
     public void HostEject_EmptiesTheDrive_DisposingTheMedium()
     {
         var medium = new TrackedMedium(2048);

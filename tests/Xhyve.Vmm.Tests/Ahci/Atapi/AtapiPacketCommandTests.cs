@@ -356,6 +356,16 @@ public sealed class AtapiPacketCommandTests
     }
 
     [Fact]
+    public void GetConfiguration_RemovableMediumFeature_HasNoLockStateBit_WhenLocked()
+    {
+        using var d = Drive();
+        Run(d, 0x1E, 0, 0, 0, 1, 0);
+        Assert.True(d.Locked);
+        var r = GetConfiguration(d, 2, 3);
+        Assert.Equal(0x29, r[8 + 4]);                   // MMC-5 5.3.4: bit 1 is reserved in this feature
+    }
+
+    [Fact]
     public void ReadDiscInformation_DescribesAFinalizedOneTrackDisc()
     {
         using var d = Drive();

@@ -256,10 +256,10 @@ public sealed partial class AtapiCdrom
                     f[3] = 4;
                     length += 8;
                     break;
-                case 0x03:          // removable medium: tray, eject, lock
+                case 0x03:          // removable medium: tray, eject, lock (the feature has no lock-state bit)
                     f[2] = 0x03;
                     f[3] = 4;
-                    f[4] = RemovableMediumBits;
+                    f[4] = RemovableMechanism;
                     length += 8;
                     break;
                 case 0x10:          // random readable: 2048-byte blocks, 1 per ECC block on a CD, 16 on a DVD
@@ -275,8 +275,11 @@ public sealed partial class AtapiCdrom
         return Reply(length, allocation, data);
     }
 
-    /// <summary>Loading mechanism 001b (tray), eject supported, lock supported; the lock state bit when locked.</summary>
-    private byte RemovableMediumBits => (byte)(0x29 | (_locked ? 0x02 : 0));
+    /// <summary>Loading mechanism 001b (tray), eject supported, lock supported.</summary>
+    private const byte RemovableMechanism = 0x29;
+
+    /// <summary>Byte 6 of the capabilities page: the mechanism bits and, in bit 1, the lock state.</summary>
+    private byte RemovableMediumBits => (byte)(RemovableMechanism | (_locked ? 0x02 : 0));
 
     private AtaCompletion GetEventStatus(ReadOnlySpan<byte> cdb, ReadOnlySpan<IoBuffer> data)
     {
@@ -295,8 +298,9 @@ public sealed partial class AtapiCdrom
         r[2] = 0x04;                // media class
         r[4] = _mediaEvent;
         r[5] = (byte)(_medium is null ? 0 : 0x02);      // media present; the (virtual) tray is never reported open
-        _mediaEvent = EventNone;    // an event is reported once
-        return Reply(8, allocation, data);
+        var done = Reply(8, allocation, data);
+        if (!done.IsError && done.TransferredBytes > 4) _mediaEvent = EventNone;     // an event is reported once: when the guest got it
+        return done;
     }
 
     private AtaCompletion ReadDiscInformation(ReadOnlySpan<byte> cdb, ReadOnlySpan<IoBuffer> data)

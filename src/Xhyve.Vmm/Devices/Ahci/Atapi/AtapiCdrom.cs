@@ -77,7 +77,11 @@ public sealed partial class AtapiCdrom : IAhciDrive
         ArgumentNullException.ThrowIfNull(medium);
         lock (_gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_disposed)
+            {
+                medium.Dispose();       // it was handed over: nobody else will close it
+                throw new ObjectDisposedException(Name);
+            }
             var old = _medium;
             _medium = medium;
             _unitAttention = SenseCode.NotReadyToReadyChange;
