@@ -4,20 +4,22 @@
  *  - on the first disk: IDENTIFY DEVICE; WRITE/READ DMA EXT with the buffers split over several PRDT entries;
  *    READ/WRITE DMA (28-bit); WRITE then READ FPDMA QUEUED on several tags issued at once (PxSACT and PxCI set
  *    together), counting the most tags seen outstanding; the last sector; SET FEATURES; FLUSH CACHE EXT;
- *    DATA SET MANAGEMENT TRIM; READ LOG EXT (the NCQ error log); a read past the end; an unknown command.
+ *    DATA SET MANAGEMENT TRIM; READ LOG EXT (the NCQ error log); a PRDT larger than the read; a read past the end;
+ *    an unknown command.
  *  - on the first CD drive: IDENTIFY PACKET DEVICE, INQUIRY, TEST UNIT READY until ready (REQUEST SENSE clears
  *    the unit attention), READ CAPACITY, READ(10) and READ(12) of the ISO 9660 primary volume descriptor
  *    (sector 16), then HELLO.TXT through the root directory (its size, first bytes and FNV-1a), GET EVENT STATUS
- *    NOTIFICATION, a read past the end (sense 05/21), MODE SENSE(10), READ TOC, GET CONFIGURATION, and last
+ *    NOTIFICATION, a read past the end (sense 05/21), MODE SENSE(10), READ TOC, GET CONFIGURATION, a short
+ *    allocation length, WRITE(10) and an unknown command (05/20), and last
  *    PREVENT MEDIUM REMOVAL / START STOP UNIT: the eject refused while locked, then done (the drive is left empty).
  * The data the disk gets is pattern(lba, i) = lba*31 + i*7 + 1 per 512-byte unit, byte offsets being what
  * counts, so the host can check the image whatever the logical sector size.
- * Options: irq=1 (MSI and PxIE instead of polling PxIS), intx=1 (INTx through the IOAPIC, our engine's routing), ncq=N (tags in the NCQ burst, default 8), ncqrounds=N
- * (bursts per direction, default 3),
- * hostile=1 (PRDT entries outside RAM, an empty PRDT, a bad FIS type, an NCQ command past the end among
- * others, then the NCQ error log: each must end in an error and leave the port working; QEMU handles some of
- * them differently and has no READ LOG EXT), watch=1 (after the CD's first checks, poll TEST UNIT
- * READY and GET EVENT STATUS NOTIFICATION and print every change: the host ejects and inserts media meanwhile;
+ * Options: irq=1 (MSI and PxIE instead of polling PxIS), intx=1 (INTx through the IOAPIC, our engine's routing),
+ * ncq=N (tags in the NCQ burst, default 8), ncqrounds=N (bursts per direction, default 3), hostile=1 (PRDT entries
+ * outside RAM, an empty PRDT, a bad FIS type, a PRDT too small, an NCQ command past the end among others, then the
+ * NCQ error log: each must end in an error and leave the port working; QEMU handles some of them differently and
+ * has no READ LOG EXT), watch=1 (after the CD's first checks, poll TEST UNIT READY and GET EVENT STATUS NOTIFICATION
+ * and print every change: the host ejects and inserts media meanwhile;
  * watchms=N bounds it, default 60000). Results are "XHYVE-TEST key=value" lines; a command's result is 0 on
  * success, else (status << 8 | error) from PxTFD, 0x10000 when PxIS.TFES was missing, 0xFFFFFF on a timeout. */
 #include "lib/guest.h"
@@ -316,6 +318,14 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, uint32_t rounds, int h
     report("dma_read", ata(p, 0x25, 0, 0, (uint16_t)(8192 / ss), 0, r3, 3));
     report("dma_read_prdbc", p->cl[0].prdbc);
     report("dma_readback", matches(chk, 0, 8192));
+    /* A PRDT larger than the command moves: one sector read into 8 KiB; PRDBC says 512 bytes (one sector) moved
+     * and the rest of the buffer is untouched. */
+    for (uint32_t i = 0; i < 8192; i++) chk[i] = 0xAA;
+    report("long_prdt", ata(p, 0x25, 0, 0, 1, 0, one(chk, 8192), 1));
+    report("long_prdt_prdbc", p->cl[0].prdbc);
+    uint32_t untouched = 1;
+    for (uint32_t i = ss; i < 8192; i++) if (chk[i] != 0xAA) untouched = 0;
+    report("long_prdt_rest_untouched", untouched);
 
     /* The 28-bit pair at byte 16 KiB. */
     fill(buf, 16384, 4096);
@@ -425,6 +435,7 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, uint32_t rounds, int h
     p->ct[0].cfis[0] = 0x34;
     header(p, 0, 0, 0, one(chk, 512), 1);
     report("bad_fis_type", run_slot(p, 0, g_cap) != 0);
+    report("short_prdt", ata(p, 0x25, 0, 0, 8, 0, one(chk, 512), 1) != 0);   /* 8 sectors into 512 bytes */
 
     /* NCQ error: four READ FPDMA QUEUED at once, tag 2 past the end. The port reports a task-file error; after
      * recovery, READ LOG EXT of the NCQ error log names the failed tag (NQ clear). */
@@ -633,6 +644,21 @@ static void cd_tests(struct port *p)
     zero(cdbuf, 8);
     report("cd_get_configuration", packet(p, gc, cdbuf, 8, 0));
     report_hex("cd_current_profile", (uint32_t)cdbuf[6] << 8 | cdbuf[7]);
+
+    /* INQUIRY with an allocation length of 5: only 5 bytes come back, the rest of the buffer is untouched. */
+    static const uint8_t inq5[12] = { 0x12, 0, 0, 0, 5, 0 };
+    for (int i = 0; i < 36; i++) cdbuf[i] = 0xAA;
+    report("cd_inquiry_short", packet(p, inq5, cdbuf, 36, 0));
+    uint32_t rest = 1;
+    for (int i = 5; i < 36; i++) if (cdbuf[i] != 0xAA) rest = 0;
+    report("cd_inquiry_short_rest_untouched", rest);
+    /* READ(10) of no sectors moves nothing; one that starts inside and runs past the end is refused (05/21);
+     * a write or an unknown command on a CD-ROM drive: invalid command operation code (05/20). */
+    report("cd_read_none", read10(p, 16, 0, cdbuf));
+    report_hex("cd_read_across_end", read10(p, sectors - 1, 2, cdbuf) >> 8);
+    static const uint8_t write10[12] = { 0x2A, 0, 0, 0, 0, 16, 0, 0, 1, 0 }, unknown[12] = { 0xFF };
+    report_hex("cd_write10", packet(p, write10, cdbuf, 2048, 0) >> 8);
+    report_hex("cd_unknown_command", packet(p, unknown, 0, 0, 0) >> 8);
 
     /* PREVENT MEDIUM REMOVAL, then START STOP UNIT with LoEj must fail (ASC 53h: removal prevented); ALLOW, and
      * the eject works: the drive is then empty (02/3A). */

@@ -66,6 +66,10 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         Assert.Equal("32", r["disk_ncq_depth"]);
         Assert.Equal("8192", r["dma_write_prdbc"]);                 // PRDBC: the bytes the command moved
         Assert.Equal("8192", r["dma_read_prdbc"]);
+        // A PRDT larger than the command: one sector moved (PRDBC), the rest of the buffer untouched.
+        AssertKeys(run, "0", "long_prdt");
+        AssertKeys(run, "1", "long_prdt_rest_untouched");
+        Assert.Equal(logical.ToString(), r["long_prdt_prdbc"]);
         Assert.Equal(ncqTags.ToString(), r["ncq_tags"]);
         Assert.Equal(ncqTags.ToString(), r["ncq_readback"]);
         Assert.False(string.IsNullOrWhiteSpace(r["disk_model"]), run.ToString());
@@ -108,6 +112,10 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         Assert.Equal("257", r["cd_toc_tracks"]);                     // first and last track: 1
         Assert.Equal("0x00000004", r["cd_toc_track1_control"]);      // a data track
         Assert.Equal(("0x000000aa", r["cd_sectors"]), (r["cd_toc_leadout_track"], r["cd_toc_leadout_lba"]));
+        AssertKeys(run, "0", "cd_inquiry_short", "cd_read_none");
+        AssertKeys(run, "1", "cd_inquiry_short_rest_untouched");    // only the allocation length's 5 bytes written
+        Assert.Equal("0x00000521", r["cd_read_across_end"]);        // starts inside, runs past the end: LBA out of range
+        Assert.Equal(("0x00000520", "0x00000520"), (r["cd_write10"], r["cd_unknown_command"]));   // invalid command operation code
         Assert.Equal("0x00000053", r["cd_eject_locked_asc"]);        // MEDIUM REMOVAL PREVENTED while locked
         Assert.Equal("0x0000023a", r["cd_after_eject"]);             // then the eject the guest asked for: no medium
     }
@@ -194,8 +202,9 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         string disk = NewRawImage();
         var run = RunAhci("hostile=1", "-s", $"4,ahci-hd,{disk}");
         Assert.True(run.Done, run.ToString());
-        // A PRDT entry outside guest RAM, a read with no PRDT, a FIS that is not a Register H2D FIS: each an error.
-        AssertKeys(run, "1", "outside_ram", "empty_prdt", "bad_fis_type", "alive_after_hostile");
+        // A PRDT entry outside guest RAM, a read with no PRDT, a FIS that is not a Register H2D FIS, a PRDT smaller
+        // than the read: each an error.
+        AssertKeys(run, "1", "outside_ram", "empty_prdt", "bad_fis_type", "short_prdt", "alive_after_hostile");
         // Four NCQ reads at once, tag 2 past the end: a task-file error, and the NCQ error log names tag 2.
         AssertKeys(run, "1", "ncq_error_tfes");
         AssertKeys(run, "0", "ncq_error_log", "ncq_error_log_nq");
