@@ -19,9 +19,10 @@
  * outside RAM, an empty PRDT, a bad FIS type, a PRDT too small, an NCQ command past the end among others, then the
  * NCQ error log: each must end in an error and leave the port working; QEMU handles some of them differently and
  * has no READ LOG EXT), watch=1 (after the CD's first checks, poll TEST UNIT READY and GET EVENT STATUS NOTIFICATION
- * and print every change: the host ejects and inserts media meanwhile;
- * watchms=N bounds it, default 60000). Results are "XHYVE-TEST key=value" lines; a command's result is 0 on
- * success, else (status << 8 | error) from PxTFD, 0x10000 when PxIS.TFES was missing, 0xFFFFFF on a timeout. */
+ * and print every change: the host ejects and inserts media meanwhile; watchms=N bounds it, default 60000),
+ * bench=1|2 with n=, qd=, reqkb= (the benchmark, see bench()). Results are "XHYVE-TEST key=value" lines; a
+ * command's result is 0 on success, else (status << 8 | error) from PxTFD, 0x10000 when PxIS.TFES was missing,
+ * 0xFFFFFF on a timeout. */
 #include "lib/guest.h"
 #include "lib/intr.h"
 
@@ -466,6 +467,47 @@ static void disk_tests(struct port *p, uint32_t ncq_tags, uint32_t rounds, int h
     report("alive_after_hostile", matches(chk, 0, 8192));
 }
 
+/* Benchmark: bench=1 reads reqkb KiB sequentially, bench=2 reads 4 KiB at random; n reads with READ FPDMA QUEUED,
+ * qd tags kept in flight (each refilled as the SDB FIS clears its PxSACT bit), as vblk's bench mode does for
+ * virtio-blk. Prints bench_done (the reads that completed without error). */
+static void bench(struct port *p, uint32_t mode, uint32_t n, uint32_t qd, uint32_t reqkb, uint32_t capacity, uint32_t ss)
+{
+    uint32_t bytes = mode == 1 ? reqkb * 1024 : 4096;
+    if (bytes > (4u << 20)) bytes = 4u << 20;                  /* one PRDT entry moves at most 4 MiB */
+    if (qd < 1) qd = 1;
+    if (qd > p->slots) qd = p->slots;
+    uint32_t blocks = (uint32_t)((uint64_t)capacity * ss / bytes), next = 0, seed = 12345, submitted = 0, done = 0;
+    uint8_t *base = (uint8_t *)0x01000000;                     /* 16 MiB: a data buffer per tag */
+    uint32_t busy = 0, start = now();
+    p->is_acc = 0;
+    while (done < n) {
+        uint32_t issue = 0;
+        for (uint32_t t = 0; t < qd && submitted < n; t++) {
+            if (busy & (1u << t)) continue;
+            uint32_t blk = mode == 1 ? next++ % blocks : (seed = seed * 1103515245u + 12345u) % blocks;
+            fis_h2d(p, t, 0x60, (uint16_t)(bytes / ss), (uint32_t)((uint64_t)blk * bytes / ss), 0, (uint16_t)(t << 3), 0x40);
+            header(p, t, 0, 0, one(base + t * bytes, bytes), 1);
+            issue |= 1u << t;
+            submitted++;
+        }
+        if (issue) {
+            barrier();
+            wr(p, P_SACT, issue);
+            wr(p, P_CI, issue);
+            busy |= issue;
+        }
+        uint32_t finished;
+        while (!(finished = busy & ~(rd(p, P_SACT) | rd(p, P_CI)))) {
+            if ((p->is_acc & IS_ERRORS) || since_ms(start) > 600000) { report("bench_done", done); test_done(); }
+            wait_step(p);
+        }
+        busy &= ~finished;
+        done += popcount(finished);
+    }
+    report("bench_done", done);
+    test_done();
+}
+
 /* --- ATAPI --- */
 /* One PACKET command: a 12-byte CDB, data in (DMA or PIO with the byte count limit in LBA 23:8). Returns 0, or
  * the sense (key << 16 | ASC << 8 | ASCQ) REQUEST SENSE gives after a CHECK CONDITION. */
@@ -784,6 +826,14 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         if (volume_id(&ports[cd], vol, &r)) report_str("cd_volume_id", vol);
         cd_watch(&ports[cd], cmdline_uint(mbi, "watchms", 60000));
         test_done();
+    }
+    uint32_t mode = cmdline_uint(mbi, "bench", 0);
+    if (mode && disk != MAX_PORTS) {
+        uint16_t id[256];
+        ata(&ports[disk], 0xEC, 0, 0, 0, 0, one(id, 512), 1);
+        uint32_t ss = (id[106] & 0xC000) == 0x4000 && (id[106] & (1u << 12)) ? 2 * (id[117] | (uint32_t)id[118] << 16) : 512;
+        bench(&ports[disk], mode, cmdline_uint(mbi, "n", 1000), cmdline_uint(mbi, "qd", 1), cmdline_uint(mbi, "reqkb", 256),
+              id[100] | (uint32_t)id[101] << 16, ss);
     }
     if (disk != MAX_PORTS) disk_tests(&ports[disk], cmdline_uint(mbi, "ncq", 8), cmdline_uint(mbi, "ncqrounds", 3) ?: 1, cmdline_uint(mbi, "hostile", 0));
     if (cd != MAX_PORTS) cd_tests(&ports[cd]);

@@ -214,6 +214,18 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         AssertImage(File.ReadAllBytes(disk), 8, 512);
     }
 
+    /// <summary>The benchmark's mode: random 4 KiB NCQ reads with 32 tags kept busy, each tag issued again as soon
+    /// as its PxSACT bit clears, so tags are reused many times while others are in flight.</summary>
+    [SkippableFact]
+    public void BenchmarkMode_RefillsThirtyTwoNcqTagsAsTheyComplete_AndEveryReadCompletes()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string disk = NewRawImage("bench.img", 32L << 20);
+        var run = RunAhci("bench=2 qd=32 n=3000", "-s", $"4,ahci-hd,{disk}");
+        Assert.True(run.Done, run.ToString());
+        Assert.Equal("3000", run.Results["bench_done"]);
+    }
+
     /// <summary>The cross-check against an AHCI HBA nobody here wrote: QEMU's ich9-ahci with ide-hd and ide-cd.</summary>
     [SkippableTheory]
     [InlineData("")]
