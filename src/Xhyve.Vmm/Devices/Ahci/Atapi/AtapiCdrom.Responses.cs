@@ -7,9 +7,13 @@ namespace Xhyve.Vmm.Devices.Ahci.Atapi;
 // the allocation length. Length fields always give the full length, as SPC says, so a guest can ask again.
 public sealed partial class AtapiCdrom
 {
+    /// <summary>The model IDENTIFY PACKET DEVICE reports.</summary>
     public const string Model = "XHYVE DVD-ROM";
+    /// <summary>INQUIRY's vendor identification.</summary>
     public const string Vendor = "XHYVE";
+    /// <summary>INQUIRY's product identification.</summary>
     public const string Product = "DVD-ROM";
+    /// <summary>The firmware revision of IDENTIFY PACKET DEVICE and INQUIRY.</summary>
     public const string Revision = "1.0";
 
     /// <summary>The largest standard CD (80 minutes of 75 sectors a second): a larger medium is reported as a DVD.</summary>

@@ -52,13 +52,16 @@ public sealed partial class AtapiCdrom : IAhciDrive
         _medium = medium;
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
 
     /// <summary>The serial number IDENTIFY PACKET DEVICE and INQUIRY's serial number page report (20 characters).</summary>
     public string Serial { get; }
 
+    /// <inheritdoc/>
     public uint Signature => 0xEB140101;
 
+    /// <inheritdoc/>
     public bool IsAtapi => true;
 
     /// <summary>The medium's path, or null for an empty drive.</summary>
@@ -106,6 +109,8 @@ public sealed partial class AtapiCdrom : IAhciDrive
         if (_unitAttention == SenseCode.NotReadyToReadyChange) _unitAttention = null;   // the medium it announced is gone
     }
 
+    /// <summary>A COMRESET or DEVICE RESET: clears the guest's lock and any pending sense, keeps the medium, and
+    /// posts the POWER ON, RESET unit attention (0x29/0x00) real drives report after a reset.</summary>
     public void Reset()
     {
         lock (_gate) ResetLocked();
@@ -118,6 +123,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
         _unitAttention = SenseCode.PowerOnReset;
     }
 
+    /// <summary>Disposes the medium; commands after this abort.</summary>
     public void Dispose()
     {
         lock (_gate)
@@ -129,6 +135,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
         }
     }
 
+    /// <inheritdoc/>
     public AtaCompletion Execute(in AtaCommand command, ReadOnlySpan<byte> packet, ReadOnlySpan<IoBuffer> data)
     {
         lock (_gate)
