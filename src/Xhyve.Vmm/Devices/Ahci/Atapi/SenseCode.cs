@@ -1,10 +1,10 @@
 namespace Xhyve.Vmm.Devices.Ahci.Atapi;
 
-/// <summary>A SCSI sense key with its additional sense code and qualifier (SPC-3 §4.5.6, tables 27 and 28):
+/// <summary>A SCSI sense key with its additional sense code and qualifier (SPC-3 sense data):
 /// what REQUEST SENSE reports about the last CHECK CONDITION or a pending unit attention.</summary>
 public readonly record struct SenseCode(byte Key, byte Asc, byte Ascq)
 {
-    /// <summary>Sense keys (SPC-3 table 27).</summary>
+    /// <summary>Sense keys (SPC-3).</summary>
     public const byte KeyNoSense = 0x00, KeyNotReady = 0x02, KeyMediumError = 0x03, KeyIllegalRequest = 0x05, KeyUnitAttention = 0x06;
 
     /// <summary>No error to report.</summary>
