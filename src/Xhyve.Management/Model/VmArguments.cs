@@ -24,8 +24,9 @@ public static class VmArguments
             new(new PciAddress(0, 0, 0), "hostbridge", null),
             new(new PciAddress(0, 31, 0), "lpc", null),
         };
-        devices.AddRange(vm.Disks.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), "virtio-blk", d.Path + (d.Options != null ? "," + d.Options : ""))));
+        devices.AddRange(vm.Disks.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), d.Emulation, d.Path + (d.Options != null ? "," + d.Options : ""))));
         devices.AddRange(vm.NetworkAdapters.Select(n => new PciDeviceSpec(n.PciAddress, "virtio-net", n.ToOptions().ToString())));
+        devices.AddRange(vm.DvdDrives.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), "ahci-cd", d.Path)));
         FirmwareSpec firmware = vm.KernelPath != null
             ? new KexecFirmware(vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine)
             : new MultibootFirmware(vm.MultibootPath!, vm.MultibootModules.Select(m => new Vmm.Boot.MultibootModule(m.Path, m.CommandLine)).ToList(), vm.KernelCommandLine);
@@ -99,6 +100,7 @@ public static class VmArguments
         var slots = new Dictionary<int, string> { [0] = "the host bridge", [31] = "the LPC bridge" };
         foreach (var d in vm.Disks) slots.TryAdd(d.Slot, $"disk {d.Path}");
         foreach (var n in vm.NetworkAdapters) slots.TryAdd(n.Slot, $"network adapter '{n.Name}'");
+        foreach (var d in vm.DvdDrives) slots.TryAdd(d.Slot, VirtualMachine.DvdDriveName(d));
         foreach (var o in Options(vm.ExtraArguments))
         {
             string? owner = o.Flag switch
@@ -126,10 +128,50 @@ public static class VmArguments
         PciDeviceSpec device;
         try { device = CommandLineParser.ParsePciDevice(value ?? ""); }
         catch (CliException) { return null; }   // the whole-line parse names it
-        if (device.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap" or "hostbridge" or "lpc")
-            return $"{device.Emulation} devices belong to the VM; use its Disks and NetworkAdapters (the bridges are always there)";
+        if (device.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap" or "hostbridge" or "lpc" or "ahci-hd" or "ahci-cd" or "ahci")
+            return $"{device.Emulation} devices belong to the VM; use its Disks, NetworkAdapters and DvdDrives (the bridges are always there)";
         var a = device.Address;
         return a.Bus == 0 && a.Function == 0 && slots.TryGetValue(a.Slot, out var owner) ? $"slot {a.Slot} is {owner}'s" : null;
+    }
+
+    private static VmDisk Disk(string pathAndOptions, int slot, DiskControllerType controller)
+    {
+        int comma = pathAndOptions.IndexOf(',');
+        return new VmDisk
+        {
+            Path = comma < 0 ? pathAndOptions : pathAndOptions[..comma], Options = comma < 0 ? null : pathAndOptions[(comma + 1)..],
+            Slot = slot, ControllerType = controller,
+        };
+    }
+
+    /// <summary>A DVD drive from what follows ahci-cd (or cd:): the ISO's path, or nothing for an empty drive. The model
+    /// keeps no options for a drive (it is always read-only), so any after the path are refused rather than dropped.</summary>
+    private static VmDvdDrive DvdDrive(PciDeviceSpec d, string pathAndOptions)
+    {
+        int comma = pathAndOptions.IndexOf(',');
+        if (comma >= 0)
+            throw new VmDefinitionException($"{d}: a DVD drive holds only an ISO's path; its options ({pathAndOptions[(comma + 1)..]}) cannot be kept in a VM object");
+        return new VmDvdDrive { Path = pathAndOptions.Length > 0 ? pathAndOptions : null, Slot = d.Address.Slot };
+    }
+
+    /// <summary>bhyve's -s N,ahci,hd:PATH[,opts],cd:[PATH]: an item starting hd: or cd: starts a port, the items after it
+    /// are that port's options. A VM object gives each disk and DVD drive a controller of its own, so a controller with
+    /// one port becomes an AHCI disk or a DVD drive, and one with more is refused, naming the slots to split it into.</summary>
+    private static void AddAhciPort(VirtualMachine vm, PciDeviceSpec d)
+    {
+        var items = (d.Options ?? "").Split(',');
+        var starts = Enumerable.Range(0, items.Length).Where(i => items[i].StartsWith("hd:", StringComparison.Ordinal) || items[i].StartsWith("cd:", StringComparison.Ordinal)).ToList();
+        if (starts.Count == 0 || starts[0] != 0)
+            throw new VmDefinitionException($"{d}: an ahci controller's options start with its ports, each hd:PATH or cd:[PATH]");
+        if (starts.Count > 1)
+            throw new VmDefinitionException($"{d}: {starts.Count} ports on one AHCI controller; a VM object gives each disk and DVD drive a controller of its own: write each port as its own -s SLOT,ahci-hd,PATH or -s SLOT,ahci-cd,PATH");
+        string port = string.Join(",", items);
+        if (port.StartsWith("hd:", StringComparison.Ordinal))
+        {
+            if (port.Length == 3 || port[3] == ',') throw new VmDefinitionException($"{d}: hd: needs the disk image's path");
+            vm.Disks.Add(Disk(port[3..], d.Address.Slot, DiskControllerType.AHCI));
+        }
+        else vm.DvdDrives.Add(DvdDrive(d, port[3..]));
     }
 
     /// <summary>A VM from an xhyve command line (an xhyverun.sh argument list). Throws
@@ -174,9 +216,14 @@ public static class VmArguments
                 case "hostbridge" when plainSlot && d.Address.Slot == 0:
                 case "lpc" when plainSlot && d.Address.Slot == 31:
                     break;   // every VM has them
-                case "virtio-blk" when plainSlot && d.Options != null:
-                    int comma = d.Options.IndexOf(',');
-                    vm.Disks.Add(new VmDisk { Path = comma < 0 ? d.Options : d.Options[..comma], Options = comma < 0 ? null : d.Options[(comma + 1)..], Slot = d.Address.Slot });
+                case "virtio-blk" or "ahci-hd" when plainSlot && d.Options != null:
+                    vm.Disks.Add(Disk(d.Options, d.Address.Slot, d.Emulation == "ahci-hd" ? DiskControllerType.AHCI : DiskControllerType.VirtIO));
+                    break;
+                case "ahci-cd" when plainSlot:
+                    vm.DvdDrives.Add(DvdDrive(d, d.Options ?? ""));
+                    break;
+                case "ahci" when plainSlot:
+                    AddAhciPort(vm, d);
                     break;
                 case "virtio-net" or "virtio-tap" when plainSlot:
                     // Every spelling (bare, user, tap=, mac=, hostfwd=, xhyve's virtio-tap,tapN) was parsed once, by the engine's parser.
