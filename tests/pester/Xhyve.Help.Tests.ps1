@@ -91,6 +91,8 @@ banner: .asciz "Linux version 6.1.0 (example kernel)\nweb login: \n"
             Add-XhyveDisk web -Path ./old.img
         }
         'web-user-adapter' = { New-WebVM; Add-XhyveNetworkAdapter web -PortForward 'tcp:8080:80' }
+        # Slot 2: debian.iso; slot 3: an empty drive.
+        'web-dvd'          = { New-WebVM; Add-XhyveDvdDrive web -Path ./debian.iso; Add-XhyveDvdDrive web }
         'web-adapters'     = {
             New-WebVM
             Add-XhyveNetworkAdapter web -PortForward 'tcp:8080:80'
@@ -170,7 +172,10 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'about_Xhyve-1'                   = @{ Images = @(); Kvm = $true; Passt = $true; Port = 8080 }
         'Add-XhyveDisk-1'                 = @{ Setup = 'web' }
         'Add-XhyveDisk-2'                 = @{ Setup = 'web' }
-        'Add-XhyveDisk-3'                 = @{ Setup = 'web'; Images = @() }
+        'Add-XhyveDisk-3'                 = @{ Setup = 'web'; Then = { (Get-XhyveDisk web).ControllerType | Should -Be 'AHCI' } }
+        'Add-XhyveDisk-4'                 = @{ Setup = 'web'; Images = @() }
+        'Add-XhyveDvdDrive-1'             = @{ Setup = 'web'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).Path | Should -BeLike '*/debian.iso' } }
+        'Add-XhyveDvdDrive-2'             = @{ Setup = 'web'; Images = @(); Then = { param($run) $run.Output | Should -Match 'None' } }
         'Add-XhyveNetworkAdapter-1'       = @{ Setup = 'web' }
         'Add-XhyveNetworkAdapter-2'       = @{ Setup = 'web' }
         'Connect-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true; Terminal = $true }
@@ -183,6 +188,8 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
             } }
         'Get-XhyveDisk-1'                 = @{ Setup = 'web-disks' }
         'Get-XhyveDisk-2'                 = @{ Setup = 'web-disks' }
+        'Get-XhyveDvdDrive-1'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { param($run) $run.Output | Should -Match 'debian\.iso' } }
+        'Get-XhyveDvdDrive-2'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { param($run) $run.Output | Should -Match 'debian\.iso' } }
         'Get-XhyveNetworkAdapter-1'       = @{ Setup = 'web-adapters' }
         'Get-XhyveNetworkAdapter-2'       = @{ Setup = 'web-adapters' }
         'Get-XhyveVM-1'                   = @{ Setup = 'web' }
@@ -192,12 +199,16 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'New-XhyveVM-2'                   = @{ Kvm = $true }
         'Remove-XhyveDisk-1'              = @{ Setup = 'web-disks' }
         'Remove-XhyveDisk-2'              = @{ Setup = 'web-disks' }
+        'Remove-XhyveDvdDrive-1'          = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).Slot | Should -Be 2 } }
+        'Remove-XhyveDvdDrive-2'          = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { Get-XhyveDvdDrive web | Should -BeNullOrEmpty } }
         'Remove-XhyveNetworkAdapter-1'    = @{ Setup = 'web-adapters' }
         'Remove-XhyveVM-1'                = @{ Setup = 'web' }
         'Remove-XhyveVM-2'                = @{ Setup = 'web-and-db' }
         'Restart-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true }
         'Restart-XhyveVM-2'               = @{ Setup = 'web-running'; Kvm = $true }
         'Resume-XhyveVM-1'                = @{ Setup = 'web-paused'; Kvm = $true }
+        'Set-XhyveDvdDrive-1'             = @{ Setup = 'web-dvd'; Images = @('debian.iso', 'firmware.iso'); Then = { (Get-XhyveDvdDrive web -Slot 2).Path | Should -BeLike '*/firmware.iso' } }
+        'Set-XhyveDvdDrive-2'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).DvdMediaType | Should -Be @('None', 'None') } }
         'Set-XhyveNetworkAdapter-1'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-2'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-3'       = @{ Setup = 'web-adapters' }
