@@ -69,7 +69,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
         }
         foreach (var name in TargetNames)
         {
-            if (!ShouldProcess(name, $"Add {ControllerType} disk {path}")) continue;
+            if (!ShouldProcess(name, ControllerType == DiskControllerType.AHCI ? $"Add AHCI disk {path}" : $"Add disk {path}")) continue;
             Try(name, () =>
             {
                 VmDisk? added = null;

@@ -136,7 +136,7 @@ public abstract class XhyveDvdDriveCmdlet : XhyveVMDeviceCmdlet
 
 /// <summary>Set-XhyveDvdDrive: inserts an ISO image into a DVD drive or ejects its medium; on a running VM, the guest sees
 /// the change at once (through the engine's control API) and the VM keeps it.</summary>
-[Cmdlet(VerbsCommon.Set, "XhyveDvdDrive", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[Cmdlet(VerbsCommon.Set, "XhyveDvdDrive", SupportsShouldProcess = true, DefaultParameterSetName = "DvdDrive")]
 [OutputType(typeof(XhyveDvdDrive))]
 public sealed class SetXhyveDvdDriveCommand : XhyveDvdDriveCmdlet
 {
@@ -183,7 +183,7 @@ public sealed class SetXhyveDvdDriveCommand : XhyveDvdDriveCmdlet
 }
 
 /// <summary>Remove-XhyveDvdDrive: removes DVD drives from a VM that is off; the ISO images stay.</summary>
-[Cmdlet(VerbsCommon.Remove, "XhyveDvdDrive", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = "Name")]
+[Cmdlet(VerbsCommon.Remove, "XhyveDvdDrive", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = "DvdDrive")]
 [OutputType(typeof(XhyveDvdDrive))]
 public sealed class RemoveXhyveDvdDriveCommand : XhyveDvdDriveCmdlet
 {
