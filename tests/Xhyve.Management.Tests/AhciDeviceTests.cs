@@ -167,6 +167,24 @@ public sealed class AhciDeviceTests
         finally { Directory.Delete(folder, true); }
     }
 
+    [Theory]
+    [InlineData("0:5:0/0", 5, 0)]
+    [InlineData("5", 5, 0)]
+    [InlineData("5:0", 5, 0)]
+    [InlineData("5/2", 5, 2)]
+    [InlineData("0:12:0", 12, 0)]
+    public void ADriveAddress_IsReadInEverySpellingTheControlApiTakes(string drive, int slot, int port) =>
+        Assert.Equal((slot, port), MediaCommand.SlotAndPort(drive));
+
+    [Theory]
+    [InlineData("1:5:0/0")]   // another bus
+    [InlineData("5:1")]       // another function
+    [InlineData("x")]
+    [InlineData("5/")]
+    [InlineData("0:5:0:0")]
+    [InlineData("")]
+    public void AnAddressOfNoModelDrive_IsNull(string drive) => Assert.Null(MediaCommand.SlotAndPort(drive));
+
     [Fact]
     public void AMediaReplyWithoutDrives_IsAnEngineError() =>
         Assert.Throws<EngineException>(() => MediaCommand.Parse(System.Text.Json.JsonDocument.Parse("{\"ok\":true}").RootElement));

@@ -103,7 +103,7 @@ public sealed class GetXhyveDvdDriveCommand : XhyveVMDeviceCmdlet
                 }
                 foreach (var d in drives)
                 {
-                    var now = live?.FirstOrDefault(m => m.Drive == d.Drive);
+                    var now = live?.FirstOrDefault(m => MediaCommand.SlotAndPort(m.Drive) == (d.Slot, 0));
                     WriteObject(new XhyveDvdDrive(vmName, d, now?.Medium, now != null));
                 }
             });
