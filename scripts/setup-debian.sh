@@ -17,7 +17,8 @@ packages=(
   acpica-tools                                # iasl: the ACPI tables are checked with the real disassembler
   procps                                      # kill(1), used by the tests to signal the engine
   cpio busybox-static                         # the Linux tests' initramfs (tests/linux/make-initramfs.sh)
-  qemu-system-x86 time                        # QEMU cross-checks (virtio-blk) and side-by-side benchmarks
+  qemu-system-x86 time                        # QEMU cross-checks (virtio-blk, AHCI) and side-by-side benchmarks
+  xorriso                                     # ISO 9660 images for the AHCI CD tests (xorriso -as mkisofs)
   fio                                         # the host baseline of the storage benchmark
   e2fsprogs                                   # chattr (disk tests); mke2fs, e2fsck, debugfs (the Linux tests)
   afl++                                       # afl-fuzz for the fuzz targets (bench/fuzz.sh, docs/fuzzing.md)

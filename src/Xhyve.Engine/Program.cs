@@ -155,13 +155,19 @@ public static class Program
             if (spec.PidFile != null) _pidFile = PidFile.Create(spec.PidFile);
             using var hypervisor = KvmHypervisor.Open();
             lifecycle = new EngineLifecycle(onReset);
+            var configuration = new EngineConfiguration(spec, lifecycle);
             _signals?.Attach(lifecycle);
             for (int boot = 0; ; boot++)
             {
-                // Every boot is built from the same parsed specification: a reset machine is a new machine, with
-                // new vCPUs, devices, backends and memory, as the guest found it the first time.
-                var runner = new VmRunner(spec.VcpuPinning);
-                machine = new VmBuilder(spec, hypervisor, runner).Build();
+                // Every boot is built from the parsed specification (with the media changed since): a reset machine is a
+                // new machine, with new vCPUs, devices, backends and memory, as the guest found it the first time.
+                // Attached before the socket is first served: a client then always finds a machine (Starting).
+                VmRunner runner;
+                (machine, runner) = configuration.BuildAndAttach(current =>
+                {
+                    var r = new VmRunner(current.VcpuPinning);
+                    return (new VmBuilder(current, hypervisor, r).Build(), r);
+                });
                 if (boot == 0)
                 {
                     foreach (var w in machine.Warnings) Console.Error.WriteLine($"xhyve: warning: {w}");
@@ -170,9 +176,7 @@ public static class Program
                 foreach (var s in machine.SerialPorts)
                     foreach (var pty in s.PtyNames) Console.Error.WriteLine($"xhyve: {s.Name} connected to {pty}");
 
-                // Attached before the socket is first served: a client then always finds a machine (Starting).
-                lifecycle.Attach(machine, runner);
-                if (cli.ControlSocket != null) control ??= Control.ControlServer.Start(cli.ControlSocket, lifecycle, spec);
+                if (cli.ControlSocket != null) control ??= Control.ControlServer.Start(cli.ControlSocket, lifecycle, configuration);
                 runner.Start(machine);
                 var status = runner.WaitForExit();
                 TerminalGuard.RestoreAll();

@@ -45,6 +45,8 @@ public sealed class Machine : IDisposable
     public required bool Acpi { get; init; }
     public required IReadOnlyList<IDisposable> HostResources { get; init; }
     public IReadOnlyList<Devices.Virtio.VirtioPciDevice> Virtio { get; init; } = [];
+    /// <summary>The AHCI controllers by their PCI address (the control API changes CD/DVD media through them).</summary>
+    public IReadOnlyList<(PciAddress Address, Devices.Ahci.AhciController Controller)> Ahci { get; init; } = [];
 
     /// <summary>After <see cref="Dispose"/>: whether everything was released. False when a vCPU thread outlived the
     /// runner's join, so the VM and guest memory were kept for it until the process exits.</summary>

@@ -3,6 +3,8 @@ using Xhyve.Vmm.Bus;
 using Xhyve.Vmm.Config;
 using Xhyve.Vmm.Devices.Legacy;
 using Xhyve.Vmm.Devices.Acpi;
+using Xhyve.Vmm.Devices.Ahci;
+using Xhyve.Vmm.Devices.Ahci.Atapi;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Timers;
 using Xhyve.Vmm.Devices.Virtio;
@@ -78,7 +80,7 @@ public sealed class VmBuilder
                 Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
                 Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
                 SerialPorts = _serialPorts, Uarts = _uarts, Power = power, Acpi = _spec.Acpi,
-                HostResources = _hostResources, Virtio = _virtio, Warnings = _warnings,
+                HostResources = _hostResources, Virtio = _virtio, Ahci = _ahci, Warnings = _warnings,
             };
         }
         catch
@@ -160,6 +162,7 @@ public sealed class VmBuilder
                 VirtioBlockSpec disk => CreateVirtio(CreateBlock(d, disk), msi, intx),
                 VirtioRngSpec => CreateVirtio(new VirtioEntropy(), msi, intx),
                 VirtioNetSpec net => CreateVirtio(CreateNet(d, net), msi, intx),
+                AhciSpec ahci => CreateAhci(d, ahci, msi, intx),
                 _ => throw new VmConfigurationException([$"{d}: unknown emulation '{d.Emulation}'"]),
             };
             // The Interrupt Line register names the 8259 input (what PIC-mode guests read); APIC-mode
@@ -182,6 +185,49 @@ public sealed class VmBuilder
         try { return new VirtioBlock(backend, options.LogicalSectorSize, options.PhysicalSectorSize, $"virtio-blk {d.Address}"); }
         catch { backend.Dispose(); throw; }
     }
+
+    /// <summary>An AHCI controller with a drive per port: disks over their block backends, CD/DVD drives over their
+    /// medium (opened read-only) or empty.</summary>
+    private AhciController CreateAhci(PciDeviceSpec d, AhciSpec ahci, IMsiSink msi, IInterruptLine intx)
+    {
+        var drives = new List<IAhciDrive>();
+        try
+        {
+            for (int port = 0; port < ahci.Ports.Count; port++)
+            {
+                string name = $"{ahci.Emulation} {d.Address} port {port}";
+                drives.Add(ahci.Ports[port] switch
+                {
+                    AhciDiskPort disk => CreateAtaDisk(name, disk.Options),
+                    AhciCdromPort cd => new AtapiCdrom(name, cd.MediumPath is { } medium ? OpenMedium(medium) : null),
+                    _ => throw new VmConfigurationException([$"{d}: port {port}: unknown drive"]),
+                });
+            }
+            var controller = new AhciController($"ahci {d.Address}", drives, _memory!, msi, intx);
+            _hostResources.Add(controller);
+            _ahci.Add((d.Address, controller));
+            return controller;
+        }
+        catch
+        {
+            foreach (var drive in drives) drive.Dispose();
+            throw;
+        }
+    }
+
+    private readonly List<(PciAddress, AhciController)> _ahci = new();
+
+    private static AtaDisk CreateAtaDisk(string name, BlockDeviceOptions disk)
+    {
+        var options = ImageGeometry.Resolve(disk);
+        var backend = BlockBackends.Open(options);
+        try { return new AtaDisk(name, backend, options.LogicalSectorSize, options.PhysicalSectorSize); }
+        catch { backend.Dispose(); throw; }
+    }
+
+    /// <summary>A CD/DVD drive's medium: an ISO (or any image) opened read-only with a shared lock, so one ISO can
+    /// be in several drives and VMs at once.</summary>
+    public static IBlockBackend OpenMedium(string path) => BlockBackends.Open(new BlockDeviceOptions { Path = path, ReadOnly = true });
 
     /// <summary>A network adapter: its backend (passt started, or the TAP opened) and the device with its MAC.</summary>
     private VirtioNet CreateNet(PciDeviceSpec d, VirtioNetSpec net)

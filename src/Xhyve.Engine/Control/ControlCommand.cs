@@ -13,7 +13,8 @@ public static class ControlCommand
 {
     public const string Usage = """
         Usage: xhyve ctl [--timeout SECONDS] SOCKET COMMAND
-          COMMAND: state | config | counters | pause | resume | powerbutton | stop | help
+          COMMAND: state | config | counters | pause | resume | powerbutton | reboot | reset | stop | help
+                 | media | media [DRIVE] eject | media [DRIVE] insert PATH   (CD/DVD drives)
                  | console [history]   (interactive; Ctrl-] detaches)
           --timeout SECONDS   how long to wait to connect and for the reply (default 10)
         Prints the engine's JSON reply; exit status 0 when it says "ok": true, 1 otherwise.

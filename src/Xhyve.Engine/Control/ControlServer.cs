@@ -25,13 +25,16 @@ public sealed class ControlServer : IDisposable
     private readonly string _path;
     private readonly Socket _listener;
     private readonly EngineLifecycle _lifecycle;
-    private readonly VmSpecification _spec;
+    private readonly EngineConfiguration _configuration;
     private readonly CancellationTokenSource _stop = new();
 
-    private ControlServer(string path, Socket listener, EngineLifecycle lifecycle, VmSpecification spec)
+    private ControlServer(string path, Socket listener, EngineLifecycle lifecycle, EngineConfiguration configuration)
     {
-        _path = path; _listener = listener; _lifecycle = lifecycle; _spec = spec;
+        _path = path; _listener = listener; _lifecycle = lifecycle; _configuration = configuration;
     }
+
+    /// <summary>The specification as it is now (with media changes).</summary>
+    private VmSpecification Spec => _configuration.Spec;
 
     /// <summary>sun_path holds 108 bytes with the terminating NUL: a longer path cannot be bound or connected to.</summary>
     public const int MaxSocketPathBytes = 107;
@@ -75,13 +78,13 @@ public sealed class ControlServer : IDisposable
     {
         var lifecycle = new EngineLifecycle(OnReset.Exit);
         lifecycle.Attach(machine, runner);
-        return Start(path, lifecycle, spec);
+        return Start(path, lifecycle, new EngineConfiguration(spec, lifecycle));
     }
 
     /// <summary>Binds the socket (after <see cref="CheckPath"/>, replacing only a stale socket) and starts accepting.
     /// Commands act on the lifecycle's current boot, so the socket outlives rebuilds of the machine.
     /// Throws <see cref="IOException"/> naming the path.</summary>
-    public static ControlServer Start(string path, EngineLifecycle lifecycle, VmSpecification spec)
+    public static ControlServer Start(string path, EngineLifecycle lifecycle, EngineConfiguration configuration)
     {
         path = Path.GetFullPath(path);
         CheckPath(path);
@@ -100,7 +103,7 @@ public sealed class ControlServer : IDisposable
             listener.Dispose();
             throw new IOException($"--control-socket {path}: {SystemErrors.Describe(e)}", e);
         }
-        var server = new ControlServer(path, listener, lifecycle, spec) { _identity = identity };
+        var server = new ControlServer(path, listener, lifecycle, configuration) { _identity = identity };
         _ = server.AcceptLoop();
         return server;
     }
@@ -189,6 +192,10 @@ public sealed class ControlServer : IDisposable
                 return _lifecycle.RequestReboot(out int before) is { } notRebooted
                     ? Error(notRebooted) : Reply(w => { WriteState(w); w.WriteNumber("resetsBefore", before); });
             }
+            case "media":
+                if (request.MediaAction != null && _configuration.ChangeMedium(request.Drive, request.MediaAction == "insert" ? request.MediumPath : null) is { } mediaRefused)
+                    return Error(mediaRefused);
+                return Reply(WriteDrives);
             case "help":
                 return Reply(w =>
                 {
@@ -217,23 +224,38 @@ public sealed class ControlServer : IDisposable
         var runner = boot?.Runner;
         var started = runner?.StartedUtc ?? default;   // read once, so state and uptime agree if the runner starts meanwhile
         w.WriteString("state", StateOf(runner, started));
-        w.WriteString("name", _spec.Name);
+        w.WriteString("name", Spec.Name);
         w.WriteString("uuid", EffectiveUuid.ToString());
         w.WriteNumber("pid", Environment.ProcessId);
-        w.WriteNumber("vcpus", boot?.Machine.Vcpus.Count ?? _spec.Vcpus);
-        w.WriteNumber("memoryBytes", _spec.MemoryBytes);
+        w.WriteNumber("vcpus", boot?.Machine.Vcpus.Count ?? Spec.Vcpus);
+        w.WriteNumber("memoryBytes", Spec.MemoryBytes);
         if (started == default) w.WriteNull("startedUtc");
         else w.WriteString("startedUtc", started);
         w.WriteNumber("uptimeSeconds", started == default ? 0 : Math.Round(Math.Max(0, (DateTime.UtcNow - started).TotalSeconds), 3));
         w.WriteNumber("resets", _lifecycle.Resets);
     }
 
-    private Guid EffectiveUuid => _spec.EffectiveUuid;
+    private Guid EffectiveUuid => Spec.EffectiveUuid;
 
     private void WriteConfig(Utf8JsonWriter w)
     {
         w.WriteStartArray("arguments");
-        foreach (var a in CommandLineFormatter.ToArguments(_spec with { Uuid = EffectiveUuid })) w.WriteStringValue(a);
+        foreach (var a in CommandLineFormatter.ToArguments(Spec with { Uuid = EffectiveUuid })) w.WriteStringValue(a);
+        w.WriteEndArray();
+    }
+
+    private void WriteDrives(Utf8JsonWriter w)
+    {
+        w.WriteStartArray("drives");
+        foreach (var drive in _configuration.Drives())
+        {
+            w.WriteStartObject();
+            w.WriteString("drive", drive.Drive);
+            if (drive.Medium == null) w.WriteNull("medium");
+            else w.WriteString("medium", drive.Medium);
+            w.WriteBoolean("locked", drive.Locked);
+            w.WriteEndObject();
+        }
         w.WriteEndArray();
     }
 

@@ -175,18 +175,8 @@ public static class CommandLineParser
         int comma2 = rest.IndexOf(',');
         string emulation = comma2 < 0 ? rest : rest[..comma2];
         string? options = comma2 < 0 ? null : rest[(comma2 + 1)..];
-        var numbers = where.Split(':');
-        var parsed = new int[numbers.Length];
-        for (int k = 0; k < numbers.Length; k++)
-            if (!int.TryParse(numbers[k], NumberStyles.None, CultureInfo.InvariantCulture, out parsed[k]))
-                throw new CliException($"-s {value}: '{where}' is not slot, slot:function or bus:slot:function");
-        var address = parsed.Length switch
-        {
-            1 => new PciAddress(0, parsed[0], 0),
-            2 => new PciAddress(0, parsed[0], parsed[1]),
-            3 => new PciAddress(parsed[0], parsed[1], parsed[2]),
-            _ => throw new CliException($"-s {value}: '{where}' is not slot, slot:function or bus:slot:function"),
-        };
+        if (!PciAddress.TryParse(where, out var address))
+            throw new CliException($"-s {value}: '{where}' is not slot, slot:function or bus:slot:function");
         if (!address.IsValid)
             throw new CliException($"-s {value}: bus:slot:function {address} out of range (bus 0-255, slot 0-31, function 0-7)");
         if (emulation.Length == 0) throw new CliException($"-s {value}: missing emulation");
@@ -286,7 +276,7 @@ public static class CommandLineParser
                -p: pin 'vcpu' to 'hostcpu'
                -P: vmexit from the guest on pause
                -s: <slot,driver,configinfo> PCI slot config: slot[:func] or bus:slot:func
-                   drivers: hostbridge lpc uart virtio-blk virtio-rnd virtio-net virtio-tap testdev
+                   drivers: hostbridge lpc uart virtio-blk virtio-rnd virtio-net virtio-tap ahci-hd ahci-cd ahci testdev
                    virtio-net[,user|tap=NAME][,mac=MAC][,hostfwd=tcp|udp:HOSTPORT-:GUESTPORT]: user is
                    NAT through passt (no root); virtio-tap,tapN is virtio-net,tap=tapN
                -u: RTC keeps UTC time

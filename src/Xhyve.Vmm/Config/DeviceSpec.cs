@@ -12,10 +12,10 @@ public abstract record DeviceSpec
 {
     /// <summary>Emulations the engine builds today.</summary>
     public static readonly IReadOnlySet<string> SupportedEmulations = new HashSet<string>
-        { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev", "virtio-blk", "virtio-rnd", "virtio-net", "virtio-tap" };
+        { "hostbridge", "amd_hostbridge", "lpc", "uart", "testdev", "virtio-blk", "virtio-rnd", "virtio-net", "virtio-tap", "ahci-hd", "ahci-cd", "ahci" };
     /// <summary>Emulations later work will add: refused as "not supported yet" rather than unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedEmulations = new HashSet<string>
-        { "ahci-hd", "ahci-cd", "ahci", "virtio-9p", "virtio-sock" };
+        { "virtio-9p", "virtio-sock" };
 
     /// <summary>Parses the emulation and options of <paramref name="device"/>. Never throws: a bad -s becomes an
     /// <see cref="UnsupportedDeviceSpec"/> or <see cref="InvalidDeviceSpec"/> whose problem names the -s argument.</summary>
@@ -32,6 +32,7 @@ public abstract record DeviceSpec
                 "virtio-blk" => new VirtioBlockSpec(BlockDeviceOptions.Parse(options)),
                 "virtio-net" => new VirtioNetSpec(NetDeviceOptions.Parse(options)),
                 "virtio-tap" => new VirtioNetSpec(NetDeviceOptions.Parse(options, xhyveTap: true)),
+                "ahci-hd" or "ahci-cd" or "ahci" => new AhciSpec(emulation, AhciDeviceOptions.Parse(emulation, options)),
                 _ when options.Length > 0 => new InvalidDeviceSpec(emulation, $"{device}: {emulation} takes no options"),
                 "hostbridge" => new HostBridgeSpec(Amd: false),
                 "amd_hostbridge" => new HostBridgeSpec(Amd: true),
@@ -65,6 +66,15 @@ public sealed record VirtioBlockSpec(BlockDeviceOptions Options) : DeviceSpec
 
 /// <summary>-s N,virtio-net[,options] or -s N,virtio-tap,tapN[,mac=]: a network adapter.</summary>
 public sealed record VirtioNetSpec(NetDeviceOptions Options) : DeviceSpec;
+
+/// <summary>-s N,ahci-hd,PATH / -s N,ahci-cd[,PATH] / -s N,ahci,hd:PATH,cd:PATH: an AHCI controller with one drive per port.</summary>
+/// <param name="Emulation">The spelling it was given in, so the command line is written back the same way.</param>
+/// <param name="Ports">The drives, port 0 first.</param>
+public sealed record AhciSpec(string Emulation, IReadOnlyList<AhciPortSpec> Ports) : DeviceSpec
+{
+    /// <summary>The options text of this controller (for a changed medium: <c>with { Ports = ... }</c>, then this).</summary>
+    public string? Options => AhciDeviceOptions.Format(Emulation, Ports);
+}
 
 /// <summary>-s N,virtio-rnd: an entropy source.</summary>
 public sealed record VirtioRngSpec : DeviceSpec;

@@ -132,6 +132,7 @@ public sealed record VmSpecification
             if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
             if (device is InvalidDeviceSpec invalid) problems.Add(invalid.Problem);
             if (device is VirtioBlockSpec disk) ValidateDisk(problems, d, disk.Options, disks);
+            if (device is AhciSpec ahci) ValidateAhci(problems, d, ahci, disks);
             if (device is VirtioNetSpec net && d.Address.IsValid) nets.Check(problems, d, net.Options.MacFor(EffectiveUuid, d.Address), net.Options);
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
@@ -161,6 +162,15 @@ public sealed record VmSpecification
         try { ImageGeometry.Resolve(disk); }
         catch (DiskImageException e) when (e.Problem == DiskImageProblem.NotFound) { problems.Add($"{d}: image {disk.Path} not found (give size= to create one)"); }
         catch (DiskImageException e) { problems.Add($"{d}: {e.Message}"); }
+    }
+
+    private static void ValidateAhci(List<string> problems, PciDeviceSpec d, AhciSpec ahci, Dictionary<string, PciDeviceSpec> disks)
+    {
+        foreach (var port in ahci.Ports)
+        {
+            if (port is AhciDiskPort disk) ValidateDisk(problems, d, disk.Options, disks);
+            else if (port is AhciCdromPort { MediumPath: { } medium }) RequireFile(problems, $"{d}: medium", medium);
+        }
     }
 
     /// <summary>What two network adapters may not share: a MAC, a TAP device, a forwarded host port.</summary>

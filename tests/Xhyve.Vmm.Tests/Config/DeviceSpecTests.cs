@@ -57,11 +57,75 @@ public sealed class DeviceSpecTests
 
     [Theory]
     [InlineData("3,frobnicator", "-s 0:3:0,frobnicator: unknown emulation 'frobnicator'")]
-    [InlineData("3,ahci-hd,disk.img", "-s 0:3:0,ahci-hd,disk.img: emulation 'ahci-hd' is not supported yet")]
+    [InlineData("3,virtio-9p,share", "-s 0:3:0,virtio-9p,share: emulation 'virtio-9p' is not supported yet")]
     public void UnknownOrPlannedEmulation_IsUnsupportedAndNamesTheArgument(string value, string problem)
     {
         var unsupported = Assert.IsType<UnsupportedDeviceSpec>(Device(value));
         Assert.Equal(problem, unsupported.Problem);
+    }
+
+    [Fact]
+    public void AhciHd_IsOneDiskPortWithTheBlockOptions()
+    {
+        var ahci = Assert.IsType<AhciSpec>(Device("4,ahci-hd,disk.img,ro,sectorsize=4096"));
+        var disk = Assert.IsType<AhciDiskPort>(Assert.Single(ahci.Ports));
+        Assert.Equal("disk.img", disk.Options.Path);
+        Assert.True(disk.Options.ReadOnly);
+        Assert.Equal(4096, disk.Options.LogicalSectorSize);
+    }
+
+    [Theory]
+    [InlineData("5,ahci-cd,install.iso", "install.iso")]
+    [InlineData("5,ahci-cd,install.iso,ro", "install.iso")]
+    [InlineData("5,ahci-cd", null)]
+    public void AhciCd_IsOneCdromPort_EmptyWithoutAPath(string value, string? medium) =>
+        Assert.Equal(medium, Assert.IsType<AhciCdromPort>(Assert.Single(Assert.IsType<AhciSpec>(Device(value)).Ports)).MediumPath);
+
+    [Fact]
+    public void Ahci_TakesBhyvesPortList_OptionsBelongToThePortBeforeThem()
+    {
+        var ahci = Assert.IsType<AhciSpec>(Device("4,ahci,hd:a.img,ro,nocache,cd:x.iso,cd:,hd:b.img"));
+        Assert.Equal(4, ahci.Ports.Count);
+        var a = Assert.IsType<AhciDiskPort>(ahci.Ports[0]).Options;
+        Assert.True(a.ReadOnly && a.NoCache);
+        Assert.Equal("x.iso", Assert.IsType<AhciCdromPort>(ahci.Ports[1]).MediumPath);
+        Assert.Null(Assert.IsType<AhciCdromPort>(ahci.Ports[2]).MediumPath);
+        var b = Assert.IsType<AhciDiskPort>(ahci.Ports[3]).Options;
+        Assert.False(b.ReadOnly);
+        Assert.Equal("b.img", b.Path);
+    }
+
+    [Theory]
+    [InlineData("4,ahci-hd,disk.img")]
+    [InlineData("4,ahci-hd,disk.img,ro,sectorsize=4096/8192")]
+    [InlineData("5,ahci-cd,x.iso")]
+    [InlineData("5,ahci-cd")]
+    [InlineData("6,ahci,hd:a.img,ro,cd:x.iso,cd:")]
+    public void AhciOptions_WrittenBack_ParseToTheSamePorts(string value)
+    {
+        var d = CommandLineParser.ParsePciDevice(value);
+        var ahci = Assert.IsType<AhciSpec>(d.Device);
+        var again = Assert.IsType<AhciSpec>(CommandLineParser.ParsePciDevice(CommandLineFormatter.FormatPciDevice(d with { Options = ahci.Options })).Device);
+        Assert.Equal(ahci.Ports, again.Ports);
+    }
+
+    [Theory]
+    [InlineData("4,ahci-hd", "-s 0:4:0,ahci-hd: no image path given")]
+    [InlineData("4,ahci-hd,d.img,cache=none", "-s 0:4:0,ahci-hd,d.img,cache=none: cache=none: unknown block option")]
+    [InlineData("5,ahci-cd,x.iso,sync", "-s 0:5:0,ahci-cd,x.iso,sync: sync: a CD/DVD drive takes only an image path")]
+    [InlineData("6,ahci", "-s 0:6:0,ahci: no ports given")]
+    [InlineData("6,ahci,disk.img", "-s 0:6:0,ahci,disk.img: disk.img: expected a port, hd:PATH or cd:[PATH]")]
+    [InlineData("6,ahci,hd:", "-s 0:6:0,ahci,hd:: hd:: no image path given")]
+    [InlineData("6,ahci,cd:x.iso,nocache", "-s 0:6:0,ahci,cd:x.iso,nocache: nocache: a CD/DVD drive takes only")]
+    public void BadAhciOption_IsInvalidAndNamesTheArgument(string value, string problemStart) =>
+        Assert.StartsWith(problemStart, Assert.IsType<InvalidDeviceSpec>(Device(value)).Problem);
+
+    [Fact]
+    public void Ahci_RefusesMoreThan32Ports()
+    {
+        string ports = string.Join(',', Enumerable.Range(0, 33).Select(_ => "cd:"));
+        Assert.Contains("at most 32 ports", Assert.IsType<InvalidDeviceSpec>(Device("6,ahci," + ports)).Problem);
+        Assert.Equal(32, Assert.IsType<AhciSpec>(Device("6,ahci," + string.Join(',', Enumerable.Range(0, 32).Select(_ => "cd:")))).Ports.Count);
     }
 
     [Fact]

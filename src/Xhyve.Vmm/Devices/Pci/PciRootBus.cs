@@ -8,6 +8,25 @@ public readonly record struct PciAddress(int Bus, int Slot, int Function)
 {
     public bool IsValid => Bus is >= 0 and <= 255 && Slot is >= 0 and <= 31 && Function is >= 0 and <= 7;
     public override string ToString() => $"{Bus}:{Slot}:{Function}";
+
+    /// <summary>Parses an address as -s writes it: SLOT, SLOT:FUNCTION or BUS:SLOT:FUNCTION (decimal); false when the
+    /// text is none of these or the numbers are out of range.</summary>
+    public static bool TryParse(string text, out PciAddress address)
+    {
+        address = default;
+        var parts = text.Split(':');
+        if (parts.Length > 3) return false;
+        Span<int> n = stackalloc int[3];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out n[i])) return false;
+        address = parts.Length switch
+        {
+            1 => new PciAddress(0, n[0], 0),
+            2 => new PciAddress(0, n[0], n[1]),
+            _ => new PciAddress(n[0], n[1], n[2]),
+        };
+        return true;
+    }
 }
 
 /// <summary>
