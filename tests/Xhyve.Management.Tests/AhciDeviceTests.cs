@@ -107,7 +107,7 @@ public sealed class AhciDeviceTests
     [Fact]
     public void TheLine_BhyvesAhciSpelling_WithOnePort_BecomesADiskOrADvdDrive()
     {
-        var vm = VmArguments.FromArguments(["-s", "3,ahci,hd:/vm/b.img,nocache,ro", "-s", "4,ahci,cd:/iso/x.iso", "-s", "5,ahci,cd:", "-f", "kexec,/k"], "l").Vm;
+        var vm = VmArguments.FromArguments(["-s", "3,ahci,hd:/vm/b.img,nocache,ro", "-s", "4,ahci,cd:/iso/x.iso,ro", "-s", "5,ahci,cd:", "-f", "kexec,/k"], "l").Vm;
         var disk = Assert.Single(vm.Disks);
         Assert.Equal(("/vm/b.img", "nocache,ro", DiskControllerType.AHCI), (disk.Path, disk.Options, disk.ControllerType));
         Assert.Equal([("/iso/x.iso", 4), (null, 5)], vm.DvdDrives.Select(d => (d.Path, d.Slot)));
@@ -117,10 +117,11 @@ public sealed class AhciDeviceTests
 
     [Theory]
     [InlineData("4,ahci,hd:/a.img,cd:/x.iso", "-s 0:4:0,ahci,hd:/a.img,cd:/x.iso: 2 ports on one AHCI controller")]
-    [InlineData("4,ahci,ro", "an ahci controller's options start with its ports")]
-    [InlineData("4,ahci", "an ahci controller's options start with its ports")]
-    [InlineData("4,ahci,hd:", "hd: needs the disk image's path")]
-    [InlineData("4,ahci-cd,/x.iso,nocache", "a DVD drive holds only an ISO's path; its options (nocache) cannot be kept")]
+    [InlineData("4,ahci,ro", "-s 0:4:0,ahci,ro: ro: expected a port")]
+    [InlineData("4,ahci", "-s 0:4:0,ahci: no ports given")]
+    [InlineData("4,ahci,hd:", "-s 0:4:0,ahci,hd:: hd:: no image path given")]
+    [InlineData("4,ahci-cd,/x.iso,nocache", "-s 0:4:0,ahci-cd,/x.iso,nocache: nocache: a CD/DVD drive takes only an image path")]
+    [InlineData("4,ahci-hd,/a.img,bogus", "-s 0:4:0,ahci-hd,/a.img,bogus: bogus: unknown block option")]
     public void LinesTheModelCannotHold_AreRefusedNamingTheDevice(string device, string expected) =>
         Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(["-s", device, "-f", "kexec,/k"])).Message);
 

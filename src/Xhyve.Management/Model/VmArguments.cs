@@ -144,34 +144,30 @@ public static class VmArguments
         };
     }
 
-    /// <summary>A DVD drive from what follows ahci-cd (or cd:): the ISO's path, or nothing for an empty drive. The model
-    /// keeps no options for a drive (it is always read-only), so any after the path are refused rather than dropped.</summary>
-    private static VmDvdDrive DvdDrive(PciDeviceSpec d, string pathAndOptions)
+    /// <summary>An AHCI controller, as the engine's own parser read it (-s N,ahci-hd,PATH[,opts], -s N,ahci-cd[,PATH] and
+    /// bhyve's -s N,ahci,hd:PATH[,opts],cd:[PATH]): a VM object gives each disk and DVD drive a controller of its own, so
+    /// a controller with one port becomes an AHCI disk or a DVD drive, and one with more is refused, naming the way to
+    /// write it. A drive's ro is dropped: it is always read-only.</summary>
+    private static void AddAhci(VirtualMachine vm, PciDeviceSpec d)
     {
-        int comma = pathAndOptions.IndexOf(',');
-        if (comma >= 0)
-            throw new VmDefinitionException($"{d}: a DVD drive holds only an ISO's path; its options ({pathAndOptions[(comma + 1)..]}) cannot be kept in a VM object");
-        return new VmDvdDrive { Path = pathAndOptions.Length > 0 ? pathAndOptions : null, Slot = d.Address.Slot };
-    }
-
-    /// <summary>bhyve's -s N,ahci,hd:PATH[,opts],cd:[PATH]: an item starting hd: or cd: starts a port, the items after it
-    /// are that port's options. A VM object gives each disk and DVD drive a controller of its own, so a controller with
-    /// one port becomes an AHCI disk or a DVD drive, and one with more is refused, naming the slots to split it into.</summary>
-    private static void AddAhciPort(VirtualMachine vm, PciDeviceSpec d)
-    {
-        var items = (d.Options ?? "").Split(',');
-        var starts = Enumerable.Range(0, items.Length).Where(i => items[i].StartsWith("hd:", StringComparison.Ordinal) || items[i].StartsWith("cd:", StringComparison.Ordinal)).ToList();
-        if (starts.Count == 0 || starts[0] != 0)
-            throw new VmDefinitionException($"{d}: an ahci controller's options start with its ports, each hd:PATH or cd:[PATH]");
-        if (starts.Count > 1)
-            throw new VmDefinitionException($"{d}: {starts.Count} ports on one AHCI controller; a VM object gives each disk and DVD drive a controller of its own: write each port as its own -s SLOT,ahci-hd,PATH or -s SLOT,ahci-cd,PATH");
-        string port = string.Join(",", items);
-        if (port.StartsWith("hd:", StringComparison.Ordinal))
+        var ahci = d.Device switch
         {
-            if (port.Length == 3 || port[3] == ',') throw new VmDefinitionException($"{d}: hd: needs the disk image's path");
-            vm.Disks.Add(Disk(port[3..], d.Address.Slot, DiskControllerType.AHCI));
+            AhciSpec a => a,
+            InvalidDeviceSpec bad => throw new VmDefinitionException(bad.Problem),
+            var other => throw new VmDefinitionException($"{d}: not an AHCI controller ({other.GetType().Name})"),
+        };
+        if (ahci.Ports.Count > 1)
+            throw new VmDefinitionException($"{d}: {ahci.Ports.Count} ports on one AHCI controller; a VM object gives each disk and DVD drive a controller of its own: write each port as its own -s SLOT,ahci-hd,PATH or -s SLOT,ahci-cd,PATH");
+        switch (ahci.Ports[0])
+        {
+            case AhciDiskPort:
+                // The path and options as written (after hd: in bhyve's spelling), as a virtio-blk disk keeps them.
+                vm.Disks.Add(Disk(d.Emulation == "ahci" ? d.Options![3..] : d.Options!, d.Address.Slot, DiskControllerType.AHCI));
+                break;
+            case AhciCdromPort cd:
+                vm.DvdDrives.Add(new VmDvdDrive { Path = cd.MediumPath, Slot = d.Address.Slot });
+                break;
         }
-        else vm.DvdDrives.Add(DvdDrive(d, port[3..]));
     }
 
     /// <summary>A VM from an xhyve command line (an xhyverun.sh argument list). Throws
@@ -216,14 +212,11 @@ public static class VmArguments
                 case "hostbridge" when plainSlot && d.Address.Slot == 0:
                 case "lpc" when plainSlot && d.Address.Slot == 31:
                     break;   // every VM has them
-                case "virtio-blk" or "ahci-hd" when plainSlot && d.Options != null:
-                    vm.Disks.Add(Disk(d.Options, d.Address.Slot, d.Emulation == "ahci-hd" ? DiskControllerType.AHCI : DiskControllerType.VirtIO));
+                case "virtio-blk" when plainSlot && d.Options != null:
+                    vm.Disks.Add(Disk(d.Options, d.Address.Slot, DiskControllerType.VirtIO));
                     break;
-                case "ahci-cd" when plainSlot:
-                    vm.DvdDrives.Add(DvdDrive(d, d.Options ?? ""));
-                    break;
-                case "ahci" when plainSlot:
-                    AddAhciPort(vm, d);
+                case "ahci-hd" or "ahci-cd" or "ahci" when plainSlot:
+                    AddAhci(vm, d);
                     break;
                 case "virtio-net" or "virtio-tap" when plainSlot:
                     // Every spelling (bare, user, tap=, mac=, hostfwd=, xhyve's virtio-tap,tapN) was parsed once, by the engine's parser.
