@@ -140,4 +140,48 @@ Describe 'DVD drives of a running VM' -Tag 'DvdDrive' {
         Get-XhyveDvdDrive up | Should -BeNullOrEmpty
         Get-XhyveDisk up | Should -BeNullOrEmpty
     }
+
+    It 'Set-XhyveDvdDrive changes the live medium through the control API, Get-XhyveDvdDrive shows it, and the VM keeps it' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        New-XhyveVM live -MultibootPath $hello -KernelCommandLine 'spin=1' -MemoryStartupBytes 64MB | Add-XhyveDvdDrive -Slot 5
+        Start-XhyveVM live -ErrorAction Stop
+        $socket = Join-Path (Get-XhyveVM live).Path 'control.sock'
+        function Get-EngineMedium { (& $xhyve ctl $socket media | ConvertFrom-Json).drives }
+
+        # A path with a space: the control API takes the rest of the line.
+        Set-XhyveDvdDrive live 5 $iso2 -ErrorAction Stop
+        $drives = @(Get-EngineMedium)
+        ($drives.Count, $drives[0].drive, $drives[0].medium) | Should -Be @(1, '0:5:0/0', $iso2) -Because 'the engine has the medium now'
+        (Get-XhyveDvdDrive live).Path | Should -Be $iso2
+        ((& $xhyve ctl $socket config | ConvertFrom-Json).arguments -join ' ') | Should -Match ([regex]::Escape("ahci-cd,$iso2"))
+        (Get-Content -Raw (Join-Path (Get-XhyveVM live).Path 'vm.json') | ConvertFrom-Json).dvdDrives[0].path | Should -Be $iso2 -Because 'the next start has it too'
+
+        # The guest's view, not the stored one: an eject made outside the module (as a guest's eject would be) shows.
+        & $xhyve ctl $socket media 5 eject | Out-Null
+        (Get-XhyveDvdDrive live).DvdMediaType | Should -Be 'None'
+        Set-XhyveDvdDrive live 5 $iso
+        (Get-EngineMedium).medium | Should -Be $iso
+        Get-XhyveDvdDrive live | Set-XhyveDvdDrive -Path $null
+        (Get-EngineMedium).medium | Should -BeNullOrEmpty
+        (Get-XhyveVM live).DvdDrives.Path | Should -BeNullOrEmpty
+
+        # Adding or removing a drive needs the VM off.
+        $e = Get-Errors { Remove-XhyveDvdDrive live 5 -Confirm:$false }
+        ($e[0].FullyQualifiedErrorId -split ',')[0] | Should -Be 'VMRunning'
+        (Get-XhyveDvdDrive live).Slot | Should -Be 5
+        (Get-XhyveVM live).State | Should -Be 'Running'
+    }
+
+    It 'a change the running engine refuses is DvdMediaNotChanged with the engine''s reason, and the stored medium stays' {
+        if (-not $kvm) { Set-ItResult -Skipped -Because $noKvm; return }
+        New-XhyveVM stale -MultibootPath $hello -KernelCommandLine 'spin=1' -MemoryStartupBytes 64MB | Add-XhyveDvdDrive -Slot 5
+        Start-XhyveVM stale -ErrorAction Stop
+        # The definition edited by hand while the VM runs: it names a drive in slot 9, which the engine does not have.
+        $json = Join-Path (Get-XhyveVM stale).Path 'vm.json'
+        (Get-Content -Raw $json) -replace '"slot": 5', '"slot": 9' | Set-Content $json
+        $e = Get-Errors { Set-XhyveDvdDrive stale 9 $iso }
+        ($e[0].FullyQualifiedErrorId, $e[0].CategoryInfo.Category, $e[0].TargetObject) | Should -Be @('DvdMediaNotChanged,Xhyve.PowerShell.Cmdlets.SetXhyveDvdDriveCommand', 'InvalidOperation', 9)
+        $e[0].Exception.Message | Should -Match "VM 'stale': the DVD drive in slot 9 \(0:9:0/0\): the engine did not change the medium: .*9"
+        Get-Content -Raw $json | Should -Not -Match 'install\.iso' -Because 'nothing is stored when the engine refuses'
+    }
 }
