@@ -93,6 +93,11 @@ banner: .asciz "Linux version 6.1.0 (example kernel)\nweb login: \n"
         'web-user-adapter' = { New-WebVM; Add-XhyveNetworkAdapter web -PortForward 'tcp:8080:80' }
         # Slot 2: debian.iso; slot 3: an empty drive.
         'web-dvd'          = { New-WebVM; Add-XhyveDvdDrive web -Path ./debian.iso; Add-XhyveDvdDrive web }
+        'web-dvd-running'  = {
+            New-WebVM; Add-XhyveDvdDrive web -Path ./debian.iso
+            Start-XhyveVM web
+            Wait-XhyveVM web -For ConsoleText -Pattern 'login:' -TimeoutSec 60 -ErrorAction Stop | Out-Null
+        }
         'web-adapters'     = {
             New-WebVM
             Add-XhyveNetworkAdapter web -PortForward 'tcp:8080:80'
@@ -210,6 +215,12 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'Resume-XhyveVM-1'                = @{ Setup = 'web-paused'; Kvm = $true }
         'Set-XhyveDvdDrive-1'             = @{ Setup = 'web-dvd'; Images = @('debian.iso', 'firmware.iso'); Then = { (Get-XhyveDvdDrive web -Slot 2).Path | Should -BeLike '*/firmware.iso' } }
         'Set-XhyveDvdDrive-2'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).DvdMediaType | Should -Be @('None', 'None') } }
+        'Set-XhyveDvdDrive-3'             = @{ Setup = 'web-dvd-running'; Images = @('debian.iso', 'firmware.iso'); Kvm = $true; Then = {
+                param($run)
+                $run.Output | Should -Match '2\s+ISO'
+                $socket = Join-Path (Get-XhyveVM web).Path 'control.sock'
+                (& (Join-Path $root 'out/Xhyve/xhyve') ctl $socket media | ConvertFrom-Json).drives[0].medium | Should -BeLike '*/firmware.iso' -Because 'the running engine has the new disc'
+            } }
         'Set-XhyveNetworkAdapter-1'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-2'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-3'       = @{ Setup = 'web-adapters' }
