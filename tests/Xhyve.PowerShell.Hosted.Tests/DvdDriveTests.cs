@@ -33,6 +33,21 @@ public sealed class DvdDriveTests(HostedModule module) : IDisposable
     }
 
     [Fact]
+    public void Get_takes_wildcards_for_VMName_and_a_pattern_that_matches_nothing_is_no_error()
+    {
+        NewVm("cd1");
+        NewVm("cd2");
+        NewVm("other");
+        module.Run("Add-XhyveDvdDrive cd1, cd2, other").AssertNoErrors();
+        var drives = module.Run("Get-XhyveDvdDrive -VMName CD*");
+        drives.AssertNoErrors();
+        Assert.Equal(["cd1", "cd2"], drives.Output.Select(d => d.P<string>("VMName")).Order(StringComparer.Ordinal));
+        var none = module.Run("Get-XhyveDvdDrive -VMName nothing*");
+        none.AssertNoErrors();
+        Assert.Empty(none.Output);
+    }
+
+    [Fact]
     public void Add_with_a_missing_ISO_is_DvdMediaNotFound_naming_it_as_given_and_nothing_is_stored()
     {
         NewVm("cd");
