@@ -99,6 +99,19 @@ public sealed class DvdDriveTests(HostedModule module) : IDisposable
     }
 
     [Fact]
+    public void Add_in_a_slot_another_device_has_is_SlotInUse_naming_both_with_the_slot_as_target_and_nothing_is_stored()
+    {
+        NewVm("cd");
+        string image = _store.Image();
+        module.Run("Add-XhyveDisk cd -Path $args[0] -Slot 4", image).AssertNoErrors();
+        string before = _store.Definition("cd");
+        var error = module.Run("Add-XhyveDvdDrive cd -Slot 4").SingleError();
+        AssertError(error, "SlotInUse", "AddXhyveDvdDriveCommand", ErrorCategory.ResourceExists, 4);
+        Assert.Contains($"DVD drive in slot 4 (empty): slot 4 is already used by disk {image}", error.Exception.Message, StringComparison.Ordinal);
+        Assert.Equal(before, _store.Definition("cd"));
+    }
+
+    [Fact]
     public void Set_with_a_missing_ISO_is_DvdMediaNotFound_and_the_medium_stays()
     {
         NewVm("cd");

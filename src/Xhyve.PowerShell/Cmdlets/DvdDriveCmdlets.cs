@@ -71,6 +71,11 @@ public sealed class AddXhyveDvdDriveCommand : XhyveVMDeviceCmdlet
                 {
                     added = new VmDvdDrive { Path = iso, Slot = Slot != 0 ? Slot : vm.NextFreeSlot() };
                     vm.DvdDrives.Add(added);
+                    // A -Slot another device has: an error of its own naming both, rather than the store's refusal.
+                    string drive = FormattableString.Invariant($"DVD drive in slot {added.Slot} ");
+                    if (vm.Validate().FirstOrDefault(p => p.StartsWith(drive, StringComparison.Ordinal)) is { } taken)
+                        throw new DeviceErrorException(new ErrorRecord(new InvalidOperationException($"VM '{name}': {taken}; give another -Slot, or none for the lowest free one."),
+                            "SlotInUse", ErrorCategory.ResourceExists, Slot));
                 }) == null) return;
                 if (PassThru) WriteObject(new XhyveDvdDrive(name, added!));
             });
