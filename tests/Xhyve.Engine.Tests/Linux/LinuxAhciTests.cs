@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
+using Xhyve.Engine.Tests.Support;
 
 namespace Xhyve.Engine.Tests.Linux;
 
@@ -14,11 +15,8 @@ public sealed class AhciBoot : LinuxBootFixture
     {
         string disk = Path.Combine(dir, "sata.img"), iso = Path.Combine(dir, "cd.iso");
         using (var f = File.Create(disk)) f.SetLength(64 << 20);
-        HostTools.MakeIso(iso, "XHYVE_TEST", new Dictionary<string, byte[]>
-        {
-            ["hello.txt"] = System.Text.Encoding.ASCII.GetBytes(CdText + "\n"),
-            ["blob.bin"] = CdBlob,
-        });
+        // Plain ISO 9660 names (HELLO.TXT;1): Linux's isofs shows them in lower case.
+        IsoImage.Create(iso, "XHYVE_TEST", [("HELLO.TXT", System.Text.Encoding.ASCII.GetBytes(CdText + "\n")), ("BLOB.BIN", CdBlob)]);
         var spec = new LinuxBootSpec("""
             mkdir -p /mnt/a /mnt/cd
             for f in /sys/bus/pci/devices/*; do

@@ -90,16 +90,4 @@ public static class HostTools
         Assert.True(mkfs.ExitCode == 0, mkfs.ToString());
         Directory.Delete(content, true);
     }
-
-    /// <summary>Makes an ISO 9660 image (with Joliet and Rock Ridge) on the host holding the given files, with xorriso
-    /// (scripts/setup-debian.sh installs it).</summary>
-    public static void MakeIso(string image, string volumeId, IReadOnlyDictionary<string, byte[]> files)
-    {
-        string content = image + ".d";
-        Directory.CreateDirectory(content);
-        foreach (var (name, bytes) in files) File.WriteAllBytes(Path.Combine(content, name), bytes);
-        var make = Run("xorriso", "-as", "mkisofs", "-quiet", "-J", "-R", "-V", volumeId, "-o", image, content);
-        Assert.True(make.ExitCode == 0, make.ToString());
-        Directory.Delete(content, true);
-    }
 }

@@ -48,10 +48,16 @@ internal sealed class TrackedMedium(long size, string path = "/media/x.iso") : I
     public bool ReadOnly => true;
     public void Read(long offset, Span<byte> buffer) => Inner.Read(offset, buffer);
     public void Write(long offset, ReadOnlySpan<byte> data) => Inner.Write(offset, data);
+    /// <summary>Spins this long inside each read, so a disposal racing with a read shows up.</summary>
+    public int ReadSpin;
+
     public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers)
     {
-        if (Volatile.Read(ref Disposals) != 0) throw new ObjectDisposedException(path);   // a read after eject would be a drive bug
+        // A read on a closed medium, or one that is closed under it, would be a drive bug (a real file would fail or read a reused fd).
+        if (Volatile.Read(ref Disposals) != 0) throw new ObjectDisposedException(path);
         Inner.ReadVectored(offset, buffers);
+        if (ReadSpin > 0) Thread.SpinWait(ReadSpin);
+        if (Volatile.Read(ref Disposals) != 0) throw new ObjectDisposedException(path);
     }
     public void WriteVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => Inner.WriteVectored(offset, buffers);
     public void Flush() { }

@@ -180,14 +180,14 @@ public sealed class AtapiMediaTests
     public async Task InsertAndEject_WhileTheGuestReads_NeverFailAReadWithAnException()
     {
         // The medium is disposed by Insert/Eject; a read in flight must finish on the medium it started with.
-        using var d = Ready(new AtapiCdrom("cd", new TrackedMedium(2048 * 16)));
+        using var d = Ready(new AtapiCdrom("cd", new TrackedMedium(2048 * 16) { ReadSpin = 5000 }));
         using var stop = new CancellationTokenSource();
         var changer = Task.Run(() =>
         {
             int i = 0;
             while (!stop.IsCancellationRequested)
             {
-                if (i++ % 2 == 0) d.Insert(new TrackedMedium(2048 * 16));
+                if (i++ % 2 == 0) d.Insert(new TrackedMedium(2048 * 16) { ReadSpin = 5000 });
                 else d.Eject();
                 _ = d.MediumPath;
                 _ = d.Locked;

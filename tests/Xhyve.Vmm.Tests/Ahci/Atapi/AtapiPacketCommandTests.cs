@@ -362,7 +362,7 @@ public sealed class AtapiPacketCommandTests
         Run(d, 0x1E, 0, 0, 0, 1, 0);
         Assert.True(d.Locked);
         var r = GetConfiguration(d, 2, 3);
-        Assert.Equal(0x29, r[8 + 4]);                   // MMC-5 5.3.4: bit 1 is reserved in this feature
+        Assert.Equal(0x29, r[8 + 4]);                   // MMC: bit 1 of this feature is no lock state
     }
 
     [Fact]

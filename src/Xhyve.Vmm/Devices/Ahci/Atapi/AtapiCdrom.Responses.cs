@@ -7,15 +7,19 @@ namespace Xhyve.Vmm.Devices.Ahci.Atapi;
 // the allocation length. Length fields always give the full length, as SPC says, so a guest can ask again.
 public sealed partial class AtapiCdrom
 {
+    /// <summary>The model IDENTIFY PACKET DEVICE reports.</summary>
     public const string Model = "XHYVE DVD-ROM";
+    /// <summary>INQUIRY's vendor identification.</summary>
     public const string Vendor = "XHYVE";
+    /// <summary>INQUIRY's product identification.</summary>
     public const string Product = "DVD-ROM";
+    /// <summary>The firmware revision of IDENTIFY PACKET DEVICE and INQUIRY.</summary>
     public const string Revision = "1.0";
 
     /// <summary>The largest standard CD (80 minutes of 75 sectors a second): a larger medium is reported as a DVD.</summary>
     public const long CdMaxSectors = 80 * 60 * 75;
 
-    /// <summary>IDENTIFY PACKET DEVICE data (ATA8-ACS table 22, the PACKET device words).</summary>
+    /// <summary>IDENTIFY PACKET DEVICE data (ATA8-ACS, the PACKET device words).</summary>
     private void BuildIdentify(byte[] b)
     {
         b.AsSpan(0, 512).Clear();
@@ -39,7 +43,7 @@ public sealed partial class AtapiCdrom
         W(87, 0x4000);
         int udma = (_transferMode >> 3) == 8 ? 1 << (8 + (_transferMode & 7)) : 0;
         W(88, 0x007F | udma);       // Ultra DMA 0-6 supported, the selected one
-        // Word 255: signature A5h and a checksum making the 512 bytes sum to 0 (ATA8-ACS 7.16.7.88).
+        // Word 255: signature A5h and a checksum making the 512 bytes sum to 0 (ATA8-ACS).
         b[510] = 0xA5;
         byte sum = 0;
         for (int i = 0; i < 511; i++) sum += b[i];
@@ -130,7 +134,7 @@ public sealed partial class AtapiCdrom
     {
         if (_medium is null) return Check(SenseCode.MediumNotPresent);
         long capacity = CapacityOf(_medium);
-        // The last LBA; FFFFFFFFh says "use READ CAPACITY(16)" for a medium too large to tell (SBC-3 5.12).
+        // The last LBA; FFFFFFFFh says "use READ CAPACITY(16)" for a medium too large to tell (SBC-3).
         uint last = capacity == 0 ? 0 : capacity - 1 > uint.MaxValue ? uint.MaxValue : (uint)(capacity - 1);
         BinaryPrimitives.WriteUInt32BigEndian(_response, last);
         BinaryPrimitives.WriteUInt32BigEndian(_response.AsSpan(4), SectorSize);
@@ -224,7 +228,7 @@ public sealed partial class AtapiCdrom
         r[..128].Clear();
         BinaryPrimitives.WriteUInt16BigEndian(r[6..], profile);
         int length = 8;
-        // Features in ascending code order (MMC-5 5.3.1), each: code, version/persistent/current, additional length.
+        // Features in ascending code order (MMC-5), each: code, version/persistent/current, additional length.
         for (int code = 0; code <= 0x10; code++)
         {
             if (code is not (0x00 or 0x01 or 0x02 or 0x03 or 0x10)) continue;

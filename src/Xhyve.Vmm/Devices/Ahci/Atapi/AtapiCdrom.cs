@@ -21,7 +21,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
     /// <summary>The MMC logical block size.</summary>
     public const int SectorSize = 2048;
 
-    /// <summary>Media event codes of GET EVENT STATUS NOTIFICATION's media class (MMC-5 table 149).</summary>
+    /// <summary>Media event codes of GET EVENT STATUS NOTIFICATION's media class (MMC-5).</summary>
     private const byte EventNone = 0, EventNewMedia = 2, EventMediaRemoval = 3;
 
     /// <summary>Interrupt reason at the end of a packet command (count register): I/O and C/D set.</summary>
@@ -52,13 +52,16 @@ public sealed partial class AtapiCdrom : IAhciDrive
         _medium = medium;
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
 
     /// <summary>The serial number IDENTIFY PACKET DEVICE and INQUIRY's serial number page report (20 characters).</summary>
     public string Serial { get; }
 
+    /// <inheritdoc/>
     public uint Signature => 0xEB140101;
 
+    /// <inheritdoc/>
     public bool IsAtapi => true;
 
     /// <summary>The medium's path, or null for an empty drive.</summary>
@@ -106,6 +109,8 @@ public sealed partial class AtapiCdrom : IAhciDrive
         if (_unitAttention == SenseCode.NotReadyToReadyChange) _unitAttention = null;   // the medium it announced is gone
     }
 
+    /// <summary>A COMRESET or DEVICE RESET: clears the guest's lock and any pending sense, keeps the medium, and
+    /// posts the POWER ON, RESET unit attention (0x29/0x00) real drives report after a reset.</summary>
     public void Reset()
     {
         lock (_gate) ResetLocked();
@@ -118,6 +123,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
         _unitAttention = SenseCode.PowerOnReset;
     }
 
+    /// <summary>Disposes the medium; commands after this abort.</summary>
     public void Dispose()
     {
         lock (_gate)
@@ -129,6 +135,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
         }
     }
 
+    /// <inheritdoc/>
     public AtaCompletion Execute(in AtaCommand command, ReadOnlySpan<byte> packet, ReadOnlySpan<IoBuffer> data)
     {
         lock (_gate)
@@ -143,7 +150,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
                     BuildIdentify(_response);
                     return ScatterList.Length(data) < 512 ? AtaCompletion.Abort() : AtaCompletion.Ok(ScatterList.CopyTo(_response, data));
                 case AtaIdentify:
-                    // ATA8-ACS 7.16: a PACKET device aborts IDENTIFY DEVICE and leaves its signature in the registers,
+                    // ATA8-ACS: a PACKET device aborts IDENTIFY DEVICE and leaves its signature in the registers,
                     // which is how drivers tell an ATAPI device from a disk.
                     return new(AtaCompletion.StatusReady | AtaCompletion.StatusError, AtaCompletion.ErrorAbort, SignatureLba, SignatureCount, 0, 0);
                 case AtaDeviceReset:
@@ -168,7 +175,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
     private AtaCompletion SetFeatures(in AtaCommand command)
     {
         if ((command.Features & 0xFF) != 0x03) return AtaCompletion.Ok();   // other subcommands (caching, APM...) have nothing to change here
-        // Set transfer mode (ATA8-ACS table 20): the mode in COUNT; only modes IDENTIFY claims are accepted.
+        // Set transfer mode (ATA8-ACS): the mode in COUNT; only modes IDENTIFY claims are accepted.
         byte mode = (byte)command.Count;
         bool valid = (mode >> 3) switch
         {
@@ -188,7 +195,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
     {
         byte op = cdb[0];
         if (op != ScsiRequestSense) _sense = SenseCode.None;   // sense describes the last command only
-        // SPC-3 5.6 / MMC-5 4.1.6.1: a pending unit attention fails the next command, except those that report
+        // SPC-3 / MMC-5: a pending unit attention fails the next command, except those that report
         // state without touching the medium (GESN reports the change as a media event instead).
         if (_unitAttention is { } ua && op is not (ScsiInquiry or ScsiRequestSense or ScsiGetEventStatus or ScsiGetConfiguration))
         {
