@@ -22,6 +22,7 @@
         'Start-XhyveVM', 'Stop-XhyveVM', 'Restart-XhyveVM', 'Suspend-XhyveVM', 'Resume-XhyveVM', 'Wait-XhyveVM',
         'Add-XhyveDisk', 'Get-XhyveDisk', 'Remove-XhyveDisk', 'New-XhyveDiskImage',
         'Add-XhyveNetworkAdapter', 'Get-XhyveNetworkAdapter', 'Set-XhyveNetworkAdapter', 'Remove-XhyveNetworkAdapter',
+        'Add-XhyveDvdDrive', 'Get-XhyveDvdDrive', 'Set-XhyveDvdDrive', 'Remove-XhyveDvdDrive',
         'Get-XhyveConsoleOutput', 'Connect-XhyveVM', 'Test-XhyveHost', 'ConvertFrom-XhyveCommandLine'
     )
     FunctionsToExport    = @()

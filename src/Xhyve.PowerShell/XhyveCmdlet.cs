@@ -2,6 +2,7 @@ using System.Management.Automation;
 using Xhyve.Management.Engine;
 using Xhyve.Management.Model;
 using Xhyve.Management.Store;
+using Xhyve.PowerShell.Cmdlets;
 
 namespace Xhyve.PowerShell;
 
@@ -99,11 +100,13 @@ public abstract class XhyveCmdlet : PSCmdlet
 
     internal string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
-    /// <summary>Changes a stored VM that is off (a running engine's machine is fixed for its lifetime).</summary>
+    /// <summary>Changes a stored VM that is off (a running engine's machine is fixed for its lifetime); one that is not
+    /// is a VMRunning error naming Stop-XhyveVM, with the VM as target.</summary>
     internal VirtualMachine ChangeStoppedVm(string name, Action<VirtualMachine> change)
     {
-        if (Engines.GetStatus(name).State != VmState.Off)
-            throw new EngineException($"VM '{name}' is running; stop it before changing it");
+        if (Engines.GetStatus(name).State is var state and not VmState.Off)
+            throw new DeviceErrorException(new ErrorRecord(new InvalidOperationException($"VM '{name}' is {state}; stop it with Stop-XhyveVM before changing it."),
+                "VMRunning", ErrorCategory.InvalidOperation, name));
         return Store.Update(name, change);
     }
 
@@ -121,6 +124,7 @@ public abstract class XhyveCmdlet : PSCmdlet
     internal void Try(string name, Action action)
     {
         try { action(); }
+        catch (DeviceErrorException e) { WriteError(e.ErrorRecord); }
         catch (VmStoreUnavailableException e) { WriteError(StoreUnavailable(e)); }
         catch (VmExistsException e) { WriteError(new ErrorRecord(e, "VMExists", ErrorCategory.ResourceExists, name)); }
         catch (VmStoreException e) { WriteError(new ErrorRecord(e, "VMStoreError", ErrorCategory.InvalidOperation, name)); }

@@ -38,6 +38,7 @@ public sealed class XhyveVM
     public string? MultibootPath => Definition.MultibootPath;
     public IReadOnlyList<MultibootModuleDefinition> MultibootModules => Definition.MultibootModules;
     public IReadOnlyList<XhyveDisk> HardDrives => Definition.Disks.Select(d => new XhyveDisk(Name, d)).ToList();
+    public IReadOnlyList<XhyveDvdDrive> DvdDrives => Definition.DvdDrives.Select(d => new XhyveDvdDrive(Name, d)).ToList();
     public IReadOnlyList<XhyveNetworkAdapter> NetworkAdapters => Definition.NetworkAdapters.Select(n => new XhyveNetworkAdapter(Definition, n)).ToList();
     public IReadOnlyList<string> ExtraArguments => Definition.ExtraArguments;
     /// <summary>The VM's folder: definition, console log, engine files.</summary>
@@ -55,7 +56,36 @@ public sealed partial class XhyveDisk(string vmName, VmDisk disk)
     public int Slot => disk.Slot;
     public string? Options => disk.Options;
     public bool ReadOnly => disk.ReadOnly;
+    /// <summary>VirtIO (a virtio-blk device) or AHCI (a SATA disk).</summary>
+    public DiskControllerType ControllerType => disk.ControllerType;
     public override string ToString() => Path;
+}
+
+/// <summary>A CD/DVD drive of a VM (Get-XhyveDvdDrive, Add-/Set-/Remove-XhyveDvdDrive -PassThru): an ATAPI drive on an
+/// AHCI controller of its own in a PCI slot, holding an ISO image or empty.</summary>
+public sealed class XhyveDvdDrive
+{
+    internal XhyveDvdDrive(string vmName, VmDvdDrive drive, string? liveMedium = null, bool live = false)
+    {
+        VMName = vmName;
+        Slot = drive.Slot;
+        Path = live ? liveMedium : drive.Path;
+    }
+
+    public string VMName { get; }
+    /// <summary>The PCI slot of the drive's AHCI controller (Hyper-V's ControllerNumber).</summary>
+    public int Slot { get; }
+    /// <summary>The drive's port on its controller (Hyper-V's ControllerLocation): each drive has a controller of its own, so 0.</summary>
+    public int ControllerLocation => 0;
+    /// <summary>Always AHCI.</summary>
+    public string ControllerType => "AHCI";
+    /// <summary>The ISO image in the drive, or null when it is empty.</summary>
+    public string? Path { get; }
+    /// <summary>ISO, or None for an empty drive (Hyper-V's DvdMediaType).</summary>
+    public string DvdMediaType => Path != null ? "ISO" : "None";
+    /// <summary>The drive as the engine's control API (media) names it: 0:SLOT:0/0.</summary>
+    public string Drive => FormattableString.Invariant($"0:{Slot}:0/0");
+    public override string ToString() => Path ?? $"DVD drive in slot {Slot} (empty)";
 }
 
 /// <summary>A network adapter of a VM (Get-XhyveNetworkAdapter, Add-/Set-/Remove-XhyveNetworkAdapter -PassThru).</summary>

@@ -39,9 +39,9 @@ public sealed class CmdletMetadataTests
     {
         string[] expected =
         [
-            "Add-XhyveDisk", "Add-XhyveNetworkAdapter", "Connect-XhyveVM", "ConvertFrom-XhyveCommandLine", "Get-XhyveConsoleOutput", "Get-XhyveDisk",
-            "Get-XhyveNetworkAdapter", "Get-XhyveVM", "New-XhyveDiskImage", "New-XhyveVM", "Remove-XhyveDisk", "Remove-XhyveNetworkAdapter",
-            "Remove-XhyveVM", "Restart-XhyveVM", "Resume-XhyveVM", "Set-XhyveNetworkAdapter", "Set-XhyveVM", "Start-XhyveVM", "Stop-XhyveVM", "Suspend-XhyveVM",
+            "Add-XhyveDisk", "Add-XhyveDvdDrive", "Add-XhyveNetworkAdapter", "Connect-XhyveVM", "ConvertFrom-XhyveCommandLine", "Get-XhyveConsoleOutput", "Get-XhyveDisk",
+            "Get-XhyveDvdDrive", "Get-XhyveNetworkAdapter", "Get-XhyveVM", "New-XhyveDiskImage", "New-XhyveVM", "Remove-XhyveDisk", "Remove-XhyveDvdDrive", "Remove-XhyveNetworkAdapter",
+            "Remove-XhyveVM", "Restart-XhyveVM", "Resume-XhyveVM", "Set-XhyveDvdDrive", "Set-XhyveNetworkAdapter", "Set-XhyveVM", "Start-XhyveVM", "Stop-XhyveVM", "Suspend-XhyveVM",
             "Test-XhyveHost", "Wait-XhyveVM",
         ];
         Assert.Equal(expected, Cmdlets.Select(c => c.Name));

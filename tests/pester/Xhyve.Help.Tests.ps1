@@ -91,6 +91,13 @@ banner: .asciz "Linux version 6.1.0 (example kernel)\nweb login: \n"
             Add-XhyveDisk web -Path ./old.img
         }
         'web-user-adapter' = { New-WebVM; Add-XhyveNetworkAdapter web -PortForward 'tcp:8080:80' }
+        # Slot 2: debian.iso; slot 3: an empty drive.
+        'web-dvd'          = { New-WebVM; Add-XhyveDvdDrive web -Path ./debian.iso; Add-XhyveDvdDrive web }
+        'web-dvd-running'  = {
+            New-WebVM; Add-XhyveDvdDrive web -Path ./debian.iso
+            Start-XhyveVM web
+            Wait-XhyveVM web -For ConsoleText -Pattern 'login:' -TimeoutSec 60 -ErrorAction Stop | Out-Null
+        }
         'web-adapters'     = {
             New-WebVM
             Add-XhyveNetworkAdapter web -PortForward 'tcp:8080:80'
@@ -170,7 +177,10 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'about_Xhyve-1'                   = @{ Images = @(); Kvm = $true; Passt = $true; Port = 8080 }
         'Add-XhyveDisk-1'                 = @{ Setup = 'web' }
         'Add-XhyveDisk-2'                 = @{ Setup = 'web' }
-        'Add-XhyveDisk-3'                 = @{ Setup = 'web'; Images = @() }
+        'Add-XhyveDisk-3'                 = @{ Setup = 'web'; Then = { (Get-XhyveDisk web).ControllerType | Should -Be 'AHCI' } }
+        'Add-XhyveDisk-4'                 = @{ Setup = 'web'; Images = @() }
+        'Add-XhyveDvdDrive-1'             = @{ Setup = 'web'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).Path | Should -BeLike '*/debian.iso' } }
+        'Add-XhyveDvdDrive-2'             = @{ Setup = 'web'; Images = @(); Then = { param($run) $run.Output | Should -Match 'None' } }
         'Add-XhyveNetworkAdapter-1'       = @{ Setup = 'web' }
         'Add-XhyveNetworkAdapter-2'       = @{ Setup = 'web' }
         'Connect-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true; Terminal = $true }
@@ -183,6 +193,9 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
             } }
         'Get-XhyveDisk-1'                 = @{ Setup = 'web-disks' }
         'Get-XhyveDisk-2'                 = @{ Setup = 'web-disks' }
+        # A narrow host may cut the Path column short: the rows are checked by their other columns.
+        'Get-XhyveDvdDrive-1'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { param($run) $run.Output | Should -Match 'web\s+2\s+AHCI\s+ISO' } }
+        'Get-XhyveDvdDrive-2'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { param($run) $run.Output | Should -Match 'web\s+2\s' } }
         'Get-XhyveNetworkAdapter-1'       = @{ Setup = 'web-adapters' }
         'Get-XhyveNetworkAdapter-2'       = @{ Setup = 'web-adapters' }
         'Get-XhyveVM-1'                   = @{ Setup = 'web' }
@@ -192,12 +205,22 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'New-XhyveVM-2'                   = @{ Kvm = $true }
         'Remove-XhyveDisk-1'              = @{ Setup = 'web-disks' }
         'Remove-XhyveDisk-2'              = @{ Setup = 'web-disks' }
+        'Remove-XhyveDvdDrive-1'          = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).Slot | Should -Be 2 } }
+        'Remove-XhyveDvdDrive-2'          = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { Get-XhyveDvdDrive web | Should -BeNullOrEmpty } }
         'Remove-XhyveNetworkAdapter-1'    = @{ Setup = 'web-adapters' }
         'Remove-XhyveVM-1'                = @{ Setup = 'web' }
         'Remove-XhyveVM-2'                = @{ Setup = 'web-and-db' }
         'Restart-XhyveVM-1'               = @{ Setup = 'web-running'; Kvm = $true }
         'Restart-XhyveVM-2'               = @{ Setup = 'web-running'; Kvm = $true }
         'Resume-XhyveVM-1'                = @{ Setup = 'web-paused'; Kvm = $true }
+        'Set-XhyveDvdDrive-1'             = @{ Setup = 'web-dvd'; Images = @('debian.iso', 'firmware.iso'); Then = { (Get-XhyveDvdDrive web -Slot 2).Path | Should -BeLike '*/firmware.iso' } }
+        'Set-XhyveDvdDrive-2'             = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).DvdMediaType | Should -Be @('None', 'None') } }
+        'Set-XhyveDvdDrive-3'             = @{ Setup = 'web-dvd-running'; Images = @('debian.iso', 'firmware.iso'); Kvm = $true; Then = {
+                param($run)
+                $run.Output | Should -Match '2\s+ISO'
+                $socket = Join-Path (Get-XhyveVM web).Path 'control.sock'
+                (& (Join-Path $root 'out/Xhyve/xhyve') ctl $socket media | ConvertFrom-Json).drives[0].medium | Should -BeLike '*/firmware.iso' -Because 'the running engine has the new disc'
+            } }
         'Set-XhyveNetworkAdapter-1'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-2'       = @{ Setup = 'web-user-adapter' }
         'Set-XhyveNetworkAdapter-3'       = @{ Setup = 'web-adapters' }

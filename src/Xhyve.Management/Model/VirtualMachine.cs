@@ -8,15 +8,49 @@ namespace Xhyve.Management.Model;
 /// <summary>A multiboot module: a file and the command line the kernel sees for it.</summary>
 public sealed record MultibootModuleDefinition(string Path, string? CommandLine = null);
 
-/// <summary>A virtio-blk disk: an image file (raw, or split/sparse) in a PCI slot, with the engine's block
-/// options (ro, sync, direct, nocache, sectorsize=, size=, split=, sparse).</summary>
+/// <summary>The controller a disk is attached to, as Hyper-V's ControllerType names IDE and SCSI.</summary>
+public enum DiskControllerType
+{
+    /// <summary>A virtio-blk device (-s SLOT,virtio-blk,PATH): the fastest, for guests with virtio drivers.</summary>
+    VirtIO,
+    /// <summary>A SATA disk on its own AHCI controller (-s SLOT,ahci-hd,PATH), for guests with no virtio drivers.</summary>
+    AHCI,
+}
+
+/// <summary>A disk: an image file (raw, or split/sparse) in a PCI slot, on a virtio-blk or AHCI controller, with the
+/// engine's block options (ro, sync, direct, nocache, sectorsize=, size=, split=, sparse).</summary>
 public sealed class VmDisk
 {
     public required string Path { get; set; }
     public int Slot { get; set; }
     /// <summary>Comma-separated block options after the path, as in -s SLOT,virtio-blk,PATH,OPTIONS; null for none.</summary>
     public string? Options { get; set; }
+
+    /// <summary>VirtIO (the default) or AHCI. Not written for VirtIO, so a vm.json without AHCI disks stays what older
+    /// versions of the module read (they refuse fields they do not know); a missing field means VirtIO.</summary>
+    [JsonConverter(typeof(ControllerTypeConverter))]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public DiskControllerType ControllerType { get; set; }
+
     [JsonIgnore] public bool ReadOnly => Options?.Split(',').Contains("ro") == true;
+
+    /// <summary>The engine's emulation for the disk: virtio-blk or ahci-hd.</summary>
+    [JsonIgnore] public string Emulation => ControllerType == DiskControllerType.AHCI ? "ahci-hd" : "virtio-blk";
+
+    // Written as its name; a number (even an undefined one) is refused.
+    private sealed class ControllerTypeConverter() : JsonStringEnumConverter<DiskControllerType>(namingPolicy: null, allowIntegerValues: false);
+}
+
+/// <summary>A CD/DVD drive: an ATAPI drive on its own AHCI controller in a PCI slot (-s SLOT,ahci-cd[,PATH]), always
+/// read-only, holding an ISO image or empty.</summary>
+public sealed class VmDvdDrive
+{
+    /// <summary>The ISO image in the drive, or null for an empty drive.</summary>
+    public string? Path { get; set; }
+    public int Slot { get; set; }
+
+    /// <summary>The drive as the engine's control API names it (its controller's PCI address and port): 0:SLOT:0/0.</summary>
+    [JsonIgnore] public string Drive => FormattableString.Invariant($"0:{Slot}:0/0");
 }
 
 /// <summary>Where a network adapter's MAC address comes from.</summary>
@@ -136,7 +170,7 @@ public sealed class VmNetworkAdapter
 /// <summary>
 /// A VM as the management library keeps it: what it is (name, id), its machine (processors, memory,
 /// ACPI), how it boots (a Linux kernel with initrd and command line, or a multiboot kernel with modules),
-/// its disks and network adapters, and any further engine flags. Stored as JSON in the VM's folder.
+/// its disks, network adapters and DVD drives, and any further engine flags. Stored as JSON in the VM's folder.
 /// </summary>
 public sealed class VirtualMachine
 {
@@ -157,6 +191,14 @@ public sealed class VirtualMachine
 
     public List<VmDisk> Disks { get; set; } = [];
     public List<VmNetworkAdapter> NetworkAdapters { get; set; } = [];
+
+    /// <summary>The CD/DVD drives, each on its own AHCI controller.</summary>
+    [JsonIgnore] public List<VmDvdDrive> DvdDrives { get; set; } = [];
+
+    // Stored only when there are drives, so a VM without any keeps the vm.json older versions of the module read
+    // (they refuse fields they do not know).
+    [JsonInclude, JsonPropertyName("dvdDrives")]
+    internal List<VmDvdDrive>? StoredDvdDrives { get => DvdDrives.Count > 0 ? DvdDrives : null; set => DvdDrives = value ?? []; }
     /// <summary>Further xhyve arguments, kept verbatim (e.g. "-u", "-w", "-s", "5,virtio-rnd", "-l", "com2,autopty").</summary>
     public List<string> ExtraArguments { get; set; } = [];
 
@@ -191,6 +233,7 @@ public sealed class VirtualMachine
         Count("multibootModules", MultibootModules.Count, MaxListCount);
         Count("disks", Disks.Count, MaxListCount);
         Count("networkAdapters", NetworkAdapters.Count, MaxListCount);
+        Count("dvdDrives", DvdDrives.Count, MaxListCount);
         Count("extraArguments", ExtraArguments.Count, MaxExtraArguments);
         if (problems.Count > 0) return problems;   // the lists themselves are too long to walk through
         // JSON null inside a list is not refused by the serializer's nullable annotations.
@@ -201,6 +244,7 @@ public sealed class VirtualMachine
         Entries("multibootModules", MultibootModules);
         Entries("disks", Disks);
         Entries("networkAdapters", NetworkAdapters);
+        Entries("dvdDrives", DvdDrives);
         Entries("extraArguments", ExtraArguments);
         if (problems.Count > 0) return problems;
         for (int i = 0; i < MultibootModules.Count; i++)
@@ -213,6 +257,7 @@ public sealed class VirtualMachine
             Text($"disks[{i}].path", Disks[i].Path, MaxPathLength);
             Text($"disks[{i}].options", Disks[i].Options, MaxTextLength);
         }
+        for (int i = 0; i < DvdDrives.Count; i++) Text($"dvdDrives[{i}].path", DvdDrives[i].Path, MaxPathLength);
         for (int i = 0; i < NetworkAdapters.Count; i++)
         {
             var n = NetworkAdapters[i];
@@ -256,6 +301,9 @@ public sealed class VirtualMachine
         }
         foreach (var d in Disks) Slot(d.Slot, $"disk {d.Path}");
         foreach (var n in NetworkAdapters) Slot(n.Slot, $"network adapter '{n.Name}'");
+        foreach (var d in DvdDrives) Slot(d.Slot, DvdDriveName(d));
+        foreach (var d in Disks)
+            if (!Enum.IsDefined(d.ControllerType)) problems.Add($"disk {d.Path}: ControllerType {(int)d.ControllerType} is not VirtIO or AHCI");
         problems.AddRange(NetworkAdapterProblems());
         problems.AddRange(VmArguments.ExtraArgumentProblems(this));
         return problems;
@@ -294,13 +342,18 @@ public sealed class VirtualMachine
         if (MultibootPath != null) yield return ("MultibootPath", MultibootPath);
         foreach (var m in MultibootModules) yield return ("MultibootModule", m.Path);
         foreach (var d in Disks) yield return ("disk Path", d.Path);
+        foreach (var d in DvdDrives) if (d.Path != null) yield return ("DVD drive Path", d.Path);
     }
 
-    /// <summary>The lowest PCI slot from 2 up (xhyve's habit: 0 host bridge, 31 LPC) no disk or adapter uses.</summary>
+    /// <summary>How messages name a DVD drive: by its slot, and its ISO when it holds one.</summary>
+    internal static string DvdDriveName(VmDvdDrive d) =>
+        FormattableString.Invariant($"DVD drive in slot {d.Slot}") + (d.Path != null ? $" ({d.Path})" : " (empty)");
+
+    /// <summary>The lowest PCI slot from 2 up (xhyve's habit: 0 host bridge, 31 LPC) no disk, adapter or DVD drive uses.</summary>
     public int NextFreeSlot()
     {
         // Slots that extra -s devices take count too, or a new disk would be refused for sharing one.
-        var used = Disks.Select(d => d.Slot).Concat(NetworkAdapters.Select(n => n.Slot)).Concat(VmArguments.ExtraSlots(this)).ToHashSet();
+        var used = Disks.Select(d => d.Slot).Concat(NetworkAdapters.Select(n => n.Slot)).Concat(DvdDrives.Select(d => d.Slot)).Concat(VmArguments.ExtraSlots(this)).ToHashSet();
         for (int slot = 2; slot <= 30; slot++) if (!used.Contains(slot)) return slot;
         throw new VmDefinitionException($"VM '{Name}': every PCI slot from 2 to 30 is in use");
     }

@@ -24,8 +24,9 @@ public static class VmArguments
             new(new PciAddress(0, 0, 0), "hostbridge", null),
             new(new PciAddress(0, 31, 0), "lpc", null),
         };
-        devices.AddRange(vm.Disks.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), "virtio-blk", d.Path + (d.Options != null ? "," + d.Options : ""))));
+        devices.AddRange(vm.Disks.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), d.Emulation, d.Path + (d.Options != null ? "," + d.Options : ""))));
         devices.AddRange(vm.NetworkAdapters.Select(n => new PciDeviceSpec(n.PciAddress, "virtio-net", n.ToOptions().ToString())));
+        devices.AddRange(vm.DvdDrives.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), "ahci-cd", d.Path)));
         FirmwareSpec firmware = vm.KernelPath != null
             ? new KexecFirmware(vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine)
             : new MultibootFirmware(vm.MultibootPath!, vm.MultibootModules.Select(m => new Vmm.Boot.MultibootModule(m.Path, m.CommandLine)).ToList(), vm.KernelCommandLine);
@@ -99,6 +100,7 @@ public static class VmArguments
         var slots = new Dictionary<int, string> { [0] = "the host bridge", [31] = "the LPC bridge" };
         foreach (var d in vm.Disks) slots.TryAdd(d.Slot, $"disk {d.Path}");
         foreach (var n in vm.NetworkAdapters) slots.TryAdd(n.Slot, $"network adapter '{n.Name}'");
+        foreach (var d in vm.DvdDrives) slots.TryAdd(d.Slot, VirtualMachine.DvdDriveName(d));
         foreach (var o in Options(vm.ExtraArguments))
         {
             string? owner = o.Flag switch
@@ -126,10 +128,46 @@ public static class VmArguments
         PciDeviceSpec device;
         try { device = CommandLineParser.ParsePciDevice(value ?? ""); }
         catch (CliException) { return null; }   // the whole-line parse names it
-        if (device.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap" or "hostbridge" or "lpc")
-            return $"{device.Emulation} devices belong to the VM; use its Disks and NetworkAdapters (the bridges are always there)";
+        if (device.Emulation is "virtio-blk" or "virtio-net" or "virtio-tap" or "hostbridge" or "lpc" or "ahci-hd" or "ahci-cd" or "ahci")
+            return $"{device.Emulation} devices belong to the VM; use its Disks, NetworkAdapters and DvdDrives (the bridges are always there)";
         var a = device.Address;
         return a.Bus == 0 && a.Function == 0 && slots.TryGetValue(a.Slot, out var owner) ? $"slot {a.Slot} is {owner}'s" : null;
+    }
+
+    private static VmDisk Disk(string pathAndOptions, int slot, DiskControllerType controller)
+    {
+        int comma = pathAndOptions.IndexOf(',');
+        return new VmDisk
+        {
+            Path = comma < 0 ? pathAndOptions : pathAndOptions[..comma], Options = comma < 0 ? null : pathAndOptions[(comma + 1)..],
+            Slot = slot, ControllerType = controller,
+        };
+    }
+
+    /// <summary>An AHCI controller, as the engine's own parser read it (-s N,ahci-hd,PATH[,opts], -s N,ahci-cd[,PATH] and
+    /// bhyve's -s N,ahci,hd:PATH[,opts],cd:[PATH]): a VM object gives each disk and DVD drive a controller of its own, so
+    /// a controller with one port becomes an AHCI disk or a DVD drive, and one with more is refused, naming the way to
+    /// write it. A drive's ro is dropped: it is always read-only.</summary>
+    private static void AddAhci(VirtualMachine vm, PciDeviceSpec d)
+    {
+        var ahci = d.Device switch
+        {
+            AhciSpec a => a,
+            InvalidDeviceSpec bad => throw new VmDefinitionException(bad.Problem),
+            var other => throw new VmDefinitionException($"{d}: not an AHCI controller ({other.GetType().Name})"),
+        };
+        if (ahci.Ports.Count > 1)
+            throw new VmDefinitionException($"{d}: {ahci.Ports.Count} ports on one AHCI controller; a VM object gives each disk and DVD drive a controller of its own: write each port as its own -s SLOT,ahci-hd,PATH or -s SLOT,ahci-cd,PATH");
+        switch (ahci.Ports[0])
+        {
+            case AhciDiskPort:
+                // The path and options as written (after hd: in bhyve's spelling), as a virtio-blk disk keeps them.
+                vm.Disks.Add(Disk(d.Emulation == "ahci" ? d.Options![3..] : d.Options!, d.Address.Slot, DiskControllerType.AHCI));
+                break;
+            case AhciCdromPort cd:
+                vm.DvdDrives.Add(new VmDvdDrive { Path = cd.MediumPath, Slot = d.Address.Slot });
+                break;
+        }
     }
 
     /// <summary>A VM from an xhyve command line (an xhyverun.sh argument list). Throws
@@ -175,8 +213,10 @@ public static class VmArguments
                 case "lpc" when plainSlot && d.Address.Slot == 31:
                     break;   // every VM has them
                 case "virtio-blk" when plainSlot && d.Options != null:
-                    int comma = d.Options.IndexOf(',');
-                    vm.Disks.Add(new VmDisk { Path = comma < 0 ? d.Options : d.Options[..comma], Options = comma < 0 ? null : d.Options[(comma + 1)..], Slot = d.Address.Slot });
+                    vm.Disks.Add(Disk(d.Options, d.Address.Slot, DiskControllerType.VirtIO));
+                    break;
+                case "ahci-hd" or "ahci-cd" or "ahci" when plainSlot:
+                    AddAhci(vm, d);
                     break;
                 case "virtio-net" or "virtio-tap" when plainSlot:
                     // Every spelling (bare, user, tap=, mac=, hostfwd=, xhyve's virtio-tap,tapN) was parsed once, by the engine's parser.

@@ -5,7 +5,7 @@ using Xhyve.Vmm.Storage;
 
 namespace Xhyve.PowerShell.Cmdlets;
 
-/// <summary>Add-XhyveDisk: attaches an image (raw, or split/sparse) as a virtio-blk disk in a free PCI slot.</summary>
+/// <summary>Add-XhyveDisk: attaches an image (raw, or split/sparse) as a virtio-blk or AHCI (SATA) disk in a free PCI slot.</summary>
 [Cmdlet(VerbsCommon.Add, "XhyveDisk", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(XhyveDisk))]
 public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
@@ -18,7 +18,11 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
     [Parameter] [ValidateRange(1, 30)]
     public int Slot { get; set; }
 
-    /// <summary>Attach the disk read-only: the guest sees the virtio-blk RO feature, and its writes fail.</summary>
+    /// <summary>The controller the guest sees the disk on: VirtIO (the default; a virtio-blk device, for guests with virtio drivers) or AHCI (a SATA disk on an AHCI controller of its own, for guests without them, such as installers).</summary>
+    [Parameter]
+    public DiskControllerType ControllerType { get; set; } = DiskControllerType.VirtIO;
+
+    /// <summary>Attach the disk read-only: the guest sees a read-only disk (the virtio-blk RO feature; on AHCI, writes fail), and its writes fail.</summary>
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 
@@ -65,7 +69,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
         }
         foreach (var name in TargetNames)
         {
-            if (!ShouldProcess(name, $"Add disk {path}")) continue;
+            if (!ShouldProcess(name, ControllerType == DiskControllerType.AHCI ? $"Add AHCI disk {path}" : $"Add disk {path}")) continue;
             Try(name, () =>
             {
                 VmDisk? added = null;
@@ -73,7 +77,7 @@ public sealed class AddXhyveDiskCommand : XhyveVMDeviceCmdlet
                 {
                     if (vm.Disks.Any(d => d.Path == path))
                         throw new DeviceErrorException(new ErrorRecord(new InvalidOperationException($"VM '{name}' already has the disk {path}."), "DiskExists", ErrorCategory.ResourceExists, Path));
-                    added = new VmDisk { Path = path, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), Options = items.Length > 0 ? string.Join(",", items) : null };
+                    added = new VmDisk { Path = path, Slot = Slot != 0 ? Slot : vm.NextFreeSlot(), Options = items.Length > 0 ? string.Join(",", items) : null, ControllerType = ControllerType };
                     vm.Disks.Add(added);
                 }) == null) return;
                 if (PassThru) WriteObject(new XhyveDisk(name, added!));

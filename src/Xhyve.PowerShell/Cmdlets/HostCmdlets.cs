@@ -86,7 +86,7 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
     [ValidateNotNullOrEmpty]
     public string? Name { get; set; }
 
-    /// <summary>Also store the VM, as New-XhyveVM does: the files the line names (kernel, initrd, multiboot kernel and modules, disks) are made absolute from the current location and must exist, except a disk with size=, which the engine creates.</summary>
+    /// <summary>Also store the VM, as New-XhyveVM does: the files the line names (kernel, initrd, multiboot kernel and modules, disks, DVD drives' ISO images) are made absolute from the current location and must exist, except a disk with size=, which the engine creates.</summary>
     [Parameter]
     public SwitchParameter Save { get; set; }
 
@@ -190,8 +190,9 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
         {
             // size= makes the engine create the image on first start; without it the image must be there.
             bool created = disk.Options?.Split(',').Any(o => o.StartsWith("size=", StringComparison.Ordinal)) == true;
-            disk.Path = File(disk.Path, $"-s {disk.Slot},virtio-blk,{disk.Path}", required: !created)!;
+            disk.Path = File(disk.Path, $"-s {disk.Slot},{disk.Emulation},{disk.Path}", required: !created)!;
         }
+        foreach (var drive in vm.DvdDrives) drive.Path = File(drive.Path, $"-s {drive.Slot},ahci-cd,{drive.Path}");
         return ok;
     }
 }
