@@ -36,6 +36,7 @@ public static class MachineReport
     public static IEnumerable<(string Device, IReadOnlyList<KeyValuePair<string, long>> Counters)> DeviceCounters(Machine machine)
     {
         foreach (var v in machine.Virtio) yield return (v.Name, v.Counters.ToList());
+        foreach (var (_, ahci) in machine.Ahci) yield return (ahci.Name, ahci.Counters.ToList());
     }
 
     private static IEnumerable<byte> Capabilities(PciConfigSpace config)

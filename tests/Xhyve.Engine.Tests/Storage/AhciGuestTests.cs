@@ -322,6 +322,9 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
         Assert.Equal(second, OnlyDrive(Ask("media")).GetProperty("medium").GetString());
         var arguments = Ask("config").GetProperty("arguments").EnumerateArray().Select(a => a.GetString()!).ToList();
         Assert.Contains(arguments, a => a.Contains("ahci-cd") && a.Contains(second));
+        // The controller's counters are in "counters": the CD reads of this boot are counted.
+        var ahci = Ask("counters").GetProperty("devices").EnumerateArray().Single(d => d.GetProperty("device").GetString() == "ahci 0:5:0");
+        Assert.True(ahci.GetProperty("reads").GetInt64() > 0 && ahci.GetProperty("read_bytes").GetInt64() >= 2048, ahci.ToString());
         Ask("stop");
         Assert.True(p.WaitForExit(10_000));
     }
