@@ -153,6 +153,26 @@ public sealed class AhciCommandTests
     }
 
     [Fact]
+    public void LongPrdt_UpToTheBoundReachesTheDriveWholeAndOneMoreEntryIsRefused()
+    {
+        var drive = new FakeDrive { Fill = 0x3C };
+        using var bed = new AhciTestBed(drive);
+        bed.StartPort(0);
+        // More entries than a slot starts with (its buffer list grows once), each a maximal 4 MiB or a small piece.
+        var prdt = Enumerable.Range(0, 300).Select(i => (Data + (ulong)i * 16, (uint)16)).Append((0x40_0000UL, 4u << 20)).ToArray();
+        Assert.True(bed.Run(0, 4, AhciTestBed.H2D(0x25, count: 1), prdt));
+        Assert.Equal(301, drive.LastEntries);
+        Assert.Equal(300 * 16 + (4 << 20), drive.LastDataLength);
+        Assert.Equal((uint)(300 * 16 + (4 << 20)), bed.Prdbc(0, 4));
+        Assert.Equal(0x3C, bed.Read(0x40_0000 + (4 << 20) - 1, 1)[0]);
+
+        bed.Build(0, 5, AhciTestBed.H2D(0x25, count: 1), [(Data, 512)], prdtl: AhciController.MaxPrdtEntries + 1);
+        bed.Issue(0, 1 << 5);
+        Assert.True(SpinWait.SpinUntil(() => bed.Failed(0), 5000));
+        Assert.Equal(1, drive.Calls);
+    }
+
+    [Fact]
     public void PrdtlZero_GivesTheDriveAnEmptyListSoANonDataCommandWorksAndADataCommandFails()
     {
         var backend = new FakeBlockBackend(1 << 20);

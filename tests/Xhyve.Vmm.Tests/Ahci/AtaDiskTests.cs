@@ -111,11 +111,13 @@ public sealed unsafe class AtaDiskTests
     }
 
     [Fact]
-    public void Constructor_RefusesBadSectorSizes()
+    public void Constructor_RefusesBadSectorSizesAndPartialSectorImages()
     {
         Assert.Throws<ArgumentException>(() => new AtaDisk("d", new FakeBlockBackend(1 << 20), 1000, 1000));
         Assert.Throws<ArgumentException>(() => new AtaDisk("d", new FakeBlockBackend(1 << 20), 4096, 512));
-        Assert.Throws<ArgumentException>(() => new AtaDisk("d", new NamedBackend("x", 1 << 20, 4096), 512, 512));
+        Assert.Throws<ArgumentException>(() => new AtaDisk("d", new FakeBlockBackend(1 << 20), 4096, 6144));
+        var e = Assert.Throws<StorageException>(() => new AtaDisk("d", new NamedBackend("/vm/odd.img", (1 << 20) + 100), 512, 512));
+        Assert.Contains("/vm/odd.img", e.Message);
     }
 
     [Theory]

@@ -387,6 +387,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
     /// <summary>Starts the issued slots nobody started yet: queued ones all at once, a non-queued one alone.</summary>
     private void ScanLocked(AhciPort p)
     {
+        Span<byte> fis = stackalloc byte[20];
         while (p.St && !p.Error && !p.NonQueuedRunning && !p.InReset)
         {
             uint candidates = p.Ci & ~p.Started & ~p.Busy;
@@ -414,8 +415,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
                 // Accepted at once (SATA NCQ): PxCI clears on a D2H FIS with BSY clear, the data phase comes later.
                 p.Sact |= bit;
                 p.Ci &= ~bit;
-                p.Tfd = (p.Tfd & ~0xFFu) | 0x40;
-                Span<byte> fis = stackalloc byte[20];
+                p.Tfd = 0x40;
                 D2HFis(fis, 0x40, 0, default, interrupt: false);
                 WriteFisLocked(p, AhciRegisters.RxRfis, fis);
                 SubmitLocked(p, slot);

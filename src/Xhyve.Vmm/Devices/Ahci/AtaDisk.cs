@@ -26,6 +26,7 @@ public sealed class AtaDisk : IAhciDrive
         SetFeatures = 0xEF, ReadLogExt = 0x2F, ReadLogDmaExt = 0x47, IdentifyDevice = 0xEC, CheckPowerMode = 0xE5,
         StandbyImmediate = 0xE0, IdleImmediate = 0xE1, Standby = 0xE2, Idle = 0xE3, SetMultipleMode = 0xC6, Recalibrate = 0x10;
 
+    private static readonly byte[] ModelBytes = Encoding.ASCII.GetBytes(Model), FirmwareBytes = Encoding.ASCII.GetBytes(FirmwareRevision);
     private readonly IBlockBackend _backend;
     private readonly int _sectorSize;
     private readonly int _physicalSectorSize;
@@ -42,15 +43,18 @@ public sealed class AtaDisk : IAhciDrive
 
     /// <param name="name">For messages: "ahci-hd 0:4:0 port 0".</param>
     /// <param name="backend">The image; the disk owns and disposes it.</param>
-    /// <param name="logicalSectorSize">The ATA sector (512 or a larger power of two, a multiple of the backend's).</param>
+    /// <param name="logicalSectorSize">The ATA sector: 512 or 4096.</param>
     /// <param name="physicalSectorSize">Reported in IDENTIFY word 106: a power-of-two multiple of the logical size.</param>
     public AtaDisk(string name, IBlockBackend backend, int logicalSectorSize, int physicalSectorSize)
     {
         ArgumentNullException.ThrowIfNull(backend);
-        if (logicalSectorSize < 512 || logicalSectorSize > 32768 || (logicalSectorSize & (logicalSectorSize - 1)) != 0 || logicalSectorSize % backend.LogicalSectorSize != 0)
-            throw new ArgumentException($"{name}: logical sector size {logicalSectorSize} must be a power of two from 512 to 32768 and a multiple of the image's {backend.LogicalSectorSize}", nameof(logicalSectorSize));
+        // The sizes virtio-blk accepts, so one set of block options fits both disk types.
+        if (logicalSectorSize is not (512 or 4096))
+            throw new ArgumentException($"{backend.Path}: logical sector size {logicalSectorSize} is not supported (512 or 4096)", nameof(logicalSectorSize));
         if (physicalSectorSize < logicalSectorSize || (physicalSectorSize & (physicalSectorSize - 1)) != 0 || physicalSectorSize / logicalSectorSize > 1 << 15)
-            throw new ArgumentException($"{name}: physical sector size {physicalSectorSize} must be a power of two, at least the logical size {logicalSectorSize}", nameof(physicalSectorSize));
+            throw new ArgumentException($"{backend.Path}: physical sector size {physicalSectorSize} must be a power of two and at least the logical size {logicalSectorSize}", nameof(physicalSectorSize));
+        if (backend.Size % logicalSectorSize != 0)
+            throw new StorageException($"{backend.Path}: the image size {backend.Size} is not a multiple of the {logicalSectorSize}-byte sector");
         Name = name;
         _backend = backend;
         _sectorSize = logicalSectorSize;
@@ -310,8 +314,8 @@ public sealed class AtaDisk : IAhciDrive
         W(id, 0, 0x0040);                         // fixed ATA device
         W(id, 1, (int)cylinders); W(id, 3, 16); W(id, 6, 63);
         AtaString(id, 10, 20, _serial);
-        AtaString(id, 23, 8, Encoding.ASCII.GetBytes(FirmwareRevision));
-        AtaString(id, 27, 40, Encoding.ASCII.GetBytes(Model));
+        AtaString(id, 23, 8, FirmwareBytes);
+        AtaString(id, 27, 40, ModelBytes);
         W(id, 47, 0x8000 | 16);                   // READ/WRITE MULTIPLE: up to 16 sectors
         W(id, 49, 0x0F00);                        // LBA, DMA, IORDY
         W(id, 50, 0x4000);
