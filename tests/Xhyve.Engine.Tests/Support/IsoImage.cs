@@ -7,8 +7,9 @@ namespace Xhyve.Engine.Tests.Support;
 public static class IsoImage
 {
     /// <summary>Writes an ISO 9660 image with volume id <paramref name="volumeId"/> holding <paramref name="files"/> (name,
-    /// bytes) in its root directory at <paramref name="path"/>. Names are kept as ISO 9660 level 1 names
-    /// ("HELLO.TXT;1"), with no Rock Ridge or Joliet records, which is what the test guest's directory walk reads.</summary>
+    /// bytes) in its root directory at <paramref name="path"/>. The directory records carry ISO 9660 level 1 names
+    /// ("HELLO.TXT;1"), which the test guest's directory walk reads, and xorriso's Rock Ridge entries (no Joliet), with
+    /// which Linux shows the names as given.</summary>
     public static string Create(string path, string volumeId, IEnumerable<(string Name, byte[] Bytes)> files)
     {
         string source = Directory.CreateTempSubdirectory("iso-src").FullName;

@@ -77,7 +77,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
 
     private readonly AhciPort[] _ports;
     private readonly IGuestMemory _memory;
-    private readonly AhciIoPool _pool;
+    private readonly IoWorkerPool<AhciSlot> _pool;
     private readonly RateLimitedLog _log;
     private readonly Lock _lock = new();
     private readonly int _msiCap;
@@ -114,7 +114,7 @@ public sealed class AhciController : PciDevice, IDeviceCounters, IDisposable
         _msiCap = (int)Config.Read(PciConfigSpace.CapabilitiesPointer, 1);
         AddBar(AbarIndex, PciBarKind.Memory32, AbarSize, new Abar(this));
         lock (_lock) HbaResetLocked();
-        _pool = new AhciIoPool(name, ioThreads, AhciRegisters.Slots * _ports.Length, Execute);
+        _pool = new IoWorkerPool<AhciSlot>(name, ioThreads, AhciRegisters.Slots * _ports.Length, Execute);
     }
 
     /// <summary>The drives, by port.</summary>

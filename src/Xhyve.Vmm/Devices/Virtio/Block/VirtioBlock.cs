@@ -27,7 +27,7 @@ public sealed class VirtioBlock : IVirtioDevice, IDeviceCounters
     private readonly int _physicalSectorSize;
     private readonly byte[] _config;
     private readonly byte[] _id;
-    private readonly BlockIoPool _pool;
+    private readonly IoWorkerPool<PendingRequest> _pool;
     private readonly Stack<PendingRequest> _free = new();
     private readonly BlockDiskLimits _limits;
     private readonly long[] _failures = new long[FailureReasons.Length];
@@ -50,7 +50,7 @@ public sealed class VirtioBlock : IVirtioDevice, IDeviceCounters
         _config = BuildConfig();
         _id = Encoding.ASCII.GetBytes($"XHYVE-{Fnv1a(backend.Path):X14}");   // exactly 20 bytes: no NUL needed
         _limits = new BlockDiskLimits(backend.Size, logicalSectorSize, backend.ReadOnly);
-        _pool = new BlockIoPool(name, ioThreads, QueueSize, Execute, e => _queue?.Fail(e));
+        _pool = new IoWorkerPool<PendingRequest>(name, ioThreads, QueueSize, Execute, e => _queue?.Fail(e));
     }
 
     public string Name { get; }
