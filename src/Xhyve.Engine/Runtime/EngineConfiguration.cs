@@ -98,11 +98,10 @@ public sealed class EngineConfiguration(VmSpecification spec, EngineLifecycle li
             (device, ahci, _, port) = all[0];
             return null;
         }
-        int slash = drive.IndexOf('/');
-        string where = slash < 0 ? drive : drive[..slash];
-        if (!PciAddress.TryParse(where, out var address) || !address.IsValid
-            || (slash >= 0 && !int.TryParse(drive.AsSpan(slash + 1), System.Globalization.NumberStyles.None, null, out port)))
+        if (!AhciDriveAddress.TryParse(drive, out var named))
             return $"{drive}: not a drive (SLOT, SLOT:FUNCTION or BUS:SLOT:FUNCTION, then /PORT if the controller has several)";
+        var address = named.Controller;
+        port = named.Port;
         var found = _spec.PciDevices.FirstOrDefault(d => d.Address == address);
         if (found == null) return $"{drive}: the VM has no device at {address}";
         if (found.Device is not AhciSpec a) return $"{drive}: {address} is {found.Emulation}, not a CD/DVD drive";
@@ -121,5 +120,5 @@ public sealed class EngineConfiguration(VmSpecification spec, EngineLifecycle li
         return null;
     }
 
-    public static string DriveName(PciAddress address, int port) => $"{address}/{port}";
+    public static string DriveName(PciAddress address, int port) => new AhciDriveAddress(address, port).ToString();
 }

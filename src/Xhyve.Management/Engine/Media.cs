@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Xhyve.Vmm.Config;
 
 namespace Xhyve.Management.Engine;
 
@@ -26,23 +27,8 @@ public static class MediaCommand
     /// <summary>The bus-0 slot and port a drive address names (S, S:F or B:S:F, with an optional /PORT; port 0 when
     /// absent), or null for one that is not such an address or not on bus 0, function 0. The engine may spell an address
     /// differently from how it was asked (0:5:0/0 for 5), so drives are compared by slot and port.</summary>
-    public static (int Slot, int Port)? SlotAndPort(string drive)
-    {
-        static bool Number(string s, out int n) => int.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out n);
-        int slash = drive.IndexOf('/');
-        int port = 0;
-        if (slash >= 0 && !Number(drive[(slash + 1)..], out port)) return null;
-        var parts = (slash >= 0 ? drive[..slash] : drive).Split(':');
-        int bus = 0, slot = 0, function = 0;
-        bool ok = parts.Length switch
-        {
-            1 => Number(parts[0], out slot),
-            2 => Number(parts[0], out slot) & Number(parts[1], out function),
-            3 => Number(parts[0], out bus) & Number(parts[1], out slot) & Number(parts[2], out function),
-            _ => false,
-        };
-        return ok && bus == 0 && function == 0 ? (slot, port) : null;
-    }
+    public static (int Slot, int Port)? SlotAndPort(string drive) =>
+        AhciDriveAddress.TryParse(drive, out var d) && d.Controller is { Bus: 0, Function: 0 } ? (d.Controller.Slot, d.Port) : null;
 
     /// <summary>The drives of a media reply ({"ok":true,"drives":[{"drive":..,"medium":..,"locked":..}]}).</summary>
     /// <exception cref="EngineException">The reply is not one.</exception>

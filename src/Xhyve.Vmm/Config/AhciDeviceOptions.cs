@@ -79,3 +79,26 @@ public static class AhciDeviceOptions
     private static string RequirePath(string path, string item) =>
         path.Length > 0 ? path : throw new FormatException($"{item}: no image path given (e.g. hd:disk.img)");
 }
+
+/// <summary>A drive behind an AHCI controller: the controller's PCI address and the port, written BUS:SLOT:FUNCTION/PORT
+/// (as the control API's media command reports drives; it accepts SLOT, SLOT:FUNCTION or BUS:SLOT:FUNCTION, with /PORT
+/// optional).</summary>
+public readonly record struct AhciDriveAddress(Devices.Pci.PciAddress Controller, int Port)
+{
+    public override string ToString() => $"{Controller}/{Port}";
+
+    /// <summary>Parses a drive as -s writes the controller's address, with an optional /PORT (port 0 when absent);
+    /// false when the text is not one or a number is out of range.</summary>
+    public static bool TryParse(string text, out AhciDriveAddress drive)
+    {
+        drive = default;
+        int slash = text.IndexOf('/');
+        int port = 0;
+        if (slash >= 0 && !int.TryParse(text.AsSpan(slash + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out port))
+            return false;
+        if (!Devices.Pci.PciAddress.TryParse(slash < 0 ? text : text[..slash], out var address) || !address.IsValid || port >= AhciDeviceOptions.MaxPorts)
+            return false;
+        drive = new AhciDriveAddress(address, port);
+        return true;
+    }
+}

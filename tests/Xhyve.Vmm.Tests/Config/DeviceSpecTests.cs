@@ -120,6 +120,27 @@ public sealed class DeviceSpecTests
     public void BadAhciOption_IsInvalidAndNamesTheArgument(string value, string problemStart) =>
         Assert.StartsWith(problemStart, Assert.IsType<InvalidDeviceSpec>(Device(value)).Problem);
 
+    [Theory]
+    [InlineData("5", "0:5:0/0")]
+    [InlineData("5:1", "0:5:1/0")]
+    [InlineData("2:5:1/3", "2:5:1/3")]
+    [InlineData("5/31", "0:5:0/31")]
+    public void AhciDriveAddress_ParsesEverySpellingOfTheControllerAndAPort(string text, string canonical)
+    {
+        Assert.True(AhciDriveAddress.TryParse(text, out var drive));
+        Assert.Equal(canonical, drive.ToString());
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("x")]
+    [InlineData("5/")]
+    [InlineData("5/32")]
+    [InlineData("32")]
+    [InlineData("1:2:3:4")]
+    [InlineData("5/-1")]
+    public void AhciDriveAddress_RefusesWhatIsNotADrive(string text) => Assert.False(AhciDriveAddress.TryParse(text, out _));
+
     [Fact]
     public void Ahci_RefusesMoreThan32Ports()
     {
