@@ -18,7 +18,9 @@ namespace Xhyve.Engine.Tests.Control;
 /// its kill builtin (microseconds apart within a line). Only that bash can reap the engine, so its pid cannot be
 /// reused by another process while signals are still being sent (pid_max is small on some hosts, and these tests
 /// often run as root). `set -m` keeps SIGINT and SIGQUIT deliverable: without job control POSIX starts a
-/// background job with both ignored.
+/// background job with both ignored. A test run started under nohup (as CI may be) passes SIGHUP down ignored, and
+/// the engine honours an ignored SIGHUP as nohup asks; no shell can undo an ignore it inherited, so env(1) starts
+/// the engine with SIGHUP at its default, as from a terminal.
 /// </remarks>
 public sealed class SignalTests(ITestOutputHelper output) : IDisposable
 {
@@ -32,7 +34,7 @@ public sealed class SignalTests(ITestOutputHelper output) : IDisposable
     private const string Driver = """
         [ "$1" = jobs ] && set -m
         shift
-        "$0" "$@" </dev/null &
+        env --default-signal=HUP "$0" "$@" </dev/null &
         p=$!
         while read -r line; do
             for s in $line; do kill "-$s" "$p" 2>/dev/null; done
@@ -78,15 +80,23 @@ public sealed class SignalTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>Ends the script (closing its input after a last SIGTERM) and returns the engine's exit status
     /// as bash saw it (128 + n when a signal killed it).</summary>
-    private static int Finish(RunningEngine p, bool term = true)
+    private int Finish(RunningEngine p, bool term = true)
     {
         if (term) Send(p, "TERM");
         p.StandardInput.Close();
-        Assert.True(p.WaitForExit(30_000), $"the engine did not end; output:\n{p.Output}");
+        Assert.True(p.WaitForExit(30_000), $"the engine did not end; output:\n{p.Output}\n{Processes(p.Id)}");
         Assert.True(p.WaitForOutput(TimeSpan.FromSeconds(10)));
         var m = Regex.Match(p.Output, @"xhyve-exit=(\d+)");
         Assert.True(m.Success, $"no exit status; output:\n{p.Output}\nstderr:\n{p.Stderr}");
         return int.Parse(m.Groups[1].Value);
+    }
+
+    /// <summary>For a test that failed waiting: the driver's children (the engine) with their state, threads and what they
+    /// wait in, and whether the exit file was written.</summary>
+    private string Processes(int bash)
+    {
+        var ps = EngineProcess.RunProgram("ps", ["-L", "-o", "pid,lwp,stat,wchan:32,comm", "--ppid", bash.ToString()], 10);
+        return $"processes under the driver:\n{ps.Stdout}exit file: {(File.Exists(ExitFile) ? File.ReadAllText(ExitFile) : "none")}";
     }
 
     /// <summary>What every way of ending must leave: status 0, the exit file (valid JSON, the same status), no pid
