@@ -13,6 +13,7 @@
 # early would otherwise pass for a fast one. The image is freshly written, so every side reads from the host
 # page cache.
 set -euo pipefail
+shopt -s inherit_errexit   # a failed run inside $(...) stops the script too
 root=$(cd "$(dirname "$0")/.." && pwd)
 scale=1 ahci_opt="" vblk_opt="" mode=polling
 for a in "$@"; do
