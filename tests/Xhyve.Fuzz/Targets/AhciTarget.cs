@@ -17,7 +17,7 @@ namespace Xhyve.Fuzz;
 /// [op][offset u16][value u32, or u64 for an 8-byte access]; op bits 0-1: width 1, 2, 4, 8; bits 2-3: 0 ABAR write,
 /// 1 ABAR read, 2 host event, 3 the guest writes its RAM (at offset, while commands may run). ABAR offsets are
 /// offset &amp; 0x1FF (the generic registers and both ports) unless bit 15 is set (offset &amp; 0x3FFF, past the BAR too).
-/// Host events (op bits 4-5): 0 wait until the issued commands completed, 1 insert a disc of value &amp; 63 sectors,
+/// Host events (op bits 4-5): 0 wait until the I/O thread is done with every command (see Settle), 1 insert a disc of value &amp; 63 sectors,
 /// 2 eject it, 3 both.
 /// A crash: any exception (on the I/O thread one takes the process down), any exception the controller or a drive
 /// catches (a drive must report an error status, not throw: see <see cref="ThrownWatch"/>), anything the controller
@@ -79,7 +79,7 @@ internal static class AhciTarget
                         case 2:
                             switch ((op >> 4) & 3)
                             {
-                                case 0: Settle(abar); break;
+                                case 0: Settle(hba, abar); break;
                                 case 1: cd.Insert(Disc((int)(value & 63))); break;
                                 case 2: cd.Eject(); break;
                                 case 3: cd.Eject(); cd.Insert(Disc((int)(value & 63))); break;
@@ -88,7 +88,7 @@ internal static class AhciTarget
                         case 3: memory.TryWrite(new GuestAddress(raw), bytes); break;
                     }
                 }
-                Settle(abar);
+                Settle(hba, abar);
             }
             finally
             {
@@ -119,23 +119,43 @@ internal static class AhciTarget
         hba.ConfigWritten(cap + 2, 2);
     }
 
-    /// <summary>Waits until every running port with its link up and no error has no command left in PxCI (a queued
-    /// command leaves PxCI when accepted; PxSACT may hold bits the guest set without a command, so it is not
-    /// waited for). A port that stays so for seconds lost a command: a crash.</summary>
-    private static void Settle(IBusDevice abar)
+    // Whether the I/O thread still holds a slot is internal state (AhciPort.Busy, under the controller's lock): read
+    // through reflection, so that waiting for it runs no instrumented code a varying number of times (polling the
+    // registers did, which made the coverage of one input differ from run to run). Missing fields fail every input.
+    private static readonly System.Reflection.FieldInfo PortsField = Field(typeof(AhciController), "_ports");
+    private static readonly System.Reflection.FieldInfo LockField = Field(typeof(AhciController), "_lock");
+    private static readonly System.Reflection.FieldInfo BusyField = Field(PortsField.FieldType.GetElementType()!, "Busy");
+
+    private static System.Reflection.FieldInfo Field(Type type, string name) =>
+        type.GetField(name, System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic)
+        ?? throw new InvalidOperationException($"the ahci harness reads {type.Name}.{name}, which is gone: update AhciTarget.Settle");
+
+    private static bool Idle(AhciController hba)
+    {
+        using (((Lock)LockField.GetValue(hba)!).EnterScope())
+        {
+            foreach (var port in (Array)PortsField.GetValue(hba)!)
+                if ((uint)BusyField.GetValue(port)! != 0) return false;
+            return true;
+        }
+    }
+
+    /// <summary>Waits until the I/O thread holds no slot of any port (nothing more happens until the guest acts),
+    /// then checks that no running port with its link up and no error still has a command in PxCI: such a command
+    /// was lost. (A queued command leaves PxCI when accepted; PxSACT may hold bits the guest set without a command,
+    /// so it is not checked.) An I/O thread busy for seconds is a crash too.</summary>
+    private static void Settle(AhciController hba, IBusDevice abar)
     {
         long deadline = Environment.TickCount64 + SettleMilliseconds;
-        var spin = new SpinWait();
-        for (int port = DiskPort; port <= CdPort; port++)
+        while (!Idle(hba))
         {
-            while (Pending(abar, port))
-            {
-                if (Environment.TickCount64 > deadline)
-                    throw new FuzzBugException($"port {port}: PxCI {Register(abar, port, AhciRegisters.PxCi):X8} still set after {SettleMilliseconds} ms " +
-                        $"(PxCMD {Register(abar, port, AhciRegisters.PxCmd):X8}, PxTFD {Register(abar, port, AhciRegisters.PxTfd):X8}, PxSSTS {Register(abar, port, AhciRegisters.PxSsts):X8})");
-                spin.SpinOnce();
-            }
+            if (Environment.TickCount64 > deadline) throw new FuzzBugException($"the I/O thread still runs commands after {SettleMilliseconds} ms");
+            Thread.Sleep(0);
         }
+        for (int port = DiskPort; port <= CdPort; port++)
+            if (Pending(abar, port))
+                throw new FuzzBugException($"port {port}: PxCI {Register(abar, port, AhciRegisters.PxCi):X8} still set with nothing running " +
+                    $"(PxCMD {Register(abar, port, AhciRegisters.PxCmd):X8}, PxTFD {Register(abar, port, AhciRegisters.PxTfd):X8}, PxSSTS {Register(abar, port, AhciRegisters.PxSsts):X8})");
     }
 
     private static bool Pending(IBusDevice abar, int port)
