@@ -258,7 +258,7 @@ internal static class Seeds
 
         /// <summary>Slot <paramref name="slot"/>'s header and table: a Register H2D FIS, the packet, PRDT entries of (address, bytes).</summary>
         public void Command(int port, int slot, byte command, ulong lba = 0, ushort count = 0, ushort features = 0, bool write = false,
-            byte[]? packet = null, params (uint Address, uint Bytes)[] prdt)
+            byte[]? packet = null, bool c = true, byte control = 0, params (uint Address, uint Bytes)[] prdt)
         {
             ulong table = AhciTable(port, slot);
             var header = Ram.AsSpan((int)AhciClb(port) + slot * AhciRegisters.HeaderSize, AhciRegisters.HeaderSize);
@@ -266,8 +266,9 @@ internal static class Seeds
             BinaryPrimitives.WriteUInt32LittleEndian(header[8..], (uint)table);
             var fis = Ram.AsSpan((int)table, 20);
             fis[0] = AhciRegisters.FisRegH2D;
-            fis[1] = 0x80;
+            fis[1] = c ? (byte)0x80 : (byte)0;   // C clear: a device control FIS (software reset)
             fis[2] = command;
+            fis[15] = control;
             fis[3] = (byte)features; fis[11] = (byte)(features >> 8);
             fis[4] = (byte)lba; fis[5] = (byte)(lba >> 8); fis[6] = (byte)(lba >> 16);
             fis[8] = (byte)(lba >> 24); fis[9] = (byte)(lba >> 32); fis[10] = (byte)(lba >> 40);
@@ -312,6 +313,19 @@ internal static class Seeds
         b.Issue(0, 4 | 8);
         b.Settle();
         b.PortRead(0, AhciRegisters.PxTfd);
+        // Linux's softreset: a device control FIS with SRST, then one without; the signature comes back.
+        b.Command(0, 5, 0, c: false, control: 0x04);
+        b.Command(0, 6, 0, c: false);
+        b.Issue(0, 1 << 5);
+        b.Issue(0, 1 << 6);
+        b.Settle();
+        b.PortRead(0, AhciRegisters.PxSig);
+        // An HBA reset (GHC.HR) with the port running, then the driver starts again and identifies the disk.
+        b.Write(AhciRegisters.Ghc, AhciRegisters.GhcHr);
+        b.Read(AhciRegisters.Ghc);
+        b.StartPort(0);
+        b.Issue(0, 1);
+        b.Settle();
         return b.Bytes();
     }
 
@@ -332,6 +346,15 @@ internal static class Seeds
         b.Settle();
         b.PortRead(0, AhciRegisters.PxSact);
         b.Issue(0, 0x10);
+        b.Settle();
+        // A COMRESET (PxSCTL.DET 1, then 0): ST drops, the link comes back; the driver restarts and queues again.
+        b.PortWrite(0, AhciRegisters.PxSctl, 0x301);
+        b.PortWrite(0, AhciRegisters.PxSctl, 0x300);
+        b.PortRead(0, AhciRegisters.PxSsts);
+        b.PortWrite(0, AhciRegisters.PxSerr, 0xFFFF_FFFF);
+        b.PortWrite(0, AhciRegisters.PxCmd, AhciRegisters.CmdFre | AhciRegisters.CmdSt);
+        b.PortWrite(0, AhciRegisters.PxSact, 0x3);
+        b.Issue(0, 0x3);
         b.Settle();
         return b.Bytes();
     }
