@@ -78,27 +78,50 @@ internal sealed class PinnedGuestMemory : IGuestMemory
     }
 }
 
-/// <summary>A disk in memory. Out-of-range requests throw as the real backends do (ArgumentOutOfRangeException),
-/// so a device that forwards one unchecked is caught by the target.</summary>
-internal sealed class MemoryBackend(long size, int sectorSize, bool readOnly) : IBlockBackend
+/// <summary>A disk in memory. Out-of-range requests, writes to a read-only disk and any use after Dispose throw
+/// (FuzzBugException), so a device that forwards one unchecked is caught by the target; since some drives turn
+/// every backend exception into a media error for the guest, the first such broken promise is also kept in
+/// <see cref="Violation"/> for the target to check. Contents: <paramref name="fill"/>(offset) for each byte.</summary>
+internal sealed class MemoryBackend : IBlockBackend
 {
-    private readonly byte[] _disk = new byte[size];
+    private readonly byte[] _disk;
+    private readonly int _sectorSize;
+    private readonly bool _readOnly;
+    private volatile bool _disposed;
+    private string? _violation;
+
+    public MemoryBackend(long size, int sectorSize, bool readOnly, Func<long, byte>? fill = null)
+    {
+        _disk = new byte[size];
+        _sectorSize = sectorSize;
+        _readOnly = readOnly;
+        if (fill != null) for (int i = 0; i < _disk.Length; i++) _disk[i] = fill(i);
+    }
 
     public string Path => "fuzz.img";
     public long Size => _disk.Length;
-    public int LogicalSectorSize => sectorSize;
-    public bool ReadOnly => readOnly;
+    public int LogicalSectorSize => _sectorSize;
+    public bool ReadOnly => _readOnly;
+    /// <summary>The first request the device should never have made, or null.</summary>
+    public string? Violation => Volatile.Read(ref _violation);
+
+    private FuzzBugException Fail(string message)
+    {
+        Interlocked.CompareExchange(ref _violation, message, null);
+        return new FuzzBugException(message);
+    }
 
     private Span<byte> Range(long offset, long length)
     {
+        if (_disposed) throw Fail($"backend used after Dispose ({offset}+{length})");
         if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
-            throw new FuzzBugException($"backend asked for {offset}+{length} outside the {Size}-byte disk");
+            throw Fail($"backend asked for {offset}+{length} outside the {Size}-byte disk");
         return _disk.AsSpan((int)offset, (int)length);
     }
 
     private void Writable()
     {
-        if (readOnly) throw new FuzzBugException("backend written although it is read-only");
+        if (_readOnly) throw Fail("backend written although it is read-only");
     }
 
     public void Read(long offset, Span<byte> buffer) => Range(offset, buffer.Length).CopyTo(buffer);
@@ -114,10 +137,63 @@ internal sealed class MemoryBackend(long size, int sectorSize, bool readOnly) : 
         foreach (var b in buffers) { Write(offset, b.AsSpan()); offset += (long)b.Length; }
     }
 
-    public void Flush() { }
+    public void Flush()
+    {
+        if (_disposed) throw Fail("backend flushed after Dispose");
+    }
+
     public void WriteZeroes(long offset, long length) { Writable(); Range(offset, length).Clear(); }
     public void Discard(long offset, long length) { Writable(); Range(offset, length); }
-    public void Dispose() { }
+    public void Dispose() => _disposed = true;
+}
+
+/// <summary>
+/// Exceptions thrown while code of one namespace is on the stack, on any thread, even those caught right away.
+/// For devices whose contract is "a bad command ends in an error status, never an exception", an exception they
+/// catch themselves (a drive that turns every fault into a media error) is still the bug the fuzzer looks for.
+/// </summary>
+internal static class ThrownWatch
+{
+    private static string? _namespace;
+    private static string? _first;
+    private static int _subscribed;
+    [ThreadStatic] private static bool _inHandler;
+
+    /// <summary>Starts recording exceptions thrown with a method of <paramref name="ns"/> (or a namespace under it) on the stack.</summary>
+    public static void Start(string ns)
+    {
+        if (Interlocked.Exchange(ref _subscribed, 1) == 0) AppDomain.CurrentDomain.FirstChanceException += OnFirstChance;
+        Volatile.Write(ref _first, null);
+        Volatile.Write(ref _namespace, ns);
+    }
+
+    /// <summary>Stops recording; the first exception seen (type, message and the stack where it was thrown), or null.</summary>
+    public static string? Stop()
+    {
+        Volatile.Write(ref _namespace, null);
+        return Interlocked.Exchange(ref _first, null);
+    }
+
+    private static void OnFirstChance(object? sender, System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs e)
+    {
+        string? ns = Volatile.Read(ref _namespace);
+        if (ns == null || _inHandler || Volatile.Read(ref _first) != null) return;
+        _inHandler = true;   // the handler's own work must not recurse into it
+        try
+        {
+            // The handler runs on the throwing thread before any frame unwinds: the whole stack is still there.
+            var stack = new System.Diagnostics.StackTrace(1, true);
+            foreach (var frame in stack.GetFrames())
+            {
+                if (frame.GetMethod()?.DeclaringType?.Namespace is { } n && (n == ns || n.StartsWith(ns + ".", StringComparison.Ordinal)))
+                {
+                    Interlocked.CompareExchange(ref _first, $"{e.Exception.GetType().FullName}: {e.Exception.Message}\n{stack}", null);
+                    break;
+                }
+            }
+        }
+        finally { _inHandler = false; }
+    }
 }
 
 /// <summary>A harness-detected broken promise (not an exception the product throws): always a crash.</summary>

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
+using Xhyve.Vmm.Devices.Ahci;
 using Xhyve.Vmm.Devices.Virtio.Block;
 using Xhyve.Vmm.Devices.Virtio.Queue;
 
@@ -32,6 +33,12 @@ internal static class Seeds
         yield return ("net", "tx-ctrl-rx", NetSeed(options: 0x11, tapHeader: false));
         yield return ("net", "tap-offloads-legacy", NetSeed(options: 0x0E, tapHeader: true));
         yield return ("pci", "driver-init", PciSeed());
+        yield return ("ahci", "identify-read-write-dma-ext", AhciDiskSeed());
+        yield return ("ahci", "ncq-burst-read-log", AhciNcqSeed());
+        yield return ("ahci", "atapi-packet-read10", AhciAtapiSeed());
+        yield return ("atapi", "read10-read12-after-attention", AtapiReadSeed());
+        yield return ("atapi", "inquiry-toc-config-events", AtapiStateSeed());
+        yield return ("atapi", "read10-long-prdt", AtapiLongPrdtSeed());
         yield return ("lut", "sparse-3-of-8", LutSeed(split: 0, sparse: true));
         yield return ("lut", "split-sparse", LutSeed(split: 4, sparse: true));
         yield return ("lut", "split-raw", LutSeed(split: 4, sparse: false));
@@ -194,6 +201,258 @@ internal static class Seeds
         Op(4, 2, 4, 0);                         // 0xCFC
         Op(15, 0, 0xC012, 0, set: true);        // legacy status through port I/O
         Op(8, 0, 0x14, 0);                      // reset again
+        return [.. s];
+    }
+
+    // ---- AHCI: [options][record count][records: op, offset u16, value][guest RAM from 0] (AhciTarget) ----
+
+    private const uint AhciData = 0x4000;
+
+    private static ulong AhciClb(int port) => (ulong)port * 0x400;
+    private static ulong AhciFb(int port) => 0x800 + (ulong)port * 0x100;
+    private static ulong AhciTable(int port, int slot) => 0x1000 + (ulong)port * 0x1000 + (ulong)slot * 0x100;
+
+    /// <summary>Builds the records and the guest RAM of one "ahci" input.</summary>
+    private sealed class AhciSeedBuilder(byte options)
+    {
+        private readonly List<byte> _records = [];
+        private int _count;
+        public readonly byte[] Ram = new byte[0x3000];
+
+        private void Record(int kind, int widthLog2, ushort offset, ulong value, int evt = 0)
+        {
+            _records.Add((byte)(evt << 4 | kind << 2 | widthLog2));
+            _records.Add((byte)offset); _records.Add((byte)(offset >> 8));
+            for (int i = 0; i < (widthLog2 == 3 ? 8 : 4); i++) _records.Add((byte)(value >> (8 * i)));
+            _count++;
+        }
+
+        public void Write(int offset, uint value) => Record(0, 2, (ushort)offset, value);
+        public void Read(int offset) => Record(1, 2, (ushort)offset, 0);
+        public void PortWrite(int port, int register, uint value) => Write(AhciRegisters.PortBase + port * AhciRegisters.PortSize + register, value);
+        public void PortRead(int port, int register) => Read(AhciRegisters.PortBase + port * AhciRegisters.PortSize + register);
+        public void Settle() => Record(2, 2, 0, 0);
+        public void InsertDisc(int sectors) => Record(2, 2, 0, (uint)sectors, evt: 1);
+
+        /// <summary>What a driver does: list and FIS area, clear errors, FRE then ST, interrupts on.</summary>
+        public void StartPort(int port)
+        {
+            PortWrite(port, AhciRegisters.PxClb, (uint)AhciClb(port));
+            PortWrite(port, AhciRegisters.PxFb, (uint)AhciFb(port));
+            PortWrite(port, AhciRegisters.PxSerr, 0xFFFF_FFFF);
+            PortWrite(port, AhciRegisters.PxIs, 0xFFFF_FFFF);
+            PortWrite(port, AhciRegisters.PxCmd, AhciRegisters.CmdFre);
+            PortWrite(port, AhciRegisters.PxCmd, AhciRegisters.CmdFre | AhciRegisters.CmdSt);
+            PortWrite(port, AhciRegisters.PxIe, AhciRegisters.IsDefined);
+            Write(AhciRegisters.Ghc, AhciRegisters.GhcIe);
+        }
+
+        /// <summary>Linux's error handling after a failed command: ST off, ST on, clear the status.</summary>
+        public void RestartPort(int port)
+        {
+            PortWrite(port, AhciRegisters.PxCmd, AhciRegisters.CmdFre);
+            PortWrite(port, AhciRegisters.PxSerr, 0xFFFF_FFFF);
+            PortWrite(port, AhciRegisters.PxIs, 0xFFFF_FFFF);
+            PortWrite(port, AhciRegisters.PxCmd, AhciRegisters.CmdFre | AhciRegisters.CmdSt);
+        }
+
+        /// <summary>Slot <paramref name="slot"/>'s header and table: a Register H2D FIS, the packet, PRDT entries of (address, bytes).</summary>
+        public void Command(int port, int slot, byte command, ulong lba = 0, ushort count = 0, ushort features = 0, bool write = false,
+            byte[]? packet = null, bool c = true, byte control = 0, params (uint Address, uint Bytes)[] prdt)
+        {
+            ulong table = AhciTable(port, slot);
+            var header = Ram.AsSpan((int)AhciClb(port) + slot * AhciRegisters.HeaderSize, AhciRegisters.HeaderSize);
+            BinaryPrimitives.WriteUInt32LittleEndian(header, 5u | (write ? AhciRegisters.HeaderWrite : 0) | (packet != null ? AhciRegisters.HeaderAtapi : 0) | ((uint)prdt.Length << 16));
+            BinaryPrimitives.WriteUInt32LittleEndian(header[8..], (uint)table);
+            var fis = Ram.AsSpan((int)table, 20);
+            fis[0] = AhciRegisters.FisRegH2D;
+            fis[1] = c ? (byte)0x80 : (byte)0;   // C clear: a device control FIS (software reset)
+            fis[2] = command;
+            fis[15] = control;
+            fis[3] = (byte)features; fis[11] = (byte)(features >> 8);
+            fis[4] = (byte)lba; fis[5] = (byte)(lba >> 8); fis[6] = (byte)(lba >> 16);
+            fis[8] = (byte)(lba >> 24); fis[9] = (byte)(lba >> 32); fis[10] = (byte)(lba >> 40);
+            fis[7] = 0x40;
+            fis[12] = (byte)count; fis[13] = (byte)(count >> 8);
+            packet?.CopyTo(Ram.AsSpan((int)table + AhciRegisters.TableAcmd));
+            for (int i = 0; i < prdt.Length; i++)
+            {
+                var e = Ram.AsSpan((int)table + AhciRegisters.TablePrdt + i * AhciRegisters.PrdtEntrySize, AhciRegisters.PrdtEntrySize);
+                BinaryPrimitives.WriteUInt32LittleEndian(e, prdt[i].Address);
+                BinaryPrimitives.WriteUInt32LittleEndian(e[12..], prdt[i].Bytes - 1);
+            }
+        }
+
+        public void Issue(int port, uint slots) => PortWrite(port, AhciRegisters.PxCi, slots);
+
+        public byte[] Bytes()
+        {
+            int end = Ram.Length;
+            while (end > 0 && Ram[end - 1] == 0) end--;
+            return [options, (byte)_count, .. _records, .. Ram.AsSpan(0, end)];
+        }
+    }
+
+    private static byte[] AhciDiskSeed()
+    {
+        var b = new AhciSeedBuilder(0);
+        b.Read(AhciRegisters.Cap);
+        b.Read(AhciRegisters.Pi);
+        b.StartPort(0);
+        b.Command(0, 0, AtaDisk.IdentifyDevice, prdt: (AhciData, 512));
+        b.Command(0, 1, AtaDisk.WriteDmaExt, lba: 8, count: 4, write: true, prdt: [(AhciData + 0x1000, 1024), (AhciData + 0x2000, 1024)]);
+        b.Command(0, 2, AtaDisk.ReadDmaExt, lba: 8, count: 4, prdt: [(AhciData + 0x3000, 2048)]);
+        b.Command(0, 3, AtaDisk.FlushCacheExt);
+        b.Issue(0, 1);
+        b.Settle();
+        b.PortRead(0, AhciRegisters.PxIs);
+        b.PortWrite(0, AhciRegisters.PxIs, 0xFFFF_FFFF);
+        b.Write(AhciRegisters.Is, 1);
+        b.Issue(0, 2);
+        b.Settle();
+        b.Issue(0, 4 | 8);
+        b.Settle();
+        b.PortRead(0, AhciRegisters.PxTfd);
+        // Linux's softreset: a device control FIS with SRST, then one without; the signature comes back.
+        b.Command(0, 5, 0, c: false, control: 0x04);
+        b.Command(0, 6, 0, c: false);
+        b.Issue(0, 1 << 5);
+        b.Issue(0, 1 << 6);
+        b.Settle();
+        b.PortRead(0, AhciRegisters.PxSig);
+        // An HBA reset (GHC.HR) with the port running, then the driver starts again and identifies the disk.
+        b.Write(AhciRegisters.Ghc, AhciRegisters.GhcHr);
+        b.Read(AhciRegisters.Ghc);
+        b.StartPort(0);
+        b.Issue(0, 1);
+        b.Settle();
+        return b.Bytes();
+    }
+
+    private static byte[] AhciNcqSeed()
+    {
+        var b = new AhciSeedBuilder(8);   // with MSI
+        b.StartPort(0);
+        for (int tag = 0; tag < 4; tag++)
+        {
+            bool write = tag % 2 == 0;
+            // FPDMA QUEUED: sector count in FEATURES, the tag in COUNT bits 7:3.
+            b.Command(0, tag, write ? AtaDisk.WriteFpdmaQueued : AtaDisk.ReadFpdmaQueued, lba: (ulong)(tag * 8), count: (ushort)(tag << 3), features: 2,
+                write: write, prdt: (AhciData + (uint)tag * 0x400, 1024));
+        }
+        b.Command(0, 4, AtaDisk.ReadLogExt, lba: AtaDisk.LogNcqError, count: 1, prdt: (AhciData + 0x2000, 512));
+        b.PortWrite(0, AhciRegisters.PxSact, 0xF);
+        b.Issue(0, 0xF);
+        b.Settle();
+        b.PortRead(0, AhciRegisters.PxSact);
+        b.Issue(0, 0x10);
+        b.Settle();
+        // A COMRESET (PxSCTL.DET 1, then 0): ST drops, the link comes back; the driver restarts and queues again.
+        b.PortWrite(0, AhciRegisters.PxSctl, 0x301);
+        b.PortWrite(0, AhciRegisters.PxSctl, 0x300);
+        b.PortRead(0, AhciRegisters.PxSsts);
+        b.PortWrite(0, AhciRegisters.PxSerr, 0xFFFF_FFFF);
+        b.PortWrite(0, AhciRegisters.PxCmd, AhciRegisters.CmdFre | AhciRegisters.CmdSt);
+        b.PortWrite(0, AhciRegisters.PxSact, 0x3);
+        b.Issue(0, 0x3);
+        b.Settle();
+        return b.Bytes();
+    }
+
+    private static byte[] Cdb(params byte[] bytes)
+    {
+        var cdb = new byte[16];
+        bytes.CopyTo(cdb, 0);
+        return cdb;
+    }
+
+    private static byte[] AhciAtapiSeed()
+    {
+        var b = new AhciSeedBuilder(0);
+        b.StartPort(1);
+        const byte packet = 0xA0;
+        b.Command(1, 0, packet, packet: Cdb(0x00), prdt: []);                                       // TEST UNIT READY: the power-on unit attention
+        b.Command(1, 1, packet, packet: Cdb(0x03, 0, 0, 0, 18), prdt: (AhciData, 18));        // REQUEST SENSE
+        b.Command(1, 2, packet, features: 1, packet: Cdb(0x28, 0, 0, 0, 0, 3, 0, 0, 2), prdt: [(AhciData + 0x1000, 2048), (AhciData + 0x2000, 2048)]);   // READ(10) LBA 3, 2 sectors
+        b.Command(1, 3, 0xA1, prdt: (AhciData + 0x3000, 512));   // IDENTIFY PACKET DEVICE
+        b.Issue(1, 1);
+        b.Settle();
+        b.RestartPort(1);
+        b.Issue(1, 2);
+        b.Settle();
+        b.Issue(1, 4);
+        b.Settle();
+        b.InsertDisc(4);
+        b.Issue(1, 8);
+        b.Settle();
+        return b.Bytes();
+    }
+
+    // ---- ATAPI: [first disc][records] (AtapiTarget) ----
+
+    private static void AtapiPacket(List<byte> s, byte[] cdb, params ushort[] entryBytes)
+    {
+        s.Add(0);
+        s.AddRange(Cdb(cdb));
+        AtapiPrdt(s, entryBytes);
+    }
+
+    private static void AtapiPrdt(List<byte> s, ushort[] entryBytes)
+    {
+        s.Add((byte)entryBytes.Length);
+        foreach (var n in entryBytes) { int code = n / 2 - 1; s.Add((byte)code); s.Add((byte)(code >> 8)); }
+    }
+
+    private static byte[] AtapiReadSeed()
+    {
+        var s = new List<byte> { 16 };
+        AtapiPacket(s, [0x00]);                                             // TEST UNIT READY: unit attention
+        AtapiPacket(s, [0x03, 0, 0, 0, 18], 18);                            // REQUEST SENSE
+        AtapiPacket(s, [0x25], 8);                                          // READ CAPACITY
+        AtapiPacket(s, [0x28, 0, 0, 0, 0, 2, 0, 0, 3], 2048, 1024, 4096);   // READ(10) LBA 2, 3 sectors, a longer PRDT
+        AtapiPacket(s, [0xA8, 0, 0, 0, 0, 15, 0, 0, 0, 1], 2048);           // READ(12) the last sector
+        AtapiPacket(s, [0x28, 0, 0, 0, 0, 16, 0, 0, 1], 2048);              // READ(10) past the end: LBA out of range
+        return [.. s];
+    }
+
+    private static byte[] AtapiStateSeed()
+    {
+        var s = new List<byte> { 40 };
+        AtapiPacket(s, [0x12, 0, 0, 0, 36], 36);                            // INQUIRY (unit attention does not apply)
+        AtapiPacket(s, [0x12, 1, 0x83, 0, 64], 64);                         // INQUIRY device identification
+        AtapiPacket(s, [0x4A, 1, 0, 0, 0x10, 0, 0, 0, 8], 8);               // GET EVENT STATUS NOTIFICATION, media class
+        AtapiPacket(s, [0x00]);                                             // the unit attention
+        AtapiPacket(s, [0x43, 2, 0, 0, 0, 0, 0, 0, 20], 20);                // READ TOC, MSF
+        AtapiPacket(s, [0x43, 0, 1, 0, 0, 0, 0, 0, 12], 12);                // READ TOC, session information
+        AtapiPacket(s, [0x46, 0, 0, 0, 0, 0, 0, 0, 64], 64);                // GET CONFIGURATION
+        AtapiPacket(s, [0x5A, 0, 0x3F, 0, 0, 0, 0, 0, 64], 64);             // MODE SENSE(10) all pages
+        AtapiPacket(s, [0x51, 0, 0, 0, 0, 0, 0, 0, 34], 34);                // READ DISC INFORMATION
+        AtapiPacket(s, [0xBD, 0, 0, 0, 0, 0, 0, 0, 0, 8], 8);               // MECHANISM STATUS
+        AtapiPacket(s, [0x1E, 0, 0, 0, 1]);                                 // PREVENT MEDIUM REMOVAL
+        AtapiPacket(s, [0x1B, 0, 0, 0, 2]);                                 // eject: refused while locked
+        s.AddRange([5, 0xA1, 0, 0, 0, 0, 1, 255, 0]);                       // IDENTIFY PACKET DEVICE, 512 bytes
+        s.AddRange([5, 0xEF, 3, 0, 0x44, 0, 0]);                            // SET FEATURES: UDMA 4
+        s.AddRange([5, 0xEC, 0, 0, 0, 0, 0]);                               // IDENTIFY DEVICE: aborted with the signature
+        s.Add(7);                                                           // host eject
+        AtapiPacket(s, [0x4A, 1, 0, 0, 0x10, 0, 0, 0, 8], 8);               // media removal event
+        s.AddRange([6, 3]);                                                 // host insert (3 sectors)
+        AtapiPacket(s, [0x00]);                                             // NOT READY TO READY CHANGE
+        AtapiPacket(s, [0x28, 0, 0, 0, 0, 0, 0, 0, 3], 6144);               // READ(10) the new disc
+        s.Add(7 | 1 << 3);                                                  // reset
+        AtapiPacket(s, [0x03, 0, 0, 0, 18], 18);                            // REQUEST SENSE: POWER ON, RESET
+        return [.. s];
+    }
+
+    private static byte[] AtapiLongPrdtSeed()
+    {
+        var s = new List<byte> { 8 };
+        AtapiPacket(s, [0x03, 0, 0, 0, 18], 18);                            // REQUEST SENSE takes the unit attention
+        // READ(10) of 2 sectors over 300 entries of 16 bytes (op bit 7 adds 256 to the count): longer than the
+        // drive's trimming scratch, which has to grow.
+        s.Add(0x80);
+        s.AddRange(Cdb(0x28, 0, 0, 0, 0, 1, 0, 0, 2));
+        s.Add(300 - 256);
+        for (int i = 0; i < 300; i++) { s.Add(7); s.Add(0); }
         return [.. s];
     }
 

@@ -9,6 +9,8 @@ public static class Targets
         ["blk"] = BlockTarget.Run,
         ["net"] = NetTarget.Run,
         ["pci"] = PciTarget.Run,
+        ["ahci"] = AhciTarget.Run,
+        ["atapi"] = AtapiTarget.Run,
         ["lut"] = LutTarget.Run,
         ["bzimage"] = BootTargets.BzImage,
         ["elf"] = BootTargets.Elf,
