@@ -48,7 +48,7 @@ public sealed partial class AtapiCdrom : IAhciDrive
     public AtapiCdrom(string name, IBlockBackend? medium)
     {
         Name = name;
-        Serial = $"XHYVE-CD{Fnv1a(name):X12}";
+        Serial = $"XHYVE-CD{StableHash.Fnv1a(name) & 0xFFFF_FFFF_FFFF:X12}";
         _medium = medium;
     }
 
@@ -276,12 +276,5 @@ public sealed partial class AtapiCdrom : IAhciDrive
             return Check(SenseCode.UnrecoveredReadError);
         }
         return Done((int)bytes);
-    }
-
-    private static ulong Fnv1a(string text)
-    {
-        ulong h = 0xCBF29CE484222325;
-        foreach (char ch in text) { h ^= ch; h *= 0x100000001B3; }
-        return h & 0xFFFF_FFFF_FFFF;
     }
 }

@@ -48,7 +48,7 @@ public sealed class VirtioBlock : IVirtioDevice, IDeviceCounters
         LogicalSectorSize = logicalSectorSize;
         _physicalSectorSize = physicalSectorSize;
         _config = BuildConfig();
-        _id = Encoding.ASCII.GetBytes($"XHYVE-{Fnv1a(backend.Path):X14}");   // exactly 20 bytes: no NUL needed
+        _id = Encoding.ASCII.GetBytes($"XHYVE-{StableHash.Fnv1a(backend.Path) & 0x00FF_FFFF_FFFF_FFFF:X14}");   // exactly 20 bytes: no NUL needed
         _limits = new BlockDiskLimits(backend.Size, logicalSectorSize, backend.ReadOnly);
         _pool = new IoWorkerPool<PendingRequest>(name, ioThreads, QueueSize, Execute, e => _queue?.Fail(e));
     }
@@ -129,13 +129,6 @@ public sealed class VirtioBlock : IVirtioDevice, IDeviceCounters
         BinaryPrimitives.WriteUInt32LittleEndian(s[52..], MaxDiscardSegments);
         c[56] = 1;                                                                            // write_zeroes_may_unmap
         return c;
-    }
-
-    private static ulong Fnv1a(string text)
-    {
-        ulong h = 0xCBF29CE484222325;
-        foreach (char ch in text) { h ^= ch; h *= 0x100000001B3; }
-        return h & 0x00FF_FFFF_FFFF_FFFF;
     }
 
     public void ReadConfig(int offset, Span<byte> data) => _config.AsSpan(offset, data.Length).CopyTo(data);
