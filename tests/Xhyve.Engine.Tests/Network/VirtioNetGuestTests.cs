@@ -329,7 +329,9 @@ public sealed class VirtioNetGuestTests : IDisposable
                 Thread.Sleep(50);
             }
         }
-        catch (Exception e) when (e is SocketException or IOException or System.Text.Json.JsonException && p.HasExited) { }   // the guest finished meanwhile
+        // The guest finished meanwhile: the engine closes the control socket while it exits, so the process may
+        // still be running for a moment when the write fails; wait for it rather than read HasExited at once.
+        catch (Exception e) when (e is SocketException or IOException or System.Text.Json.JsonException && p.WaitForExit(10_000)) { }
         Assert.True(p.WaitForExit(60_000), "the guest did not finish");
         Assert.True(seen.Count >= 2 && seen[^1] > seen[0], $"the control socket answered {seen.Count} times while the guest flooded; tx_packets: {string.Join(", ", seen)}");
         var run = new EngineRun(p.ExitCode, p.Output, p.Stderr, TimeSpan.Zero);
