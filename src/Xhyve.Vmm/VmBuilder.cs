@@ -73,7 +73,7 @@ public sealed class VmBuilder
             AttachComPorts();
             var power = AttachPowerManagement();
             AttachHpet();
-            var (acpi, smbios) = WriteFirmwareTables();
+            var (acpi, smbios) = BuildFirmwareTables(writeToRam: true);
             AttachFwCfg(acpi, smbios);
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
@@ -310,8 +310,10 @@ public sealed class VmBuilder
         _mmio.Register(PlatformLayout.HpetBase, 0x400, hpet, "HPET");
     }
 
-    /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description.</summary>
-    private (IReadOnlyList<PlacedTable>? Acpi, byte[] Smbios) WriteFirmwareTables()
+    /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description; written to
+    /// their areas below 1 MiB when <paramref name="writeToRam"/> (firmware from a boot ROM takes them from
+    /// fw_cfg instead), and returned for fw_cfg.</summary>
+    private (IReadOnlyList<PlacedTable>? Acpi, byte[] Smbios) BuildFirmwareTables(bool writeToRam)
     {
         var platform = new PlatformDescription
         {
@@ -336,6 +338,7 @@ public sealed class VmBuilder
             smbios = SmbiosTables.Build(platform, uuid, _spec.Name, PlatformLayout.SmbiosEntryPoint);
         }
         catch (FirmwareTableTooLargeException e) { throw new VmConfigurationException([e.Message]); }
+        if (!writeToRam) return (acpi, smbios);
         if (acpi != null) AcpiTables.Write(_memory, acpi);
         if (mp != null) FirmwareArea.MpTable.Write(_memory, PlatformLayout.MpFloatingPointer, mp);
         FirmwareArea.Smbios.Write(_memory, PlatformLayout.SmbiosEntryPoint, smbios);
