@@ -259,6 +259,22 @@ public sealed class FwCfgContentTests : IDisposable
     }
 
     [Fact]
+    public void KernelItems_AnInitrdTooLargeForLowRam_IsStillServed_WithAddressZero()
+    {
+        string dir = Directory.CreateTempSubdirectory("fwcfg-initrd").FullName;
+        _temp.Add(dir);
+        File.WriteAllBytes(Path.Combine(dir, "vmlinux"), new byte[4096]);
+        using (var f = File.Create(Path.Combine(dir, "initrd"))) f.SetLength(300L << 20);   // sparse: more than the VM's 256 MiB
+        using var items = Items(Spec(), new FwCfgKernel(Path.Combine(dir, "vmlinux"), Path.Combine(dir, "initrd"), null));
+        var d = new FwCfgDevice(items, _memory);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.InitrdAddress, 4)));
+        Assert.Equal(300u << 20, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.InitrdSize, 4)));
+        // Not a bzImage: served whole as the kernel, without setup items.
+        Assert.Equal(4096u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.KernelSize, 4)));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.SetupSize, 4)));
+    }
+
+    [Fact]
     public void KernelItems_ForAMissingFile_NameTheFile()
     {
         var e = Assert.Throws<BootImageException>(() => Items(Spec(), new FwCfgKernel("/nonexistent/vmlinuz", null, null)));

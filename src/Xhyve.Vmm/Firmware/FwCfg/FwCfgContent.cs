@@ -117,8 +117,9 @@ public static class FwCfgContent
             // Below the top of low RAM, leaving room there for the firmware's own tables (as QEMU does).
             ulong lowEnd = memory.Regions[0].End;
             if (lowEnd > 0x2_0000) max = Math.Min(max, lowEnd - 0x2_0000 - 1);
-            if ((ulong)length > max) throw new BootImageException($"{k.InitrdPath}: initrd ({length >> 20} MiB) does not fit in guest RAM below 0x{max + 1:X}");
-            initrdAddress = (uint)((max - (ulong)length) & ~0xFFFUL);
+            // One that does not fit there still goes out with address 0: these items are extra for a -f kexec VM
+            // (already loaded), and OVMF places the initrd itself.
+            initrdAddress = (ulong)length <= max ? (uint)((max - (ulong)length) & ~0xFFFUL) : 0;
             initrdLength = (uint)length;
             items.AddU32(FwCfgSelectors.InitrdAddress, initrdAddress)
                  .AddU32(FwCfgSelectors.InitrdSize, initrdLength)
