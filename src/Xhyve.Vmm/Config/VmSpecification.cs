@@ -14,8 +14,44 @@ public sealed record KexecFirmware(string Kernel, string? Initrd, string? Comman
 /// <summary>-f multiboot,KERNEL[,MODULE[;CMD][:MODULE[;CMD]]...][,CMDLINE]</summary>
 public sealed record MultibootFirmware(string Kernel, IReadOnlyList<MultibootModule> Modules, string? CommandLine) : FirmwareSpec;
 
-/// <summary>-f bootrom,ROM or -l bootrom,ROM (UEFI). Not supported yet.</summary>
-public sealed record BootromFirmware(string Rom) : FirmwareSpec;
+/// <summary>-l bootrom,CODE[,VARS] (bhyve's spelling; -f bootrom,CODE[,VARS] too): a firmware ROM (SeaBIOS, OVMF's
+/// code) mapped read-only below 4 GiB, and for UEFI a variable store the guest writes through a CFI flash.</summary>
+/// <param name="Rom">The ROM image (OVMF_CODE.fd, bios.bin).</param>
+/// <param name="Vars">The UEFI variable store (a copy of OVMF_VARS.fd), or null for none.</param>
+public sealed record BootromFirmware(string Rom, string? Vars = null) : FirmwareSpec
+{
+    /// <summary>The largest variable store the flash window takes (QEMU's OVMF stores are 128 KiB to 4 MiB).</summary>
+    public const long MaxVarsBytes = 16L << 20;
+
+    /// <summary>The store's size unit: CFI erase blocks of OVMF's flash are 4 KiB.</summary>
+    public const long VarsGranule = 4096;
+
+    /// <summary>Every problem with the variable store: it must exist, be a readable and writable regular file, be a
+    /// whole number of 4 KiB blocks no larger than 16 MiB, and not be the ROM itself. Each names the file. Nothing
+    /// is written.</summary>
+    public IReadOnlyList<string> VarsProblems()
+    {
+        var problems = new List<string>();
+        if (Vars == null) return problems;
+        string what = $"-l bootrom: variable store {Vars}";
+        if (Vars.Length == 0) { problems.Add("-l bootrom: the variable store path is empty"); return problems; }
+        if (Directory.Exists(Vars)) { problems.Add($"{what}: is a directory"); return problems; }
+        if (!File.Exists(Vars)) { problems.Add($"{what}: file not found"); return problems; }
+        long length = new FileInfo(Vars).Length;
+        if (length == 0 || length % VarsGranule != 0)
+            problems.Add($"{what}: {length} bytes is not a whole number of 4 KiB flash blocks (copy OVMF_VARS.fd)");
+        else if (length > MaxVarsBytes)
+            problems.Add($"{what}: {length} bytes is more than the 16 MiB a flash store may have");
+        try { using (new FileStream(Vars, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite)) { } }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            problems.Add($"{what}: cannot be opened for reading and writing (the guest saves its UEFI variables there): {e.Message}");
+        }
+        if (Native.OutputFiles.SameFile(Rom, Vars))
+            problems.Add($"{what}: is the ROM {Rom} itself; give the guest its own copy of the variable store");
+        return problems;
+    }
+}
 
 /// <summary>-f fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]. Not supported yet.</summary>
 public sealed record FreeBsdFirmware(string Userboot, string BootVolume, string? KernelEnv) : FirmwareSpec;
@@ -107,7 +143,10 @@ public sealed record VmSpecification
         switch (Firmware)
         {
             case null: problems.Add("-f: no firmware or kernel given (e.g. -f kexec,vmlinuz,initrd.gz,\"console=ttyS0\")"); break;
-            case BootromFirmware: problems.Add("bootrom: UEFI boot ROMs are not supported yet"); break;
+            case BootromFirmware b:
+                problems.Add("bootrom: UEFI boot ROMs are not supported yet");
+                problems.AddRange(b.VarsProblems());
+                break;
             case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;
             case KexecFirmware k:
                 RequireFile(problems, "-f kexec: kernel", k.Kernel);
