@@ -287,6 +287,8 @@ public static class CommandLineParser
                -P: vmexit from the guest on pause
                -s: <slot,driver,configinfo> PCI slot config: slot[:func] or bus:slot:func
                    drivers: hostbridge lpc uart virtio-blk virtio-rnd virtio-net virtio-tap ahci-hd ahci-cd ahci testdev
+                   hostbridge[,model=i440fx|q35][,vendor=ID][,devid=ID]: model= presents the chipset UEFI firmware
+                   (OVMF) needs: i440FX with its PIIX4 PM function at 0:1.3, or Q35 (needs -s 31,lpc)
                    virtio-net[,user|tap=NAME][,mac=MAC][,hostfwd=tcp|udp:HOSTPORT-:GUESTPORT]: user is
                    NAT through passt (no root); virtio-tap,tapN is virtio-net,tap=tapN
                -u: RTC keeps UTC time

@@ -175,6 +175,7 @@ public sealed record VmSpecification
             if (device is VirtioNetSpec net && d.Address.IsValid) nets.Check(problems, d, net.Options.MacFor(EffectiveUuid, d.Address), net.Options);
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
+        ValidateChipset(problems);
         bool hasLpc = PciDevices.Any(d => d.Emulation == "lpc");
         if ((Com1 != null || Com2 != null) && !hasLpc) problems.Add("-l com1/com2: the COM ports live on the LPC bridge; add -s 31,lpc");
 
@@ -188,6 +189,23 @@ public sealed record VmSpecification
         }
         if (GdbPort != null) problems.Add($"-g {GdbPort}: the gdb stub is not supported yet");
         return problems;
+    }
+
+    /// <summary>The chipset a host bridge's model= names (what OVMF checks) is the one at 0:0.0, with its PM function
+    /// where the firmware reads it: the PIIX4 PM function at 0:1.3 (added by the engine, so that slot must be free),
+    /// or the ICH9 LPC bridge at 0:31.0 (the -s 31,lpc the COM ports need anyway).</summary>
+    private void ValidateChipset(List<string> problems)
+    {
+        var models = PciDevices.Where(d => d.Device is HostBridgeSpec { Model: not HostBridgeModel.Bhyve }).ToList();
+        if (models.Count == 0) return;
+        if (models.Count > 1) { problems.Add($"{models[1]}: only one host bridge can name a chipset (already {models[0]})"); return; }
+        var bridge = models[0];
+        var model = ((HostBridgeSpec)bridge.Device).Model;
+        if (bridge.Address != new PciAddress(0, 0, 0)) problems.Add($"{bridge}: a chipset's host bridge must be at 0:0:0, where firmware reads it");
+        if (model == HostBridgeModel.I440fx && PciDevices.FirstOrDefault(d => d.Address == Devices.Chipset.ChipsetFunctions.Piix4PmAddress) is { } taken)
+            problems.Add($"{taken}: 0:1:3 is the PIIX4 power-management function of {bridge}");
+        if (model == HostBridgeModel.Q35 && !PciDevices.Any(d => d.Device is LpcSpec && d.Address == Devices.Chipset.ChipsetFunctions.Ich9LpcAddress))
+            problems.Add($"{bridge}: Q35's ICH9 LPC bridge (the PM base firmware reads) must be at 0:31:0; add -s 31,lpc");
     }
 
     private static void ValidateDisk(List<string> problems, PciDeviceSpec d, BlockDeviceOptions disk, Dictionary<string, PciDeviceSpec> disks)
