@@ -5,8 +5,8 @@
     RootModule           = 'Xhyve.PowerShell.dll'
     # 0.<issue>.<fix>: the minor number is the last issue (milestone) whose work the release completes, the
     # patch number counts fixes released on it; 1.0.0 once the cmdlets' surface is settled. The package's
-    # version is this one (plus PSData.Prerelease, when set, e.g. 'preview1' for 0.14.0-preview1).
-    ModuleVersion        = '0.14.0'
+    # version is this one (plus PSData.Prerelease, when set, e.g. 'preview1' for 0.15.0-preview1).
+    ModuleVersion        = '0.15.0'
     GUID                 = '5b0f7a6e-3c2d-4e8b-9a41-7d2c6e1f0b93'
     Author               = 'XhyvePS developers'
     CompanyName          = 'XhyvePS'
@@ -35,8 +35,11 @@
             Tags         = @('xhyve', 'KVM', 'hypervisor', 'virtualization', 'VM', 'PSEdition_Core', 'Linux', 'linux-x64')
             ProjectUri   = 'https://github.com/xhyveps/XhyvePS'
             LicenseUri   = 'https://github.com/xhyveps/XhyvePS/blob/main/LICENSE'
-            # Prerelease = 'preview1'   # makes the package 0.14.0-preview1 (a PSResourceGet prerelease)
+            # Prerelease = 'preview1'   # makes the package 0.15.0-preview1 (a PSResourceGet prerelease)
             ReleaseNotes = @'
+0.15.0: VMs that boot from firmware, as Hyper-V's generations: New-/Set-XhyveVM -Generation 1 (SeaBIOS) or 2
+(UEFI, OVMF), or -BootRomPath [-UefiVariablesTemplatePath]; a UEFI VM keeps its own copy of the variable store
+in its folder. ConvertFrom-XhyveCommandLine converts -l bootrom,CODE[,VARS].
 0.14.0: SATA disks and CD/DVD drives on AHCI: Add-XhyveDisk -ControllerType AHCI, and Add-, Get-, Set- and
 Remove-XhyveDvdDrive (an ISO, or an empty drive; Set- changes the disc of a running VM at once). Changing a
 running VM's devices is now a VMRunning error naming Stop-XhyveVM.

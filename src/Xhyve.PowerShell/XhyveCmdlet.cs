@@ -77,6 +77,37 @@ public abstract class XhyveCmdlet : PSCmdlet
         return null;
     }
 
+    /// <summary>Sets a VM's firmware: -Generation 1 (SeaBIOS) or 2 (OVMF and its variable store template), or a ROM
+    /// given with -BootRomPath and, for UEFI, -UefiVariablesTemplatePath. A file that is missing is a FileNotFound error
+    /// naming it (and the package that has it); false then, and nothing is set.</summary>
+    internal bool ResolveFirmware(VirtualMachine vm, short generation, string? bootRomPath, string? varsTemplatePath)
+    {
+        if (generation != 0 && (bootRomPath != null || varsTemplatePath != null))
+        {
+            WriteError(new ErrorRecord(new ArgumentException("-Generation picks the firmware files itself; for other firmware give -BootRomPath (and -UefiVariablesTemplatePath for UEFI) without -Generation."),
+                "ConflictingFirmware", ErrorCategory.InvalidArgument, generation));
+            return false;
+        }
+        string? rom, vars = null;
+        if (generation != 0)
+        {
+            var files = FirmwareFiles.ForGeneration(generation);
+            rom = ResolveExistingFile(files.Rom, "Generation", $"-Generation {generation} needs {files.Description} {files.Rom} ({files.Package})");
+            if (rom == null) return false;
+            if (files.VarsTemplate != null
+                && (vars = ResolveExistingFile(files.VarsTemplate, "Generation", $"-Generation {generation} needs OVMF's variable store template {files.VarsTemplate} ({files.Package})")) == null)
+                return false;
+        }
+        else
+        {
+            rom = ResolveExistingFile(bootRomPath!, "BootRomPath");
+            if (rom == null) return false;
+            if (varsTemplatePath != null && (vars = ResolveExistingFile(varsTemplatePath, "UefiVariablesTemplatePath")) == null) return false;
+        }
+        (vm.BootRomPath, vm.UefiVariablesTemplatePath) = (rom, vars);
+        return true;
+    }
+
     /// <summary>Stores a new VM and writes it (New-XhyveVM, ConvertFrom-XhyveCommandLine -Save): a name taken in any
     /// case is a VMExists error (Hyper-V's names are case-insensitive too), and -WhatIf/-Confirm are asked.</summary>
     internal void CreateVm(VirtualMachine vm) => Try(vm.Name, () =>

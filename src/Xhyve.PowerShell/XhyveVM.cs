@@ -37,6 +37,14 @@ public sealed class XhyveVM
     public string? KernelCommandLine => Definition.KernelCommandLine;
     public string? MultibootPath => Definition.MultibootPath;
     public IReadOnlyList<MultibootModuleDefinition> MultibootModules => Definition.MultibootModules;
+    /// <summary>Hyper-V's generation: 2 for a UEFI VM (a boot ROM with its own variable store), else 1.</summary>
+    public int Generation => Definition.Generation;
+    /// <summary>The firmware ROM the VM boots from instead of a kernel, or null.</summary>
+    public string? BootRomPath => Definition.BootRomPath;
+    /// <summary>The template the VM's UEFI variable store was copied from, or null.</summary>
+    public string? UefiVariablesTemplatePath => Definition.UefiVariablesTemplatePath;
+    /// <summary>The VM's own UEFI variable store (in its folder), or null when it has none.</summary>
+    public string? UefiVariablesPath => Definition.UefiVariablesTemplatePath != null ? System.IO.Path.Combine(Path, VirtualMachine.UefiVariablesFile) : null;
     public IReadOnlyList<XhyveDisk> HardDrives => Definition.Disks.Select(d => new XhyveDisk(Name, d)).ToList();
     public IReadOnlyList<XhyveDvdDrive> DvdDrives => Definition.DvdDrives.Select(d => new XhyveDvdDrive(Name, d)).ToList();
     public IReadOnlyList<XhyveNetworkAdapter> NetworkAdapters => Definition.NetworkAdapters.Select(n => new XhyveNetworkAdapter(Definition, n)).ToList();

@@ -5,6 +5,7 @@ using Xhyve.Vmm.Devices.Legacy;
 using Xhyve.Vmm.Devices.Acpi;
 using Xhyve.Vmm.Devices.Ahci;
 using Xhyve.Vmm.Devices.Ahci.Atapi;
+using Xhyve.Vmm.Devices.Chipset;
 using Xhyve.Vmm.Devices.FwCfg;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Timers;
@@ -157,9 +158,8 @@ public sealed class VmBuilder
             var msi = new HypervisorMsiSink(_vm!);   // per function: each vector owns an irqfd route
             IPciFunction function = d.Device switch
             {
-                HostBridgeSpec { Amd: false } => PciIdentityFunction.HostBridge(),
-                HostBridgeSpec { Amd: true } => PciIdentityFunction.AmdHostBridge(),
-                LpcSpec => PciIdentityFunction.LpcBridge(),
+                HostBridgeSpec bridge => CreateHostBridge(bridge),
+                LpcSpec => ChipsetModel == HostBridgeModel.Q35 ? ChipsetFunctions.Ich9Lpc() : PciIdentityFunction.LpcBridge(),
                 UartSpec uart => CreatePciUart(d, uart, msi, intx),
                 TestDevSpec => new PciTestDevice(msi, intx, _spec.SingleVectorMsi),
                 VirtioBlockSpec disk => CreateVirtio(CreateBlock(d, disk), msi, intx),
@@ -177,6 +177,22 @@ public sealed class VmBuilder
             pci.UpdateMappings(function);
         }
         _pciBuses = allocator.Finish();
+        // i440FX keeps its ACPI PM registers in the PIIX4's function 3, which no -s names (Validate keeps 0:1:3 free).
+        if (ChipsetModel == HostBridgeModel.I440fx) pci.Add(ChipsetFunctions.Piix4PmAddress, ChipsetFunctions.Piix4PowerManagement());
+    }
+
+    /// <summary>The chipset a host bridge's model= names, or bhyve's.</summary>
+    private HostBridgeModel ChipsetModel =>
+        _spec.PciDevices.Select(d => d.Device).OfType<HostBridgeSpec>().FirstOrDefault(h => h.Model != HostBridgeModel.Bhyve)?.Model ?? HostBridgeModel.Bhyve;
+
+    private static IPciFunction CreateHostBridge(HostBridgeSpec bridge)
+    {
+        if (bridge.Model == HostBridgeModel.I440fx) return ChipsetFunctions.I440fxHostBridge();
+        if (bridge.Model == HostBridgeModel.Q35) return ChipsetFunctions.Q35HostBridge();
+        var function = bridge.Amd ? PciIdentityFunction.AmdHostBridge() : PciIdentityFunction.HostBridge();
+        if (bridge.Vendor is null && bridge.DeviceId is null) return function;
+        var config = new PciConfigSpace(bridge.Vendor ?? function.Config.Vendor, bridge.DeviceId ?? function.Config.Device, 0x06, 0x00, 0x00);
+        return new PciIdentityFunction(function.Name, config);
     }
 
     private IReadOnlyList<PciBusWindows> _pciBuses = [];

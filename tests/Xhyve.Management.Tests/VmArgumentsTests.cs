@@ -44,7 +44,58 @@ public sealed class VmArgumentsTests
             "-s", "6,virtio-rnd", "-s", "7,virtio-tap,tap0,mac=52:54:00:12:34:56", "-l", "com2,autopty", "-x", "-w", "-p", "0:1",
             "-f", "multiboot,/boot/kernel.elf,/boot/m1;arg=1:/boot/m2,debug", "--name=lab" },
         new[] { "-f", "kexec,/boot/bzImage,,root=/dev/vda", "--kernel-load=bzimage" },
+        new[] { "-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "bootrom,/usr/share/seabios/bios.bin" },
     };
+
+    [Fact]
+    public void AUefiVm_BecomesTheEngineLine_WithTheQ35ChipsetAndItsOwnVariableStore()
+    {
+        var vm = new VirtualMachine { Name = "efi", Id = Guid.Parse("11111111-2222-3333-4444-555555555555"),
+            BootRomPath = "/usr/share/OVMF/OVMF_CODE_4M.fd", UefiVariablesTemplatePath = "/usr/share/OVMF/OVMF_VARS_4M.fd" };
+        Assert.Equal(["-A", "-c", "1", "-m", "256M", "-U", "11111111-2222-3333-4444-555555555555", "-s", "0:0:0,hostbridge,model=q35", "-s", "0:31:0,lpc",
+            "-l", "com1,log=/store/efi/console.log", "-l", "bootrom,/usr/share/OVMF/OVMF_CODE_4M.fd,/store/efi/uefi-vars.fd", "--name=efi"],
+            VmArguments.ToArguments(vm, "/store/efi/console.log", "/store/efi/uefi-vars.fd"));
+    }
+
+    [Fact]
+    public void ABiosVm_KeepsBhyvesHostBridge_AndHasNoStore()
+    {
+        var vm = new VirtualMachine { Name = "bios", BootRomPath = "/usr/share/seabios/bios.bin" };
+        var args = VmArguments.ToArguments(vm, null, "/store/bios/uefi-vars.fd");
+        Assert.Contains("0:0:0,hostbridge", args);
+        Assert.Contains("bootrom,/usr/share/seabios/bios.bin", args);
+        Assert.Equal(1, vm.Generation);
+    }
+
+    [Fact]
+    public void AUefiLine_BecomesAGeneration2Vm_WhoseStoreIsCopiedFromTheLines_WithAWarningSayingSo()
+    {
+        var (vm, warnings) = VmArguments.FromArguments(["-A", "-s", "0,hostbridge,model=q35", "-s", "31,lpc", "-l", "bootrom,/fw/CODE.fd,/vm/VARS.fd"], "efi");
+        Assert.Equal("/fw/CODE.fd", vm.BootRomPath);
+        Assert.Equal("/vm/VARS.fd", vm.UefiVariablesTemplatePath);
+        Assert.Equal(2, vm.Generation);
+        Assert.Contains(warnings, w => w.Contains("its own copy of /vm/VARS.fd", StringComparison.Ordinal));
+        Assert.DoesNotContain(warnings, w => w.Contains("hostbridge", StringComparison.Ordinal));   // q35 is what a UEFI VM has
+    }
+
+    [Fact]
+    public void AHostBridgeChipsetAVmWouldNotHave_IsAWarning()
+    {
+        var (_, warnings) = VmArguments.FromArguments(["-s", "0,hostbridge,model=i440fx", "-s", "31,lpc", "-f", "kexec,/k"], "k");
+        Assert.Contains(warnings, w => w.StartsWith("-s 0:0:0,hostbridge,model=i440fx: a VM object's host bridge is bhyve's", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("/k", null, "/rom", null, null, "KernelPath and BootRomPath: a VM boots one way")]
+    [InlineData(null, "/mb", "/rom", null, null, "MultibootPath and BootRomPath: a VM boots one way")]
+    [InlineData(null, null, null, "/vars", null, "UefiVariablesTemplatePath: needs BootRomPath")]
+    [InlineData(null, null, "/rom", null, "quiet", "KernelCommandLine: a VM booting from a boot ROM has no kernel command line")]
+    [InlineData(null, null, "/rom,x", null, null, "BootRomPath '/rom,x': a path for the engine cannot")]
+    public void BootRomSettings_ThatCannotBoot_AreProblemsNamingTheSetting(string? kernel, string? multiboot, string? rom, string? vars, string? cmdline, string problem)
+    {
+        var vm = new VirtualMachine { Name = "x", KernelPath = kernel, MultibootPath = multiboot, BootRomPath = rom, UefiVariablesTemplatePath = vars, KernelCommandLine = cmdline };
+        Assert.Contains(vm.Validate(), p => p.StartsWith(problem, StringComparison.Ordinal));
+    }
 
     [Theory]
     [MemberData(nameof(Lines))]
@@ -69,7 +120,7 @@ public sealed class VmArgumentsTests
     [Theory]
     [InlineData(new[] { "-m", "lots", "-f", "kexec,k" }, "-m lots")]
     [InlineData(new[] { "-s", "0,hostbridge" }, "no -f")]
-    [InlineData(new[] { "-f", "bootrom,/x.fd" }, "bootrom")]
+    [InlineData(new[] { "-f", "fbsd,/userboot.so,/disk.img" }, "fbsd")]
     public void LinesAVmCannotBe_AreRefusedNamingTheProblem(string[] line, string expected) =>
         Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(line)).Message);
 

@@ -203,6 +203,7 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         'New-XhyveDiskImage-1'            = @{ Setup = 'web'; Images = @() }
         'New-XhyveDiskImage-2'            = @{ Images = @() }
         'New-XhyveVM-2'                   = @{ Kvm = $true }
+        'New-XhyveVM-3'                   = @{ Ovmf = $true; Then = { (Get-XhyveVM efi).UefiVariablesPath | Should -Exist; (Get-XhyveVM efi).Generation | Should -Be 2 } }
         'Remove-XhyveDisk-1'              = @{ Setup = 'web-disks' }
         'Remove-XhyveDisk-2'              = @{ Setup = 'web-disks' }
         'Remove-XhyveDvdDrive-1'          = @{ Setup = 'web-dvd'; Images = @('debian.iso'); Then = { (Get-XhyveDvdDrive web).Slot | Should -Be 2 } }
@@ -273,6 +274,9 @@ Describe 'The help examples' -Tag 'Help' {
         if ($entry['Kvm'] -and -not $kvm) { Set-ItResult -Skipped -Because '/dev/kvm is absent: the example starts a VM'; return }
         if ($entry['Passt'] -and -not ((Test-XhyveHost) | Where-Object Check -eq 'passt').Passed) {
             Set-ItResult -Skipped -Because 'passt is not installed: the example starts a user-mode network adapter'; return
+        }
+        if ($entry['Ovmf'] -and -not (Test-Path /usr/share/OVMF/OVMF_CODE_4M.fd)) {
+            Set-ItResult -Skipped -Because "Debian's ovmf package is not installed: the example creates a generation 2 VM"; return
         }
         if ($entry['Port']) {
             try { $probe = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Any, $entry['Port']); $probe.Start(); $probe.Stop() }

@@ -106,7 +106,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         catch (IOException e) { throw new EngineException(e.Message); }
 
         // --on-reset restart: a guest reboot keeps the VM Running in the same engine, as in Hyper-V.
-        var args = new List<string>(VmArguments.ToArguments(vm, FileOf(vm.Name, ConsoleLogFile)))
+        var args = new List<string>(VmArguments.ToArguments(vm, FileOf(vm.Name, ConsoleLogFile), FileOf(vm.Name, VirtualMachine.UefiVariablesFile)))
         {
             "-F", FileOf(vm.Name, PidFile), "--control-socket", socket, "--exit-file", FileOf(vm.Name, ExitFileName), "--on-reset", "restart",
         };

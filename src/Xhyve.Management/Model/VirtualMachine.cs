@@ -189,6 +189,21 @@ public sealed class VirtualMachine
     public string? MultibootPath { get; set; }
     public List<MultibootModuleDefinition> MultibootModules { get; set; } = [];
 
+    /// <summary>A firmware ROM the VM boots from instead of a kernel (the engine's -l bootrom,CODE): SeaBIOS's bios.bin,
+    /// or OVMF's code image for UEFI.</summary>
+    public string? BootRomPath { get; set; }
+
+    /// <summary>The UEFI variable store template (OVMF_VARS_4M.fd) the VM's own store was copied from, or null when the
+    /// VM has none. The copy is <see cref="UefiVariablesFile"/> in the VM's folder: made when the VM is created or the
+    /// template changes, written by the guest's firmware, removed with the VM, never shared.</summary>
+    public string? UefiVariablesTemplatePath { get; set; }
+
+    /// <summary>The VM's own UEFI variable store, in its folder.</summary>
+    public const string UefiVariablesFile = "uefi-vars.fd";
+
+    /// <summary>Hyper-V's generation: 2 for a UEFI VM (a boot ROM with a variable store), else 1.</summary>
+    [JsonIgnore] public int Generation => UefiVariablesTemplatePath != null ? 2 : 1;
+
     public List<VmDisk> Disks { get; set; } = [];
     public List<VmNetworkAdapter> NetworkAdapters { get; set; } = [];
 
@@ -230,6 +245,8 @@ public sealed class VirtualMachine
         Text("initrdPath", InitrdPath, MaxPathLength);
         Text("kernelCommandLine", KernelCommandLine, MaxTextLength);
         Text("multibootPath", MultibootPath, MaxPathLength);
+        Text("bootRomPath", BootRomPath, MaxPathLength);
+        Text("uefiVariablesTemplatePath", UefiVariablesTemplatePath, MaxPathLength);
         Count("multibootModules", MultibootModules.Count, MaxListCount);
         Count("disks", Disks.Count, MaxListCount);
         Count("networkAdapters", NetworkAdapters.Count, MaxListCount);
@@ -284,11 +301,14 @@ public sealed class VirtualMachine
         if (ProcessorCount is < 1 or > 255) problems.Add($"ProcessorCount {ProcessorCount}: must be 1 to 255");
         if (MemoryStartupBytes < 2L << 20) problems.Add($"MemoryStartupBytes {MemoryStartupBytes}: must be at least 2 MB");
         else if (MemoryStartupBytes % 4096 != 0) problems.Add($"MemoryStartupBytes {MemoryStartupBytes}: must be a multiple of 4 KB");
-        bool kexec = KernelPath != null, multiboot = MultibootPath != null;
-        if (kexec && multiboot) problems.Add("KernelPath and MultibootPath: a VM boots one way; set one of them");
-        if (!kexec && !multiboot) problems.Add("the VM has no boot kernel: set KernelPath (Linux) or MultibootPath");
+        bool kexec = KernelPath != null, multiboot = MultibootPath != null, rom = BootRomPath != null;
+        var ways = new[] { (kexec, "KernelPath"), (multiboot, "MultibootPath"), (rom, "BootRomPath") }.Where(w => w.Item1).Select(w => w.Item2).ToList();
+        if (ways.Count > 1) problems.Add($"{string.Join(" and ", ways)}: a VM boots one way; set one of them");
+        if (ways.Count == 0) problems.Add("the VM has no boot kernel or firmware: set KernelPath (Linux), MultibootPath or BootRomPath");
         if (!kexec && (InitrdPath != null)) problems.Add("InitrdPath: needs KernelPath");
         if (!multiboot && MultibootModules.Count > 0) problems.Add("MultibootModule: needs MultibootPath");
+        if (rom && ways.Count == 1 && KernelCommandLine != null) problems.Add("KernelCommandLine: a VM booting from a boot ROM has no kernel command line");
+        if (UefiVariablesTemplatePath != null && !rom) problems.Add("UefiVariablesTemplatePath: needs BootRomPath (the UEFI firmware that keeps its variables there)");
         // xhyve's -f and -s separate fields with commas (and multiboot modules with ':' and ';').
         foreach (var (what, path) in Paths())
             if (path.Length == 0 || path.IndexOfAny([',', ':', ';', '\n']) >= 0)
@@ -340,6 +360,8 @@ public sealed class VirtualMachine
         if (KernelPath != null) yield return ("KernelPath", KernelPath);
         if (InitrdPath != null) yield return ("InitrdPath", InitrdPath);
         if (MultibootPath != null) yield return ("MultibootPath", MultibootPath);
+        if (BootRomPath != null) yield return ("BootRomPath", BootRomPath);
+        if (UefiVariablesTemplatePath != null) yield return ("UefiVariablesTemplatePath", UefiVariablesTemplatePath);
         foreach (var m in MultibootModules) yield return ("MultibootModule", m.Path);
         foreach (var d in Disks) yield return ("disk Path", d.Path);
         foreach (var d in DvdDrives) if (d.Path != null) yield return ("DVD drive Path", d.Path);

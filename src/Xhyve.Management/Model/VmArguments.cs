@@ -14,21 +14,24 @@ public sealed record ConvertedVm(VirtualMachine Vm, IReadOnlyList<string> Warnin
 /// </summary>
 public static class VmArguments
 {
-    /// <summary>The engine's arguments for <paramref name="vm"/>, with com1 logged to <paramref name="consoleLog"/>.</summary>
-    public static IReadOnlyList<string> ToArguments(VirtualMachine vm, string? consoleLog)
+    /// <summary>The engine's arguments for <paramref name="vm"/>, with com1 logged to <paramref name="consoleLog"/> and a
+    /// UEFI VM's variable store at <paramref name="uefiVariables"/> (its copy in the VM's folder; when null, as for a
+    /// check of the line alone, the file's bare name stands in).</summary>
+    public static IReadOnlyList<string> ToArguments(VirtualMachine vm, string? consoleLog, string? uefiVariables = null)
     {
         var problems = vm.Validate();
         if (problems.Count > 0) throw new VmDefinitionException($"VM '{vm.Name}': {string.Join("; ", problems)}");
         var devices = new List<PciDeviceSpec>
         {
-            new(new PciAddress(0, 0, 0), "hostbridge", null),
+            // UEFI firmware (OVMF) runs only on a chipset it knows: Q35, whose ECAM and PM block are where ours are.
+            new(new PciAddress(0, 0, 0), "hostbridge", vm.Generation == 2 ? UefiHostBridgeOptions : null),
             new(new PciAddress(0, 31, 0), "lpc", null),
         };
         devices.AddRange(vm.Disks.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), d.Emulation, d.Path + (d.Options != null ? "," + d.Options : ""))));
         devices.AddRange(vm.NetworkAdapters.Select(n => new PciDeviceSpec(n.PciAddress, "virtio-net", n.ToOptions().ToString())));
         devices.AddRange(vm.DvdDrives.Select(d => new PciDeviceSpec(new PciAddress(0, d.Slot, 0), "ahci-cd", d.Path)));
-        FirmwareSpec firmware = vm.KernelPath != null
-            ? new KexecFirmware(vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine)
+        FirmwareSpec firmware = vm.KernelPath != null ? new KexecFirmware(vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine)
+            : vm.BootRomPath != null ? new BootromFirmware(vm.BootRomPath, vm.UefiVariablesTemplatePath != null ? uefiVariables ?? VirtualMachine.UefiVariablesFile : null)
             : new MultibootFirmware(vm.MultibootPath!, vm.MultibootModules.Select(m => new Vmm.Boot.MultibootModule(m.Path, m.CommandLine)).ToList(), vm.KernelCommandLine);
         var spec = new VmSpecification
         {
@@ -43,6 +46,9 @@ public static class VmArguments
         catch (CliException e) { throw new VmDefinitionException($"VM '{vm.Name}': ExtraArguments: {e.Message}"); }
         return args;
     }
+
+    /// <summary>The host bridge's options in a UEFI VM.</summary>
+    public const string UefiHostBridgeOptions = "model=q35";
 
     /// <summary>One option as the engine reads it out of ExtraArguments: "-m" or "--name", its value, and the words it
     /// was written as (for messages).</summary>
@@ -109,12 +115,12 @@ public static class VmArguments
                 "-m" => "the memory size belongs to the VM; set MemoryStartupBytes",
                 "-A" => "ACPI belongs to the VM; set Acpi",
                 "-U" => "the UUID is the VM's Id",
-                "-f" => "the boot kernel belongs to the VM; set KernelPath or MultibootPath",
+                "-f" => "the boot kernel belongs to the VM; set KernelPath, MultibootPath or BootRomPath",
                 "--name" => "the name is the VM's Name",
                 "-F" or "--control-socket" or "--exit-file" => "the engine host keeps the pid file, control socket and exit file in the VM's folder",
                 "-h" or "-v" or "-M" or "--help" or "--version" => "the engine would print information and exit instead of running the VM",
                 "-l" when o.Value?.Split(',')[0].ToLowerInvariant() == "com1" => "com1 is the VM's console log",
-                "-l" when o.Value?.Split(',')[0].ToLowerInvariant() == "bootrom" => "the boot firmware belongs to the VM; set KernelPath or MultibootPath",
+                "-l" when o.Value?.Split(',')[0].ToLowerInvariant() == "bootrom" => "the boot firmware belongs to the VM; set BootRomPath (and UefiVariablesTemplatePath)",
                 "-s" => SlotOwner(o.Value, slots),
                 _ => null,
             };
@@ -204,10 +210,16 @@ public static class VmArguments
                 (vm.MultibootPath, vm.KernelCommandLine) = (m.Kernel, m.CommandLine);
                 vm.MultibootModules.AddRange(m.Modules.Select(x => new MultibootModuleDefinition(x.Path, x.CommandLine)));
                 break;
+            case BootromFirmware b:
+                (vm.BootRomPath, vm.UefiVariablesTemplatePath) = (b.Rom, b.Vars);
+                // The line's store is where this VM's copy starts from; the guest then writes the copy, never the file.
+                if (b.Vars != null)
+                    warnings.Add($"-l bootrom,{b.Rom},{b.Vars}: the VM gets its own copy of {b.Vars} in its folder ({VirtualMachine.UefiVariablesFile}); the guest's UEFI variables are kept there, not in {b.Vars}");
+                break;
             case null:
-                throw new VmDefinitionException("the command line has no -f: a VM needs a kernel to boot");
+                throw new VmDefinitionException("the command line has no -f or -l bootrom: a VM needs a kernel or a boot ROM to boot");
             default:
-                throw new VmDefinitionException($"-f {CommandLineFormatter.FormatFirmware(spec.Firmware)}: only kexec and multiboot boot is supported for VM objects");
+                throw new VmDefinitionException($"-f {CommandLineFormatter.FormatFirmware(spec.Firmware)}: only kexec, multiboot and boot ROM boot is supported for VM objects");
         }
         vm.ExtraArguments.InsertRange(0, CommandLineFormatter.MachineFlags(spec, includeAcpi: false));
         foreach (var d in spec.PciDevices)
@@ -216,8 +228,13 @@ public static class VmArguments
             switch (d.Emulation)
             {
                 case "hostbridge" when plainSlot && d.Address.Slot == 0:
+                    // Every VM has one: bhyve's, or Q35 in a UEFI VM. Any other choice on the line is not kept.
+                    string wanted = vm.Generation == 2 ? UefiHostBridgeOptions : "";
+                    if ((d.Options ?? "") != wanted)
+                        warnings.Add($"{d}: a VM object's host bridge is {(wanted.Length > 0 ? "hostbridge," + wanted + " (a UEFI VM)" : "bhyve's hostbridge")}; these options are not kept");
+                    break;
                 case "lpc" when plainSlot && d.Address.Slot == 31:
-                    break;   // every VM has them
+                    break;   // every VM has it
                 case "virtio-blk" when plainSlot && d.Options != null:
                     vm.Disks.Add(Disk(d.Options, d.Address.Slot, DiskControllerType.VirtIO));
                     break;

@@ -200,6 +200,7 @@ public sealed class VmStore
     public VirtualMachine Create(VirtualMachine vm)
     {
         Check(vm);
+        CheckUefiVariablesTemplate(vm);
         CheckAvailable();
         try
         {
@@ -221,6 +222,9 @@ public sealed class VmStore
             if (File.Exists(DefinitionOf(vm.Name))) throw new VmExistsException(vm.Name, folder);
             var stored = vm.Clone();
             stored.Version = 1;
+            // The VM's own variable store first: a VM is never stored without the copy its definition names.
+            try { UpdateUefiVariables(stored, folder, previousTemplate: null); }
+            catch { Directory.Delete(folder, recursive: true); throw; }
             Write(stored);
             // The VM's folder is a new entry in vms/: synced too, or a power cut could take back a created VM.
             try { _files.SyncFolder(folder); }
@@ -253,9 +257,12 @@ public sealed class VmStore
         using (Lock(name))
         {
             var vm = Get(name);
+            string? template = vm.UefiVariablesTemplatePath;
             change(vm);
             if (vm.Name != name) throw new VmStoreException($"VM '{name}': renaming is not a change the store makes in place");
             Check(vm);
+            CheckUefiVariablesTemplate(vm);
+            UpdateUefiVariables(vm, FolderOf(name), template);
             vm.Version++;
             Write(vm);
             return vm;
@@ -275,6 +282,54 @@ public sealed class VmStore
             string doomed = Path.Combine(VmsFolder, $".removing-{name}-{Guid.NewGuid():N}");
             Directory.Move(folder, doomed);
             Directory.Delete(doomed, recursive: true);
+        }
+    }
+
+    /// <summary>Where a VM's own UEFI variable store is (whether or not it has one).</summary>
+    public string UefiVariablesPathOf(string name) => Path.Combine(FolderOf(name), VirtualMachine.UefiVariablesFile);
+
+    /// <summary>Refuses a UEFI variable store template that is missing, not a regular file, or not a flash image's size
+    /// (whole 4 KiB blocks, at most 16 MiB), naming the file; before anything is written.</summary>
+    private static void CheckUefiVariablesTemplate(VirtualMachine vm)
+    {
+        if (vm.UefiVariablesTemplatePath is not { } template) return;
+        string what = $"VM '{vm.Name}': UEFI variable store template {template}";
+        if (Directory.Exists(template)) throw new VmStoreException($"{what}: is a folder");
+        if (!File.Exists(template)) throw new VmStoreException($"{what}: the file does not exist");
+        long length = new FileInfo(template).Length;
+        if (length == 0 || length % Vmm.Config.BootromFirmware.VarsGranule != 0 || length > Vmm.Config.BootromFirmware.MaxVarsBytes)
+            throw new VmStoreException($"{what}: {length} bytes is not a flash image (whole 4 KiB blocks, at most 16 MiB; copy OVMF_VARS_4M.fd)");
+    }
+
+    /// <summary>Makes the VM's own UEFI variable store match its definition: a copy of the template when the VM has
+    /// one and the template changed (or the copy is missing), nothing when it has none. The copy is written beside the
+    /// target, synced and renamed over it, owner-only, so a failed copy leaves the old store (or none).</summary>
+    private static void UpdateUefiVariables(VirtualMachine vm, string folder, string? previousTemplate)
+    {
+        string target = Path.Combine(folder, VirtualMachine.UefiVariablesFile);
+        try
+        {
+            if (vm.UefiVariablesTemplatePath is not { } template) { File.Delete(target); return; }
+            if (template == previousTemplate && File.Exists(target)) return;   // the guest's variables stay
+            string temporary = OutputFiles.TemporaryNameBeside(target);
+            try
+            {
+                using (var source = new FileStream(template, FileMode.Open, FileAccess.Read, FileShare.Read))
+                using (var copy = new FileStream(temporary, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                }))
+                {
+                    source.CopyTo(copy);
+                    copy.Flush(flushToDisk: true);
+                }
+                File.Move(temporary, target, overwrite: true);
+            }
+            catch { File.Delete(temporary); throw; }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new VmStoreException($"VM '{vm.Name}': cannot copy the UEFI variable store template {vm.UefiVariablesTemplatePath} to {target}: {e.Message}", e);
         }
     }
 

@@ -86,7 +86,7 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
     [ValidateNotNullOrEmpty]
     public string? Name { get; set; }
 
-    /// <summary>Also store the VM, as New-XhyveVM does: the files the line names (kernel, initrd, multiboot kernel and modules, disks, DVD drives' ISO images) are made absolute from the current location and must exist, except a disk with size=, which the engine creates.</summary>
+    /// <summary>Also store the VM, as New-XhyveVM does: the files the line names (kernel, initrd, multiboot kernel and modules, boot ROM and UEFI variable store, disks, DVD drives' ISO images) are made absolute from the current location and must exist, except a disk with size=, which the engine creates. The variable store of -l bootrom,CODE,VARS is copied into the VM's folder: the stored VM's firmware writes its own copy, never VARS.</summary>
     [Parameter]
     public SwitchParameter Save { get; set; }
 
@@ -181,6 +181,8 @@ public sealed class ConvertFromXhyveCommandLineCommand : XhyveCmdlet
         vm.KernelPath = File(vm.KernelPath, $"-f kexec kernel {vm.KernelPath}");
         vm.InitrdPath = File(vm.InitrdPath, $"-f kexec initrd {vm.InitrdPath}");
         vm.MultibootPath = File(vm.MultibootPath, $"-f multiboot kernel {vm.MultibootPath}");
+        vm.BootRomPath = File(vm.BootRomPath, $"-l bootrom ROM {vm.BootRomPath}");
+        vm.UefiVariablesTemplatePath = File(vm.UefiVariablesTemplatePath, $"-l bootrom variable store {vm.UefiVariablesTemplatePath}");
         for (int i = 0; i < vm.MultibootModules.Count; i++)
         {
             var m = vm.MultibootModules[i];

@@ -42,6 +42,18 @@ public sealed class NewXhyveVMCommand : XhyveCmdlet
     [Parameter(ParameterSetName = "Multiboot")] [ValidateNotNullOrEmpty]
     public string[] MultibootModule { get; set; } = [];
 
+    /// <summary>Boot from firmware, as Hyper-V's generations: 1 boots SeaBIOS (/usr/share/seabios/bios.bin, Debian's seabios package), 2 boots UEFI (OVMF's /usr/share/OVMF/OVMF_CODE_4M.fd, Debian's ovmf package) with the VM's own copy of the variable store template /usr/share/OVMF/OVMF_VARS_4M.fd, made in the VM's folder. For other firmware files use -BootRomPath.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = "Generation")] [ValidateRange(1, 2)]
+    public short Generation { get; set; }
+
+    /// <summary>A firmware ROM to boot instead of a kernel (the engine's -l bootrom): SeaBIOS's bios.bin, or a UEFI code image with -UefiVariablesTemplatePath.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = "BootRom")] [ValidateNotNullOrEmpty]
+    public string BootRomPath { get; set; } = "";
+
+    /// <summary>For UEFI firmware given with -BootRomPath: the variable store template (e.g. OVMF_VARS_4M.fd) the VM's own store is copied from. The VM is then a generation 2 VM.</summary>
+    [Parameter(ParameterSetName = "BootRom")] [ValidateNotNullOrEmpty]
+    public string? UefiVariablesTemplatePath { get; set; }
+
     /// <summary>Boot without ACPI tables (xhyve without -A). ACPI is on by default, and Stop-XhyveVM's graceful shutdown needs it.</summary>
     [Parameter]
     public SwitchParameter NoAcpi { get; set; }
@@ -63,6 +75,10 @@ public sealed class NewXhyveVMCommand : XhyveCmdlet
             vm.KernelPath = ResolveExistingFile(KernelPath, nameof(KernelPath));
             if (vm.KernelPath == null) return;
             if (InitrdPath != null && (vm.InitrdPath = ResolveExistingFile(InitrdPath, nameof(InitrdPath))) == null) return;
+        }
+        else if (ParameterSetName is "Generation" or "BootRom")
+        {
+            if (!ResolveFirmware(vm, Generation, ParameterSetName == "BootRom" ? BootRomPath : null, UefiVariablesTemplatePath)) return;
         }
         else
         {
@@ -150,6 +166,18 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
     [Parameter] [ValidateNotNullOrEmpty]
     public string? InitrdPath { get; set; }
 
+    /// <summary>Boot from firmware instead, as Hyper-V's generations: 1 is SeaBIOS, 2 is UEFI (OVMF) with the VM's own variable store copied into its folder (see New-XhyveVM). A kernel the VM had is replaced; a VM that already has a store keeps it (and its variables) while the template stays the same.</summary>
+    [Parameter] [ValidateRange(1, 2)]
+    public short Generation { get; set; }
+
+    /// <summary>A firmware ROM to boot instead of a kernel. A kernel the VM had is replaced; a UEFI VM keeps its variable store.</summary>
+    [Parameter] [ValidateNotNullOrEmpty]
+    public string? BootRomPath { get; set; }
+
+    /// <summary>The UEFI variable store template the VM's own store is copied from; a new template replaces the store (and the variables in it). Needs a boot ROM.</summary>
+    [Parameter] [ValidateNotNullOrEmpty]
+    public string? UefiVariablesTemplatePath { get; set; }
+
     /// <summary>The kernel's command line. An empty string removes it.</summary>
     [Parameter] [AllowEmptyString]
     public string? KernelCommandLine { get; set; }
@@ -171,6 +199,20 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
         string? kernel = KernelPath != null ? ResolveExistingFile(KernelPath, nameof(KernelPath)) : null;
         string? initrd = InitrdPath != null ? ResolveExistingFile(InitrdPath, nameof(InitrdPath)) : null;
         if ((KernelPath != null && kernel == null) || (InitrdPath != null && initrd == null)) return;
+        bool generation = MyInvocation.BoundParameters.ContainsKey(nameof(Generation));
+        bool firmware = generation || BootRomPath != null || UefiVariablesTemplatePath != null;
+        if (firmware && KernelPath != null)
+        {
+            WriteError(new ErrorRecord(new ArgumentException("-KernelPath and a boot ROM (-Generation, -BootRomPath, -UefiVariablesTemplatePath): a VM boots one way; give one of them."),
+                "ConflictingBoot", ErrorCategory.InvalidArgument, KernelPath));
+            return;
+        }
+        var rom = new VirtualMachine { Name = "firmware" };   // the resolved firmware files, applied to each VM below
+        if (generation || BootRomPath != null)
+        {
+            if (!ResolveFirmware(rom, generation ? Generation : (short)0, BootRomPath, UefiVariablesTemplatePath)) return;
+        }
+        else if (UefiVariablesTemplatePath != null && (rom.UefiVariablesTemplatePath = ResolveExistingFile(UefiVariablesTemplatePath, nameof(UefiVariablesTemplatePath))) == null) return;
         if (MyInvocation.BoundParameters.ContainsKey(nameof(MemoryStartupBytes)) && !CheckHostMemory(MemoryStartupBytes, MemoryStartupBytes)) return;
         ForEachTarget("Set VM", name =>
         {
@@ -179,7 +221,16 @@ public sealed class SetXhyveVMCommand : XhyveVMActionCmdlet
                 var bound = MyInvocation.BoundParameters;
                 if (bound.ContainsKey(nameof(MemoryStartupBytes))) vm.MemoryStartupBytes = MemoryStartupBytes;
                 if (bound.ContainsKey(nameof(ProcessorCount))) vm.ProcessorCount = ProcessorCount;
-                if (kernel != null) { vm.KernelPath = kernel; vm.MultibootPath = null; vm.MultibootModules.Clear(); }
+                if (kernel != null) { vm.KernelPath = kernel; vm.MultibootPath = null; vm.MultibootModules.Clear(); vm.BootRomPath = null; vm.UefiVariablesTemplatePath = null; }
+                if (rom.BootRomPath != null)
+                {
+                    (vm.KernelPath, vm.InitrdPath, vm.KernelCommandLine, vm.MultibootPath) = (null, null, null, null);
+                    vm.MultibootModules.Clear();
+                    vm.BootRomPath = rom.BootRomPath;
+                    // -Generation says which firmware the VM has; -BootRomPath alone keeps a UEFI VM's store.
+                    if (generation || rom.UefiVariablesTemplatePath != null) vm.UefiVariablesTemplatePath = rom.UefiVariablesTemplatePath;
+                }
+                else if (rom.UefiVariablesTemplatePath != null) vm.UefiVariablesTemplatePath = rom.UefiVariablesTemplatePath;
                 if (initrd != null) vm.InitrdPath = initrd;
                 if (bound.ContainsKey(nameof(KernelCommandLine))) vm.KernelCommandLine = string.IsNullOrEmpty(KernelCommandLine) ? null : KernelCommandLine;
                 if (bound.ContainsKey(nameof(Acpi))) vm.Acpi = Acpi;

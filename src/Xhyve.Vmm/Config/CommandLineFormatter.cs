@@ -19,7 +19,8 @@ public static class CommandLineFormatter
         foreach (var d in spec.PciDevices) args.AddRange(["-s", FormatPciDevice(d)]);
         if (spec.Com1 != null) args.AddRange(["-l", "com1," + string.Join(",", spec.Com1)]);
         if (spec.Com2 != null) args.AddRange(["-l", "com2," + string.Join(",", spec.Com2)]);
-        if (spec.Firmware != null) args.AddRange(["-f", FormatFirmware(spec.Firmware)]);
+        // A boot ROM is written as bhyve writes it (-l bootrom,CODE[,VARS]); the parser takes -f bootrom too.
+        if (spec.Firmware != null) args.AddRange([spec.Firmware is BootromFirmware ? "-l" : "-f", FormatFirmware(spec.Firmware)]);
         if (spec.Firmware is KexecFirmware { LoadMode: not KernelLoadMode.Auto } k)
             args.Add("--kernel-load=" + (k.LoadMode == KernelLoadMode.BzImage ? "bzimage" : "decompress"));
         if (spec.Name != new VmSpecification().Name) args.Add("--name=" + spec.Name);
@@ -65,7 +66,7 @@ public static class CommandLineFormatter
         KexecFirmware k => $"kexec,{k.Kernel},{k.Initrd}" + (k.CommandLine != null ? "," + k.CommandLine : ""),
         MultibootFirmware m => $"multiboot,{m.Kernel},{string.Join(":", m.Modules.Select(x => x.CommandLine != null ? $"{x.Path};{x.CommandLine}" : x.Path))}"
             + (m.CommandLine != null ? "," + m.CommandLine : ""),
-        BootromFirmware b => $"bootrom,{b.Rom}",
+        BootromFirmware b => $"bootrom,{b.Rom}" + (b.Vars != null ? "," + b.Vars : ""),
         FreeBsdFirmware f => $"fbsd,{f.Userboot},{f.BootVolume}" + (f.KernelEnv != null ? "," + f.KernelEnv : ""),
         _ => throw new ArgumentException($"unknown firmware {firmware.GetType().Name}", nameof(firmware)),
     };

@@ -199,13 +199,23 @@ public static class CommandLineParser
                 // A later -l com1 replaces the earlier one, as in xhyve (scripts append their own to a base line).
                 return device == "com1" ? spec with { Com1 = backends } : spec with { Com2 = backends };
             case "bootrom":
-                if (config.Length == 0) throw new CliException($"-l {value}: missing ROM path");
                 if (firmwareGivenAs != null) throw new CliException($"-l {value}: the firmware was already given with {firmwareGivenAs}");
                 firmwareGivenAs = $"-l {value}";
-                return spec with { Firmware = new BootromFirmware(config) };
+                return spec with { Firmware = ParseBootrom($"-l {value}", config) };
             default:
                 throw new CliException($"-l {value}: unknown LPC device '{device}' (expected com1, com2 or bootrom)");
         }
+    }
+
+    /// <summary>bhyve's bootrom,CODE[,VARS]: the ROM and, for UEFI, the variable store (a third field is refused:
+    /// bhyve has none, and a path with a comma would be read wrongly).</summary>
+    private static BootromFirmware ParseBootrom(string given, string config)
+    {
+        var f = config.Split(',');
+        if (f[0].Length == 0) throw new CliException($"{given}: missing ROM path (bootrom,CODE[,VARS])");
+        if (f.Length > 2) throw new CliException($"{given}: expected bootrom,CODE[,VARS] (paths cannot contain commas)");
+        if (f.Length == 2 && f[1].Length == 0) throw new CliException($"{given}: the variable store path after the comma is empty");
+        return new BootromFirmware(f[0], f.Length == 2 ? f[1] : null);
     }
 
     /// <summary>-f kexec|multiboot|bootrom|fbsd,...</summary>
@@ -241,8 +251,7 @@ public static class CommandLineParser
                 return new MultibootFirmware(f[0], modules, f.Length > 2 && f[2].Length > 0 ? f[2] : null);
             }
             case "bootrom":
-                if (rest.Length == 0) throw new CliException($"-f {value}: missing ROM path");
-                return new BootromFirmware(rest);
+                return ParseBootrom($"-f {value}", rest);
             case "fbsd":
             {
                 var f = rest.Split(',', 3);
@@ -264,12 +273,13 @@ public static class CommandLineParser
                -C: include guest memory in core file
                -e: exit on unhandled I/O access
                -f: firmware: kexec,KERNEL[,INITRD][,CMDLINE] | multiboot,KERNEL[,MODULE[;CMD][:...]][,CMDLINE]
-                   | bootrom,ROM | fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]
+                   | bootrom,CODE[,VARS] | fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]
                -F: pid file (held locked while running; a stale one is replaced; removed at exit)
                -g: gdb port
                -h: help
                -H: vmexit from the guest on hlt
-               -l: LPC device configuration: com1,BACKEND | com2,BACKEND | bootrom,ROM
+               -l: LPC device configuration: com1,BACKEND | com2,BACKEND | bootrom,CODE[,VARS]
+                   CODE: firmware ROM (bios.bin, OVMF_CODE.fd); VARS: the VM's own UEFI variable store
                    BACKEND: stdio | autopty[=PATH] | log=PATH | null | /dev/TTY (several with commas)
                -m: memory size, e.g. 256M, 1G, 1024 (MiB) (default 256M)
                -M: print the MAC address(es) of the virtio-net devices and exit
@@ -277,6 +287,8 @@ public static class CommandLineParser
                -P: vmexit from the guest on pause
                -s: <slot,driver,configinfo> PCI slot config: slot[:func] or bus:slot:func
                    drivers: hostbridge lpc uart virtio-blk virtio-rnd virtio-net virtio-tap ahci-hd ahci-cd ahci testdev
+                   hostbridge[,model=i440fx|q35][,vendor=ID][,devid=ID]: model= presents the chipset UEFI firmware
+                   (OVMF) needs: i440FX with its PIIX4 PM function at 0:1.3, or Q35 (needs -s 31,lpc)
                    virtio-net[,user|tap=NAME][,mac=MAC][,hostfwd=tcp|udp:HOSTPORT-:GUESTPORT]: user is
                    NAT through passt (no root); virtio-tap,tapN is virtio-net,tap=tapN
                -u: RTC keeps UTC time

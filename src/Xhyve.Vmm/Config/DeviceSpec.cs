@@ -33,8 +33,8 @@ public abstract record DeviceSpec
                 "virtio-net" => new VirtioNetSpec(NetDeviceOptions.Parse(options)),
                 "virtio-tap" => new VirtioNetSpec(NetDeviceOptions.Parse(options, xhyveTap: true)),
                 "ahci-hd" or "ahci-cd" or "ahci" => new AhciSpec(emulation, AhciDeviceOptions.Parse(emulation, options)),
+                "hostbridge" => HostBridgeSpec.Parse(options),
                 _ when options.Length > 0 => new InvalidDeviceSpec(emulation, $"{device}: {emulation} takes no options"),
-                "hostbridge" => new HostBridgeSpec(Amd: false),
                 "amd_hostbridge" => new HostBridgeSpec(Amd: true),
                 "lpc" => new LpcSpec(),
                 "testdev" => new TestDevSpec(),
@@ -46,8 +46,69 @@ public abstract record DeviceSpec
     }
 }
 
-/// <summary>-s N,hostbridge (bhyve's ids) or -s N,amd_hostbridge.</summary>
-public sealed record HostBridgeSpec(bool Amd) : DeviceSpec;
+/// <summary>Which chipset a host bridge presents.</summary>
+public enum HostBridgeModel
+{
+    /// <summary>bhyve's own ids (1275:1275, or AMD's 1022:7432 for amd_hostbridge): enough for Linux and SeaBIOS.</summary>
+    Bhyve,
+    /// <summary>Intel i440FX (8086:1237) with the PIIX4 power-management function at 0:1.3, as OVMF expects.</summary>
+    I440fx,
+    /// <summary>Intel Q35 (MCH 8086:29C0) with the ICH9 LPC bridge at 0:31.0 and PCIEXBAR, as OVMF expects.</summary>
+    Q35,
+}
+
+/// <summary>-s N,hostbridge[,model=i440fx|q35][,vendor=ID][,devid=ID] (bhyve's ids by default; bhyve's vendor= and
+/// devid= change only the ids) or -s N,amd_hostbridge.</summary>
+/// <param name="Amd">amd_hostbridge.</param>
+/// <param name="Model">The chipset, for firmware that checks it (OVMF).</param>
+/// <param name="Vendor">vendor=: the vendor id instead of the model's.</param>
+/// <param name="DeviceId">devid=: the device id instead of the model's.</param>
+public sealed record HostBridgeSpec(bool Amd, HostBridgeModel Model = HostBridgeModel.Bhyve, ushort? Vendor = null, ushort? DeviceId = null) : DeviceSpec
+{
+    /// <summary>The options of hostbridge; throws <see cref="FormatException"/> naming a bad one.</summary>
+    public static HostBridgeSpec Parse(string options)
+    {
+        var model = HostBridgeModel.Bhyve;
+        ushort? vendor = null, device = null;
+        foreach (var option in options.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            int eq = option.IndexOf('=');
+            string key = eq < 0 ? option : option[..eq], value = eq < 0 ? "" : option[(eq + 1)..];
+            switch (key)
+            {
+                case "model":
+                    model = value.ToLowerInvariant() switch
+                    {
+                        "i440fx" => HostBridgeModel.I440fx,
+                        "q35" => HostBridgeModel.Q35,
+                        "bhyve" => HostBridgeModel.Bhyve,
+                        _ => throw new FormatException($"model={value}: not one of i440fx, q35, bhyve"),
+                    };
+                    break;
+                case "vendor": vendor = ParseId(option, value); break;
+                case "devid": device = ParseId(option, value); break;
+                default: throw new FormatException($"'{option}': unknown option (hostbridge takes model=i440fx|q35, vendor=ID, devid=ID)");
+            }
+        }
+        if (model != HostBridgeModel.Bhyve && (vendor != null || device != null))
+            throw new FormatException($"model={model.ToString().ToLowerInvariant()} sets the ids itself; vendor= and devid= cannot change them");
+        return new HostBridgeSpec(Amd: false, model, vendor, device);
+    }
+
+    /// <summary>A 16-bit id as bhyve reads it (strtol base 0): 0x8086, 32902 or 0100206.</summary>
+    private static ushort ParseId(string option, string value)
+    {
+        try
+        {
+            uint v = value.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? Convert.ToUInt32(value[2..], 16)
+                : value.Length > 1 && value[0] == '0' ? Convert.ToUInt32(value[1..], 8)
+                : uint.Parse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture);
+            if (v <= 0xFFFF && value.Length > 0) return (ushort)v;
+        }
+        catch (Exception e) when (e is FormatException or OverflowException or ArgumentException) { }
+        throw new FormatException($"'{option}': not a 16-bit id (e.g. 0x8086)");
+    }
+}
 
 /// <summary>-s 31,lpc: the LPC bridge the COM ports (-l com1/com2) live on.</summary>
 public sealed record LpcSpec : DeviceSpec;

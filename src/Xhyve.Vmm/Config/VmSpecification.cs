@@ -14,8 +14,44 @@ public sealed record KexecFirmware(string Kernel, string? Initrd, string? Comman
 /// <summary>-f multiboot,KERNEL[,MODULE[;CMD][:MODULE[;CMD]]...][,CMDLINE]</summary>
 public sealed record MultibootFirmware(string Kernel, IReadOnlyList<MultibootModule> Modules, string? CommandLine) : FirmwareSpec;
 
-/// <summary>-f bootrom,ROM or -l bootrom,ROM (UEFI). Not supported yet.</summary>
-public sealed record BootromFirmware(string Rom) : FirmwareSpec;
+/// <summary>-l bootrom,CODE[,VARS] (bhyve's spelling; -f bootrom,CODE[,VARS] too): a firmware ROM (SeaBIOS, OVMF's
+/// code) mapped read-only below 4 GiB, and for UEFI a variable store the guest writes through a CFI flash.</summary>
+/// <param name="Rom">The ROM image (OVMF_CODE.fd, bios.bin).</param>
+/// <param name="Vars">The UEFI variable store (a copy of OVMF_VARS.fd), or null for none.</param>
+public sealed record BootromFirmware(string Rom, string? Vars = null) : FirmwareSpec
+{
+    /// <summary>The largest variable store the flash window takes (QEMU's OVMF stores are 128 KiB to 4 MiB).</summary>
+    public const long MaxVarsBytes = 16L << 20;
+
+    /// <summary>The store's size unit: CFI erase blocks of OVMF's flash are 4 KiB.</summary>
+    public const long VarsGranule = 4096;
+
+    /// <summary>Every problem with the variable store: it must exist, be a readable and writable regular file, be a
+    /// whole number of 4 KiB blocks no larger than 16 MiB, and not be the ROM itself. Each names the file. Nothing
+    /// is written.</summary>
+    public IReadOnlyList<string> VarsProblems()
+    {
+        var problems = new List<string>();
+        if (Vars == null) return problems;
+        string what = $"-l bootrom: variable store {Vars}";
+        if (Vars.Length == 0) { problems.Add("-l bootrom: the variable store path is empty"); return problems; }
+        if (Directory.Exists(Vars)) { problems.Add($"{what}: is a directory"); return problems; }
+        if (!File.Exists(Vars)) { problems.Add($"{what}: file not found"); return problems; }
+        long length = new FileInfo(Vars).Length;
+        if (length == 0 || length % VarsGranule != 0)
+            problems.Add($"{what}: {length} bytes is not a whole number of 4 KiB flash blocks (copy OVMF_VARS.fd)");
+        else if (length > MaxVarsBytes)
+            problems.Add($"{what}: {length} bytes is more than the 16 MiB a flash store may have");
+        try { using (new FileStream(Vars, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite)) { } }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            problems.Add($"{what}: cannot be opened for reading and writing (the guest saves its UEFI variables there): {e.Message}");
+        }
+        if (Native.OutputFiles.SameFile(Rom, Vars))
+            problems.Add($"{what}: is the ROM {Rom} itself; give the guest its own copy of the variable store");
+        return problems;
+    }
+}
 
 /// <summary>-f fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]. Not supported yet.</summary>
 public sealed record FreeBsdFirmware(string Userboot, string BootVolume, string? KernelEnv) : FirmwareSpec;
@@ -109,7 +145,10 @@ public sealed record VmSpecification
         switch (Firmware)
         {
             case null: problems.Add("-f: no firmware or kernel given (e.g. -f kexec,vmlinuz,initrd.gz,\"console=ttyS0\")"); break;
-            case BootromFirmware: problems.Add("bootrom: UEFI boot ROMs are not supported yet"); break;
+            case BootromFirmware b:
+                problems.Add("bootrom: UEFI boot ROMs are not supported yet");
+                if (checkFiles) problems.AddRange(b.VarsProblems());
+                break;
             case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;
             case KexecFirmware k:
                 RequireFile(checkFiles, problems, "-f kexec: kernel", k.Kernel);
@@ -138,6 +177,7 @@ public sealed record VmSpecification
             if (device is VirtioNetSpec net && d.Address.IsValid) nets.Check(problems, d, net.Options.MacFor(EffectiveUuid, d.Address), net.Options);
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
+        ValidateChipset(problems);
         bool hasLpc = PciDevices.Any(d => d.Emulation == "lpc");
         if ((Com1 != null || Com2 != null) && !hasLpc) problems.Add("-l com1/com2: the COM ports live on the LPC bridge; add -s 31,lpc");
 
@@ -151,6 +191,23 @@ public sealed record VmSpecification
         }
         if (GdbPort != null) problems.Add($"-g {GdbPort}: the gdb stub is not supported yet");
         return problems;
+    }
+
+    /// <summary>The chipset a host bridge's model= names (what OVMF checks) is the one at 0:0.0, with its PM function
+    /// where the firmware reads it: the PIIX4 PM function at 0:1.3 (added by the engine, so that slot must be free),
+    /// or the ICH9 LPC bridge at 0:31.0 (the -s 31,lpc the COM ports need anyway).</summary>
+    private void ValidateChipset(List<string> problems)
+    {
+        var models = PciDevices.Where(d => d.Device is HostBridgeSpec { Model: not HostBridgeModel.Bhyve }).ToList();
+        if (models.Count == 0) return;
+        if (models.Count > 1) { problems.Add($"{models[1]}: only one host bridge can name a chipset (already {models[0]})"); return; }
+        var bridge = models[0];
+        var model = ((HostBridgeSpec)bridge.Device).Model;
+        if (bridge.Address != new PciAddress(0, 0, 0)) problems.Add($"{bridge}: a chipset's host bridge must be at 0:0:0, where firmware reads it");
+        if (model == HostBridgeModel.I440fx && PciDevices.FirstOrDefault(d => d.Address == Devices.Chipset.ChipsetFunctions.Piix4PmAddress) is { } taken)
+            problems.Add($"{taken}: 0:1:3 is the PIIX4 power-management function of {bridge}");
+        if (model == HostBridgeModel.Q35 && !PciDevices.Any(d => d.Device is LpcSpec && d.Address == Devices.Chipset.ChipsetFunctions.Ich9LpcAddress))
+            problems.Add($"{bridge}: Q35's ICH9 LPC bridge (the PM base firmware reads) must be at 0:31:0; add -s 31,lpc");
     }
 
     private static void ValidateDisk(bool checkFiles, List<string> problems, PciDeviceSpec d, BlockDeviceOptions disk, Dictionary<string, PciDeviceSpec> disks)

@@ -59,6 +59,13 @@ public static unsafe class OutputFiles
         return LibC.StatPath(path, &st) == 0 ? st.Uid : null;
     }
 
+    /// <summary>Whether both paths name one file (symlinks and hard links followed); false when either is absent.</summary>
+    public static bool SameFile(string a, string b)
+    {
+        Stat sa, sb;
+        return LibC.StatPath(a, &sa) == 0 && LibC.StatPath(b, &sb) == 0 && sa.Dev == sb.Dev && sa.Ino == sb.Ino;
+    }
+
     /// <summary>This process's effective uid: the user whose files the engine may replace.</summary>
     public static uint EffectiveUserId => LibC.GetEUid();
 

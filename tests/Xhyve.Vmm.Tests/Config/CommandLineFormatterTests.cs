@@ -18,6 +18,9 @@ public sealed class CommandLineFormatterTests
             "-f", "multiboot,kern.elf,m1;a=1 b=2:m2,console=ttyS0,115200", "--name=web" },
         new[] { "-f", "kexec,vmlinuz,,root=/dev/vda", "--kernel-load=bzimage" },
         new[] { "-m", "3000K", "-f", "kexec,vmlinuz" },
+        // bhyve's UEFI line: the ROM and the VM's variable store; and a ROM alone given with -f
+        new[] { "-A", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-l", "bootrom,/usr/share/OVMF/OVMF_CODE.fd,/vm/OVMF_VARS.fd" },
+        new[] { "-f", "bootrom,/usr/share/seabios/bios.bin" },
     };
 
     [Theory]
@@ -27,6 +30,13 @@ public sealed class CommandLineFormatterTests
         var spec = CommandLineParser.Parse(args).Spec;
         var again = CommandLineParser.Parse(CommandLineFormatter.ToArguments(spec)).Spec;
         Assert.Equal(Describe(spec), Describe(again));
+    }
+
+    [Fact]
+    public void ABootRom_IsWrittenAsBhyveWritesIt()
+    {
+        var spec = CommandLineParser.Parse(["-f", "bootrom,code.fd,vars.fd"]).Spec;
+        Assert.Equal(["-c", "1", "-m", "256M", "-l", "bootrom,code.fd,vars.fd"], CommandLineFormatter.ToArguments(spec));
     }
 
     [Theory]

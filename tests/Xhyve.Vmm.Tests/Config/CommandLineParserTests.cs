@@ -55,6 +55,27 @@ public sealed class CommandLineParserTests
     }
 
     [Theory]
+    [InlineData("-l", "bootrom,OVMF_CODE.fd", "OVMF_CODE.fd", null)]
+    [InlineData("-l", "bootrom,OVMF_CODE.fd,vm/OVMF_VARS.fd", "OVMF_CODE.fd", "vm/OVMF_VARS.fd")]
+    [InlineData("-f", "bootrom,bios.bin", "bios.bin", null)]
+    [InlineData("-f", "bootrom,code.fd,vars.fd", "code.fd", "vars.fd")]
+    public void Bootrom_TakesTheRomAndAnOptionalVariableStore(string flag, string value, string rom, string? vars)
+    {
+        Assert.Equal(new BootromFirmware(rom, vars), Spec(flag, value).Firmware);
+    }
+
+    [Theory]
+    [InlineData("-l", "bootrom", "-l bootrom: missing ROM path (bootrom,CODE[,VARS])")]
+    [InlineData("-l", "bootrom,", "-l bootrom,: missing ROM path (bootrom,CODE[,VARS])")]
+    [InlineData("-l", "bootrom,,vars.fd", "-l bootrom,,vars.fd: missing ROM path (bootrom,CODE[,VARS])")]
+    [InlineData("-l", "bootrom,code.fd,", "-l bootrom,code.fd,: the variable store path after the comma is empty")]
+    [InlineData("-f", "bootrom,a,b,c", "-f bootrom,a,b,c: expected bootrom,CODE[,VARS] (paths cannot contain commas)")]
+    public void MalformedBootrom_IsRefusedNamingTheArgument(string flag, string value, string message)
+    {
+        Assert.Equal(message, Assert.Throws<CliException>(() => Spec(flag, value)).Message);
+    }
+
+    [Theory]
     [InlineData("256M", 256UL << 20)]
     [InlineData("256m", 256UL << 20)]
     [InlineData("256MB", 256UL << 20)]

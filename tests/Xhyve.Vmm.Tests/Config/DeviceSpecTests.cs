@@ -16,6 +16,16 @@ public sealed class DeviceSpecTests
         Assert.Equal(new HostBridgeSpec(Amd: true), Device("0,amd_hostbridge"));
     }
 
+    [Theory]
+    [InlineData("0,hostbridge,model=i440fx", HostBridgeModel.I440fx, null, null)]
+    [InlineData("0,hostbridge,model=Q35", HostBridgeModel.Q35, null, null)]
+    [InlineData("0,hostbridge,vendor=0x8086,devid=4663", HostBridgeModel.Bhyve, (ushort)0x8086, (ushort)4663)]
+    [InlineData("0,hostbridge,devid=010", HostBridgeModel.Bhyve, null, (ushort)8)]   // bhyve's strtol: octal
+    public void HostBridgeOptions_ChooseTheChipsetOrTheIds(string value, HostBridgeModel model, ushort? vendor, ushort? device)
+    {
+        Assert.Equal(new HostBridgeSpec(Amd: false, model, vendor, device), Device(value));
+    }
+
     [Fact]
     public void Lpc_ParsesIntoLpcSpec() => Assert.IsType<LpcSpec>(Device("31,lpc"));
 
@@ -48,7 +58,11 @@ public sealed class DeviceSpecTests
     [InlineData("3,uart", "-s 0:3:0,uart: missing backend")]
     [InlineData("3,uart,stdio,stdio", "-s 0:3:0,uart,stdio,stdio: stdio: stdio was already given")]
     [InlineData("5,virtio-rnd,x", "-s 0:5:0,virtio-rnd,x: virtio-rnd takes no options")]
-    [InlineData("0,hostbridge,x", "-s 0:0:0,hostbridge,x: hostbridge takes no options")]
+    [InlineData("0,hostbridge,x", "-s 0:0:0,hostbridge,x: 'x': unknown option (hostbridge takes model=i440fx|q35, vendor=ID, devid=ID)")]
+    [InlineData("0,hostbridge,model=pc", "-s 0:0:0,hostbridge,model=pc: model=pc: not one of i440fx, q35, bhyve")]
+    [InlineData("0,hostbridge,vendor=0x10000", "-s 0:0:0,hostbridge,vendor=0x10000: 'vendor=0x10000': not a 16-bit id")]
+    [InlineData("0,hostbridge,devid=", "-s 0:0:0,hostbridge,devid=: 'devid=': not a 16-bit id")]
+    [InlineData("0,hostbridge,model=q35,devid=0x1234", "-s 0:0:0,hostbridge,model=q35,devid=0x1234: model=q35 sets the ids itself")]
     public void BadOption_IsInvalidAndNamesTheArgument(string value, string problemStart)
     {
         var invalid = Assert.IsType<InvalidDeviceSpec>(Device(value));

@@ -61,7 +61,7 @@ public sealed class VmSpecificationValidationTests
     [InlineData("-c 2 -p 5:0", "vCPU 5 does not exist")]
     [InlineData("-p 0:4096", "host CPU 4096 does not exist")]
     [InlineData("-g 1234", "gdb stub is not supported yet")]
-    [InlineData("-s 0,hostbridge,extra", "takes no options")]
+    [InlineData("-s 0,hostbridge,extra", "'extra': unknown option (hostbridge takes model=i440fx|q35")]
     public void Problem_IsReportedNamingTheFlag(string commandLine, string expected)
     {
         var problems = Problems([.. commandLine.Split(' '), "-f", $"kexec,{Kernel}"]);
