@@ -138,7 +138,10 @@ public sealed class VmRunner : IPlatformEvents
                     case VcpuExitReason.Halt:
                         break;
                     case VcpuExitReason.Shutdown:
-                        RequestStop(VmExitStatus.TripleFault, $"vCPU {vcpu.Id}: triple fault (shutdown) {DescribeRip(vcpu)}");
+                        // A PC resets on a triple fault (firmware and OSes use it as a last way to reboot); a loaded
+                        // kernel has no firmware to come back to, so there it ends the VM as xhyve does.
+                        if (Machine.Rom != null) RequestStop(VmExitStatus.Reset, $"vCPU {vcpu.Id}: triple fault (shutdown), a reset for a machine booted from a ROM {DescribeRip(vcpu)}");
+                        else RequestStop(VmExitStatus.TripleFault, $"vCPU {vcpu.Id}: triple fault (shutdown) {DescribeRip(vcpu)}");
                         break;
                     case VcpuExitReason.SystemReset:
                         RequestStop(VmExitStatus.Reset, $"vCPU {vcpu.Id}: system reset");

@@ -14,7 +14,7 @@ public sealed record KexecFirmware(string Kernel, string? Initrd, string? Comman
 /// <summary>-f multiboot,KERNEL[,MODULE[;CMD][:MODULE[;CMD]]...][,CMDLINE]</summary>
 public sealed record MultibootFirmware(string Kernel, IReadOnlyList<MultibootModule> Modules, string? CommandLine) : FirmwareSpec;
 
-/// <summary>-f bootrom,ROM or -l bootrom,ROM (UEFI). Not supported yet.</summary>
+/// <summary>-f bootrom,ROM or -l bootrom,ROM: the machine starts at the reset vector of this ROM image (SeaBIOS, OVMF).</summary>
 public sealed record BootromFirmware(string Rom) : FirmwareSpec;
 
 /// <summary>-f fbsd,USERBOOT,BOOTVOLUME[,KERNELENV]. Not supported yet.</summary>
@@ -107,7 +107,9 @@ public sealed record VmSpecification
         switch (Firmware)
         {
             case null: problems.Add("-f: no firmware or kernel given (e.g. -f kexec,vmlinuz,initrd.gz,\"console=ttyS0\")"); break;
-            case BootromFirmware: problems.Add("bootrom: UEFI boot ROMs are not supported yet"); break;
+            case BootromFirmware b:
+                if (Boot.BootRom.Problem(b.Rom) is { } romProblem) problems.Add(romProblem);
+                break;
             case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;
             case KexecFirmware k:
                 RequireFile(problems, "-f kexec: kernel", k.Kernel);
