@@ -199,6 +199,13 @@ public sealed class VmRunner : IPlatformEvents
         Span<byte> bytes = stackalloc byte[16];
         int n = 16;
         while (n > 0 && !Machine.Memory.TryRead(new GuestAddress(pa), bytes[..n])) n--;
+        // Firmware runs from its ROM, which is not guest RAM.
+        if (n == 0 && Machine.Rom is { } rom && pa >= rom.GuestAddress && pa - rom.GuestAddress < rom.Size)
+        {
+            var from = rom.Bytes[(int)(pa - rom.GuestAddress)..];
+            n = Math.Min(16, from.Length);
+            from[..n].CopyTo(bytes);
+        }
         return $"at RIP 0x{rip:X} (physical 0x{pa:X}), instruction bytes: {Convert.ToHexString(bytes[..n]).ToLowerInvariant()}";
     }
 }
