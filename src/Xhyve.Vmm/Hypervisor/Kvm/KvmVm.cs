@@ -53,14 +53,23 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         };
         Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region),
             $"KVM_SET_USER_MEMORY_REGION (slot {slot} at 0x{guestAddress:X}{(readOnly ? ", read-only" : "")})");
+        lock (_mappedSlots) _mappedSlots.Add(slot);
     }
 
     public void UnmapMemory(int slot)
     {
-        // A slot with size 0 is deleted (and deleting an unused slot is not an error for KVM).
-        var region = new KvmUserspaceMemoryRegion { Slot = (uint)slot };
-        Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region), $"KVM_SET_USER_MEMORY_REGION (removing slot {slot})");
+        lock (_mappedSlots)
+        {
+            // KVM answers EINVAL for deleting a slot that holds nothing.
+            if (!_mappedSlots.Contains(slot)) return;
+            // A slot given size 0 is deleted.
+            var region = new KvmUserspaceMemoryRegion { Slot = (uint)slot };
+            Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region), $"KVM_SET_USER_MEMORY_REGION (removing slot {slot})");
+            _mappedSlots.Remove(slot);
+        }
     }
+
+    private readonly HashSet<int> _mappedSlots = new();
 
     public void SetIrqLine(int gsi, bool level)
     {
