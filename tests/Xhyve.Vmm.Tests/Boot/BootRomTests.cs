@@ -152,6 +152,36 @@ public sealed class BootRomTests : IDisposable
         Assert.Empty(good.Validate());
     }
 
+    private sealed class NoEvents : IPlatformEvents
+    {
+        public void RequestStop(VmExitStatus status, string reason) { }
+    }
+
+    [Fact]
+    public void Builder_StartsTheBspAtTheResetVector_LeavesApsWaiting_AndWritesNoTablesOverTheRomCopy()
+    {
+        string path = Rom(128 * 1024);
+        // -A would put the ACPI tables (and SMBIOS, the MP table) into 0xE0000-0xFFFFF for a loaded kernel.
+        var spec = CommandLineParser.Parse(["-A", "-c", "2", "-m", "64M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", $"bootrom,{path}"]).Spec;
+        var hypervisor = new RecordingHypervisor();
+        using var machine = new VmBuilder(spec, hypervisor, new NoEvents()).Build();
+
+        var vm = Assert.Single(hypervisor.Vms);
+        Assert.Contains(vm.Mappings, m => m is { Slot: 0, GuestAddress: 0, ReadOnly: false });
+        var romMap = Assert.Single(vm.Mappings, m => m.ReadOnly);
+        Assert.Equal((VmBuilder.BootRomSlot, 0xFFFE_0000UL, 128UL * 1024), (romMap.Slot, romMap.GuestAddress, romMap.Size));
+        var bsp = vm.Vcpus[0].BootState;
+        Assert.NotNull(bsp);
+        Assert.Equal((0xFFFF_0000UL, 0xFFF0UL), (bsp.Value.Cs.Base, bsp.Value.Rip));
+        Assert.Null(vm.Vcpus[1].BootState);   // APs wait for the firmware's INIT/SIPI
+        var low = new byte[0x20000];
+        machine.Memory.ReadExactly(new GuestAddress(0xE0000), low);
+        Assert.True(File.ReadAllBytes(path).AsSpan().SequenceEqual(low), "0xE0000-0xFFFFF is not the ROM's copy (tables written over it?)");
+        Assert.NotNull(machine.Rom);
+        Assert.Contains("boot ROM", machine.Kernel.Description);
+        Assert.Contains(machine.Mmio.Ranges, r => r.Start == 0xFFFE_0000 && r.Name == "boot ROM");
+    }
+
     [Fact]
     public void KvmPrivatePages_LieBelowTheLargestRom()
     {
