@@ -1,3 +1,4 @@
+using Xhyve.Vmm.Config;
 using Xhyve.Management.Model;
 
 namespace Xhyve.Management.Tests;
@@ -68,9 +69,36 @@ public sealed class VmArgumentsTests
     [Theory]
     [InlineData(new[] { "-m", "lots", "-f", "kexec,k" }, "-m lots")]
     [InlineData(new[] { "-s", "0,hostbridge" }, "no -f")]
-    [InlineData(new[] { "-f", "bootrom,/x.fd" }, "only kexec and multiboot")]
+    [InlineData(new[] { "-f", "bootrom,/x.fd" }, "bootrom")]
     public void LinesAVmCannotBe_AreRefusedNamingTheProblem(string[] line, string expected) =>
         Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(line)).Message);
+
+    /// <summary>A line the engine would refuse is refused when converted, with the engine's own words (not when the VM
+    /// first starts); the files it names are looked for only when the VM is stored.</summary>
+    [Theory]
+    [InlineData("-l com1,stdio -f kexec,/k", "-l com1/com2: the COM ports live on the LPC bridge; add -s 31,lpc")]
+    [InlineData("-s 31,lpc -s 3,virtio-rnd -s 3,virtio-rnd -f kexec,/k", "slot 0:3:0 is already used by virtio-rnd")]
+    [InlineData("-s 31,lpc -s 30,lpc -f kexec,/k", "only one LPC bridge is allowed")]
+    [InlineData("-c 2 -p 5:0 -f kexec,/k", "-p 5:0: vCPU 5 does not exist (the VM has 2)")]
+    [InlineData("-g 1234 -f kexec,/k", "-g 1234: the gdb stub is not supported yet")]
+    [InlineData("-s 2,virtio-net,mac=52:54:00:00:00:01 -s 3,virtio-net,mac=52:54:00:00:00:01 -f kexec,/k", "MAC address 52:54:00:00:00:01 is already used")]
+    [InlineData("-s 31,lpc -l com1,stdio -s 5,uart,stdio -f kexec,/k", "stdio can be used by only one device")]
+    [InlineData("-s 3,virtio-blk,/vm/a.img -s 4,ahci-hd,/vm/a.img -f kexec,/k", "/vm/a.img is already the disk of")]
+    public void LinesTheEngineWouldRefuse_AreRefusedAtConversion_WithTheEnginesMessage(string line, string expected)
+    {
+        var args = line.Split(' ');
+        var engine = CommandLineParser.Parse(args).Spec.Validate(checkFiles: false);
+        Assert.Contains(engine, p => p.Contains(expected));   // the engine's own words...
+        Assert.Contains(expected, Assert.Throws<VmDefinitionException>(() => VmArguments.FromArguments(args)).Message);   // ...at conversion
+    }
+
+    [Fact]
+    public void FilesALineNames_AreNotLookedForAtConversion()
+    {
+        var vm = VmArguments.FromArguments(["-s", "3,virtio-blk,/nowhere/a.img", "-s", "4,ahci-cd,/nowhere/b.iso", "-f", "kexec,/nowhere/k,/nowhere/i"]).Vm;
+        Assert.Equal("/nowhere/k", vm.KernelPath);
+        Assert.Equal("/nowhere/a.img", vm.Disks.Single().Path);
+    }
 
     [Theory]
     [InlineData(new[] { "-m", "2G" }, "'-m 2G': the memory size belongs to the VM; set MemoryStartupBytes")]

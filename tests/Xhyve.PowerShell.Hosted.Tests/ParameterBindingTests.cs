@@ -232,7 +232,8 @@ public sealed class ParameterBindingTests(HostedModule module) : IDisposable
     [InlineData("New-XhyveVM v -MultibootPath $args[0] -ProcessorCount 0", "ProcessorCount")]
     [InlineData("New-XhyveVM v -MultibootPath $args[0] -MemoryStartupBytes 1MB", "MemoryStartupBytes")]
     [InlineData("New-XhyveVM '' -MultibootPath $args[0]", "Name")]
-    [InlineData("New-XhyveDiskImage $args[0] 8MB -SectorSize 1024", "SectorSize")]
+    [InlineData("New-XhyveDiskImage $args[0] 8MB -SectorSize 1000", "SectorSize")]
+    [InlineData("New-XhyveDiskImage $args[0] 8MB -SectorSize 131072", "SectorSize")]
     public void Values_outside_a_parameters_validation_are_refused_before_the_cmdlet_runs(string script, string parameter)
     {
         var error = module.Run(script, _store.Kernel + ".img").SingleError();
@@ -241,6 +242,14 @@ public sealed class ParameterBindingTests(HostedModule module) : IDisposable
         Assert.Equal(parameter, ((ParameterBindingException)error.Exception).ParameterName);
         Assert.Empty(_store.Files());
         Assert.False(File.Exists(_store.Kernel + ".img"));
+    }
+
+    [Fact]
+    public void SectorSize_takes_any_power_of_two_the_engine_takes_and_the_image_records_it()
+    {
+        string image = Path.Combine(_store.Work, "s2048.img");
+        module.Run("New-XhyveDiskImage $args[0] 8MB -SectorSize 2048 | Out-Null", image);
+        Assert.Contains("\"sectorSize\":2048", File.ReadAllText(image + ".desc").Replace(" ", ""));
     }
 
     private static void AssertBindingError(ErrorRecord error, string id, string cmdletClass)

@@ -249,6 +249,11 @@ Describe 'ConvertFrom-XhyveCommandLine' {
         ConvertFrom-XhyveCommandLine '-m lots -f kexec,k' -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
     }
+    It 'refuses at conversion a line the engine would refuse at start, with the engine''s message' {
+        ConvertFrom-XhyveCommandLine '-l com1,stdio -f kexec,vmlinuz' -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidXhyveCommandLine*'
+        $err[0].Exception.Message | Should -Match 'the COM ports live on the LPC bridge; add -s 31,lpc'
+    }
 }
 
 Describe 'Connect-XhyveVM' {

@@ -11,7 +11,7 @@ namespace Xhyve.Engine.Disk;
 public static class DiskCommand
 {
     public const string Usage = """
-        Usage: xhyve disk create PATH OPTIONS         create an image (OPTIONS: size=SIZE[,split=SIZE][,sparse][,sectorsize=512|4096])
+        Usage: xhyve disk create PATH OPTIONS         create an image (OPTIONS: size=SIZE[,split=SIZE][,sparse][,sectorsize=512..65536])
                                                       and its descriptor PATH.desc, so it later opens by path alone
                xhyve disk info PATH [OPTIONS]         show the format, size and what is stored
                xhyve disk check PATH [OPTIONS]        open read-only and validate a sparse image's LUT

@@ -171,13 +171,19 @@ public static class VmArguments
     }
 
     /// <summary>A VM from an xhyve command line (an xhyverun.sh argument list). Throws
-    /// <see cref="VmDefinitionException"/> for a line the engine would refuse.</summary>
+    /// <see cref="VmDefinitionException"/> for a line the engine would refuse, with the engine's words; the files it
+    /// names are not looked for here (the line may come from another machine: storing the VM checks them).</summary>
     public static ConvertedVm FromArguments(IReadOnlyList<string> args, string? name = null)
     {
         CliResult cli;
         try { cli = CommandLineParser.Parse(args); }
         catch (CliException e) { throw new VmDefinitionException(e.Message); }
         var spec = cli.Spec;
+        // The engine's own checks of the line as written (slots, COM ports without the LPC bridge, -p, -g, MACs...), so a
+        // line it would refuse is refused now rather than when the VM first starts.
+        if (spec.Firmware == null) throw new VmDefinitionException("the command line has no -f: a VM needs a kernel to boot");
+        if (cli.Action == CliAction.Run && spec.Validate(checkFiles: false) is { Count: > 0 } refused)
+            throw new VmDefinitionException(string.Join("; ", refused));
         var warnings = new List<string>();
         var vm = new VirtualMachine
         {

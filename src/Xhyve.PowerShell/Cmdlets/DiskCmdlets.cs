@@ -165,8 +165,8 @@ public sealed class NewXhyveDiskImageCommand : XhyveCmdlet
     [Parameter]
     public SwitchParameter Sparse { get; set; }
 
-    /// <summary>The logical sector size the image is laid out in: 512 (default) or 4096.</summary>
-    [Parameter] [ValidateSet("512", "4096")]
+    /// <summary>The logical sector size the image is laid out in: a power of two from 512 (the default) to 65536.</summary>
+    [Parameter] [ValidateSectorSize]
     public int SectorSize { get; set; } = 512;
 
     protected override void ProcessRecord()
@@ -232,4 +232,15 @@ internal static class DeviceErrors
 internal sealed class DeviceErrorException(ErrorRecord record) : Exception(record.Exception.Message, record.Exception), IContainsErrorRecord
 {
     public ErrorRecord ErrorRecord { get; } = record;
+}
+
+/// <summary>A logical sector size the engine accepts (<see cref="Vmm.Storage.SectorSize"/>), checked at binding time.</summary>
+[AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
+public sealed class ValidateSectorSizeAttribute : ValidateArgumentsAttribute
+{
+    protected override void Validate(object arguments, EngineIntrinsics engineIntrinsics)
+    {
+        if (arguments is not int bytes || !Vmm.Storage.SectorSize.IsValidLogical(bytes))
+            throw new ValidationMetadataException($"{arguments} is not a sector size: use a power of two from {Vmm.Storage.SectorSize.Min} to {Vmm.Storage.SectorSize.Max}.");
+    }
 }

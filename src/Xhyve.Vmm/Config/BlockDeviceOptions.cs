@@ -79,9 +79,7 @@ public sealed record BlockDeviceOptions
         if (parts.Length > 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int logical)
             || (parts.Length == 2 ? !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int physical) : (physical = logical) < 0))
             throw new FormatException($"{item}: expected sectorsize=LOGICAL[/PHYSICAL]");
-        if (logical is not (512 or 4096)) throw new FormatException($"{item}: the logical sector size must be 512 or 4096");
-        if (physical < logical || physical > 65536 || (physical & (physical - 1)) != 0)
-            throw new FormatException($"{item}: the physical sector size must be a power of two from the logical size to 65536");
+        if (Storage.SectorSize.Problem(logical, physical) is { } problem) throw new FormatException($"{item}: {problem}");
         return o with { LogicalSectorSize = logical, PhysicalSectorSize = physical, SectorSizeGiven = true };
     }
 

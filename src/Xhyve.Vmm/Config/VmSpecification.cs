@@ -94,7 +94,9 @@ public sealed record VmSpecification
     /// <summary>Every problem with the specification, each naming the flag and what is wrong.</summary>
     /// <param name="hostMaxVcpus">KVM's vCPU limit on this host.</param>
     /// <param name="hostMemoryBytes">The host's RAM: a guest cannot have more (KVM would refuse it with a bare EINVAL).</param>
-    public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue, ulong hostMemoryBytes = ulong.MaxValue)
+    /// <param name="checkFiles">False to leave out what depends on the files named (that they exist, and the disk images'
+    /// geometry): for a line converted on one machine to be checked for its files where it will run.</param>
+    public IReadOnlyList<string> Validate(int hostMaxVcpus = int.MaxValue, ulong hostMemoryBytes = ulong.MaxValue, bool checkFiles = true)
     {
         var problems = new List<string>();
         if (Vcpus < 1) problems.Add($"-c {Vcpus}: at least one vCPU is needed");
@@ -112,12 +114,12 @@ public sealed record VmSpecification
                 break;
             case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;
             case KexecFirmware k:
-                RequireFile(problems, "-f kexec: kernel", k.Kernel);
-                if (k.Initrd != null) RequireFile(problems, "-f kexec: initrd", k.Initrd);
+                RequireFile(checkFiles, problems, "-f kexec: kernel", k.Kernel);
+                if (k.Initrd != null) RequireFile(checkFiles, problems, "-f kexec: initrd", k.Initrd);
                 break;
             case MultibootFirmware m:
-                RequireFile(problems, "-f multiboot: kernel", m.Kernel);
-                foreach (var mod in m.Modules) RequireFile(problems, "-f multiboot: module", mod.Path);
+                RequireFile(checkFiles, problems, "-f multiboot: kernel", m.Kernel);
+                foreach (var mod in m.Modules) RequireFile(checkFiles, problems, "-f multiboot: module", mod.Path);
                 break;
         }
 
@@ -133,8 +135,8 @@ public sealed record VmSpecification
             if (device is UnsupportedDeviceSpec unsupported) problems.Add(unsupported.Problem);
             if (d.Emulation == "lpc" && d.Address.Bus != 0) problems.Add($"{d}: lpc must be on bus 0");
             if (device is InvalidDeviceSpec invalid) problems.Add(invalid.Problem);
-            if (device is VirtioBlockSpec disk) ValidateDisk(problems, d, disk.Options, disks);
-            if (device is AhciSpec ahci) ValidateAhci(problems, d, ahci, disks);
+            if (device is VirtioBlockSpec disk) ValidateDisk(checkFiles, problems, d, disk.Options, disks);
+            if (device is AhciSpec ahci) ValidateAhci(checkFiles, problems, d, ahci, disks);
             if (device is VirtioNetSpec net && d.Address.IsValid) nets.Check(problems, d, net.Options.MacFor(EffectiveUuid, d.Address), net.Options);
         }
         if (PciDevices.Count(d => d.Emulation == "lpc") > 1) problems.Add("-s lpc: only one LPC bridge is allowed");
@@ -153,11 +155,12 @@ public sealed record VmSpecification
         return problems;
     }
 
-    private static void ValidateDisk(List<string> problems, PciDeviceSpec d, BlockDeviceOptions disk, Dictionary<string, PciDeviceSpec> disks)
+    private static void ValidateDisk(bool checkFiles, List<string> problems, PciDeviceSpec d, BlockDeviceOptions disk, Dictionary<string, PciDeviceSpec> disks)
     {
         string full = Path.GetFullPath(disk.Path);
         if (disks.TryGetValue(full, out var other)) problems.Add($"{d}: {disk.Path} is already the disk of {other}");
         else disks[full] = d;
+        if (!checkFiles) return;
         // The image must exist unless size= asks for a new one, and options given must agree with its geometry
         // (read from its descriptor or its files), so a contradiction is refused before anything starts.
         if (Directory.Exists(disk.Path)) { problems.Add($"{d}: {disk.Path} is a directory"); return; }
@@ -166,12 +169,12 @@ public sealed record VmSpecification
         catch (DiskImageException e) { problems.Add($"{d}: {e.Message}"); }
     }
 
-    private static void ValidateAhci(List<string> problems, PciDeviceSpec d, AhciSpec ahci, Dictionary<string, PciDeviceSpec> disks)
+    private static void ValidateAhci(bool checkFiles, List<string> problems, PciDeviceSpec d, AhciSpec ahci, Dictionary<string, PciDeviceSpec> disks)
     {
         foreach (var port in ahci.Ports)
         {
-            if (port is AhciDiskPort disk) ValidateDisk(problems, d, disk.Options, disks);
-            else if (port is AhciCdromPort { MediumPath: { } medium }) RequireFile(problems, $"{d}: medium", medium);
+            if (port is AhciDiskPort disk) ValidateDisk(checkFiles, problems, d, disk.Options, disks);
+            else if (port is AhciCdromPort { MediumPath: { } medium }) RequireFile(checkFiles, problems, $"{d}: medium", medium);
         }
     }
 
@@ -194,9 +197,10 @@ public sealed record VmSpecification
         }
     }
 
-    private static void RequireFile(List<string> problems, string what, string path)
+    private static void RequireFile(bool checkFiles, List<string> problems, string what, string path)
     {
         if (string.IsNullOrEmpty(path)) problems.Add($"{what}: no path given");
+        else if (!checkFiles) return;
         else if (Directory.Exists(path)) problems.Add($"{what} {path}: is a directory");
         else if (!File.Exists(path)) problems.Add($"{what} {path}: file not found");
     }

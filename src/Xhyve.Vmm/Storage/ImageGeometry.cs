@@ -192,7 +192,7 @@ public static class ImageGeometry
             throw Damaged(desc, $"\"{(format == null ? "format" : size == null ? "size" : "sectorSize")}\" is missing");
         bool isSplit = format is DiskImageFormat.Split or DiskImageFormat.SplitSparse;
         if (isSplit != (split != null)) throw Damaged(desc, isSplit ? "\"split\" is missing" : $"\"split\" given for a {FormatName(format.Value)} image");
-        if (sectorSize is not (512 or 4096)) throw Damaged(desc, $"sectorSize {sectorSize}: must be 512 or 4096");
+        if (!SectorSize.IsValidLogical(sectorSize.Value)) throw Damaged(desc, $"sectorSize {sectorSize}: must be a power of two from {SectorSize.Min} to {SectorSize.Max}");
         if (size <= 0 || size % sectorSize != 0) throw Damaged(desc, $"size {size}: not a positive multiple of the {sectorSize}-byte sector");
         if (size > MaxImageSize) throw Damaged(desc, $"size {size}: larger than the largest disk an image may be ({Human(MaxImageSize)})");
         bool sparse = format is DiskImageFormat.Sparse or DiskImageFormat.SplitSparse;

@@ -19,7 +19,7 @@ public sealed record SplitImageLayout(long Size, long? SplitSize, bool Sparse, i
     public IReadOnlyList<string> Validate()
     {
         var problems = new List<string>();
-        if (SectorSize is not (512 or 4096)) problems.Add($"sectorsize={SectorSize}: must be 512 or 4096");
+        if (!Storage.SectorSize.IsValidLogical(SectorSize)) problems.Add($"sectorsize={SectorSize}: must be a power of two from {Storage.SectorSize.Min} to {Storage.SectorSize.Max}");
         if (Size <= 0) problems.Add("size=: the disk size must be positive");
         else if (Size % SectorSize != 0) problems.Add($"size={Size}: not a multiple of the {SectorSize}-byte sector");
         // Its descriptor could not be read back (ImageGeometry.MaxImageSize says why the bound).

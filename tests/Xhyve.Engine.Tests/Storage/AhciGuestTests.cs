@@ -152,6 +152,8 @@ public sealed class AhciGuestTests() : ControlledEngineTest("ahci")
     [SkippableTheory]
     [InlineData("sectorsize=4096", 4096, 4096)]
     [InlineData("sectorsize=512/4096", 512, 4096)]
+    [InlineData("sectorsize=2048", 2048, 2048)]        // any power of two, as bhyve's block layer allows
+    [InlineData("sectorsize=1024/8192", 1024, 8192)]
     public void Disk_ReportsItsSectorSizesInIdentify_AndTransfersInThem(string option, int logical, int physical)
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);

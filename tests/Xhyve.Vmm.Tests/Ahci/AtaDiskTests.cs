@@ -88,6 +88,9 @@ public sealed unsafe class AtaDiskTests
     [InlineData(512, 4096, 0x6003, 0)]
     [InlineData(4096, 4096, 0x5000, 2048)]
     [InlineData(4096, 16384, 0x7002, 2048)]
+    [InlineData(2048, 2048, 0x5000, 1024)]
+    [InlineData(65536, 65536, 0x5000, 32768)]
+    [InlineData(512, 65536, 0x6007, 0)]
     public void Identify_ReportsLogicalAndPhysicalSectorSizes(int logical, int physical, int word106, int logicalWords)
     {
         using var disk = new AtaDisk("d", new FakeBlockBackend(64L << 20), logical, physical);

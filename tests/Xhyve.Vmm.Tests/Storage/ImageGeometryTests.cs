@@ -174,7 +174,7 @@ public sealed class ImageGeometryTests : IDisposable
     [InlineData("""{"version":2,"format":"raw","size":1048576,"sectorSize":512}""", "version 2 is not supported")]
     [InlineData("""{"version":1,"format":"qcow2","size":1048576,"sectorSize":512}""", "\"format\" must be")]
     [InlineData("""{"version":1,"format":"raw","size":-5,"sectorSize":512}""", "\"size\" must be a positive whole number")]
-    [InlineData("""{"version":1,"format":"raw","size":1048576,"sectorSize":520}""", "sectorSize 520: must be 512 or 4096")]
+    [InlineData("""{"version":1,"format":"raw","size":1048576,"sectorSize":520}""", "sectorSize 520: must be a power of two from 512 to 65536")]
     [InlineData("""{"version":1,"format":"split","size":1048576,"sectorSize":512}""", "\"split\" is missing")]
     [InlineData("""{"version":1,"format":"raw","sectorSize":512}""", "\"size\" is missing")]
     public void DamagedDescriptor_IsRefusedNamingIt(string content, string problem)

@@ -43,16 +43,13 @@ public sealed class AtaDisk : IAhciDrive
 
     /// <param name="name">For messages: "ahci-hd 0:4:0 port 0".</param>
     /// <param name="backend">The image; the disk owns and disposes it.</param>
-    /// <param name="logicalSectorSize">The ATA sector: 512 or 4096.</param>
+    /// <param name="logicalSectorSize">The ATA sector (<see cref="SectorSize"/>).</param>
     /// <param name="physicalSectorSize">Reported in IDENTIFY word 106: a power-of-two multiple of the logical size.</param>
     public AtaDisk(string name, IBlockBackend backend, int logicalSectorSize, int physicalSectorSize)
     {
         ArgumentNullException.ThrowIfNull(backend);
         // The sizes virtio-blk accepts, so one set of block options fits both disk types.
-        if (logicalSectorSize is not (512 or 4096))
-            throw new ArgumentException($"{backend.Path}: logical sector size {logicalSectorSize} is not supported (512 or 4096)", nameof(logicalSectorSize));
-        if (physicalSectorSize < logicalSectorSize || (physicalSectorSize & (physicalSectorSize - 1)) != 0 || physicalSectorSize / logicalSectorSize > 1 << 15)
-            throw new ArgumentException($"{backend.Path}: physical sector size {physicalSectorSize} must be a power of two and at least the logical size {logicalSectorSize}", nameof(physicalSectorSize));
+        if (SectorSize.Problem(logicalSectorSize, physicalSectorSize) is { } problem) throw new ArgumentException($"{backend.Path}: {problem}");
         if (backend.Size % logicalSectorSize != 0)
             throw new StorageException($"{backend.Path}: the image size {backend.Size} is not a multiple of the {logicalSectorSize}-byte sector");
         Name = name;

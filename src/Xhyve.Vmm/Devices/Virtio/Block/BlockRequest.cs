@@ -53,7 +53,7 @@ public enum BlockRequestError : byte
 public readonly record struct BlockRange(ulong Sector, uint Sectors, uint Flags);
 
 /// <summary>What the parser checks a request against: the disk size in bytes (a multiple of the logical sector
-/// size), the logical sector size (512 or 4096) and whether the disk is read-only.</summary>
+/// size), the logical sector size and whether the disk is read-only.</summary>
 public readonly record struct BlockDiskLimits(long Capacity, int LogicalSectorSize, bool ReadOnly);
 
 /// <summary>

@@ -39,8 +39,7 @@ public sealed class VirtioBlock : IVirtioDevice, IDeviceCounters
 
     public VirtioBlock(IBlockBackend backend, int logicalSectorSize, int physicalSectorSize, string name = "virtio-blk", int ioThreads = 4)
     {
-        if (logicalSectorSize is not (512 or 4096) || physicalSectorSize < logicalSectorSize)
-            throw new ArgumentException($"{backend.Path}: sector sizes {logicalSectorSize}/{physicalSectorSize} are not supported");
+        if (SectorSize.Problem(logicalSectorSize, physicalSectorSize) is { } problem) throw new ArgumentException($"{backend.Path}: {problem}");
         if (backend.Size % logicalSectorSize != 0)
             throw new StorageException($"{backend.Path}: the image size {backend.Size} is not a multiple of the {logicalSectorSize}-byte sector");
         _backend = backend;
