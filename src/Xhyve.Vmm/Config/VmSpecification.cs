@@ -110,7 +110,7 @@ public sealed record VmSpecification
         {
             case null: problems.Add("-f: no firmware or kernel given (e.g. -f kexec,vmlinuz,initrd.gz,\"console=ttyS0\")"); break;
             case BootromFirmware b:
-                if (Boot.BootRom.Problem(b.Rom) is { } romProblem) problems.Add(romProblem);
+                if (string.IsNullOrEmpty(b.Rom) || checkFiles) { if (Boot.BootRom.Problem(b.Rom) is { } romProblem) problems.Add(romProblem); }
                 break;
             case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;
             case KexecFirmware k:
