@@ -129,7 +129,8 @@ public sealed class VmBuilder
         Rtc? rtc = null;
         var deadline = new HostDeadlineTimer(_monotonicNs, () => rtc!.Poll());
         _hostResources.Add(deadline);
-        rtc = new Rtc(_clock, _spec.RtcUtc, _memory!.Regions[0].Size, HighMemoryBytes, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs);
+        rtc = new Rtc(_clock, _spec.RtcUtc, _memory!.Regions[0].Size, HighMemoryBytes, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs,
+            vcpuCount: _spec.Vcpus);
         _pio.Register(X86Layout.RtcPort, 2, new ByteRegisterBusAdapter(rtc), "RTC/CMOS");
     }
 

@@ -9,8 +9,8 @@ namespace Xhyve.Vmm.Boot;
 /// <summary>
 /// A boot ROM (-l bootrom,ROM: SeaBIOS, OVMF's code volume) in its own host memory, outside guest RAM so that no
 /// device can DMA into it. It is mapped read-only so that it ends at 4 GiB, where the CPU's reset vector fetches
-/// its first instruction, and its last 128 KiB are copied into RAM at 0xE0000-0xFFFFF, where a BIOS expects its
-/// real-mode image (and may shadow itself: that RAM stays writable).
+/// its first instruction, and its last 256 KiB (all of a smaller ROM) are copied into RAM ending at 1 MiB, where a
+/// BIOS expects its real-mode image (and may shadow itself: that RAM stays writable).
 /// </summary>
 public sealed unsafe class BootRom : IDisposable
 {
@@ -29,7 +29,7 @@ public sealed unsafe class BootRom : IDisposable
     /// <summary>The guest-physical start of the ROM's low copy; it ends at 1 MiB.</summary>
     public ulong LowCopyAddress => X86Layout.BiosLowCopyStart + X86Layout.BiosLowCopySize - LowCopySize;
 
-    /// <summary>How many of the ROM's last bytes are copied below 1 MiB: 128 KiB, or all of a smaller ROM.</summary>
+    /// <summary>How many of the ROM's last bytes are copied below 1 MiB: 256 KiB, or all of a smaller ROM.</summary>
     public ulong LowCopySize => Math.Min(Size, X86Layout.BiosLowCopySize);
 
     /// <summary>The ROM's bytes (host memory; the guest cannot change them).</summary>

@@ -39,10 +39,12 @@ public static class X86Layout
     public const ulong KvmPrivatePagesEnd = KvmTssAddress + 3 * PageSize;
 
     // A boot ROM (-l bootrom): mapped read-only so that it ends at 4 GiB (the reset vector at 0xFFFFFFF0 is in its
-    // last 16 bytes), and its last 128 KiB copied into RAM at 0xE0000-0xFFFFF where real-mode BIOS code runs.
+    // last 16 bytes), and its last 256 KiB copied into RAM at 0xC0000-0xFFFFF, the most of it a BIOS runs below 1 MiB
+    // (SeaBIOS's 256 KiB build has code from 0xD2720, which it copies down itself only through an Intel chipset's
+    // PAM registers; the 128 KiB build lies within 0xE0000-0xFFFFF).
     public const ulong BootRomMaxSize = 16UL << 20;
-    public const ulong BiosLowCopyStart = 0xE0000;
-    public const ulong BiosLowCopySize = 0x20000;
+    public const ulong BiosLowCopyStart = 0xC0000;
+    public const ulong BiosLowCopySize = 0x40000;
     public const ulong ResetVector = 0xFFFF_FFF0;
 
     // Legacy I/O ports.

@@ -47,19 +47,22 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
         Skip.IfNot(File.Exists(SeaBios), NoSeaBios);
     }
 
-    private EngineRun RunRom(string disk, string slot, params string[] extra) => EngineProcess.Run(
-        ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-s", $"{slot},{disk}", .. extra, "-l", $"bootrom,{SeaBios}",
+    private EngineRun RunRom(string disk, string slot, params string[] extra) => RunRom(disk, slot, SeaBios, extra);
+
+    private EngineRun RunRom(string disk, string slot, string rom, params string[] extra) => EngineProcess.Run(
+        ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-s", $"{slot},{disk}", .. extra, "-l", $"bootrom,{rom}",
          "--exit-file", ExitFile], timeoutSeconds: 120);
 
     [SkippableTheory]
-    [InlineData("2,virtio-blk")]     // SeaBIOS's virtio driver
-    [InlineData("4,ahci-hd")]        // SeaBIOS's AHCI driver
-    public void SeaBios_BootsTheMbr_FromOurDisk_AndTheGuestPowersOff(string slot)
+    [InlineData("2,virtio-blk", "bios.bin", 1)]         // SeaBIOS's virtio driver
+    [InlineData("4,ahci-hd", "bios.bin", 1)]            // SeaBIOS's AHCI driver
+    [InlineData("2,virtio-blk", "bios-256k.bin", 2)]    // code below 0xE0000; SeaBIOS starts the AP and counts it
+    public void SeaBios_BootsTheMbr_FromOurDisk_AndTheGuestPowersOff(string slot, string rom, int vcpus)
     {
         RequireSeaBios();
         string disk = Disk();
-        var run = RunRom(disk, slot);
-        output.WriteLine($"xhyve + SeaBIOS, {slot}: {run.Elapsed.TotalSeconds:F1} s to power-off");
+        var run = RunRom(disk, slot, Path.Combine(Path.GetDirectoryName(SeaBios)!, rom), "-c", vcpus.ToString());
+        output.WriteLine($"xhyve + SeaBIOS ({rom}, {vcpus} vCPUs), {slot}: {run.Elapsed.TotalSeconds:F1} s to power-off");
         Assert.True(run.Done, run.ToString());
         Assert.Equal(0, run.ExitCode);
         Assert.Equal("01 drive=80", run.Results["boot"]);   // the first hard disk SeaBIOS found
