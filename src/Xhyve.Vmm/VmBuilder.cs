@@ -5,6 +5,7 @@ using Xhyve.Vmm.Devices.Legacy;
 using Xhyve.Vmm.Devices.Acpi;
 using Xhyve.Vmm.Devices.Ahci;
 using Xhyve.Vmm.Devices.Ahci.Atapi;
+using Xhyve.Vmm.Devices.FwCfg;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Timers;
 using Xhyve.Vmm.Devices.Virtio;
@@ -13,6 +14,7 @@ using Xhyve.Vmm.Devices.Virtio.Entropy;
 using Xhyve.Vmm.Devices.Virtio.Net;
 using Xhyve.Vmm.Firmware;
 using Xhyve.Vmm.Firmware.Acpi;
+using Xhyve.Vmm.Firmware.FwCfg;
 using Xhyve.Vmm.Firmware.Smbios;
 using Xhyve.Vmm.Hypervisor;
 using Xhyve.Vmm.Memory;
@@ -75,8 +77,9 @@ public sealed class VmBuilder
             AttachComPorts();
             var power = AttachPowerManagement();
             AttachHpet();
-            // Firmware from a boot ROM builds its own tables (from fw_cfg) in the low RAM the ROM copy occupies.
-            if (_rom == null) WriteFirmwareTables();
+            // Firmware from a boot ROM builds its own tables from fw_cfg, in the low RAM the ROM copy occupies.
+            var (acpi, smbios) = BuildFirmwareTables(writeToRam: _rom == null);
+            AttachFwCfg(acpi, smbios);
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
             return new Machine
@@ -314,8 +317,10 @@ public sealed class VmBuilder
         _mmio.Register(PlatformLayout.HpetBase, 0x400, hpet, "HPET");
     }
 
-    /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description.</summary>
-    private void WriteFirmwareTables()
+    /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description; written to
+    /// their areas below 1 MiB when <paramref name="writeToRam"/> (firmware from a boot ROM takes them from
+    /// fw_cfg instead), and returned for fw_cfg.</summary>
+    private (IReadOnlyList<PlacedTable>? Acpi, byte[] Smbios) BuildFirmwareTables(bool writeToRam)
     {
         var platform = new PlatformDescription
         {
@@ -340,9 +345,21 @@ public sealed class VmBuilder
             smbios = SmbiosTables.Build(platform, uuid, _spec.Name, PlatformLayout.SmbiosEntryPoint);
         }
         catch (FirmwareTableTooLargeException e) { throw new VmConfigurationException([e.Message]); }
+        if (!writeToRam) return (acpi, smbios);
         if (acpi != null) AcpiTables.Write(_memory, acpi);
         if (mp != null) FirmwareArea.MpTable.Write(_memory, PlatformLayout.MpFloatingPointer, mp);
         FirmwareArea.Smbios.Write(_memory, PlatformLayout.SmbiosEntryPoint, smbios);
+        return (acpi, smbios);
+    }
+
+    /// <summary>fw_cfg on every VM, as QEMU always has one: boot ROMs read the memory map, tables and kernel
+    /// from it, and so can any guest. The items come from <see cref="FwCfgContent.Build"/> alone.</summary>
+    private void AttachFwCfg(IReadOnlyList<PlacedTable>? acpi, byte[] smbios)
+    {
+        var kernel = _spec.Firmware is KexecFirmware k ? new FwCfgKernel(k.Kernel, k.Initrd, k.CommandLine) : null;
+        var items = FwCfgContent.Build(_spec, _memory!, acpi, smbios, kernel);
+        _hostResources.Add(items);
+        _pio.Register(FwCfgSelectors.SelectorPort, FwCfgSelectors.PortCount, new FwCfgDevice(items, _memory!), "fw_cfg");
     }
 
     private readonly List<string> _warnings = new();

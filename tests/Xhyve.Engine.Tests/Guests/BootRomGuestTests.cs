@@ -5,9 +5,9 @@ using Xunit.Abstractions;
 namespace Xhyve.Engine.Tests.Guests;
 
 /// <summary>
-/// Issue 15: machines that start from a boot ROM. Debian's SeaBIOS boots an MBR (tests/guests/bootsector.S) that the
-/// test writes into a disk image, through its own virtio-blk and AHCI drivers (so its PCI scan found and programmed
-/// our devices); the MBR prints on COM1 and powers off, or resets first (i8042, CF9 or a triple fault), which restarts
+/// Issue 15: machines that start from a boot ROM. Debian's SeaBIOS prints its banner on COM1 (fw_cfg's sercon port)
+/// and boots an MBR (tests/guests/bootsector.S) that the test writes into a disk image, through its own virtio-blk and
+/// AHCI drivers (so its PCI scan found and programmed our devices); the MBR prints on COM1 and powers off, or resets first (i8042, CF9 or a triple fault), which restarts
 /// the machine from the ROM in the same engine process. The same image under QEMU's SeaBIOS is the cross-check.
 /// </summary>
 public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngineTest("xhyve-bootrom")
@@ -47,9 +47,9 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
         Skip.IfNot(File.Exists(SeaBios), NoSeaBios);
     }
 
-    private EngineRun RunRom(string disk, string slot, params string[] extra) => RunRom(disk, slot, SeaBios, extra);
+    private EngineRun RunRom(string disk, string slot, params string[] extra) => RunRomFile(SeaBios, disk, slot, extra);
 
-    private EngineRun RunRom(string disk, string slot, string rom, params string[] extra) => EngineProcess.Run(
+    private EngineRun RunRomFile(string rom, string disk, string slot, params string[] extra) => EngineProcess.Run(
         ["-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-s", $"{slot},{disk}", .. extra, "-l", $"bootrom,{rom}",
          "--exit-file", ExitFile], timeoutSeconds: 120);
 
@@ -61,10 +61,15 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
     {
         RequireSeaBios();
         string disk = Disk();
-        var run = RunRom(disk, slot, Path.Combine(Path.GetDirectoryName(SeaBios)!, rom), "-c", vcpus.ToString());
+        var run = RunRomFile(Path.Combine(Path.GetDirectoryName(SeaBios)!, rom), disk, slot, "-c", vcpus.ToString());
         output.WriteLine($"xhyve + SeaBIOS ({rom}, {vcpus} vCPUs), {slot}: {run.Elapsed.TotalSeconds:F1} s to power-off");
         Assert.True(run.Done, run.ToString());
         Assert.Equal(0, run.ExitCode);
+        // SeaBIOS's screen on COM1 (fw_cfg's etc/sercon-port), the VM's UUID from fw_cfg, then its boot.
+        Assert.Contains("SeaBIOS (version", run.Stdout);
+        Assert.Contains("Machine UUID", run.Stdout);
+        Assert.True(run.Stdout.IndexOf("Booting from Hard Disk", StringComparison.Ordinal) < run.Stdout.IndexOf("XHYVE-TEST boot=", StringComparison.Ordinal),
+            run.ToString());
         Assert.Equal("01 drive=80", run.Results["boot"]);   // the first hard disk SeaBIOS found
         Assert.Equal(1, BootsCounted(disk));                 // INT 13h wrote through SeaBIOS's driver to our device
         Assert.DoesNotContain("restarting", run.Stderr);
@@ -88,6 +93,7 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
         Assert.Contains("restarting the machine (reset 1)", run.Stderr);
         Assert.Equal(2, BootsCounted(disk));
         Assert.Equal(1, ReadExitFile().GetProperty("resets").GetInt32());
+        Assert.Equal(2, run.Stdout.Split("SeaBIOS (version").Length - 1);   // the firmware itself ran twice
     }
 
     [SkippableFact]
