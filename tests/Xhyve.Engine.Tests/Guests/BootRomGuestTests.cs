@@ -133,6 +133,22 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
         Assert.Equal(1, BootsCounted(disk));
     }
 
+    [Theory]
+    [InlineData(0, "file is empty")]
+    [InlineData(4096 + 100, "4196 bytes is not a multiple of 4 KiB")]
+    [InlineData((16 << 20) + 4096, "16781312 bytes is larger than the 16 MiB a boot ROM may have below 4 GiB")]
+    public void ABadRomFile_IsRefused_InOneLineNamingIt_WithStatus1_AndNothingWritten(int size, string problem)
+    {
+        string rom = Path.Combine(_dir, "bad.rom"), pid = Path.Combine(_dir, "xhyve.pid");
+        using (var f = File.Create(rom)) f.SetLength(size);
+        var run = EngineProcess.Run(["-F", pid, "-s", "0,hostbridge", "-s", "31,lpc", "-l", $"bootrom,{rom}"]);
+        Assert.Equal(1, run.ExitCode);
+        string line = Assert.Single(run.Stderr.TrimEnd().Split('\n'));
+        Assert.StartsWith($"xhyve: bootrom: ROM {rom}: {problem}", line);
+        Assert.Empty(run.Stdout);
+        Assert.False(File.Exists(pid), "nothing may be written for a bad ROM");
+    }
+
     /// <summary>The same MBR under QEMU's SeaBIOS (same ROM file, QEMU's i440FX and virtio-blk): the guest sees the
     /// same boot; both times go to the test output.</summary>
     [SkippableFact]
