@@ -61,7 +61,8 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
     {
         RequireSeaBios();
         string disk = Disk();
-        var run = RunRomFile(Path.Combine(Path.GetDirectoryName(SeaBios)!, rom), disk, slot, "-c", vcpus.ToString());
+        string romPath = Path.Combine(Path.GetDirectoryName(SeaBios)!, rom);
+        var run = RunRomFile(romPath, disk, slot, "-c", vcpus.ToString(), "--verbose");
         output.WriteLine($"xhyve + SeaBIOS ({rom}, {vcpus} vCPUs), {slot}: {run.Elapsed.TotalSeconds:F1} s to power-off");
         Assert.True(run.Done, run.ToString());
         Assert.Equal(0, run.ExitCode);
@@ -73,6 +74,8 @@ public sealed class BootRomGuestTests(ITestOutputHelper output) : ControlledEngi
         Assert.Equal("01 drive=80", run.Results["boot"]);   // the first hard disk SeaBIOS found
         Assert.Equal(1, BootsCounted(disk));                 // INT 13h wrote through SeaBIOS's driver to our device
         Assert.DoesNotContain("restarting", run.Stderr);
+        long size = new FileInfo(romPath).Length;
+        Assert.Contains($"xhyve: firmware {romPath}: boot ROM, {size} bytes at 0x{0x1_0000_0000 - size:X}", run.Stderr);
     }
 
     [SkippableTheory]
