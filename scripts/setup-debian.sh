@@ -4,7 +4,7 @@
 # guests, the kernel headers the layout tests compile against, the compression libraries the
 # kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, passt for user-mode
 # networking (and iproute2/ping for the TAP tests), OpenSSH for the remoting tests (which run their own
-# sshd; the system's is never started), PowerShell and Pester for the Pester suite, and fetches the
+# sshd; the system's is never started), SeaBIOS and OVMF for the boot-ROM tests, PowerShell and Pester for the Pester suite, and fetches the
 # Debian cloud kernel.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +25,7 @@ packages=(
   passt                                       # user-mode networking: the engine starts passt for -s N,virtio-net
   iproute2 iputils-ping python3 bc            # TAP tests in a network namespace; vnet-check.sh's echo peers and timing
   openssh-server openssh-client               # remoting tests: PowerShell over SSH to an sshd of the test's own
+  seabios ovmf                                # boot ROMs (-l bootrom): SeaBIOS and OVMF for the firmware tests
 )
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -30,8 +30,9 @@ public static class Program
         OnReset onReset;
         try
         {
-            (args, onReset) = TakeOnReset(args);
+            (args, var asked) = TakeOnReset(args);
             cli = CommandLineParser.Parse(args);
+            onReset = asked ?? DefaultOnReset(cli.Spec);
         }
         catch (CliException e) { return Fail(e.Message); }
         _lastError = null;
@@ -68,9 +69,10 @@ public static class Program
 
     /// <summary>Engine options the VM specification's parser does not know, listed after its usage.</summary>
     public const string EngineUsage = """
-               --on-reset=exit|restart: what a guest reset does: exit (default, as xhyve: exit status 2) or
-                   restart (build the machine again in this process, keeping the pid, control socket and console
-                   log; a guest resetting within 1 s of starting 10 times in a row ends the engine with status 2)
+               --on-reset=exit|restart: what a guest reset does: exit (as xhyve: exit status 2; the default with
+                   -f kexec/multiboot) or restart (build the machine again in this process, keeping the pid, control
+                   socket and console log; the default with a boot ROM; a guest resetting within 1 s of starting 10
+                   times in a row ends the engine with status 2)
 
         """;
 
@@ -87,10 +89,10 @@ public static class Program
 
     /// <summary>Takes --on-reset out of the arguments (it is the engine's, not the VM specification's); a value of
     /// another option that looks like it is left alone.</summary>
-    internal static (string[] Arguments, OnReset OnReset) TakeOnReset(string[] args)
+    internal static (string[] Arguments, OnReset? OnReset) TakeOnReset(string[] args)
     {
         var rest = new List<string>(args.Length);
-        var onReset = OnReset.Exit;
+        OnReset? onReset = null;
         for (int i = 0; i < args.Length; i++)
         {
             string arg = args[i];
@@ -111,6 +113,10 @@ public static class Program
         }
         return (rest.ToArray(), onReset);
     }
+
+    /// <summary>--on-reset when not given: a machine booted from a ROM restarts from it (a BIOS or an OS on it resets
+    /// to reboot, and a reboot of a real PC keeps the machine on); a loaded kernel keeps xhyve's exit status 2.</summary>
+    internal static OnReset DefaultOnReset(VmSpecification spec) => spec.Firmware is BootromFirmware ? OnReset.Restart : OnReset.Exit;
 
     private static int Run(CliResult cli, OnReset onReset)
     {

@@ -36,6 +36,9 @@ public sealed class Machine : IDisposable
     public IReadOnlyList<string> Warnings { get; init; } = [];
     public required IReadOnlyList<IVcpu> Vcpus { get; init; }
     public required LoadedKernel Kernel { get; init; }
+    /// <summary>The boot ROM the machine starts from (-l bootrom), or null when a kernel was loaded instead. A machine
+    /// with a ROM treats a triple fault as the reset it is on real hardware.</summary>
+    public Boot.BootRom? Rom { get; init; }
     public required PciRootBus Pci { get; init; }
     public required PostCode Post { get; init; }
     public required IReadOnlyList<SerialPort> SerialPorts { get; init; }
@@ -62,6 +65,7 @@ public sealed class Machine : IDisposable
         foreach (var v in Vcpus) if (v.IsAttached) return;
         Vm.Dispose();
         Memory.Dispose();
+        Rom?.Dispose();
         DisposedFully = true;
     }
 }

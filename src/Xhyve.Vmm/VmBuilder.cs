@@ -43,6 +43,10 @@ public sealed class VmBuilder
     private readonly List<(string, Uart16550)> _uarts = new();
     private IVirtualMachine? _vm;
     private GuestMemory? _memory;
+    private BootRom? _rom;
+
+    /// <summary>The memory slot of a boot ROM: RAM takes slots 0 and 1 (below and above the PCI hole).</summary>
+    public const int BootRomSlot = 2;
 
     public VmBuilder(VmSpecification spec, IHypervisor hypervisor, IPlatformEvents events, Func<DateTimeOffset>? clock = null)
     {
@@ -74,7 +78,8 @@ public sealed class VmBuilder
             AttachComPorts();
             var power = AttachPowerManagement();
             AttachHpet();
-            var (acpi, smbios) = BuildFirmwareTables(writeToRam: true);
+            // Firmware from a boot ROM builds its own tables from fw_cfg, in the low RAM the ROM copy occupies.
+            var (acpi, smbios) = BuildFirmwareTables(writeToRam: _rom == null);
             AttachFwCfg(acpi, smbios);
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
@@ -84,7 +89,7 @@ public sealed class VmBuilder
                 Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
                 Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
                 SerialPorts = _serialPorts, Uarts = _uarts, Power = power, Acpi = _spec.Acpi,
-                HostResources = _hostResources, Virtio = _virtio, Ahci = _ahci, Warnings = _warnings,
+                HostResources = _hostResources, Virtio = _virtio, Ahci = _ahci, Warnings = _warnings, Rom = _rom,
             };
         }
         catch
@@ -94,6 +99,7 @@ public sealed class VmBuilder
             foreach (var v in vcpus) v.Dispose();
             _vm?.Dispose();
             _memory?.Dispose();
+            _rom?.Dispose();
             throw;
         }
     }
@@ -127,7 +133,8 @@ public sealed class VmBuilder
         Rtc? rtc = null;
         var deadline = new HostDeadlineTimer(_monotonicNs, () => rtc!.Poll());
         _hostResources.Add(deadline);
-        rtc = new Rtc(_clock, _spec.RtcUtc, _memory!.Regions[0].Size, HighMemoryBytes, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs);
+        rtc = new Rtc(_clock, _spec.RtcUtc, _memory!.Regions[0].Size, HighMemoryBytes, irq: new GsiLine(_vm!, X86Layout.RtcIrq), deadline: deadline, monotonicNs: _monotonicNs,
+            vcpuCount: _spec.Vcpus);
         _pio.Register(X86Layout.RtcPort, 2, new ByteRegisterBusAdapter(rtc), "RTC/CMOS");
     }
 
@@ -373,10 +380,17 @@ public sealed class VmBuilder
 
     private readonly List<string> _warnings = new();
 
+    private LoadedKernel LoadBootRom(BootromFirmware firmware)
+    {
+        _rom = BootRom.Load(firmware.Rom);
+        return _rom.MapInto(_vm!, BootRomSlot, _mmio, _memory!);
+    }
+
     private LoadedKernel LoadFirmware() => _spec.Firmware switch
     {
         KexecFirmware k => new LinuxLoader(k.Kernel, k.Initrd, k.CommandLine, k.LoadMode).Load(_memory!),
         MultibootFirmware m => new MultibootLoader(m.Kernel, m.Modules, m.CommandLine).Load(_memory!),
+        BootromFirmware b => LoadBootRom(b),
         _ => throw new VmConfigurationException([$"-f: {_spec.Firmware} is not supported"]),
     };
 }

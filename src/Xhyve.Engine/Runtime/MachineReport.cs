@@ -9,7 +9,7 @@ public static class MachineReport
 {
     public static IEnumerable<string> Describe(Machine machine)
     {
-        yield return $"kernel {machine.Kernel.Description}";
+        yield return $"{(machine.Rom != null ? "firmware" : "kernel")} {machine.Kernel.Description}";
         yield return $"memory {string.Join(", ", machine.Memory.Regions.Select(r => $"0x{r.Start.Value:x}/0x{r.Size:x}"))}";
         foreach (var (address, f) in machine.Pci.Functions.OrderBy(kv => (kv.Key.Bus, kv.Key.Slot, kv.Key.Function)))
         {

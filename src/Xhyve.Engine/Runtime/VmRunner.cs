@@ -138,7 +138,10 @@ public sealed class VmRunner : IPlatformEvents
                     case VcpuExitReason.Halt:
                         break;
                     case VcpuExitReason.Shutdown:
-                        RequestStop(VmExitStatus.TripleFault, $"vCPU {vcpu.Id}: triple fault (shutdown) {DescribeRip(vcpu)}");
+                        // A PC resets on a triple fault (firmware and OSes use it as a last way to reboot); a loaded
+                        // kernel has no firmware to come back to, so there it ends the VM as xhyve does.
+                        if (Machine.Rom != null) RequestStop(VmExitStatus.Reset, $"vCPU {vcpu.Id}: triple fault (shutdown), a reset for a machine booted from a ROM {DescribeRip(vcpu)}");
+                        else RequestStop(VmExitStatus.TripleFault, $"vCPU {vcpu.Id}: triple fault (shutdown) {DescribeRip(vcpu)}");
                         break;
                     case VcpuExitReason.SystemReset:
                         RequestStop(VmExitStatus.Reset, $"vCPU {vcpu.Id}: system reset");
@@ -196,6 +199,13 @@ public sealed class VmRunner : IPlatformEvents
         Span<byte> bytes = stackalloc byte[16];
         int n = 16;
         while (n > 0 && !Machine.Memory.TryRead(new GuestAddress(pa), bytes[..n])) n--;
+        // Firmware runs from its ROM, which is not guest RAM.
+        if (n == 0 && Machine.Rom is { } rom && pa >= rom.GuestAddress && pa - rom.GuestAddress < rom.Size)
+        {
+            var from = rom.Bytes[(int)(pa - rom.GuestAddress)..];
+            n = Math.Min(16, from.Length);
+            from[..n].CopyTo(bytes);
+        }
         return $"at RIP 0x{rip:X} (physical 0x{pa:X}), instruction bytes: {Convert.ToHexString(bytes[..n]).ToLowerInvariant()}";
     }
 }

@@ -30,12 +30,22 @@ public static class X86Layout
     public const ulong LapicBase = 0xFEE0_0000;
     public const ulong IoapicBase = 0xFEC0_0000;
 
-    // KVM's private pages on Intel (the EPT identity-map page, then the 3-page real-mode TSS). The KVM
+    // KVM's private pages on Intel (the EPT identity-map page, then the 3-page real-mode TSS), below the top
+    // 16 MiB where a boot ROM (at most BootRomMaxSize) is mapped. The KVM
     // backend hands these addresses to KVM_SET_IDENTITY_MAP_ADDR / KVM_SET_TSS_ADDR (KvmVm, which a test
     // keeps equal to these); the e820 map reserves them so no guest puts a BAR there.
-    public const ulong KvmIdentityMapAddress = 0xFFFB_C000;
-    public const ulong KvmTssAddress = 0xFFFB_D000;
+    public const ulong KvmIdentityMapAddress = 0xFEFF_C000;
+    public const ulong KvmTssAddress = 0xFEFF_D000;
     public const ulong KvmPrivatePagesEnd = KvmTssAddress + 3 * PageSize;
+
+    // A boot ROM (-l bootrom): mapped read-only so that it ends at 4 GiB (the reset vector at 0xFFFFFFF0 is in its
+    // last 16 bytes), and its last 256 KiB copied into RAM at 0xC0000-0xFFFFF, the most of it a BIOS runs below 1 MiB
+    // (SeaBIOS's 256 KiB build has code from 0xD2720, which it copies down itself only through an Intel chipset's
+    // PAM registers; the 128 KiB build lies within 0xE0000-0xFFFFF).
+    public const ulong BootRomMaxSize = 16UL << 20;
+    public const ulong BiosLowCopyStart = 0xC0000;
+    public const ulong BiosLowCopySize = 0x40000;
+    public const ulong ResetVector = 0xFFFF_FFF0;
 
     // Legacy I/O ports.
     public const ushort Com1Port = 0x3F8, Com2Port = 0x2F8;

@@ -146,7 +146,7 @@ public sealed record VmSpecification
         {
             case null: problems.Add("-f: no firmware or kernel given (e.g. -f kexec,vmlinuz,initrd.gz,\"console=ttyS0\")"); break;
             case BootromFirmware b:
-                problems.Add("bootrom: UEFI boot ROMs are not supported yet");
+                if (string.IsNullOrEmpty(b.Rom) || checkFiles) { if (Boot.BootRom.Problem(b.Rom) is { } romProblem) problems.Add(romProblem); }
                 if (checkFiles) problems.AddRange(b.VarsProblems());
                 break;
             case FreeBsdFirmware: problems.Add("-f fbsd: FreeBSD userboot is not supported yet"); break;

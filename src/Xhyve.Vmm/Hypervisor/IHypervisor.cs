@@ -17,8 +17,14 @@ public interface IHypervisor : IDisposable
 public interface IVirtualMachine : IDisposable
 {
     /// <summary>Maps <paramref name="size"/> bytes of host memory at <paramref name="hostAddress"/>
-    /// into the guest physical address space at <paramref name="guestAddress"/>.</summary>
-    void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size);
+    /// into the guest physical address space at <paramref name="guestAddress"/> as memory slot <paramref name="slot"/>.
+    /// With <paramref name="readOnly"/> the guest reads the memory directly but its writes there exit to the VMM as
+    /// MMIO writes (a boot ROM, a flash device); throws <see cref="HypervisorException"/> when the backend cannot.</summary>
+    void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size, bool readOnly = false);
+
+    /// <summary>Removes memory slot <paramref name="slot"/> from the guest physical address space (nothing happens for
+    /// a slot never mapped); the host memory stays the caller's.</summary>
+    void UnmapMemory(int slot);
 
     /// <summary>Drives a GSI of the in-kernel interrupt controllers (PIC and IOAPIC).</summary>
     void SetIrqLine(int gsi, bool level);

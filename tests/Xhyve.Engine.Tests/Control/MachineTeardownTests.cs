@@ -27,7 +27,8 @@ public sealed class MachineTeardownTests
     {
         public bool Disposed { get; private set; }
         public void Dispose() => Disposed = true;
-        public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size) => throw new NotSupportedException();
+        public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size, bool readOnly = false) => throw new NotSupportedException();
+        public void UnmapMemory(int slot) => throw new NotSupportedException();
         public void SetIrqLine(int gsi, bool level) => throw new NotSupportedException();
         public void SetInterruptRouting(IReadOnlyDictionary<int, int> picIrqForGsi) => throw new NotSupportedException();
         public void EnableUnknownMsrExits() => throw new NotSupportedException();

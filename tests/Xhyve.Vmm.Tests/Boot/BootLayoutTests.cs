@@ -21,7 +21,7 @@ public sealed class BootLayoutTests
                 new E820Entry(0xFEC0_0000, 0x1000, E820Type.Reserved),          // IOAPIC
                 new E820Entry(0xFED0_0000, 0x1000, E820Type.Reserved),          // HPET
                 new E820Entry(0xFEE0_0000, 0x1000, E820Type.Reserved),          // LAPIC
-                new E820Entry(0xFFFB_C000, 0x4000, E820Type.Reserved),          // KVM identity map + TSS, merged
+                new E820Entry(0xFEFF_C000, 0x4000, E820Type.Reserved),          // KVM identity map + TSS, merged
             ], map);
     }
 
@@ -38,7 +38,7 @@ public sealed class BootLayoutTests
         for (int i = 1; i < map.Count; i++)
             Assert.True(map[i - 1].End <= map[i].Address, $"{map[i - 1]} and {map[i]} are unsorted or overlap");
         foreach (var (start, size) in new[] { (0xE000_0000UL, 0x1000_0000UL), (X86Layout.IoapicBase, 0x1000UL),
-                     (0xFED0_0000UL, 0x1000UL), (X86Layout.LapicBase, 0x1000UL), (0xFFFB_C000UL, 0x4000UL) })
+                     (0xFED0_0000UL, 0x1000UL), (X86Layout.LapicBase, 0x1000UL), (0xFEFF_C000UL, 0x4000UL) })
             Assert.Contains(map, e => e.Type == E820Type.Reserved && e.Address <= start && start + size <= e.End);
         foreach (var e in map.Where(e => e.Type != E820Type.Ram))
             Assert.DoesNotContain(regions, r => e.Address < r.End && r.Start.Value < e.End && e.Address >= X86Layout.HighMemoryStart);

@@ -46,12 +46,15 @@ public sealed class CommandLineParserTests
     }
 
     [Fact]
-    public void BootromAndFbsd_AreParsed_ThenRefusedByValidation()
+    public void BootromAndFbsd_AreParsed_FbsdIsRefusedByValidation_BootromOnlyForAMissingRom()
     {
         Assert.IsType<BootromFirmware>(Spec("-f", "bootrom,rom.fd").Firmware);
         Assert.IsType<BootromFirmware>(Spec("-l", "bootrom,rom.fd").Firmware);
         Assert.IsType<FreeBsdFirmware>(Spec("-f", "fbsd,userboot.so,disk.img,").Firmware);
-        Assert.Contains(Spec("-f", "bootrom,rom.fd").Validate(), p => p.Contains("not supported yet"));
+        Assert.Contains(Spec("-f", "fbsd,userboot.so,disk.img,").Validate(), p => p.Contains("not supported yet"));
+        var problems = Spec("-f", "bootrom,no-such-rom.fd").Validate();
+        Assert.DoesNotContain(problems, p => p.Contains("not supported yet"));
+        Assert.Contains("bootrom: ROM no-such-rom.fd: file not found", problems);
     }
 
     [Theory]

@@ -40,7 +40,8 @@ public sealed class HypervisorMsiSinkTests
         }
         public void SignalMsi(ulong address, uint data) => Ioctls.Add((address, data));
 
-        public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size) => throw new NotSupportedException();
+        public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size, bool readOnly = false) => throw new NotSupportedException();
+        public void UnmapMemory(int slot) => throw new NotSupportedException();
         public void SetIrqLine(int gsi, bool level) => throw new NotSupportedException();
         public void SetInterruptRouting(IReadOnlyDictionary<int, int> picIrqForGsi) => throw new NotSupportedException();
         public void EnableUnknownMsrExits() => throw new NotSupportedException();

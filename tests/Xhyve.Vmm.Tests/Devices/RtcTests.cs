@@ -91,6 +91,16 @@ public sealed class RtcTests
         Assert.Equal((2UL << 30) / 65536, (ulong)(Get(rtc, Rtc.Above4GLow) | Get(rtc, Rtc.Above4GMid) << 8 | Get(rtc, Rtc.Above4GHigh) << 16));
     }
 
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(4, 3)]
+    [InlineData(300, 255)]
+    public void CpuCountLessOne_IsAt0x5F_WhereSeaBiosReadsHowManyApsToWaitFor(int vcpus, byte expected)
+    {
+        var rtc = new Rtc(() => DateTimeOffset.UnixEpoch, true, 256UL << 20, 0, vcpuCount: vcpus);
+        Assert.Equal(expected, Get(rtc, Rtc.SmpCountLessOne));
+    }
+
     [Fact]
     public void SmallRam_ReportsExtendedMemoryInKib()
     {

@@ -20,6 +20,9 @@ public sealed class Rtc : IByteRegisterDevice
     public const byte BaseMemLow = 0x15, BaseMemHigh = 0x16, ExtMemLow = 0x17, ExtMemHigh = 0x18,
         ChecksumHigh = 0x2E, ChecksumLow = 0x2F, ExtMem2Low = 0x30, ExtMem2High = 0x31,
         Above16MLow = 0x34, Above16MHigh = 0x35, Above4GLow = 0x5B, Above4GMid = 0x5C, Above4GHigh = 0x5D;
+    /// <summary>The CPU count less one, where QEMU's CMOS has it: SeaBIOS waits after its INIT/SIPI until exactly
+    /// that many APs have checked in.</summary>
+    public const byte SmpCountLessOne = 0x5F;
 
     private const byte BSet = 0x80, BPie = 0x40, BAie = 0x20, BUie = 0x10, BBinary = 0x04, B24Hour = 0x02;
     private const byte CIrqf = 0x80, CPf = 0x40, CAf = 0x20, CUf = 0x10;
@@ -46,8 +49,9 @@ public sealed class Rtc : IByteRegisterDevice
     /// <param name="irq">IRQ 8 (null: no interrupts, for tests of the clock alone).</param>
     /// <param name="deadline">The host timer the RTC arms for its next interrupt.</param>
     /// <param name="monotonicNs">The clock that paces interrupts.</param>
+    /// <param name="vcpuCount">The VM's vCPUs (recorded at <see cref="SmpCountLessOne"/>).</param>
     public Rtc(Func<DateTimeOffset> utcNow, bool useUtc, ulong lowMemoryBytes, ulong highMemoryBytes, TimeZoneInfo? zone = null,
-        IInterruptLine? irq = null, IDeadlineTimer? deadline = null, Func<long>? monotonicNs = null)
+        IInterruptLine? irq = null, IDeadlineTimer? deadline = null, Func<long>? monotonicNs = null, int vcpuCount = 1)
     {
         _utcNow = utcNow;
         _irq = irq;
@@ -67,6 +71,7 @@ public sealed class Rtc : IByteRegisterDevice
         _nvram[Above4GLow] = (byte)above4G;
         _nvram[Above4GMid] = (byte)(above4G >> 8);
         _nvram[Above4GHigh] = (byte)(above4G >> 16);
+        _nvram[SmpCountLessOne] = (byte)Math.Clamp(vcpuCount - 1, 0, 255);
         UpdateChecksum();
     }
 

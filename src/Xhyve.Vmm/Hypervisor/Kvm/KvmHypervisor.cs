@@ -58,6 +58,7 @@ public sealed unsafe class KvmHypervisor : IHypervisor
         ("KVM_CAP_IMMEDIATE_EXIT", Has(KvmIoctl.CapImmediateExit)), ("KVM_CAP_SIGNAL_MSI", Has(KvmIoctl.CapSignalMsi)),
         ("KVM_CAP_IRQ_ROUTING", Has(KvmIoctl.CapIrqRouting)), ("KVM_CAP_IRQFD", Has(KvmIoctl.CapIrqfd)),
         ("KVM_CAP_IOEVENTFD", Has(KvmIoctl.CapIoeventfd)), ("KVM_CAP_X86_USER_SPACE_MSR", Has(KvmIoctl.CapX86UserSpaceMsr)),
+        ("KVM_CAP_READONLY_MEM", Has(KvmIoctl.CapReadonlyMem)),
     ];
 
     private bool Has(int capability) => LibC.Ioctl(_fd, KvmIoctl.CheckExtension, capability) > 0;

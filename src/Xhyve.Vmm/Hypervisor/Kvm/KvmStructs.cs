@@ -64,6 +64,8 @@ internal unsafe struct KvmSregs
 [StructLayout(LayoutKind.Explicit, Size = 32)]
 internal struct KvmUserspaceMemoryRegion
 {
+    /// <summary>KVM_MEM_READONLY: guest writes exit as MMIO.</summary>
+    public const uint FlagReadonly = 1 << 1;
     [FieldOffset(0)] public uint Slot;
     [FieldOffset(4)] public uint Flags;
     [FieldOffset(8)] public ulong GuestPhysAddr;
@@ -266,6 +268,6 @@ internal static class KvmIoctl
 
     public const int ApiVersion = 12;
     public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188, CapIoeventfd = 36,
-        CapIrqRouting = 25, CapIrqfd = 32;
+        CapIrqRouting = 25, CapIrqfd = 32, CapReadonlyMem = 81;
     public const ulong MsrExitReasonUnknown = 1 << 1;
 }

@@ -4,10 +4,10 @@ namespace Xhyve.Vmm.Hypervisor.Kvm;
 
 internal sealed unsafe class KvmVm : IVirtualMachine
 {
-    // Where KVM keeps the real-mode TSS (3 pages) and the EPT identity map (1 page) on Intel:
-    // just below the BIOS area at the top of the 32-bit space, as QEMU places them.
-    public const ulong TssAddress = 0xFFFB_D000;
-    public const ulong IdentityMapAddress = 0xFFFB_C000;
+    // Where KVM keeps the real-mode TSS (3 pages) and the EPT identity map (1 page) on Intel: just below the
+    // top 16 MiB of the 32-bit space, as QEMU places them, so a boot ROM of up to 16 MiB never overlaps them.
+    public const ulong TssAddress = 0xFEFF_D000;
+    public const ulong IdentityMapAddress = 0xFEFF_C000;
 
     private readonly KvmHypervisor _kvm;
     private readonly int _fd;
@@ -41,14 +41,35 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         if (result < 0) throw new HypervisorException($"{what} failed", LibC.LastErrno);
     }
 
-    public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size)
+    public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size, bool readOnly = false)
     {
+        // Without the capability KVM would refuse the flag with a bare EINVAL; say what is missing instead.
+        if (readOnly && LibC.Ioctl(_kvm.Fd, KvmIoctl.CheckExtension, KvmIoctl.CapReadonlyMem) <= 0)
+            throw new HypervisorException("this host's KVM lacks KVM_CAP_READONLY_MEM, needed to map a boot ROM read-only");
         var region = new KvmUserspaceMemoryRegion
         {
-            Slot = (uint)slot, GuestPhysAddr = guestAddress, MemorySize = size, UserspaceAddr = (ulong)hostAddress,
+            Slot = (uint)slot, Flags = readOnly ? KvmUserspaceMemoryRegion.FlagReadonly : 0,
+            GuestPhysAddr = guestAddress, MemorySize = size, UserspaceAddr = (ulong)hostAddress,
         };
-        Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region), $"KVM_SET_USER_MEMORY_REGION (slot {slot} at 0x{guestAddress:X})");
+        Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region),
+            $"KVM_SET_USER_MEMORY_REGION (slot {slot} at 0x{guestAddress:X}{(readOnly ? ", read-only" : "")})");
+        lock (_mappedSlots) _mappedSlots.Add(slot);
     }
+
+    public void UnmapMemory(int slot)
+    {
+        lock (_mappedSlots)
+        {
+            // KVM answers EINVAL for deleting a slot that holds nothing.
+            if (!_mappedSlots.Contains(slot)) return;
+            // A slot given size 0 is deleted.
+            var region = new KvmUserspaceMemoryRegion { Slot = (uint)slot };
+            Check(LibC.Ioctl(_fd, KvmIoctl.SetUserMemoryRegion, &region), $"KVM_SET_USER_MEMORY_REGION (removing slot {slot})");
+            _mappedSlots.Remove(slot);
+        }
+    }
+
+    private readonly HashSet<int> _mappedSlots = new();
 
     public void SetIrqLine(int gsi, bool level)
     {
