@@ -6,6 +6,7 @@ using Xhyve.Vmm.Devices.Acpi;
 using Xhyve.Vmm.Devices.Ahci;
 using Xhyve.Vmm.Devices.Ahci.Atapi;
 using Xhyve.Vmm.Devices.Chipset;
+using Xhyve.Vmm.Devices.Flash;
 using Xhyve.Vmm.Devices.FwCfg;
 using Xhyve.Vmm.Devices.Pci;
 using Xhyve.Vmm.Devices.Timers;
@@ -47,6 +48,9 @@ public sealed class VmBuilder
 
     /// <summary>The memory slot of a boot ROM: RAM takes slots 0 and 1 (below and above the PCI hole).</summary>
     public const int BootRomSlot = 2;
+
+    /// <summary>The memory slot of a UEFI variable store's flash window while it is in read-array mode.</summary>
+    public const int FlashSlot = 3;
 
     public VmBuilder(VmSpecification spec, IHypervisor hypervisor, IPlatformEvents events, Func<DateTimeOffset>? clock = null)
     {
@@ -383,7 +387,25 @@ public sealed class VmBuilder
     private LoadedKernel LoadBootRom(BootromFirmware firmware)
     {
         _rom = BootRom.Load(firmware.Rom);
-        return _rom.MapInto(_vm!, BootRomSlot, _mmio, _memory!);
+        var loaded = _rom.MapInto(_vm!, BootRomSlot, _mmio, _memory!);
+        if (firmware.Vars != null) AttachFlash(firmware.Vars, _rom.Size);
+        return loaded;
+    }
+
+    /// <summary>The VM's UEFI variable store as a CFI flash just below the ROM, where QEMU puts OVMF's second flash:
+    /// read straight from a read-only slot in read-array mode, every guest write to the device, which writes the
+    /// changes through to the file.</summary>
+    private void AttachFlash(string path, ulong romBytes)
+    {
+        FlashImage image;
+        try { image = FlashImage.Open(path); }
+        catch (IOException e) { throw new VmConfigurationException([$"-l bootrom: variable store: {e.Message}"]); }
+        _hostResources.Add(image);
+        if (romBytes + (ulong)image.Length > X86Layout.BootRomMaxSize)
+            throw new VmConfigurationException([$"-l bootrom: the ROM {romBytes} bytes and the variable store {path} ({image.Length} bytes) together exceed the {X86Layout.BootRomMaxSize >> 20} MiB below 4 GiB a boot ROM may take"]);
+        ulong address = CfiFlash.WindowAddress(romBytes, (ulong)image.Length);
+        var flash = new CfiFlash(image, new HypervisorFlashWindow(_vm!, FlashSlot, address, image));
+        _mmio.Register(address, (ulong)image.Length, flash, "UEFI variable flash");
     }
 
     private LoadedKernel LoadFirmware() => _spec.Firmware switch
@@ -393,6 +415,15 @@ public sealed class VmBuilder
         BootromFirmware b => LoadBootRom(b),
         _ => throw new VmConfigurationException([$"-f: {_spec.Firmware} is not supported"]),
     };
+}
+
+/// <summary>A flash window over a hypervisor memory slot: mapped read-only in read-array mode, removed otherwise so
+/// reads exit to the device.</summary>
+internal sealed class HypervisorFlashWindow(IVirtualMachine vm, int slot, ulong address, FlashImage image) : IFlashWindow
+{
+    public void MapArray() => vm.MapMemory(slot, address, image.HostAddress, (ulong)image.Length, readOnly: true);
+
+    public void UnmapArray() => vm.UnmapMemory(slot);
 }
 
 /// <summary>Doorbells through the hypervisor (KVM ioeventfd).</summary>

@@ -185,6 +185,38 @@ public sealed class BootRomTests : IDisposable
         Assert.Contains(machine.Mmio.Ranges, r => r.Start == 0xFFFE_0000 && r.Name == "boot ROM");
     }
 
+    /// <summary>-l bootrom,CODE,VARS: the variable store is a CFI flash just below the ROM, read from a read-only slot
+    /// in read-array mode; a command the guest writes there takes the slot away so reads reach the device (status),
+    /// read-array maps it again, and a programmed byte lands in the file.</summary>
+    [Fact]
+    public void Builder_PutsTheVariableStoreFlashBelowTheRom_SwitchesItsSlotWithTheMode_AndWritesThroughToTheFile()
+    {
+        string rom = Rom(256 * 1024);
+        string vars = Path.Combine(_dir, "vars.fd");
+        File.WriteAllBytes(vars, Enumerable.Repeat((byte)0xFF, 128 * 1024).ToArray());
+        var spec = CommandLineParser.Parse(["-m", "64M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", $"bootrom,{rom},{vars}"]).Spec;
+        var hypervisor = new RecordingHypervisor();
+        using (var machine = new VmBuilder(spec, hypervisor, new NoEvents()).Build())
+        {
+            var vm = Assert.Single(hypervisor.Vms);
+            const ulong window = 0x1_0000_0000UL - 256 * 1024 - 128 * 1024;
+            var flash = Assert.Single(vm.Mappings, m => m.Slot == VmBuilder.FlashSlot);
+            Assert.Equal((window, 128UL * 1024, true), (flash.GuestAddress, flash.Size, flash.ReadOnly));
+            Assert.Contains(machine.Mmio.Ranges, r => r.Start == window && r.Length == 128 * 1024);
+
+            Assert.True(machine.Mmio.Write(window, [0x70]));                  // read status: the window must exit now
+            Assert.Equal([VmBuilder.FlashSlot], vm.Unmapped);
+            var status = new byte[1];
+            Assert.True(machine.Mmio.Read(window, status));
+            Assert.Equal(0x80, status[0]);                                    // ready
+            Assert.True(machine.Mmio.Write(window + 0x10, [0x10]));           // program one byte...
+            Assert.True(machine.Mmio.Write(window + 0x10, [0x42]));
+            Assert.True(machine.Mmio.Write(window, [0xFF]));                  // ...and back to read-array: mapped again
+            Assert.Equal(2, vm.Mappings.Count(m => m.Slot == VmBuilder.FlashSlot));
+        }
+        Assert.Equal(0x42, File.ReadAllBytes(vars)[0x10]);
+    }
+
     [Fact]
     public void KvmPrivatePages_LieBelowTheLargestRom()
     {
