@@ -310,9 +310,11 @@ public sealed class VmBuilder
     /// <summary>ACPI with -A, the MP table unless -Y, and SMBIOS, all from one platform description.</summary>
     private void WriteFirmwareTables()
     {
+        var lpc = _spec.PciDevices.FirstOrDefault(d => d.Device is LpcSpec);
         var platform = new PlatformDescription
         {
-            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Device is LpcSpec),
+            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = lpc != null,
+            LpcSlot = lpc?.Address.Slot ?? 31, LpcFunction = lpc?.Address.Function ?? 0,
             LowMemoryBytes = _memory!.Regions[0].Size, HighMemoryBytes = HighMemoryBytes,
             PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
             PciBuses = _pciBuses,
