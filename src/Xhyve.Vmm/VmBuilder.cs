@@ -73,6 +73,7 @@ public sealed class VmBuilder
             AttachHpet();
             WriteFirmwareTables();
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
+            SetMemoryTypes(vcpus);
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
             return new Machine
             {
@@ -92,6 +93,20 @@ public sealed class VmBuilder
             _memory?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The MTRRs firmware leaves behind: RAM write-back, the MMIO below 4 GiB (PCI window, ECAM, IOAPIC, HPET,
+    /// LAPIC, the top of the 32-bit space) and the 64-bit PCI window uncacheable. Every vCPU gets the same, as the
+    /// OS checks that they agree.</summary>
+    private void SetMemoryTypes(List<IVcpu> vcpus)
+    {
+        var types = new X86MemoryTypes([
+            new UncachedRange(X86Layout.PciHoleStart, X86Layout.FourGiB - X86Layout.PciHoleStart),
+            new UncachedRange(PlatformLayout.Mmio64Start(HighMemoryBytes), PlatformLayout.Mmio64Size)]);
+        IReadOnlyList<UncachedRange> undescribed = [];
+        foreach (var vcpu in vcpus) undescribed = vcpu.SetMemoryTypes(types);
+        foreach (var r in undescribed)
+            _warnings.Add($"the vCPUs' MTRRs cannot mark 0x{r.Start:X}-0x{r.End - 1:X} uncacheable; it stays write-back");
     }
 
     /// <summary>RAM above 4 GiB (the second region of bhyve's layout), or 0.</summary>
