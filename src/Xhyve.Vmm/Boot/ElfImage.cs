@@ -18,6 +18,8 @@ public sealed class ElfImage
     /// <summary>Lowest and one-past-highest physical addresses the segments occupy.</summary>
     public ulong LowestAddress { get; }
     public ulong EndAddress { get; }
+    /// <summary>The end of the last segment's bytes in the file (what follows is not loaded).</summary>
+    public ulong FileDataEnd { get; }
 
     private const uint PtLoad = 1;
     private const int MaxSegments = 128;
@@ -30,6 +32,7 @@ public sealed class ElfImage
         Is64 = is64; Entry = entry; Segments = segments;
         LowestAddress = segments.Min(s => s.PhysicalAddress);
         EndAddress = segments.Max(s => s.PhysicalAddress + s.MemorySize);
+        FileDataEnd = segments.Max(s => s.FileOffset + s.FileSize);
     }
 
     /// <param name="data">The whole file.</param>
@@ -93,15 +96,17 @@ public sealed class ElfImage
         return new ElfImage(is64, entry, segments);
     }
 
-    /// <summary>Copies the segments into guest RAM; a segment outside RAM is an error naming the file.</summary>
-    public void Load(IGuestMemory memory, ReadOnlySpan<byte> data, string name)
+    /// <summary>Copies the segments into guest RAM, each <paramref name="physicalOffset"/> bytes above its physical
+    /// address (a relocated kernel); a segment outside RAM is an error naming the file.</summary>
+    public void Load(IGuestMemory memory, ReadOnlySpan<byte> data, string name, ulong physicalOffset = 0)
     {
-        if (LowestAddress < X86Layout.HighMemoryStart)
-            throw new BootImageException($"{name}: segment at 0x{LowestAddress:X} is below 1 MiB, where the loader keeps boot data");
+        if (LowestAddress + physicalOffset < X86Layout.HighMemoryStart)
+            throw new BootImageException($"{name}: segment at 0x{LowestAddress + physicalOffset:X} is below 1 MiB, where the loader keeps boot data");
         foreach (var s in Segments)
         {
-            if (s.MemorySize > int.MaxValue || !memory.TryGetSpan(new GuestAddress(s.PhysicalAddress), (int)s.MemorySize, out var target))
-                throw new BootImageException($"{name}: segment at 0x{s.PhysicalAddress:X} (0x{s.MemorySize:X} bytes) does not fit in guest RAM ({memory.Size >> 20} MiB)");
+            ulong at = s.PhysicalAddress + physicalOffset;
+            if (s.MemorySize > int.MaxValue || at < s.PhysicalAddress || !memory.TryGetSpan(new GuestAddress(at), (int)s.MemorySize, out var target))
+                throw new BootImageException($"{name}: segment at 0x{at:X} (0x{s.MemorySize:X} bytes) does not fit in guest RAM ({memory.Size >> 20} MiB)");
             data.Slice((int)s.FileOffset, (int)s.FileSize).CopyTo(target);
             target[(int)s.FileSize..].Clear();
         }
