@@ -18,8 +18,9 @@ public sealed class ElfImage
     /// <summary>Lowest and one-past-highest physical addresses the segments occupy.</summary>
     public ulong LowestAddress { get; }
     public ulong EndAddress { get; }
-    /// <summary>The end of the last segment's bytes in the file (what follows is not loaded).</summary>
-    public ulong FileDataEnd { get; }
+    /// <summary>Where the ELF file ends: after its last segment bytes, program headers or section headers (a kernel
+    /// payload may carry more after it, e.g. the relocation table).</summary>
+    public ulong FileEnd { get; private init; }
 
     private const uint PtLoad = 1;
     private const int MaxSegments = 128;
@@ -32,7 +33,6 @@ public sealed class ElfImage
         Is64 = is64; Entry = entry; Segments = segments;
         LowestAddress = segments.Min(s => s.PhysicalAddress);
         EndAddress = segments.Max(s => s.PhysicalAddress + s.MemorySize);
-        FileDataEnd = segments.Max(s => s.FileOffset + s.FileSize);
     }
 
     /// <param name="data">The whole file.</param>
@@ -93,7 +93,13 @@ public sealed class ElfImage
             segments.Add(new ElfSegment(paddr, offset, filesz, memsz));
         }
         if (segments.Count == 0) throw new BootImageException($"{name}: no loadable segments");
-        return new ElfImage(is64, entry, segments);
+        ulong shoff = is64 ? BinaryPrimitives.ReadUInt64LittleEndian(data[0x28..]) : BinaryPrimitives.ReadUInt32LittleEndian(data[0x20..]);
+        ulong shentsize = BinaryPrimitives.ReadUInt16LittleEndian(data[(is64 ? 0x3A : 0x2E)..]);
+        ulong shnum = BinaryPrimitives.ReadUInt16LittleEndian(data[(is64 ? 0x3C : 0x30)..]);
+        ulong end = Math.Max(segments.Max(s => s.FileOffset + s.FileSize), phoff + (ulong)(phnum * phentsize));
+        // Section headers count only when they lie in the file (they are not needed to load it).
+        if (shnum > 0 && shoff <= (ulong)data.Length && shnum * shentsize <= (ulong)data.Length - shoff) end = Math.Max(end, shoff + shnum * shentsize);
+        return new ElfImage(is64, entry, segments) { FileEnd = end };
     }
 
     /// <summary>Copies the segments into guest RAM, each <paramref name="physicalOffset"/> bytes above its physical

@@ -27,11 +27,16 @@ public sealed class KernelRelocations
 
     private KernelRelocations(List<uint> r32, List<uint> inv32, List<uint> r64) => (Relocs32, Inverse32, Relocs64) = (r32, inv32, r64);
 
-    /// <summary>Reads the table at the end of <paramref name="payload"/> (the whole decompressed payload). Throws
-    /// <see cref="BootImageException"/> naming <paramref name="name"/> when the lists do not end inside it.</summary>
-    public static KernelRelocations Parse(ReadOnlySpan<byte> payload, int dataStart, string name)
+    /// <summary>Reads the table between the end of the ELF file (<paramref name="elfEnd"/>) and the end of
+    /// <paramref name="payload"/> (the whole decompressed payload), walking back from the end in 4-byte steps as the
+    /// decompressor does; the last list's terminator must be the table's first word. Throws
+    /// <see cref="BootImageException"/> naming <paramref name="name"/> when there is no table (a kernel built without
+    /// CONFIG_RANDOMIZE_BASE appends none) or the lists do not end exactly there.</summary>
+    public static KernelRelocations Parse(ReadOnlySpan<byte> payload, int elfEnd, string name)
     {
-        int at = payload.Length & ~3;
+        if (elfEnd < 0 || elfEnd > payload.Length || payload.Length - elfEnd < 12 || (payload.Length - elfEnd) % 4 != 0)
+            throw new BootImageException($"{name}: no relocation table follows vmlinux ({payload.Length - elfEnd} bytes)");
+        int at = payload.Length;
         var lists = new List<uint>[3];
         for (int list = 0; list < 3; list++)
         {
@@ -39,12 +44,13 @@ public sealed class KernelRelocations
             while (true)
             {
                 at -= 4;
-                if (at < dataStart) throw new BootImageException($"{name}: the relocation table at the end of the payload does not end (is the kernel relocatable?)");
+                if (at < elfEnd) throw new BootImageException($"{name}: the relocation table after vmlinux does not end where vmlinux does");
                 uint entry = BinaryPrimitives.ReadUInt32LittleEndian(payload[at..]);
                 if (entry == 0) break;
                 lists[list].Add(entry);
             }
         }
+        if (at != elfEnd) throw new BootImageException($"{name}: the relocation table after vmlinux does not end where vmlinux does");
         return new KernelRelocations(lists[0], lists[1], lists[2]);
     }
 

@@ -106,9 +106,9 @@ public sealed class LinuxLoader
                 else if (KaslrDisabled(_commandLine)) how += ", KASLR off (nokaslr)";
                 else if (bz.PreferredAddress != elf.LowestAddress || bz.InitSize == 0)
                     how += $", KASLR off (the payload is linked at 0x{elf.LowestAddress:X}, the header prefers 0x{bz.PreferredAddress:X})";
+                else if (!TryReadRelocations(elfData, elf, out relocations, out string why)) how += $", KASLR off ({why})";
                 else
                 {
-                    relocations = KernelRelocations.Parse(elfData, (int)Math.Min(elf.FileDataEnd, (ulong)elfData.Length), $"{_kernelPath} (decompressed payload)");
                     var placement = KaslrPlacement.Choose(bz.PreferredAddress, bz.KernelAlignment, bz.InitSize, initrd != null ? initrdAddress : lowEnd, _random);
                     physicalOffset = placement.PhysicalAddress - bz.PreferredAddress;
                     virtualOffset = placement.VirtualOffset;
@@ -155,6 +155,25 @@ public sealed class LinuxLoader
         PageTables.WriteIdentityMap4G(memory);
         PageTables.WriteGdt(memory, PageTables.LinuxGdt);
         return new LoadedKernel(EntryState.Long64(entry, X86Layout.ZeroPage), $"{_kernelPath}: {how}, entry 0x{entry:X}", e820);
+    }
+
+    /// <summary>The relocation table after vmlinux in the payload; false with the reason when there is none (a kernel
+    /// without CONFIG_RANDOMIZE_BASE has none and would not randomise itself either) or it is malformed: the kernel
+    /// then boots where it was linked.</summary>
+    private bool TryReadRelocations(byte[] payload, ElfImage elf, out KernelRelocations? relocations, out string why)
+    {
+        try
+        {
+            relocations = KernelRelocations.Parse(payload, (int)Math.Min(elf.FileEnd, (ulong)payload.Length), _kernelPath);
+            why = "";
+            return true;
+        }
+        catch (BootImageException e)
+        {
+            relocations = null;
+            why = e.Message[(_kernelPath.Length + 2)..];
+            return false;
+        }
     }
 
     private static ulong AlignUp(ulong value, ulong alignment) => (value + alignment - 1) & ~(alignment - 1);

@@ -116,7 +116,7 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
         var bz = BzImage.Parse(_kernel.Bytes, "vmlinuz");
         var payload = KernelPayload.Decompress(bz.Payload.Span, "vmlinuz");
         var elf = ElfImage.Parse(payload, "vmlinux");
-        var relocs = KernelRelocations.Parse(payload, (int)elf.FileDataEnd, "vmlinux");
+        var relocs = KernelRelocations.Parse(payload, (int)elf.FileEnd, "vmlinux");
         Assert.True(relocs.Relocs32.Count > 1000 && relocs.Relocs64.Count > 1000, $"{relocs.Relocs32.Count} / {relocs.Inverse32.Count} / {relocs.Relocs64.Count}");
         int size = (int)(elf.EndAddress - elf.LowestAddress);
         var a = new byte[size];

@@ -37,7 +37,7 @@ public sealed class KaslrTests
     public void Relocations_AddTheVirtualDeltaTo64And32BitFields_SubtractItFromInverseOnes_AndTouchNothingElse()
     {
         var (file, elf) = Image([At(0x20)], [At(0x30)], [At(0x10)]);
-        var relocs = KernelRelocations.Parse(file, (int)elf.FileDataEnd, "vmlinux");
+        var relocs = KernelRelocations.Parse(file, (int)elf.FileEnd, "vmlinux");
         Assert.Equal([At(0x20)], relocs.Relocs32);
         Assert.Equal([At(0x30)], relocs.Inverse32);
         Assert.Equal([At(0x10)], relocs.Relocs64);
@@ -60,7 +60,7 @@ public sealed class KaslrTests
         var (file, elf) = Image([At(0x20)], [At(0x30)], [At(0x10)]);
         using var mem = new GuestMemory(X86Layout.RamRegions(64UL << 20));
         elf.Load(mem, file, "vmlinux", 0x20_0000);
-        KernelRelocations.Parse(file, (int)elf.FileDataEnd, "vmlinux").Apply(mem, Link, Link + 0x20_0000, elf.EndAddress + 0x20_0000, 0, "vmlinux");
+        KernelRelocations.Parse(file, (int)elf.FileEnd, "vmlinux").Apply(mem, Link, Link + 0x20_0000, elf.EndAddress + 0x20_0000, 0, "vmlinux");
         var image = new byte[0x1000];
         mem.ReadExactly(new GuestAddress(Link + 0x20_0000), image);
         Assert.Equal(LinkVirtual + 0x100, BinaryPrimitives.ReadUInt64LittleEndian(image.AsSpan(0x10)));
@@ -74,18 +74,36 @@ public sealed class KaslrTests
         var (file, elf) = Image([At(offset)], [], []);
         using var mem = new GuestMemory(X86Layout.RamRegions(64UL << 20));
         elf.Load(mem, file, "vmlinux");
-        var relocs = KernelRelocations.Parse(file, (int)elf.FileDataEnd, "vmlinux");
+        var relocs = KernelRelocations.Parse(file, (int)elf.FileEnd, "vmlinux");
         var e = Assert.Throws<BootImageException>(() => relocs.Apply(mem, Link, Link, elf.EndAddress, 0x20_0000, "vmlinux"));
         Assert.Contains("outside the kernel", e.Message);
     }
 
     [Fact]
-    public void ATableThatDoesNotEnd_IsRefused_NotReadIntoTheImage()
+    public void APayloadWithoutATable_OrWithOneThatDoesNotEndWhereTheElfDoes_IsRefused_NotReadIntoTheImage()
+    {
+        var (file, elf) = Image([At(0x20)], [], []);
+        var bare = file.AsSpan(0, (int)elf.FileEnd).ToArray();
+        Assert.Contains("no relocation table", Assert.Throws<BootImageException>(() => KernelRelocations.Parse(bare, (int)elf.FileEnd, "vmlinux")).Message);
+        // A stray word between the ELF and the table: the lists end 4 bytes after the ELF instead of at it.
+        var shifted = bare.Concat(new byte[] { 7, 0, 0, 0 }).Concat(file.AsSpan((int)elf.FileEnd).ToArray()).ToArray();
+        Assert.Contains("does not end where vmlinux does", Assert.Throws<BootImageException>(() => KernelRelocations.Parse(shifted, (int)elf.FileEnd, "vmlinux")).Message);
+        // Lists without their terminators run into the ELF: refused at its end.
+        var unterminated = bare.Concat(new byte[] { 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0 }).ToArray();
+        Assert.Throws<BootImageException>(() => KernelRelocations.Parse(unterminated, (int)elf.FileEnd, "vmlinux"));
+    }
+
+    [Fact]
+    public void ElfFileEnd_CoversTheSectionHeaders()
     {
         var (file, elf) = Image([], [], []);
-        var noTable = file.AsSpan(0, (int)elf.FileDataEnd).ToArray().Concat(new byte[] { 1, 0, 0, 0, 2, 0, 0, 0 }).ToArray();
-        var e = Assert.Throws<BootImageException>(() => KernelRelocations.Parse(noTable, (int)elf.FileDataEnd, "vmlinux"));
-        Assert.Contains("does not end", e.Message);
+        Assert.Equal((ulong)(64 + 56 + 0x1000), elf.FileEnd);        // no section headers in this one
+        // Point e_shoff/e_shnum at 2 headers of 64 bytes past the data: the file then ends after them.
+        var withSections = file.AsSpan(0, (int)elf.FileEnd).ToArray().Concat(new byte[128]).ToArray();
+        BinaryPrimitives.WriteUInt64LittleEndian(withSections.AsSpan(0x28), elf.FileEnd);
+        BinaryPrimitives.WriteUInt16LittleEndian(withSections.AsSpan(0x3A), 64);
+        BinaryPrimitives.WriteUInt16LittleEndian(withSections.AsSpan(0x3C), 2);
+        Assert.Equal(elf.FileEnd + 128, ElfImage.Parse(withSections, "vmlinux").FileEnd);
     }
 
     [Fact]
