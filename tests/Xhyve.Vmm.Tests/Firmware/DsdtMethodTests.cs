@@ -19,8 +19,10 @@ public sealed class DsdtMethodTests
         DefinitionBlock ("", "SSDT", 2, "XHYVE", "PROBE", 1)
         {
             External (\_SB.PCI0._PRT, MethodObj)
+            External (\_SB.PC01._PRT, MethodObj)
             Method (PRTN) { Local0 = \_SB.PCI0._PRT () Return (SizeOf (Local0)) }
             Method (PRTE, 1) { Local0 = \_SB.PCI0._PRT () Return (DerefOf (Local0 [Arg0])) }
+            Method (PRT1, 1) { Local0 = \_SB.PC01._PRT () Return (DerefOf (Local0 [Arg0])) }
         }
         """;
 
@@ -120,6 +122,19 @@ public sealed class DsdtMethodTests
             Assert.Contains("[Integer] = 0000000000000009", Section(run, $"{link}._STA", 1));
             Assert.Contains("[Integer] = 000000000000000B", Section(run, $"{link}._STA", 2));
         }
+    }
+
+    [Fact]
+    public void SecondRootBus_RoutesThroughTheSameTables_InBothModes()
+    {
+        var allocator = new Xhyve.Vmm.Devices.Pci.PciResourceAllocator(PlatformLayout.Mmio64Start(0));
+        allocator.BeginBus(0);
+        allocator.BeginBus(1);
+        var dsdt = AcpiTables.Dsdt(Platform with { PciBuses = allocator.Finish() });
+        string[] Entry(string model, int i) => PrtEntries(Section(Exec(dsdt, $"evaluate \\_PIC {model}", $"evaluate \\PRT1 {i}"), "\\PRT1")).Single();
+        // Slot 5 INTB (entry 21) is GSI 16 + 6 = 22: LNKG in PIC mode, 22 in APIC mode.
+        Assert.Matches(@"Name LNKG Device$", Entry("0", 21)[2]);
+        Assert.Equal(22, Convert.ToInt32(Entry("1", 21)[3], 16));
     }
 
     /// <summary>Evaluates _OSC on PCI0 with the arguments Linux passes and returns the three result dwords.</summary>

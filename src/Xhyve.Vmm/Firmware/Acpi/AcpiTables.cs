@@ -177,7 +177,9 @@ public static class AcpiTables
     /// resources (\_SB.MRES: the ECAM window) and the S5 sleep package.</summary>
     public static byte[] Dsdt(PlatformDescription p)
     {
-        var devices = p.EffectivePciBuses.Select(b => HostBridge(p, b))
+        // The routing tables are the same for every root bus (the swizzle ignores the bus): \_SB holds them once.
+        var devices = RoutingTables()
+            .Concat(p.EffectivePciBuses.Select(b => HostBridge(p, b)))
             .Concat(Enumerable.Range(0, PlatformLayout.PciGsiCount).Select(LinkDevice))
             .Append(MotherboardResources(p.Ecam)).ToArray();
         var body = A.Concat(
@@ -236,8 +238,8 @@ public static class AcpiTables
         A.Or(A.Ref("CDW1"), A.Integer(0x04), A.Ref("CDW1")),
         A.Return(A.Arg(3)));
 
-    /// <summary>_PRT as a method: GSIs in APIC mode, the link devices in PIC mode (same slot/pin swizzle).</summary>
-    private static byte[][] RoutingTable()
+    /// <summary>\_SB.PRTA (slot/pin to GSI, for APIC mode) and \_SB.PRTP (slot/pin to link device, for PIC mode).</summary>
+    private static byte[][] RoutingTables()
     {
         byte[] Table(Func<int, byte[]> source, Func<int, ulong> index) => A.Package(Enumerable.Range(0, 32).SelectMany(slot => Enumerable.Range(0, 4).Select(pin =>
         {
@@ -248,9 +250,12 @@ public static class AcpiTables
         [
             A.NameObject("PRTA", Table(_ => A.Integer(0), gsi => (ulong)gsi)),
             A.NameObject("PRTP", Table(gsi => A.Ref("\\_SB." + LinkName(gsi - PlatformLayout.FirstPciGsi)), _ => 0)),
-            A.Method("_PRT", 0, A.If(A.Ref(InterruptModel), A.Return(A.Ref("PRTA"))), A.Return(A.Ref("PRTP"))),
         ];
     }
+
+    /// <summary>A host bridge's _PRT: the GSI table in APIC mode, the link table in PIC mode.</summary>
+    private static byte[] RoutingMethod() =>
+        A.Method("_PRT", 0, A.If(A.Ref(InterruptModel), A.Return(A.Ref("\\_SB.PRTA"))), A.Return(A.Ref("\\_SB.PRTP")));
 
     /// <summary>A PNP0C02 device that claims the MCFG's ECAM window: Linux uses MMCONFIG only when
     /// the window is reserved by such a motherboard device (or in e820), otherwise it falls back to 0xCF8.</summary>
@@ -288,7 +293,7 @@ public static class AcpiTables
             A.NameObject("_SEG", A.Integer(0)),
             A.NameObject("_CRS", Resources.Template(resources.ToArray())),
             OscMethod(),
-            .. RoutingTable(),
+            RoutingMethod(),
         ];
         if (root && p.HasLpc) terms.Add(LpcDevice(p));
         return A.Device(root ? "PCI0" : $"PC{w.Bus:X2}", terms.ToArray());
