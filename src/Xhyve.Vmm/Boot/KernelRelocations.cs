@@ -20,9 +20,11 @@ public sealed class KernelRelocations
     /// smaller bound, which holds for both.</summary>
     public const ulong KernelImageSizeLimit = 512UL << 20;
 
-    /// <summary>The three lists, in the order the decompressor applies them.</summary>
+    /// <summary>32-bit fields that hold a kernel address: the virtual offset is added.</summary>
     public IReadOnlyList<uint> Relocs32 { get; }
+    /// <summary>32-bit fields that hold a distance to the kernel (per-CPU references): the offset is subtracted.</summary>
     public IReadOnlyList<uint> Inverse32 { get; }
+    /// <summary>64-bit fields that hold a kernel address: the offset is added.</summary>
     public IReadOnlyList<uint> Relocs64 { get; }
 
     private KernelRelocations(List<uint> r32, List<uint> inv32, List<uint> r64) => (Relocs32, Inverse32, Relocs64) = (r32, inv32, r64);

@@ -3,6 +3,7 @@ namespace Xhyve.Vmm.Hypervisor;
 /// <summary>A guest-physical range firmware marks uncacheable (MMIO).</summary>
 public readonly record struct UncachedRange(ulong Start, ulong Size)
 {
+    /// <summary>One past the last byte.</summary>
     public ulong End => Start + Size;
 }
 
@@ -19,8 +20,11 @@ public readonly record struct X86Msr(uint Index, ulong Value);
 /// the variable MTRRs.</summary>
 public static class Mtrrs
 {
+    /// <summary>MSR numbers: IA32_MTRRCAP, IA32_MTRR_PHYSBASE0 (PHYSMASKn = PHYSBASEn + 1, pairs follow), the fixed-range
+    /// MTRRs and IA32_MTRR_DEF_TYPE.</summary>
     public const uint Cap = 0xFE, PhysBase0 = 0x200, Fix64K00000 = 0x250, Fix16K80000 = 0x258, Fix16KA0000 = 0x259,
         Fix4KC0000 = 0x268, Fix4KF8000 = 0x26F, DefType = 0x2FF;
+    /// <summary>Memory type encodings (UC, WB).</summary>
     public const byte Uncacheable = 0, WriteBack = 6;
     private const ulong Valid = 1UL << 11, DefEnable = 1UL << 11, FixedEnable = 1UL << 10;
     private const ulong CapFixed = 1UL << 8, CapVariableCount = 0xFF;

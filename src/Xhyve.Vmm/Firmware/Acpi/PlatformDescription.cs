@@ -11,6 +11,7 @@ public sealed record PlatformDescription
     public bool HasLpc { get; init; }
     /// <summary>The LPC bridge's slot and function on bus 0 (its -s address): the DSDT's _ADR for it.</summary>
     public int LpcSlot { get; init; } = 31;
+    /// <summary>The LPC bridge's function (the low word of its _ADR).</summary>
     public int LpcFunction { get; init; }
     public required ulong LowMemoryBytes { get; init; }
     public ulong HighMemoryBytes { get; init; }
