@@ -86,6 +86,7 @@ public sealed class VmBuilder
             var (acpi, smbios) = BuildFirmwareTables(writeToRam: _rom == null);
             AttachFwCfg(acpi, smbios);
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
+            SetMemoryTypes(vcpus);
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
             return new Machine
             {
@@ -106,6 +107,20 @@ public sealed class VmBuilder
             _rom?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The MTRRs firmware leaves behind: RAM write-back, the MMIO below 4 GiB (PCI window, ECAM, IOAPIC, HPET,
+    /// LAPIC, the top of the 32-bit space) and the 64-bit PCI window uncacheable. Every vCPU gets the same, as the
+    /// OS checks that they agree.</summary>
+    private void SetMemoryTypes(List<IVcpu> vcpus)
+    {
+        var types = new X86MemoryTypes([
+            new UncachedRange(X86Layout.PciHoleStart, X86Layout.FourGiB - X86Layout.PciHoleStart),
+            new UncachedRange(PlatformLayout.Mmio64Start(HighMemoryBytes), PlatformLayout.Mmio64Size)]);
+        IReadOnlyList<UncachedRange> undescribed = [];
+        foreach (var vcpu in vcpus) undescribed = vcpu.SetMemoryTypes(types);
+        foreach (var r in undescribed)
+            _warnings.Add($"the vCPUs' MTRRs cannot mark 0x{r.Start:X}-0x{r.End - 1:X} uncacheable; it stays write-back");
     }
 
     /// <summary>RAM above 4 GiB (the second region of bhyve's layout), or 0.</summary>
@@ -342,9 +357,11 @@ public sealed class VmBuilder
     /// fw_cfg instead), and returned for fw_cfg.</summary>
     private (IReadOnlyList<PlacedTable>? Acpi, byte[] Smbios) BuildFirmwareTables(bool writeToRam)
     {
+        var lpc = _spec.PciDevices.FirstOrDefault(d => d.Device is LpcSpec);
         var platform = new PlatformDescription
         {
-            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = _spec.PciDevices.Any(d => d.Device is LpcSpec),
+            Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = lpc != null,
+            LpcSlot = lpc?.Address.Slot ?? 31, LpcFunction = lpc?.Address.Function ?? 0,
             LowMemoryBytes = _memory!.Regions[0].Size, HighMemoryBytes = HighMemoryBytes,
             PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
             PciBuses = _pciBuses,

@@ -40,6 +40,10 @@ public sealed class BootParams
         BinaryPrimitives.WriteUInt16LittleEndian(p[HeapEndPtr..], 0xFE00);
     }
 
+    /// <summary>loadflags KASLR_FLAG (bit 1): the loader placed the kernel at a random offset, as the kernel's own
+    /// decompressor records it; the kernel then randomises its memory regions too and reports the offset.</summary>
+    public void SetKaslr() => _page[LoadFlags] |= 0x02;
+
     public void SetCommandLine(ulong address)
     {
         BinaryPrimitives.WriteUInt32LittleEndian(_page.AsSpan(CmdLinePtr), (uint)address);

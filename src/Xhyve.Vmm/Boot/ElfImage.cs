@@ -18,6 +18,9 @@ public sealed class ElfImage
     /// <summary>Lowest and one-past-highest physical addresses the segments occupy.</summary>
     public ulong LowestAddress { get; }
     public ulong EndAddress { get; }
+    /// <summary>Where the ELF file ends: after its last segment bytes, program headers or section headers (a kernel
+    /// payload may carry more after it, e.g. the relocation table).</summary>
+    public ulong FileEnd { get; private init; }
 
     private const uint PtLoad = 1;
     private const int MaxSegments = 128;
@@ -90,18 +93,26 @@ public sealed class ElfImage
             segments.Add(new ElfSegment(paddr, offset, filesz, memsz));
         }
         if (segments.Count == 0) throw new BootImageException($"{name}: no loadable segments");
-        return new ElfImage(is64, entry, segments);
+        ulong shoff = is64 ? BinaryPrimitives.ReadUInt64LittleEndian(data[0x28..]) : BinaryPrimitives.ReadUInt32LittleEndian(data[0x20..]);
+        ulong shentsize = BinaryPrimitives.ReadUInt16LittleEndian(data[(is64 ? 0x3A : 0x2E)..]);
+        ulong shnum = BinaryPrimitives.ReadUInt16LittleEndian(data[(is64 ? 0x3C : 0x30)..]);
+        ulong end = Math.Max(segments.Max(s => s.FileOffset + s.FileSize), phoff + (ulong)(phnum * phentsize));
+        // Section headers count only when they lie in the file (they are not needed to load it).
+        if (shnum > 0 && shoff <= (ulong)data.Length && shnum * shentsize <= (ulong)data.Length - shoff) end = Math.Max(end, shoff + shnum * shentsize);
+        return new ElfImage(is64, entry, segments) { FileEnd = end };
     }
 
-    /// <summary>Copies the segments into guest RAM; a segment outside RAM is an error naming the file.</summary>
-    public void Load(IGuestMemory memory, ReadOnlySpan<byte> data, string name)
+    /// <summary>Copies the segments into guest RAM, each <paramref name="physicalOffset"/> bytes above its physical
+    /// address (a relocated kernel); a segment outside RAM is an error naming the file.</summary>
+    public void Load(IGuestMemory memory, ReadOnlySpan<byte> data, string name, ulong physicalOffset = 0)
     {
-        if (LowestAddress < X86Layout.HighMemoryStart)
-            throw new BootImageException($"{name}: segment at 0x{LowestAddress:X} is below 1 MiB, where the loader keeps boot data");
+        if (LowestAddress + physicalOffset < X86Layout.HighMemoryStart)
+            throw new BootImageException($"{name}: segment at 0x{LowestAddress + physicalOffset:X} is below 1 MiB, where the loader keeps boot data");
         foreach (var s in Segments)
         {
-            if (s.MemorySize > int.MaxValue || !memory.TryGetSpan(new GuestAddress(s.PhysicalAddress), (int)s.MemorySize, out var target))
-                throw new BootImageException($"{name}: segment at 0x{s.PhysicalAddress:X} (0x{s.MemorySize:X} bytes) does not fit in guest RAM ({memory.Size >> 20} MiB)");
+            ulong at = s.PhysicalAddress + physicalOffset;
+            if (s.MemorySize > int.MaxValue || at < s.PhysicalAddress || !memory.TryGetSpan(new GuestAddress(at), (int)s.MemorySize, out var target))
+                throw new BootImageException($"{name}: segment at 0x{at:X} (0x{s.MemorySize:X} bytes) does not fit in guest RAM ({memory.Size >> 20} MiB)");
             data.Slice((int)s.FileOffset, (int)s.FileSize).CopyTo(target);
             target[(int)s.FileSize..].Clear();
         }

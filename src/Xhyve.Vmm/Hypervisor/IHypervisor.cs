@@ -99,6 +99,11 @@ public interface IVcpu : IDisposable
     /// <summary>Sets the architectural state the vCPU starts in.</summary>
     void SetBootState(in X86BootState state);
 
+    /// <summary>Sets the memory types firmware would program before the OS starts (the MTRRs on x86), on every vCPU
+    /// before it runs. Returns the ranges the CPU's MTRRs could not describe (they stay write-back); all of them when
+    /// the vCPU has no MTRRs.</summary>
+    IReadOnlyList<UncachedRange> SetMemoryTypes(X86MemoryTypes types);
+
     /// <summary>Current RIP and the guest-physical address it maps to (for diagnostics).</summary>
     (ulong Rip, ulong? PhysicalRip) GetInstructionPointer();
 }

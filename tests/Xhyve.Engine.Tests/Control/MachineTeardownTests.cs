@@ -18,6 +18,7 @@ public sealed class MachineTeardownTests
         public void AttachToCurrentThread() { }
         public void DetachFromCurrentThread() { }
         public void SetBootState(in X86BootState state) { }
+        public IReadOnlyList<UncachedRange> SetMemoryTypes(X86MemoryTypes types) => types.Uncached;
         public (ulong Rip, ulong? PhysicalRip) GetInstructionPointer() => (0, null);
         public void Dispose() => Disposed = true;
     }

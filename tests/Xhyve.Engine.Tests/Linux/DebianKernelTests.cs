@@ -37,28 +37,84 @@ public sealed class DebianKernelTests
             $"BIOS-e820: [mem 0x{e.Address:x16}-0x{e.End - 1:x16}] {(e.Type == E820Type.Ram ? "usable" : "reserved")}").ToList();
     }
 
+    /// <summary>How long the kernel runs here before it stops by itself: at KVM's emulation failure (exit 100) on a
+    /// software-nested host, or at its panic for want of a root file system (panic=-1: reboot, exit 2) elsewhere.</summary>
+    private static readonly TimeSpan EarlyStopBound = TimeSpan.FromSeconds(300);
+
+    /// <summary>One boot per case, run until the kernel stops by itself: the banner, the engine's e820 map, our command
+    /// line, PAT (the MTRRs are enabled), no TSC firmware bug, and where the kernel runs. With KASLR the kernel sits at
+    /// the physical address and virtual offset the engine drew (--verbose): the panic's "Kernel Offset" says so on
+    /// hosts with VT-x/AMD-V, and here the RIP and physical address of the instruction KVM could not emulate do
+    /// (link-time address + virtual offset, at the drawn physical place). With nokaslr it runs where it was linked.</summary>
     [SkippableTheory]
-    [InlineData("512M", 512UL << 20)]
-    [InlineData("3200M", 3200UL << 20)]   // 3 GiB below the PCI hole, 128 MiB above 4 GiB
-    public void DebianKernel_PrintsBannerTheEngineE820MapAndOurCommandLine(string memory, ulong bytes)
+    [InlineData("512M", 512UL << 20, true)]
+    [InlineData("3200M", 3200UL << 20, false)]   // 3 GiB below the PCI hole, 128 MiB above 4 GiB
+    public void DebianKernel_PrintsBannerE820MapAndCommandLine_KeepsPat_NoTscFirmwareBug_AndRunsWhereKaslrPutIt(string memory, ulong bytes, bool kaslr)
     {
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         string kernel = FetchKernel();
-        using var p = EngineProcess.Start(["-m", memory, "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"kexec,{kernel},,{CommandLine}"]);
-        string console;
-        try
-        {
-            console = EngineProcess.ReadUntil(p, $"Kernel command line: {CommandLine}", Bound);
-        }
-        finally
-        {
-            EngineProcess.Signal(p, "TERM");
-            p.WaitForExit(10_000);
-        }
-        Assert.Equal(0, p.ExitCode);
+        string commandLine = CommandLine + " panic=-1" + (kaslr ? "" : " nokaslr");
+        var run = EngineProcess.Run(["--verbose", "-m", memory, "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"kexec,{kernel},,{commandLine}"],
+            (int)EarlyStopBound.TotalSeconds);
+        string console = run.Stdout;
+        Assert.True(run.ExitCode is 100 or 2, run.ToString());
         Assert.Matches(@"Linux version 6\.\d+\.\d+-\d+-cloud-amd64", console);
+        Assert.Contains($"Kernel command line: {commandLine}", console);
         var e820 = Regex.Matches(console, @"BIOS-e820: \[mem 0x[0-9a-f]{16}-0x[0-9a-f]{16}\] \w+").Select(m => m.Value).ToList();
         Assert.Equal(ExpectedE820(bytes), e820);
+        // The MTRRs the engine programs are enabled (default write-back), so Linux 6.1 initialises PAT with its
+        // write-combining layout instead of "x86/PAT: MTRRs disabled, skipping PAT initialization too."
+        Assert.Contains("x86/PAT: Configuration [0-7]: WB  WC  UC- UC  WB  WP  UC- WT", console);
+        Assert.DoesNotContain("MTRRs disabled", console);
+        // Invariant TSC is advertised only where (on AMD) HWCR.TscFreqSel agrees with it.
+        Assert.DoesNotContain("TSC doesn't count with P0 frequency", console);
+
+        const ulong link = 0x100_0000, startKernelMap = 0xFFFF_FFFF_8000_0000;
+        ulong physical = link, offset = 0;
+        if (kaslr)
+        {
+            var drawn = Regex.Match(run.Stderr, @"KASLR: physical 0x(?<p>[0-9A-F]+), virtual offset 0x(?<v>[0-9A-F]+)");
+            Assert.True(drawn.Success, run.ToString());
+            physical = Convert.ToUInt64(drawn.Groups["p"].Value, 16);
+            offset = Convert.ToUInt64(drawn.Groups["v"].Value, 16);
+        }
+        else Assert.Contains("KASLR off (nokaslr)", run.Stderr);
+        var panicOffset = Regex.Match(console, @"Kernel Offset: (?<o>0x[0-9a-f]+|disabled)");
+        if (panicOffset.Success)
+        {
+            Assert.Equal(kaslr ? $"0x{offset:x}" : "disabled", panicOffset.Groups["o"].Value);
+            return;
+        }
+        var stop = Regex.Match(run.Stderr, @"at RIP 0x(?<rip>[0-9A-F]+) \(physical 0x(?<pa>[0-9A-F]+)\)");
+        Assert.True(stop.Success, $"the kernel neither panicked nor stopped at an emulation failure:\n{run}");
+        ulong rip = Convert.ToUInt64(stop.Groups["rip"].Value, 16), pa = Convert.ToUInt64(stop.Groups["pa"].Value, 16);
+        ulong linked = rip - offset;                                          // where the instruction was linked
+        Assert.InRange(linked, startKernelMap + link, startKernelMap + link + (64UL << 20));
+        Assert.Equal(linked - startKernelMap - link + physical, pa);
+    }
+
+    /// <summary>Two starts of the same VM draw their own KASLR placements from the host RNG (the engine's --verbose
+    /// kernel line), as two boots of the kernel's own decompressor would. Each runs to the banner only.</summary>
+    [SkippableFact]
+    public void DebianKernel_TwoStartsDrawDifferentKaslrPlacements()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string kernel = FetchKernel();
+        string Placement()
+        {
+            using var p = EngineProcess.Start(["--verbose", "-m", "512M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,stdio", "-f", $"kexec,{kernel},,{CommandLine}"]);
+            try { EngineProcess.ReadUntil(p, "Linux version", Bound); }
+            finally
+            {
+                EngineProcess.Signal(p, "TERM");
+                p.WaitForExit(10_000);
+            }
+            var m = Regex.Match(p.Stderr, @"KASLR: physical 0x[0-9A-F]+, virtual offset 0x[0-9A-F]+");
+            Assert.True(m.Success, p.Stderr);
+            return m.Value;
+        }
+        // About 240 virtual and 200 physical slots with 512 MiB: equal draws twice in a row are a ~1e-5 event.
+        Assert.NotEqual(Placement(), Placement());
     }
 
     [SkippableTheory]

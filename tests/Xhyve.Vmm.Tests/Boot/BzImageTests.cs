@@ -80,11 +80,63 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
             }
             else
             {
-                Assert.Equal(0x0100_0000UL, loaded.EntryState.Rip & 0xFF00_0000);
+                // KASLR may move the kernel up from 16 MiB in 2 MiB steps; startup_64 is its first byte.
+                Assert.True(loaded.EntryState.Rip >= 0x0100_0000 && loaded.EntryState.Rip % 0x20_0000 == 0, $"entry 0x{loaded.EntryState.Rip:X}");
                 Assert.Contains("decompressed on the host", loaded.Description);
             }
         }
         finally { File.Delete(initrd); }
+    }
+
+    /// <summary>Loads the kernel once with `nokaslr` and once with KASLR (a fixed draw), and compares the two images:
+    /// moved by the physical offset, equal except at the fields the relocation table names, each changed by exactly the
+    /// virtual offset.</summary>
+    [Fact]
+    public void DebianKernel_WithKaslr_IsMovedAndRelocated_OnlyWhereItsTableSays_AndNokaslrKeepsTheDefault()
+    {
+        const ulong ram = 512UL << 20;
+        using var plain = new GuestMemory(X86Layout.RamRegions(ram));
+        var fixedPlace = new LinuxLoader(_kernel.Path, null, "console=ttyS0 nokaslr", KernelLoadMode.HostDecompress).Load(plain);
+        Assert.Equal(0x0100_0000UL, fixedPlace.EntryState.Rip);
+        Assert.Contains("KASLR off (nokaslr)", fixedPlace.Description);
+        Assert.Equal(0, ReadZeroPage(plain)[0x211] & 0x02);
+
+        using var moved = new GuestMemory(X86Layout.RamRegions(ram));
+        var draws = new List<long>();
+        var randomPlace = new LinuxLoader(_kernel.Path, null, "console=ttyS0", KernelLoadMode.HostDecompress, n => { draws.Add(n); return n / 2; }).Load(moved);
+        Assert.Equal(2, draws.Count);                                        // one virtual, one physical draw
+        ulong physicalOffset = randomPlace.EntryState.Rip - 0x0100_0000;
+        var m = System.Text.RegularExpressions.Regex.Match(randomPlace.Description, @"KASLR: physical 0x([0-9A-F]+), virtual offset 0x([0-9A-F]+)");
+        Assert.True(m.Success, randomPlace.Description);
+        Assert.Equal(0x0100_0000UL + physicalOffset, Convert.ToUInt64(m.Groups[1].Value, 16));
+        ulong delta = Convert.ToUInt64(m.Groups[2].Value, 16);
+        Assert.True(physicalOffset > 0 && delta > 0 && delta % 0x20_0000 == 0, randomPlace.Description);
+        Assert.Equal(0x02, ReadZeroPage(moved)[0x211] & 0x02);              // KASLR_FLAG in loadflags
+
+        var bz = BzImage.Parse(_kernel.Bytes, "vmlinuz");
+        var payload = KernelPayload.Decompress(bz.Payload.Span, "vmlinuz");
+        var elf = ElfImage.Parse(payload, "vmlinux");
+        var relocs = KernelRelocations.Parse(payload, (int)elf.FileEnd, "vmlinux");
+        Assert.True(relocs.Relocs32.Count > 1000 && relocs.Relocs64.Count > 1000, $"{relocs.Relocs32.Count} / {relocs.Inverse32.Count} / {relocs.Relocs64.Count}");
+        int size = (int)(elf.EndAddress - elf.LowestAddress);
+        var a = new byte[size];
+        var b = new byte[size];
+        plain.ReadExactly(new GuestAddress(elf.LowestAddress), a);
+        moved.ReadExactly(new GuestAddress(elf.LowestAddress + physicalOffset), b);
+        var expected = (byte[])a.Clone();
+        int Offset(uint entry) => (int)(unchecked((ulong)(long)(int)entry) - KernelRelocations.StartKernelMap - elf.LowestAddress);
+        foreach (uint e in relocs.Relocs32) { var s = expected.AsSpan(Offset(e)); BinaryPrimitives.WriteUInt32LittleEndian(s, unchecked(BinaryPrimitives.ReadUInt32LittleEndian(s) + (uint)delta)); }
+        foreach (uint e in relocs.Inverse32) { var s = expected.AsSpan(Offset(e)); BinaryPrimitives.WriteUInt32LittleEndian(s, unchecked(BinaryPrimitives.ReadUInt32LittleEndian(s) - (uint)delta)); }
+        foreach (uint e in relocs.Relocs64) { var s = expected.AsSpan(Offset(e)); BinaryPrimitives.WriteUInt64LittleEndian(s, unchecked(BinaryPrimitives.ReadUInt64LittleEndian(s) + delta)); }
+        Assert.True(expected.AsSpan().SequenceEqual(b), "the KASLR image differs from the linked one somewhere the relocation table does not name");
+        Assert.False(a.AsSpan().SequenceEqual(b));
+    }
+
+    private static byte[] ReadZeroPage(GuestMemory memory)
+    {
+        var zp = new byte[4096];
+        memory.ReadExactly(new GuestAddress(X86Layout.ZeroPage), zp);
+        return zp;
     }
 
     [Fact]

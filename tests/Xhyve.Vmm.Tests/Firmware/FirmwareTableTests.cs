@@ -276,7 +276,7 @@ public sealed class FirmwareTableTests
                 Assert.DoesNotContain("Error", stdout + stderr);
             }
             string dsdt = File.ReadAllText(Path.Combine(dir, "dsdt.dsl"));
-            foreach (var expected in new[] { "Device (PCI0)", "EisaId (\"PNP0A08\")", "Name (_PRT, Package (0x80)", "Device (COM1)", "Device (COM2)",
+            foreach (var expected in new[] { "Device (PCI0)", "EisaId (\"PNP0A08\")", "Method (_PRT, 0", "Name (PRTA, Package (0x80)", "Name (PRTP, Package (0x80)", "Return (\\_SB.PRTP)", "Method (_OSC, 4", "Method (\\_PIC, 1", "Device (LNKA)", "Device (LNKH)", "EisaId (\"PNP0C0F\")", "Device (COM1)", "Device (COM2)",
                          "EisaId (\"PNP0501\")", "Device (RTC)", "EisaId (\"PNP0B00\")", "Device (HPET)", "0xFED00000", "Device (KBC)", "_S5, Package (0x04)",
                          "WordBusNumber", "DWordMemory", "QWordMemory", "Device (MRES)", "EisaId (\"PNP0C02\")" })
                 Assert.Contains(expected, dsdt);

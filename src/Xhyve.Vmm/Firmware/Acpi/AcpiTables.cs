@@ -172,16 +172,90 @@ public static class AcpiTables
     }
 
     /// <summary>The DSDT: one host bridge per root bus (\_SB.PCI0 for bus 0, \_SB.PCxx for bus xx) with its
-    /// windows and _PRT, the LPC devices under PCI0 (COM1, COM2, RTC, HPET, the 8042 reset port), the
-    /// motherboard resources (\_SB.MRES: the ECAM window) and the S5 sleep package.</summary>
+    /// windows, _OSC and _PRT, the PCI interrupt link devices (\_SB.LNKA..LNKH) that _PRT names in PIC mode,
+    /// \_PIC, the LPC devices under PCI0 (COM1, COM2, RTC, HPET, the 8042 reset port), the motherboard
+    /// resources (\_SB.MRES: the ECAM window) and the S5 sleep package.</summary>
     public static byte[] Dsdt(PlatformDescription p)
     {
-        var devices = p.EffectivePciBuses.Select(b => HostBridge(p, b)).Append(MotherboardResources(p.Ecam)).ToArray();
+        // The routing tables are the same for every root bus (the swizzle ignores the bus): \_SB holds them once.
+        var devices = RoutingTables()
+            .Concat(p.EffectivePciBuses.Select(b => HostBridge(p, b)))
+            .Concat(Enumerable.Range(0, PlatformLayout.PciGsiCount).Select(LinkDevice))
+            .Append(MotherboardResources(p.Ecam)).ToArray();
         var body = A.Concat(
+            // The OS calls \_PIC(1) once it uses the IOAPIC; until then (and for good with `noapic`) it routes INTx
+            // through the 8259, and _PRT must name the link devices instead of GSIs.
+            A.NameObject(InterruptModel, A.Integer(0)),
+            A.Method("\\_PIC", 1, A.Store(A.Arg(0), A.Ref(InterruptModel))),
             A.Scope("\\_SB", devices),
             A.NameObject("\\_S5", A.Package(A.Integer(PlatformLayout.SlpTypS5), A.Integer(PlatformLayout.SlpTypS5), A.Integer(0), A.Integer(0))));
         return new AcpiTable("DSDT", 2, "XHYVEDSD").Bytes(body).Finish();
     }
+
+    /// <summary>Where \_PIC keeps the interrupt model the OS chose: 0 = 8259 PIC, 1 = IOAPIC.</summary>
+    private const string InterruptModel = "\\PICM";
+
+    /// <summary>The link device of PCI GSI <c>FirstPciGsi + index</c>: LNKA for GSI 16 ... LNKH for GSI 23.</summary>
+    public static string LinkName(int index) => $"LNK{(char)('A' + index)}";
+
+    /// <summary>A PCI interrupt link (PNP0C0F) for one PCI GSI. The platform wires each PCI GSI to one 8259 input
+    /// (<see cref="PlatformLayout.PciPicIrq"/>), so the link offers exactly that IRQ: level-triggered, shareable,
+    /// active high (the in-kernel PIC sees the line as the device drives it). _SRS cannot move it and _DIS cannot cut
+    /// it; they only keep _STA truthful about what the OS asked.</summary>
+    private static byte[] LinkDevice(int index)
+    {
+        int irq = PlatformLayout.PciPicIrq(PlatformLayout.FirstPciGsi + index);
+        const ulong enabled = 0x0B, disabled = 0x09;     // present, functioning; enabled or not
+        return A.Device(LinkName(index),
+            A.NameObject("_HID", A.EisaId("PNP0C0F")),
+            A.NameObject("_UID", A.Integer((ulong)index + 1)),
+            A.NameObject("STAT", A.Integer(enabled)),
+            A.Method("_STA", 0, A.Return(A.Ref("STAT"))),
+            A.NameObject("_PRS", Resources.Template(Resources.SharedLevelInterrupt(irq))),
+            A.Method("_CRS", 0, A.Return(Resources.Template(Resources.SharedLevelInterrupt(irq)))),
+            A.Method("_SRS", 1, A.Store(A.Integer(enabled), A.Ref("STAT"))),
+            A.Method("_DIS", 0, A.Store(A.Integer(disabled), A.Ref("STAT"))));
+    }
+
+    /// <summary>The PCI Firmware spec's _OSC UUID for PCI/PCIe host bridges (§4.5.1).</summary>
+    public static readonly Guid PciHostBridgeOsc = Guid.Parse("33DB4D5B-1FF7-401C-9657-7441C03DD766");
+
+    /// <summary>The _OSC control bits (PCI Firmware spec §4.5.1, third dword) the platform grants the OS: PME (2),
+    /// AER (3) and the PCIe capability structure (4). Not native hot plug (0) or SHPC (1): no slot here can hot plug.</summary>
+    public const uint OscGrantedControl = (1u << 2) | (1u << 3) | (1u << 4);
+
+    /// <summary>_OSC for a host bridge: CDW1 reports an unknown UUID (bit 2) or revision (bit 3); CDW3 keeps only
+    /// the controls granted, with bit 4 of CDW1 set when some were masked.</summary>
+    private static byte[] OscMethod() => A.Method("_OSC", 4,
+        A.CreateDWordField(A.Arg(3), 0, "CDW1"),
+        A.If(A.LEqual(A.Arg(0), A.Uuid(PciHostBridgeOsc)),
+            A.CreateDWordField(A.Arg(3), 8, "CDW3"),
+            A.If(A.LNot(A.LEqual(A.Arg(1), A.Integer(1))), A.Or(A.Ref("CDW1"), A.Integer(0x08), A.Ref("CDW1"))),
+            A.And(A.Ref("CDW3"), A.Integer(OscGrantedControl), A.Local(0)),
+            A.If(A.LNot(A.LEqual(A.Ref("CDW3"), A.Local(0))), A.Or(A.Ref("CDW1"), A.Integer(0x10), A.Ref("CDW1"))),
+            A.Store(A.Local(0), A.Ref("CDW3")),
+            A.Return(A.Arg(3))),
+        A.Or(A.Ref("CDW1"), A.Integer(0x04), A.Ref("CDW1")),
+        A.Return(A.Arg(3)));
+
+    /// <summary>\_SB.PRTA (slot/pin to GSI, for APIC mode) and \_SB.PRTP (slot/pin to link device, for PIC mode).</summary>
+    private static byte[][] RoutingTables()
+    {
+        byte[] Table(Func<int, byte[]> source, Func<int, ulong> index) => A.Package(Enumerable.Range(0, 32).SelectMany(slot => Enumerable.Range(0, 4).Select(pin =>
+        {
+            int gsi = PlatformLayout.PciGsi(slot, pin);
+            return A.Package(A.DWord(((uint)slot << 16) | 0xFFFF), A.Integer((ulong)pin), source(gsi), A.Integer(index(gsi)));
+        })).ToArray());
+        return
+        [
+            A.NameObject("PRTA", Table(_ => A.Integer(0), gsi => (ulong)gsi)),
+            A.NameObject("PRTP", Table(gsi => A.Ref("\\_SB." + LinkName(gsi - PlatformLayout.FirstPciGsi)), _ => 0)),
+        ];
+    }
+
+    /// <summary>A host bridge's _PRT: the GSI table in APIC mode, the link table in PIC mode.</summary>
+    private static byte[] RoutingMethod() =>
+        A.Method("_PRT", 0, A.If(A.Ref(InterruptModel), A.Return(A.Ref("\\_SB.PRTA"))), A.Return(A.Ref("\\_SB.PRTP")));
 
     /// <summary>A PNP0C02 device that claims the MCFG's ECAM window: Linux uses MMCONFIG only when
     /// the window is reserved by such a motherboard device (or in e820), otherwise it falls back to 0xCF8.</summary>
@@ -209,8 +283,8 @@ public static class AcpiTables
         resources.Add(Resources.WordIo(root ? (ushort)0x0D00 : w.IoStart, w.IoEnd));
         resources.Add(Resources.DWordMemory(w.Mmio32Start, w.Mmio32End));
         resources.Add(Resources.QWordMemory(w.Mmio64Start, w.Mmio64End));
-        var terms = new List<byte[]>
-        {
+        List<byte[]> terms =
+        [
             A.NameObject("_HID", A.EisaId(root ? "PNP0A08" : "PNP0A03")),
             A.NameObject("_CID", A.EisaId("PNP0A03")),
             A.NameObject("_ADR", A.Integer(0)),
@@ -218,9 +292,9 @@ public static class AcpiTables
             A.NameObject("_BBN", A.Integer((ulong)w.Bus)),
             A.NameObject("_SEG", A.Integer(0)),
             A.NameObject("_CRS", Resources.Template(resources.ToArray())),
-            A.NameObject("_PRT", A.Package(Enumerable.Range(0, 32).SelectMany(slot => Enumerable.Range(0, 4).Select(pin =>
-                A.Package(A.DWord(((uint)slot << 16) | 0xFFFF), A.Integer((ulong)pin), A.Integer(0), A.Integer((ulong)PlatformLayout.PciGsi(slot, pin))))).ToArray())),
-        };
+            OscMethod(),
+            RoutingMethod(),
+        ];
         if (root && p.HasLpc) terms.Add(LpcDevice(p));
         return A.Device(root ? "PCI0" : $"PC{w.Bus:X2}", terms.ToArray());
     }
@@ -232,7 +306,7 @@ public static class AcpiTables
             A.NameObject("_UID", A.Integer((ulong)uid)),
             A.NameObject("_CRS", Resources.Template(Resources.Io(port, port, 1, 8), Resources.IrqNoFlags(irq))));
         return A.Device("ISA",
-            A.NameObject("_ADR", A.Integer(0x001F_0000)),
+            A.NameObject("_ADR", A.Integer(((ulong)(uint)p.LpcSlot << 16) | (uint)p.LpcFunction)),
             Com("COM1", 1, X86Layout.Com1Port, X86Layout.Com1Irq),
             Com("COM2", 2, X86Layout.Com2Port, X86Layout.Com2Irq),
             A.Device("RTC",

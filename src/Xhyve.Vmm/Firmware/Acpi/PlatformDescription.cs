@@ -9,6 +9,10 @@ public sealed record PlatformDescription
     public required int Vcpus { get; init; }
     public bool X2Apic { get; init; }
     public bool HasLpc { get; init; }
+    /// <summary>The LPC bridge's slot and function on bus 0 (its -s address): the DSDT's _ADR for it.</summary>
+    public int LpcSlot { get; init; } = 31;
+    /// <summary>The LPC bridge's function (the low word of its _ADR).</summary>
+    public int LpcFunction { get; init; }
     public required ulong LowMemoryBytes { get; init; }
     public ulong HighMemoryBytes { get; init; }
     /// <summary>PCI slots that have a device, per bus (their INTx lines appear in the MP table).</summary>

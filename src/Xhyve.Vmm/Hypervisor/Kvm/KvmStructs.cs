@@ -86,6 +86,21 @@ internal struct KvmCpuidEntry2
     public const uint FlagSignificantIndex = 1;
 }
 
+/// <summary>struct kvm_msr_entry: one MSR of a KVM_GET_MSRS / KVM_SET_MSRS list.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct KvmMsrEntry
+{
+    [FieldOffset(0)] public uint Index;
+    [FieldOffset(8)] public ulong Data;
+}
+
+/// <summary>Header of struct kvm_msrs; the entries follow it.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 8)]
+internal struct KvmMsrsHeader
+{
+    [FieldOffset(0)] public uint Nmsrs;
+}
+
 /// <summary>Header of struct kvm_cpuid2; the entries follow it.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 8)]
 internal struct KvmCpuid2Header
@@ -260,6 +275,8 @@ internal static class KvmIoctl
     public static readonly nuint SetSregs = Iow(0x84, 312);
     public static readonly nuint Translate = Iowr(0x85, 24);
     public static readonly nuint SetCpuid2 = Iow(0x90, 8);
+    public static readonly nuint GetMsrs = Iowr(0x88, 8);
+    public static readonly nuint SetMsrs = Iow(0x89, 8);
     public static readonly nuint SignalMsi = Iow(0xA5, 32);
     public static readonly nuint EnableCap = Iow(0xA3, 104);
     public static readonly nuint SetGsiRouting = Iow(0x6A, 8);

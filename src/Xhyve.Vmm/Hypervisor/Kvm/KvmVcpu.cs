@@ -23,10 +23,14 @@ internal sealed unsafe class KvmVcpu : IVcpu
 
     public int Id { get; }
 
-    public KvmVcpu(int fd, int id, int mmapSize)
+    /// <summary>The guest's physical address width (CPUID 0x80000008 EAX[7:0]), for MTRR masks.</summary>
+    private readonly int _physicalAddressBits;
+
+    public KvmVcpu(int fd, int id, int mmapSize, int physicalAddressBits = 36)
     {
         _fd = fd;
         Id = id;
+        _physicalAddressBits = physicalAddressBits;
         _mmapSize = mmapSize;
         nint run = LibC.Mmap(0, (nuint)mmapSize, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_SHARED, fd, 0);
         if (run == LibC.MapFailed) throw new HypervisorException($"mmap of vCPU {id} run page failed", LibC.LastErrno);
@@ -169,6 +173,45 @@ internal sealed unsafe class KvmVcpu : IVcpu
 
         var regs = new KvmRegs { Rip = s.Rip, Rsp = s.Rsp, Rflags = s.Rflags | 0x2, Rax = s.Rax, Rbx = s.Rbx, Rsi = s.Rsi, Rdi = s.Rdi };
         if (LibC.Ioctl(_fd, KvmIoctl.SetRegs, &regs) < 0) throw new HypervisorException("KVM_SET_REGS failed", LibC.LastErrno);
+    }
+
+    public IReadOnlyList<UncachedRange> SetMemoryTypes(X86MemoryTypes types)
+    {
+        if (!TryGetMsr(_fd, Mtrrs.Cap, out ulong cap)) return types.Uncached;   // no MTRRs on this vCPU
+        var msrs = Mtrrs.Plan(types, cap, _physicalAddressBits, out var undescribed);
+        SetMsrs(_fd, msrs, "MTRRs");
+        return undescribed;
+    }
+
+    /// <summary>KVM_GET_MSRS of one MSR; false when KVM does not have it.</summary>
+    internal static bool TryGetMsr(int vcpuFd, uint index, out ulong value)
+    {
+        const int bytes = 8 + 16;
+        byte* buffer = stackalloc byte[bytes];
+        new Span<byte>(buffer, bytes).Clear();
+        ((KvmMsrsHeader*)buffer)->Nmsrs = 1;
+        var entry = (KvmMsrEntry*)(buffer + sizeof(KvmMsrsHeader));
+        entry->Index = index;
+        bool ok = LibC.Ioctl(vcpuFd, KvmIoctl.GetMsrs, buffer) == 1;
+        value = ok ? entry->Data : 0;
+        return ok;
+    }
+
+    /// <summary>KVM_SET_MSRS of a list; KVM stops at the first MSR it refuses, which is named in the error.</summary>
+    internal static void SetMsrs(int vcpuFd, IReadOnlyList<X86Msr> msrs, string what)
+    {
+        int bytes = sizeof(KvmMsrsHeader) + msrs.Count * sizeof(KvmMsrEntry);
+        var buffer = new byte[bytes];   // once per vCPU at build time
+        fixed (byte* b = buffer)
+        {
+            ((KvmMsrsHeader*)b)->Nmsrs = (uint)msrs.Count;
+            var entries = (KvmMsrEntry*)(b + sizeof(KvmMsrsHeader));
+            for (int i = 0; i < msrs.Count; i++) entries[i] = new KvmMsrEntry { Index = msrs[i].Index, Data = msrs[i].Value };
+            int set = LibC.Ioctl(vcpuFd, KvmIoctl.SetMsrs, b);
+            if (set < 0) throw new HypervisorException($"KVM_SET_MSRS ({what}) failed", LibC.LastErrno);
+            if (set < msrs.Count)
+                throw new HypervisorException($"KVM_SET_MSRS ({what}): KVM refused MSR 0x{msrs[set].Index:X} = 0x{msrs[set].Value:X}");
+        }
     }
 
     private static KvmSegment ToKvm(in X86Segment s) => new()

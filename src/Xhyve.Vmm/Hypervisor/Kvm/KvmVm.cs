@@ -248,12 +248,28 @@ internal sealed unsafe class KvmVm : IVirtualMachine
         try
         {
             var cpuid = CpuidTopology.ForVcpu(_kvm.SupportedCpuid(), id, vcpuCount);
+            cpuid = InvariantTsc.Reconcile(cpuid, InvariantTsc.NeedsTscFreqSel(cpuid) && TrySetTscFreqSel(fd));
             SetCpuid(fd, cpuid);
             if (x2Apic) EnableX2Apic(fd);
-            return new KvmVcpu(fd, id, _kvm.VcpuMmapSize);
+            return new KvmVcpu(fd, id, _kvm.VcpuMmapSize, PhysicalAddressBits(cpuid));
         }
         catch { LibC.Close(fd); throw; }
     }
+
+    /// <summary>Sets HWCR.TscFreqSel as firmware does on AMD; true when the vCPU reads it back set (KVM may refuse the
+    /// write or not keep the bit: then invariant TSC is not advertised rather than contradicted).</summary>
+    private static bool TrySetTscFreqSel(int vcpuFd)
+    {
+        if (!KvmVcpu.TryGetMsr(vcpuFd, InvariantTsc.Hwcr, out ulong hwcr)) return false;
+        if ((hwcr & InvariantTsc.TscFreqSel) != 0) return true;
+        try { KvmVcpu.SetMsrs(vcpuFd, [new X86Msr(InvariantTsc.Hwcr, hwcr | InvariantTsc.TscFreqSel)], "HWCR.TscFreqSel"); }
+        catch (HypervisorException) { return false; }
+        return KvmVcpu.TryGetMsr(vcpuFd, InvariantTsc.Hwcr, out hwcr) && (hwcr & InvariantTsc.TscFreqSel) != 0;
+    }
+
+    /// <summary>CPUID 0x80000008 EAX[7:0], or 36 bits (the architectural minimum with PAE) when absent.</summary>
+    private static int PhysicalAddressBits(KvmCpuidEntry2[] cpuid) =>
+        cpuid.FirstOrDefault(e => e.Function == 0x8000_0008) is { Function: 0x8000_0008 } e && (e.Eax & 0xFF) >= 32 ? (int)(e.Eax & 0xFF) : 36;
 
     /// <summary>IA32_APIC_BASE: EN (bit 11) and EXTD (bit 10) put the local APIC in x2APIC mode.</summary>
     private static void EnableX2Apic(int vcpuFd)

@@ -13,7 +13,9 @@ public static class Aml
     private const byte ZeroOp = 0x00, OneOp = 0x01, NameOp = 0x08, BytePrefix = 0x0A, WordPrefix = 0x0B,
         DWordPrefix = 0x0C, StringPrefix = 0x0D, QWordPrefix = 0x0E, ScopeOp = 0x10, BufferOp = 0x11,
         PackageOp = 0x12, MethodOp = 0x14, DualNamePrefix = 0x2E, MultiNamePrefix = 0x2F, ExtOpPrefix = 0x5B,
-        DeviceOp = 0x82, ReturnOp = 0xA4, OnesOp = 0xFF;
+        DeviceOp = 0x82, ReturnOp = 0xA4, OnesOp = 0xFF, Local0Op = 0x60, Arg0Op = 0x68, StoreOp = 0x70,
+        AndOp = 0x7B, OrOp = 0x7D, CreateDWordFieldOp = 0x8A, LNotOp = 0x92, LEqualOp = 0x93, IfOp = 0xA0, ElseOp = 0xA1,
+        NullTarget = 0x00;
 
     /// <summary>PkgLength (§20.2.4): the length of what follows plus the encoding itself, in 1 to 4 bytes.</summary>
     public static byte[] PkgLength(int contentLength)
@@ -109,6 +111,53 @@ public static class Aml
     /// <summary>Method(NAME, 0, NotSerialized) { Return (value) }: a constant method.</summary>
     public static byte[] MethodReturning(string name, byte[] value) => WithPkg([MethodOp], [.. Name(name), 0x00, ReturnOp, .. value]);
 
+    /// <summary>Method(NAME, argCount, NotSerialized) { terms }</summary>
+    public static byte[] Method(string name, int argCount, params byte[][] terms)
+    {
+        if (argCount is < 0 or > 7) throw new ArgumentOutOfRangeException(nameof(argCount), "an AML method takes 0 to 7 arguments");
+        return WithPkg([MethodOp], [.. Name(name), (byte)argCount, .. Concat(terms)]);
+    }
+
+    /// <summary>ArgN (0-6) as an operand.</summary>
+    public static byte[] Arg(int n) => n is >= 0 and <= 6 ? [(byte)(Arg0Op + n)] : throw new ArgumentOutOfRangeException(nameof(n));
+
+    /// <summary>LocalN (0-7) as an operand.</summary>
+    public static byte[] Local(int n) => n is >= 0 and <= 7 ? [(byte)(Local0Op + n)] : throw new ArgumentOutOfRangeException(nameof(n));
+
+    /// <summary>A reference to a named object as an operand or target.</summary>
+    public static byte[] Ref(string path) => Name(path);
+
+    /// <summary>Return (value)</summary>
+    public static byte[] Return(byte[] value) => [ReturnOp, .. value];
+
+    /// <summary>Store (source, target)</summary>
+    public static byte[] Store(byte[] source, byte[] target) => [StoreOp, .. source, .. target];
+
+    /// <summary>And (a, b, target); a null target discards the result (use it as an operand).</summary>
+    public static byte[] And(byte[] a, byte[] b, byte[]? target = null) => [AndOp, .. a, .. b, .. target ?? [NullTarget]];
+
+    /// <summary>Or (a, b, target)</summary>
+    public static byte[] Or(byte[] a, byte[] b, byte[]? target = null) => [OrOp, .. a, .. b, .. target ?? [NullTarget]];
+
+    /// <summary>LEqual (a, b)</summary>
+    public static byte[] LEqual(byte[] a, byte[] b) => [LEqualOp, .. a, .. b];
+
+    /// <summary>LNot (a)</summary>
+    public static byte[] LNot(byte[] a) => [LNotOp, .. a];
+
+    /// <summary>If (predicate) { terms }</summary>
+    public static byte[] If(byte[] predicate, params byte[][] terms) => WithPkg([IfOp], [.. predicate, .. Concat(terms)]);
+
+    /// <summary>Else { terms } (directly after an If)</summary>
+    public static byte[] Else(params byte[][] terms) => WithPkg([ElseOp], Concat(terms));
+
+    /// <summary>CreateDWordField (buffer, byteIndex, NAME)</summary>
+    public static byte[] CreateDWordField(byte[] buffer, int byteIndex, string name) =>
+        [CreateDWordFieldOp, .. buffer, .. Integer((ulong)byteIndex), .. Name(name)];
+
+    /// <summary>ToUUID ("...") as the 16-byte Buffer ASL compiles it to (§19.6.142: the GUID's mixed-endian byte order).</summary>
+    public static byte[] Uuid(Guid uuid) => Buffer(uuid.ToByteArray());
+
     private static byte[] WithPkg(byte[] op, byte[] content) => [.. op, .. PkgLength(content.Length), .. content];
 
     public static byte[] Concat(params byte[][] parts) => parts.SelectMany(p => p).ToArray();
@@ -126,6 +175,16 @@ public static class Resources
 
     /// <summary>IRQNoFlags() { irq }: edge, active high, exclusive.</summary>
     public static byte[] IrqNoFlags(int irq) => [0x22, (byte)(1 << irq), (byte)((1 << irq) >> 8)];
+
+    /// <summary>Interrupt(ResourceConsumer, Level, ActiveHigh, Shared) { irq }: an Extended Interrupt descriptor (§6.4.3.6).</summary>
+    public static byte[] SharedLevelInterrupt(int irq)
+    {
+        const byte consumer = 1 << 0, shared = 1 << 3;     // level (bit 1 clear), active high (bit 2 clear)
+        var b = new byte[9];
+        b[0] = 0x89; b[1] = 6; b[3] = consumer | shared; b[4] = 1;
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(5), (uint)irq);
+        return b;
+    }
 
     /// <summary>Memory32Fixed(ReadWrite|ReadOnly, base, length)</summary>
     public static byte[] Memory32Fixed(bool writable, uint address, uint length)
