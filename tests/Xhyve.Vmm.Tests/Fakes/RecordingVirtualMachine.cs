@@ -44,6 +44,8 @@ internal sealed class RecordingVcpu(int id) : IVcpu
     public int Id => id;
     public X86BootState? BootState { get; private set; }
     public void SetBootState(in X86BootState state) => BootState = state;
+    public X86MemoryTypes? MemoryTypes { get; private set; }
+    public IReadOnlyList<UncachedRange> SetMemoryTypes(X86MemoryTypes types) { MemoryTypes = types; return types.Uncached; }
     public VcpuExit Run() => throw new NotSupportedException();
     public void Kick() { }
     public void AttachToCurrentThread() { }
