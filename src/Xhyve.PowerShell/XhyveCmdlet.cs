@@ -104,6 +104,12 @@ public abstract class XhyveCmdlet : PSCmdlet
             if (rom == null) return false;
             if (varsTemplatePath != null && (vars = ResolveExistingFile(varsTemplatePath, "UefiVariablesTemplatePath")) == null) return false;
         }
+        // The engine's own rules for a ROM image (whole 4 KiB pages, at most 16 MiB), now rather than at the first start.
+        if (Vmm.Boot.BootRom.Problem(rom) is { } problem)
+        {
+            WriteError(new ErrorRecord(new ArgumentException(problem), "InvalidBootRom", ErrorCategory.InvalidArgument, rom));
+            return false;
+        }
         (vm.BootRomPath, vm.UefiVariablesTemplatePath) = (rom, vars);
         return true;
     }

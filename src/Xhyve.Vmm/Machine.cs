@@ -39,6 +39,8 @@ public sealed class Machine : IDisposable
     /// <summary>The boot ROM the machine starts from (-l bootrom), or null when a kernel was loaded instead. A machine
     /// with a ROM treats a triple fault as the reset it is on real hardware.</summary>
     public Boot.BootRom? Rom { get; init; }
+    /// <summary>The UEFI variable store's flash image (-l bootrom,CODE,VARS), or null; like the ROM, a memory slot maps it.</summary>
+    public Devices.Flash.FlashImage? Flash { get; init; }
     public required PciRootBus Pci { get; init; }
     public required PostCode Post { get; init; }
     public required IReadOnlyList<SerialPort> SerialPorts { get; init; }
@@ -66,6 +68,7 @@ public sealed class Machine : IDisposable
         Vm.Dispose();
         Memory.Dispose();
         Rom?.Dispose();
+        Flash?.Dispose();
         DisposedFully = true;
     }
 }

@@ -45,6 +45,7 @@ public sealed class VmBuilder
     private IVirtualMachine? _vm;
     private GuestMemory? _memory;
     private BootRom? _rom;
+    private FlashImage? _flash;
 
     /// <summary>The memory slot of a boot ROM: RAM takes slots 0 and 1 (below and above the PCI hole).</summary>
     public const int BootRomSlot = 2;
@@ -86,7 +87,8 @@ public sealed class VmBuilder
             var (acpi, smbios) = BuildFirmwareTables(writeToRam: _rom == null);
             AttachFwCfg(acpi, smbios);
             for (int i = 0; i < _spec.Vcpus; i++) vcpus.Add(_vm.CreateVcpu(i, _spec.Vcpus, _spec.X2Apic));
-            SetMemoryTypes(vcpus);
+            // Firmware from a ROM programs the MTRRs itself and expects them off, as a CPU leaves reset (OVMF checks).
+            if (_rom == null) SetMemoryTypes(vcpus);
             vcpus[0].SetBootState(kernel.EntryState);   // APs wait for INIT/SIPI from the BSP
             return new Machine
             {
@@ -94,7 +96,7 @@ public sealed class VmBuilder
                 Dispatcher = new ExitDispatcher(_pio, _mmio, _spec.StrictIo),
                 Vcpus = vcpus, Kernel = kernel, Pci = pci, Post = post,
                 SerialPorts = _serialPorts, Uarts = _uarts, Power = power, Acpi = _spec.Acpi,
-                HostResources = _hostResources, Virtio = _virtio, Ahci = _ahci, Warnings = _warnings, Rom = _rom,
+                HostResources = _hostResources, Virtio = _virtio, Ahci = _ahci, Warnings = _warnings, Rom = _rom, Flash = _flash,
             };
         }
         catch
@@ -105,6 +107,7 @@ public sealed class VmBuilder
             _vm?.Dispose();
             _memory?.Dispose();
             _rom?.Dispose();
+            _flash?.Dispose();
             throw;
         }
     }
@@ -417,7 +420,7 @@ public sealed class VmBuilder
         FlashImage image;
         try { image = FlashImage.Open(path); }
         catch (IOException e) { throw new VmConfigurationException([$"-l bootrom: variable store: {e.Message}"]); }
-        _hostResources.Add(image);
+        _flash = image;   // freed after the VM, whose slot maps it (Machine.Dispose)
         if (romBytes + (ulong)image.Length > X86Layout.BootRomMaxSize)
             throw new VmConfigurationException([$"-l bootrom: the ROM {romBytes} bytes and the variable store {path} ({image.Length} bytes) together exceed the {X86Layout.BootRomMaxSize >> 20} MiB below 4 GiB a boot ROM may take"]);
         ulong address = CfiFlash.WindowAddress(romBytes, (ulong)image.Length);

@@ -60,6 +60,14 @@ Describe 'UEFI VMs and their variable stores' -Tag BootRom {
         $err[0].Exception.Message | Should -BeLike "*$missing*"
         Get-XhyveVM | Should -BeNullOrEmpty
     }
+    It 'refuses a ROM the engine could not map (not whole 4 KiB pages) as InvalidBootRom naming it, and stores nothing' {
+        $odd = Join-Path $work 'odd.rom'
+        [IO.File]::WriteAllBytes($odd, [byte[]]::new(5000))
+        New-XhyveVM odd -BootRomPath $odd -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidBootRom,*'
+        $err[0].Exception.Message | Should -BeLike "*$odd*not a multiple of 4 KiB*"
+        Get-XhyveVM | Should -BeNullOrEmpty
+    }
     It 'creates nothing with -WhatIf' {
         New-XhyveVM planned -BootRomPath $rom -UefiVariablesTemplatePath $template -WhatIf | Should -BeNullOrEmpty
         Join-Path $home0 'vms/planned' | Should -Not -Exist

@@ -177,6 +177,7 @@ public sealed class BootRomTests : IDisposable
         Assert.NotNull(bsp);
         Assert.Equal((0xFFFF_0000UL, 0xFFF0UL), (bsp.Value.Cs.Base, bsp.Value.Rip));
         Assert.Null(vm.Vcpus[1].BootState);   // APs wait for the firmware's INIT/SIPI
+        Assert.All(vm.Vcpus, v => Assert.Null(v.MemoryTypes));   // MTRRs off, as a CPU leaves reset: the firmware sets them
         var low = new byte[0x20000];
         machine.Memory.ReadExactly(new GuestAddress(0xE0000), low);
         Assert.True(File.ReadAllBytes(path).AsSpan().SequenceEqual(low), "0xE0000-0xFFFFF is not the ROM's copy (tables written over it?)");

@@ -259,7 +259,7 @@ public sealed class FwCfgContentTests : IDisposable
     }
 
     [Fact]
-    public void KernelItems_AnInitrdTooLargeForLowRam_IsStillServed_WithAddressZero()
+    public void KernelItems_AnInitrdTooLargeForLowRam_IsLeftOut_WhileTheKernelIsServed()
     {
         string dir = Directory.CreateTempSubdirectory("fwcfg-initrd").FullName;
         _temp.Add(dir);
@@ -268,7 +268,7 @@ public sealed class FwCfgContentTests : IDisposable
         using var items = Items(Spec(), new FwCfgKernel(Path.Combine(dir, "vmlinux"), Path.Combine(dir, "initrd"), null));
         var d = new FwCfgDevice(items, _memory);
         Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.InitrdAddress, 4)));
-        Assert.Equal(300u << 20, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.InitrdSize, 4)));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.InitrdSize, 4)));   // unknown selectors read 0
         // Not a bzImage: served whole as the kernel, without setup items.
         Assert.Equal(4096u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.KernelSize, 4)));
         Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(Read(d, FwCfgSelectors.SetupSize, 4)));

@@ -171,6 +171,7 @@ public sealed class AtaDisk : IAhciDrive
         if (!InRange(lba, count)) return AtaCompletion.Failed(AtaCompletion.ErrorIdNotFound);
         if (write && _backend.ReadOnly) return AtaCompletion.Abort();
         long bytes = count * _sectorSize;
+        if (bytes > int.MaxValue) return AtaCompletion.Abort();   // 65536 sectors of 32 KiB and more: PRDBC is 32-bit
         long offset = (long)lba * _sectorSize;
         if (ScatterList.Length(data) == bytes) Move(offset, data, write);
         else if (data.Length <= 64)

@@ -38,7 +38,8 @@ public sealed unsafe class FlashImage : IDisposable
     public static FlashImage Open(string path)
     {
         SafeFileHandle file;
-        try { file = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read); }
+        // FileShare.None takes an exclusive lock (flock): two VMs writing one store would each overwrite the other's changes.
+        try { file = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None); }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException)
         {
             throw new IOException($"flash {path}: cannot be opened for reading and writing: {e.Message}", e);

@@ -98,6 +98,7 @@ public static class FwCfgContent
             if (setupBytes < kernelLength && setupBytes <= head.Length) setup = head.AsSpan(0, setupBytes).ToArray();
         }
         long protectedStart = setup?.Length ?? 0;
+        if (kernelLength - protectedStart > uint.MaxValue) return;   // the size items are 32-bit: no kernel items at all
         items.AddU32(FwCfgSelectors.KernelAddress, KernelAddress)
              .AddU32(FwCfgSelectors.KernelSize, (uint)(kernelLength - protectedStart))
              .Add(FwCfgSelectors.KernelData, FwCfgItem.FromFile(kernelFile, protectedStart, kernelLength - protectedStart));
@@ -117,13 +118,16 @@ public static class FwCfgContent
             // Below the top of low RAM, leaving room there for the firmware's own tables (as QEMU does).
             ulong lowEnd = memory.Regions[0].End;
             if (lowEnd > 0x2_0000) max = Math.Min(max, lowEnd - 0x2_0000 - 1);
-            // One that does not fit there still goes out with address 0: these items are extra for a -f kexec VM
-            // (already loaded), and OVMF places the initrd itself.
-            initrdAddress = (ulong)length <= max ? (uint)((max - (ulong)length) & ~0xFFFUL) : 0;
-            initrdLength = (uint)length;
-            items.AddU32(FwCfgSelectors.InitrdAddress, initrdAddress)
-                 .AddU32(FwCfgSelectors.InitrdSize, initrdLength)
-                 .Add(FwCfgSelectors.InitrdData, FwCfgItem.FromFile(initrdFile, 0, length));
+            // One that does not fit there is left out (no items, nothing in the header) rather than offered at an address
+            // a loader would write it to: these items are extra for a -f kexec VM, which the engine has already loaded.
+            if ((ulong)length <= max)
+            {
+                initrdAddress = (uint)((max - (ulong)length) & ~0xFFFUL);
+                initrdLength = (uint)length;
+                items.AddU32(FwCfgSelectors.InitrdAddress, initrdAddress)
+                     .AddU32(FwCfgSelectors.InitrdSize, initrdLength)
+                     .Add(FwCfgSelectors.InitrdData, FwCfgItem.FromFile(initrdFile, 0, length));
+            }
         }
 
         if (setup != null)

@@ -37,6 +37,18 @@ public sealed class CfiFlashTests : IDisposable
         Directory.Delete(_dir, true);
     }
 
+    /// <summary>The file's bytes as another program sees them while the store is open: read through open(2), since .NET's
+    /// own readers take a shared flock that the store's exclusive one refuses.</summary>
+    internal static byte[] FileBytes(string path)
+    {
+        int fd = Vmm.Native.LibC.Open(path, Vmm.Native.LibC.O_RDONLY);
+        Assert.True(fd >= 0, $"open {path}");
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        var bytes = new byte[RandomAccess.GetLength(handle)];
+        Assert.Equal(bytes.Length, RandomAccess.Read(handle, bytes, 0));
+        return bytes;
+    }
+
     /// <summary>A guest byte read: from the mapping while mapped, else an MMIO exit to the device.</summary>
     private byte GuestRead(ulong offset)
     {
@@ -78,7 +90,7 @@ public sealed class CfiFlashTests : IDisposable
         GuestWrite(at, CfiFlash.ReadArrayCommand);
         byte expected = (byte)(old & 0x5A);
         Assert.Equal(expected, GuestRead(at));
-        Assert.Equal(expected, File.ReadAllBytes(_path)[at]);
+        Assert.Equal(expected, FileBytes(_path)[at]);
         // The alternate program command works the same; programming 0xFF changes nothing.
         GuestWrite(at, CfiFlash.ProgramAlternateCommand);
         GuestWrite(at, 0xFF);
@@ -103,7 +115,7 @@ public sealed class CfiFlashTests : IDisposable
         }
         GuestWrite(block + 0x40 + (ulong)data.Length - 1, CfiFlash.ReadArrayCommand);
         Assert.Equal(data, _image.Bytes.Slice((int)block + 0x40, data.Length).ToArray());
-        Assert.Equal(data, File.ReadAllBytes(_path).AsSpan((int)block + 0x40, data.Length).ToArray());
+        Assert.Equal(data, FileBytes(_path).AsSpan((int)block + 0x40, data.Length).ToArray());
         Assert.Equal(["unmap", "map"], _window.Calls);
     }
 
@@ -116,7 +128,7 @@ public sealed class CfiFlashTests : IDisposable
         GuestWrite(inside, CfiFlash.EraseConfirmCommand);
         Assert.Equal(CfiFlash.StatusReady, GuestRead(inside));
         GuestWrite(inside, CfiFlash.ReadArrayCommand);
-        var file = File.ReadAllBytes(_path);
+        var file = FileBytes(_path);
         Assert.All(file.AsSpan(2 * CfiFlash.BlockSize, CfiFlash.BlockSize).ToArray(), b => Assert.Equal(0xFF, b));
         Assert.Equal(before, file[2 * CfiFlash.BlockSize - 1]);
         Assert.Equal(after, file[3 * CfiFlash.BlockSize]);
@@ -126,11 +138,11 @@ public sealed class CfiFlashTests : IDisposable
     [Fact]
     public void EraseWithoutConfirm_IsASequenceError_AndErasesNothing()
     {
-        byte[] before = File.ReadAllBytes(_path);
+        byte[] before = FileBytes(_path);
         GuestWrite(0x100, CfiFlash.BlockEraseCommand);
         GuestWrite(0x100, 0x00);
         Assert.Equal(CfiFlash.StatusReady | CfiFlash.StatusEraseError | CfiFlash.StatusProgramError, GuestRead(0x100));
-        Assert.Equal(before, File.ReadAllBytes(_path));
+        Assert.Equal(before, FileBytes(_path));
         GuestWrite(0x100, CfiFlash.ClearStatusCommand);
         GuestWrite(0x100, CfiFlash.ReadStatusCommand);
         Assert.Equal(0, GuestRead(0x100));
@@ -142,6 +154,7 @@ public sealed class CfiFlashTests : IDisposable
         GuestWrite(0x10, CfiFlash.ProgramCommand);
         GuestWrite(0x10, 0x00);
         GuestWrite(0x10, CfiFlash.ReadArrayCommand);
+        _image.Dispose();   // the VM ends; the next one opens the store
         using var again = FlashImage.Open(_path);
         Assert.Equal(0x00, again.Bytes[0x10]);
     }
@@ -166,7 +179,7 @@ public sealed class CfiFlashTests : IDisposable
     [Fact]
     public void HostileAccesses_AreDropped_WithoutThrowingOrChangingTheFile()
     {
-        byte[] before = File.ReadAllBytes(_path);
+        byte[] before = FileBytes(_path);
         Span<byte> wide = stackalloc byte[8];
         _flash.Read(Size, wide);
         Assert.Equal(0xFF, wide[0]);
@@ -180,7 +193,7 @@ public sealed class CfiFlashTests : IDisposable
         _flash.Write(ulong.MaxValue - 1, [0, 0]);
         _flash.Write(0, ReadOnlySpan<byte>.Empty);
         _flash.Write(0, new byte[16]);                                 // wider than any CPU access
-        Assert.Equal(before, File.ReadAllBytes(_path));
+        Assert.Equal(before, FileBytes(_path));
         Assert.True(_flash.Counters.DroppedAccesses >= 8);
         Assert.Equal(1, _flash.Counters.UnknownCommands);
     }
@@ -224,6 +237,23 @@ public sealed class FlashImageTests
             File.WriteAllBytes(path, new byte[length]);
             var e = Assert.Throws<IOException>(() => FlashImage.Open(path));
             Assert.Contains(path, e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>Each engine keeps its own copy of the store in memory and writes its changes back: a second opener
+    /// (another VM given the same file) is refused instead of the two overwriting each other.</summary>
+    [Fact]
+    public void AStoreInUseByAnotherVm_IsRefusedNamingIt()
+    {
+        string dir = Directory.CreateTempSubdirectory("flashimage").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "vars.fd");
+            File.WriteAllBytes(path, new byte[8192]);
+            using (FlashImage.Open(path))
+                Assert.Contains(path, Assert.Throws<IOException>(() => FlashImage.Open(path)).Message);
+            using (FlashImage.Open(path)) { }   // free again once the first is closed
         }
         finally { Directory.Delete(dir, true); }
     }
