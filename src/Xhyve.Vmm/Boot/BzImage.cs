@@ -31,6 +31,10 @@ public sealed class BzImage
         data.Length >= 0x206 && BinaryPrimitives.ReadUInt16LittleEndian(data[0x1FE..]) == 0xAA55 &&
         BinaryPrimitives.ReadUInt32LittleEndian(data[0x202..]) == 0x5372_6448; // "HdrS"
 
+    /// <summary>The real-mode setup's size: setup_sects (0 meaning 4) sectors plus the boot sector. Needs the first
+    /// 0x1F2 bytes.</summary>
+    public static int SetupBytesOf(ReadOnlySpan<byte> data) => ((data[HeaderStart] == 0 ? 4 : data[HeaderStart]) + 1) * 512;
+
     private BzImage(ReadOnlyMemory<byte> file, string name)
     {
         var data = file.Span;
@@ -41,8 +45,7 @@ public sealed class BzImage
         Protocol = BinaryPrimitives.ReadUInt16LittleEndian(data[0x206..]);
         if (Protocol < MinimumProtocol)
             throw new BootImageException($"{name}: boot protocol {Protocol >> 8}.{Protocol & 0xFF:D2} is older than the required 2.06");
-        int setupSects = data[0x1F1] == 0 ? 4 : data[0x1F1];
-        SetupBytes = (setupSects + 1) * 512;
+        SetupBytes = SetupBytesOf(data);
         if (SetupBytes >= data.Length)
             throw new BootImageException($"{name}: truncated: setup ({SetupBytes} bytes) leaves no protected-mode kernel");
         int headerEnd = 0x202 + data[0x201];

@@ -94,7 +94,7 @@ public static class FwCfgContent
         byte[]? setup = null;
         if (BzImage.HasBzImageMagic(head) && head.Length > 0x270)
         {
-            int setupBytes = ((head[0x1F1] == 0 ? 4 : head[0x1F1]) + 1) * 512;
+            int setupBytes = BzImage.SetupBytesOf(head);
             if (setupBytes < kernelLength && setupBytes <= head.Length) setup = head.AsSpan(0, setupBytes).ToArray();
         }
         long protectedStart = setup?.Length ?? 0;
