@@ -28,8 +28,16 @@ public static class Program
         if (args.Length > 0 && args[0] == "ctl") return Control.ControlCommand.Run(args[1..]);
         CliResult cli;
         OnReset onReset;
+        string? logProblem = null;
         try
         {
+            // First, so every message after it (a bad command line's too) goes to the log.
+            (args, string? engineLog) = TakeOption(args, "--engine-log");
+            if (engineLog != null)
+            {
+                try { OutputFiles.RedirectStandardStreams(engineLog, "--engine-log"); }
+                catch (IOException e) { logProblem = e.Message; }
+            }
             (args, var asked) = TakeOnReset(args);
             cli = CommandLineParser.Parse(args);
             onReset = asked ?? DefaultOnReset(cli.Spec);
@@ -38,8 +46,9 @@ public static class Program
         _lastError = null;
         // Before the pid file exists and for the rest of the process: a signal at any point, shutdown included,
         // ends in the cleanup below rather than the signal's default action.
-        if (cli.Action == CliAction.Run) _signals = EngineSignals.Register(ShutdownTimeout);
-        int code = Run(cli, onReset);
+        if (cli.Action == CliAction.Run && logProblem == null) _signals = EngineSignals.Register(ShutdownTimeout);
+        // A log that cannot be opened still ends in the exit file, where the management library reads why.
+        int code = logProblem != null ? Fail(logProblem) : Run(cli, onReset);
         // The exit file before the pid file goes: whoever watches sees the engine end with its status, never
         // a moment where it is gone without one.
         if (cli.ExitFile != null && cli.Action == CliAction.Run && !_exitFileRefused) Control.ExitFile.Write(cli.ExitFile, code, _lastError, _resets);
@@ -73,6 +82,9 @@ public static class Program
                    -f kexec/multiboot) or restart (build the machine again in this process, keeping the pid, control
                    socket and console log; the default with a boot ROM; a guest resetting within 1 s of starting 10
                    times in a row ends the engine with status 2)
+               --engine-log PATH: the engine's own standard output and error are appended to PATH (a regular file of
+                   this user, created 0644, never through a symlink) and its standard input is /dev/null, so a
+                   launcher needs no shell to redirect them
 
         """;
 
@@ -91,27 +103,36 @@ public static class Program
     /// another option that looks like it is left alone.</summary>
     internal static (string[] Arguments, OnReset? OnReset) TakeOnReset(string[] args)
     {
+        var (rest, value) = TakeOption(args, "--on-reset", "exit or restart");
+        OnReset? onReset = value switch
+        {
+            null => null,
+            "exit" => OnReset.Exit,
+            "restart" => OnReset.Restart,
+            _ => throw new CliException($"--on-reset: '{value}' is not a choice (exit or restart)"),
+        };
+        return (rest, onReset);
+    }
+
+    /// <summary>Takes the engine's own <paramref name="option"/> ("--x VALUE" or "--x=VALUE"; the last one wins) out of
+    /// the arguments, leaving alone a value of another option that looks like it; null when it is not given.</summary>
+    internal static (string[] Arguments, string? Value) TakeOption(string[] args, string option, string what = "a path")
+    {
         var rest = new List<string>(args.Length);
-        OnReset? onReset = null;
+        string? found = null;
         for (int i = 0; i < args.Length; i++)
         {
             string arg = args[i];
-            if (arg == "--on-reset" || arg.StartsWith("--on-reset=", StringComparison.Ordinal))
+            if (arg == option || (arg.StartsWith(option, StringComparison.Ordinal) && arg.Length > option.Length && arg[option.Length] == '='))
             {
-                string? value = arg.Length > "--on-reset".Length ? arg["--on-reset=".Length..] : i + 1 < args.Length ? args[++i] : null;
-                onReset = value switch
-                {
-                    "exit" => OnReset.Exit,
-                    "restart" => OnReset.Restart,
-                    null => throw new CliException("--on-reset: missing value (exit or restart)"),
-                    _ => throw new CliException($"--on-reset: '{value}' is not a choice (exit or restart)"),
-                };
+                found = (arg.Length > option.Length ? arg[(option.Length + 1)..] : i + 1 < args.Length ? args[++i] : null)
+                    ?? throw new CliException($"{option}: missing value ({what})");
                 continue;
             }
             rest.Add(arg);
             if (!arg.Contains('=') && CommandLineParser.TakesValue(arg) && i + 1 < args.Length) rest.Add(args[++i]);
         }
-        return (rest.ToArray(), onReset);
+        return (rest.ToArray(), found);
     }
 
     /// <summary>--on-reset when not given: a machine booted from a ROM restarts from it (a BIOS or an OS on it resets
@@ -237,6 +258,8 @@ public static class Program
         {
             // Also when a rebuild failed: the resets done before it still happened.
             if (lifecycle != null) _resets = lifecycle.Resets;
+            // A failed rebuild's error is what a "wait-running" client is told.
+            lifecycle?.Close(_lastError ?? "the engine is ending");
             TerminalGuard.RestoreAll();
             control?.Dispose();
             machine?.Dispose();

@@ -14,6 +14,7 @@ public static class ControlCommand
     public const string Usage = """
         Usage: xhyve ctl [--timeout SECONDS] SOCKET COMMAND
           COMMAND: state | config | counters | pause | resume | powerbutton | reboot | reset | stop | help
+                 | wait-running [timeout_ms=N]   (replies once the VM runs; without timeout_ms, waits up to --timeout)
                  | media | media [DRIVE] eject | media [DRIVE] insert PATH   (CD/DVD drives)
                  | console [history]   (interactive; Ctrl-] detaches)
           --timeout SECONDS   how long to wait to connect and for the reply (default 10)
@@ -45,6 +46,12 @@ public static class ControlCommand
         if (string.IsNullOrWhiteSpace(command))
             return Fail($"the command is empty (one of: {string.Join(", ", ControlServer.Commands)})");
 
+        if (args[1] == "wait-running")
+        {
+            if (ControlProtocol.Parse(command) is { Error: { } bad }) return Fail(bad);
+            (command, timeout) = WaitCommand(command, timeout);
+        }
+
         using var deadline = new CancellationTokenSource(timeout);
         Socket socket;
         try { socket = Connect(path, deadline.Token); }
@@ -74,6 +81,18 @@ public static class ControlCommand
         if (!ok) return 1;
         if (args[1] == "console") Bridge(socket);
         return 0;
+    }
+
+    /// <summary>"wait-running" as sent, and how long to wait for its reply: the engine's wait is --timeout unless
+    /// timeout_ms says otherwise, and the reply gets a second more, so the engine's own answer (running, or why not)
+    /// arrives before this client gives up.</summary>
+    private static (string Command, TimeSpan Deadline) WaitCommand(string command, TimeSpan timeout)
+    {
+        var slack = TimeSpan.FromSeconds(1);
+        if (ControlProtocol.Parse(command) is { TimeoutMs: int ms })
+            return (command, TimeSpan.FromMilliseconds(Math.Max(timeout.TotalMilliseconds, ms)) + slack);
+        int engineMs = (int)Math.Clamp(timeout.TotalMilliseconds, 1, ControlProtocol.MaxWaitMs);
+        return ($"wait-running timeout_ms={engineMs}", timeout + slack);
     }
 
     /// <summary>Reads "--timeout SECONDS" or "--timeout=SECONDS" at the start of <paramref name="args"/>: why it is

@@ -9,8 +9,9 @@ namespace Xhyve.Engine.Control;
 /// <param name="Drive">"media": the drive named (null: the only one).</param>
 /// <param name="MediaAction">"media": "insert", "eject", or null to list the drives.</param>
 /// <param name="MediumPath">"media DRIVE insert PATH": the path (the rest of the line, spaces kept).</param>
+/// <param name="TimeoutMs">"wait-running timeout_ms=N": N (null: not given, <see cref="ControlProtocol.DefaultWaitMs"/>).</param>
 public sealed record ControlRequest(string Command, bool History = false, string? Error = null,
-    string? Drive = null, string? MediaAction = null, string? MediumPath = null);
+    string? Drive = null, string? MediaAction = null, string? MediumPath = null, int? TimeoutMs = null);
 
 /// <summary>
 /// The wire format of the control API (docs/control-api.md), apart from the socket: lines of at most
@@ -22,9 +23,13 @@ public static class ControlProtocol
     public const int MaxLine = 4096;
 
     public static readonly IReadOnlyList<string> Commands =
-        ["state", "config", "counters", "pause", "resume", "powerbutton", "reboot", "reset", "stop", "media", "console", "console history", "help"];
+        ["state", "wait-running", "config", "counters", "pause", "resume", "powerbutton", "reboot", "reset", "stop", "media", "console", "console history", "help"];
 
     public const string MediaUsage = "usage: media | media [DRIVE] eject | media [DRIVE] insert PATH";
+    public const string WaitUsage = "usage: wait-running [timeout_ms=N] (N: milliseconds, 1 to 86400000)";
+    /// <summary>"wait-running" without timeout_ms: long enough for a large machine's build on a loaded host, bounded so
+    /// a client that went away does not leave a waiter for the engine's whole life.</summary>
+    public const int DefaultWaitMs = 30_000, MaxWaitMs = 86_400_000;
 
     /// <summary>Takes the first complete line out of <paramref name="buffer"/>[..<paramref name="filled"/>] (the bytes
     /// after it move to the front); false when no newline has arrived yet. The line is trimmed.</summary>
@@ -57,9 +62,25 @@ public static class ControlProtocol
                 _ => new ControlRequest(command, Error: "usage: console [history]"),
             };
         if (command == "media") return ParseMedia(line, words);
+        if (command == "wait-running") return ParseWait(words);
         if (words.Length > 1) return new ControlRequest(command, Error: $"'{command}' takes no arguments");
         if (!Commands.Contains(command)) return new ControlRequest(command, Error: $"unknown command '{command}' (one of: {string.Join(", ", Commands)})");
         return new ControlRequest(command);
+    }
+
+    // wait-running [timeout_ms=N]
+    private static ControlRequest ParseWait(string[] words)
+    {
+        if (words.Length == 1) return new ControlRequest("wait-running");
+        const string key = "timeout_ms=";
+        if (words.Length > 2) return new ControlRequest("wait-running", Error: $"'wait-running' takes one argument at most: {WaitUsage}");
+        string arg = words[1];
+        if (!arg.StartsWith(key, StringComparison.Ordinal))
+            return new ControlRequest("wait-running", Error: $"'wait-running': unknown argument '{arg}': {WaitUsage}");
+        string value = arg[key.Length..];
+        return int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int ms) && ms is > 0 and <= MaxWaitMs
+            ? new ControlRequest("wait-running", TimeoutMs: ms)
+            : new ControlRequest("wait-running", Error: $"'wait-running': timeout_ms '{value}' is not a number of milliseconds from 1 to {MaxWaitMs}");
     }
 
     // media | media [DRIVE] eject | media [DRIVE] insert PATH: the path is the rest of the line, so it may hold spaces.

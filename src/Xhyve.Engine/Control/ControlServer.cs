@@ -149,9 +149,15 @@ public sealed class ControlServer : IDisposable
                     await StreamConsole(client, request.History, buffer.AsMemory(0, filled));
                     return;
                 }
-                // A command that stops the VM still gets its reply: Dispose waits for replies in progress.
+                // A command that stops the VM still gets its reply: Dispose waits for replies in progress (a waiter is
+                // woken by the lifecycle's end first, so it replies too).
                 Interlocked.Increment(ref _replying);
-                try { await Send(client, Execute(request)); }
+                try
+                {
+                    var reply = request is { Command: "wait-running", Error: null }
+                        ? await WaitRunning(request.TimeoutMs ?? ControlProtocol.DefaultWaitMs) : Execute(request);
+                    await Send(client, reply);
+                }
                 finally { Interlocked.Decrement(ref _replying); }
             }
         }
@@ -209,6 +215,29 @@ public sealed class ControlServer : IDisposable
     }
 
     public static IReadOnlyList<string> Commands => ControlProtocol.Commands;
+
+    /// <summary>"wait-running": the state reply once the BSP has entered the guest (Running, or Paused if it was paused
+    /// since); an error once the VM is stopping or the engine ends first, or after <paramref name="timeoutMs"/>. Woken by
+    /// the lifecycle's state changes, across rebuilds after a reset; nothing polls.</summary>
+    private async Task<byte[]> WaitRunning(int timeoutMs)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        timeout.CancelAfter(timeoutMs);
+        while (true)
+        {
+            var changed = _lifecycle.Changed;   // before the state: a change after this read completes it
+            var runner = _lifecycle.Current?.Runner;
+            string state = StateOf(runner, runner?.StartedUtc ?? default);
+            if (state is "Running" or "Paused") return Reply(WriteState);
+            if (state == "Stopping")
+                return Error($"the VM is stopping and will not run: {_lifecycle.End?.Reason ?? runner?.StopReason ?? "the engine is ending"}");
+            try { await changed.WaitAsync(timeout.Token); }
+            catch (OperationCanceledException) when (!_stop.IsCancellationRequested)
+            {
+                return Error($"the VM is not running after {timeoutMs} ms (it is {state})");
+            }
+        }
+    }
 
     /// <summary>The socket is served before the runner starts the vCPUs, and stays while the machine is built again
     /// after a reset: until the vCPUs run, StartedUtc is unset (default) and the VM is "Starting", with no uptime.</summary>
@@ -432,9 +461,11 @@ public sealed class ControlServer : IDisposable
 
     public void Dispose()
     {
+        // Waiters first: "wait-running" then answers that the engine ends before the socket closes under it.
+        _lifecycle.Close("the engine is ending");
+        SpinWait.SpinUntil(() => Volatile.Read(ref _replying) == 0, TimeSpan.FromSeconds(1));
         _stop.Cancel();
         _listener.Dispose();
-        SpinWait.SpinUntil(() => Volatile.Read(ref _replying) == 0, TimeSpan.FromSeconds(1));
         // Only the socket this engine bound: a path taken over since (a new engine's socket, a file) stays.
         if (_identity is { } id) OutputFiles.RemoveIfSame(_path, id);
     }

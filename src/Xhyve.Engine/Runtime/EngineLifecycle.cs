@@ -47,6 +47,17 @@ public sealed class EngineLifecycle(OnReset onReset)
     private bool _resetRequested, _rebootOnPowerOff, _paused, _rebuilding;
     private int _fastResets;
     private volatile int _resets;
+    private TaskCompletionSource _changed = NewSignal();
+
+    /// <summary>Completes at the next change of the VM's state (a boot attached, the BSP entering the guest, a stop
+    /// asked for, a boot finished, the engine ending). Read it before looking at the state, then await it: a change in
+    /// between has completed it already, so no change is missed and no one polls.</summary>
+    public Task Changed => Volatile.Read(ref _changed).Task;
+
+    // Continuations run on the thread pool: the BSP signals just before it enters the guest and must not run them.
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private void Signal() => Interlocked.Exchange(ref _changed, NewSignal()).TrySetResult();
 
     public OnReset OnReset => onReset;
     /// <summary>The boot that runs now; null while the machine is built (or rebuilt) and after the engine's end.</summary>
@@ -67,6 +78,7 @@ public sealed class EngineLifecycle(OnReset onReset)
     public Boot Attach(Machine machine, VmRunner runner)
     {
         var boot = new Boot(machine, runner, new CancellationTokenSource());
+        runner.StateChanged = Signal;
         lock (_lock)
         {
             _current = boot;
@@ -77,6 +89,7 @@ public sealed class EngineLifecycle(OnReset onReset)
             if (_end is { } end) runner.RequestStop(end.Status, end.Reason);
             else if (_paused) runner.Pause();
         }
+        Signal();
         return boot;
     }
 
@@ -114,8 +127,11 @@ public sealed class EngineLifecycle(OnReset onReset)
                 }
                 else _rebuilding = true;
             }
+            // No next boot: the engine ends with this status, and says so (Stopping) while it tears the machine down.
+            if (!restart) _end ??= (status, reason ?? $"the VM stopped ({status})");
         }
         boot?.Ended.Cancel();
+        Signal();
         if (!restart) return new BootOutcome(false, status, reason, TimeSpan.Zero);
         var delay = _fastResets <= FreeFastResets ? TimeSpan.Zero
             : TimeSpan.FromTicks(Math.Min(LastBackOff.Ticks, FirstBackOff.Ticks << Math.Min(_fastResets - FreeFastResets - 1, 10)));
@@ -147,6 +163,15 @@ public sealed class EngineLifecycle(OnReset onReset)
             _rebootOnPowerOff = false;
             _current?.Runner.RequestStop(status, reason);
         }
+        Signal();
+    }
+
+    /// <summary>The engine is ending (for <paramref name="reason"/>, unless an end was asked for or decided before):
+    /// whoever waits for the VM to run is told it will not.</summary>
+    public void Close(string reason)
+    {
+        lock (_lock) _end ??= (VmExitStatus.Error, reason);
+        Signal();
     }
 
     /// <summary>SIGTERM and the like: the power button when a machine runs (see <see cref="VmRunner.RequestGracefulShutdown"/>);
@@ -159,6 +184,7 @@ public sealed class EngineLifecycle(OnReset onReset)
             if (_current is { Runner.StopRequested: false } boot) boot.Runner.RequestGracefulShutdown(timeout, signal);
             else _end ??= (VmExitStatus.PoweredOff, $"turned off ({signal})");
         }
+        Signal();
     }
 
     /// <summary>The control API's "reset": the machine is reset and built again in place (whatever --on-reset says,

@@ -22,10 +22,16 @@ public sealed class VmRunner : IPlatformEvents
     private int _powerButtonPressed;
     private Timer? _hardOffTimer;
     private long _unknownMsrAccesses;
+    private long _startedTicks;
 
     public VmExitStatus Status { get; private set; } = VmExitStatus.PoweredOff;
     public string? StopReason { get; private set; }
-    public DateTime StartedUtc { get; private set; }
+    /// <summary>When the BSP entered the guest (set immediately before its first KVM_RUN); default until then, so a
+    /// runner whose vCPUs are still being set up (or were paused or stopped before they ran) is not reported Running.</summary>
+    public DateTime StartedUtc => new(Interlocked.Read(ref _startedTicks), DateTimeKind.Utc);
+    /// <summary>Called (on the thread that made the change, so it must not block) when the BSP enters the guest and
+    /// when a stop is requested: the lifecycle wakes whoever waits for the VM's state.</summary>
+    public Action? StateChanged { get; set; }
     public bool Paused => !_running.IsSet;
     /// <summary>A terminal event happened; the VM is on its way off.</summary>
     public bool StopRequested => _stopRequested;
@@ -40,7 +46,6 @@ public sealed class VmRunner : IPlatformEvents
     public void Start(Machine machine)
     {
         _machine = machine;
-        StartedUtc = DateTime.UtcNow;
         _threads = Machine.Vcpus.Select(v => new Thread(() => VcpuLoop(v), 256 * 1024)
         {
             Name = $"vcpu{v.Id}", IsBackground = true,
@@ -68,6 +73,7 @@ public sealed class VmRunner : IPlatformEvents
         _running.Set();
         foreach (var v in _machine?.Vcpus ?? []) v.Kick();
         _stopped.Set();
+        StateChanged?.Invoke();
     }
 
     /// <summary>
@@ -110,9 +116,19 @@ public sealed class VmRunner : IPlatformEvents
             if (_pinning.TryGetValue(vcpu.Id, out int hostCpu)) HostThread.PinCurrentThread(hostCpu);
             int idleSleepMs = 1;
             var dispatcher = Machine.Dispatcher;
+            // The BSP reports the VM Running just before its first KVM_RUN, not after its first exit: a guest may run
+            // long without one (on hardware virtualization a compute loop exits only for interrupts), and everything
+            // that can fail before the guest runs (thread, vCPU attach, pinning, a pause or stop) is behind us here.
+            bool announce = vcpu.Id == 0;
             while (!_stopRequested)
             {
                 if (!_running.IsSet) { _running.Wait(); continue; }
+                if (announce)
+                {
+                    announce = false;
+                    Interlocked.Exchange(ref _startedTicks, DateTime.UtcNow.Ticks);
+                    StateChanged?.Invoke();
+                }
                 var exit = vcpu.Run();
                 switch (exit.Reason)
                 {

@@ -101,7 +101,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         if (status.State != VmState.Off) throw new EngineException($"VM '{vm.Name}' is already {status.State} (engine pid {status.ProcessId})");
         foreach (var stale in new[] { PidFile, ControlSocketFile, ExitFileName })
             File.Delete(FileOf(vm.Name, stale));
-        // The shell's >> below follows a symlink and appends to anything: only our own regular file (or none) is used.
+        // The engine opens its log without following a symlink, but a refusal found here needs no launch.
         try { OutputFiles.CheckReplaceable(FileOf(vm.Name, EngineLogFile), "engine log"); }
         catch (IOException e) { throw new EngineException(e.Message); }
 
@@ -110,59 +110,87 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         {
             "-F", FileOf(vm.Name, PidFile), "--control-socket", socket, "--exit-file", FileOf(vm.Name, ExitFileName), "--on-reset", "restart",
         };
-        // setsid --fork: the engine gets its own session and is not our child, so it outlives this shell and
-        // init reaps it. The shell only redirects its output into the engine log.
-        var start = new ProcessStartInfo("setsid") { UseShellExecute = false };
-        foreach (var a in new[] { "--fork", "/bin/sh", "-c", "exec \"$0\" \"$@\" </dev/null >>\"$XHYVE_ENGINE_LOG\" 2>&1", EnginePath })
-            start.ArgumentList.Add(a);
-        foreach (var a in args) start.ArgumentList.Add(a);
-        start.Environment["XHYVE_ENGINE_LOG"] = FileOf(vm.Name, EngineLogFile);
-        using (var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start"))
-        {
-            launcher.WaitForExit();
-            if (launcher.ExitCode != 0) throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode})");
-        }
+        // Watching before the launch: the socket or exit file cannot appear unseen.
+        using var watch = FolderWatch.Open(store.FolderOf(vm.Name));
+        Launch(args, FileOf(vm.Name, EngineLogFile));
 
         var clock = Stopwatch.StartNew();
-        // One connection asks "state" again and again while the machine is built: a line each way, where a new
-        // connection per poll cost the engine (building the machine on the same cores) a connect and a task each.
-        ControlClient? client = null;
-        try
+        bool asked = false;
+        while (true)
         {
-            while (true)
+            if (File.Exists(FileOf(vm.Name, ExitFileName))) return Ended(vm.Name);
+            TimeSpan left = timeout - clock.Elapsed;
+            if (!asked && File.Exists(socket))
             {
-                if (File.Exists(FileOf(vm.Name, ExitFileName)))
+                // One blocking "wait-running": the engine replies when the BSP has entered the guest, or says why it
+                // will not (then its exit file follows, and the watch wakes for it).
+                using var client = ConnectListening(socket, left + ReplyTimeout);
+                if (client != null)
                 {
-                    // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits:
-                    // until then it still looks alive, with no exit status to report.
-                    var ended = WaitFor(vm.Name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(vm.Name);
-                    // Status 1 is the engine's own error (before the guest ran, or the host failing it); any other status
-                    // is the guest's doing (powered off, reset in a storm, faulted): it started, and is off again already.
-                    if (ended.State == VmState.Off && ended.ExitCode is int code && code != (int)Xhyve.Vmm.VmExitStatus.Error) return ended;
-                    throw new EngineException($"VM '{vm.Name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
-                }
-                if (client != null || File.Exists(socket))
-                {
-                    try
+                    asked = true;
+                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)left.TotalMilliseconds)}"), EngineAge(vm.Name)); }
+                    catch (EngineException) when (clock.Elapsed >= timeout && !File.Exists(FileOf(vm.Name, ExitFileName)))
                     {
-                        client ??= new ControlClient(socket, ReplyTimeout);
-                        var served = StatusFrom(client.Ask("state"), EngineAge(vm.Name));
-                        // The socket is served while the machine is still being built ("Starting"): the start is
-                        // done once the vCPUs run, or once they ran and the guest reset (the machine is built again).
-                        if (served.State != VmState.Starting || served.Resets > 0 || clock.Elapsed > timeout) return served;
+                        return GetStatus(vm.Name);   // still building: Starting, as the caller's timeout allows
                     }
-                    catch (EngineException) when (clock.Elapsed < timeout)
-                    {
-                        client?.Dispose();   // not up yet, or going away: connect afresh next time
-                        client = null;
-                    }
+                    catch (EngineException) { }   // stopping, or gone: its exit file says how it ended
                 }
-                if (clock.Elapsed > timeout)
-                    throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s (see {FileOf(vm.Name, EngineLogFile)})");
-                Thread.Sleep(2);
             }
+            // An engine killed before it wrote its exit file leaves nothing to wake for: its status says it died.
+            if (asked && GetStatus(vm.Name) is { State: VmState.Off } died) return Ended(vm.Name, died);
+            if (clock.Elapsed > timeout)
+                throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s (see {FileOf(vm.Name, EngineLogFile)})");
+            // Bounded: an engine that dies before it creates anything wakes no one.
+            watch.Wait(left < LivenessCheck ? left : LivenessCheck);
         }
-        finally { client?.Dispose(); }
+    }
+
+    /// <summary>How often a start that waits for the engine's socket looks whether the engine is still there.</summary>
+    private static readonly TimeSpan LivenessCheck = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Launches `setsid --fork ENGINE --engine-log LOG ARGS`: the engine gets its own session and is not our
+    /// child (setsid forks it and exits at once), so it outlives this shell, init reaps it and a long-lived pwsh
+    /// collects no zombies; the engine redirects its own standard streams into the log, so no shell is involved.</summary>
+    private void Launch(List<string> args, string engineLog)
+    {
+        var start = new ProcessStartInfo("setsid") { UseShellExecute = false };
+        foreach (var a in new[] { "--fork", EnginePath, "--engine-log", engineLog }) start.ArgumentList.Add(a);
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start");
+        launcher.WaitForExit();
+        if (launcher.ExitCode != 0) throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode})");
+    }
+
+    /// <summary>A connection to a socket that exists; null when it went away (the engine is exiting). The engine binds
+    /// the socket a moment before it listens (a chmod between), so a refused connect is retried, for at most
+    /// <see cref="ListenWait"/>; no file event marks the listen.</summary>
+    private static ControlClient? ConnectListening(string socket, TimeSpan replyTimeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try { return new ControlClient(socket, replyTimeout); }
+            catch (EngineException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused } && clock.Elapsed < ListenWait)
+            {
+                Thread.Sleep(1);
+            }
+            catch (EngineException) { return null; }
+        }
+    }
+
+    private static readonly TimeSpan ListenWait = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The start of an engine that ended (or died) before its VM ran: its status when the guest ran and ended
+    /// already, else an <see cref="EngineException"/> with the engine's reason.</summary>
+    private VmStatus Ended(string name, VmStatus? died = null)
+    {
+        // The engine writes its exit file (and syncs its folder) before it removes its pid file and exits: until then
+        // it still looks alive, with no exit status to report.
+        var ended = died ?? WaitFor(name, s => s.State == VmState.Off, TimeSpan.FromSeconds(5), null) ?? GetStatus(name);
+        // Status 1 is the engine's own error (before the guest ran, or the host failing it); any other status is the
+        // guest's doing (powered off, reset in a storm, faulted): it started, and is off again already.
+        if (ended.State == VmState.Off && ended.ExitCode is int code && code != (int)Xhyve.Vmm.VmExitStatus.Error) return ended;
+        throw new EngineException($"VM '{name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
     }
 
     /// <summary>The VM's status: asks a live engine; for a VM that is off, reads how the last run ended.</summary>

@@ -267,6 +267,28 @@ public static unsafe class OutputFiles
         throw new IOException($"{Name(what, path)}: {problem}");
     }
 
+    /// <summary>--engine-log: the process's standard output and error become <paramref name="path"/>, opened for appending
+    /// with the checks of <see cref="OpenForAppend"/> (no symlink followed, only this user's regular file, /dev/null or a
+    /// terminal), and its standard input /dev/null, as a shell's "&lt;/dev/null &gt;&gt;PATH 2&gt;&amp;1" would do without the shell.
+    /// Throws <see cref="IOException"/> naming the path; the streams are unchanged then.</summary>
+    public static void RedirectStandardStreams(string path, string what)
+    {
+        int log = OpenForAppend(path, what);
+        int input = LibC.Open("/dev/null", LibC.O_RDONLY | LibC.O_CLOEXEC);
+        try
+        {
+            if (input < 0) throw new IOException($"{Name(what, path)}: cannot open /dev/null for standard input: {LibC.StrError(LibC.LastErrno)}");
+            // dup2 clears close-on-exec on the copies: helpers the engine starts (passt) write to the same log.
+            if (LibC.Dup2(input, 0) < 0 || LibC.Dup2(log, 1) < 0 || LibC.Dup2(log, 2) < 0)
+                throw new IOException($"{Name(what, path)}: cannot redirect the standard streams: {LibC.StrError(LibC.LastErrno)}");
+        }
+        finally
+        {
+            LibC.Close(log);
+            if (input >= 0) LibC.Close(input);
+        }
+    }
+
     /// <summary>The checks of <see cref="OpenForAppend"/> that need no open, made before the engine creates anything.</summary>
     public static void CheckAppendable(string path, string what)
     {

@@ -54,7 +54,8 @@ public sealed class ControlStateTests : IDisposable
         runner.Start(machine);
         try
         {
-            var running = Ask(Socket, "state");
+            // Running once the BSP has entered the guest, which is a moment after Start: wait-running waits for it.
+            var running = Ask(Socket, "wait-running timeout_ms=30000");
             Assert.Equal("Running", running.GetProperty("state").GetString());
             double uptime = running.GetProperty("uptimeSeconds").GetDouble();
             Assert.InRange(uptime, 0, 60);

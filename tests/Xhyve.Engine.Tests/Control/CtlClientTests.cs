@@ -178,4 +178,34 @@ public sealed class CtlClientTests : IDisposable
         Assert.Equal("{\"ok\":true}\n", run.Stdout);
         Assert.Equal("state\n", engine.Received);
     }
+
+    [Theory]
+    [InlineData(new[] { "wait-running" }, "wait-running timeout_ms=10000\n")]
+    [InlineData(new[] { "--timeout", "3", "wait-running" }, "wait-running timeout_ms=3000\n")]
+    [InlineData(new[] { "wait-running", "timeout_ms=250" }, "wait-running timeout_ms=250\n")]
+    public void Ctl_WaitRunning_AsksTheEngineToWaitAsLongAsCtlWaitsForTheReply(string[] args, string sent)
+    {
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        string[] command = args[0] == "--timeout" ? [args[0], args[1], SocketPath, .. args[2..]] : [SocketPath, .. args];
+        var run = Ctl(command);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal(sent, engine.Received);
+    }
+
+    [Fact]
+    public void Ctl_WaitRunning_ThatTheEngineDoesNotAnswer_FailsAfterItsTimeoutAndASecond()
+    {
+        using var engine = new FakeEngine(SocketPath, answers: false);
+        var run = Ctl("--timeout", "1", SocketPath, "wait-running");
+        AssertOneLineError(run, $"xhyve ctl: {SocketPath}: no reply within 2 s");
+    }
+
+    [Fact]
+    public void Ctl_WaitRunning_WithABadArgument_IsRefusedInOneLine_NamingIt_AndNothingIsSent()
+    {
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        AssertOneLineError(Ctl(SocketPath, "wait-running", "timeout_ms=soon"),
+            "xhyve ctl: 'wait-running': timeout_ms 'soon' is not a number of milliseconds from 1 to 86400000");
+        Assert.Equal("", engine.Received);
+    }
 }

@@ -83,4 +83,36 @@ public sealed class EngineLifecycleTests
         lifecycle.RequestStop(VmExitStatus.PoweredOff, "turned off through the control API");
         Assert.Equal((VmExitStatus.PoweredOff, "turned off through the control API"), lifecycle.End);
     }
+
+    [Fact]
+    public void Changed_CompletesAtEachStateChange_AttachStopFinishAndClose_AndAFreshOneWaitsForTheNext()
+    {
+        var lifecycle = new EngineLifecycle(OnReset.Restart);
+        var before = lifecycle.Changed;
+        var runner = AttachBoot(lifecycle);
+        Assert.True(before.IsCompleted, "attaching a boot did not signal");
+
+        var attached = lifecycle.Changed;
+        Assert.False(attached.IsCompleted, "a signal read after the change completed already");
+        runner.RequestStop(VmExitStatus.Reset, "the guest reset");   // the runner's own stop reaches the lifecycle
+        Assert.True(attached.IsCompleted, "a stop of the runner did not signal");
+
+        var stopping = lifecycle.Changed;
+        Assert.True(lifecycle.Finish(VmExitStatus.Reset, "the guest reset", TimeSpan.FromSeconds(5)).Restart);
+        Assert.True(stopping.IsCompleted, "the end of a boot did not signal");
+        Assert.False(lifecycle.Ending);
+
+        AttachBoot(lifecycle);
+        var second = lifecycle.Changed;
+        Assert.False(lifecycle.Finish(VmExitStatus.PoweredOff, "the guest powered off", TimeSpan.FromSeconds(5)).Restart);
+        Assert.True(second.IsCompleted);
+        // No next boot: the engine is ending, with the boot's reason (a waiter is told it).
+        Assert.True(lifecycle.Ending);
+        Assert.Equal("the guest powered off", lifecycle.End?.Reason);
+
+        var ended = lifecycle.Changed;
+        lifecycle.Close("the engine is ending");
+        Assert.True(ended.IsCompleted, "closing did not signal");
+        Assert.Equal("the guest powered off", lifecycle.End?.Reason);   // the first reason stays
+    }
 }

@@ -121,6 +121,45 @@ public sealed class OutputFileTests : IDisposable
         Assert.Contains("unknown emulation", File.ReadAllText(file));
     }
 
+    // --engine-log
+
+    [SkippableFact]
+    public void EngineLog_TakesTheEnginesOwnOutput_AppendedAfterWhatTheLogHeld()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string log = In("engine.log");
+        File.WriteAllText(log, "an earlier run\n");
+        var run = Hello("--engine-log", log, "-w", "--engine-log=" + log);
+        Assert.True(run.ExitCode is 0 or 2, run.ToString());
+        // The guest's COM1 (stdio) and the engine's messages go to the log, none to the streams it was started with.
+        Assert.Equal("", run.Stdout);
+        Assert.Equal("", run.Stderr);
+        string text = File.ReadAllText(log);
+        Assert.StartsWith("an earlier run\n", text);
+        Assert.Contains("XHYVE-TEST", text);
+    }
+
+    [SkippableFact]
+    public void EngineLog_OnASymlink_IsRefused_NamingIt_TheTargetUnchanged_AndTheExitFileSaysWhy()
+    {
+        Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
+        string target = Precious();
+        string link = Symlink("engine.log", target);
+        string exit = In("exit.json");
+        AssertRefused(Hello("--engine-log", link, "--exit-file", exit), "--engine-log", link);
+        Assert.Equal("precious data\n", File.ReadAllText(target));
+        Assert.Equal("symbolic link", TypeOf(link));
+        Assert.Contains("--engine-log", File.ReadAllText(exit));
+    }
+
+    [Fact]
+    public void EngineLog_WithoutAPath_IsRefusedInOneLine()
+    {
+        var run = EngineProcess.Run(["-f", "kexec,/etc/hostname", "--engine-log"], 20);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal("xhyve: --engine-log: missing value (a path)\n", run.Stderr);
+    }
+
     // -F
 
     [SkippableFact]
