@@ -159,6 +159,46 @@ public sealed class EngineHostTests() : EngineTestBase("xhyve-host")
         Assert.Equal(VmState.Off, _host.GetStatus("linked").State);
     }
 
+    // Issue 16 item 4: the engine is launched without a shell and the start returns once the guest runs.
+
+    [SkippableFact]
+    public void Start_LaunchesTheEngineItself_WithNoShell_ItsStreamsOnTheLogAndDevNull_AndReturnsRunning()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var vm = Create("direct", "hello", "spin=1");
+        string log = _host.FileOf("direct", EngineHost.EngineLogFile);
+        File.WriteAllText(log, "a line from an earlier run\n");
+        var started = _host.Start(vm, StartTimeout);
+        // Running comes from the engine once the BSP entered the guest: it has a start time.
+        Assert.Equal(VmState.Running, started.State);
+        Assert.NotNull(started.Uptime);
+        int pid = started.ProcessId!.Value;
+
+        var argv = File.ReadAllText($"/proc/{pid}/cmdline").TrimEnd('\0').Split('\0');
+        Assert.Equal(_host.EnginePath, argv[0]);
+        Assert.Equal(["--engine-log", log], argv[1..3]);
+        // The shell hop needed the log's path in an environment variable, which its exec passed on to the engine.
+        Assert.DoesNotContain(File.ReadAllText($"/proc/{pid}/environ").Split('\0'), v => v.StartsWith("XHYVE_ENGINE_LOG=", StringComparison.Ordinal));
+        Assert.Equal("/dev/null", ReadLink($"/proc/{pid}/fd/0"));
+        Assert.Equal(log, ReadLink($"/proc/{pid}/fd/1"));
+        Assert.Equal(log, ReadLink($"/proc/{pid}/fd/2"));
+        // Its own session (setsid), and not a child of this process: nothing here has to reap it.
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        Assert.Equal(pid.ToString(), fields[3]);                        // session id
+        Assert.NotEqual(Environment.ProcessId.ToString(), fields[1]);   // parent pid
+        Assert.StartsWith("a line from an earlier run\n", File.ReadAllText(log));
+    }
+
+    private static string? ReadLink(string path) => new FileInfo(path).LinkTarget;
+
+    [Fact]
+    public void TheLaunch_RunsTheEngineDirectlyUnderSetsid_WithItsArgumentsUnquoted()
+    {
+        var argv = EngineHost.LaunchArguments("/opt/x y/xhyve", "/vms/a b/engine.log", ["-U", "$HOME 'q'"]).ToList();
+        Assert.Equal(["--fork", "/opt/x y/xhyve", "--engine-log", "/vms/a b/engine.log", "-U", "$HOME 'q'"], argv);
+    }
+
     // Issue 11 item 9: two starts at once launch one engine.
 
     [SkippableFact]

@@ -154,12 +154,15 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     private void Launch(List<string> args, string engineLog)
     {
         var start = new ProcessStartInfo("setsid") { UseShellExecute = false };
-        foreach (var a in new[] { "--fork", EnginePath, "--engine-log", engineLog }) start.ArgumentList.Add(a);
-        foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var a in LaunchArguments(EnginePath, engineLog, args)) start.ArgumentList.Add(a);
         using var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start");
         launcher.WaitForExit();
         if (launcher.ExitCode != 0) throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode})");
     }
+
+    /// <summary>setsid's arguments: the engine itself, with its arguments as they are (no shell to quote them for).</summary>
+    internal static IEnumerable<string> LaunchArguments(string enginePath, string engineLog, IEnumerable<string> args) =>
+        ["--fork", enginePath, "--engine-log", engineLog, .. args];
 
     /// <summary>A connection to a socket that exists; null when it went away (the engine is exiting). The engine binds
     /// the socket a moment before it listens (a chmod between), so a refused connect is retried, for at most
