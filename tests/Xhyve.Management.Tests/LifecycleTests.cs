@@ -201,6 +201,19 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
     }
 
     [SkippableFact]
+    public void WaitingForRunning_OnAVmThatRuns_AnswersWithItsEnginesStatus()
+    {
+        Skip.IfNot(HasKvm, KvmSkipReason);
+        var started = _host.Start(Create("runwait", "hello", "spin=1"), StartTimeout);
+        var progress = new List<TimeSpan>();
+        var status = _host.WaitForRunning("runwait", TimeSpan.FromSeconds(60), progress.Add);
+        Assert.Equal(VmState.Running, status?.State);
+        Assert.Equal(started.ProcessId, status?.ProcessId);
+        Assert.NotNull(status?.Uptime);
+        Assert.Empty(progress);   // no slice of waiting was needed
+    }
+
+    [SkippableFact]
     public void WaitingForRunningOrConsoleText_OnAVmThatIsOff_EndsAtOnce()
     {
         Skip.IfNot(HasKvm, KvmSkipReason);
@@ -210,6 +223,7 @@ public sealed class LifecycleTests() : EngineTestBase("xhyve-life")
         var clock = Stopwatch.StartNew();
         var status = _host.WaitFor("offwait", s => s.State == VmState.Running, TimeSpan.FromSeconds(60), null, s => s.State == VmState.Off);
         Assert.Equal(VmState.Off, status?.State);
+        Assert.Equal(VmState.Off, _host.WaitForRunning("offwait", TimeSpan.FromSeconds(60), null)?.State);   // Wait-XhyveVM's
         Assert.Null(_host.WaitForConsole("offwait", new Regex("never printed"), TimeSpan.FromSeconds(60), null, untilOff: true));
         Assert.Equal("s5=1", _host.WaitForConsole("offwait", new Regex("s5=1"), TimeSpan.FromSeconds(60), null, untilOff: true));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the waits took {clock.Elapsed}");

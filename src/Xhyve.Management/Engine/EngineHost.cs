@@ -490,6 +490,41 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         };
     }
 
+    /// <summary>Waits until the VM runs (Running, or Paused since): its engine's "wait-running" replies the moment the
+    /// BSP has entered the guest. Returns that status; the VM's status at once when it is (or goes) off, which it cannot
+    /// come back from by itself; null on timeout. The wait is asked for in slices of <see cref="ProgressSlice"/>, only so
+    /// <paramref name="progress"/> is told of the time passing; a slice ends early when the VM runs.</summary>
+    public VmStatus? WaitForRunning(string name, TimeSpan timeout, Action<TimeSpan>? progress)
+    {
+        var clock = Stopwatch.StartNew();
+        string socket = FileOf(name, ControlSocketFile);
+        using var watch = FolderWatch.Open(store.FolderOf(name));   // a socket still to come, or the exit file
+        while (true)
+        {
+            var status = GetStatus(name);
+            if (status.State is VmState.Running or VmState.Paused or VmState.Off) return status;
+            TimeSpan left = timeout - clock.Elapsed;
+            if (left <= TimeSpan.Zero) return null;
+            var slice = left < ProgressSlice ? left : ProgressSlice;
+            bool asked = false;
+            if (status.State == VmState.Starting && ConnectListening(socket, slice + ReplyTimeout) is { } client)
+            {
+                using (client)
+                {
+                    asked = true;
+                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)slice.TotalMilliseconds)}"), EngineAge(name)); }
+                    catch (EngineException) { }   // the slice ended, or it will not run: the status says which
+                }
+            }
+            // Being built before its socket is served, stopping, or not answering: woken by a file it creates.
+            if (!asked) watch.Wait(slice);
+            progress?.Invoke(clock.Elapsed);
+        }
+    }
+
+    /// <summary>How long one "wait-running" of <see cref="WaitForRunning"/> lasts at most: a progress report a second.</summary>
+    private static readonly TimeSpan ProgressSlice = TimeSpan.FromSeconds(1);
+
     /// <summary>Polls the status until <paramref name="done"/> holds, or <paramref name="hopeless"/> does (the awaited
     /// state can no longer come: the caller tells the two apart); null on timeout.</summary>
     public VmStatus? WaitFor(string name, Func<VmStatus, bool> done, TimeSpan timeout, Action<TimeSpan>? progress, Func<VmStatus, bool>? hopeless = null)

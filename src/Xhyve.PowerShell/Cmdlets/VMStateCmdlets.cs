@@ -254,8 +254,8 @@ public sealed class WaitXhyveVMCommand : XhyveVMStateCmdlet
                 {
                     XhyveWaitFor.ConsoleText => Engines.WaitForConsole(name, new Regex(Pattern!, RegexOptions.Multiline), timeout, Progress, untilOff: true) != null,
                     XhyveWaitFor.Off => Engines.WaitFor(name, s => s.State == VmState.Off, timeout, Progress) != null,
-                    _ => Engines.WaitFor(name, s => s.State is VmState.Running or VmState.Paused, timeout, Progress, s => s.State == VmState.Off)
-                        is { State: VmState.Running or VmState.Paused },
+                    // Blocking in the engine until its BSP entered the guest, not polling the state.
+                    _ => Engines.WaitForRunning(name, timeout, Progress) is { State: VmState.Running or VmState.Paused },
                 };
                 WaitProgress(2, $"Wait-XhyveVM {name}", "", null, TimeoutSec);
                 if (!reached && Engines.GetStatus(name) is { State: VmState.Off } off)
