@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Management benchmark (issue 5): time to a running VM through the management library (what
+# Management benchmark (issues 5 and 16): time to a running VM through the management library (what
 # New-XhyveVM | Start-XhyveVM | Wait-XhyveVM -For Running does) against the engine started directly.
 #   bench/management.sh [RUNS]
 set -euo pipefail

@@ -9,13 +9,18 @@
        Import-Module and the first Get-XhyveVM (empty store); a one-function script module's import followed by the
        module's (the first import of any module pays for PowerShell's own module code, so the second figure is the
        module's own cost); and after that warm-up, Xhyve.PowerShell.dll alone (without the format and types files).
-    2. Time to a running VM, two ways per round, interleaved, in this process (module imported, one warm-up round):
-       - engine alone: the engine started as a child process with the arguments the module gave it in the warm-up
-         round (read from /proc/PID/cmdline, its VM folder swapped for a folder of its own), its control socket
-         polled until `state` says Running;
-       - the cmdlets: New-XhyveVM | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running; and the same three one
-         statement at a time, each timed, to show where the time goes.
-    The guest is tests/guests hello.elf with spin=1 (prints "ready" and idles), 64 MiB, 1 vCPU, ACPI.
+    2. Time to Running (issue 16, benchmark h), the ways interleaved within each round, one warm-up round dropped;
+       wall time, this pwsh's CPU time (getrusage: itself and the launchers it reaped) and the engine's CPU time up to
+       Running (its threads' run time, /proc/PID/task/*/schedstat, read the moment it is Running):
+       - a fresh pwsh: a bare start (spawn to its first command), and one that imports the module and runs
+         New-XhyveVM | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running (spawn to Running, as the child reports);
+       - the engine alone: started as a child process with the arguments the module gives it (read from
+         /proc/PID/cmdline of a VM started once, its VM folder swapped for a folder of its own), its control socket
+         awaited and then one blocking `wait-running`, as EngineHost does;
+       - in this session (module imported): one VM through the pipeline against one direct start, and 10 VMs one
+         after another each way (kept running until the tenth runs, then turned off).
+    The guest is tests/guests hello.elf with halt=1 (prints "ready" and halts: ten of them idle side by side), 64 MiB,
+    1 vCPU, ACPI.
 #>
 param(
     [Parameter(Mandatory)] [string] $Module,
@@ -69,72 +74,127 @@ try {
         $figures.empty.Add($w[0]); $figures.warm.Add($w[1]); $figures.dll.Add($d[0])
     }
 
-    # ---- 2. Time to Running ----
+    # ---- 2. Time to Running: the engine alone, a fresh pwsh importing the module, and 10 VMs in one session ----
     Import-Module $Module
     $engine = Join-Path (Split-Path $Module) 'xhyve'
-    $direct = [Collections.Generic.List[double]]::new()
-    $cmdlets = [Collections.Generic.List[double]]::new()
-    $stages = @{ New = [Collections.Generic.List[double]]::new(); Start = [Collections.Generic.List[double]]::new(); Wait = [Collections.Generic.List[double]]::new() }
-    $engineArgs = $null
-    for ($i = 0; $i -le $Runs; $i++) {
-        $clock = [Diagnostics.Stopwatch]::new()
-
-        # The cmdlets, as users write the pipeline.
-        $name = "cmdlets$i"
-        $clock.Restart()
-        $vm = New-XhyveVM $name -MultibootPath $Guest -KernelCommandLine spin=1 -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
-        $cmdletsMs = $clock.Elapsed.TotalMilliseconds
-        if ($vm.State -ne 'Running') { throw "$name is $($vm.State)" }
-        if ($null -eq $engineArgs) {
-            # The engine's own argument list, with the VM's folder in its file paths: the direct runs use the same.
-            $line = [IO.File]::ReadAllText("/proc/$($vm.ProcessId)/cmdline").TrimEnd("`0") -split "`0"
-            $engineArgs = $line[1..($line.Count - 1)]
-            $vmFolder = $vm.Path
+    # CPU time: getrusage (microseconds; /proc/PID/stat counts 10 ms ticks) of this pwsh, itself and the children it
+    # has reaped (the setsid launchers); an engine's, the sum of its threads' run time in /proc/PID/task/*/schedstat
+    # (nanoseconds), read the moment it is Running: the guest's own run time after that is not counted.
+    Add-Type -TypeDefinition @'
+using System.Runtime.InteropServices;
+public static class XhyveBenchCpu
+{
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RUsage { public long USec, UUsec, SSec, SUsec, MaxRss, IxRss, IdRss, IsRss, MinFlt, MajFlt, NSwap, InBlock, OuBlock, MsgSnd, MsgRcv, NSignals, NvCsw, NivCsw; }
+    [DllImport("libc")] private static extern int getrusage(int who, out RUsage usage);
+    private static double Ms(int who) { getrusage(who, out var u); return (u.USec + u.SSec) * 1e3 + (u.UUsec + u.SUsec) / 1e3; }
+    /// <summary>This process and the children it has waited for, in milliseconds.</summary>
+    public static double Self() => Ms(0) + Ms(-1);
+}
+'@
+    function EngineCpuMs([int] $processId) {
+        $ns = 0L
+        foreach ($t in [IO.Directory]::GetDirectories("/proc/$processId/task")) {
+            try { $ns += [long](([IO.File]::ReadAllText("$t/schedstat")) -split ' ')[0] } catch [IO.IOException] { }
         }
-        Stop-XhyveVM $name -TurnOff
-        Remove-XhyveVM $name -Confirm:$false
+        $ns / 1e6
+    }
+    $vmArgs = @{ MultibootPath = $Guest; KernelCommandLine = 'halt=1'; MemoryStartupBytes = 64MB }
 
-        # The engine alone, with the same arguments.
-        # Owner-only, as the store makes a VM's folder: the engine refuses a control socket others could reach.
-        $folder = [IO.Directory]::CreateDirectory((Join-Path $work "d$i"), [IO.UnixFileMode]'UserRead, UserWrite, UserExecute').FullName
+    # The engine's own argument list, as the module gives it (read from /proc/PID/cmdline of a VM started once), with
+    # the VM's folder in its paths: the direct starts use the same arguments with a folder of their own.
+    $probe = New-XhyveVM probe @vmArgs | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
+    $line = [IO.File]::ReadAllText("/proc/$($probe.ProcessId)/cmdline").TrimEnd("`0") -split "`0"
+    $engineArgs = $line[1..($line.Count - 1)]
+    $vmFolder = $probe.Path
+    Stop-XhyveVM probe -TurnOff
+    Remove-XhyveVM probe -Confirm:$false
+
+    # One direct start: the engine as a child process, its socket awaited (1 ms sleeps until the file exists) and then
+    # one blocking `wait-running`, as EngineHost does. Returns the process (left running), wall, pwsh and engine CPU.
+    $directCount = 0
+    function Start-Direct {
+        $folder = [IO.Directory]::CreateDirectory((Join-Path $work "d$script:directCount"), [IO.UnixFileMode]'UserRead, UserWrite, UserExecute').FullName
+        $script:directCount++
         $start = [Diagnostics.ProcessStartInfo]::new($engine)
         $start.RedirectStandardOutput = $true; $start.RedirectStandardError = $true
         foreach ($a in $engineArgs) { $start.ArgumentList.Add($a.Replace($vmFolder, $folder)) }
         $socket = Join-Path $folder 'control.sock'
-        $clock.Restart()
+        $cpu = [XhyveBenchCpu]::Self()
+        $clock = [Diagnostics.Stopwatch]::StartNew()
         $process = [Diagnostics.Process]::Start($start)
         while ($true) {
             if ($process.HasExited) { throw "the engine exited with $($process.ExitCode): $($process.StandardError.ReadToEnd())" }
-            # Connect only once the socket exists (as EngineHost does): a failed connect costs a caught exception here.
             if ([IO.File]::Exists($socket)) {
                 try {
-                    $client = [Xhyve.Management.Engine.ControlClient]::new($socket, [TimeSpan]::FromSeconds(5))
-                    try { if ($client.Ask('state').GetProperty('state').GetString() -eq 'Running') { break } } finally { $client.Dispose() }
+                    $client = [Xhyve.Management.Engine.ControlClient]::new($socket, [TimeSpan]::FromSeconds(35))
+                    try { $null = $client.Ask('wait-running timeout_ms=30000'); break } finally { $client.Dispose() }
                 }
                 catch [Management.Automation.MethodInvocationException] { }   # bound but not listening yet
             }
-            # A poll a millisecond: back-to-back polls while the engine builds the machine would take CPU from it.
             [Threading.Thread]::Sleep(1)
         }
-        $directMs = $clock.Elapsed.TotalMilliseconds
-        $process.Kill(); $process.WaitForExit(); $process.Dispose()
-        Remove-Item -Recurse -Force $folder
+        $wall = $clock.Elapsed.TotalMilliseconds
+        $pwshCpu = [XhyveBenchCpu]::Self() - $cpu
+        [pscustomobject]@{ Process = $process; Folder = $folder; Wall = $wall; Cpu = $pwshCpu; EngineCpu = EngineCpuMs $process.Id }
+    }
+    function Stop-Direct($d) { $d.Process.Kill(); $d.Process.WaitForExit(); $d.Process.Dispose(); Remove-Item -Recurse -Force $d.Folder }
 
-        # The same three cmdlets one statement at a time: where the pipeline's time goes.
-        $name = "staged$i"
-        $clock.Restart()
-        $vm = New-XhyveVM $name -MultibootPath $Guest -KernelCommandLine spin=1 -MemoryStartupBytes 64MB
-        $newMs = $clock.Elapsed.TotalMilliseconds; $clock.Restart()
-        $vm = $vm | Start-XhyveVM -PassThru
-        $startMs = $clock.Elapsed.TotalMilliseconds; $clock.Restart()
-        $vm = $vm | Wait-XhyveVM -For Running
-        $waitMs = $clock.Elapsed.TotalMilliseconds
+    # One VM through the cmdlets, as users write the pipeline, in this session.
+    function Start-Module([string] $name) {
+        $cpu = [XhyveBenchCpu]::Self()
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $vm = New-XhyveVM $name @vmArgs | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
+        $wall = $clock.Elapsed.TotalMilliseconds
+        $pwshCpu = [XhyveBenchCpu]::Self() - $cpu
         if ($vm.State -ne 'Running') { throw "$name is $($vm.State)" }
-        Stop-XhyveVM $name -TurnOff
-        Remove-XhyveVM $name -Confirm:$false
+        [pscustomobject]@{ Name = $name; Wall = $wall; Cpu = $pwshCpu; EngineCpu = EngineCpuMs $vm.ProcessId }
+    }
+    function Stop-Module([string] $name) { Stop-XhyveVM $name -TurnOff; Remove-XhyveVM $name -Confirm:$false }
 
+    # A fresh pwsh that imports the module and runs the pipeline: it prints the UTC time (ticks) at Running, its own
+    # CPU time then, and the engine's, so pwsh's exit and the VM's removal after it are not counted.
+    $freshScript = "Import-Module $(Quote $Module); `$guest = $(Quote $Guest); " + @'
+$vm = New-XhyveVM fresh -MultibootPath $guest -KernelCommandLine halt=1 -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
+$at = [DateTime]::UtcNow.Ticks
+$cpu = [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime.TotalMilliseconds
+$ns = 0L; foreach ($t in [IO.Directory]::GetDirectories("/proc/$($vm.ProcessId)/task")) { $ns += [long](([IO.File]::ReadAllText("$t/schedstat")) -split ' ')[0] }
+$at; $cpu; $ns / 1e6
+Stop-XhyveVM fresh -TurnOff; Remove-XhyveVM fresh -Confirm:$false
+'@
+    $bareScript = '[DateTime]::UtcNow.Ticks; [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime.TotalMilliseconds'
+    function Fresh([string] $script) {
+        $before = [DateTime]::UtcNow.Ticks
+        $out = @(& $pwsh -NoProfile -NonInteractive -Command $script)
+        if ($LASTEXITCODE -ne 0) { throw "pwsh -Command exited with $LASTEXITCODE" }
+        [pscustomobject]@{ Wall = ([long]$out[0] - $before) / 1e4; Cpu = [double]$out[1]; EngineCpu = if ($out.Count -gt 2) { [double]$out[2] } else { 0 } }
+    }
+
+    $keys = 'freshBare', 'freshModule', 'freshDirect', 'oneDirect', 'oneModule', 'tenDirect', 'tenModule'
+    $wall = [ordered]@{}; $cpu = [ordered]@{}; $engineCpu = [ordered]@{}
+    foreach ($k in $keys) { $wall[$k] = [Collections.Generic.List[double]]::new(); $cpu[$k] = [Collections.Generic.List[double]]::new(); $engineCpu[$k] = [Collections.Generic.List[double]]::new() }
+    function Add([string] $k, $r) { $wall[$k].Add($r.Wall); $cpu[$k].Add($r.Cpu); $engineCpu[$k].Add($r.EngineCpu) }
+    $xhome = $env:XHYVE_HOME
+    for ($i = 0; $i -le $Runs; $i++) {   # round 0 warms up (page cache, this session's JIT) and is dropped
+        $round = @{}
+        # Fresh pwsh processes, each with a store of its own (a VM name per store).
+        $env:XHYVE_HOME = Join-Path $work "fresh$i"
+        $round.freshBare = Fresh $bareScript
+        $round.freshModule = Fresh $freshScript
+        $env:XHYVE_HOME = $xhome
+        $d = Start-Direct; Stop-Direct $d; $round.freshDirect = $d
+
+        # One VM in this session, and then ten, the two ways interleaved.
+        $m = Start-Module "one$i"; Stop-Module "one$i"; $round.oneModule = $m
+        $d = Start-Direct; Stop-Direct $d; $round.oneDirect = $d
+        $started = @(0..9 | ForEach-Object { Start-Direct })
+        $round.tenDirect = [pscustomobject]@{ Wall = ($started.Wall | Measure-Object -Sum).Sum; Cpu = ($started.Cpu | Measure-Object -Sum).Sum; EngineCpu = ($started.EngineCpu | Measure-Object -Sum).Sum }
+        $started | ForEach-Object { Stop-Direct $_ }
+        $started = @(0..9 | ForEach-Object { Start-Module "ten$i-$_" })
+        $round.tenModule = [pscustomobject]@{ Wall = ($started.Wall | Measure-Object -Sum).Sum; Cpu = ($started.Cpu | Measure-Object -Sum).Sum; EngineCpu = ($started.EngineCpu | Measure-Object -Sum).Sum }
+        $started | ForEach-Object { Stop-Module $_.Name }
         if ($i -eq 0) { continue }
-        $direct.Add($directMs); $cmdlets.Add($cmdletsMs); $stages.New.Add($newMs); $stages.Start.Add($startMs); $stages.Wait.Add($waitMs)
+        foreach ($k in $keys) { Add $k $round[$k] }
     }
 
     $kvm = if (Test-Path /sys/module/kvm_intel) { 'kvm_intel' } elseif (Test-Path /sys/module/kvm_amd) { 'kvm_amd' } elseif (Test-Path /sys/module/kvm_pvm) { 'kvm_pvm' } else { 'unknown' }
@@ -152,12 +212,23 @@ try {
     Row 'a first Import-Module of a one-function script module (PowerShell''s own module code)' $figures.empty
     Row '**Import-Module Xhyve.psd1 after that one: the module''s own cost**' $figures.warm
     Row 'of which the binary module alone (Xhyve.PowerShell.dll, no format and types files)' $figures.dll
-    Row 'engine alone, started directly, control socket polled until Running' $direct
-    Row '`New-XhyveVM \| Start-XhyveVM -PassThru \| Wait-XhyveVM -For Running`' $cmdlets
-    '| **added by the module over the engine alone** | **{0:F0}** (target <= 50) |' -f ((Median $cmdlets) - (Median $direct))
-    Row 'one at a time: `New-XhyveVM` (store the VM)' $stages.New
-    Row 'one at a time: `Start-XhyveVM -PassThru` (detached launch, wait for the control socket and the vCPUs)' $stages.Start
-    Row 'one at a time: `Wait-XhyveVM -For Running`' $stages.Wait
+    ''
+    "Time to Running (the hello guest with halt=1, 64 MiB, 1 vCPU, ACPI); wall and CPU time, median (min-max), $Runs rounds:"
+    ''
+    function Three([double[]] $v) { '{0:F0} ({1:F0}-{2:F0})' -f (Median $v), ($v | Measure-Object -Minimum).Minimum, ($v | Measure-Object -Maximum).Maximum }
+    function Row3([string] $what, [string] $k) { '| {0} | {1} | {2} | {3} |' -f $what, (Three $wall[$k]), (Three $cpu[$k]), (Three $engineCpu[$k]) }
+    '| path | wall ms | pwsh CPU ms | engine CPU ms to Running |'
+    '|---|---|---|---|'
+    Row3 'fresh pwsh, bare: spawn to its first command' 'freshBare'
+    Row3 'fresh pwsh: `Import-Module`, then `New-XhyveVM \| Start-XhyveVM -PassThru \| Wait-XhyveVM -For Running`' 'freshModule'
+    Row3 'engine alone, started directly (child process, its socket awaited, one `wait-running`)' 'freshDirect'
+    '| **fresh pwsh to Running, over a bare pwsh start and a direct engine start** (medians) | **{0:F0}** | | |' -f ((Median $wall.freshModule) - (Median $wall.freshBare) - (Median $wall.freshDirect))
+    Row3 'one VM in this session: the pipeline' 'oneModule'
+    Row3 'one VM: engine alone, started directly' 'oneDirect'
+    '| **added by the module per VM** (one VM, difference of the medians) | **{0:F0}** (target <= 20) | | |' -f ((Median $wall.oneModule) - (Median $wall.oneDirect))
+    Row3 '10 VMs in this session, one after another: the pipeline (sum)' 'tenModule'
+    Row3 '10 direct engine starts, one after another (sum)' 'tenDirect'
+    '| **10 VMs: the module against 10 direct starts** (ratio of the medians) | **{0:F2}x** (target <= 1.2x); {1:F0} ms per VM | | |' -f ((Median $wall.tenModule) / (Median $wall.tenDirect)), (((Median $wall.tenModule) - (Median $wall.tenDirect)) / 10)
 }
 finally {
     Get-Module Xhyve | ForEach-Object {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Module benchmark (issue 13): what the PowerShell module costs. Import-Module in a fresh pwsh (against a bare pwsh
-# start, and timed inside), and New-XhyveVM | Start-XhyveVM | Wait-XhyveVM -For Running against the engine alone
-# (launched directly with the same arguments, its control socket polled until it says Running). Medians of RUNS
-# runs (default 10) after one warm-up round, all in one run; prints the table for docs/benchmarks.md.
+# Module benchmark (issues 13 and 16): what the PowerShell module costs. Import-Module in a fresh pwsh (against a bare
+# pwsh start, and timed inside); a fresh pwsh from Import-Module to a Running VM; and in one session one VM and then
+# 10 VMs through New-XhyveVM | Start-XhyveVM | Wait-XhyveVM -For Running against the engine started directly (the same
+# arguments, its socket awaited, one blocking wait-running). Wall and CPU time, median (min-max) of RUNS rounds
+# (default 10) after one warm-up round, the ways interleaved, all in one run; prints the tables for docs/benchmarks.md.
 #   bench/module.sh [RUNS]
 # Needs pwsh (scripts/setup-debian.sh) and /dev/kvm.
 set -euo pipefail

@@ -34,7 +34,10 @@ public abstract class XhyveCmdlet : PSCmdlet
 
     internal XhyveVM Snapshot(string name) => new(Store.Get(name), Engines.GetStatus(name), Store.FolderOf(name));
 
-    internal XhyveVM Snapshot(VirtualMachine vm) => new(vm, Engines.GetStatus(vm.Name), Store.FolderOf(vm.Name));
+    internal XhyveVM Snapshot(VirtualMachine vm) => Snapshot(vm, Engines.GetStatus(vm.Name));
+
+    /// <summary>With a status the engine has just given (a start, a wait): no second query for the same answer.</summary>
+    internal XhyveVM Snapshot(VirtualMachine vm, VmStatus status) => new(vm, status, Store.FolderOf(vm.Name));
 
     /// <summary>The VMs that -Name (wildcards allowed) or -VM name, as the store spells them: names are
     /// case-insensitive, as in PowerShell and Hyper-V. A name without wildcards that matches nothing is an

@@ -55,6 +55,7 @@ public sealed class StartXhyveVMCommand : XhyveVMStateCmdlet
     {
         var vm = Store.Get(name);
         var now = Engines.GetStatus(name);
+        VmStatus? started = null;
         switch (now.State)
         {
             case VmState.Running: AlreadyInState(name, now.State); break;
@@ -69,12 +70,13 @@ public sealed class StartXhyveVMCommand : XhyveVMStateCmdlet
                 return;
             case VmState.NotResponding: NotResponding(name, now); return;
             default:
-                var started = Engines.Start(vm, TimeSpan.FromSeconds(30));
+                started = Engines.Start(vm, TimeSpan.FromSeconds(30));
                 // The guest ran and went off before the start was seen through (powered off, or reset in a storm).
                 if (started.State == VmState.Off) WriteWarning($"VM '{name}' started, but is Off again{LastRun(started)}.");
                 break;
         }
-        if (PassThru) WriteObject(Snapshot(vm));
+        // The status the start ended with is the engine's answer of a moment ago.
+        if (PassThru) WriteObject(started is { } status ? Snapshot(vm, status) : Snapshot(vm));
     });
 }
 
@@ -250,12 +252,13 @@ public sealed class WaitXhyveVMCommand : XhyveVMStateCmdlet
                 void Progress(TimeSpan elapsed) => WaitProgress(2, $"Wait-XhyveVM {name}", $"Waiting for {For}", elapsed, TimeoutSec);
                 // Each wait ends as soon as what it waits for can no longer come: a VM that is (or goes) off will not
                 // run, nor print, until someone starts it.
+                VmStatus? running = null;
                 bool reached = For switch
                 {
                     XhyveWaitFor.ConsoleText => Engines.WaitForConsole(name, new Regex(Pattern!, RegexOptions.Multiline), timeout, Progress, untilOff: true) != null,
                     XhyveWaitFor.Off => Engines.WaitFor(name, s => s.State == VmState.Off, timeout, Progress) != null,
                     // Blocking in the engine until its BSP entered the guest, not polling the state.
-                    _ => Engines.WaitForRunning(name, timeout, Progress) is { State: VmState.Running or VmState.Paused },
+                    _ => (running = Engines.WaitForRunning(name, timeout, Progress)) is { State: VmState.Running or VmState.Paused },
                 };
                 WaitProgress(2, $"Wait-XhyveVM {name}", "", null, TimeoutSec);
                 if (!reached && Engines.GetStatus(name) is { State: VmState.Off } off)
@@ -271,7 +274,7 @@ public sealed class WaitXhyveVMCommand : XhyveVMStateCmdlet
                         ? $" (exit status {now.ExitCode?.ToString() ?? "unknown"}: {now.ExitReason})" : "";
                     WriteError(new ErrorRecord(new TimeoutException($"VM '{name}' did not reach {For} within {TimeoutSec} s; it is {now.State}{ended}."), "WaitTimeout", ErrorCategory.OperationTimeout, name));
                 }
-                else WriteObject(Snapshot(name));
+                else WriteObject(running is { } status ? Snapshot(Store.Get(name), status) : Snapshot(name));
             });
         }
     }
