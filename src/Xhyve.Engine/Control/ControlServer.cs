@@ -227,8 +227,10 @@ public sealed class ControlServer : IDisposable
         {
             var changed = _lifecycle.Changed;   // before the state: a change after this read completes it
             var runner = _lifecycle.Current?.Runner;
-            string state = StateOf(runner, runner?.StartedUtc ?? default);
-            if (state is "Running" or "Paused") return Reply(WriteState);
+            var started = runner?.StartedUtc ?? default;
+            string state = StateOf(runner, started);
+            // A VM paused while it was built is Paused before its BSP ever entered the guest: not run yet.
+            if (state is "Running" || (state is "Paused" && started != default)) return Reply(WriteState);
             if (state == "Stopping")
                 return Error($"the VM is stopping and will not run: {_lifecycle.End?.Reason ?? runner?.StopReason ?? "the engine is ending"}");
             try { await changed.WaitAsync(timeout.Token); }
@@ -240,12 +242,13 @@ public sealed class ControlServer : IDisposable
     }
 
     /// <summary>The socket is served before the runner starts the vCPUs, and stays while the machine is built again
-    /// after a reset: until the vCPUs run, StartedUtc is unset (default) and the VM is "Starting", with no uptime.</summary>
+    /// after a reset: until the BSP has entered the guest, StartedUtc is unset (default) and the VM is "Starting" (or
+    /// "Paused", when paused meanwhile), with no uptime.</summary>
     private string StateOf(VmRunner? runner, DateTime started) =>
         _lifecycle.Ending ? "Stopping"
         : runner == null ? "Starting"
         : runner.StopRequested ? (_lifecycle.WillRestart(runner) ? "Starting" : "Stopping")
-        : started == default ? "Starting" : runner.Paused ? "Paused" : "Running";
+        : runner.Paused ? "Paused" : started == default ? "Starting" : "Running";
 
     private void WriteState(Utf8JsonWriter w)
     {

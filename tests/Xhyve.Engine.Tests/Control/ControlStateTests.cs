@@ -132,9 +132,9 @@ public sealed class ControlStateTests : IDisposable
         vm.Runner.Start(vm.Machine);
 
         using var waiter = Held(Socket, "wait-running timeout_ms=60000", 500);   // the BSP has not entered the guest
-        // Nor does "state" say Running: the threads run, the guest does not yet.
+        // Nor does "state" say Running: the threads run, the guest does not yet (Paused, with no start time).
         var held = Ask(Socket, "state");
-        Assert.Equal("Starting", held.GetProperty("state").GetString());
+        Assert.Equal("Paused", held.GetProperty("state").GetString());
         Assert.Equal(JsonValueKind.Null, held.GetProperty("startedUtc").ValueKind);
 
         var resumedAt = DateTime.UtcNow;
