@@ -14,7 +14,8 @@ public static class ControlCommand
     public const string Usage = """
         Usage: xhyve ctl [--timeout SECONDS] SOCKET COMMAND
           COMMAND: state | config | counters | pause | resume | powerbutton | reboot | reset | stop | help
-                 | wait-running [timeout_ms=N]   (replies once the VM runs; without timeout_ms, waits up to --timeout)
+                 | wait-running [timeout_ms=N]   (replies once the VM runs; waits for the socket to appear, and
+                                                  without timeout_ms for the VM up to --timeout)
                  | media | media [DRIVE] eject | media [DRIVE] insert PATH   (CD/DVD drives)
                  | console [history]   (interactive; Ctrl-] detaches)
           --timeout SECONDS   how long to wait to connect and for the reply (default 10)
@@ -46,7 +47,8 @@ public static class ControlCommand
         if (string.IsNullOrWhiteSpace(command))
             return Fail($"the command is empty (one of: {string.Join(", ", ControlServer.Commands)})");
 
-        if (args[1] == "wait-running")
+        bool waiting = args[1] == "wait-running";
+        if (waiting)
         {
             if (ControlProtocol.Parse(command) is { Error: { } bad }) return Fail(bad);
             (command, timeout) = WaitCommand(command, timeout);
@@ -54,7 +56,7 @@ public static class ControlCommand
 
         using var deadline = new CancellationTokenSource(timeout);
         Socket socket;
-        try { socket = Connect(path, deadline.Token); }
+        try { socket = Connect(path, deadline.Token, untilServed: waiting); }
         catch (OperationCanceledException)
         {
             return Fail($"cannot connect to {path}: the engine did not accept within {Seconds(timeout)} " +
@@ -112,8 +114,11 @@ public static class ControlCommand
     }
 
     /// <summary>Connects, waiting while the engine's queue of connections it has not accepted yet is full: a
-    /// non-blocking connect to a Unix socket fails with EAGAIN then, where a blocking one would wait.</summary>
-    private static Socket Connect(string path, CancellationToken cancel)
+    /// non-blocking connect to a Unix socket fails with EAGAIN then, where a blocking one would wait. With
+    /// <paramref name="untilServed"/> ("wait-running", typically right after launching the engine) it also waits
+    /// while the socket is not there yet (ENOENT, which the runtime reports as AddressNotAvailable) or not listening
+    /// yet (refused), up to the deadline.</summary>
+    private static Socket Connect(string path, CancellationToken cancel, bool untilServed = false)
     {
         var endpoint = new UnixDomainSocketEndPoint(path);
         while (true)
@@ -124,7 +129,8 @@ public static class ControlCommand
                 socket.ConnectAsync(endpoint, cancel).AsTask().GetAwaiter().GetResult();
                 return socket;
             }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain)
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain
+                || (untilServed && e.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused))
             {
                 socket.Dispose();
                 cancel.WaitHandle.WaitOne(20);

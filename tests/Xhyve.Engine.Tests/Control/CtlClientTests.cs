@@ -208,4 +208,16 @@ public sealed class CtlClientTests : IDisposable
             "xhyve ctl: 'wait-running': timeout_ms 'soon' is not a number of milliseconds from 1 to 86400000");
         Assert.Equal("", engine.Received);
     }
+
+    [Fact]
+    public async Task Ctl_WaitRunning_WaitsForTheSocketOfAnEngineJustLaunched()
+    {
+        // The engine binds its socket only after it has built the machine: ctl starts before it is there.
+        var run = Task.Run(() => Ctl("--timeout", "20", SocketPath, "wait-running"));
+        await Task.Delay(1500);
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        var done = await run;
+        Assert.True(done.ExitCode == 0, done.ToString());
+        Assert.Equal("wait-running timeout_ms=20000\n", engine.Received);
+    }
 }
