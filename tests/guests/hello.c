@@ -1,8 +1,10 @@
-/* hello: prints a line and resets (exit status 2). The benchmark runs the same ELF under QEMU.
+/* hello: prints a line and resets (exit status 2). The benchmark runs the same ELF under QEMU (and
+ * build/hello.pvh.elf, the same code with the PVH entry, under QEMU's microvm).
  * Command-line options for the engine tests:
  *   inport=P  read I/O port P (nobody emulates it) and report the value
  *   echo=N    read N bytes from COM1 and report them back
  *   spin=1    print "ready" and spin forever (the host stops the VM)
+ *   idle=1    print "ready" and halt with interrupts off: a VM that costs no CPU (the idle-VMs benchmark)
  *   msr=1     read and write an MSR no hypervisor implements (#GP, or 0 with -w)
  *   x2apic=1  report IA32_APIC_BASE's mode bits and, in x2APIC mode, the x2APIC id MSR
  *   ticks=1   print "tick N" lines forever at a steady pace (the host pauses, resumes and stops it) */
@@ -59,6 +61,11 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
             for (volatile uint32_t i = 0; i < 20000; i++) ;
             print("tick "); print_dec(n); print("\n");
         }
+    }
+
+    if (cmdline_uint(mbi, "idle", 0)) {
+        report("ready", 1);
+        for (;;) __asm__ volatile("cli; hlt");
     }
 
     if (cmdline_uint(mbi, "spin", 0)) {
