@@ -110,6 +110,36 @@ bench_run_vm() {
     'BEGIN { printf "%s %.3f %.2f %d %d %d %s\n", (tm == "-") ? "-" : sprintf("%.3f", tm - t0), te - t0, u + s, m, p, r, st }'
 }
 
+# A work folder (removed on exit) holding the run logs and the results file.
+bench_workdir() {
+  bench_work=$(mktemp -d)
+  trap 'rm -rf "$bench_work"' EXIT
+  BENCH_RESULTS=$bench_work/results
+  : > "$BENCH_RESULTS"
+  bench_failures=()
+}
+
+# One VM run of FIGURE on CONFIG, with the argv the calling script's `argv_of FIGURE CONFIG [ARG]` gives: its
+# figures in the array `f` (marker_s exit_s cpu_s peak_kib pss_kib rss_kib status); false when the run failed (its
+# status is not one of $bench_accept, default "ok"): the run is then named by bench_failed and left out.
+bench_once() { # FIGURE CONFIG RUN MARKER STOP [ARG]
+  local fig=$1 cfg=$2 i=$3 marker=$4 stop=$5 r log
+  log=$bench_work/$fig.$cfg.$i.${6:-0}.log
+  argv_of "$fig" "$cfg" "${6:-}"
+  r=$(bench_run_vm "$log" "$marker" "$bound" "$stop" "${argv[@]}")
+  echo "run $i $fig $cfg${6:+ ($6)}: marker_s exit_s cpu_s peak_kib pss_kib rss_kib status = $r" >&2
+  read -r -a f <<< "$r"
+  [[ " ${bench_accept:-ok} " == *" ${f[6]} "* ]] && return 0
+  bench_failures+=("$fig/$cfg run $i: ${f[6]}")
+  echo "--- last console lines:" >&2; tail -n 15 "$log" >&2
+  return 1
+}
+
+# Exits non-zero naming the runs that failed, if any did.
+bench_failed() {
+  ((${#bench_failures[@]} == 0)) || bench_die "runs that failed (left out of the figures): ${bench_failures[*]}"
+}
+
 # Records one value: FIGURE CONFIG VALUE.
 bench_put() { echo "$1 $2 $3" >> "$BENCH_RESULTS"; }
 
@@ -152,4 +182,28 @@ bench_target() { # FIGURE OURS DIRECTION FACTOR THEIRS...
     fi
   done
   echo "$verdict"
+}
+
+# The tables: one row per figure, the columns ours | QEMU pc | QEMU microvm (configurations "ours", "pc", "microvm").
+bench_mib=0.0009765625   # KiB -> MiB
+bench_header() {
+  echo "| figure | ours | QEMU pc | QEMU microvm | ours / pc | ours / microvm | target (medians) |"
+  echo "|---|---|---|---|---|---|---|"
+}
+# A table row: the three configurations' min / median / max, ours / each QEMU, and the target.
+bench_row() { # LABEL FIGURE FORMAT SCALE OURS TARGET...   (TARGET: "-" or DIRECTION FACTOR THEIRS...)
+  local label=$1 fig=$2 fmt=$3 k=$4 ours=$5 target=-
+  shift 5
+  [ "$1" = - ] || target=$(bench_target "$fig" "$ours" "$@")
+  echo "| $label | $(bench_stat "$fig" "$ours" "$fmt" "$k") | $(bench_stat "$fig" pc "$fmt" "$k") | $(bench_stat "$fig" microvm "$fmt" "$k") | $(bench_ratio "$fig" "$ours" pc) | $(bench_ratio "$fig" "$ours" microvm) | $target |"
+}
+# A row with only one configuration's figures, in the column of the QEMU machine it belongs to (or ours).
+bench_row_one() { # LABEL FIGURE FORMAT SCALE CONFIG COLUMN(ours|microvm)
+  local s
+  s=$(bench_stat "$2" "$5" "$3" "$4")
+  if [ "$6" = ours ]; then
+    echo "| $1 | $s | - | - | $(bench_ratio "$2" "$5" pc) | $(bench_ratio "$2" "$5" microvm) | - |"
+  else
+    echo "| $1 | - | - | $s | - | $(bench_ratio "$2" ours "$5") | - |"
+  fi
 }

@@ -25,10 +25,9 @@ bound=$(bench_count BOUND 300)
 bench_require
 bench_engine
 bench_guests
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-BENCH_RESULTS=$work/results
-: > "$BENCH_RESULTS"
+bench_workdir
+# The hello and exits guests end in a reset: our engine exits with status 2 on it, QEMU (-no-reboot) with 0.
+bench_accept="ok exit-2"
 
 # The Debian kernel and its vmlinux: the payload of a bzImage starts payload_offset (setup header 0x248) bytes into
 # the protected-mode part, after (setup_sects + 1) * 512 bytes (setup_sects 0 means 4); the build appends the
@@ -58,7 +57,7 @@ extract_vmlinux() { # BZIMAGE OUT
 }
 if [ "$quick" != --quick ]; then
   kernel=$("$bench_root/tests/linux/fetch-debian-kernel.sh")
-  vmlinux=$work/vmlinux
+  vmlinux=$bench_work/vmlinux
   extract_vmlinux "$kernel" "$vmlinux"
   kcmd="earlyprintk=serial console=ttyS0"
 fi
@@ -84,38 +83,21 @@ argv_of() { # FIGURE CONFIG [ARG] -> argv
   esac
 }
 
-failures=()
-# One VM run: its figures in the array `f` (marker_s exit_s cpu_s peak_kib pss_kib rss_kib status); false when the
-# run failed (it is then named at the end and left out of the figures).
-run() { # FIGURE CONFIG RUN MARKER STOP [ARG]
-  local fig=$1 cfg=$2 i=$3 marker=$4 stop=$5 r log
-  log=$work/$fig.$cfg.$i.${6:-0}.log
-  argv_of "$fig" "$cfg" "${6:-}"
-  r=$(bench_run_vm "$log" "$marker" "$bound" "$stop" "${argv[@]}")
-  echo "run $i $fig $cfg${6:+ n=$6}: marker_s exit_s cpu_s peak_kib pss_kib rss_kib status = $r" >&2
-  read -r -a f <<< "$r"
-  # The hello and exits guests end in a reset: our engine exits with status 2 on it, QEMU (-no-reboot) with 0.
-  case ${f[6]} in
-    ok|exit-2) return 0 ;;
-    *) failures+=("$fig/$cfg run $i: ${f[6]}"); tail -n 5 "$log" >&2; return 1 ;;
-  esac
-}
-
 n1=20000 n2=220000
 total=$(( runs > exit_runs ? runs : exit_runs ))
 [ "$quick" = --quick ] || total=$(( total > linux_runs ? total : linux_runs ))
 for ((i = 1; i <= total; i++)); do
   if ((i <= runs)); then
     for cfg in ours pc microvm microvm-mb; do
-      run hello "$cfg" "$i" "XHYVE-TEST done" exit || continue
+      bench_once hello "$cfg" "$i" "XHYVE-TEST done" exit || continue
       bench_put hello_s "$cfg" "${f[1]}"; bench_put hello_cpu "$cfg" "${f[2]}"; bench_put hello_kib "$cfg" "${f[3]}"
     done
   fi
   if ((i <= exit_runs)); then
     for cfg in ours pc microvm; do
-      run exits "$cfg" "$i" "XHYVE-TEST done" exit $n1 || continue
+      bench_once exits "$cfg" "$i" "XHYVE-TEST done" exit $n1 || continue
       e1=${f[1]} c1=${f[2]}
-      run exits "$cfg" "$i" "XHYVE-TEST done" exit $n2 || continue
+      bench_once exits "$cfg" "$i" "XHYVE-TEST done" exit $n2 || continue
       e2=${f[1]} c2=${f[2]}
       # A slower long run than short one (host noise) gives no rate.
       awk -v a="$e1" -v b="$e2" 'BEGIN { exit !(b > a) }' || { echo "run $i exits $cfg: the long run was not slower; no figure" >&2; continue; }
@@ -125,56 +107,34 @@ for ((i = 1; i <= total; i++)); do
   fi
   if [ "$quick" != --quick ] && ((i <= linux_runs)); then
     for cfg in ours ours-vmlinux pc microvm; do
-      run linux "$cfg" "$i" "Linux version" kill || continue
+      bench_once linux "$cfg" "$i" "Linux version" kill || continue
       bench_put banner_s "$cfg" "${f[0]}"; bench_put banner_cpu "$cfg" "${f[2]}"; bench_put banner_peak_kib "$cfg" "${f[3]}"
       bench_put banner_pss_kib "$cfg" "${f[4]}"; bench_put banner_rss_kib "$cfg" "${f[5]}"
     done
   fi
 done
 
-# A table row: the three configurations' min / median / max, ours / each QEMU, and the target.
-row() { # LABEL FIGURE FORMAT SCALE OURS TARGET...   (TARGET: "-" or DIRECTION FACTOR THEIRS...)
-  local label=$1 fig=$2 fmt=$3 k=$4 ours=$5 target=-
-  shift 5
-  [ "$1" = - ] || target=$(bench_target "$fig" "$ours" "$@")
-  echo "| $label | $(bench_stat "$fig" "$ours" "$fmt" "$k") | $(bench_stat "$fig" pc "$fmt" "$k") | $(bench_stat "$fig" microvm "$fmt" "$k") | $(bench_ratio "$fig" "$ours" pc) | $(bench_ratio "$fig" "$ours" microvm) | $target |"
-}
-# A row with only one configuration's figures, in the column of the QEMU machine it belongs to (or ours).
-row_one() { # LABEL FIGURE FORMAT SCALE CONFIG COLUMN(ours|microvm)
-  local s
-  s=$(bench_stat "$2" "$5" "$3" "$4")
-  if [ "$6" = ours ]; then
-    echo "| $1 | $s | - | - | $(bench_ratio "$2" "$5" pc) | $(bench_ratio "$2" "$5" microvm) | - |"
-  else
-    echo "| $1 | - | - | $s | - | $(bench_ratio "$2" ours "$5") | - |"
-  fi
-}
-mib=0.0009765625
 echo
 bench_host
 echo "Runs (min / median / max): (a) $runs, (b) $exit_runs, (c) $( [ "$quick" = --quick ] && echo skipped || echo "$linux_runs"); interleaved."
 echo
-echo "| figure | ours | QEMU pc | QEMU microvm | ours / pc | ours / microvm | target (medians) |"
-echo "|---|---|---|---|---|---|---|"
-row "(a) hello guest, start -> exit (s)" hello_s %.3f 1 ours le 0.5 microvm
-row "(a) hello guest, CPU user+sys (s)" hello_cpu %.2f 1 ours -
-row "(a) hello guest, peak RSS (MiB)" hello_kib %.1f $mib ours le 0.2 microvm
-row_one "(a) hello guest on microvm with the multiboot ELF (s)" hello_s %.3f 1 microvm-mb microvm
-row_one "(a) hello guest on microvm with the multiboot ELF, peak RSS (MiB)" hello_kib %.1f $mib microvm-mb microvm
-row "(b) exits guest, \`out\` round trips per second" exits_rate %.0f 1 ours -
-row "(b) exits guest, CPU per round trip (µs)" exits_cpu_us %.2f 1 ours -
+bench_header
+bench_row "(a) hello guest, start -> exit (s)" hello_s %.3f 1 ours le 0.5 microvm
+bench_row "(a) hello guest, CPU user+sys (s)" hello_cpu %.2f 1 ours -
+bench_row "(a) hello guest, peak RSS (MiB)" hello_kib %.1f $bench_mib ours le 0.2 microvm
+bench_row_one "(a) hello guest on microvm with the multiboot ELF (s)" hello_s %.3f 1 microvm-mb microvm
+bench_row_one "(a) hello guest on microvm with the multiboot ELF, peak RSS (MiB)" hello_kib %.1f $bench_mib microvm-mb microvm
+bench_row "(b) exits guest, \`out\` round trips per second" exits_rate %.0f 1 ours -
+bench_row "(b) exits guest, CPU per round trip (µs)" exits_cpu_us %.2f 1 ours -
 if [ "$quick" != --quick ]; then
-  row "(c) Debian kernel, start -> \"Linux version\" (s)" banner_s %.1f 1 ours le 1 microvm
-  row_one "(c) the same, ours booting the vmlinux (s)" banner_s %.1f 1 ours-vmlinux ours
-  row "(c) Debian kernel, CPU user+sys to the banner (s)" banner_cpu %.1f 1 ours -
-  row "(e) during (c): peak RSS (MiB)" banner_peak_kib %.1f $mib ours le 1 pc microvm
-  row "(e) during (c): PSS at the banner (MiB)" banner_pss_kib %.1f $mib ours le 1 pc microvm
-  row "(e) during (c): RSS at the banner (MiB)" banner_rss_kib %.1f $mib ours le 1 pc microvm
+  bench_row "(c) Debian kernel, start -> \"Linux version\" (s)" banner_s %.1f 1 ours le 1 microvm
+  bench_row_one "(c) the same, ours booting the vmlinux (s)" banner_s %.1f 1 ours-vmlinux ours
+  bench_row "(c) Debian kernel, CPU user+sys to the banner (s)" banner_cpu %.1f 1 ours -
+  bench_row "(e) during (c): peak RSS (MiB)" banner_peak_kib %.1f $bench_mib ours le 1 pc microvm
+  bench_row "(e) during (c): PSS at the banner (MiB)" banner_pss_kib %.1f $bench_mib ours le 1 pc microvm
+  bench_row "(e) during (c): RSS at the banner (MiB)" banner_rss_kib %.1f $bench_mib ours le 1 pc microvm
 fi
 echo
 echo "ours: \`xhyve -s 0,hostbridge -s 31,lpc -l com1,stdio\` (hello, exits: multiboot ELF, 256 MiB; (c): the bzImage, decompressed on the host, 512 MiB)."
 echo "QEMU pc: the same ELF / the bzImage through SeaBIOS. QEMU microvm: \`-machine $mvm\` with hello.pvh.elf / exits.pvh.elf; (c) \`-machine microvm\` with the PVH vmlinux."
-if ((${#failures[@]})); then
-  echo "bench/run.sh: runs that failed (left out of the figures): ${failures[*]}" >&2
-  exit 1
-fi
+bench_failed
