@@ -34,6 +34,7 @@ bench_accept="ok exit-2"
 # uncompressed size as its last 4 bytes, which the decompressors do not expect.
 extract_vmlinux() { # BZIMAGE OUT
   local sects poff plen start magic
+  [ "$(od -An -c -j $((0x202)) -N4 "$1" 2>/dev/null | tr -d ' ')" = HdrS ] || bench_die "'$1' is not a bzImage (no HdrS setup header)"
   sects=$(od -An -tu1 -j $((0x1f1)) -N1 "$1" | tr -d ' ')
   [ "$sects" != 0 ] || sects=4
   read -r poff plen < <(od -An -tu4 -j $((0x248)) -N8 "$1")
@@ -48,9 +49,10 @@ extract_vmlinux() { # BZIMAGE OUT
     1f8b*) tool=(gzip -dc) ;;
     *) bench_die "'$1': payload compression with magic $magic is not one bench/run.sh extracts (lz4, xz, zstd, gzip)" ;;
   esac
-  tail -c +$((start + 1)) "$1" | head -c $((plen - 4)) | "${tool[@]}" > "$2" || bench_die "'$1': ${tool[0]} could not decompress the payload"
+  dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip="$start" count=$((plen - 4)) status=none | "${tool[@]}" > "$2" ||
+    bench_die "'$1': ${tool[0]} could not decompress the payload"
   local want
-  want=$(tail -c +$((start + plen - 3)) "$1" | head -c 4 | od -An -tu4 | tr -d ' ')
+  want=$(od -An -tu4 -j $((start + plen - 4)) -N4 "$1" | tr -d ' ')
   [ "$(stat -c %s "$2")" = "$want" ] || bench_die "'$1': the extracted vmlinux is $(stat -c %s "$2") bytes, the bzImage says $want"
   # QEMU enters an uncompressed kernel only through its PVH note (XEN_ELFNOTE_PHYS32_ENTRY, type 18).
   readelf -nW "$2" | grep -q 'Xen.*(0x00000012)' || bench_die "'$1': the vmlinux has no PVH entry note (a kernel without CONFIG_PVH)"
