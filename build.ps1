@@ -16,7 +16,12 @@
                  Install-PSResource Xhyve -Repository XhyveLocal)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
-      Bench   - run the benchmarks (bench/run.sh, bench/storage.sh, bench/management.sh, bench/linux.sh) and print the tables for docs/benchmarks.md
+      Bench   - run every benchmark of issue 16 in one go (bench/run.sh, bench/idle.sh, bench/linux.sh, bench/storage.sh,
+                bench/management.sh, bench/module.sh) against QEMU pc and microvm, then print all their tables
+                (also written to out/bench/tables.md) and the total time. The engine is published once (bench/lib.sh;
+                XHYVE_ENGINE measures another build); run counts come from the environment (RUNS, EXIT_RUNS,
+                LINUX_RUNS, IDLE_RUNS, docs/benchmarks.md). A script that fails does not stop the others; the task
+                fails at the end, naming it.
       Clean   - remove build output
 .EXAMPLE
     ./build.ps1 -Task Test
@@ -105,11 +110,31 @@ foreach ($t in $Task) {
             Invoke-Native dotnet @('run', '--project', (Join-Path $root 'src/Xhyve.HelpBuilder'), '-c', $Configuration, '--', 'markdown', $assembly, (Join-Path $root 'docs/en-US'))
         }
         'Bench' {
-            Invoke-Native bash @((Join-Path $root 'bench/run.sh'))
-            Invoke-Native bash @((Join-Path $root 'bench/storage.sh'))
-            Invoke-Native bash @((Join-Path $root 'bench/management.sh'))
-            Invoke-Native bash @((Join-Path $root 'bench/linux.sh'))
-            Invoke-Native bash @((Join-Path $root 'bench/module.sh'))
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            # One engine for every script of bench/lib.sh: published here once, unless XHYVE_ENGINE names one.
+            $env:XHYVE_ENGINE = (& bash -c '. "$1/bench/lib.sh" && bench_engine >&2 && echo "$engine"' bench $root | Select-Object -Last 1)
+            if ($LASTEXITCODE -ne 0 -or -not $env:XHYVE_ENGINE) { throw 'Bench: publishing the engine (bench/lib.sh) failed' }
+            $tables = [Collections.Generic.List[string]]::new()
+            $failed = @()
+            # Progress goes to stderr (shown as it comes); each script's stdout is its tables.
+            foreach ($script in 'run.sh', 'idle.sh', 'linux.sh', 'storage.sh', 'management.sh', 'module.sh') {
+                $started = $clock.Elapsed
+                Write-Host "== bench/$script"
+                # management.sh and module.sh take their run count as an argument: RUNS, when set, is passed on.
+                $arguments = @((Join-Path $root "bench/$script"))
+                if ($script -in 'management.sh', 'module.sh' -and $env:RUNS) { $arguments += $env:RUNS }
+                $out = & bash @arguments
+                if ($LASTEXITCODE -ne 0) { $failed += "bench/$script (exit $LASTEXITCODE)" }
+                $tables.Add("### bench/$script ($([int]($clock.Elapsed - $started).TotalSeconds) s)")
+                $tables.AddRange([string[]] @($out))
+                $tables.Add('')
+            }
+            $tables.Add("Bench task: $([math]::Round($clock.Elapsed.TotalMinutes, 1)) minutes in all$(if ($failed) { '; failed: ' + ($failed -join ', ') }).")
+            $dir = Join-Path $root 'out/bench'
+            New-Item -ItemType Directory -Force $dir | Out-Null
+            $tables | Set-Content (Join-Path $dir 'tables.md')
+            $tables | ForEach-Object { Write-Output $_ }
+            if ($failed) { throw "Bench: $($failed -join ', ') failed (their output above)" }
         }
         'Clean' {
             Invoke-Native dotnet @('clean', (Join-Path $root 'XhyvePS.sln'), '--nologo')

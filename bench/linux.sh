@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Linux boot benchmark (issue 10): the test kernel with a minimal initramfs (/init mounts /proc, prints
-# a marker, powers off) under our engine, QEMU `pc` and QEMU `microvm`, same kernel, initramfs, 2 vCPUs
-# and 256 MiB. Per run: wall time from process start to the marker line and to process exit, peak RSS
-# and CPU time (user+sys, GNU time). Runs are interleaved so host load drifts hit every configuration.
-#   bench/linux.sh [-n RUNS] [-t BOUND_SECONDS]      (defaults: 3 runs, 300 s per run)
+# Linux boot benchmark (issues 10 and 16, figures (d) and (e)): the test kernel with a minimal initramfs (/init
+# mounts /proc, prints a marker, powers off) under our engine, QEMU `pc` and QEMU `microvm`, same kernel,
+# initramfs, 2 vCPUs and 256 MiB. Per run: wall time from process start to the marker line and to process exit,
+# CPU time (user+sys) and peak RSS (GNU time), and PSS/RSS of the VM process sampled at the marker. Runs are
+# interleaved so host load drifts hit every configuration. The test kernel has no CONFIG_PVH, so microvm boots
+# its bzImage (self-decompressing, LZ4) as pc does; ours decompresses the payload on the host (the default).
+#   bench/linux.sh [-n RUNS] [-t BOUND_SECONDS]      (defaults: LINUX_RUNS or 3 runs, 300 s per run)
 # Kernel: $XHYVE_TEST_KERNEL, else ../shared/linux-testkernel/bzImage beside the clone, else
 # .cache/linux/testkernel/bzImage; its cmdline.txt is used, plus rdinit=/init.
-# Engine: $XHYVE_ENGINE, else the Release build (dotnet build XhyvePS.sln -c Release).
+# Engine: bench/lib.sh (XHYVE_ENGINE, else dotnet publish into out/bench-engine).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-die() { echo "bench/linux.sh: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+root=$bench_root
+die() { bench_die "$@"; }
 
-runs=3 bound=300
+runs=$(bench_count LINUX_RUNS 3) bound=300
 while getopts "n:t:" opt; do
   case $opt in
     n) runs=$OPTARG ;;
@@ -32,14 +35,10 @@ fi
 [ -n "$kernel" ] || die "no test kernel: set XHYVE_TEST_KERNEL or provide ../shared/linux-testkernel/bzImage"
 [ -f "$kernel" ] || die "test kernel '$kernel' does not exist"
 [ -f "$(dirname "$kernel")/cmdline.txt" ] || die "no cmdline.txt beside the kernel '$kernel'"
-engine=${XHYVE_ENGINE:-$root/src/Xhyve.Engine/bin/Release/net10.0/xhyve}
-[ -x "$engine" ] || die "engine '$engine' is missing: run dotnet build XhyvePS.sln -c Release (or set XHYVE_ENGINE)"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is missing: apt-get install qemu-system-x86"
-[ -x /usr/bin/time ] || die "/usr/bin/time (GNU time) is missing: apt-get install time"
-[ -w /dev/kvm ] || die "/dev/kvm is missing or not writable"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+bench_require
+bench_engine
+bench_workdir
+work=$bench_work
 cmdline="$(tr -d '\n' < "$(dirname "$kernel")/cmdline.txt") rdinit=/init"
 # `echo` is a shell builtin: the only forks are mount and poweroff (each costs up to a second when the
 # guest's page faults are emulated).
@@ -53,91 +52,37 @@ EOF
 "$root/tests/linux/make-initramfs.sh" "$work/initrd.cpio" "$work/init" || die "building the initramfs failed"
 initrd=$work/initrd.cpio
 
-# microvm has no HPET, no ACPI PM timer, and PIT calibration fails when the guest's ring 0 is emulated
-# (kvm_pvm), so Linux marks the TSC unstable and then stalls; without kvm-clock in this kernel the
-# remaining way is to tell it the TSC rate, which is the host's (KVM does not scale it here).
-tsc_khz() {
-  local mhz
-  mhz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p; s/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
-  [ -n "$mhz" ] || mhz=$(awk -F': ' '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
-  awk -v m="$mhz" 'BEGIN { printf "%d", m * 1000 }'
-}
-microvm_extra="tsc_early_khz=$(tsc_khz)"
-# `-cpu host` alone aborts QEMU 7.2 on kvm_pvm ("failed to set MSR 0x10a"): the host refuses the
-# ARCH_CAPABILITIES value QEMU derives, so that one feature is left out.
-qemu_argv() { # machine append
-  argv=(qemu-system-x86_64 -enable-kvm -machine "$1" -cpu host,-arch-capabilities -smp 2 -m 256M -nodefaults
-    -no-reboot -display none -monitor none -serial stdio -kernel "$kernel" -initrd "$initrd" -append "$2")
-}
-command_of() { # configuration -> the argv of its VM process, in the array `argv`
-  case $1 in
+# microvm: see bench_tsc_khz in bench/lib.sh (the test kernel has no kvm-clock either).
+microvm_extra="tsc_early_khz=$(bench_tsc_khz)"
+argv_of() { # FIGURE CONFIG
+  case $2 in
     ours) argv=("$engine" -A -c 2 -m 256M -s 0,hostbridge -s 31,lpc -l com1,stdio -f "kexec,$kernel,$initrd,$cmdline") ;;
-    pc) qemu_argv pc "$cmdline" ;;
-    microvm) qemu_argv microvm,acpi=on "$cmdline $microvm_extra" ;;
+    pc) bench_qemu pc 256M; argv+=(-smp 2 -kernel "$kernel" -initrd "$initrd" -append "$cmdline") ;;
+    microvm) bench_qemu microvm,acpi=on 256M; argv+=(-smp 2 -kernel "$kernel" -initrd "$initrd" -append "$cmdline $microvm_extra") ;;
   esac
 }
 configs=(ours pc microvm)
 
-# One run: prints "marker_s exit_s rss_kib cpu_s status" (marker_s is "-" when the marker never came).
-run_one() {
-  local cfg=$1 n=$2 log=$work/$1.$2.log tf=$work/$1.$2.time t0 tm=- te line rc
-  command_of "$cfg"
-  t0=$EPOCHREALTIME
-  # GNU time outside `timeout`: its figures include the VM process (wait4 returns the child's reaped
-  # children too), and it still reports when the bound kills the run. The status line starts on a
-  # line of its own in case the guest's last output had no newline.
-  exec {fd}< <(/usr/bin/time -f "%M %U %S" -o "$tf" timeout -k 5 "$bound" "${argv[@]}" </dev/null 2>&1
-    r=$?; printf '\nXHYVE-BENCH-RC %s\n' "$r")
-  rc=
-  while IFS= read -r line <&$fd; do
-    printf '%s\n' "$line" >> "$log"
-    case $line in
-      *"XHYVE-BENCH init"*) [ "$tm" = - ] && tm=$EPOCHREALTIME ;;
-      "XHYVE-BENCH-RC "*) rc=${line#XHYVE-BENCH-RC }; te=$EPOCHREALTIME ;;
-    esac
-  done
-  exec {fd}<&-
-  te=${te:-$EPOCHREALTIME}
-  local status=ok
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then status=timeout
-  elif [ "$tm" = - ]; then status=no-marker
-  elif [ "$rc" != 0 ]; then status=exit-$rc
-  fi
-  read -r rss user sys < <(grep -E '^[0-9]+ [0-9.]+ [0-9.]+$' "$tf" || echo "0 0 0")
-  awk -v t0="$t0" -v tm="$tm" -v te="$te" -v rss="$rss" -v u="$user" -v s="$sys" -v st="$status" \
-    'BEGIN { printf "%s %.2f %d %.2f %s\n", (tm == "-") ? "-" : sprintf("%.2f", tm - t0), te - t0, rss, u + s, st }'
-}
-
 echo "kernel: $kernel" >&2
 echo "runs: $runs per configuration, interleaved; bound: $bound s per run" >&2
-results=$work/results
 for ((i = 1; i <= runs; i++)); do
   for cfg in "${configs[@]}"; do
-    r=$(run_one "$cfg" "$i")
-    echo "$cfg $r" >> "$results"
-    echo "run $i $cfg: marker/exit/RSS KiB/CPU s/status = $r" >&2
-    case $r in *" ok") ;; *) echo "--- last console lines of $cfg run $i:" >&2; tail -n 15 "$work/$cfg.$i.log" >&2 ;; esac
+    # Every run must reach the marker and power off cleanly (ACPI S5, exit status 0 in all three).
+    bench_once linux "$cfg" "$i" "XHYVE-BENCH init" exit || continue
+    bench_put init_s "$cfg" "${f[0]}"; bench_put off_s "$cfg" "${f[1]}"; bench_put cpu "$cfg" "${f[2]}"
+    bench_put peak_kib "$cfg" "${f[3]}"; bench_put pss_kib "$cfg" "${f[4]}"; bench_put rss_kib "$cfg" "${f[5]}"
   done
 done
 
-# min / median / max of one column over the runs of one configuration that reached the marker; exit
-# times only over the runs that also exited cleanly (a killed run's "exit" is the bound).
-stats() { # cfg column scale format
-  awk -v c="$1" -v col="$2" -v k="$3" -v f="$4" '$1 == c && $2 != "-" && (col != 3 || $6 == "ok") { v[++n] = $col * k }
-    END { if (n == 0) { print "-"; exit }
-          for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-          m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-          printf f " / " f " / " f, v[1], m, v[n] }' "$results"
-}
 echo
-echo "Host: $(nproc) CPUs, $(uname -r), KVM module: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), load average $(cut -d' ' -f1-3 /proc/loadavg); $(qemu-system-x86_64 --version | head -1); $runs runs each (min / median / max)"
+bench_host
+echo "$runs runs each (min / median / max), interleaved; the test kernel: ours the bzImage decompressed on the host, pc and microvm the bzImage decompressing itself."
 echo
-echo "| configuration | start -> \`XHYVE-BENCH init\` (s) | start -> exit (s) | peak RSS (MiB) | CPU user+sys (s) | runs ok |"
-echo "|---|---|---|---|---|---|"
-for cfg in "${configs[@]}"; do
-  ok=$(awk -v c="$cfg" '$1 == c && $6 == "ok"' "$results" | wc -l)
-  echo "| $cfg | $(stats "$cfg" 2 1 %.1f) | $(stats "$cfg" 3 1 %.1f) | $(stats "$cfg" 4 0.0009765625 %.1f) | $(stats "$cfg" 5 1 %.1f) | $ok/$runs |"
-done
-# Every run must reach the marker and power off cleanly; say which did not.
-failed=$(awk '$6 != "ok" { print $1 "(" $6 ")" }' "$results" | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')
-[ -z "$failed" ] || { echo "bench/linux.sh: runs that failed: $failed" >&2; exit 1; }
+bench_header
+bench_row "(d) test kernel, start -> \`XHYVE-BENCH init\` (s)" init_s %.1f 1 ours le 1 microvm
+bench_row "(d) test kernel, start -> power-off (exit) (s)" off_s %.1f 1 ours le 1 microvm
+bench_row "(d) test kernel, CPU user+sys to power-off (s)" cpu %.1f 1 ours -
+bench_row "(e) during (d): peak RSS (MiB)" peak_kib %.1f $bench_mib ours le 1 pc microvm
+bench_row "(e) during (d): PSS at the marker (MiB)" pss_kib %.1f $bench_mib ours le 1 pc microvm
+bench_row "(e) during (d): RSS at the marker (MiB)" rss_kib %.1f $bench_mib ours le 1 pc microvm
+bench_failed

@@ -19,7 +19,7 @@
          awaited and then one blocking `wait-running`, as EngineHost does;
        - in this session (module imported): one VM through the pipeline against one direct start, and 10 VMs one
          after another each way (kept running until the tenth runs, then turned off).
-    The guest is tests/guests hello.elf with halt=1 (prints "ready" and halts: ten of them idle side by side), 64 MiB,
+    The guest is tests/guests hello.elf with idle=1 (prints "ready" and halts: ten of them idle side by side), 64 MiB,
     1 vCPU, ACPI.
 #>
 param(
@@ -99,7 +99,7 @@ public static class XhyveBenchCpu
         }
         $ns / 1e6
     }
-    $vmArgs = @{ MultibootPath = $Guest; KernelCommandLine = 'halt=1'; MemoryStartupBytes = 64MB }
+    $vmArgs = @{ MultibootPath = $Guest; KernelCommandLine = 'idle=1'; MemoryStartupBytes = 64MB }
 
     # The engine's own argument list, as the module gives it (read from /proc/PID/cmdline of a VM started once), with
     # the VM's folder in its paths: the direct starts use the same arguments with a folder of their own.
@@ -155,7 +155,7 @@ public static class XhyveBenchCpu
     # A fresh pwsh that imports the module and runs the pipeline: it prints the UTC time (ticks) at Running, its own
     # CPU time then, and the engine's, so pwsh's exit and the VM's removal after it are not counted.
     $freshScript = "Import-Module $(Quote $Module); `$guest = $(Quote $Guest); " + @'
-$vm = New-XhyveVM fresh -MultibootPath $guest -KernelCommandLine halt=1 -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
+$vm = New-XhyveVM fresh -MultibootPath $guest -KernelCommandLine idle=1 -MemoryStartupBytes 64MB | Start-XhyveVM -PassThru | Wait-XhyveVM -For Running
 $at = [DateTime]::UtcNow.Ticks
 $cpu = [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime.TotalMilliseconds
 $ns = 0L; foreach ($t in [IO.Directory]::GetDirectories("/proc/$($vm.ProcessId)/task")) { $ns += [long](([IO.File]::ReadAllText("$t/schedstat")) -split ' ')[0] }
@@ -213,7 +213,7 @@ Stop-XhyveVM fresh -TurnOff; Remove-XhyveVM fresh -Confirm:$false
     Row '**Import-Module Xhyve.psd1 after that one: the module''s own cost**' $figures.warm
     Row 'of which the binary module alone (Xhyve.PowerShell.dll, no format and types files)' $figures.dll
     ''
-    "Time to Running (the hello guest with halt=1, 64 MiB, 1 vCPU, ACPI); wall and CPU time, median (min-max), $Runs rounds:"
+    "Time to Running (the hello guest with idle=1, 64 MiB, 1 vCPU, ACPI); wall and CPU time, median (min-max), $Runs rounds:"
     ''
     function Three([double[]] $v) { '{0:F0} ({1:F0}-{2:F0})' -f (Median $v), ($v | Measure-Object -Minimum).Minimum, ($v | Measure-Object -Maximum).Maximum }
     function Row3([string] $what, [string] $k) { '| {0} | {1} | {2} | {3} |' -f $what, (Three $wall[$k]), (Three $cpu[$k]), (Three $engineCpu[$k]) }

@@ -6,7 +6,7 @@ using Xhyve.Management.Store;
 
 [assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
 
-// Time to a running VM on the hello guest (halt=1: prints "ready" and halts), two ways, interleaved per round:
+// Time to a running VM on the hello guest (idle=1: prints "ready" and halts), two ways, interleaved per round:
 //   direct:  the engine started as a child process, its control socket awaited (1 ms sleeps until the file exists),
 //            then one blocking "wait-running"
 //   managed: what New-XhyveVM | Start-XhyveVM | Wait-XhyveVM -For Running do: store the VM, launch the engine
@@ -30,7 +30,7 @@ try
         double cpu = Cpu.SelfMs();
         var clock = Stopwatch.StartNew();
         var start = new ProcessStartInfo(engine) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-A", "-m", "64M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,null", "-f", $"multiboot,{guest},,halt=1", "--control-socket", socket })
+        foreach (var a in new[] { "-A", "-m", "64M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,null", "-f", $"multiboot,{guest},,idle=1", "--control-socket", socket })
             start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
         while (true)
@@ -56,7 +56,7 @@ try
         string name = $"bench{i}";
         cpu = Cpu.SelfMs();
         clock.Restart();
-        var vm = store.Create(new VirtualMachine { Name = name, MultibootPath = guest, KernelCommandLine = "halt=1", MemoryStartupBytes = 64L << 20 });
+        var vm = store.Create(new VirtualMachine { Name = name, MultibootPath = guest, KernelCommandLine = "idle=1", MemoryStartupBytes = 64L << 20 });
         var status = host.Start(vm, TimeSpan.FromSeconds(30));
         if (status.State != VmState.Running) throw new InvalidOperationException($"{name} is {status.State}");
         var m = (clock.Elapsed.TotalMilliseconds, Cpu.SelfMs() - cpu, Cpu.EngineMs(status.ProcessId!.Value));

@@ -1,10 +1,11 @@
-/* hello: prints a line and resets (exit status 2). The benchmark runs the same ELF under QEMU.
+/* hello: prints a line and resets (exit status 2). The benchmark runs the same ELF under QEMU (and
+ * build/hello.pvh.elf, the same code with the PVH entry, under QEMU's microvm).
  * Command-line options for the engine tests:
  *   inport=P  read I/O port P (nobody emulates it) and report the value
  *   echo=N    read N bytes from COM1 and report them back
  *   spin=1    print "ready" and spin forever (the host stops the VM)
- *   halt=1    print "ready" and halt with interrupts off: the vCPU sleeps in the host, so many such VMs can idle
- *             side by side (bench/module.ps1 starts ten)
+ *   idle=1    print "ready" and halt with interrupts off: the vCPU sleeps in the host, so many such VMs can idle
+ *             side by side at no CPU cost (bench/idle.sh, bench/module.ps1)
  *   msr=1     read and write an MSR no hypervisor implements (#GP, or 0 with -w)
  *   x2apic=1  report IA32_APIC_BASE's mode bits and, in x2APIC mode, the x2APIC id MSR
  *   ticks=1   print "tick N" lines forever at a steady pace (the host pauses, resumes and stops it) */
@@ -63,7 +64,7 @@ void guest_main(uint32_t magic, struct multiboot_info *mbi)
         }
     }
 
-    if (cmdline_uint(mbi, "halt", 0)) {
+    if (cmdline_uint(mbi, "idle", 0)) {
         report("ready", 1);
         for (;;) __asm__ volatile("cli; hlt");
     }
