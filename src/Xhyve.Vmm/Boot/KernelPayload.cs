@@ -301,8 +301,11 @@ public static class KernelPayload
                 _input.ReadExactly(word);
                 uint size = BinaryPrimitives.ReadUInt32LittleEndian(word);
                 if (size == Magic) continue;                    // concatenated frames
-                // The trailing size word (or anything not followed by a whole block) ends the stream.
-                if (size == 0 || size > (ulong)(_input.Length - at - 4)) break;
+                // The trailing size word (the payload's last 4 bytes) ends the stream; a block that runs past the end
+                // was cut short.
+                long rest = _input.Length - at - 4;
+                if (size == 0 || rest == 0) break;
+                if (size > rest) throw new BootImageException($"{Name}: lz4 payload is truncated (block at offset {at} needs {size} bytes, {rest} remain)");
                 if (size > CompressedBlockMax) throw new BootImageException($"{Name}: lz4 payload is corrupt (block at offset {at} is {size} bytes)");
                 _block ??= new ScratchBuffer(CompressedBlockMax);
                 _input.ReadExactly(_block.Span[..(int)size]);
