@@ -2,7 +2,8 @@
 # Linux boot benchmark (issue 10): the test kernel with a minimal initramfs (/init mounts /proc, prints
 # a marker, powers off) under our engine, QEMU `pc` and QEMU `microvm`, same kernel, initramfs, 2 vCPUs
 # and 256 MiB. Per run: wall time from process start to the marker line and to process exit, peak RSS
-# and CPU time (user+sys, GNU time). Runs are interleaved so host load drifts hit every configuration.
+# and CPU time (user+sys, GNU time), and the VM process's RSS when the marker arrives (the steady RSS
+# after boot, from /proc/PID/status). Runs are interleaved so host load drifts hit every configuration.
 #   bench/linux.sh [-n RUNS] [-t BOUND_SECONDS]      (defaults: 3 runs, 300 s per run)
 # Kernel: $XHYVE_TEST_KERNEL, else ../shared/linux-testkernel/bzImage beside the clone, else
 # .cache/linux/testkernel/bzImage; its cmdline.txt is used, plus rdinit=/init.
@@ -78,9 +79,17 @@ command_of() { # configuration -> the argv of its VM process, in the array `argv
 }
 configs=(ours pc microvm)
 
-# One run: prints "marker_s exit_s rss_kib cpu_s status" (marker_s is "-" when the marker never came).
+# The VM process of a run: the last descendant of the run's process substitution (time -> timeout -> VM).
+vm_pid() {
+  local p=$1 c
+  while c=$(ps -o pid= --ppid "$p" | head -n 1) && [ -n "$c" ]; do p=${c//[[:space:]]/}; done
+  echo "$p"
+}
+
+# One run: prints "marker_s exit_s rss_kib cpu_s steady_kib status" (marker_s is "-" when the marker never
+# came; steady_kib is the VM's VmRSS when it came).
 run_one() {
-  local cfg=$1 n=$2 log=$work/$1.$2.log tf=$work/$1.$2.time t0 tm=- te line rc
+  local cfg=$1 n=$2 log=$work/$1.$2.log tf=$work/$1.$2.time t0 tm=- te line rc steady=0 sub
   command_of "$cfg"
   t0=$EPOCHREALTIME
   # GNU time outside `timeout`: its figures include the VM process (wait4 returns the child's reaped
@@ -88,11 +97,16 @@ run_one() {
   # line of its own in case the guest's last output had no newline.
   exec {fd}< <(/usr/bin/time -f "%M %U %S" -o "$tf" timeout -k 5 "$bound" "${argv[@]}" </dev/null 2>&1
     r=$?; printf '\nXHYVE-BENCH-RC %s\n' "$r")
+  sub=$!
   rc=
   while IFS= read -r line <&$fd; do
     printf '%s\n' "$line" >> "$log"
     case $line in
-      *"XHYVE-BENCH init"*) [ "$tm" = - ] && tm=$EPOCHREALTIME ;;
+      *"XHYVE-BENCH init"*)
+        if [ "$tm" = - ]; then
+          tm=$EPOCHREALTIME
+          steady=$(awk '/^VmRSS:/ { print $2 }' "/proc/$(vm_pid "$sub")/status" 2>/dev/null || echo 0)
+        fi ;;
       "XHYVE-BENCH-RC "*) rc=${line#XHYVE-BENCH-RC }; te=$EPOCHREALTIME ;;
     esac
   done
@@ -104,8 +118,8 @@ run_one() {
   elif [ "$rc" != 0 ]; then status=exit-$rc
   fi
   read -r rss user sys < <(grep -E '^[0-9]+ [0-9.]+ [0-9.]+$' "$tf" || echo "0 0 0")
-  awk -v t0="$t0" -v tm="$tm" -v te="$te" -v rss="$rss" -v u="$user" -v s="$sys" -v st="$status" \
-    'BEGIN { printf "%s %.2f %d %.2f %s\n", (tm == "-") ? "-" : sprintf("%.2f", tm - t0), te - t0, rss, u + s, st }'
+  awk -v t0="$t0" -v tm="$tm" -v te="$te" -v rss="$rss" -v u="$user" -v s="$sys" -v sr="${steady:-0}" -v st="$status" \
+    'BEGIN { printf "%s %.2f %d %.2f %d %s\n", (tm == "-") ? "-" : sprintf("%.2f", tm - t0), te - t0, rss, u + s, sr, st }'
 }
 
 echo "kernel: $kernel" >&2
@@ -115,7 +129,7 @@ for ((i = 1; i <= runs; i++)); do
   for cfg in "${configs[@]}"; do
     r=$(run_one "$cfg" "$i")
     echo "$cfg $r" >> "$results"
-    echo "run $i $cfg: marker/exit/RSS KiB/CPU s/status = $r" >&2
+    echo "run $i $cfg: marker/exit/peak RSS KiB/CPU s/RSS at marker KiB/status = $r" >&2
     case $r in *" ok") ;; *) echo "--- last console lines of $cfg run $i:" >&2; tail -n 15 "$work/$cfg.$i.log" >&2 ;; esac
   done
 done
@@ -123,7 +137,7 @@ done
 # min / median / max of one column over the runs of one configuration that reached the marker; exit
 # times only over the runs that also exited cleanly (a killed run's "exit" is the bound).
 stats() { # cfg column scale format
-  awk -v c="$1" -v col="$2" -v k="$3" -v f="$4" '$1 == c && $2 != "-" && (col != 3 || $6 == "ok") { v[++n] = $col * k }
+  awk -v c="$1" -v col="$2" -v k="$3" -v f="$4" '$1 == c && $2 != "-" && (col != 3 || $7 == "ok") { v[++n] = $col * k }
     END { if (n == 0) { print "-"; exit }
           for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
           m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
@@ -132,12 +146,12 @@ stats() { # cfg column scale format
 echo
 echo "Host: $(nproc) CPUs, $(uname -r), KVM module: $( [ -d /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), load average $(cut -d' ' -f1-3 /proc/loadavg); $(qemu-system-x86_64 --version | head -1); $runs runs each (min / median / max)"
 echo
-echo "| configuration | start -> \`XHYVE-BENCH init\` (s) | start -> exit (s) | peak RSS (MiB) | CPU user+sys (s) | runs ok |"
-echo "|---|---|---|---|---|---|"
+echo "| configuration | start -> \`XHYVE-BENCH init\` (s) | start -> exit (s) | peak RSS (MiB) | RSS at the marker (MiB) | CPU user+sys (s) | runs ok |"
+echo "|---|---|---|---|---|---|---|"
 for cfg in "${configs[@]}"; do
-  ok=$(awk -v c="$cfg" '$1 == c && $6 == "ok"' "$results" | wc -l)
-  echo "| $cfg | $(stats "$cfg" 2 1 %.1f) | $(stats "$cfg" 3 1 %.1f) | $(stats "$cfg" 4 0.0009765625 %.1f) | $(stats "$cfg" 5 1 %.1f) | $ok/$runs |"
+  ok=$(awk -v c="$cfg" '$1 == c && $7 == "ok"' "$results" | wc -l)
+  echo "| $cfg | $(stats "$cfg" 2 1 %.1f) | $(stats "$cfg" 3 1 %.1f) | $(stats "$cfg" 4 0.0009765625 %.1f) | $(stats "$cfg" 6 0.0009765625 %.1f) | $(stats "$cfg" 5 1 %.1f) | $ok/$runs |"
 done
 # Every run must reach the marker and power off cleanly; say which did not.
-failed=$(awk '$6 != "ok" { print $1 "(" $6 ")" }' "$results" | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')
+failed=$(awk '$7 != "ok" { print $1 "(" $7 ")" }' "$results" | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')
 [ -z "$failed" ] || { echo "bench/linux.sh: runs that failed: $failed" >&2; exit 1; }
