@@ -144,7 +144,9 @@ public static class KernelPayload
             _input = input;
             // In native memory: liblzma keeps pointers into its own state, which a managed object could move under.
             _stream = (Compression.LzmaStream*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)sizeof(Compression.LzmaStream));
-            int rc = Compression.LzmaStreamDecoder(_stream, ulong.MaxValue, 0);
+            int rc;
+            try { rc = Compression.LzmaStreamDecoder(_stream, ulong.MaxValue, 0); }
+            catch { Dispose(); throw; }   // liblzma missing: nothing may leak
             if (rc != Compression.LzmaOk) { Dispose(); throw new BootImageException($"{name}: xz decoder cannot start (liblzma error {rc})"); }
         }
 
@@ -202,7 +204,8 @@ public static class KernelPayload
         public ZstdReader(Stream input, string name, int declared) : base(name, PayloadCompression.Zstd, declared)
         {
             _input = input;
-            _stream = Compression.ZstdCreateDStream();
+            try { _stream = Compression.ZstdCreateDStream(); }
+            catch { Dispose(); throw; }   // libzstd missing: nothing may leak
             if (_stream == 0) { Dispose(); throw new BootImageException($"{name}: zstd decoder cannot start"); }
             nuint rc = Compression.ZstdInitDStream(_stream);
             if (Compression.ZstdIsError(rc) != 0) { Dispose(); throw new BootImageException($"{name}: zstd decoder cannot start ({Compression.ZstdErrorName(rc)})"); }
