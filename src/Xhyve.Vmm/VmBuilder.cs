@@ -70,8 +70,10 @@ public sealed class VmBuilder
         {
             _vm = _hypervisor.CreateVm();
             if (_spec.IgnoreUnknownMsrs) _vm.EnableUnknownMsrExits();
-            _vm.SetInterruptRouting(Enumerable.Range(PlatformLayout.FirstPciGsi, PlatformLayout.PciGsiCount)
-                .ToDictionary(gsi => gsi, PlatformLayout.PciPicIrq));
+            var picIrqs = new Dictionary<int, int>(PlatformLayout.PciGsiCount);
+            for (int gsi = PlatformLayout.FirstPciGsi; gsi < PlatformLayout.FirstPciGsi + PlatformLayout.PciGsiCount; gsi++)
+                picIrqs[gsi] = PlatformLayout.PciPicIrq(gsi);
+            _vm.SetInterruptRouting(picIrqs);
             AttachMemory();
             // The kernel first: a bad image is refused before any disk image is opened (or created).
             var kernel = LoadFirmware();
@@ -179,7 +181,7 @@ public sealed class VmBuilder
         var allocator = new PciResourceAllocator(PlatformLayout.Mmio64Start(HighMemoryBytes));
         int bus = 0;
         allocator.BeginBus(0);   // bus 0 always exists: the host bridge the LPC devices hang off
-        foreach (var d in _spec.PciDevices.OrderBy(d => d.Address.Bus))
+        foreach (var d in DevicesByBus())
         {
             if (d.Address.Bus != bus) allocator.BeginBus(bus = d.Address.Bus);
             int gsi = PlatformLayout.PciGsi(d.Address.Slot, 0);
@@ -210,9 +212,41 @@ public sealed class VmBuilder
         if (ChipsetModel == HostBridgeModel.I440fx) pci.Add(ChipsetFunctions.Piix4PmAddress, ChipsetFunctions.Piix4PowerManagement());
     }
 
+    /// <summary>The -s devices by bus, in -s order within a bus (a stable sort, as OrderBy was; plain loops keep the
+    /// machine build free of generic code the runtime would compile at start).</summary>
+    private PciDeviceSpec[] DevicesByBus()
+    {
+        var devices = new PciDeviceSpec[_spec.PciDevices.Count];
+        for (int i = 0; i < devices.Length; i++)
+        {
+            var d = _spec.PciDevices[i];
+            int j = i - 1;
+            for (; j >= 0 && devices[j].Address.Bus > d.Address.Bus; j--) devices[j + 1] = devices[j];
+            devices[j + 1] = d;
+        }
+        return devices;
+    }
+
+    /// <summary>The -s LPC bridge, or null.</summary>
+    private PciDeviceSpec? Lpc
+    {
+        get
+        {
+            foreach (var d in _spec.PciDevices) if (d.Device is LpcSpec) return d;
+            return null;
+        }
+    }
+
     /// <summary>The chipset a host bridge's model= names, or bhyve's.</summary>
-    private HostBridgeModel ChipsetModel =>
-        _spec.PciDevices.Select(d => d.Device).OfType<HostBridgeSpec>().FirstOrDefault(h => h.Model != HostBridgeModel.Bhyve)?.Model ?? HostBridgeModel.Bhyve;
+    private HostBridgeModel ChipsetModel
+    {
+        get
+        {
+            foreach (var d in _spec.PciDevices)
+                if (d.Device is HostBridgeSpec { Model: not HostBridgeModel.Bhyve } bridge) return bridge.Model;
+            return HostBridgeModel.Bhyve;
+        }
+    }
 
     private static IPciFunction CreateHostBridge(HostBridgeSpec bridge)
     {
@@ -321,7 +355,7 @@ public sealed class VmBuilder
 
     private void AttachComPorts()
     {
-        if (!_spec.PciDevices.Any(d => d.Device is LpcSpec)) return;
+        if (Lpc == null) return;
         AttachUart("com1", X86Layout.Com1Port, X86Layout.Com1Irq, _spec.Com1);
         AttachUart("com2", X86Layout.Com2Port, X86Layout.Com2Irq, _spec.Com2);
     }
@@ -360,13 +394,13 @@ public sealed class VmBuilder
     /// fw_cfg instead), and returned for fw_cfg.</summary>
     private (IReadOnlyList<PlacedTable>? Acpi, byte[] Smbios) BuildFirmwareTables(bool writeToRam)
     {
-        var lpc = _spec.PciDevices.FirstOrDefault(d => d.Device is LpcSpec);
+        var lpc = Lpc;
         var platform = new PlatformDescription
         {
             Vcpus = _spec.Vcpus, X2Apic = _spec.X2Apic, HasLpc = lpc != null,
             LpcSlot = lpc?.Address.Slot ?? 31, LpcFunction = lpc?.Address.Function ?? 0,
             LowMemoryBytes = _memory!.Regions[0].Size, HighMemoryBytes = HighMemoryBytes,
-            PciSlots = _spec.PciDevices.Select(d => (d.Address.Bus, d.Address.Slot)).Distinct().Order().ToArray(),
+            PciSlots = PciSlots(),
             PciBuses = _pciBuses,
         };
         // Every table is built and measured before any is written: one that cannot fit its area is a
@@ -390,6 +424,23 @@ public sealed class VmBuilder
         if (mp != null) FirmwareArea.MpTable.Write(_memory, PlatformLayout.MpFloatingPointer, mp);
         FirmwareArea.Smbios.Write(_memory, PlatformLayout.SmbiosEntryPoint, smbios);
         return (acpi, smbios);
+    }
+
+    /// <summary>The (bus, slot) pairs with a -s device, sorted, each once.</summary>
+    private (int Bus, int Slot)[] PciSlots()
+    {
+        var slots = new (int Bus, int Slot)[_spec.PciDevices.Count];
+        for (int i = 0; i < slots.Length; i++)
+        {
+            var d = _spec.PciDevices[i];
+            int j = i - 1;
+            for (; j >= 0 && (slots[j].Bus > d.Address.Bus || (slots[j].Bus == d.Address.Bus && slots[j].Slot > d.Address.Slot)); j--) slots[j + 1] = slots[j];
+            slots[j + 1] = (d.Address.Bus, d.Address.Slot);
+        }
+        int unique = 0;
+        foreach (var slot in slots)
+            if (unique == 0 || slots[unique - 1] != slot) slots[unique++] = slot;
+        return slots[..unique];
     }
 
     /// <summary>fw_cfg on every VM, as QEMU always has one: boot ROMs read the memory map, tables and kernel

@@ -70,20 +70,21 @@ public sealed unsafe class BootRom : IDisposable
     public static BootRom Load(string path)
     {
         if (Problem(path) is { } problem) throw new BootImageException(problem);
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BootImageException($"bootrom: ROM {path}: cannot read: {SystemErrors.Describe(e)}", e);
-        }
+        // Read straight into the ROM's own mapping: no managed copy of the image outlives the load.
+        using var file = BootFile.Open(path, "bootrom: ROM");
         // The file may have changed since it was checked.
-        if (bytes.Length == 0 || (ulong)bytes.Length > X86Layout.BootRomMaxSize || (ulong)bytes.Length % SizeAlignment != 0)
-            throw new BootImageException($"bootrom: ROM {path}: changed while it was read ({bytes.Length} bytes now)");
-        nint host = LibC.Mmap(0, (nuint)bytes.Length, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_PRIVATE | LibC.MAP_ANONYMOUS, -1, 0);
+        if ((ulong)file.Length > X86Layout.BootRomMaxSize || (ulong)file.Length % SizeAlignment != 0)
+            throw new BootImageException($"bootrom: ROM {path}: changed while it was read ({file.Length} bytes now)");
+        nint host = LibC.Mmap(0, (nuint)file.Length, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_PRIVATE | LibC.MAP_ANONYMOUS, -1, 0);
         if (host == LibC.MapFailed)
-            throw new BootImageException($"bootrom: ROM {path}: cannot allocate {bytes.Length} bytes of host memory: {LibC.StrError(LibC.LastErrno)}");
-        bytes.CopyTo(new Span<byte>((void*)host, bytes.Length));
-        return new BootRom(path, (ulong)bytes.Length, host);
+            throw new BootImageException($"bootrom: ROM {path}: cannot allocate {file.Length} bytes of host memory: {LibC.StrError(LibC.LastErrno)}");
+        try { file.ReadExactly(0, new Span<byte>((void*)host, (int)file.Length)); }
+        catch
+        {
+            LibC.Munmap(host, (nuint)file.Length);
+            throw;
+        }
+        return new BootRom(path, (ulong)file.Length, host);
     }
 
     /// <summary>

@@ -24,8 +24,15 @@ public sealed class BzImage
     public uint InitSize { get; }
     public int PayloadOffset { get; }
     public int PayloadLength { get; }
-    /// <summary>The protected-mode kernel (everything after the setup sectors).</summary>
-    public ReadOnlyMemory<byte> ProtectedModeKernel { get; }
+    /// <summary>The protected-mode kernel's size: everything after the setup sectors (which end at
+    /// <see cref="SetupBytes"/>).</summary>
+    public long ProtectedModeLength { get; }
+    /// <summary>Where the compressed vmlinux payload (protocol 2.08+) starts in the file.</summary>
+    public long PayloadFileOffset => SetupBytes + PayloadOffset;
+
+    /// <summary>How much of the file's start <see cref="Parse(ReadOnlySpan{byte}, long, string)"/> needs: the setup
+    /// header (the setup sectors themselves are not read).</summary>
+    public const int HeadBytes = 0x400;
 
     public static bool HasBzImageMagic(ReadOnlySpan<byte> data) =>
         data.Length >= 0x206 && BinaryPrimitives.ReadUInt16LittleEndian(data[0x1FE..]) == 0xAA55 &&
@@ -35,23 +42,22 @@ public sealed class BzImage
     /// 0x1F2 bytes.</summary>
     public static int SetupBytesOf(ReadOnlySpan<byte> data) => ((data[HeaderStart] == 0 ? 4 : data[HeaderStart]) + 1) * 512;
 
-    private BzImage(ReadOnlyMemory<byte> file, string name)
+    private BzImage(ReadOnlySpan<byte> data, long fileLength, string name)
     {
-        var data = file.Span;
-        if (data.Length < 0x270)
-            throw new BootImageException($"{name}: file is too short for a Linux setup header ({data.Length} bytes)");
+        if (fileLength < 0x270 || data.Length < 0x270)
+            throw new BootImageException($"{name}: file is too short for a Linux setup header ({fileLength} bytes)");
         if (!HasBzImageMagic(data))
             throw new BootImageException($"{name}: not a Linux bzImage (no 0xAA55 boot flag and \"HdrS\" header)");
         Protocol = BinaryPrimitives.ReadUInt16LittleEndian(data[0x206..]);
         if (Protocol < MinimumProtocol)
             throw new BootImageException($"{name}: boot protocol {Protocol >> 8}.{Protocol & 0xFF:D2} is older than the required 2.06");
         SetupBytes = SetupBytesOf(data);
-        if (SetupBytes >= data.Length)
+        if (SetupBytes >= fileLength)
             throw new BootImageException($"{name}: truncated: setup ({SetupBytes} bytes) leaves no protected-mode kernel");
         int headerEnd = 0x202 + data[0x201];
         if (headerEnd > SetupBytes || headerEnd < 0x23C)
             throw new BootImageException($"{name}: setup header length is inconsistent (ends at 0x{headerEnd:X})");
-        SetupHeader = file[HeaderStart..headerEnd];
+        SetupHeader = data[HeaderStart..headerEnd].ToArray();
         if ((data[0x211] & 0x01) == 0)
             throw new BootImageException($"{name}: a zImage (not loaded high) cannot be booted; use a bzImage");
         InitrdAddressMax = BinaryPrimitives.ReadUInt32LittleEndian(data[0x22C..]);
@@ -60,12 +66,12 @@ public sealed class BzImage
         ushort xloadflags = BinaryPrimitives.ReadUInt16LittleEndian(data[0x236..]);
         HasEntry64 = (xloadflags & 0x1) != 0;
         CommandLineSize = BinaryPrimitives.ReadUInt32LittleEndian(data[0x238..]);
-        ProtectedModeKernel = file[SetupBytes..];
+        ProtectedModeLength = fileLength - SetupBytes;
         if (Protocol >= 0x0208)
         {
             uint offset = BinaryPrimitives.ReadUInt32LittleEndian(data[0x248..]);
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(data[0x24C..]);
-            if (offset > (uint)ProtectedModeKernel.Length || length > (uint)ProtectedModeKernel.Length - offset)
+            if (offset > ProtectedModeLength || length > ProtectedModeLength - offset)
                 throw new BootImageException($"{name}: truncated or corrupt: payload (offset 0x{offset:X}, length 0x{length:X}) lies outside the file");
             PayloadOffset = (int)offset;
             PayloadLength = (int)length;
@@ -79,8 +85,10 @@ public sealed class BzImage
             throw new BootImageException($"{name}: kernel has no 64-bit entry point (XLF_KERNEL_64); only x86-64 kernels are supported");
     }
 
-    public static BzImage Parse(ReadOnlyMemory<byte> file, string name) => new(file, name);
+    /// <summary>Parses a whole file.</summary>
+    public static BzImage Parse(ReadOnlySpan<byte> file, string name) => new(file, file.Length, name);
 
-    /// <summary>The compressed vmlinux payload (protocol 2.08+), or empty.</summary>
-    public ReadOnlyMemory<byte> Payload => ProtectedModeKernel.Slice(PayloadOffset, PayloadLength);
+    /// <summary>Parses the header in <paramref name="head"/>, the first bytes (<see cref="HeadBytes"/>, or all of a
+    /// shorter file) of a file of <paramref name="fileLength"/> bytes; every offset is checked against that length.</summary>
+    public static BzImage Parse(ReadOnlySpan<byte> head, long fileLength, string name) => new(head, fileLength, name);
 }

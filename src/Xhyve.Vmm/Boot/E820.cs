@@ -22,7 +22,9 @@ public static class E820Map
     /// treats them as free address space for PCI BARs nor rejects ECAM (Linux uses MMCONFIG only if its
     /// window is reserved in e820 or by an ACPI motherboard device).
     /// </summary>
-    public static IReadOnlyList<E820Entry> FixedReservations { get; } =
+    public static IReadOnlyList<E820Entry> FixedReservations => Reservations;
+
+    private static readonly E820Entry[] Reservations =
     [
         new(PlatformLayout.EcamBase, PlatformLayout.EcamSize, E820Type.Reserved),   // the whole range PciEcam decodes
         new(X86Layout.IoapicBase, X86Layout.PageSize, E820Type.Reserved),
@@ -36,67 +38,76 @@ public static class E820Map
     /// sanitizer would (so the list equals the "BIOS-e820" lines Linux prints).</summary>
     public static IReadOnlyList<E820Entry> Build(IGuestMemory memory)
     {
-        var entries = new List<E820Entry>();
-        foreach (var region in memory.Regions)
+        // Loops over a stack buffer rather than LINQ and lists: E820Entry is our struct, and generic code over it is
+        // JIT-compiled at start. At most 4 entries per region, and each reservation cut around every region.
+        var regions = memory.Regions;
+        Span<E820Entry> entries = stackalloc E820Entry[4 * regions.Count + Reservations.Length * (regions.Count + 1)];
+        int n = 0;
+        for (int i = 0; i < regions.Count; i++)
         {
-            ulong start = region.Start.Value, end = region.End;
+            ulong start = regions[i].Start.Value, end = regions[i].End;
             if (start < X86Layout.HighMemoryStart)
             {
                 ulong conventionalEnd = Math.Min(end, X86Layout.EbdaStart);
-                entries.Add(new E820Entry(start, conventionalEnd - start, E820Type.Ram));
+                entries[n++] = new E820Entry(start, conventionalEnd - start, E820Type.Ram);
                 if (end > X86Layout.EbdaStart)
-                    entries.Add(new E820Entry(X86Layout.EbdaStart, X86Layout.LowRamEnd - X86Layout.EbdaStart, E820Type.Reserved));
+                    entries[n++] = new E820Entry(X86Layout.EbdaStart, X86Layout.LowRamEnd - X86Layout.EbdaStart, E820Type.Reserved);
                 if (end > X86Layout.BiosStart)
-                    entries.Add(new E820Entry(X86Layout.BiosStart, X86Layout.HighMemoryStart - X86Layout.BiosStart, E820Type.Reserved));
+                    entries[n++] = new E820Entry(X86Layout.BiosStart, X86Layout.HighMemoryStart - X86Layout.BiosStart, E820Type.Reserved);
                 start = X86Layout.HighMemoryStart;
                 if (end <= start) continue;
             }
-            entries.Add(new E820Entry(start, end - start, E820Type.Ram));
+            entries[n++] = new E820Entry(start, end - start, E820Type.Ram);
         }
 
         // RAM wins where a layout would put it over a device window: the window is unreachable there,
-        // and a reserved entry over RAM would make the guest lose that RAM.
-        var ram = memory.Regions.Select(r => (Start: r.Start.Value, r.End)).OrderBy(r => r.Start).ToList();
-        foreach (var reservation in FixedReservations)
-            entries.AddRange(OutsideRam(reservation, ram));
-
-        return Normalize(entries);
-    }
-
-    private static IEnumerable<E820Entry> OutsideRam(E820Entry e, List<(ulong Start, ulong End)> ram)
-    {
-        ulong at = e.Address;
-        foreach (var r in ram)
+        // and a reserved entry over RAM would make the guest lose that RAM. (Regions come lowest first.)
+        foreach (var e in Reservations)
         {
-            if (r.End <= at || r.Start >= e.End) continue;
-            if (r.Start > at) yield return e with { Address = at, Size = r.Start - at };
-            at = Math.Max(at, r.End);
+            ulong at = e.Address;
+            for (int i = 0; i < regions.Count; i++)
+            {
+                ulong ramStart = regions[i].Start.Value, ramEnd = regions[i].End;
+                if (ramEnd <= at || ramStart >= e.End) continue;
+                if (ramStart > at) entries[n++] = e with { Address = at, Size = ramStart - at };
+                at = Math.Max(at, ramEnd);
+            }
+            if (at < e.End) entries[n++] = e with { Address = at, Size = e.End - at };
         }
-        if (at < e.End) yield return e with { Address = at, Size = e.End - at };
+        return Normalize(entries[..n]);
     }
 
     /// <summary>Sorts by address and merges touching or overlapping entries of the same type; entries of
     /// different types must not overlap (that is a layout bug, not something to resolve silently).</summary>
-    private static List<E820Entry> Normalize(List<E820Entry> entries)
+    private static E820Entry[] Normalize(Span<E820Entry> entries)
     {
-        var sorted = entries.Where(e => e.Size > 0).OrderBy(e => e.Address).ToList();
-        var result = new List<E820Entry>();
-        foreach (var e in sorted)
+        // A stable insertion sort: a dozen entries.
+        for (int i = 1; i < entries.Length; i++)
         {
-            if (result.Count > 0)
+            var e = entries[i];
+            int j = i - 1;
+            for (; j >= 0 && entries[j].Address > e.Address; j--) entries[j + 1] = entries[j];
+            entries[j + 1] = e;
+        }
+        var result = new E820Entry[entries.Length];
+        int count = 0;
+        foreach (var e in entries)
+        {
+            if (e.Size == 0) continue;
+            if (count > 0)
             {
-                var last = result[^1];
+                var last = result[count - 1];
                 if (e.Address < last.End && e.Type != last.Type)
                     throw new InvalidOperationException($"e820 entries overlap: {last} and {e}");
                 if (e.Address <= last.End && e.Type == last.Type)
                 {
-                    result[^1] = last with { Size = Math.Max(last.End, e.End) - last.Address };
+                    result[count - 1] = last with { Size = Math.Max(last.End, e.End) - last.Address };
                     continue;
                 }
             }
-            result.Add(e);
+            result[count++] = e;
         }
-        return result;
+        return result[..count];
     }
 
     /// <summary>Writes entries in the 20-byte boot_e820_entry / multiboot layout (addr, size, type).</summary>

@@ -27,32 +27,40 @@ public sealed class KernelRelocations
     /// <summary>64-bit fields that hold a kernel address: the offset is added.</summary>
     public IReadOnlyList<uint> Relocs64 { get; }
 
-    private KernelRelocations(List<uint> r32, List<uint> inv32, List<uint> r64) => (Relocs32, Inverse32, Relocs64) = (r32, inv32, r64);
+    private KernelRelocations(uint[] r32, uint[] inv32, uint[] r64) => (Relocs32, Inverse32, Relocs64) = (r32, inv32, r64);
 
     /// <summary>Reads the table between the end of the ELF file (<paramref name="elfEnd"/>) and the end of
-    /// <paramref name="payload"/> (the whole decompressed payload), walking back from the end in 4-byte steps as the
-    /// decompressor does; the last list's terminator must be the table's first word. Throws
-    /// <see cref="BootImageException"/> naming <paramref name="name"/> when there is no table (a kernel built without
-    /// CONFIG_RANDOMIZE_BASE appends none) or the lists do not end exactly there.</summary>
+    /// <paramref name="payload"/> (the whole decompressed payload, or just what follows vmlinux with
+    /// <paramref name="elfEnd"/> 0), walking back from the end in 4-byte steps as the decompressor does; the last
+    /// list's terminator must be the table's first word. Throws <see cref="BootImageException"/> naming
+    /// <paramref name="name"/> when there is no table (a kernel built without CONFIG_RANDOMIZE_BASE appends none) or
+    /// the lists do not end exactly there.</summary>
     public static KernelRelocations Parse(ReadOnlySpan<byte> payload, int elfEnd, string name)
     {
         if (elfEnd < 0 || elfEnd > payload.Length || payload.Length - elfEnd < 12 || (payload.Length - elfEnd) % 4 != 0)
             throw new BootImageException($"{name}: no relocation table follows vmlinux ({payload.Length - elfEnd} bytes)");
+        // One pass to find the lists' lengths, one to copy them into arrays of exactly that size.
+        Span<int> counts = stackalloc int[3];
         int at = payload.Length;
-        var lists = new List<uint>[3];
         for (int list = 0; list < 3; list++)
         {
-            lists[list] = [];
             while (true)
             {
                 at -= 4;
                 if (at < elfEnd) throw new BootImageException($"{name}: the relocation table after vmlinux does not end where vmlinux does");
-                uint entry = BinaryPrimitives.ReadUInt32LittleEndian(payload[at..]);
-                if (entry == 0) break;
-                lists[list].Add(entry);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(payload[at..]) == 0) break;
+                counts[list]++;
             }
         }
         if (at != elfEnd) throw new BootImageException($"{name}: the relocation table after vmlinux does not end where vmlinux does");
+        var lists = new uint[3][];
+        at = payload.Length;
+        for (int list = 0; list < 3; list++)
+        {
+            lists[list] = new uint[counts[list]];
+            for (int i = 0; i < counts[list]; i++) lists[list][i] = BinaryPrimitives.ReadUInt32LittleEndian(payload[(at -= 4)..]);
+            at -= 4;   // the terminator
+        }
         return new KernelRelocations(lists[0], lists[1], lists[2]);
     }
 

@@ -47,24 +47,30 @@ public sealed class MultibootLoader
 
     public LoadedKernel Load(IGuestMemory memory)
     {
-        byte[] file = BootFiles.Read(_kernelPath, "multiboot kernel");
-        int header = FindHeader(file);
+        using var file = BootFile.Open(_kernelPath, "multiboot kernel");
+        // The header lies in the first 8 KiB; the a.out kludge's fields run 32 bytes into it.
+        Span<byte> head = stackalloc byte[SearchLimit + 32];
+        head = head[..file.Read(0, head)];
+        int header = FindHeader(head);
         if (header < 0) throw new BootImageException($"{_kernelPath}: no multiboot header in the first 8 KiB");
-        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(header + 4));
+        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(head[(header + 4)..]);
         uint unknownRequired = flags & 0xFFFF & ~(FlagPageAlign | FlagMemoryInfo | FlagVideo);
         if (unknownRequired != 0)
             throw new BootImageException($"{_kernelPath}: multiboot header requires unsupported features (flags 0x{unknownRequired:X})");
 
         ulong entry, kernelEnd;
-        if ((flags & FlagAddresses) != 0 && !ElfImage.HasElfMagic(file))
-            (entry, kernelEnd) = LoadAout(memory, file, header);
+        if ((flags & FlagAddresses) != 0 && !ElfImage.HasElfMagic(head))
+            (entry, kernelEnd) = LoadAout(memory, file, head, header);
         else
         {
-            var elf = ElfImage.Parse(file, _kernelPath);
-            if (elf.Is64) throw new BootImageException($"{_kernelPath}: multiboot kernels must be ELF32");
-            elf.Load(memory, file, _kernelPath);
-            entry = elf.Entry;
-            kernelEnd = elf.EndAddress;
+            // Streamed from the file into guest RAM, segment by segment (no copy of the file stays behind).
+            using var stream = file.Window(0, file.Length);
+            using var reader = KernelPayload.Uncompressed(stream, _kernelPath);
+            using var elf = ElfStream.Open(reader, _kernelPath, (ulong)file.Length);
+            if (elf.Image.Is64) throw new BootImageException($"{_kernelPath}: multiboot kernels must be ELF32");
+            elf.Load(memory, 0, keepTrailer: false);
+            entry = elf.Image.Entry;
+            kernelEnd = elf.Image.EndAddress;
         }
 
         var e820 = E820Map.Build(memory);
@@ -78,17 +84,17 @@ public sealed class MultibootLoader
         for (int i = 0; i < _modules.Count; i++)
         {
             var m = _modules[i];
-            byte[] data = BootFiles.Read(m.Path, "multiboot module");
-            if (next + (ulong)data.Length > lowEnd)
-                throw new BootImageException($"multiboot module {m.Path}: {data.Length} bytes do not fit in guest RAM after the kernel; add memory with -m");
-            memory.WriteExactly(new GuestAddress(next), data);
+            using var module = BootFile.Open(m.Path, "multiboot module");
+            if (next + (ulong)module.Length > lowEnd || !memory.TryGetSpan(new GuestAddress(next), (int)module.Length, out var target))
+                throw new BootImageException($"multiboot module {m.Path}: {module.Length} bytes do not fit in guest RAM after the kernel; add memory with -m");
+            module.ReadExactly(0, target);
             ulong cmd = scratch.AddString(m.CommandLine ?? m.Path);
             BinaryPrimitives.WriteUInt32LittleEndian(modList, (uint)next);
-            BinaryPrimitives.WriteUInt32LittleEndian(modList[4..], (uint)(next + (ulong)data.Length));
+            BinaryPrimitives.WriteUInt32LittleEndian(modList[4..], (uint)(next + (ulong)module.Length));
             BinaryPrimitives.WriteUInt32LittleEndian(modList[8..], (uint)cmd);
             BinaryPrimitives.WriteUInt32LittleEndian(modList[12..], 0);
             memory.WriteExactly(new GuestAddress(modsAddr + (ulong)(16 * i)), modList);
-            next = AlignUp(next + (ulong)data.Length, 0x1000);
+            next = AlignUp(next + (ulong)module.Length, 0x1000);
         }
 
         // Memory map: each entry is [size=20][base][length][type].
@@ -125,10 +131,10 @@ public sealed class MultibootLoader
     }
 
     /// <summary>The a.out kludge: header_addr, load_addr, load_end_addr, bss_end_addr, entry_addr in the header.</summary>
-    private (ulong Entry, ulong End) LoadAout(IGuestMemory memory, byte[] file, int header)
+    private (ulong Entry, ulong End) LoadAout(IGuestMemory memory, BootFile file, ReadOnlySpan<byte> head, int header)
     {
-        if (header + 32 > file.Length) throw new BootImageException($"{_kernelPath}: multiboot header is truncated");
-        var h = file.AsSpan(header);
+        if (header + 32 > head.Length) throw new BootImageException($"{_kernelPath}: multiboot header is truncated");
+        var h = head[header..];
         uint headerAddr = BinaryPrimitives.ReadUInt32LittleEndian(h[12..]);
         uint loadAddr = BinaryPrimitives.ReadUInt32LittleEndian(h[16..]);
         uint loadEnd = BinaryPrimitives.ReadUInt32LittleEndian(h[20..]);
@@ -146,7 +152,7 @@ public sealed class MultibootLoader
         if (end < loadAddr + (ulong)length) throw new BootImageException($"{_kernelPath}: multiboot bss_end_addr 0x{bssEnd:X} is before load_end_addr");
         if (!memory.TryGetSpan(new GuestAddress(loadAddr), (int)(end - loadAddr), out var target))
             throw new BootImageException($"{_kernelPath}: multiboot image at 0x{loadAddr:X}-0x{end:X} does not fit in guest RAM");
-        file.AsSpan((int)fileOffset, (int)length).CopyTo(target);
+        file.ReadExactly(fileOffset, target[..(int)length]);
         target[(int)length..].Clear();
         if (entry < loadAddr || entry >= end) throw new BootImageException($"{_kernelPath}: multiboot entry 0x{entry:X} is outside the loaded image");
         return (entry, end);

@@ -32,8 +32,19 @@ public static class MpTable
     public static int Size(PlatformDescription p) =>
         16 + 44 + 20 * p.Vcpus + 8 * (PciBusIds(p).Length + 1) + 8 + 8 * 15 + 8 * 4 * p.PciSlots.Count + 8 * 2;
 
-    private static int[] PciBusIds(PlatformDescription p) =>
-        p.EffectivePciBuses.Select(b => b.Bus).Union(p.PciSlots.Select(s => s.Bus)).Distinct().Order().ToArray();
+    private static int[] PciBusIds(PlatformDescription p)
+    {
+        // Plain arrays rather than LINQ over (Bus, Slot) tuples: generic code over value types is JIT-compiled at start.
+        var ids = new int[p.EffectivePciBuses.Count + p.PciSlots.Count];
+        int n = 0;
+        foreach (var b in p.EffectivePciBuses) ids[n++] = b.Bus;
+        foreach (var s in p.PciSlots) ids[n++] = s.Bus;
+        Array.Sort(ids);
+        int unique = 0;
+        for (int i = 0; i < ids.Length; i++)
+            if (unique == 0 || ids[unique - 1] != ids[i]) ids[unique++] = ids[i];
+        return ids[..unique];
+    }
 
     /// <summary>The floating pointer (16 bytes) followed by the configuration table.</summary>
     public static byte[] Build(PlatformDescription p, ulong address)

@@ -18,6 +18,8 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
     private readonly Kernel _kernel;
     public BzImageTests(Kernel kernel) => _kernel = kernel;
 
+    private static ReadOnlySpan<byte> Payload(BzImage bz, byte[] file) => file.AsSpan((int)bz.PayloadFileOffset, bz.PayloadLength);
+
     [Fact]
     public void DebianKernel_ParsesAsA64BitRelocatableBzImage()
     {
@@ -27,18 +29,18 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
         Assert.True(bz.Relocatable);
         Assert.Equal(0x0020_0000u, bz.KernelAlignment);   // CONFIG_PHYSICAL_ALIGN
         Assert.Equal(0x0100_0000UL, bz.PreferredAddress);
-        Assert.True(bz.InitSize > (uint)bz.ProtectedModeKernel.Length);
+        Assert.True(bz.InitSize > (uint)bz.ProtectedModeLength);
         Assert.Equal(2047u, bz.CommandLineSize);
         Assert.Equal(0x7FFF_FFFFu, bz.InitrdAddressMax);
-        Assert.Equal(PayloadCompression.Lz4, KernelPayload.Detect(bz.Payload.Span));
+        Assert.Equal(PayloadCompression.Lz4, KernelPayload.Detect(Payload(bz, _kernel.Bytes)));
     }
 
     [Fact]
     public void DebianKernelPayload_DecompressesToAnX8664Elf_OfTheAppendedSize()
     {
         var bz = BzImage.Parse(_kernel.Bytes, "vmlinuz");
-        var elf = KernelPayload.Decompress(bz.Payload.Span, "vmlinuz");
-        uint appended = BinaryPrimitives.ReadUInt32LittleEndian(bz.Payload.Span[^4..]);
+        var elf = KernelPayload.Decompress(Payload(bz, _kernel.Bytes), "vmlinuz");
+        uint appended = BinaryPrimitives.ReadUInt32LittleEndian(Payload(bz, _kernel.Bytes)[^4..]);
         Assert.Equal((int)appended, elf.Length);
         var image = ElfImage.Parse(elf, "vmlinux");
         Assert.True(image.Is64);
@@ -114,7 +116,7 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
         Assert.Equal(0x02, ReadZeroPage(moved)[0x211] & 0x02);              // KASLR_FLAG in loadflags
 
         var bz = BzImage.Parse(_kernel.Bytes, "vmlinuz");
-        var payload = KernelPayload.Decompress(bz.Payload.Span, "vmlinuz");
+        var payload = KernelPayload.Decompress(Payload(bz, _kernel.Bytes), "vmlinuz");
         var elf = ElfImage.Parse(payload, "vmlinux");
         var relocs = KernelRelocations.Parse(payload, (int)elf.FileEnd, "vmlinux");
         Assert.True(relocs.Relocs32.Count > 1000 && relocs.Relocs64.Count > 1000, $"{relocs.Relocs32.Count} / {relocs.Inverse32.Count} / {relocs.Relocs64.Count}");
@@ -163,8 +165,9 @@ public sealed class BzImageTests : IClassFixture<BzImageTests.Kernel>
     {
         var e = Assert.ThrowsAny<BootImageException>(() =>
         {
-            var bz = BzImage.Parse(_kernel.Bytes.AsMemory(0, length), "short.bzImage");
-            KernelPayload.Decompress(bz.Payload.Span, "short.bzImage");
+            var file = _kernel.Bytes.AsSpan(0, length).ToArray();
+            var bz = BzImage.Parse(file, "short.bzImage");
+            KernelPayload.Decompress(Payload(bz, file), "short.bzImage");
         });
         Assert.Contains("short.bzImage", e.Message);
     }

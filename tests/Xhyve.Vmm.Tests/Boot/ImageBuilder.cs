@@ -53,6 +53,32 @@ internal static class ImageBuilder
         return f;
     }
 
+    /// <summary>A bzImage (boot protocol 2.15, 4 setup sectors, 64-bit entry) around a compressed
+    /// <paramref name="payload"/>, with the header fields host decompression and KASLR read.</summary>
+    public static byte[] BzImage(byte[] payload, bool relocatable = false, ulong preferredAddress = 0x100_0000, uint initSize = 0)
+    {
+        const int setup = 5 * 512;
+        var f = new byte[setup + payload.Length];
+        var s = f.AsSpan();
+        s[0x1F1] = 4;                                                           // setup_sects
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x1FE..], 0xAA55);
+        s[0x201] = 0x6A;                                                        // the header ends at 0x26C
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x202..], 0x5372_6448);      // "HdrS"
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x206..], 0x020F);
+        s[0x211] = 0x01;                                                        // LOADED_HIGH
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x22C..], 0x7FFF_FFFF);      // initrd_addr_max
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x230..], 0x20_0000);        // kernel_alignment
+        s[0x234] = (byte)(relocatable ? 1 : 0);
+        BinaryPrimitives.WriteUInt16LittleEndian(s[0x236..], 0x1);              // XLF_KERNEL_64
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x238..], 2047);             // cmdline_size
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x248..], 0);                // payload_offset
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x24C..], (uint)payload.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(s[0x258..], preferredAddress);
+        BinaryPrimitives.WriteUInt32LittleEndian(s[0x260..], initSize);
+        payload.CopyTo(s[setup..]);
+        return f;
+    }
+
     /// <summary>The 12-byte multiboot header (magic, flags, checksum).</summary>
     public static byte[] MultibootHeader(uint flags = 3)
     {

@@ -8,13 +8,13 @@ namespace Xhyve.Vmm.Tests.Boot;
 /// random placement's bounds. The real Debian kernel's case is in <see cref="BzImageTests"/>.</summary>
 public sealed class KaslrTests
 {
-    private const ulong Link = 0x100_0000;                    // LOAD_PHYSICAL_ADDR
-    private const ulong LinkVirtual = 0xFFFF_FFFF_8100_0000;  // __START_KERNEL_map + LOAD_PHYSICAL_ADDR
+    internal const ulong Link = 0x100_0000;                   // LOAD_PHYSICAL_ADDR
+    internal const ulong LinkVirtual = 0xFFFF_FFFF_8100_0000;  // __START_KERNEL_map + LOAD_PHYSICAL_ADDR
 
     /// <summary>A 4 KiB kernel image with a 64-bit pointer at +0x10, a sign-extended 32-bit one at +0x20, a field the
     /// inverse list names at +0x30 and a pointer no list names at +0x40; then the table (each list 0-terminated,
     /// read from the end: 32-bit, inverse 32-bit, 64-bit).</summary>
-    private static (byte[] File, ElfImage Elf) Image(params uint[][] lists)
+    internal static (byte[] File, ElfImage Elf) Image(params uint[][] lists)
     {
         var text = new byte[0x1000];
         BinaryPrimitives.WriteUInt64LittleEndian(text.AsSpan(0x10), LinkVirtual + 0x100);
@@ -31,7 +31,7 @@ public sealed class KaslrTests
         return (file, ElfImage.Parse(file, "vmlinux"));
     }
 
-    private static uint At(ulong offset) => unchecked((uint)(LinkVirtual + offset));
+    internal static uint At(ulong offset) => unchecked((uint)(LinkVirtual + offset));
 
     [Fact]
     public void Relocations_AddTheVirtualDeltaTo64And32BitFields_SubtractItFromInverseOnes_AndTouchNothingElse()

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using Xhyve.Vmm.Boot;
 using Xhyve.Vmm.Tests.Fakes;
 
@@ -19,18 +18,7 @@ public sealed class KernelPayloadTests : IDisposable
         return data;
     }
 
-    private byte[] Compress(string tool, string args, byte[] input)
-    {
-        string inPath = Path.Combine(_dir, "in"), outPath = Path.Combine(_dir, "out");
-        File.WriteAllBytes(inPath, input);
-        var (code, _, err) = HostTools.Run(tool, $"{args} > '{outPath}'", stdinFile: inPath);
-        Assert.True(code == 0, $"{tool} failed: {err}");
-        var compressed = File.ReadAllBytes(outPath);
-        var withSize = new byte[compressed.Length + 4];
-        compressed.CopyTo(withSize, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(withSize.AsSpan(compressed.Length), (uint)input.Length);
-        return withSize;
-    }
+    private byte[] Compress(string tool, string args, byte[] input) => HostTools.CompressPayload(tool, args, input, _dir);
 
     [Theory]
     [InlineData("gzip", "-9 -c", PayloadCompression.Gzip)]

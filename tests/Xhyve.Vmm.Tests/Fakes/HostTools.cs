@@ -19,6 +19,26 @@ internal static class HostTools
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
+    /// <summary>Compresses <paramref name="input"/> with <paramref name="tool"/> (gzip, xz, lz4, zstd) in the form the
+    /// kernel build writes a bzImage payload: the compressed stream, then the uncompressed size as a little-endian
+    /// uint32 (unless <paramref name="appendedSize"/> gives another; -1 appends none). <paramref name="dir"/> holds the
+    /// scratch files.</summary>
+    public static byte[] CompressPayload(string tool, string args, byte[] input, string dir, long appendedSize = -2)
+    {
+        string inPath = Path.Combine(dir, "payload.in"), outPath = Path.Combine(dir, "payload.out");
+        File.WriteAllBytes(inPath, input);
+        var (code, _, err) = Run(tool, $"{args} > '{outPath}'", stdinFile: inPath);
+        if (code != 0) throw new InvalidOperationException($"{tool} failed: {err}");
+        var compressed = File.ReadAllBytes(outPath);
+        File.Delete(inPath);
+        File.Delete(outPath);
+        if (appendedSize == -1) return compressed;
+        var withSize = new byte[compressed.Length + 4];
+        compressed.CopyTo(withSize, 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(withSize.AsSpan(compressed.Length), (uint)(appendedSize == -2 ? input.Length : appendedSize));
+        return withSize;
+    }
+
     public static string RepositoryRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

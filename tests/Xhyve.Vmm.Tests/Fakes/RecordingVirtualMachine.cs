@@ -3,8 +3,9 @@ using Xhyve.Vmm.Hypervisor;
 namespace Xhyve.Vmm.Tests.Fakes;
 
 /// <summary>A VM that records the memory slots it is asked to map and unmap (with a copy of the bytes mapped, read
-/// at the call) and the vCPUs it creates, and accepts the rest without doing anything.</summary>
-internal sealed unsafe class RecordingVirtualMachine : IVirtualMachine
+/// at the call, unless <paramref name="copyContents"/> is false) and the vCPUs it creates, and accepts the rest
+/// without doing anything.</summary>
+internal sealed unsafe class RecordingVirtualMachine(bool copyContents = true) : IVirtualMachine
 {
     public sealed record Mapping(int Slot, ulong GuestAddress, nint HostAddress, ulong Size, bool ReadOnly, byte[] Contents);
 
@@ -12,7 +13,7 @@ internal sealed unsafe class RecordingVirtualMachine : IVirtualMachine
     public List<int> Unmapped { get; } = new();
 
     public void MapMemory(int slot, ulong guestAddress, nint hostAddress, ulong size, bool readOnly = false) =>
-        Mappings.Add(new Mapping(slot, guestAddress, hostAddress, size, readOnly, new ReadOnlySpan<byte>((void*)hostAddress, (int)size).ToArray()));
+        Mappings.Add(new Mapping(slot, guestAddress, hostAddress, size, readOnly, copyContents ? new ReadOnlySpan<byte>((void*)hostAddress, (int)size).ToArray() : []));
 
     public void UnmapMemory(int slot) => Unmapped.Add(slot);
 
@@ -55,15 +56,16 @@ internal sealed class RecordingVcpu(int id) : IVcpu
     public void Dispose() { }
 }
 
-/// <summary>A hypervisor whose VMs are <see cref="RecordingVirtualMachine"/>s.</summary>
-internal sealed class RecordingHypervisor : IHypervisor
+/// <summary>A hypervisor whose VMs are <see cref="RecordingVirtualMachine"/>s (copying what they map unless
+/// <paramref name="copyContents"/> is false).</summary>
+internal sealed class RecordingHypervisor(bool copyContents = true) : IHypervisor
 {
     public List<RecordingVirtualMachine> Vms { get; } = new();
     public string Name => "recording";
     public int MaxVcpus => 64;
     public IVirtualMachine CreateVm()
     {
-        var vm = new RecordingVirtualMachine();
+        var vm = new RecordingVirtualMachine(copyContents);
         Vms.Add(vm);
         return vm;
     }

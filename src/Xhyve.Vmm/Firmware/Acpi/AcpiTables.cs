@@ -178,10 +178,14 @@ public static class AcpiTables
     public static byte[] Dsdt(PlatformDescription p)
     {
         // The routing tables are the same for every root bus (the swizzle ignores the bus): \_SB holds them once.
-        var devices = RoutingTables()
-            .Concat(p.EffectivePciBuses.Select(b => HostBridge(p, b)))
-            .Concat(Enumerable.Range(0, PlatformLayout.PciGsiCount).Select(LinkDevice))
-            .Append(MotherboardResources(p.Ecam)).ToArray();
+        var routing = RoutingTables();
+        var buses = p.EffectivePciBuses;
+        var devices = new byte[routing.Length + buses.Count + PlatformLayout.PciGsiCount + 1][];
+        int d = 0;
+        foreach (var table in routing) devices[d++] = table;
+        foreach (var bus in buses) devices[d++] = HostBridge(p, bus);
+        for (int link = 0; link < PlatformLayout.PciGsiCount; link++) devices[d++] = LinkDevice(link);
+        devices[d] = MotherboardResources(p.Ecam);
         var body = A.Concat(
             // The OS calls \_PIC(1) once it uses the IOAPIC; until then (and for good with `noapic`) it routes INTx
             // through the 8259, and _PRT must name the link devices instead of GSIs.
@@ -241,11 +245,17 @@ public static class AcpiTables
     /// <summary>\_SB.PRTA (slot/pin to GSI, for APIC mode) and \_SB.PRTP (slot/pin to link device, for PIC mode).</summary>
     private static byte[][] RoutingTables()
     {
-        byte[] Table(Func<int, byte[]> source, Func<int, ulong> index) => A.Package(Enumerable.Range(0, 32).SelectMany(slot => Enumerable.Range(0, 4).Select(pin =>
+        byte[] Table(Func<int, byte[]> source, Func<int, ulong> index)
         {
-            int gsi = PlatformLayout.PciGsi(slot, pin);
-            return A.Package(A.DWord(((uint)slot << 16) | 0xFFFF), A.Integer((ulong)pin), source(gsi), A.Integer(index(gsi)));
-        })).ToArray());
+            var entries = new byte[32 * 4][];
+            for (int slot = 0; slot < 32; slot++)
+                for (int pin = 0; pin < 4; pin++)
+                {
+                    int gsi = PlatformLayout.PciGsi(slot, pin);
+                    entries[slot * 4 + pin] = A.Package(A.DWord(((uint)slot << 16) | 0xFFFF), A.Integer((ulong)pin), source(gsi), A.Integer(index(gsi)));
+                }
+            return A.Package(entries);
+        }
         return
         [
             A.NameObject("PRTA", Table(_ => A.Integer(0), gsi => (ulong)gsi)),

@@ -88,14 +88,20 @@ public static class FwCfgContent
     {
         var kernelFile = Open(k.KernelPath, "kernel", items);
         long kernelLength = RandomAccess.GetLength(kernelFile);
-        var head = new byte[(int)Math.Min(kernelLength, 256 * 512)];
+        // The setup header first, then exactly the setup sectors (kept for the VM's life as the setup item).
+        Span<byte> head = stackalloc byte[0x400];
+        head = head[..(int)Math.Min(kernelLength, head.Length)];
         if (RandomAccess.Read(kernelFile, head, 0) != head.Length) throw new BootImageException($"{k.KernelPath}: kernel: short read");
 
         byte[]? setup = null;
         if (BzImage.HasBzImageMagic(head) && head.Length > 0x270)
         {
             int setupBytes = BzImage.SetupBytesOf(head);
-            if (setupBytes < kernelLength && setupBytes <= head.Length) setup = head.AsSpan(0, setupBytes).ToArray();
+            if (setupBytes < kernelLength)
+            {
+                setup = new byte[setupBytes];
+                if (RandomAccess.Read(kernelFile, setup, 0) != setup.Length) throw new BootImageException($"{k.KernelPath}: kernel: short read");
+            }
         }
         long protectedStart = setup?.Length ?? 0;
         if (kernelLength - protectedStart > uint.MaxValue) return;   // the size items are 32-bit: no kernel items at all

@@ -58,7 +58,7 @@ public sealed class TableLoader
     }
 
     /// <summary>The script as the file's bytes.</summary>
-    public byte[] ToArray() => _commands.SelectMany(c => c).ToArray();
+    public byte[] ToArray() => ByteArrays.Concat(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_commands));
 
     private TableLoader Add(byte[] command) { _commands.Add(command); return this; }
 

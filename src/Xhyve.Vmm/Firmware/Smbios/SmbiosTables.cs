@@ -111,7 +111,7 @@ public static class SmbiosTables
         structures.Add(Structure(32, Next(), [0, 0, 0, 0, 0, 0, 0], []));
         structures.Add(Structure(127, Next(), [], []));
 
-        var table = structures.SelectMany(s => s).ToArray();
+        var table = ByteArrays.Concat(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(structures));
         var entry = new byte[31];
         "_SM_"u8.CopyTo(entry);
         entry[5] = 31; entry[6] = 2; entry[7] = 8;

@@ -160,7 +160,7 @@ public static class Aml
 
     private static byte[] WithPkg(byte[] op, byte[] content) => [.. op, .. PkgLength(content.Length), .. content];
 
-    public static byte[] Concat(params byte[][] parts) => parts.SelectMany(p => p).ToArray();
+    public static byte[] Concat(params ReadOnlySpan<byte[]> parts) => ByteArrays.Concat(parts);
 }
 
 /// <summary>Resource descriptors for ResourceTemplate() (ACPI 6.4 §6.4), ended by an End Tag.</summary>
