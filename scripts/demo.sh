@@ -4,9 +4,9 @@
 # its early console and then stops with the host's emulation error; on VT-x/AMD-V it boots on).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dotnet build "$root/src/Xhyve.Engine" -c Release --nologo -v quiet >/dev/null
+"$root/scripts/build-engine.sh" >/dev/null   # the NativeAOT engine, as it ships: out/engine/xhyve
 make -s -C "$root/tests/guests"
-xhyve="$root/src/Xhyve.Engine/bin/Release/net10.0/xhyve"
+xhyve="$root/out/engine/xhyve"
 set +e
 if [ "${1:-}" = "--linux" ]; then
   kernel=$("$root/tests/linux/fetch-debian-kernel.sh")

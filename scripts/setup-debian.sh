@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what XhyvePS needs on a fresh Debian 12 machine (run as root, or with sudo available):
-# the .NET SDK must already be there (dotnet on PATH); this adds the C toolchain for the test
-# guests, the kernel headers the layout tests compile against, the compression libraries the
+# the .NET SDK must already be there (dotnet on PATH); this adds clang for the NativeAOT engine, the C toolchain for
+# the test guests, the kernel headers the layout tests compile against, the compression libraries the
 # kernel loader uses, iasl for the ACPI tests, QEMU for the side-by-side benchmarks, passt for user-mode
 # networking (and iproute2/ping for the TAP tests), OpenSSH for the remoting tests (which run their own
 # sshd; the system's is never started), SeaBIOS and OVMF for the boot-ROM tests, PowerShell and Pester for the Pester suite, and fetches the
@@ -12,6 +12,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(
   gcc gcc-multilib make linux-libc-dev        # test guests (gcc -m32) and <linux/kvm.h>
+  clang                                       # NativeAOT links the engine with clang (binutils' objcopy strips it)
   liblzma5 liblz4-1 libzstd1                  # host-side kernel payload decompression
   gzip xz-utils lz4 zstd                      # reference compressors for the payload tests
   acpica-tools                                # iasl: the ACPI tables are checked with the real disassembler
@@ -59,6 +60,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v dotnet >/dev/null || { echo "setup: the .NET 10 SDK (dotnet) is required" >&2; exit 1; }
 dotnet restore "$root/XhyvePS.sln" --nologo -v quiet
+# The engine host as it ships, NativeAOT: out/engine/xhyve (the demo runs it; the test build keeps it current).
+"$root/scripts/build-engine.sh"
 
 # PowerShell, pinned, as a .NET global tool (in ~/.dotnet/tools, which scripts/test.sh puts on PATH):
 # the module targets .NET 10, which pwsh runs on from 7.6.

@@ -13,6 +13,8 @@ if [ -z "${DOTNET_ROOT:-}" ] && command -v dotnet >/dev/null 2>&1; then
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# The test build publishes the NativeAOT engine into out/engine (again only when a source changed), and every test
+# that starts an engine runs that one (tests/EngineUnderTest.targets); the Pester suite packages the same file.
 dotnet test "$root/XhyvePS.sln" -c Release --nologo --logger "console;verbosity=detailed" --filter "Category!=Linux" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The Linux suite (real kernels, 30-60 s a boot) runs on its own afterwards, so its boots never compete

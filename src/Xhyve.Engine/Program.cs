@@ -19,6 +19,12 @@ public static class Program
 {
     public const string Version = BuildInfo.Version;
 
+    /// <summary>How this engine's code was compiled, for -v: "NativeAOT" in the shipped executable, "JIT" when the
+    /// assembly runs on the .NET runtime (the library build the tests load). It reports what is running, so a test
+    /// can prove which engine it drives: a JIT has compiled methods by now, NativeAOT has none. (RuntimeFeature's
+    /// dynamic-code flags cannot tell: PublishAot switches them off in the JIT build's runtimeconfig too.)</summary>
+    public static string CodeGeneration => System.Runtime.JitInfo.GetCompiledMethodCount() > 0 ? "JIT" : "NativeAOT";
+
     /// <summary>How long a guest gets to shut down after the ACPI power button before it is turned off.</summary>
     public static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(30);
 
@@ -144,7 +150,7 @@ public static class Program
         switch (cli.Action)
         {
             case CliAction.Help: Console.Out.Write(Usage); return 0;
-            case CliAction.Version: Console.Out.WriteLine($"xhyve: {Version} (XhyvePS, KVM backend)"); return 0;
+            case CliAction.Version: Console.Out.WriteLine($"xhyve: {Version} (XhyvePS, KVM backend, {CodeGeneration})"); return 0;
             case CliAction.PrintMacs: return PrintMacs(cli.Spec);
         }
 

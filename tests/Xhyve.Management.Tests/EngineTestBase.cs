@@ -1,11 +1,12 @@
 using Xhyve.Management.Engine;
 using Xhyve.Management.Model;
 using Xhyve.Management.Store;
+using Xhyve.TestSupport;
 
 namespace Xhyve.Management.Tests;
 
 /// <summary>What the tests that start real engines share: a store in a temporary folder, an engine host with the
-/// engine built beside the tests, the test guests, and a cleanup that leaves no engine running.</summary>
+/// engine under test (the NativeAOT build), the test guests, and a cleanup that leaves no engine running.</summary>
 public abstract class EngineTestBase : IDisposable
 {
     protected const string KvmSkipReason = "/dev/kvm is absent: these tests start real engines";
@@ -18,7 +19,7 @@ public abstract class EngineTestBase : IDisposable
     {
         _root = Directory.CreateTempSubdirectory(folderPrefix).FullName;
         _store = new VmStore(_root);
-        _host = new EngineHost(_store, Path.Combine(AppContext.BaseDirectory, "xhyve"));
+        _host = new EngineHost(_store, EngineUnderTest.Path);
     }
 
     public virtual void Dispose()

@@ -90,16 +90,17 @@ Describe 'The published package' -Tag 'Packaging' {
     }
 
     It 'holds the cmdlets, the engine host, the manifest, format and type files and the MAML help' {
-        foreach ($file in 'Xhyve.psd1', 'Xhyve.PowerShell.dll', 'Xhyve.Management.dll', 'Xhyve.Vmm.dll',
-            'xhyve', 'xhyve.dll', 'xhyve.runtimeconfig.json', 'xhyve.deps.json',
+        foreach ($file in 'Xhyve.psd1', 'Xhyve.PowerShell.dll', 'Xhyve.Management.dll', 'Xhyve.Vmm.dll', 'xhyve',
             'Xhyve.format.ps1xml', 'Xhyve.types.ps1xml', 'en-US/Xhyve.PowerShell.dll-Help.xml') {
             $entries | Should -Contain $file
         }
     }
 
-    It 'holds an x86-64 ELF engine host' {
+    It 'holds an x86-64 ELF engine host, the NativeAOT executable alone' {
         [Text.Encoding]::ASCII.GetString($engineHeader, 1, 3) | Should -Be 'ELF'
         [BitConverter]::ToUInt16($engineHeader, 18) | Should -Be 0x3E -Because 'e_machine is EM_X86_64'
+        # What a framework-dependent engine host would need beside it: the native one carries its code.
+        foreach ($file in 'xhyve.dll', 'xhyve.runtimeconfig.json', 'xhyve.deps.json') { $entries | Should -Not -Contain $file }
     }
 
     It 'holds nothing the module does not need at run time' {
@@ -150,6 +151,16 @@ Describe 'Installing with PSResourceGet and running a VM' -Tag 'Packaging' {
         }
         $mode | Should -Match 'UserExecute'
         $mode | Should -Match 'OtherExecute'
+    }
+
+    It 'has an engine host that runs as the NativeAOT executable it is' {
+        $version = Invoke-IsolatedPwsh -Environment @{ PSModulePath = $modules } -Script {
+            $ErrorActionPreference = 'Stop'
+            Import-Module Xhyve   # gives the engine its execute bits, as above
+            & (Join-Path (Get-Module Xhyve).ModuleBase 'xhyve') -v
+            if ($LASTEXITCODE -ne 0) { throw "xhyve -v: exit code $LASTEXITCODE" }
+        }
+        $version | Should -Match '^xhyve: .*\(XhyvePS, KVM backend, NativeAOT\)$'
     }
 
     It 'runs a VM in a fresh pwsh that has only the installed module, on the engine host inside it' {

@@ -47,7 +47,7 @@ BeforeAll {
     # The session's pwsh is this one's ($PSHOME has the executable also when pwsh is a dotnet tool).
     $pwsh = Join-Path $PSHOME 'pwsh'
     $setEnv = @("XHYVE_HOME=$store", "PSModulePath=$(Join-Path $root 'out')")
-    if ($env:DOTNET_ROOT) { $setEnv += "DOTNET_ROOT=$env:DOTNET_ROOT" }   # the engine host and pwsh find .NET by it
+    if ($env:DOTNET_ROOT) { $setEnv += "DOTNET_ROOT=$env:DOTNET_ROOT" }   # pwsh finds .NET by it (the engine host is native)
     $config = Join-Path $t 'sshd_config'
     Set-Content $config @(
         'ListenAddress 127.0.0.1'

@@ -91,6 +91,7 @@ public sealed class ResetRestartTests() : ControlledEngineTest("xhyve-reset")
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         using var p = StartGuest("power", "reset=1");
         Assert.True(p.WaitForExit(30_000));
+        Assert.True(p.WaitForOutput(TimeSpan.FromSeconds(5)));   // the native engine exits before the reader has its last line
         Assert.Equal(2, p.ExitCode);
         Assert.Equal(0, ReadExitFile().GetProperty("resets").GetInt32());
         Assert.Equal(1, Count(p.Output, "XHYVE-TEST reset=1"));

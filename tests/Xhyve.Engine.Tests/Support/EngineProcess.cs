@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
+using Xhyve.TestSupport;
 
 namespace Xhyve.Engine.Tests.Support;
 
@@ -16,13 +17,13 @@ public sealed record EngineRun(int ExitCode, string Stdout, string Stderr, TimeS
     public override string ToString() => $"exit {ExitCode} after {Elapsed.TotalSeconds:F1}s\n--- stdout ---\n{Stdout}\n--- stderr ---\n{Stderr}";
 }
 
-/// <summary>Starts the engine built next to the tests and test guests built by the test build.</summary>
+/// <summary>Starts the engine under test (the NativeAOT build, <see cref="EngineUnderTest"/>) and test guests built by the test build.</summary>
 public static class EngineProcess
 {
     public static string Root { get; } = FindRoot();
     public static string GuestDir => Path.Combine(Root, "tests", "guests", "build");
     public static string Guest(string name) => Path.Combine(GuestDir, name + ".elf");
-    public static string Executable => Path.Combine(AppContext.BaseDirectory, "xhyve");
+    public static string Executable => EngineUnderTest.Path;
 
     public const string KvmSkipReason = "/dev/kvm is absent: this test needs KVM to run a guest";
     public static bool HasKvm => File.Exists("/dev/kvm");
