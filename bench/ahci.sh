@@ -23,9 +23,10 @@ for a in "$@"; do
     *) echo "usage: bench/ahci.sh [--quick] [--irq]" >&2; exit 2 ;;
   esac
 done
-dotnet publish "$root/src/Xhyve.Engine" -c Release -r linux-x64 --self-contained false -o "$root/out/xhyve" --nologo -v quiet >/dev/null
+. "$root/bench/lib.sh"
+bench_engine   # the shipped (NativeAOT) engine, or $XHYVE_ENGINE
 make -s -C "$root/tests/guests"
-xhyve="$root/out/xhyve/xhyve"
+xhyve=$engine
 guests="$root/tests/guests/build"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

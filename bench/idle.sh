@@ -6,7 +6,7 @@
 # RSS of the 20 processes (/proc/PID/smaps_rollup) and their CPU time (user+sys, /proc/PID/stat) so far.
 # Runs are interleaved (ours, pc, microvm, ours, ...); min / median / max.
 #   bench/idle.sh      IDLE_RUNS (default 3), VMS (20), SETTLE (2 s), BOUND (600 s for one batch)
-# Engine: bench/lib.sh (XHYVE_ENGINE, else dotnet publish into out/bench-engine).
+# Engine: bench/lib.sh (XHYVE_ENGINE, else the shipped NativeAOT engine, out/engine/xhyve from scripts/build-engine.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 runs=$(bench_count IDLE_RUNS 3)

@@ -9,15 +9,14 @@
 bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_die() { echo "${0##*/}: $*" >&2; exit 1; }
 
-# The engine: $XHYVE_ENGINE if set, else `dotnet publish` into out/bench-engine (the ReadyToRun engine today, the
-# native one once the engine's project publishes with NativeAOT). The path is exported, so the scripts a Bench
-# run starts after the first publish no more.
+# The engine: $XHYVE_ENGINE if set, else the engine as it ships, the NativeAOT executable scripts/build-engine.sh
+# makes (out/engine/xhyve; incremental). The path is exported, so the scripts a Bench run starts after the first
+# build use the same file.
 bench_engine() {
   if [ -z "${XHYVE_ENGINE:-}" ]; then
-    echo "publishing the engine into out/bench-engine (set XHYVE_ENGINE to measure another build)" >&2
-    dotnet publish "$bench_root/src/Xhyve.Engine" -c Release -r linux-x64 -o "$bench_root/out/bench-engine" \
-      --nologo -v quiet >/dev/null || bench_die "dotnet publish src/Xhyve.Engine failed"
-    export XHYVE_ENGINE=$bench_root/out/bench-engine/xhyve
+    echo "building the engine (scripts/build-engine.sh; set XHYVE_ENGINE to measure another build)" >&2
+    bash "$bench_root/scripts/build-engine.sh" >/dev/null || bench_die "scripts/build-engine.sh failed"
+    export XHYVE_ENGINE=$bench_root/out/engine/xhyve
   fi
   [ -x "$XHYVE_ENGINE" ] || bench_die "engine '$XHYVE_ENGINE' (XHYVE_ENGINE) is missing or not executable"
   engine=$XHYVE_ENGINE

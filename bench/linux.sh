@@ -8,7 +8,7 @@
 #   bench/linux.sh [-n RUNS] [-t BOUND_SECONDS]      (defaults: LINUX_RUNS or 3 runs, 300 s per run)
 # Kernel: $XHYVE_TEST_KERNEL, else ../shared/linux-testkernel/bzImage beside the clone, else
 # .cache/linux/testkernel/bzImage; its cmdline.txt is used, plus rdinit=/init.
-# Engine: bench/lib.sh (XHYVE_ENGINE, else dotnet publish into out/bench-engine).
+# Engine: bench/lib.sh (XHYVE_ENGINE, else the shipped NativeAOT engine, out/engine/xhyve from scripts/build-engine.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$bench_root

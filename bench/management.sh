@@ -3,7 +3,8 @@
 # New-XhyveVM | Start-XhyveVM | Wait-XhyveVM -For Running does) against the engine started directly.
 #   bench/management.sh [RUNS]
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-dotnet publish "$root/src/Xhyve.Engine" -c Release -o "$root/out/xhyve" --nologo -v quiet >/dev/null
+. "$(dirname "$0")/lib.sh"
+root=$bench_root
+bench_engine   # the shipped (NativeAOT) engine, or $XHYVE_ENGINE
 make -s -C "$root/tests/guests"
-dotnet run --project "$root/bench/ManagementStartup" -c Release -- "$root/out/xhyve/xhyve" "$root/tests/guests/build/hello.elf" "${1:-10}"
+dotnet run --project "$root/bench/ManagementStartup" -c Release -- "$engine" "$root/tests/guests/build/hello.elf" "${1:-10}"

@@ -6,13 +6,13 @@
 # Settings (environment): RUNS=3 (median of RUNS per cell), SIZE=1472 (UDP payload bytes: 1514-byte frames),
 # N=80000 (datagrams the guest sends), RATE=40000 (datagrams/s the host offers), SECS=4 (how long it offers them),
 # ONLY='passt h2g' (one case), DIAG=1 (one more run of ours per case with --verbose: the device counters),
-# XHYVE_ENGINE=path (else the Release build, built first).
+# XHYVE_ENGINE=path (else the shipped NativeAOT engine, built first by scripts/build-engine.sh).
 # Needs qemu-system-x86_64 (>= 7.2 for -netdev stream), passt, python3, iproute2, gcc.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3} SIZE=${SIZE:-1472} N=${N:-80000} RATE=${RATE:-40000} SECS=${SECS:-4} DIAG=${DIAG:-0}
-engine=${XHYVE_ENGINE:-$root/src/Xhyve.Engine/bin/Release/net10.0/xhyve}
-if [ -z "${XHYVE_ENGINE:-}" ]; then dotnet build "$root/XhyvePS.sln" -c Release --nologo -v quiet >/dev/null; fi
+. "$root/bench/lib.sh"
+bench_engine
 make -s -C "$root/tests/guests"
 guest=$root/tests/guests/build/vnet.elf
 [ "$(id -u)" = 0 ] || { echo "bench/net.sh: needs root (the TAP and its network namespace)"; exit 1; }

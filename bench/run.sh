@@ -13,7 +13,7 @@
 #     default) and, as one more row, the vmlinux; pc the bzImage (SeaBIOS, self-decompressing); microvm the vmlinux
 #     through its PVH note (extracted here from the bzImage with the system's decompressor).
 # (e) during (c): peak RSS (GNU time) and PSS/RSS of the VM process sampled at the banner.
-# Engine: bench/lib.sh (XHYVE_ENGINE, else dotnet publish into out/bench-engine).
+# Engine: bench/lib.sh (XHYVE_ENGINE, else the shipped NativeAOT engine, out/engine/xhyve from scripts/build-engine.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 quick=${1:-}
