@@ -53,7 +53,8 @@ public sealed class NativeAotEngineTests : IDisposable
         var kernel = LinuxKernels.Find(LinuxKernel.TestKernel, out string reason);
         Skip.If(kernel == null, reason);
         byte[] original = File.ReadAllBytes(kernel.Image);
-        Assert.Equal(PayloadCompression.Lz4, KernelPayload.Detect(BzImage.Parse(original, kernel.Image).Payload.Span));   // what the repacking starts from
+        var bz = BzImage.Parse(original, kernel.Image);
+        Assert.Equal(PayloadCompression.Lz4, KernelPayload.Detect(original.AsSpan((int)bz.PayloadFileOffset, bz.PayloadLength)));   // what the repacking starts from
         string image = Path.Combine(_dir, $"bzImage-{format}");
         File.WriteAllBytes(image, compressor == null ? original : Recompressed(original, kernel.Image, compressor));
 
@@ -76,7 +77,7 @@ public sealed class NativeAotEngineTests : IDisposable
     {
         var bz = BzImage.Parse(bzImage, name);
         string raw = Path.Combine(_dir, "payload"), packed = Path.Combine(_dir, "payload.packed");
-        byte[] uncompressed = KernelPayload.Decompress(bz.Payload.Span, name);
+        byte[] uncompressed = KernelPayload.Decompress(bzImage.AsSpan((int)bz.PayloadFileOffset, bz.PayloadLength), name);
         File.WriteAllBytes(raw, uncompressed);
         var run = EngineProcess.RunProgram("sh", ["-c", $"{compressor} < '{raw}' > '{packed}'"], 120);
         Assert.True(run.ExitCode == 0, $"{compressor}: {run}");
