@@ -37,8 +37,28 @@ public interface IBlockBackend : IDisposable
 }
 
 /// <summary>Helpers for scatter/gather lists of requests.</summary>
-internal static class ScatterGather
+internal static unsafe class ScatterGather
 {
+    /// <summary><see cref="IBlockBackend.Read"/> as a one-buffer <see cref="IBlockBackend.ReadVectored"/>.</summary>
+    public static void Read(IBlockBackend backend, long offset, Span<byte> buffer)
+    {
+        fixed (byte* p = buffer)
+        {
+            var one = new IoBuffer((nint)p, buffer.Length);
+            backend.ReadVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
+        }
+    }
+
+    /// <summary><see cref="IBlockBackend.Write"/> as a one-buffer <see cref="IBlockBackend.WriteVectored"/>.</summary>
+    public static void Write(IBlockBackend backend, long offset, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            var one = new IoBuffer((nint)p, data.Length);
+            backend.WriteVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
+        }
+    }
+
     /// <summary>The bytes of the list; a request is under 2 GiB (virtio-blk and ATA limit theirs far below).</summary>
     public static int Total(ReadOnlySpan<IoBuffer> buffers)
     {

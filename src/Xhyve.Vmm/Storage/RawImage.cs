@@ -105,23 +105,9 @@ public sealed unsafe class RawImage : IBlockBackend
             throw new StorageException($"{Path}: range {offset}+{length} is outside the {Size}-byte disk");
     }
 
-    public void Read(long offset, Span<byte> buffer)
-    {
-        fixed (byte* p = buffer)
-        {
-            var one = new IoBuffer((nint)p, buffer.Length);
-            ReadVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
-        }
-    }
+    public void Read(long offset, Span<byte> buffer) => ScatterGather.Read(this, offset, buffer);
 
-    public void Write(long offset, ReadOnlySpan<byte> data)
-    {
-        fixed (byte* p = data)
-        {
-            var one = new IoBuffer((nint)p, data.Length);
-            WriteVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
-        }
-    }
+    public void Write(long offset, ReadOnlySpan<byte> data) => ScatterGather.Write(this, offset, data);
 
     public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => Transfer(offset, buffers, write: false);
 

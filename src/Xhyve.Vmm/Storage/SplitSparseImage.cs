@@ -42,7 +42,7 @@ public sealed record SplitImageLayout(long Size, long? SplitSize, bool Sparse, i
 /// A newly written sector is appended to its segment, made durable, and only then entered in the LUT,
 /// so a crash leaves each sector with its old or its new content. Allocation is serialised per segment.
 /// </summary>
-public sealed unsafe class SplitSparseImage : IBlockBackend
+public sealed class SplitSparseImage : IBlockBackend
 {
     public const uint Unallocated = 0xFFFF_FFFF;
 
@@ -198,23 +198,9 @@ public sealed unsafe class SplitSparseImage : IBlockBackend
             throw new ArgumentException($"{Path}: sparse images take whole {LogicalSectorSize}-byte sectors (offset {offset}, length {length})");
     }
 
-    public void Read(long offset, Span<byte> buffer)
-    {
-        fixed (byte* p = buffer)
-        {
-            var one = new IoBuffer((nint)p, buffer.Length);
-            ReadVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
-        }
-    }
+    public void Read(long offset, Span<byte> buffer) => ScatterGather.Read(this, offset, buffer);
 
-    public void Write(long offset, ReadOnlySpan<byte> data)
-    {
-        fixed (byte* p = data)
-        {
-            var one = new IoBuffer((nint)p, data.Length);
-            WriteVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
-        }
-    }
+    public void Write(long offset, ReadOnlySpan<byte> data) => ScatterGather.Write(this, offset, data);
 
     /// <summary>One preadv per run of the request: a piece of one segment (split), or sectors that are allocated and
     /// stored one after the other in one segment (sparse). Never-written sectors are zeroed without I/O.</summary>
