@@ -75,7 +75,8 @@ run_guest() { # setup disk "args" n
   awk '{ printf "%.0f %.0f\n", $1 * 1e6, ($2 + $3) * 1e6 }' "$tf"
 }
 
-# One measurement: "requests/s cpu_us_per_request wall_us_per_request", from two run lengths: (n2 - n1) / (t2 - t1).
+# One measurement: "requests/s cpu_us_per_request wall_us_per_request", from two run lengths: (n2 - n1) / (t2 - t1);
+# nothing when the longer run was not the slower (load noise swamped it), so the run counts as not measured.
 measure() { # setup workload
   local s=$1 w=$2 args n1 n2 disk1 disk2 a b
   case $w in
@@ -91,7 +92,7 @@ measure() { # setup workload
   if [ "$w" = alloc ]; then disk1=$(fresh "$fmt"); a=$(run_guest "$s" "$disk1" "$args" "$n1"); disk2=$(fresh "$fmt"); b=$(run_guest "$s" "$disk2" "$args" "$n2")
   else disk1="${path[$fmt]}"; [ "$s" = qemu ] || disk1+="${opts[$fmt]}"; a=$(run_guest "$s" "$disk1" "$args" "$n1"); b=$(run_guest "$s" "$disk1" "$args" "$n2"); fi
   awk -v n=$(( n2 - n1 )) -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); us = y[1] - x[1]; cpu = y[2] - x[2];
-    if (us <= 0) print "0 0 0"; else printf "%.1f %.1f %.1f\n", n * 1e6 / us, cpu / n, us / n }'
+    if (us > 0) printf "%.1f %.1f %.1f\n", n * 1e6 / us, cpu / n, us / n }'
 }
 # The host's own reads of the raw image: IOPS and fio's CPU share (usr + sys, % of one CPU) turned into µs per request.
 fio_measure() { # workload
@@ -115,15 +116,15 @@ for ((round = 1; round <= runs; round++)); do
 done
 
 # min / median / max of column $2 (1: rate, 2: CPU µs per request, 3: wall µs per request), rate scaled by $3 (KiB per
-# request, 0: as is).
+# request, 0: as is); "-" without measurements, and how many there were when runs were not measured.
 stats() { # lines column kb
-  printf '%s' "$1" | awk -v c="$2" -v kb="$3" 'NF { v[++n] = $c * (kb ? kb / 1024 : 1) } END {
+  printf '%s' "$1" | awk -v c="$2" -v kb="$3" -v runs="$runs" 'NF { v[++n] = $c * (kb ? kb / 1024 : 1) } END { if (!n) { print "-"; exit }
     for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }   # mawk has no asort
     m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    f = c == 1 ? "%.0f" : "%.1f"; printf f " / " f " / " f, v[1], m, v[n] }'
+    f = c == 1 ? "%.0f" : "%.1f"; printf f " / " f " / " f, v[1], m, v[n]; if (n < runs) printf " (%d of %d runs)", n, runs }'
 }
-median() { stats "$1" "$2" 0 | awk -F' / ' '{ print $2 }'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.1f %%", 100 * a / b }'; }
+median() { stats "$1" "$2" 0 | awk -F' / ' '{ print (NF > 1 ? $2 : "-") }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b + 0 == 0) print "-"; else printf "%.1f %%", 100 * a / b }'; }
 label() { case $1 in seq) echo "sequential read 1 MiB, QD1" ;; r1) echo "random read 4 KiB, QD1" ;; r32) echo "random read 4 KiB, QD32" ;;
   fmt_seq) echo "formats: sequential read 1 MiB, QD1" ;; fmt_write) echo "formats: sequential overwrite 1 MiB, QD1" ;;
   fmt_alloc) echo "formats: sequential write 1 MiB into an empty image, QD1" ;; esac; }
