@@ -142,6 +142,7 @@ for w in "${workloads[@]}"; do
     if [ "$w" = r1 ] || [ "$w" = r32 ]; then unit=IOPS kb=0; else unit=MiB/s kb=1024; fi
     rate=$(median "$r" 1)
     [ -z "$base" ] && base=$rate
-    echo "| $(label "$w") | $s | $(stats "$r" 1 "$kb") $unit | $(median "$r" 3) | $(stats "$r" 2 0) | $(pct "$rate" "$base") |"
+    st=$(stats "$r" 1 "$kb"); [ "$st" = - ] || st+=" $unit"
+    echo "| $(label "$w") | $s | $st | $(median "$r" 3) | $(stats "$r" 2 0) | $(pct "$rate" "$base") |"
   done
 done
