@@ -225,17 +225,16 @@ public sealed class SplitSparseImage : IBlockBackend
         for (long sector = offset / ss; sector < end;)
         {
             uint index = _lut[sector];
-            long n = 1;
+            long n;
             if (index == Unallocated)
             {
-                while (sector + n < end && _lut[sector + n] == Unallocated) n++;
+                n = _lut.RunLength(sector, end - sector);
                 cursor.Clear(n * ss);
             }
             else
             {
                 int seg = SegmentOf(sector);
-                long segmentEnd = Math.Min(end, (seg + 1) * SectorsPerSegment);
-                while (sector + n < segmentEnd && _lut[sector + n] is var next && next != Unallocated && next == index + n) n++;
+                n = _lut.RunLength(sector, Math.Min(end, (seg + 1) * SectorsPerSegment) - sector);
                 ReadRun(seg, (long)index * ss, ref cursor, n * ss, iov);
             }
             sector += n;
@@ -554,6 +553,35 @@ internal sealed class SparseLut
             Volatile.Write(ref _chunks[c], chunk);
             return chunk;
         }
+    }
+
+    /// <summary>How many entries from <paramref name="index"/> (at least 1, at most <paramref name="max"/>) continue its
+    /// run: unallocated ones after an unallocated entry, else slots counting up from its slot. A request's reads walk
+    /// thousands of entries, so this looks each chunk up once.</summary>
+    public long RunLength(long index, long max)
+    {
+        uint first = this[index];
+        max = Math.Min(max, Length - index);   // past the end there is no entry (and no progress)
+        long n = 1;
+        while (n < max)
+        {
+            long at = index + n;
+            var chunk = Volatile.Read(ref _chunks[at >> ChunkBits]);
+            int i = (int)(at & ChunkMask);
+            int end = (int)Math.Min(i + (max - n), Math.Min(1L << ChunkBits, Length - (at & ~(long)ChunkMask)));
+            if (chunk == null)
+            {
+                if (first != SplitSparseImage.Unallocated) return n;
+                n += end - i;
+                continue;
+            }
+            for (; i < end; i++, n++)
+            {
+                uint v = Volatile.Read(ref chunk[i]);
+                if (first == SplitSparseImage.Unallocated ? v != first : v == SplitSparseImage.Unallocated || v != first + (uint)n) return n;
+            }
+        }
+        return n;
     }
 
     public long CountAllocated()
