@@ -2,8 +2,8 @@
  * names (cross=LBA, e.g. a split-segment boundary) and at the end of the disk; flushes; reads back; and
  * checks get-id, out-of-range and unknown requests, write-zeroes, many requests in flight and hostile
  * chains. Options: legacy=1 (I/O BAR interface), msix=1 / intx=1 (interrupts instead of polling),
- * indirect=1, eventidx=1. bench=1 (sequential reads of reqkb KiB) or bench=2 (random 4 KiB reads),
- * n requests at queue depth qd, for the benchmark. */
+ * indirect=1, eventidx=1. bench=1 (sequential reads of reqkb KiB), bench=2 (random 4 KiB reads) or bench=3
+ * (sequential writes of reqkb KiB, every sector non-zero), n requests at queue depth qd, for the benchmark. */
 #include "lib/guest.h"
 #include "lib/intr.h"
 #include "lib/virtio.h"
@@ -97,15 +97,19 @@ static uint32_t verify(uint32_t lba, uint32_t count)
 
 static void bench(uint32_t mode, uint32_t n, uint32_t qd, uint32_t reqkb, uint32_t capacity)
 {
-    uint32_t bytes = mode == 1 ? reqkb * 1024 : 4096, sectors = bytes / 512;
+    uint32_t bytes = mode == 2 ? 4096 : reqkb * 1024, sectors = bytes / 512, type = mode == 3 ? T_OUT : T_IN;
     if (qd > 32) qd = 32;
     if (qd > dev.qsize / 3) qd = dev.qsize / 3;
     uint32_t blocks = capacity / sectors, next = 0, seed = 12345, submitted = 0, done = 0, head, len;
     uint8_t *base = (uint8_t *)0x01000000;               /* 16 MiB: data buffers, one per slot */
     uint16_t heads[32];
+    /* Writes carry data in every sector (a sparse image stores nothing for zeroes); one word per sector keeps the
+     * fill short, as this code may run emulated instruction by instruction. */
+    if (mode == 3)
+        for (uint32_t s = 0; s < qd * sectors; s++) *(volatile uint32_t *)(base + s * 512) = 0x5EC70000u | s;
     for (uint32_t r = 0; r < qd && submitted < n; r++, submitted++) {
-        uint32_t blk = mode == 1 ? next++ % blocks : (seed = seed * 1103515245u + 12345u) % blocks;
-        heads[r] = build(r, T_IN, blk * sectors, base + r * bytes, bytes, 1);
+        uint32_t blk = mode != 2 ? next++ % blocks : (seed = seed * 1103515245u + 12345u) % blocks;
+        heads[r] = build(r, type, blk * sectors, base + r * bytes, bytes, 1);
     }
     vq_submit_many(&dev, heads, submitted);
     while (done < n) {
@@ -114,8 +118,8 @@ static void bench(uint32_t mode, uint32_t n, uint32_t qd, uint32_t reqkb, uint32
         uint32_t r = head / 4;
         if (statuses[r] != 0) break;
         if (submitted < n) {
-            uint32_t blk = mode == 1 ? next++ % blocks : (seed = seed * 1103515245u + 12345u) % blocks;
-            vq_submit(&dev, build(r, T_IN, blk * sectors, base + r * bytes, bytes, 1));
+            uint32_t blk = mode != 2 ? next++ % blocks : (seed = seed * 1103515245u + 12345u) % blocks;
+            vq_submit(&dev, build(r, type, blk * sectors, base + r * bytes, bytes, 1));
             submitted++;
         }
     }

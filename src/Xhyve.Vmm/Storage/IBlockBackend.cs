@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using Xhyve.Vmm.Native;
@@ -37,52 +36,30 @@ public interface IBlockBackend : IDisposable
     void Discard(long offset, long length);
 }
 
-/// <summary>Vectored I/O for backends without a native scatter/gather path: buffer by buffer when each
-/// is whole sectors, else through one pooled bounce buffer.</summary>
-internal static class ScatterGather
+/// <summary>Helpers for scatter/gather lists of requests.</summary>
+internal static unsafe class ScatterGather
 {
-    public static void Read(IBlockBackend backend, long offset, ReadOnlySpan<IoBuffer> buffers)
+    /// <summary><see cref="IBlockBackend.Read"/> as a one-buffer <see cref="IBlockBackend.ReadVectored"/>.</summary>
+    public static void Read(IBlockBackend backend, long offset, Span<byte> buffer)
     {
-        if (WholeSectors(backend, buffers))
+        fixed (byte* p = buffer)
         {
-            foreach (var b in buffers) { backend.Read(offset, b.AsSpan()); offset += (long)b.Length; }
-            return;
+            var one = new IoBuffer((nint)p, buffer.Length);
+            backend.ReadVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
         }
-        int total = Total(buffers);
-        byte[] bounce = ArrayPool<byte>.Shared.Rent(total);
-        try
-        {
-            backend.Read(offset, bounce.AsSpan(0, total));
-            int at = 0;
-            foreach (var b in buffers) { bounce.AsSpan(at, (int)b.Length).CopyTo(b.AsSpan()); at += (int)b.Length; }
-        }
-        finally { ArrayPool<byte>.Shared.Return(bounce); }
     }
 
-    public static void Write(IBlockBackend backend, long offset, ReadOnlySpan<IoBuffer> buffers)
+    /// <summary><see cref="IBlockBackend.Write"/> as a one-buffer <see cref="IBlockBackend.WriteVectored"/>.</summary>
+    public static void Write(IBlockBackend backend, long offset, ReadOnlySpan<byte> data)
     {
-        if (WholeSectors(backend, buffers))
+        fixed (byte* p = data)
         {
-            foreach (var b in buffers) { backend.Write(offset, b.AsSpan()); offset += (long)b.Length; }
-            return;
+            var one = new IoBuffer((nint)p, data.Length);
+            backend.WriteVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
         }
-        int total = Total(buffers);
-        byte[] bounce = ArrayPool<byte>.Shared.Rent(total);
-        try
-        {
-            int at = 0;
-            foreach (var b in buffers) { b.AsSpan().CopyTo(bounce.AsSpan(at)); at += (int)b.Length; }
-            backend.Write(offset, bounce.AsSpan(0, total));
-        }
-        finally { ArrayPool<byte>.Shared.Return(bounce); }
     }
 
-    private static bool WholeSectors(IBlockBackend backend, ReadOnlySpan<IoBuffer> buffers)
-    {
-        foreach (var b in buffers) if (b.Length % (nuint)backend.LogicalSectorSize != 0) return false;
-        return true;
-    }
-
+    /// <summary>The bytes of the list; a request is under 2 GiB (virtio-blk and ATA limit theirs far below).</summary>
     public static int Total(ReadOnlySpan<IoBuffer> buffers)
     {
         long total = 0;

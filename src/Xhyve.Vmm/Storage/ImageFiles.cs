@@ -31,6 +31,11 @@ internal abstract class ImageFile : IDisposable
     public abstract int Read(Span<byte> buffer, long offset);
     /// <summary>pwrite of all of <paramref name="data"/>; durable only after <see cref="DataSync"/>.</summary>
     public abstract void Write(ReadOnlySpan<byte> data, long offset);
+    /// <summary>preadv into the list (one system call unless it stops short; the list may be changed): returns the bytes
+    /// read, fewer than asked only at the end of the file.</summary>
+    public abstract long ReadVectored(Span<IoBuffer> buffers, long offset);
+    /// <summary>pwritev of the whole list (the list may be changed); durable only after <see cref="DataSync"/>.</summary>
+    public abstract void WriteVectored(Span<IoBuffer> buffers, long offset);
     /// <summary>ftruncate: shrinks, or extends with a hole.</summary>
     public abstract void SetLength(long length);
     /// <summary>fdatasync: every write and size change before it is durable when it returns.</summary>
@@ -65,6 +70,21 @@ internal sealed class HostImageFile(SafeFileHandle handle, string path) : ImageF
     public override long Length => RandomAccess.GetLength(handle);
     public override int Read(Span<byte> buffer, long offset) => RandomAccess.Read(handle, buffer, offset);
     public override void Write(ReadOnlySpan<byte> data, long offset) => RandomAccess.Write(handle, data, offset);
+    public override long ReadVectored(Span<IoBuffer> buffers, long offset) => Transfer(buffers, offset, write: false);
+    public override void WriteVectored(Span<IoBuffer> buffers, long offset) => Transfer(buffers, offset, write: true);
+
+    /// <summary>RandomAccess's vectored calls take a list of Memory&lt;byte&gt; (an allocation per request): preadv/pwritev
+    /// straight on the descriptor instead, held open by a reference for the call.</summary>
+    private long Transfer(Span<IoBuffer> buffers, long offset, bool write)
+    {
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            return VectoredIo.Transfer((int)handle.DangerousGetHandle(), buffers, offset, write, path);
+        }
+        finally { if (added) handle.DangerousRelease(); }
+    }
     public override void SetLength(long length) => RandomAccess.SetLength(handle, length);
     public override void DataSync() => FileHandles.DataSync(handle, path);
     public override void Dispose() => handle.Dispose();

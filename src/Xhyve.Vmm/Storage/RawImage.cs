@@ -105,23 +105,9 @@ public sealed unsafe class RawImage : IBlockBackend
             throw new StorageException($"{Path}: range {offset}+{length} is outside the {Size}-byte disk");
     }
 
-    public void Read(long offset, Span<byte> buffer)
-    {
-        fixed (byte* p = buffer)
-        {
-            var one = new IoBuffer((nint)p, buffer.Length);
-            ReadVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
-        }
-    }
+    public void Read(long offset, Span<byte> buffer) => ScatterGather.Read(this, offset, buffer);
 
-    public void Write(long offset, ReadOnlySpan<byte> data)
-    {
-        fixed (byte* p = data)
-        {
-            var one = new IoBuffer((nint)p, data.Length);
-            WriteVectored(offset, new ReadOnlySpan<IoBuffer>(&one, 1));
-        }
-    }
+    public void Write(long offset, ReadOnlySpan<byte> data) => ScatterGather.Write(this, offset, data);
 
     public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => Transfer(offset, buffers, write: false);
 
@@ -133,38 +119,18 @@ public sealed unsafe class RawImage : IBlockBackend
 
     private void Transfer(long offset, ReadOnlySpan<IoBuffer> buffers, bool write)
     {
-        CheckRange(offset, ScatterGather.Total(buffers));
+        int total = ScatterGather.Total(buffers);
+        CheckRange(offset, total);
         if (_direct && !Aligned(buffers)) { Bounced(offset, buffers, write); return; }
-        // preadv/pwritev take at most IOV_MAX buffers and may transfer less than asked: continue where they stopped.
-        Span<IoBuffer> iov = buffers.Length <= 256 ? stackalloc IoBuffer[buffers.Length] : new IoBuffer[buffers.Length];
+        var iov = VectoredIo.ThreadScratch(buffers.Length);
         buffers.CopyTo(iov);
-        int first = 0;
-        while (first < iov.Length)
+        long done = VectoredIo.Transfer(_fd, iov, offset, write, Path);
+        if (!write && done < total)
         {
-            if (iov[first].Length == 0) { first++; continue; }
-            int count = Math.Min(iov.Length - first, LibC.IovMax);
-            nint n;
-            fixed (IoBuffer* v = &iov[first])
-                n = write ? LibC.PWriteV(_fd, v, count, offset) : LibC.PReadV(_fd, v, count, offset);
-            if (n < 0)
-            {
-                if (LibC.LastErrno == LibC.EINTR) continue;
-                throw new StorageException($"{Path}: {(write ? "write" : "read")} at {offset} failed: {LibC.StrError(LibC.LastErrno)}");
-            }
-            if (n == 0)
-            {
-                if (write) throw new StorageException($"{Path}: write at {offset} made no progress");
-                for (int i = first; i < iov.Length; i++) iov[i].AsSpan().Clear();   // past the end of a shrunk file
-                return;
-            }
-            offset += n;
-            while (n > 0 && first < iov.Length)
-            {
-                nint len = (nint)iov[first].Length;
-                if (n >= len) { n -= len; first++; continue; }
-                iov[first] = new IoBuffer(iov[first].Address + n, (int)(len - n));
-                n = 0;
-            }
+            // Past the end of a shrunk file: zeroes.
+            var rest = new ScatterCursor(buffers);
+            rest.Skip(done);
+            rest.Clear(total - done);
         }
     }
 

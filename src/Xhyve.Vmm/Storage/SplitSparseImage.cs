@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace Xhyve.Vmm.Storage;
@@ -197,112 +198,249 @@ public sealed class SplitSparseImage : IBlockBackend
             throw new ArgumentException($"{Path}: sparse images take whole {LogicalSectorSize}-byte sectors (offset {offset}, length {length})");
     }
 
-    public void Read(long offset, Span<byte> buffer)
+    public void Read(long offset, Span<byte> buffer) => ScatterGather.Read(this, offset, buffer);
+
+    public void Write(long offset, ReadOnlySpan<byte> data) => ScatterGather.Write(this, offset, data);
+
+    /// <summary>One preadv per run of the request: a piece of one segment (split), or sectors that are allocated and
+    /// stored one after the other in one segment (sparse). Never-written sectors are zeroed without I/O.</summary>
+    public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers)
     {
-        CheckRange(offset, buffer.Length);
+        long length = ScatterGather.Total(buffers);
+        CheckRange(offset, length);
+        var cursor = new ScatterCursor(buffers);
+        var iov = VectoredIo.ThreadScratch(buffers.Length);
         if (!_layout.Sparse)
         {
-            for (int pos = 0; pos < buffer.Length;)
+            for (long pos = 0; pos < length;)
             {
-                var (seg, inSeg, n) = Piece(offset + pos, buffer.Length - pos);
-                ReadExactly(seg, inSeg, buffer.Slice(pos, n));
+                var (seg, inSeg, n) = Piece(offset + pos, length - pos);
+                ReadRun(seg, inSeg, ref cursor, n, iov);
                 pos += n;
             }
             return;
         }
         int ss = LogicalSectorSize;
-        for (int pos = 0; pos < buffer.Length; pos += ss)
+        long end = (offset + length) / ss;
+        for (long sector = offset / ss; sector < end;)
         {
-            long sector = (offset + pos) / ss;
             uint index = _lut[sector];
-            var dest = buffer.Slice(pos, ss);
-            if (index == Unallocated) dest.Clear();
-            else ReadExactly(SegmentOf(sector), (long)index * ss, dest);
+            long n;
+            if (index == Unallocated)
+            {
+                n = _lut.RunLength(sector, end - sector);
+                cursor.Clear(n * ss);
+            }
+            else
+            {
+                int seg = SegmentOf(sector);
+                n = _lut.RunLength(sector, Math.Min(end, (seg + 1) * SectorsPerSegment) - sector);
+                ReadRun(seg, (long)index * ss, ref cursor, n * ss, iov);
+            }
+            sector += n;
         }
     }
 
-    private void ReadExactly(int seg, long at, Span<byte> dest)
+    private long SectorsPerSegment => _layout.SegmentSize / _layout.SectorSize;
+
+    /// <summary>The next <paramref name="bytes"/> of the request from segment <paramref name="seg"/> at
+    /// <paramref name="at"/>, in one preadv; past the end of a host-sparse segment reads zeroes.</summary>
+    private void ReadRun(int seg, long at, ref ScatterCursor cursor, long bytes, Span<IoBuffer> iov)
     {
-        int done = 0;
-        while (done < dest.Length)
+        var start = cursor;
+        int used = cursor.Take(bytes, iov);
+        long got = _segments[seg].ReadVectored(iov[..used], at);
+        if (got < bytes)
         {
-            int n = _segments[seg].Read(dest[done..], at + done);
-            if (n == 0) { dest[done..].Clear(); return; } // past the end of a host-sparse segment: zeroes
-            done += n;
+            start.Skip(got);
+            start.Clear(bytes - got);
         }
     }
 
     /// <summary>The part of a request at disk offset <paramref name="at"/> that lies in one segment:
     /// requests crossing a segment boundary are split.</summary>
-    private (int Segment, long InSegment, int Length) Piece(long at, int remaining)
+    private (int Segment, long InSegment, long Length) Piece(long at, long remaining)
     {
         int seg = (int)(at / _layout.SegmentSize);
         long inSeg = at % _layout.SegmentSize;
-        return (seg, inSeg, (int)Math.Min(remaining, _layout.SegmentSize - inSeg));
+        return (seg, inSeg, Math.Min(remaining, _layout.SegmentSize - inSeg));
     }
 
-    public void Write(long offset, ReadOnlySpan<byte> data)
+    /// <summary>
+    /// One pwritev per run (see <see cref="ReadVectored"/>). On a sparse image the never-written sectors with data are
+    /// given slots together, consecutively at the end of their segment (so reading them back is one run again), their
+    /// data written and each such segment synced, and only then are their LUT entries entered, in one write of the
+    /// LUT range the request covers (docs/storage-durability.md, rule 1).
+    /// </summary>
+    public void WriteVectored(long offset, ReadOnlySpan<IoBuffer> buffers)
     {
         if (ReadOnly) throw new InvalidOperationException($"{Path}: the disk is read-only");
-        CheckRange(offset, data.Length);
+        long length = ScatterGather.Total(buffers);
+        CheckRange(offset, length);
+        var iov = VectoredIo.ThreadScratch(buffers.Length);
         if (!_layout.Sparse)
         {
-            for (int pos = 0; pos < data.Length;)
+            var cursor = new ScatterCursor(buffers);
+            for (long pos = 0; pos < length;)
             {
-                var (seg, inSeg, n) = Piece(offset + pos, data.Length - pos);
-                _segments[seg].Write(data.Slice(pos, n), inSeg);
+                var (seg, inSeg, n) = Piece(offset + pos, length - pos);
+                WriteRun(seg, inSeg, ref cursor, n, iov);
                 pos += n;
             }
             return;
         }
         int ss = LogicalSectorSize;
-        var allocated = new List<(long Sector, uint Index, int At)>();
-        var touched = new HashSet<int>();
-        for (int pos = 0; pos < data.Length; pos += ss)
+        long first = offset / ss;
+        int sectors = (int)(length / ss);
+        if (sectors == 0) return;
+        var plan = ArrayPool<Run>.Shared.Rent(sectors);
+        try
         {
-            long sector = (offset + pos) / ss;
-            int seg = SegmentOf(sector);
-            var chunk = data.Slice(pos, ss);
-            uint index = _lut[sector];
-            if (index != Unallocated)
+            var runs = plan.AsSpan(0, Plan(first, sectors, buffers, plan));
+            bool allocates = Reserve(runs);
+            var cursor = new ScatterCursor(buffers);
+            for (int i = 0; i < runs.Length;)
             {
-                _segments[seg].Write(chunk, (long)index * ss);
-                continue;
+                var run = runs[i];
+                if (run.Kind == RunKind.Skipped) { cursor.Skip((long)run.Count * ss); i++; continue; }
+                // A sector overwritten in place may be stored just before the request's new ones: one write for both.
+                long count = run.Count;
+                int j = i + 1;
+                while (j < runs.Length && runs[j].Kind != RunKind.Skipped && runs[j].Segment == run.Segment && runs[j].Index == run.Index + count)
+                    count += runs[j++].Count;
+                WriteRun(run.Segment, (long)run.Index * ss, ref cursor, count * ss, iov);
+                i = j;
             }
-            if (!chunk.ContainsAnyExcept((byte)0)) continue;      // never-written zero sector: store nothing
-            lock (_segmentLocks[seg])
-            {
-                index = (uint)_segmentSectors[seg];
-                _segments[seg].Write(chunk, (long)index * ss);
-                _segmentSectors[seg]++;
-            }
-            allocated.Add((sector, index, pos));
-            touched.Add(seg);
+            if (allocates) Publish(runs, buffers);
         }
-        if (allocated.Count == 0) return;
-        // Data first, durably; then the LUT entries that point at it.
-        foreach (int seg in touched) _segments[seg].DataSync();
-        Span<byte> entry = stackalloc byte[4];
-        foreach (var (sector, index, at) in allocated)
-            lock (_lutLock)
-            {
-                uint now = _lut[sector];
-                if (now != Unallocated)
-                {
-                    // A concurrent request gave the sector a slot while ours was syncing: ours stays unused
-                    // (an offline compact reclaims it) and the data goes where the LUT points.
-                    _segments[SegmentOf(sector)].Write(data.Slice(at, ss), (long)now * ss);
-                    continue;
-                }
-                _lut[sector] = index;
-                BinaryPrimitives.WriteUInt32LittleEndian(entry, index);
-                _lutHandle!.Write(entry, sector * 4);
-            }
+        finally { ArrayPool<Run>.Shared.Return(plan); }
     }
 
-    public void ReadVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => ScatterGather.Read(this, offset, buffers);
+    private void WriteRun(int seg, long at, ref ScatterCursor cursor, long bytes, Span<IoBuffer> iov)
+    {
+        int used = cursor.Take(bytes, iov);
+        _segments[seg].WriteVectored(iov[..used], at);
+    }
 
-    public void WriteVectored(long offset, ReadOnlySpan<IoBuffer> buffers) => ScatterGather.Write(this, offset, buffers);
+    private enum RunKind : byte
+    {
+        /// <summary>Allocated: overwritten where the LUT points.</summary>
+        Stored,
+        /// <summary>Never written, with data: needs a new slot.</summary>
+        New,
+        /// <summary>Never written and written with zeroes: nothing is stored.</summary>
+        Skipped,
+    }
+
+    /// <summary>Consecutive sectors of a write request handled alike: <see cref="Index"/> is the slot of the first (for
+    /// <see cref="RunKind.Stored"/> runs the next sectors' slots follow it; <see cref="RunKind.New"/> runs get theirs in
+    /// <see cref="Reserve"/>).</summary>
+    private struct Run
+    {
+        public long Sector;
+        public int Count;
+        public int Segment;
+        public uint Index;
+        public RunKind Kind;
+    }
+
+    /// <summary>Splits a sparse write of <paramref name="sectors"/> sectors from <paramref name="first"/> into runs;
+    /// returns how many.</summary>
+    private int Plan(long first, int sectors, ReadOnlySpan<IoBuffer> buffers, Run[] plan)
+    {
+        int ss = LogicalSectorSize, runs = 0;
+        var cursor = new ScatterCursor(buffers);
+        for (long sector = first; sector < first + sectors; sector++)
+        {
+            uint index = _lut[sector];
+            int seg = SegmentOf(sector);
+            RunKind kind;
+            if (index != Unallocated) { kind = RunKind.Stored; cursor.Skip(ss); }
+            else kind = cursor.NextIsZero(ss) ? RunKind.Skipped : RunKind.New;
+            if (runs > 0 && plan[runs - 1] is var last && last.Kind == kind
+                && (kind == RunKind.Skipped || last.Segment == seg && (kind == RunKind.New || index == last.Index + (uint)last.Count)))
+            {
+                plan[runs - 1].Count++;
+                continue;
+            }
+            plan[runs++] = new Run { Sector = sector, Count = 1, Segment = seg, Index = index, Kind = kind };
+        }
+        return runs;
+    }
+
+    /// <summary>Gives the new runs their slots: per segment, all the request needs there in one block at its end, taken
+    /// under the segment's lock so concurrent writers never share a slot. False when nothing is new.</summary>
+    private bool Reserve(Span<Run> runs)
+    {
+        bool any = false;
+        // Runs are in sector order, so their segments never decrease: a segment's runs are consecutive.
+        for (int i = 0; i < runs.Length;)
+        {
+            int seg = runs[i].Segment, j = i;
+            long needed = 0;
+            for (; j < runs.Length && runs[j].Segment == seg; j++)
+                if (runs[j].Kind == RunKind.New) needed += runs[j].Count;
+            if (needed > 0)
+            {
+                long slot;
+                lock (_segmentLocks[seg])
+                {
+                    slot = _segmentSectors[seg];
+                    // Slots are never reused (rule 5), so discards and rewrites can use up a segment's index space.
+                    if (slot + needed > Unallocated)
+                        throw new StorageException($"{_segmentPaths[seg]}: no sector slot left (the LUT's indexes are 32-bit); compact the image");
+                    _segmentSectors[seg] = slot + needed;
+                }
+                for (int k = i; k < j; k++)
+                    if (runs[k].Kind == RunKind.New) { runs[k].Index = (uint)slot; slot += runs[k].Count; }
+                any = true;
+            }
+            i = j;
+        }
+        return any;
+    }
+
+    /// <summary>After the new runs' data is written: syncs their segments, then enters their slots in the LUT with one
+    /// write of the LUT range from the first new sector to the last (the entries between as memory has them).</summary>
+    private void Publish(ReadOnlySpan<Run> runs, ReadOnlySpan<IoBuffer> buffers)
+    {
+        int synced = -1;
+        long lo = -1, hi = 0;
+        foreach (var run in runs)
+        {
+            if (run.Kind != RunKind.New) continue;
+            if (run.Segment != synced) _segments[synced = run.Segment].DataSync();
+            if (lo < 0) lo = run.Sector;
+            hi = run.Sector + run.Count;
+        }
+        int bytes = checked((int)((hi - lo) * 4));
+        byte[]? rented = null;
+        Span<byte> entries = bytes <= 1024 ? stackalloc byte[1024] : (rented = ArrayPool<byte>.Shared.Rent(bytes));
+        try
+        {
+            lock (_lutLock)
+            {
+                foreach (var run in runs)
+                {
+                    if (run.Kind != RunKind.New) continue;
+                    for (int k = 0; k < run.Count; k++)
+                    {
+                        long sector = run.Sector + k;
+                        uint now = _lut[sector];
+                        if (now == Unallocated) { _lut[sector] = run.Index + (uint)k; continue; }
+                        // A concurrent request gave the sector a slot while ours was syncing: ours stays unused
+                        // (an offline compact reclaims it) and the data goes where the LUT points.
+                        var cursor = new ScatterCursor(buffers);
+                        cursor.Skip((sector - runs[0].Sector) * LogicalSectorSize);
+                        WriteRun(SegmentOf(sector), (long)now * LogicalSectorSize, ref cursor, LogicalSectorSize, VectoredIo.ThreadScratch(buffers.Length));
+                    }
+                }
+                for (long s = lo; s < hi; s++) BinaryPrimitives.WriteUInt32LittleEndian(entries[(int)((s - lo) * 4)..], _lut[s]);
+                _lutHandle!.Write(entries[..bytes], lo * 4);
+            }
+        }
+        finally { if (rented != null) ArrayPool<byte>.Shared.Return(rented); }
+    }
 
     /// <summary>Sparse images unmap the range (as write-zeroes does); fully allocated ones keep their data.</summary>
     public void Discard(long offset, long length)
@@ -322,16 +460,25 @@ public sealed class SplitSparseImage : IBlockBackend
                 Write(offset + done, zeros.AsSpan(0, (int)Math.Min(zeros.Length, length - done)));
             return;
         }
-        // Unmapping: the sectors read as zeroes again; their space is reclaimed by an offline compact.
-        Span<byte> entry = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(entry, Unallocated);
-        for (long sector = offset / LogicalSectorSize; sector < (offset + length) / LogicalSectorSize; sector++)
+        // Unmapping: the sectors read as zeroes again; their space is reclaimed by an offline compact. One LUT write
+        // per batch of entries, from its first allocated sector to its last.
+        const int Batch = 1024;
+        Span<byte> entries = stackalloc byte[Batch * 4];
+        entries.Fill(0xFF);
+        long end = (offset + length) / LogicalSectorSize;
+        for (long start = offset / LogicalSectorSize; start < end; start += Batch)
         {
             lock (_lutLock)
             {
-                if (_lut[sector] == Unallocated) continue;
-                _lut[sector] = Unallocated;
-                _lutHandle!.Write(entry, sector * 4);
+                long lo = -1, hi = 0;
+                for (long sector = start; sector < Math.Min(end, start + Batch); sector++)
+                {
+                    if (_lut[sector] == Unallocated) continue;
+                    _lut[sector] = Unallocated;
+                    if (lo < 0) lo = sector;
+                    hi = sector + 1;
+                }
+                if (lo >= 0) _lutHandle!.Write(entries[..(int)((hi - lo) * 4)], lo * 4);
             }
         }
     }
@@ -406,6 +553,35 @@ internal sealed class SparseLut
             Volatile.Write(ref _chunks[c], chunk);
             return chunk;
         }
+    }
+
+    /// <summary>How many entries from <paramref name="index"/> (at least 1, at most <paramref name="max"/>) continue its
+    /// run: unallocated ones after an unallocated entry, else slots counting up from its slot. A request's reads walk
+    /// thousands of entries, so this looks each chunk up once.</summary>
+    public long RunLength(long index, long max)
+    {
+        uint first = this[index];
+        max = Math.Min(max, Length - index);   // past the end there is no entry (and no progress)
+        long n = 1;
+        while (n < max)
+        {
+            long at = index + n;
+            var chunk = Volatile.Read(ref _chunks[at >> ChunkBits]);
+            int i = (int)(at & ChunkMask);
+            int end = (int)Math.Min(i + (max - n), Math.Min(1L << ChunkBits, Length - (at & ~(long)ChunkMask)));
+            if (chunk == null)
+            {
+                if (first != SplitSparseImage.Unallocated) return n;
+                n += end - i;
+                continue;
+            }
+            for (; i < end; i++, n++)
+            {
+                uint v = Volatile.Read(ref chunk[i]);
+                if (first == SplitSparseImage.Unallocated ? v != first : v == SplitSparseImage.Unallocated || v != first + (uint)n) return n;
+            }
+        }
+        return n;
     }
 
     public long CountAllocated()

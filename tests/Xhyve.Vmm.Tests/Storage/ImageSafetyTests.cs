@@ -133,6 +133,22 @@ public sealed class ImageSafetyTests : IDisposable
     }
 
     [Fact]
+    public void SparseLut_RunLength_FollowsRunsAcrossChunks_AndStopsWhereTheyBreak()
+    {
+        const long Chunk = 1L << 20;
+        var lut = new SparseLut(3 * Chunk + 7);           // chunk 2 is never allocated
+        for (long i = Chunk - 2; i <= Chunk + 2; i++) lut[i] = (uint)(10 + i - (Chunk - 2));   // slots 10..14 across a chunk edge
+        lut[Chunk + 3] = 16;                               // not 15: the run breaks
+        Assert.Equal(5, lut.RunLength(Chunk - 2, 100));
+        Assert.Equal(3, lut.RunLength(Chunk - 2, 3));      // bounded by max
+        Assert.Equal(Chunk - 2, lut.RunLength(0, 2 * Chunk));
+        Assert.Equal(3 * Chunk + 7 - (Chunk + 4), lut.RunLength(Chunk + 4, 3 * Chunk));   // through the unallocated chunk to the end
+        lut[Chunk + 4] = 17;
+        lut[Chunk + 5] = SplitSparseImage.Unallocated;
+        Assert.Equal(2, lut.RunLength(Chunk + 3, 10));     // 16, 17, then a never-written sector
+    }
+
+    [Fact]
     public void SparseLut_HoldsMoreEntriesThanAnArrayCan()
     {
         // 9999 segments of 2^32-1 sectors is what the format allows; 2^34 entries is far past Array.MaxLength.

@@ -68,16 +68,20 @@ public sealed class PowerLossTests(ITestOutputHelper output)
                     firstWrite.TryAdd((op.Path, slot), i);
                 continue;
             }
-            if (op.Data!.Length != 4 || i < run.CreatedAt) continue;   // creation fills the whole LUT once
-            uint slotOf = BinaryPrimitives.ReadUInt32LittleEndian(op.Data);
-            if (slotOf == SplitSparseImage.Unallocated) continue;
-            long sector = op.Offset / 4;
-            string segment = SplitSparseImage.SegmentPath(Image, layout, (int)(sector * layout.SectorSize / layout.SegmentSize));
-            Assert.True(firstWrite.TryGetValue((segment, slotOf), out int written),
-                $"log entry {i}: the LUT entry of sector {sector} points at slot {slotOf} of {segment} before that slot was written");
-            Assert.True(lastSync.GetValueOrDefault(segment, -1) > written,
-                $"log entry {i}: the LUT entry of sector {sector} is written before {segment} was synced after its data (written at entry {written})");
-            checkedEntries++;
+            if (i < run.CreatedAt) continue;   // creation fills the whole LUT once
+            // A write request enters all its new sectors in one LUT write: every entry of it is checked.
+            for (int e = 0; e < op.Data!.Length; e += 4)
+            {
+                uint slotOf = BinaryPrimitives.ReadUInt32LittleEndian(op.Data.AsSpan(e));
+                if (slotOf == SplitSparseImage.Unallocated) continue;
+                long sector = (op.Offset + e) / 4;
+                string segment = SplitSparseImage.SegmentPath(Image, layout, (int)(sector * layout.SectorSize / layout.SegmentSize));
+                Assert.True(firstWrite.TryGetValue((segment, slotOf), out int written),
+                    $"log entry {i}: the LUT entry of sector {sector} points at slot {slotOf} of {segment} before that slot was written");
+                Assert.True(lastSync.GetValueOrDefault(segment, -1) > written,
+                    $"log entry {i}: the LUT entry of sector {sector} is written before {segment} was synced after its data (written at entry {written})");
+                checkedEntries++;
+            }
         }
         Assert.True(checkedEntries > 10, $"the workload allocated only {checkedEntries} sectors");
     }

@@ -21,6 +21,13 @@ internal sealed class RecordingFileSystem : ImageFileSystem
 
     public List<FileOp> Log { get; } = new();
 
+    /// <summary>Every read of a file (scalar or vectored: one entry per call), apart from the log: reads change nothing
+    /// a power cut could lose, but tests count them.</summary>
+    public List<(string Path, long Offset, long Length)> Reads { get; } = new();
+
+    /// <summary>Writes to <paramref name="path"/> in the log, in order.</summary>
+    public List<FileOp> WritesTo(string path) { lock (_lock) return Log.Where(o => o.Kind == FileOpKind.Write && o.Path == path).ToList(); }
+
     /// <summary>Runs after each write is done (outside the recorder's lock): lets a test run another request
     /// at exactly that point, as a second thread could.</summary>
     public Action<FileOp>? AfterWrite { get; set; }
@@ -137,6 +144,7 @@ internal sealed class RecordingFileSystem : ImageFileSystem
         {
             lock (fs._lock)
             {
+                fs.Reads.Add((path, offset, buffer.Length));
                 var bytes = fs._live[path];
                 if (offset >= bytes.Length) return 0;
                 int n = (int)Math.Min(buffer.Length, bytes.Length - offset);
@@ -157,6 +165,37 @@ internal sealed class RecordingFileSystem : ImageFileSystem
                 fs.Log.Add(new FileOp(FileOpKind.Write, path, offset, data.ToArray()));
             }
             fs.AfterWrite?.Invoke(fs.Log[^1]);
+        }
+
+        public override long ReadVectored(Span<IoBuffer> buffers, long offset)
+        {
+            lock (fs._lock)
+            {
+                long total = 0;
+                foreach (var b in buffers) total += (long)b.Length;
+                fs.Reads.Add((path, offset, total));
+                var bytes = fs._live[path];
+                long done = 0;
+                foreach (var b in buffers)
+                {
+                    if (offset + done >= bytes.Length) break;
+                    int n = (int)Math.Min((long)b.Length, bytes.Length - (offset + done));
+                    bytes.AsSpan((int)(offset + done), n).CopyTo(b.AsSpan());
+                    done += n;
+                }
+                return done;
+            }
+        }
+
+        /// <summary>One log entry for the whole list, as pwritev is one system call.</summary>
+        public override void WriteVectored(Span<IoBuffer> buffers, long offset)
+        {
+            long total = 0;
+            foreach (var b in buffers) total += (long)b.Length;
+            var data = new byte[total];
+            int at = 0;
+            foreach (var b in buffers) { b.AsSpan().CopyTo(data.AsSpan(at)); at += (int)b.Length; }
+            Write(data, offset);
         }
 
         public override void SetLength(long length)
