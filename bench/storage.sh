@@ -30,9 +30,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "bench/storage.sh: --runs $runs: not a positive number" >&2; exit 2; }
-dotnet publish "$root/src/Xhyve.Engine" -c Release -r linux-x64 --self-contained false -o "$root/out/xhyve" --nologo -v quiet >/dev/null
+. "$root/bench/lib.sh"
+bench_engine   # the shipped (NativeAOT) engine, or $XHYVE_ENGINE
 make -s -C "$root/tests/guests"
-xhyve="$root/out/xhyve/xhyve"
+xhyve=$engine
 guest="$root/tests/guests/build/vblk.elf"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
