@@ -31,8 +31,9 @@ internal sealed class ElfStream : IDisposable
         (_reader, _name, _head, _headLength, Image) = (reader, name, head, headLength, image);
 
     /// <summary>Reads the ELF and program headers from the start of <paramref name="reader"/> (not owned);
-    /// <paramref name="fileLength"/> is the image's size when known (a file), else <see cref="ulong.MaxValue"/>.</summary>
-    public static ElfStream Open(PayloadReader reader, string name, ulong fileLength = ulong.MaxValue)
+    /// <paramref name="fileLength"/> is the image's size when known (a file), else the most it can be (a decompressed
+    /// payload: <see cref="KernelPayload.MaxDecompressedSize"/>), so that every segment's file offset is bounded.</summary>
+    public static ElfStream Open(PayloadReader reader, string name, ulong fileLength)
     {
         var head = new ScratchBuffer(ElfImage.MaxStreamedHeaders);
         try
@@ -97,7 +98,8 @@ internal sealed class ElfStream : IDisposable
                     _reader.Skip((long)(s.FileOffset - position), _head.Span, $"the gap before {what}");
                     position = s.FileOffset;
                 }
-                if (end > position)
+                // A segment with no file bytes (all .bss) reads nothing, wherever its p_offset points.
+                if (s.FileSize > 0 && end > position)
                 {
                     _reader.ReadExactly(target[(int)(position - s.FileOffset)..(int)s.FileSize], what);
                     position = end;

@@ -89,7 +89,9 @@ public sealed class LinuxLoader
                 if (bz!.PayloadLength == 0) throw new BootImageException($"{_kernelPath}: boot protocol before 2.08 has no payload to decompress");
                 using var stream = file.Window(bz.PayloadFileOffset, bz.PayloadLength);
                 using var reader = KernelPayload.Open(stream, _kernelPath);
-                placed = LoadElf(memory, reader, bz, ceiling, ulong.MaxValue);
+                // The decompressed length is not known before the stream ends, but it cannot exceed the decoders' limit: a
+                // segment said to lie beyond it is refused by name instead of being read from whatever bytes follow.
+                placed = LoadElf(memory, reader, bz, ceiling, KernelPayload.MaxDecompressedSize);
                 how += $", {reader.Format} payload decompressed on the host";
             }
             catch (BootImageException) when (_mode == KernelLoadMode.Auto)

@@ -167,4 +167,76 @@ public sealed class StreamingLoadTests : IDisposable
         var e = Assert.Throws<BootImageException>(() => new LinuxLoader(kernel, null, "", KernelLoadMode.HostDecompress).Load(memory));
         Assert.Contains("share file bytes", e.Message);
     }
+
+    /// <summary>A 64-bit vmlinux with the given PT_LOAD segments (file offset, physical address, file bytes, memory
+    /// size) after its headers; the file is as long as its last segment's file bytes reach.</summary>
+    private static byte[] ElfWithSegments(params (ulong Offset, ulong Paddr, byte[] Data, ulong MemSize)[] segments)
+    {
+        const int ehsize = 64, phsize = 56;
+        ulong length = (ulong)(ehsize + phsize * segments.Length);
+        foreach (var g in segments) if (g.Data.Length > 0) length = Math.Max(length, g.Offset + (ulong)g.Data.Length);
+        var f = new byte[length];
+        f[0] = 0x7F; f[1] = (byte)'E'; f[2] = (byte)'L'; f[3] = (byte)'F'; f[4] = 2; f[5] = 1; f[6] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x10), 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x12), 62);
+        BinaryPrimitives.WriteUInt32LittleEndian(f.AsSpan(0x14), 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(0x18), segments[0].Paddr);
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(0x20), ehsize);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x34), ehsize);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x36), phsize);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x38), (ushort)segments.Length);
+        for (int i = 0; i < segments.Length; i++)
+        {
+            var (offset, paddr, data, memSize) = segments[i];
+            var ph = f.AsSpan(ehsize + i * phsize);
+            BinaryPrimitives.WriteUInt32LittleEndian(ph, 1);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[8..], offset);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[16..], paddr | 0xFFFF_FFFF_8000_0000);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[24..], paddr);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[32..], (ulong)data.Length);
+            BinaryPrimitives.WriteUInt64LittleEndian(ph[40..], memSize);
+            data.CopyTo(f.AsSpan((int)offset));
+        }
+        return f;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ASegmentWithNoFileBytes_BetweenTwoOthers_IsZeroed_AndTheNextSegmentGetsItsOwnBytes(bool compressed)
+    {
+        var first = new byte[0x100];
+        var third = new byte[0x100];
+        new Random(3).NextBytes(first);
+        new Random(4).NextBytes(third);
+        // The .bss-only segment's p_offset lies past the first segment's bytes and before the third's, as linkers
+        // write it: it must read nothing and must not move the stream past the gap before the third segment.
+        byte[] elf = ElfWithSegments((0x1000, Link, first, 0x100), (0x1180, Link + 0x10000, [], 0x1000), (0x1200, Link + 0x20000, third, 0x100));
+        string kernel = Kernel("bss", compressed ? ImageBuilder.BzImage(HostTools.CompressPayload("gzip", "-c", elf, _dir)) : elf);
+        using var memory = new GuestMemory(X86Layout.RamRegions(256UL << 20));
+        var stale = new byte[0x1000];
+        Array.Fill(stale, (byte)0x55);
+        memory.WriteExactly(new GuestAddress(Link + 0x10000), stale);
+
+        new LinuxLoader(kernel, null, "nokaslr", KernelLoadMode.HostDecompress).Load(memory);
+
+        Assert.Equal(first, Read(memory, Link, first.Length));
+        Assert.All(Read(memory, Link + 0x10000, 0x1000), b => Assert.Equal(0, b));
+        Assert.Equal(third, Read(memory, Link + 0x20000, third.Length));
+    }
+
+    [Fact]
+    public void APayloadSegmentBeyondTheLargestDecompressedKernel_IsRefusedNamingTheFile()
+    {
+        // A decompressed payload's length is unknown until it ends; an offset past the decoders' limit (here 2^63,
+        // which as a signed skip would be negative) cannot be real and must not be read from the bytes that follow.
+        byte[] elf = ElfWithSegments((0x1000, Link, new byte[0x100], 0x100));
+        BinaryPrimitives.WriteUInt64LittleEndian(elf.AsSpan(64 + 8), 1UL << 63);
+        string kernel = Kernel("far", ImageBuilder.BzImage(HostTools.CompressPayload("gzip", "-c", elf, _dir)));
+        using var memory = new GuestMemory(X86Layout.RamRegions(256UL << 20));
+
+        var e = Assert.Throws<BootImageException>(() => new LinuxLoader(kernel, null, "", KernelLoadMode.HostDecompress).Load(memory));
+        Assert.StartsWith(kernel, e.Message);
+        Assert.Contains("outside the file", e.Message);
+    }
 }
