@@ -111,24 +111,28 @@ foreach ($t in $Task) {
         }
         'Bench' {
             $clock = [Diagnostics.Stopwatch]::StartNew()
-            # One engine for every script of bench/lib.sh: published here once, unless XHYVE_ENGINE names one.
-            $env:XHYVE_ENGINE = (& bash -c '. "$1/bench/lib.sh" && bench_engine >&2 && echo "$engine"' bench $root | Select-Object -Last 1)
-            if ($LASTEXITCODE -ne 0 -or -not $env:XHYVE_ENGINE) { throw 'Bench: publishing the engine (bench/lib.sh) failed' }
-            $tables = [Collections.Generic.List[string]]::new()
-            $failed = @()
-            # Progress goes to stderr (shown as it comes); each script's stdout is its tables.
-            foreach ($script in 'run.sh', 'idle.sh', 'linux.sh', 'storage.sh', 'management.sh', 'module.sh') {
-                $started = $clock.Elapsed
-                Write-Host "== bench/$script"
-                # management.sh and module.sh take their run count as an argument: RUNS, when set, is passed on.
-                $arguments = @((Join-Path $root "bench/$script"))
-                if ($script -in 'management.sh', 'module.sh' -and $env:RUNS) { $arguments += $env:RUNS }
-                $out = & bash @arguments
-                if ($LASTEXITCODE -ne 0) { $failed += "bench/$script (exit $LASTEXITCODE)" }
-                $tables.Add("### bench/$script ($([int]($clock.Elapsed - $started).TotalSeconds) s)")
-                $tables.AddRange([string[]] @($out))
-                $tables.Add('')
-            }
+            # One engine for every script of bench/lib.sh: built here once, unless XHYVE_ENGINE names one. The variable is
+            # put back afterwards: ./build.ps1 runs in the caller's session, where a later Bench must build afresh.
+            $callersEngine = $env:XHYVE_ENGINE
+            try {
+                $env:XHYVE_ENGINE = (& bash -c '. "$1/bench/lib.sh" && bench_engine >&2 && echo "$engine"' bench $root | Select-Object -Last 1)
+                if ($LASTEXITCODE -ne 0 -or -not $env:XHYVE_ENGINE) { throw 'Bench: publishing the engine (bench/lib.sh) failed' }
+                $tables = [Collections.Generic.List[string]]::new()
+                $failed = @()
+                # Progress goes to stderr (shown as it comes); each script's stdout is its tables.
+                foreach ($script in 'run.sh', 'idle.sh', 'linux.sh', 'storage.sh', 'management.sh', 'module.sh') {
+                    $started = $clock.Elapsed
+                    Write-Host "== bench/$script"
+                    # management.sh and module.sh take their run count as an argument: RUNS, when set, is passed on.
+                    $arguments = @((Join-Path $root "bench/$script"))
+                    if ($script -in 'management.sh', 'module.sh' -and $env:RUNS) { $arguments += $env:RUNS }
+                    $out = & bash @arguments
+                    if ($LASTEXITCODE -ne 0) { $failed += "bench/$script (exit $LASTEXITCODE)" }
+                    $tables.Add("### bench/$script ($([int]($clock.Elapsed - $started).TotalSeconds) s)")
+                    $tables.AddRange([string[]] @($out))
+                    $tables.Add('')
+                }
+            } finally { $env:XHYVE_ENGINE = $callersEngine }
             $tables.Add("Bench task: $([math]::Round($clock.Elapsed.TotalMinutes, 1)) minutes in all$(if ($failed) { '; failed: ' + ($failed -join ', ') }).")
             $dir = Join-Path $root 'out/bench'
             New-Item -ItemType Directory -Force $dir | Out-Null

@@ -35,54 +35,63 @@ batch() {
 import os, selectors, signal, subprocess, sys, time
 vms, settle, bound = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 argv = sys.argv[4:]
-t0 = time.monotonic()
-procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(vms)]
-sel = selectors.DefaultSelector()
-buf = {}
-for p in procs:
-    os.set_blocking(p.stdout.fileno(), False)
-    sel.register(p.stdout, selectors.EVENT_READ, p)
-    buf[p.pid] = b""
-ready = {}
+# Whatever happens (a VM that cannot start, one that exits while its /proc files are read), every VM started is
+# killed and reaped: idle guests never end by themselves.
+procs = []
 failure = None
-while len(ready) < vms and failure is None:
-    left = bound - (time.monotonic() - t0)
-    if left <= 0:
-        failure = f"failed: {len(ready)} of {vms} ready after {bound:.0f} s"
-        break
-    for key, _ in sel.select(timeout=min(left, 1.0)):
-        p = key.data
-        data = p.stdout.read()
-        if not data:
-            sel.unregister(p.stdout)
-            if p.pid not in ready:
-                failure = f"failed: a VM exited before it was ready (status {p.wait()}): {buf[p.pid][-300:]!r}"
-            continue
-        buf[p.pid] += data
-        if p.pid not in ready and b"XHYVE-TEST ready=1" in buf[p.pid]:
-            ready[p.pid] = time.monotonic() - t0
-if failure is None:
-    all_ready = max(ready.values())
-    time.sleep(settle)
-    pss = rss = 0
-    ticks = 0
-    hz = os.sysconf("SC_CLK_TCK")
+try:
+    t0 = time.monotonic()
+    for _ in range(vms):
+        procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    sel = selectors.DefaultSelector()
+    buf = {}
     for p in procs:
-        if p.poll() is not None:
-            failure = f"failed: a VM exited while idle (status {p.returncode})"
+        os.set_blocking(p.stdout.fileno(), False)
+        sel.register(p.stdout, selectors.EVENT_READ, p)
+        buf[p.pid] = b""
+    ready = {}
+    failure = None
+    while len(ready) < vms and failure is None:
+        left = bound - (time.monotonic() - t0)
+        if left <= 0:
+            failure = f"failed: {len(ready)} of {vms} ready after {bound:.0f} s"
             break
-        with open(f"/proc/{p.pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"): pss += int(line.split()[1])
-                elif line.startswith("Rss:"): rss += int(line.split()[1])
-        with open(f"/proc/{p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])   # utime, stime (fields 14 and 15)
-for p in procs:
-    if p.poll() is None:
-        p.send_signal(signal.SIGKILL)
-for p in procs:
-    p.wait()
+        for key, _ in sel.select(timeout=min(left, 1.0)):
+            p = key.data
+            data = p.stdout.read()
+            if not data:
+                sel.unregister(p.stdout)
+                if p.pid not in ready:
+                    failure = f"failed: a VM exited before it was ready (status {p.wait()}): {buf[p.pid][-300:]!r}"
+                continue
+            buf[p.pid] += data
+            if p.pid not in ready and b"XHYVE-TEST ready=1" in buf[p.pid]:
+                ready[p.pid] = time.monotonic() - t0
+    if failure is None:
+        all_ready = max(ready.values())
+        time.sleep(settle)
+        pss = rss = 0
+        ticks = 0
+        hz = os.sysconf("SC_CLK_TCK")
+        for p in procs:
+            if p.poll() is not None:
+                failure = f"failed: a VM exited while idle (status {p.returncode})"
+                break
+            with open(f"/proc/{p.pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"): pss += int(line.split()[1])
+                    elif line.startswith("Rss:"): rss += int(line.split()[1])
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])   # utime, stime (fields 14 and 15)
+except (OSError, ValueError, IndexError) as e:
+    failure = f"failed: {e}"
+finally:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+    for p in procs:
+        p.wait()
 print(failure if failure else f"{all_ready:.3f} {ticks / hz:.2f} {pss} {rss}")
 EOF
 }

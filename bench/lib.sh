@@ -79,8 +79,10 @@ bench_run_vm() {
   t0=$EPOCHREALTIME
   # sh writes its pid and execs the VM: that pid is the VM process. The status line starts on a line of its own
   # in case the guest's last output had no newline.
-  exec {fd}< <(/usr/bin/time -f "%M %U %S" -o "$tf" timeout -k 5 "$bound" sh -c 'echo $$ > "$0"; exec "$@"' "$pidf" "$@" \
-    </dev/null 2>&1; r=$?; printf '\nXHYVE-BENCH-RC %s\n' "$r")
+  # (r=0 ... || r=$?: with errexit inherited, as under inherit_errexit, a failing VM would end the subshell before it
+  # reports its status.)
+  exec {fd}< <(r=0; /usr/bin/time -f "%M %U %S" -o "$tf" timeout -k 5 "$bound" sh -c 'echo $$ > "$0"; exec "$@"' "$pidf" "$@" \
+    </dev/null 2>&1 || r=$?; printf '\nXHYVE-BENCH-RC %s\n' "$r")
   while IFS= read -r line <&$fd; do
     case $line in
       "XHYVE-BENCH-RC "*) rc=${line#XHYVE-BENCH-RC }; te=$EPOCHREALTIME; continue ;;

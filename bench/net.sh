@@ -11,11 +11,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3} SIZE=${SIZE:-1472} N=${N:-80000} RATE=${RATE:-40000} SECS=${SECS:-4} DIAG=${DIAG:-0}
+[ "$(id -u)" = 0 ] || { echo "bench/net.sh: needs root (the TAP and its network namespace)"; exit 1; }
 . "$root/bench/lib.sh"
 bench_engine
 make -s -C "$root/tests/guests"
 guest=$root/tests/guests/build/vnet.elf
-[ "$(id -u)" = 0 ] || { echo "bench/net.sh: needs root (the TAP and its network namespace)"; exit 1; }
 
 T=$(mktemp -d /tmp/netbench.XXXXXX)
 chmod 1777 "$T"                  # passt, started as root, drops to nobody before it binds its socket here

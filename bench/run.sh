@@ -55,7 +55,9 @@ extract_vmlinux() { # BZIMAGE OUT
   want=$(od -An -tu4 -j $((start + plen - 4)) -N4 "$1" | tr -d ' ')
   [ "$(stat -c %s "$2")" = "$want" ] || bench_die "'$1': the extracted vmlinux is $(stat -c %s "$2") bytes, the bzImage says $want"
   # QEMU enters an uncompressed kernel only through its PVH note (XEN_ELFNOTE_PHYS32_ENTRY, type 18).
-  readelf -nW "$2" | grep -q 'Xen.*(0x00000012)' || bench_die "'$1': the vmlinux has no PVH entry note (a kernel without CONFIG_PVH)"
+  # (into a file first: grep -q stops reading at its match, and readelf's SIGPIPE would fail the pipeline.)
+  readelf -nW "$2" > "$2.notes" || bench_die "'$1': readelf could not read the extracted vmlinux"
+  grep -q 'Xen.*(0x00000012)' "$2.notes" || bench_die "'$1': the vmlinux has no PVH entry note (a kernel without CONFIG_PVH)"
 }
 if [ "$quick" != --quick ]; then
   kernel=$("$bench_root/tests/linux/fetch-debian-kernel.sh")
