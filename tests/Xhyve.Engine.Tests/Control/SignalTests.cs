@@ -20,7 +20,9 @@ namespace Xhyve.Engine.Tests.Control;
 /// often run as root). `set -m` keeps SIGINT and SIGQUIT deliverable: without job control POSIX starts a
 /// background job with both ignored. A test run started under nohup (as CI may be) passes SIGHUP down ignored, and
 /// the engine honours an ignored SIGHUP as nohup asks; no shell can undo an ignore it inherited, so env(1) starts
-/// the engine with SIGHUP at its default, as from a terminal.
+/// the engine with SIGHUP at its default, as from a terminal. The same goes for SIGINT and SIGQUIT when the test run
+/// itself was started as a background job (ignored from then on): with job control they are reset too, and
+/// without it they stay ignored, as the shell's background job has them.
 /// </remarks>
 public sealed class SignalTests(ITestOutputHelper output) : IDisposable
 {
@@ -32,9 +34,10 @@ public sealed class SignalTests(ITestOutputHelper output) : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     private const string Driver = """
-        [ "$1" = jobs ] && set -m
+        defaults=HUP
+        [ "$1" = jobs ] && set -m && defaults=HUP,INT,QUIT
         shift
-        env --default-signal=HUP "$0" "$@" </dev/null &
+        env --default-signal=$defaults "$0" "$@" </dev/null &
         p=$!
         while read -r line; do
             for s in $line; do kill "-$s" "$p" 2>/dev/null; done
