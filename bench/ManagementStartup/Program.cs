@@ -33,35 +33,52 @@ try
         foreach (var a in new[] { "-A", "-m", "64M", "-s", "0,hostbridge", "-s", "31,lpc", "-l", "com1,null", "-f", $"multiboot,{guest},,idle=1", "--control-socket", socket })
             start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
-        while (true)
+        (double, double, double) d;
+        try
         {
-            if (File.Exists(socket))
+            // Bounded: a socket that is never served ends the bench, and so does a "wait-running" that fails (retried,
+            // an engine whose VM never runs was asked again for ever).
+            var giveUp = Stopwatch.StartNew();
+            while (true)
             {
-                try
+                if (giveUp.Elapsed > TimeSpan.FromSeconds(30)) throw new InvalidOperationException($"the engine did not serve {socket} within 30 s");
+                if (process.HasExited) throw new InvalidOperationException($"the engine exited with {process.ExitCode}: {process.StandardError.ReadToEnd()}");
+                if (File.Exists(socket))
                 {
-                    using var client = new ControlClient(socket, TimeSpan.FromSeconds(35));
-                    client.Ask("wait-running timeout_ms=30000");
+                    ControlClient client;
+                    try { client = new ControlClient(socket, TimeSpan.FromSeconds(35)); }
+                    catch (EngineException) { Thread.Sleep(1); continue; }   // bound, not listening yet
+                    using (client) client.Ask("wait-running timeout_ms=30000");   // throws when it did not run: the bench ends
                     break;
                 }
-                catch (EngineException) { }   // bound, not listening yet
+                Thread.Sleep(1);
             }
-            if (process.HasExited) throw new InvalidOperationException($"the engine exited with {process.ExitCode}: {process.StandardError.ReadToEnd()}");
-            Thread.Sleep(1);
+            d = (clock.Elapsed.TotalMilliseconds, Cpu.SelfMs() - cpu, Cpu.EngineMs(process.Id));
         }
-        var d = (clock.Elapsed.TotalMilliseconds, Cpu.SelfMs() - cpu, Cpu.EngineMs(process.Id));
-        process.Kill();
-        process.WaitForExit();
-        Directory.Delete(folder, true);
+        finally
+        {
+            if (!process.HasExited) process.Kill();
+            process.WaitForExit();
+            Directory.Delete(folder, true);
+        }
 
         string name = $"bench{i}";
         cpu = Cpu.SelfMs();
         clock.Restart();
         var vm = store.Create(new VirtualMachine { Name = name, MultibootPath = guest, KernelCommandLine = "idle=1", MemoryStartupBytes = 64L << 20 });
-        var status = host.Start(vm, TimeSpan.FromSeconds(30));
-        if (status.State != VmState.Running) throw new InvalidOperationException($"{name} is {status.State}");
-        var m = (clock.Elapsed.TotalMilliseconds, Cpu.SelfMs() - cpu, Cpu.EngineMs(status.ProcessId!.Value));
-        host.TurnOff(name);
-        store.Remove(name);
+        (double, double, double) m;
+        try
+        {
+            var status = host.Start(vm, TimeSpan.FromSeconds(30));
+            if (status.State != VmState.Running) throw new InvalidOperationException($"{name} is {status.State}");
+            m = (clock.Elapsed.TotalMilliseconds, Cpu.SelfMs() - cpu, Cpu.EngineMs(status.ProcessId!.Value));
+        }
+        finally
+        {
+            // Also after a failed start: an engine that came up late must not run on after the bench.
+            if (host.GetStatus(name).State != VmState.Off) host.TurnOff(name);
+            store.Remove(name);
+        }
         if (i == 0) continue;
         direct.Add(d);
         managed.Add(m);

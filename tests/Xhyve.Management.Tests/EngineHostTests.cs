@@ -246,6 +246,8 @@ public sealed class EngineHostTests() : EngineTestBase("xhyve-host")
         private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         private readonly Thread _thread;
         public int Resets;
+        /// <summary>Paused before its BSP ever entered the guest ("Paused" with startedUtc null) until cleared (resumed).</summary>
+        public volatile bool PausedBeforeRun;
 
         public FakeEngine(EngineHost host, string name, Func<FakeEngine, string> onRestart)
         {
@@ -264,8 +266,21 @@ public sealed class EngineHostTests() : EngineTestBase("xhyve-host")
                         using var reader = new StreamReader(new NetworkStream(connection));
                         for (string? line; (line = reader.ReadLine()) != null;)
                         {
+                            if (line.StartsWith("wait-running timeout_ms=", StringComparison.Ordinal))
+                            {
+                                // As the engine waits: until the VM runs (resumed), or timeout_ms.
+                                var waited = Stopwatch.StartNew();
+                                int ms = int.Parse(line["wait-running timeout_ms=".Length..]);
+                                while (PausedBeforeRun && waited.ElapsedMilliseconds < ms) Thread.Sleep(10);
+                                if (PausedBeforeRun)
+                                {
+                                    connection.Send(Encoding.UTF8.GetBytes($"{{\"ok\":false,\"error\":\"not running after {ms} ms\"}}\n"));
+                                    continue;
+                                }
+                            }
                             string extra = line is "reset" or "reboot" ? onRestart(this) : "";
-                            string reply = $"{{\"ok\":true,\"state\":\"Running\",\"pid\":{_process.Id},\"startedUtc\":null,\"resets\":{Resets}{extra}}}\n";
+                            string state = PausedBeforeRun ? "Paused" : "Running";
+                            string reply = $"{{\"ok\":true,\"state\":\"{state}\",\"pid\":{_process.Id},\"startedUtc\":null,\"resets\":{Resets}{extra}}}\n";
                             connection.Send(Encoding.UTF8.GetBytes(reply));
                         }
                     }
@@ -312,6 +327,81 @@ public sealed class EngineHostTests() : EngineTestBase("xhyve-host")
         engine.Resets = 5;
         var status = _host.Restart("told", reboot: true, TimeSpan.FromSeconds(5), force: false);
         Assert.Equal((VmState.Running, 7), (status.State, status.Resets));
+    }
+
+    // Issue 16 follow-up: a VM paused before it ran is not Running yet.
+
+    [Fact]
+    public void WaitForRunning_OnAVmPausedBeforeItRan_WaitsUntilItIsResumed()
+    {
+        _store.Create(new VirtualMachine { Name = "held", KernelPath = "/vm/vmlinuz" });
+        using var engine = new FakeEngine(_host, "held", _ => "") { PausedBeforeRun = true };
+        var resumed = Task.Run(() => { Thread.Sleep(1500); engine.PausedBeforeRun = false; });
+        var status = _host.WaitForRunning("held", TimeSpan.FromSeconds(20), null);
+        Assert.True(resumed.IsCompleted, "WaitForRunning returned before the VM was resumed");
+        Assert.Equal(VmState.Running, status?.State);
+    }
+
+    [Fact]
+    public void WaitForRunning_OnAVmPausedBeforeItRan_IsNotRunningWhenTheTimeoutEnds()
+    {
+        _store.Create(new VirtualMachine { Name = "held", KernelPath = "/vm/vmlinuz" });
+        using var engine = new FakeEngine(_host, "held", _ => "") { PausedBeforeRun = true };
+        Assert.Null(_host.WaitForRunning("held", TimeSpan.FromSeconds(2), null));
+    }
+
+    // Issue 16 follow-up: an engine that dies before it serves its socket is noticed without waiting out the timeout.
+
+    private string ScriptEnginePath => Path.Combine(_root, "fake-xhyve");
+
+    /// <summary>Starts VM <paramref name="name"/> with a stand-in engine, a shell script run by setsid as the real engine
+    /// is (the VM's socket path is among its arguments, so the host recognises it): the start's error, which must come
+    /// well before the start's timeout.</summary>
+    private EngineException StartFailsAtOnce(string name, string script)
+    {
+        File.WriteAllText(ScriptEnginePath, script);
+        File.SetUnixFileMode(ScriptEnginePath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var host = new EngineHost(_store, ScriptEnginePath);
+        var vm = _store.Create(new VirtualMachine { Name = name, KernelPath = "/k" });
+        var clock = Stopwatch.StartNew();
+        var e = Assert.Throws<EngineException>(() => host.Start(vm, StartTimeout));
+        Assert.True(clock.Elapsed < StartTimeout / 2, $"the start waited {clock.Elapsed}");
+        Assert.Equal(VmState.Off, host.GetStatus(name).State);
+        return e;
+    }
+
+    [Fact]
+    public void AnEngineSetsidCannotExecute_FailsTheStartAtOnce_WithSetsidsMessage()
+    {
+        var e = StartFailsAtOnce("noexec", "#!/nonexistent/interpreter\n");
+        Assert.StartsWith("VM 'noexec' did not start: setsid: failed to execute", e.Message);
+        Assert.Contains(ScriptEnginePath, e.Message);
+    }
+
+    [Fact]
+    public void AnEngineKilledBeforeItsPidFile_FailsTheStartAtOnce_SayingSo()
+    {
+        var e = StartFailsAtOnce("early", "#!/bin/sh\nexec 2>/dev/null\nkill -9 $$\n");
+        Assert.StartsWith("VM 'early' did not start: the engine ended before it wrote its pid file or an exit status", e.Message);
+    }
+
+    [Fact]
+    public void AnEngineKilledWhileBuildingTheMachine_FailsTheStartAtOnce_SayingItWasKilledOrCrashed()
+    {
+        // It writes its pid file (as the engine does first) and is killed before it binds its socket.
+        var e = StartFailsAtOnce("crash", "#!/bin/sh\nexec 2>/dev/null\nwhile [ $# -gt 0 ]; do [ \"$1\" = -F ] && echo $$ > \"$2\"; shift; done\nkill -9 $$\n");
+        Assert.StartsWith("VM 'crash' did not start: the engine (pid ", e.Message);
+        Assert.Contains("ended without reporting an exit status: it was killed or crashed", e.Message);
+    }
+
+    [Theory]
+    [InlineData(137, null, "the engine was killed by signal 9 (SIGKILL) (exit status 137)")]
+    [InlineData(1, null, "the engine exited with status 1")]
+    [InlineData(null, null, "the engine ended without reporting an exit status: it was killed (SIGKILL leaves no word) or crashed")]
+    [InlineData(null, 42, "the engine (pid 42) ended without reporting an exit status: it was killed (SIGKILL leaves no word) or crashed")]
+    public void AnEngineEndWithoutAReason_IsStillDescribed(int? code, int? pid, string words)
+    {
+        Assert.Equal(words, EngineHost.HowItEnded(new VmStatus(VmState.Off, pid, ExitCode: code)));
     }
 
     [Theory]

@@ -47,22 +47,24 @@ public static class ControlCommand
         if (string.IsNullOrWhiteSpace(command))
             return Fail($"the command is empty (one of: {string.Join(", ", ControlServer.Commands)})");
 
-        bool waiting = args[1] == "wait-running";
-        if (waiting)
-        {
-            if (ControlProtocol.Parse(command) is { Error: { } bad }) return Fail(bad);
-            (command, timeout) = WaitCommand(command, timeout);
-        }
+        // Parsed as the engine parses it, so a command given as one quoted argument ("wait-running timeout_ms=5") counts.
+        var request = ControlProtocol.Parse(command.Trim());
+        bool waiting = request is { Command: "wait-running" };
+        if (waiting && request!.Error is { } refused) return Fail(refused);
+        var budget = waiting ? WaitBudget(request!, timeout) : timeout;
 
-        using var deadline = new CancellationTokenSource(timeout);
+        using var deadline = new CancellationTokenSource(budget);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         Socket socket;
         try { socket = Connect(path, deadline.Token, untilServed: waiting); }
         catch (OperationCanceledException)
         {
-            return Fail($"cannot connect to {path}: the engine did not accept within {Seconds(timeout)} " +
+            return Fail($"cannot connect to {path}: the engine did not accept within {Seconds(budget)} " +
                 "(stopped or wedged? --timeout SECONDS waits longer)");
         }
         catch (SocketException e) { return Fail($"cannot connect to {path}: {ConnectProblem(path, e)}"); }
+        // The time spent waiting for the socket comes out of the engine's wait, not out of the slack for its reply.
+        if (waiting) command = WaitCommand(request!, budget - clock.Elapsed);
         using var _ = socket;
         string? reply;
         try
@@ -73,7 +75,7 @@ public static class ControlCommand
         }
         catch (OperationCanceledException)
         {
-            return Fail($"{path}: no reply within {Seconds(timeout)} " +
+            return Fail($"{path}: no reply within {Seconds(budget)} " +
                 "(the engine may be stopped or wedged; --timeout SECONDS waits longer)");
         }
         catch (SocketException e) { return Fail($"{path}: {StripEndpoint(e.Message, path)}"); }
@@ -81,20 +83,26 @@ public static class ControlCommand
         Console.Out.WriteLine(reply);
         bool ok = reply.Contains("\"ok\":true", StringComparison.Ordinal);
         if (!ok) return 1;
-        if (args[1] == "console") Bridge(socket);
+        if (request is { Command: "console", Error: null }) Bridge(socket);
         return 0;
     }
 
-    /// <summary>"wait-running" as sent, and how long to wait for its reply: the engine's wait is --timeout unless
-    /// timeout_ms says otherwise, and the reply gets a second more, so the engine's own answer (running, or why not)
-    /// arrives before this client gives up.</summary>
-    private static (string Command, TimeSpan Deadline) WaitCommand(string command, TimeSpan timeout)
+    /// <summary>The second "wait-running" leaves between the engine's wait and this client's deadline, so the engine's
+    /// own answer (running, or why not) arrives before this client gives up.</summary>
+    private static readonly TimeSpan WaitSlack = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long "wait-running" may take in all, connecting included: --timeout, or timeout_ms when longer,
+    /// plus <see cref="WaitSlack"/>.</summary>
+    private static TimeSpan WaitBudget(ControlRequest request, TimeSpan timeout) =>
+        (request.TimeoutMs is int ms && ms > timeout.TotalMilliseconds ? TimeSpan.FromMilliseconds(ms) : timeout) + WaitSlack;
+
+    /// <summary>"wait-running" as sent once connected with <paramref name="left"/> of the budget: the engine waits
+    /// timeout_ms (--timeout unless given), cut to what is left minus the slack.</summary>
+    private static string WaitCommand(ControlRequest request, TimeSpan left)
     {
-        var slack = TimeSpan.FromSeconds(1);
-        if (ControlProtocol.Parse(command) is { TimeoutMs: int ms })
-            return (command, TimeSpan.FromMilliseconds(Math.Max(timeout.TotalMilliseconds, ms)) + slack);
-        int engineMs = (int)Math.Clamp(timeout.TotalMilliseconds, 1, ControlProtocol.MaxWaitMs);
-        return ($"wait-running timeout_ms={engineMs}", timeout + slack);
+        double wanted = request.TimeoutMs ?? double.MaxValue;
+        long ms = (long)Math.Clamp(Math.Min(wanted, (left - WaitSlack).TotalMilliseconds), 1, ControlProtocol.MaxWaitMs);
+        return $"wait-running timeout_ms={ms}";
     }
 
     /// <summary>Reads "--timeout SECONDS" or "--timeout=SECONDS" at the start of <paramref name="args"/>: why it is

@@ -112,7 +112,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         };
         // Watching before the launch: the socket or exit file cannot appear unseen.
         using var watch = FolderWatch.Open(store.FolderOf(vm.Name));
-        Launch(args, FileOf(vm.Name, EngineLogFile));
+        using var launch = Launch(args, FileOf(vm.Name, EngineLogFile));
 
         var clock = Stopwatch.StartNew();
         bool asked = false;
@@ -136,10 +136,16 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                     catch (EngineException) { }   // stopping, or gone: its exit file says how it ended
                 }
             }
-            // An engine killed before it wrote its exit file leaves nothing to wake for: its status says it died.
-            if (asked && GetStatus(vm.Name) is { State: VmState.Off } died) return Ended(vm.Name, died);
+            // An engine killed or crashed before it wrote its exit file (while it builds the machine, before its socket)
+            // leaves nothing to wake for: its pid file names a process that is gone.
+            if (ReadPid(vm.Name) != null && GetStatus(vm.Name) is { State: VmState.Off } died) return Ended(vm.Name, died);
+            // Gone before its pid file: setsid could not execute it, or it died before it opened its log.
+            if (launch.Failed(socket) is { } said && !File.Exists(FileOf(vm.Name, ExitFileName)) && ReadPid(vm.Name) == null)
+                throw new EngineException($"VM '{vm.Name}' did not start: " + (said.Length > 0 ? said
+                    : $"the engine ended before it wrote its pid file or an exit status (killed, or crashed while starting; see {FileOf(vm.Name, EngineLogFile)})"));
             if (clock.Elapsed > timeout)
-                throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s (see {FileOf(vm.Name, EngineLogFile)})");
+                throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s " +
+                    $"(see {FileOf(vm.Name, EngineLogFile)}{launch.Output() switch { "" => "", var text => $"; before its log it wrote: {text}" }})");
             // Bounded: an engine that dies before it creates anything wakes no one.
             watch.Wait(left < LivenessCheck ? left : LivenessCheck);
         }
@@ -150,14 +156,48 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
 
     /// <summary>Launches `setsid --fork ENGINE --engine-log LOG ARGS`: the engine gets its own session and is not our
     /// child (setsid forks it and exits at once), so it outlives this shell, init reaps it and a long-lived pwsh
-    /// collects no zombies; the engine redirects its own standard streams into the log, so no shell is involved.</summary>
-    private void Launch(List<string> args, string engineLog)
+    /// collects no zombies; the engine redirects its own standard streams into the log, so no shell is involved.
+    /// setsid's standard error is a pipe read here: the engine inherits it until it opens its log, so what setsid's
+    /// child says when it cannot execute the engine (and anything the engine says before its log) is read there.</summary>
+    private Launched Launch(List<string> args, string engineLog)
     {
-        var start = new ProcessStartInfo("setsid") { UseShellExecute = false };
+        var start = new ProcessStartInfo("setsid") { UseShellExecute = false, RedirectStandardError = true };
         foreach (var a in LaunchArguments(EnginePath, engineLog, args)) start.ArgumentList.Add(a);
-        using var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start");
+        var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start");
+        var launched = new Launched(launcher, launcher.StandardError.ReadToEndAsync());
         launcher.WaitForExit();
-        if (launcher.ExitCode != 0) throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode})");
+        if (launcher.ExitCode == 0) return launched;
+        // It failed before forking: nothing else holds the pipe, so its message is complete at once.
+        string said = launched.Output(TimeSpan.FromSeconds(2));
+        launched.Dispose();
+        throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode}){(said.Length > 0 ? ": " + said : "")}");
+    }
+
+    /// <summary>The setsid launcher and the text read from its standard error, which the engine shares until it has
+    /// redirected its streams into its log (then, or when it is gone, the text is complete).</summary>
+    private sealed class Launched(Process launcher, Task<string> stderr) : IDisposable
+    {
+        /// <summary>What was written before the pipe closed, trimmed to one line; "" while it is open.</summary>
+        public string Output(TimeSpan? wait = null)
+        {
+            if (wait is { } w) stderr.Wait(w);
+            return stderr.IsCompletedSuccessfully ? string.Join("; ", stderr.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) : "";
+        }
+
+        /// <summary>Null while the engine may still be starting; once the pipe is closed (the engine redirected its
+        /// streams, or ended) and no process serving <paramref name="socket"/> exists, what was written to it ("" for nothing).</summary>
+        public string? Failed(string socket) => !stderr.IsCompleted || EngineProcessExists(socket) ? null : Output();
+
+        public void Dispose() => launcher.Dispose();
+    }
+
+    /// <summary>Whether any live process has <paramref name="socket"/> among its arguments: the engine of this VM before
+    /// its pid file exists.</summary>
+    private static bool EngineProcessExists(string socket)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            if (int.TryParse(Path.GetFileName(dir), out int pid) && IsEngineAlive(pid, socket)) return true;
+        return false;
     }
 
     /// <summary>setsid's arguments: the engine itself, with its arguments as they are (no shell to quote them for).</summary>
@@ -193,8 +233,23 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         // Status 1 is the engine's own error (before the guest ran, or the host failing it); any other status is the
         // guest's doing (powered off, reset in a storm, faulted): it started, and is off again already.
         if (ended.State == VmState.Off && ended.ExitCode is int code && code != (int)Xhyve.Vmm.VmExitStatus.Error) return ended;
-        throw new EngineException($"VM '{name}' did not start: {ended.ExitReason ?? $"the engine exited with status {ended.ExitCode}"}");
+        throw new EngineException($"VM '{name}' did not start: {ended.ExitReason ?? HowItEnded(ended)}");
     }
+
+    /// <summary>Words for an engine's end that came with no reason: its exit status, the signal that killed it (a status
+    /// above 128, as a shell reports one), or that it reported none.</summary>
+    internal static string HowItEnded(VmStatus ended) => ended switch
+    {
+        { ExitCode: int code and > 128 and < 128 + 65 } => $"the engine was killed by signal {code - 128}{SignalName(code - 128)} (exit status {code})",
+        { ExitCode: int code } => $"the engine exited with status {code}",
+        { State: not VmState.Off } => $"the engine{(ended.ProcessId is int p ? $" (pid {p})" : "")} is {ended.State} but did not report an exit status",
+        _ => $"the engine{(ended.ProcessId is int p ? $" (pid {p})" : "")} ended without reporting an exit status: it was killed (SIGKILL leaves no word) or crashed",
+    };
+
+    private static string SignalName(int signal) => signal switch
+    {
+        1 => " (SIGHUP)", 2 => " (SIGINT)", 6 => " (SIGABRT)", 9 => " (SIGKILL)", 11 => " (SIGSEGV)", 15 => " (SIGTERM)", _ => "",
+    };
 
     /// <summary>The VM's status: asks a live engine; for a VM that is off, reads how the last run ended.</summary>
     public VmStatus GetStatus(string name)
@@ -490,7 +545,8 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         };
     }
 
-    /// <summary>Waits until the VM runs (Running, or Paused since): its engine's "wait-running" replies the moment the
+    /// <summary>Waits until the VM runs (Running, or Paused after it ran; one paused before it ran is waited for until it
+    /// is resumed and runs): its engine's "wait-running" replies the moment the
     /// BSP has entered the guest. Returns that status; the VM's status at once when it is (or goes) off, which it cannot
     /// come back from by itself; null on timeout. The wait is asked for in slices of <see cref="ProgressSlice"/>, only so
     /// <paramref name="progress"/> is told of the time passing; a slice ends early when the VM runs.</summary>
@@ -502,12 +558,14 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         while (true)
         {
             var status = GetStatus(name);
-            if (status.State is VmState.Running or VmState.Paused or VmState.Off) return status;
+            // Paused with no uptime: paused before it ever ran (docs/control-api.md); it is Running only once resumed.
+            bool notYet = status is { State: VmState.Starting } or { State: VmState.Paused, Uptime: null };
+            if (!notYet && status.State is VmState.Running or VmState.Paused or VmState.Off) return status;
             TimeSpan left = timeout - clock.Elapsed;
             if (left <= TimeSpan.Zero) return null;
             var slice = left < ProgressSlice ? left : ProgressSlice;
             bool asked = false;
-            if (status.State == VmState.Starting && ConnectListening(socket, slice + ReplyTimeout) is { } client)
+            if (notYet && ConnectListening(socket, slice + ReplyTimeout) is { } client)
             {
                 using (client)
                 {

@@ -254,18 +254,21 @@ public static unsafe class OutputFiles
         {
             int errno = LibC.LastErrno;
             if (LStat(path) is { } existing && !Is(existing, LibC.S_IFREG))
-                throw new IOException($"{Name(what, path)}: is {Describe(existing.Mode)}; the console log must be a regular file, a terminal or /dev/null");
+                throw new IOException($"{Name(what, path)}: is {Describe(existing.Mode)}; {AppendableKinds(what)}");
             throw new IOException($"{Name(what, path)}: cannot open: {LibC.StrError(errno)}");
         }
         Stat st;
         string? problem = LibC.FStat(fd, &st) != 0 ? LibC.StrError(LibC.LastErrno)
             : Is(st, LibC.S_IFREG) ? (st.Uid == LibC.GetEUid() ? null : $"belongs to uid {st.Uid}, not to this user (uid {LibC.GetEUid()}); the engine only appends to its own files")
             : Is(st, LibC.S_IFCHR) && (IsNullDevice(st.RDev) || LibC.IsATty(fd) == 1) ? null
-            : $"is {Describe(st.Mode)}{(Is(st, LibC.S_IFCHR) ? " that is neither a terminal nor /dev/null" : "")}; the console log must be a regular file, a terminal or /dev/null";
+            : $"is {Describe(st.Mode)}{(Is(st, LibC.S_IFCHR) ? " that is neither a terminal nor /dev/null" : "")}; {AppendableKinds(what)}";
         if (problem == null) return fd;
         LibC.Close(fd);
         throw new IOException($"{Name(what, path)}: {problem}");
     }
+
+    /// <summary>What an append target may be, naming the input ("com1 log must name ...", "--engine-log must name ...").</summary>
+    private static string AppendableKinds(string what) => $"{what.TrimEnd('=')} must name a regular file, a terminal or /dev/null";
 
     /// <summary>--engine-log: the process's standard output and error become <paramref name="path"/>, opened for appending
     /// with the checks of <see cref="OpenForAppend"/> (no symlink followed, only this user's regular file, /dev/null or a
@@ -298,7 +301,7 @@ public static unsafe class OutputFiles
         if (Is(st, LibC.S_IFREG) && st.Uid != me)
             throw new IOException($"{Name(what, path)}: belongs to uid {st.Uid}, not to this user (uid {me}); the engine only appends to its own files");
         if (!Is(st, LibC.S_IFREG) && !Is(st, LibC.S_IFCHR))
-            throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}; the console log must be a regular file, a terminal or /dev/null");
+            throw new IOException($"{Name(what, path)}: is {Describe(st.Mode)}; {AppendableKinds(what)}");
     }
 
     /// <summary>The check of <see cref="OpenTerminal"/> that needs no open: the path is a character device.</summary>

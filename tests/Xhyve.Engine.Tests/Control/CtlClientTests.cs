@@ -17,15 +17,20 @@ public sealed class CtlClientTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     /// <summary>A control socket that accepts connections and either answers every line with {"ok":true} or
-    /// never answers (an engine stopped with SIGSTOP, or wedged). It records the lines it received.</summary>
+    /// never answers (an engine stopped with SIGSTOP, or wedged); with <c>vmNeverRuns</c> it answers
+    /// "wait-running timeout_ms=N" as an engine whose VM does not run does, with "ok": false once N ms have passed.
+    /// It records the lines it received.</summary>
     private sealed class FakeEngine : IDisposable
     {
         private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         private readonly List<Socket> _clients = [];
         private readonly StringBuilder _received = new();
 
-        public FakeEngine(string path, bool answers)
+        private readonly bool _vmNeverRuns;
+
+        public FakeEngine(string path, bool answers, bool vmNeverRuns = false)
         {
+            _vmNeverRuns = vmNeverRuns;
             _listener.Bind(new UnixDomainSocketEndPoint(path));
             _listener.Listen(8);
             _ = Task.Run(async () =>
@@ -53,7 +58,13 @@ public sealed class CtlClientTests : IDisposable
                 {
                     string text = Encoding.UTF8.GetString(buffer, 0, n);
                     lock (_received) _received.Append(text);
-                    if (answers) foreach (char _ in text.Where(c => c == '\n')) await client.SendAsync("{\"ok\":true}\n"u8.ToArray());
+                    if (_vmNeverRuns && text.StartsWith("wait-running timeout_ms=", StringComparison.Ordinal))
+                    {
+                        int ms = int.Parse(text["wait-running timeout_ms=".Length..].TrimEnd('\n'));
+                        await Task.Delay(ms);
+                        await client.SendAsync(Encoding.UTF8.GetBytes($"{{\"ok\":false,\"error\":\"not running after {ms} ms\"}}\n"));
+                    }
+                    else if (answers) foreach (char _ in text.Where(c => c == '\n')) await client.SendAsync("{\"ok\":true}\n"u8.ToArray());
                 }
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
@@ -179,17 +190,34 @@ public sealed class CtlClientTests : IDisposable
         Assert.Equal("state\n", engine.Received);
     }
 
+    /// <summary>The timeout_ms of the one "wait-running" line the fake engine received.</summary>
+    private static int SentWaitMs(string received)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(received, "^wait-running timeout_ms=([0-9]+)\n$");
+        Assert.True(match.Success, $"received '{received}'");
+        return int.Parse(match.Groups[1].Value);
+    }
+
     [Theory]
-    [InlineData(new[] { "wait-running" }, "wait-running timeout_ms=10000\n")]
-    [InlineData(new[] { "--timeout", "3", "wait-running" }, "wait-running timeout_ms=3000\n")]
-    [InlineData(new[] { "wait-running", "timeout_ms=250" }, "wait-running timeout_ms=250\n")]
-    public void Ctl_WaitRunning_AsksTheEngineToWaitAsLongAsCtlWaitsForTheReply(string[] args, string sent)
+    [InlineData(new[] { "wait-running" }, 10_000)]
+    [InlineData(new[] { "--timeout", "3", "wait-running" }, 3_000)]
+    public void Ctl_WaitRunning_AsksTheEngineToWaitAsLongAsCtlWaitsForTheReply(string[] args, int ms)
     {
         using var engine = new FakeEngine(SocketPath, answers: true);
         string[] command = args[0] == "--timeout" ? [args[0], args[1], SocketPath, .. args[2..]] : [SocketPath, .. args];
         var run = Ctl(command);
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Equal(sent, engine.Received);
+        // Less the moment the connect took.
+        Assert.InRange(SentWaitMs(engine.Received), ms - 2_000, ms);
+    }
+
+    [Fact]
+    public void Ctl_WaitRunning_WithTimeoutMs_SendsIt()
+    {
+        using var engine = new FakeEngine(SocketPath, answers: true);
+        var run = Ctl(SocketPath, "wait-running", "timeout_ms=250");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal("wait-running timeout_ms=250\n", engine.Received);
     }
 
     [Fact]
@@ -200,24 +228,52 @@ public sealed class CtlClientTests : IDisposable
         AssertOneLineError(run, $"xhyve ctl: {SocketPath}: no reply within 2 s");
     }
 
-    [Fact]
-    public void Ctl_WaitRunning_WithABadArgument_IsRefusedInOneLine_NamingIt_AndNothingIsSent()
+    [Theory]
+    [InlineData("wait-running", "timeout_ms=soon")]
+    [InlineData("wait-running timeout_ms=soon", null)]   // one quoted argument
+    public void Ctl_WaitRunning_WithABadArgument_IsRefusedInOneLine_NamingIt_AndNothingIsSent(string command, string? argument)
     {
         using var engine = new FakeEngine(SocketPath, answers: true);
-        AssertOneLineError(Ctl(SocketPath, "wait-running", "timeout_ms=soon"),
+        AssertOneLineError(Ctl([SocketPath, command, .. argument is null ? Array.Empty<string>() : [argument]]),
             "xhyve ctl: 'wait-running': timeout_ms 'soon' is not a number of milliseconds from 1 to 86400000");
         Assert.Equal("", engine.Received);
+    }
+
+    /// <summary>Runs ctl with <paramref name="args"/> (after --timeout and the socket) while the socket appears only
+    /// <paramref name="lateMs"/> later, as an engine just launched binds it once its machine is built.</summary>
+    private async Task<(EngineRun Run, string Received)> CtlWithLateSocket(string timeout, int lateMs, bool vmNeverRuns, params string[] args)
+    {
+        var run = Task.Run(() => Ctl(["--timeout", timeout, SocketPath, .. args]));
+        await Task.Delay(lateMs);
+        using var engine = new FakeEngine(SocketPath, answers: true, vmNeverRuns);
+        return (await run, engine.Received);
     }
 
     [Fact]
     public async Task Ctl_WaitRunning_WaitsForTheSocketOfAnEngineJustLaunched()
     {
-        // The engine binds its socket only after it has built the machine: ctl starts before it is there.
-        var run = Task.Run(() => Ctl("--timeout", "20", SocketPath, "wait-running"));
-        await Task.Delay(1500);
-        using var engine = new FakeEngine(SocketPath, answers: true);
-        var done = await run;
-        Assert.True(done.ExitCode == 0, done.ToString());
-        Assert.Equal("wait-running timeout_ms=20000\n", engine.Received);
+        var (run, received) = await CtlWithLateSocket("20", 1500, false, "wait-running");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.InRange(SentWaitMs(received), 1, 20_000);   // less the time ctl waited for the socket
+    }
+
+    [Fact]
+    public async Task Ctl_WaitRunning_ForASocketThatCameLate_GetsTheEnginesAnswer_BeforeItGivesUp()
+    {
+        // The socket appears 2.5 s into a 3 s wait for a VM that never runs: the engine is told to wait only what is
+        // left, so its "not running" arrives within ctl's 4 s rather than after it (ctl said "no reply" before).
+        var (run, received) = await CtlWithLateSocket("3", 2500, true, "wait-running");
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.StartsWith("{\"ok\":false,\"error\":\"not running after ", run.Stdout);
+        Assert.Equal("", run.Stderr);
+        Assert.InRange(SentWaitMs(received), 1, 3_000);
+    }
+
+    [Fact]
+    public async Task Ctl_WaitRunning_GivenAsOneQuotedArgument_IsStillAWait_ForTheSocketToo()
+    {
+        var (run, received) = await CtlWithLateSocket("20", 1500, false, "wait-running timeout_ms=5000");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal("wait-running timeout_ms=5000\n", received);
     }
 }

@@ -160,6 +160,16 @@ public sealed class OutputFileTests : IDisposable
         Assert.Equal("xhyve: --engine-log: missing value (a path)\n", run.Stderr);
     }
 
+    [Fact]
+    public void EngineLog_OnAFifo_IsRefused_NamingTheEngineLog_NotTheConsoleLog()
+    {
+        string fifo = In("engine.fifo");
+        Assert.Equal(0, EngineProcess.RunProgram("mkfifo", [fifo], 10).ExitCode);
+        var run = EngineProcess.Run(["-f", "kexec,/etc/hostname", "--engine-log", fifo], 20);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal($"xhyve: --engine-log {fifo}: is a FIFO; --engine-log must name a regular file, a terminal or /dev/null\n", run.Stderr);
+    }
+
     // -F
 
     [SkippableFact]
@@ -309,7 +319,7 @@ public sealed class OutputFileTests : IDisposable
         Skip.IfNot(EngineProcess.HasKvm, EngineProcess.KvmSkipReason);
         string fifo = In("console.fifo");
         Assert.Equal(0, EngineProcess.RunProgram("mkfifo", [fifo], 10).ExitCode);
-        AssertRefused(LogTo(fifo), $"log={fifo}", "FIFO");   // before: open() waited for a reader, for ever
+        AssertRefused(LogTo(fifo), $"log={fifo}", "FIFO", "com1 log must name a regular file");   // before: open() waited for a reader, for ever
     }
 
     [SkippableFact]
