@@ -5,10 +5,18 @@ using System.Text.Json;
 
 namespace Xhyve.Engine.Tests.Support;
 
-/// <summary>One connection: send lines, read one JSON line per command.</summary>
+/// <summary>One connection: send lines, read one JSON line per command, or read a console stream up to a marker.
+/// What a read took off the socket beyond what it returned is kept for the next read, so a marker split across two
+/// receives, or already received by an earlier read, is still found.</summary>
 public sealed class ControlTestClient : IDisposable
 {
+    private static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(20);
     private readonly System.Net.Sockets.Socket _s = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+    private readonly Decoder _utf8 = Encoding.UTF8.GetDecoder();
+    private readonly StringBuilder _unread = new();
+    private readonly byte[] _buffer = new byte[4096];
+    private readonly char[] _chars = new char[Encoding.UTF8.GetMaxCharCount(4096)];
+
     public ControlTestClient(string path)
     {
         var deadline = Stopwatch.StartNew();
@@ -18,33 +26,48 @@ public sealed class ControlTestClient : IDisposable
             catch (SocketException) when (deadline.Elapsed < TimeSpan.FromSeconds(20)) { Thread.Sleep(20); }
         }
     }
+
     public JsonElement Ask(string command)
     {
-        _s.Send(Encoding.UTF8.GetBytes(command + "\n"));
+        Send(command + "\n");
         return JsonDocument.Parse(ReadLine()).RootElement;
     }
-    public string ReadLine()
-    {
-        var line = new List<byte>();
-        var one = new byte[1];
-        _s.ReceiveTimeout = 20_000;
-        while (_s.Receive(one) == 1 && one[0] != '\n') line.Add(one[0]);
-        return Encoding.UTF8.GetString(line.ToArray());
-    }
+
+    /// <summary>The next line without its newline; at the end of the stream, what is left.</summary>
+    public string ReadLine() => Take("\n", includeMarker: false);
+
     public string ReadLineAfter(string command) { Send(command + "\n"); return ReadLine(); }
     public void Send(string text) => _s.Send(Encoding.UTF8.GetBytes(text));
-    public string ReadUntil(string marker)
+
+    /// <summary>The text up to and including <paramref name="marker"/>; at the end of the stream, what is left.
+    /// Throws a TimeoutException naming the marker and what arrived when nothing comes for 20 s.</summary>
+    public string ReadUntil(string marker) => Take(marker, includeMarker: true);
+
+    private string Take(string marker, bool includeMarker)
     {
-        var text = new StringBuilder();
-        var buffer = new byte[4096];
-        _s.ReceiveTimeout = 20_000;
-        while (!text.ToString().Contains(marker))
+        _s.ReceiveTimeout = (int)ReadTimeout.TotalMilliseconds;
+        int at;
+        while ((at = _unread.ToString().IndexOf(marker, StringComparison.Ordinal)) < 0)
         {
-            int n = _s.Receive(buffer);
-            if (n == 0) break;
-            text.Append(Encoding.UTF8.GetString(buffer, 0, n));
+            int n;
+            try { n = _s.Receive(_buffer); }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
+            {
+                throw new TimeoutException($"'{marker.ReplaceLineEndings("\\n")}' did not arrive within {ReadTimeout.TotalSeconds} s; unread:\n{_unread}", e);
+            }
+            if (n == 0)
+            {
+                string rest = _unread.ToString();
+                _unread.Clear();
+                return rest;
+            }
+            int chars = _utf8.GetChars(_buffer, 0, n, _chars, 0);
+            _unread.Append(_chars, 0, chars);
         }
-        return text.ToString();
+        string text = _unread.ToString(0, includeMarker ? at + marker.Length : at);
+        _unread.Remove(0, at + marker.Length);
+        return text;
     }
+
     public void Dispose() => _s.Dispose();
 }

@@ -128,7 +128,14 @@ public sealed class RunningEngine : IDisposable
     public StreamWriter StandardInput => _process.StandardInput;
     public bool HasExited => _process.HasExited;
     public int ExitCode => _process.ExitCode;
-    public bool WaitForExit(int milliseconds) => _process.WaitForExit(milliseconds);
+    /// <summary>Waits for the process to exit, then (briefly) for its stdout to be read to the end: a native engine's
+    /// last lines can still be in the pipe when its exit is seen.</summary>
+    public bool WaitForExit(int milliseconds)
+    {
+        if (!_process.WaitForExit(milliseconds)) return false;
+        ((IAsyncResult)_stdout).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(5));   // not Wait(): a failed reader is not this call's error
+        return true;
+    }
 
     /// <summary>SIGKILL, as a crash or a power cut would end the engine; waits until it is gone.</summary>
     public void Kill()
