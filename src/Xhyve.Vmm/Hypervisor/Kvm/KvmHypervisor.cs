@@ -75,7 +75,9 @@ public sealed unsafe class KvmHypervisor : IHypervisor
     internal KvmCpuidEntry2[] SupportedCpuid()
     {
         if (_supportedCpuid != null) return _supportedCpuid;
-        for (int n = 64; n <= 4096; n *= 2)
+        // 256 is the kernel's KVM_MAX_CPUID_ENTRIES: one call, where a smaller first try costs a second (each call
+        // runs CPUID for every leaf on the host, a fraction of a millisecond here).
+        for (int n = 256; n <= 4096; n *= 2)
         {
             int bytes = sizeof(KvmCpuid2Header) + n * sizeof(KvmCpuidEntry2);
             byte* buffer = (byte*)NativeMemory.AllocZeroed((nuint)bytes);

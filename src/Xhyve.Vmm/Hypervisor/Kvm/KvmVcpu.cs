@@ -155,7 +155,10 @@ internal sealed unsafe class KvmVcpu : IVcpu
             if (_disposed) return;   // nothing left to kick; the run area may be gone
             // immediate_exit covers a vCPU about to enter KVM_RUN; the signal one already inside it.
             Volatile.Write(ref _run->ImmediateExit, 1);
-            if (_tid != 0) LibC.TgKill(LibC.GetPid(), _tid, KickSignal);
+            // The vCPU's own thread (a reset or power-off it is handling) is not inside KVM_RUN: immediate_exit
+            // is enough, and no signal means the runtime does not start thread-pool threads to dispatch it
+            // while the engine is tearing the machine down.
+            if (_tid != 0 && _tid != LibC.GetTid()) LibC.TgKill(LibC.GetPid(), _tid, KickSignal);
         }
     }
 
