@@ -84,7 +84,10 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         // The shell's exec would fail into engine.log, and the start would wait out its timeout for a socket.
         if ((File.GetUnixFileMode(EnginePath) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) == 0)
             throw new EngineException($"the engine host {EnginePath} is not executable (chmod +x it, or import the module once as its owner)");
-        string socket = FileOf(vm.Name, ControlSocketFile);
+        // The VM's folder, resolved once: resolving a name lists vms/ (for its case-insensitive match), and a start
+        // looks at its files many times.
+        string folder = store.FolderOf(vm.Name);
+        string socket = Path.Combine(folder, ControlSocketFile);
         if (socket.Length > MaxUnixSocketPath)
             throw new EngineException($"{socket}: longer than a Unix socket path may be ({MaxUnixSocketPath} bytes); set XHYVE_HOME to a shorter folder");
         // Held until the engine serves its socket (or failed): a second start meanwhile is refused as "already
@@ -92,33 +95,34 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         IDisposable startLock;
         try { startLock = store.LockForStart(vm.Name, StartLockWait); }
         catch (VmStoreException e) { throw new EngineException(e.Message); }
-        using (startLock) return StartLocked(vm, socket, timeout);
+        using (startLock) return StartLocked(vm, folder, socket, timeout);
     }
 
-    private VmStatus StartLocked(VirtualMachine vm, string socket, TimeSpan timeout)
+    private VmStatus StartLocked(VirtualMachine vm, string folder, string socket, TimeSpan timeout)
     {
-        var status = GetStatus(vm.Name);
+        string In(string file) => Path.Combine(folder, file);
+        var status = StatusIn(vm.Name, folder);
         if (status.State != VmState.Off) throw new EngineException($"VM '{vm.Name}' is already {status.State} (engine pid {status.ProcessId})");
         foreach (var stale in new[] { PidFile, ControlSocketFile, ExitFileName })
-            File.Delete(FileOf(vm.Name, stale));
+            File.Delete(In(stale));
         // The engine opens its log without following a symlink, but a refusal found here needs no launch.
-        try { OutputFiles.CheckReplaceable(FileOf(vm.Name, EngineLogFile), "engine log"); }
+        try { OutputFiles.CheckReplaceable(In(EngineLogFile), "engine log"); }
         catch (IOException e) { throw new EngineException(e.Message); }
 
         // --on-reset restart: a guest reboot keeps the VM Running in the same engine, as in Hyper-V.
-        var args = new List<string>(VmArguments.ToArguments(vm, FileOf(vm.Name, ConsoleLogFile), FileOf(vm.Name, VirtualMachine.UefiVariablesFile)))
+        var args = new List<string>(VmArguments.ToArguments(vm, In(ConsoleLogFile), In(VirtualMachine.UefiVariablesFile)))
         {
-            "-F", FileOf(vm.Name, PidFile), "--control-socket", socket, "--exit-file", FileOf(vm.Name, ExitFileName), "--on-reset", "restart",
+            "-F", In(PidFile), "--control-socket", socket, "--exit-file", In(ExitFileName), "--on-reset", "restart",
         };
         // Watching before the launch: the socket or exit file cannot appear unseen.
-        using var watch = FolderWatch.Open(store.FolderOf(vm.Name));
-        using var launch = Launch(args, FileOf(vm.Name, EngineLogFile));
+        using var watch = FolderWatch.Open(folder);
+        using var launch = Launch(args, In(EngineLogFile));
 
         var clock = Stopwatch.StartNew();
         bool asked = false;
         while (true)
         {
-            if (File.Exists(FileOf(vm.Name, ExitFileName))) return Ended(vm.Name);
+            if (File.Exists(In(ExitFileName))) return Ended(vm.Name);
             TimeSpan left = timeout - clock.Elapsed;
             if (!asked && File.Exists(socket))
             {
@@ -128,24 +132,27 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 if (client != null)
                 {
                     asked = true;
-                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)left.TotalMilliseconds)}"), EngineAge(vm.Name)); }
-                    catch (EngineException) when (clock.Elapsed >= timeout && !File.Exists(FileOf(vm.Name, ExitFileName)))
+                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)left.TotalMilliseconds)}"), EngineAgeIn(folder)); }
+                    catch (EngineException) when (clock.Elapsed >= timeout && !File.Exists(In(ExitFileName)))
                     {
-                        return GetStatus(vm.Name);   // still building: Starting, as the caller's timeout allows
+                        return StatusIn(vm.Name, folder);   // still building: Starting, as the caller's timeout allows
                     }
                     catch (EngineException) { }   // stopping, or gone: its exit file says how it ended
                 }
             }
             // An engine killed or crashed before it wrote its exit file (while it builds the machine, before its socket)
             // leaves nothing to wake for: its pid file names a process that is gone.
-            if (ReadPid(vm.Name) != null && GetStatus(vm.Name) is { State: VmState.Off } died) return Ended(vm.Name, died);
-            // Gone before its pid file: setsid could not execute it, or it died before it opened its log.
-            if (launch.Failed(socket) is { } said && !File.Exists(FileOf(vm.Name, ExitFileName)) && ReadPid(vm.Name) == null)
+            bool hasPid = ReadPidIn(folder) != null;
+            if (hasPid && StatusIn(vm.Name, folder) is { State: VmState.Off } died) return Ended(vm.Name, died);
+            // Gone before its pid file: setsid could not execute it, or it died before it opened its log. Only while there
+            // is no pid file: Failed lists every process in /proc, which an engine that wrote its pid file does not need
+            // (the pid file is read again after it, as an engine may have written it meanwhile).
+            if (!hasPid && launch.Failed(socket) is { } said && !File.Exists(In(ExitFileName)) && ReadPidIn(folder) == null)
                 throw new EngineException($"VM '{vm.Name}' did not start: " + (said.Length > 0 ? said
-                    : $"the engine ended before it wrote its pid file or an exit status (killed, or crashed while starting; see {FileOf(vm.Name, EngineLogFile)})"));
+                    : $"the engine ended before it wrote its pid file or an exit status (killed, or crashed while starting; see {In(EngineLogFile)})"));
             if (clock.Elapsed > timeout)
                 throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s " +
-                    $"(see {FileOf(vm.Name, EngineLogFile)}{launch.Output() switch { "" => "", var text => $"; before its log it wrote: {text}" }})");
+                    $"(see {In(EngineLogFile)}{launch.Output() switch { "" => "", var text => $"; before its log it wrote: {text}" }})");
             // Bounded: an engine that dies before it creates anything wakes no one.
             watch.Wait(left < LivenessCheck ? left : LivenessCheck);
         }
@@ -252,13 +259,17 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     };
 
     /// <summary>The VM's status: asks a live engine; for a VM that is off, reads how the last run ended.</summary>
-    public VmStatus GetStatus(string name)
+    public VmStatus GetStatus(string name) => StatusIn(name, store.FolderOf(name));
+
+    /// <summary><see cref="GetStatus"/> with the VM's folder resolved by the caller, once for the several files a status
+    /// reads (resolving a name lists vms/).</summary>
+    private VmStatus StatusIn(string name, string folder)
     {
-        int? pid = ReadPid(name);
-        string socket = FileOf(name, ControlSocketFile);
+        int? pid = ReadPidIn(folder);
+        string socket = Path.Combine(folder, ControlSocketFile);
         if (pid is int p && IsEngineAlive(p, socket))
         {
-            var age = EngineAge(name);
+            var age = EngineAgeIn(folder);
             try
             {
                 using var client = new ControlClient(socket, StateTimeout);
@@ -278,11 +289,11 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 return new VmStatus(young ? VmState.Starting : File.Exists(socket) ? VmState.NotResponding : VmState.Stopping, p);
             }
         }
-        var exit = ReadExitFile(name);
+        var exit = ReadExitFileIn(folder);
         if (exit != null) return exit;
         if (pid is int dead)
             return new VmStatus(VmState.Off, dead, ExitReason: $"the engine (pid {dead}) ended without reporting an exit status: it was killed or crashed",
-                EngineDied: true, LastConsoleLines: ConsoleTail(name, 10).Lines);
+                EngineDied: true, LastConsoleLines: LogTail.Read(Path.Combine(folder, ConsoleLogFile), 10).Lines);
         return new VmStatus(VmState.Off);
     }
 
@@ -301,19 +312,21 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     }
 
     /// <summary>How long the VM's engine has run: the engine writes its pid file first thing.</summary>
-    private TimeSpan? EngineAge(string name)
+    private static TimeSpan? EngineAgeIn(string folder)
     {
         try
         {
-            var written = File.GetLastWriteTimeUtc(FileOf(name, PidFile));
+            var written = File.GetLastWriteTimeUtc(Path.Combine(folder, PidFile));
             return written.Year < 1700 ? null : DateTime.UtcNow - written;   // 1601: no such file
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    private int? ReadPid(string name)
+    private int? ReadPid(string name) => ReadPidIn(store.FolderOf(name));
+
+    private static int? ReadPidIn(string folder)
     {
-        try { return int.TryParse(File.ReadAllText(FileOf(name, PidFile)).Trim(), out int pid) ? pid : null; }
+        try { return int.TryParse(File.ReadAllText(Path.Combine(folder, PidFile)).Trim(), out int pid) ? pid : null; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
@@ -342,9 +355,9 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return true; }
     }
 
-    private VmStatus? ReadExitFile(string name)
+    private static VmStatus? ReadExitFileIn(string folder)
     {
-        string file = FileOf(name, ExitFileName);
+        string file = Path.Combine(folder, ExitFileName);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(file));
@@ -553,11 +566,12 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     public VmStatus? WaitForRunning(string name, TimeSpan timeout, Action<TimeSpan>? progress)
     {
         var clock = Stopwatch.StartNew();
-        string socket = FileOf(name, ControlSocketFile);
-        using var watch = FolderWatch.Open(store.FolderOf(name));   // a socket still to come, or the exit file
+        string folder = store.FolderOf(name);   // resolved once: each resolution lists vms/
+        string socket = Path.Combine(folder, ControlSocketFile);
+        using var watch = FolderWatch.Open(folder);   // a socket still to come, or the exit file
         while (true)
         {
-            var status = GetStatus(name);
+            var status = StatusIn(name, folder);
             // Paused with no uptime: paused before it ever ran (docs/control-api.md); it is Running only once resumed.
             bool notYet = status is { State: VmState.Starting } or { State: VmState.Paused, Uptime: null };
             if (!notYet && status.State is VmState.Running or VmState.Paused or VmState.Off) return status;
@@ -570,7 +584,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 using (client)
                 {
                     asked = true;
-                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)slice.TotalMilliseconds)}"), EngineAge(name)); }
+                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)slice.TotalMilliseconds)}"), EngineAgeIn(folder)); }
                     catch (EngineException) { }   // the slice ended, or it will not run: the status says which
                 }
             }
