@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using Xhyve.Management.Engine;
+
+namespace Xhyve.Management.Tests;
+
+[CollectionDefinition(nameof(ManagementPathTests), DisableParallelization = true)]
+public sealed class ManagementPathCollection;
+
+/// <summary>The pieces of the per-VM management path made cheaper for issue 16 (h): inotify instances kept for the next
+/// folder watch, and control replies read by peeking rather than a byte at a time. Each still does what it did. Not run
+/// beside other classes: the kept instances are shared by the process, and the counts here would see other tests' watches.</summary>
+[Collection(nameof(ManagementPathTests))]
+public sealed class ManagementPathTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("xhyve-path").FullName;
+
+    public void Dispose() => Directory.Delete(_root, true);
+
+    private string Folder(string name) => Directory.CreateDirectory(Path.Combine(_root, name)).FullName;
+
+    [Fact]
+    public void A_kept_inotify_instance_wakes_its_next_watch_for_a_file_created_in_the_new_folder()
+    {
+        string first = Folder("first"), second = Folder("second");
+        using (var watch = FolderWatch.Open(first)) File.WriteAllText(Path.Combine(first, "before"), "");   // left queued
+        Assert.InRange(FolderWatch.IdleCount, 1, FolderWatch.MaxIdle);
+
+        using var next = FolderWatch.Open(second);
+        var clock = Stopwatch.StartNew();
+        var creator = new Thread(() => { Thread.Sleep(50); File.WriteAllText(Path.Combine(second, "control.sock"), ""); });
+        creator.Start();
+        next.Wait(TimeSpan.FromSeconds(30));
+        creator.Join();
+        // Woken by the file (not the 30 s bound), and only after it was created.
+        Assert.True(File.Exists(Path.Combine(second, "control.sock")));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the wait ran its whole bound ({clock.Elapsed})");
+    }
+
+    [Fact]
+    public void No_more_than_MaxIdle_inotify_instances_are_kept()
+    {
+        var watches = Enumerable.Range(0, FolderWatch.MaxIdle + 3).Select(i => FolderWatch.Open(Folder($"w{i}"))).ToList();
+        foreach (var w in watches) w.Dispose();
+        Assert.Equal(FolderWatch.MaxIdle, FolderWatch.IdleCount);
+    }
+
+    /// <summary>A one-connection server on a Unix socket that answers the first line it reads with <paramref name="reply"/>,
+    /// written in pieces of <paramref name="chunk"/> bytes.</summary>
+    private (string Path, Thread Served) Serve(byte[] reply, int chunk)
+    {
+        string path = Path.Combine(_root, $"s{Guid.NewGuid():N}"[..12]);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        listener.Listen(1);
+        var served = new Thread(() =>
+        {
+            using (listener)
+            using (var peer = listener.Accept())
+            {
+                var one = new byte[1];
+                while (peer.Receive(one) == 1 && one[0] != '\n') { }
+                for (int at = 0; at < reply.Length; at += chunk)
+                {
+                    peer.Send(reply.AsSpan(at, Math.Min(chunk, reply.Length - at)));
+                    Thread.Sleep(1);
+                }
+                peer.Shutdown(SocketShutdown.Send);
+                while (peer.Receive(one) > 0) { }   // until the client closes
+            }
+        }) { IsBackground = true };
+        served.Start();
+        return (path, served);
+    }
+
+    [Fact]
+    public void A_reply_is_read_up_to_its_newline_and_what_follows_it_is_left_on_the_connection()
+    {
+        var (path, served) = Serve(Encoding.UTF8.GetBytes("{\"ok\":true,\"state\":\"Running\"}\nconsole bytes after the reply"), chunk: 7);
+        using (var client = new ControlClient(path, TimeSpan.FromSeconds(10)))
+        {
+            var socket = client.OpenConsole(history: false);
+            var rest = new MemoryStream();
+            var buffer = new byte[64];
+            for (int n; (n = socket.Receive(buffer)) > 0;) rest.Write(buffer, 0, n);
+            Assert.Equal("console bytes after the reply", Encoding.UTF8.GetString(rest.ToArray()));
+        }
+        Assert.True(served.Join(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public void A_reply_longer_than_the_first_buffer_arriving_in_pieces_is_read_whole()
+    {
+        string long_ = new('x', 5000);
+        var (path, served) = Serve(Encoding.UTF8.GetBytes($"{{\"ok\":true,\"text\":\"{long_}\"}}\n"), chunk: 999);
+        using (var client = new ControlClient(path, TimeSpan.FromSeconds(10)))
+            Assert.Equal(long_, client.Ask("state").GetProperty("text").GetString());
+        Assert.True(served.Join(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public void A_connection_closed_before_the_newline_is_an_error_naming_the_command()
+    {
+        var (path, served) = Serve(Encoding.UTF8.GetBytes("{\"ok\":tr"), chunk: 3);
+        using (var client = new ControlClient(path, TimeSpan.FromSeconds(10)))
+        {
+            var e = Assert.Throws<EngineException>(() => client.Ask("state"));
+            Assert.Contains("'state'", e.Message);
+        }
+        Assert.True(served.Join(TimeSpan.FromSeconds(10)));
+    }
+}
