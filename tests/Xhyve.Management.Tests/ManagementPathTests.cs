@@ -110,4 +110,14 @@ public sealed class ManagementPathTests : IDisposable
         }
         Assert.True(served.Join(TimeSpan.FromSeconds(10)));
     }
+
+    [Theory]
+    [InlineData("xhyve\0--control-socket\0/s/vms/a/control.sock\0", true)]
+    [InlineData("/s/vms/a/control.sock\0", true)]
+    [InlineData("xhyve\0--control-socket\0/s/vms/a/control.sock2\0", false)]
+    [InlineData("xhyve\0--x=/s/vms/a/control.sock\0", false)]
+    [InlineData("xhyve\0/s/vms/ba/control.sock\0", false)]
+    [InlineData("", false)]
+    public void An_engine_is_recognised_by_its_socket_as_a_whole_argument_only(string cmdline, bool expected) =>
+        Assert.Equal(expected, EngineHost.HasArgument(cmdline, "/s/vms/a/control.sock"));
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -333,14 +334,50 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     /// <summary>The process exists, is not a zombie, and is the engine serving this VM's socket (not a reused pid).</summary>
     private static bool IsEngineAlive(int pid, string socket)
     {
+        // Its arguments first: most processes a search of /proc looks at are not this engine (a zombie has none). Read
+        // into a pooled buffer, not through FileStream, which takes an advisory lock and allocates for every open: a
+        // status reads two of these files, and the search for an engine without a pid file two per process.
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(ProcReadSize);
         try
         {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string cmdline = ReadProcFile($"/proc/{pid}/cmdline", buffer);
+            if (!HasArgument(cmdline, socket)) return false;
+            string stat = ReadProcFile($"/proc/{pid}/stat", buffer);
             int close = stat.LastIndexOf(')');
-            if (close < 0 || close + 2 >= stat.Length || stat[close + 2] == 'Z') return false;
-            return File.ReadAllText($"/proc/{pid}/cmdline").Split('\0').Contains(socket);
+            return close >= 0 && close + 2 < stat.Length && stat[close + 2] != 'Z';
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
+    private const int ProcReadSize = 16 << 10;
+
+    /// <summary>Whether one of the NUL-separated arguments of <paramref name="cmdline"/> is exactly <paramref name="argument"/>.</summary>
+    internal static bool HasArgument(string cmdline, string argument)
+    {
+        var all = cmdline.AsSpan();
+        foreach (var range in all.Split('\0'))
+            if (all[range].SequenceEqual(argument)) return true;
+        return false;
+    }
+
+    /// <summary>A /proc file's text ("" when it cannot be read: the process is gone); one that fills the buffer (a very
+    /// long command line) is read again whole.</summary>
+    private static unsafe string ReadProcFile(string path, byte[] buffer)
+    {
+        int fd = OpenForReading(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return "";
+        int length = 0;
+        try
+        {
+            fixed (byte* start = buffer)
+            {
+                for (nint n; length < buffer.Length && (n = ReadFile(fd, start + length, (nuint)(buffer.Length - length))) > 0;) length += (int)n;
+            }
+        }
+        finally { CloseFile(fd); }
+        if (length < buffer.Length) return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+        try { return File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ""; }
     }
 
     /// <summary>The process is gone, or a zombie (dead, not yet reaped).</summary>
@@ -538,7 +575,16 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         OutputFiles.WriteReplacing(FileOf(name, ExitFileName), buffer.ToArray(), "exit file");
     }
 
-    private const int SIGKILL = 9, ESRCH = 3;
+    private const int SIGKILL = 9, ESRCH = 3, O_RDONLY = 0, O_CLOEXEC = 0x80000;
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenForReading(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "read")]
+    private static unsafe partial nint ReadFile(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int CloseFile(int fd);
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int sig);
