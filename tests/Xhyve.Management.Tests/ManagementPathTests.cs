@@ -120,4 +120,52 @@ public sealed class ManagementPathTests : IDisposable
     [InlineData("", false)]
     public void An_engine_is_recognised_by_its_socket_as_a_whole_argument_only(string cmdline, bool expected) =>
         Assert.Equal(expected, EngineHost.HasArgument(cmdline, "/s/vms/a/control.sock"));
+
+    private static (int Status, string Said) RunShell(string script)
+    {
+        var (status, stderr) = SessionLauncher.Run("sh", ["-c", script]);
+        using var reader = new StreamReader(stderr);
+        return (status, reader.ReadToEnd());
+    }
+
+    [Fact]
+    public void The_launcher_passes_this_process_environment_and_reads_standard_error_and_the_exit_status()
+    {
+        // Set through .NET (as pwsh's $env: does), which libc's own environ does not see.
+        Environment.SetEnvironmentVariable("XHYVE_LAUNCHER_TEST", "value from .NET");
+        try
+        {
+            var (status, said) = RunShell("echo \"$XHYVE_LAUNCHER_TEST\" >&2; exit 3");
+            Assert.Equal(3, status);
+            Assert.Equal("value from .NET\n", said);
+        }
+        finally { Environment.SetEnvironmentVariable("XHYVE_LAUNCHER_TEST", null); }
+    }
+
+    [Fact]
+    public void The_launched_program_starts_with_no_signal_blocked_or_ignored()
+    {
+        // .NET ignores SIGPIPE in this process; a program started the way Process starts one has it at its default. Only
+        // glibc's two internal signals (32 and 33, which glibc itself installs handlers for when it uses them) are left
+        // ignored by its posix_spawn.
+        var (status, said) = RunShell("grep -E '^Sig(Blk|Ign):' /proc/self/status >&2");
+        Assert.Equal(0, status);
+        var masks = said.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToDictionary(l => l.Split(':')[0], l => Convert.ToUInt64(l.Split('\t')[1], 16));
+        Assert.Equal(0UL, masks["SigBlk"]);
+        const ulong GlibcInternal = (1UL << 31) | (1UL << 32);
+        Assert.Equal(0UL, masks["SigIgn"] & ~GlibcInternal);
+    }
+
+    [Fact]
+    public void A_launched_program_killed_by_a_signal_reports_128_plus_the_signal()
+    {
+        Assert.Equal(128 + 15, RunShell("kill -TERM $$").Status);
+    }
+
+    [Fact]
+    public void A_program_that_does_not_exist_is_an_error_naming_it()
+    {
+        var e = Assert.Throws<EngineException>(() => SessionLauncher.Run("xhyve-no-such-program", []));
+        Assert.Contains("xhyve-no-such-program", e.Message);
+    }
 }

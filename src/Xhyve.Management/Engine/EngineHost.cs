@@ -169,21 +169,19 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     /// child says when it cannot execute the engine (and anything the engine says before its log) is read there.</summary>
     private Launched Launch(List<string> args, string engineLog)
     {
-        var start = new ProcessStartInfo("setsid") { UseShellExecute = false, RedirectStandardError = true };
-        foreach (var a in LaunchArguments(EnginePath, engineLog, args)) start.ArgumentList.Add(a);
-        var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start");
-        var launched = new Launched(launcher, launcher.StandardError.ReadToEndAsync());
-        launcher.WaitForExit();
-        if (launcher.ExitCode == 0) return launched;
+        var (status, stderr) = SessionLauncher.Run("setsid", [.. LaunchArguments(EnginePath, engineLog, args)]);
+        var reader = new StreamReader(stderr);
+        var launched = new Launched(reader, reader.ReadToEndAsync());
+        if (status == 0) return launched;
         // It failed before forking: nothing else holds the pipe, so its message is complete at once.
         string said = launched.Output(TimeSpan.FromSeconds(2));
         launched.Dispose();
-        throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode}){(said.Length > 0 ? ": " + said : "")}");
+        throw new EngineException($"setsid could not start the engine (exit status {status}){(said.Length > 0 ? ": " + said : "")}");
     }
 
     /// <summary>The setsid launcher and the text read from its standard error, which the engine shares until it has
     /// redirected its streams into its log (then, or when it is gone, the text is complete).</summary>
-    private sealed class Launched(Process launcher, Task<string> stderr) : IDisposable
+    private sealed class Launched(StreamReader pipe, Task<string> stderr) : IDisposable
     {
         /// <summary>What was written before the pipe closed, trimmed to one line; "" while it is open.</summary>
         public string Output(TimeSpan? wait = null)
@@ -196,7 +194,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         /// streams, or ended) and no process serving <paramref name="socket"/> exists, what was written to it ("" for nothing).</summary>
         public string? Failed(string socket) => !stderr.IsCompleted || EngineProcessExists(socket) ? null : Output();
 
-        public void Dispose() => launcher.Dispose();
+        public void Dispose() => pipe.Dispose();
     }
 
     /// <summary>Whether any live process has <paramref name="socket"/> among its arguments: the engine of this VM before
