@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
@@ -52,17 +53,34 @@ public sealed class ControlClient : IDisposable
         return _socket;
     }
 
-    /// <summary>One byte at a time, so nothing after the reply line (console output) is consumed.</summary>
+    /// <summary>The reply line: what is waiting is peeked at (MSG_PEEK) and only the bytes up to its newline are taken, so
+    /// nothing after the reply (console output) is consumed, in a few system calls rather than one per byte.</summary>
     private string? ReadLine()
     {
-        var line = new List<byte>(256);
-        Span<byte> one = stackalloc byte[1];
-        while (_socket.Receive(one) == 1)
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(1024);
+        int length = 0;
+        try
         {
-            if (one[0] == '\n') return Encoding.UTF8.GetString(line.ToArray());
-            line.Add(one[0]);
+            while (true)
+            {
+                if (length == buffer.Length)
+                {
+                    byte[] larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                int peeked = _socket.Receive(buffer.AsSpan(length), SocketFlags.Peek);
+                if (peeked == 0) return null;
+                int newline = buffer.AsSpan(length, peeked).IndexOf((byte)'\n');
+                // Takes what was peeked (this connection has one reader, so it is all there), up to and with the newline.
+                int taken = _socket.Receive(buffer.AsSpan(length, newline < 0 ? peeked : newline + 1));
+                if (taken == 0) return null;
+                length += taken;
+                if (newline >= 0 && taken == newline + 1) return Encoding.UTF8.GetString(buffer, 0, length - 1);
+            }
         }
-        return null;
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
 
     public void Dispose() => _socket.Dispose();

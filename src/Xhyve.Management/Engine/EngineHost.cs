@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -84,7 +85,10 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         // The shell's exec would fail into engine.log, and the start would wait out its timeout for a socket.
         if ((File.GetUnixFileMode(EnginePath) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) == 0)
             throw new EngineException($"the engine host {EnginePath} is not executable (chmod +x it, or import the module once as its owner)");
-        string socket = FileOf(vm.Name, ControlSocketFile);
+        // The VM's folder, resolved once: resolving a name lists vms/ (for its case-insensitive match), and a start
+        // looks at its files many times.
+        string folder = store.FolderOf(vm.Name);
+        string socket = Path.Combine(folder, ControlSocketFile);
         if (socket.Length > MaxUnixSocketPath)
             throw new EngineException($"{socket}: longer than a Unix socket path may be ({MaxUnixSocketPath} bytes); set XHYVE_HOME to a shorter folder");
         // Held until the engine serves its socket (or failed): a second start meanwhile is refused as "already
@@ -92,33 +96,34 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         IDisposable startLock;
         try { startLock = store.LockForStart(vm.Name, StartLockWait); }
         catch (VmStoreException e) { throw new EngineException(e.Message); }
-        using (startLock) return StartLocked(vm, socket, timeout);
+        using (startLock) return StartLocked(vm, folder, socket, timeout);
     }
 
-    private VmStatus StartLocked(VirtualMachine vm, string socket, TimeSpan timeout)
+    private VmStatus StartLocked(VirtualMachine vm, string folder, string socket, TimeSpan timeout)
     {
-        var status = GetStatus(vm.Name);
+        string In(string file) => Path.Combine(folder, file);
+        var status = StatusIn(vm.Name, folder);
         if (status.State != VmState.Off) throw new EngineException($"VM '{vm.Name}' is already {status.State} (engine pid {status.ProcessId})");
         foreach (var stale in new[] { PidFile, ControlSocketFile, ExitFileName })
-            File.Delete(FileOf(vm.Name, stale));
+            File.Delete(In(stale));
         // The engine opens its log without following a symlink, but a refusal found here needs no launch.
-        try { OutputFiles.CheckReplaceable(FileOf(vm.Name, EngineLogFile), "engine log"); }
+        try { OutputFiles.CheckReplaceable(In(EngineLogFile), "engine log"); }
         catch (IOException e) { throw new EngineException(e.Message); }
 
         // --on-reset restart: a guest reboot keeps the VM Running in the same engine, as in Hyper-V.
-        var args = new List<string>(VmArguments.ToArguments(vm, FileOf(vm.Name, ConsoleLogFile), FileOf(vm.Name, VirtualMachine.UefiVariablesFile)))
+        var args = new List<string>(VmArguments.ToArguments(vm, In(ConsoleLogFile), In(VirtualMachine.UefiVariablesFile)))
         {
-            "-F", FileOf(vm.Name, PidFile), "--control-socket", socket, "--exit-file", FileOf(vm.Name, ExitFileName), "--on-reset", "restart",
+            "-F", In(PidFile), "--control-socket", socket, "--exit-file", In(ExitFileName), "--on-reset", "restart",
         };
         // Watching before the launch: the socket or exit file cannot appear unseen.
-        using var watch = FolderWatch.Open(store.FolderOf(vm.Name));
-        using var launch = Launch(args, FileOf(vm.Name, EngineLogFile));
+        using var watch = FolderWatch.Open(folder);
+        using var launch = Launch(args, In(EngineLogFile));
 
         var clock = Stopwatch.StartNew();
         bool asked = false;
         while (true)
         {
-            if (File.Exists(FileOf(vm.Name, ExitFileName))) return Ended(vm.Name);
+            if (File.Exists(In(ExitFileName))) return Ended(vm.Name);
             TimeSpan left = timeout - clock.Elapsed;
             if (!asked && File.Exists(socket))
             {
@@ -128,24 +133,27 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 if (client != null)
                 {
                     asked = true;
-                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)left.TotalMilliseconds)}"), EngineAge(vm.Name)); }
-                    catch (EngineException) when (clock.Elapsed >= timeout && !File.Exists(FileOf(vm.Name, ExitFileName)))
+                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)left.TotalMilliseconds)}"), EngineAgeIn(folder)); }
+                    catch (EngineException) when (clock.Elapsed >= timeout && !File.Exists(In(ExitFileName)))
                     {
-                        return GetStatus(vm.Name);   // still building: Starting, as the caller's timeout allows
+                        return StatusIn(vm.Name, folder);   // still building: Starting, as the caller's timeout allows
                     }
                     catch (EngineException) { }   // stopping, or gone: its exit file says how it ended
                 }
             }
             // An engine killed or crashed before it wrote its exit file (while it builds the machine, before its socket)
             // leaves nothing to wake for: its pid file names a process that is gone.
-            if (ReadPid(vm.Name) != null && GetStatus(vm.Name) is { State: VmState.Off } died) return Ended(vm.Name, died);
-            // Gone before its pid file: setsid could not execute it, or it died before it opened its log.
-            if (launch.Failed(socket) is { } said && !File.Exists(FileOf(vm.Name, ExitFileName)) && ReadPid(vm.Name) == null)
+            bool hasPid = ReadPidIn(folder) != null;
+            if (hasPid && StatusIn(vm.Name, folder) is { State: VmState.Off } died) return Ended(vm.Name, died);
+            // Gone before its pid file: setsid could not execute it, or it died before it opened its log. Only while there
+            // is no pid file: Failed lists every process in /proc, which an engine that wrote its pid file does not need
+            // (the pid file is read again after it, as an engine may have written it meanwhile).
+            if (!hasPid && launch.Failed(socket) is { } said && !File.Exists(In(ExitFileName)) && ReadPidIn(folder) == null)
                 throw new EngineException($"VM '{vm.Name}' did not start: " + (said.Length > 0 ? said
-                    : $"the engine ended before it wrote its pid file or an exit status (killed, or crashed while starting; see {FileOf(vm.Name, EngineLogFile)})"));
+                    : $"the engine ended before it wrote its pid file or an exit status (killed, or crashed while starting; see {In(EngineLogFile)})"));
             if (clock.Elapsed > timeout)
                 throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s " +
-                    $"(see {FileOf(vm.Name, EngineLogFile)}{launch.Output() switch { "" => "", var text => $"; before its log it wrote: {text}" }})");
+                    $"(see {In(EngineLogFile)}{launch.Output() switch { "" => "", var text => $"; before its log it wrote: {text}" }})");
             // Bounded: an engine that dies before it creates anything wakes no one.
             watch.Wait(left < LivenessCheck ? left : LivenessCheck);
         }
@@ -161,21 +169,19 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     /// child says when it cannot execute the engine (and anything the engine says before its log) is read there.</summary>
     private Launched Launch(List<string> args, string engineLog)
     {
-        var start = new ProcessStartInfo("setsid") { UseShellExecute = false, RedirectStandardError = true };
-        foreach (var a in LaunchArguments(EnginePath, engineLog, args)) start.ArgumentList.Add(a);
-        var launcher = Process.Start(start) ?? throw new EngineException("setsid did not start");
-        var launched = new Launched(launcher, launcher.StandardError.ReadToEndAsync());
-        launcher.WaitForExit();
-        if (launcher.ExitCode == 0) return launched;
+        var (status, stderr) = SessionLauncher.Run("setsid", [.. LaunchArguments(EnginePath, engineLog, args)]);
+        var reader = new StreamReader(stderr);
+        var launched = new Launched(reader, reader.ReadToEndAsync());
+        if (status == 0) return launched;
         // It failed before forking: nothing else holds the pipe, so its message is complete at once.
         string said = launched.Output(TimeSpan.FromSeconds(2));
         launched.Dispose();
-        throw new EngineException($"setsid could not start the engine (exit status {launcher.ExitCode}){(said.Length > 0 ? ": " + said : "")}");
+        throw new EngineException($"setsid could not start the engine (exit status {status}){(said.Length > 0 ? ": " + said : "")}");
     }
 
     /// <summary>The setsid launcher and the text read from its standard error, which the engine shares until it has
     /// redirected its streams into its log (then, or when it is gone, the text is complete).</summary>
-    private sealed class Launched(Process launcher, Task<string> stderr) : IDisposable
+    private sealed class Launched(StreamReader pipe, Task<string> stderr) : IDisposable
     {
         /// <summary>What was written before the pipe closed, trimmed to one line; "" while it is open.</summary>
         public string Output(TimeSpan? wait = null)
@@ -188,7 +194,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         /// streams, or ended) and no process serving <paramref name="socket"/> exists, what was written to it ("" for nothing).</summary>
         public string? Failed(string socket) => !stderr.IsCompleted || EngineProcessExists(socket) ? null : Output();
 
-        public void Dispose() => launcher.Dispose();
+        public void Dispose() => pipe.Dispose();
     }
 
     /// <summary>Whether any live process has <paramref name="socket"/> among its arguments: the engine of this VM before
@@ -252,13 +258,17 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     };
 
     /// <summary>The VM's status: asks a live engine; for a VM that is off, reads how the last run ended.</summary>
-    public VmStatus GetStatus(string name)
+    public VmStatus GetStatus(string name) => StatusIn(name, store.FolderOf(name));
+
+    /// <summary><see cref="GetStatus"/> with the VM's folder resolved by the caller, once for the several files a status
+    /// reads (resolving a name lists vms/).</summary>
+    private VmStatus StatusIn(string name, string folder)
     {
-        int? pid = ReadPid(name);
-        string socket = FileOf(name, ControlSocketFile);
+        int? pid = ReadPidIn(folder);
+        string socket = Path.Combine(folder, ControlSocketFile);
         if (pid is int p && IsEngineAlive(p, socket))
         {
-            var age = EngineAge(name);
+            var age = EngineAgeIn(folder);
             try
             {
                 using var client = new ControlClient(socket, StateTimeout);
@@ -278,11 +288,11 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 return new VmStatus(young ? VmState.Starting : File.Exists(socket) ? VmState.NotResponding : VmState.Stopping, p);
             }
         }
-        var exit = ReadExitFile(name);
+        var exit = ReadExitFileIn(folder);
         if (exit != null) return exit;
         if (pid is int dead)
             return new VmStatus(VmState.Off, dead, ExitReason: $"the engine (pid {dead}) ended without reporting an exit status: it was killed or crashed",
-                EngineDied: true, LastConsoleLines: ConsoleTail(name, 10).Lines);
+                EngineDied: true, LastConsoleLines: LogTail.Read(Path.Combine(folder, ConsoleLogFile), 10).Lines);
         return new VmStatus(VmState.Off);
     }
 
@@ -301,33 +311,71 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     }
 
     /// <summary>How long the VM's engine has run: the engine writes its pid file first thing.</summary>
-    private TimeSpan? EngineAge(string name)
+    private static TimeSpan? EngineAgeIn(string folder)
     {
         try
         {
-            var written = File.GetLastWriteTimeUtc(FileOf(name, PidFile));
+            var written = File.GetLastWriteTimeUtc(Path.Combine(folder, PidFile));
             return written.Year < 1700 ? null : DateTime.UtcNow - written;   // 1601: no such file
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    private int? ReadPid(string name)
+    private int? ReadPid(string name) => ReadPidIn(store.FolderOf(name));
+
+    private static int? ReadPidIn(string folder)
     {
-        try { return int.TryParse(File.ReadAllText(FileOf(name, PidFile)).Trim(), out int pid) ? pid : null; }
+        try { return int.TryParse(File.ReadAllText(Path.Combine(folder, PidFile)).Trim(), out int pid) ? pid : null; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>The process exists, is not a zombie, and is the engine serving this VM's socket (not a reused pid).</summary>
     private static bool IsEngineAlive(int pid, string socket)
     {
+        // Its arguments first: most processes a search of /proc looks at are not this engine (a zombie has none). Read
+        // into a pooled buffer, not through FileStream, which takes an advisory lock and allocates for every open: a
+        // status reads two of these files, and the search for an engine without a pid file two per process.
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(ProcReadSize);
         try
         {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string cmdline = ReadProcFile($"/proc/{pid}/cmdline", buffer);
+            if (!HasArgument(cmdline, socket)) return false;
+            string stat = ReadProcFile($"/proc/{pid}/stat", buffer);
             int close = stat.LastIndexOf(')');
-            if (close < 0 || close + 2 >= stat.Length || stat[close + 2] == 'Z') return false;
-            return File.ReadAllText($"/proc/{pid}/cmdline").Split('\0').Contains(socket);
+            return close >= 0 && close + 2 < stat.Length && stat[close + 2] != 'Z';
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
+    private const int ProcReadSize = 16 << 10;
+
+    /// <summary>Whether one of the NUL-separated arguments of <paramref name="cmdline"/> is exactly <paramref name="argument"/>.</summary>
+    internal static bool HasArgument(string cmdline, string argument)
+    {
+        var all = cmdline.AsSpan();
+        foreach (var range in all.Split('\0'))
+            if (all[range].SequenceEqual(argument)) return true;
+        return false;
+    }
+
+    /// <summary>A /proc file's text ("" when it cannot be read: the process is gone); one that fills the buffer (a very
+    /// long command line) is read again whole.</summary>
+    private static unsafe string ReadProcFile(string path, byte[] buffer)
+    {
+        int fd = OpenForReading(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return "";
+        int length = 0;
+        try
+        {
+            fixed (byte* start = buffer)
+            {
+                for (nint n; length < buffer.Length && (n = ReadFile(fd, start + length, (nuint)(buffer.Length - length))) > 0;) length += (int)n;
+            }
+        }
+        finally { CloseFile(fd); }
+        if (length < buffer.Length) return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+        try { return File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return ""; }
     }
 
     /// <summary>The process is gone, or a zombie (dead, not yet reaped).</summary>
@@ -342,9 +390,9 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return true; }
     }
 
-    private VmStatus? ReadExitFile(string name)
+    private static VmStatus? ReadExitFileIn(string folder)
     {
-        string file = FileOf(name, ExitFileName);
+        string file = Path.Combine(folder, ExitFileName);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(file));
@@ -525,7 +573,16 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         OutputFiles.WriteReplacing(FileOf(name, ExitFileName), buffer.ToArray(), "exit file");
     }
 
-    private const int SIGKILL = 9, ESRCH = 3;
+    private const int SIGKILL = 9, ESRCH = 3, O_RDONLY = 0, O_CLOEXEC = 0x80000;
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenForReading(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "read")]
+    private static unsafe partial nint ReadFile(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int CloseFile(int fd);
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int sig);
@@ -553,11 +610,12 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
     public VmStatus? WaitForRunning(string name, TimeSpan timeout, Action<TimeSpan>? progress)
     {
         var clock = Stopwatch.StartNew();
-        string socket = FileOf(name, ControlSocketFile);
-        using var watch = FolderWatch.Open(store.FolderOf(name));   // a socket still to come, or the exit file
+        string folder = store.FolderOf(name);   // resolved once: each resolution lists vms/
+        string socket = Path.Combine(folder, ControlSocketFile);
+        using var watch = FolderWatch.Open(folder);   // a socket still to come, or the exit file
         while (true)
         {
-            var status = GetStatus(name);
+            var status = StatusIn(name, folder);
             // Paused with no uptime: paused before it ever ran (docs/control-api.md); it is Running only once resumed.
             bool notYet = status is { State: VmState.Starting } or { State: VmState.Paused, Uptime: null };
             if (!notYet && status.State is VmState.Running or VmState.Paused or VmState.Off) return status;
@@ -570,7 +628,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 using (client)
                 {
                     asked = true;
-                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)slice.TotalMilliseconds)}"), EngineAge(name)); }
+                    try { return StatusFrom(client.Ask($"wait-running timeout_ms={Math.Max(1, (long)slice.TotalMilliseconds)}"), EngineAgeIn(folder)); }
                     catch (EngineException) { }   // the slice ended, or it will not run: the status says which
                 }
             }

@@ -133,7 +133,7 @@ public sealed class VmStore
     public string? Find(string name)
     {
         if (!VirtualMachine.IsValidName(name)) return null;
-        var matches = FolderNames().Where(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase)).ToList();
+        var matches = FolderNames(name);
         // A leftover folder without a definition (WEB/ beside web/) is no VM: only defined ones compete for the name.
         if (matches.Count > 1 && matches.Where(m => File.Exists(Path.Combine(VmsFolder, m, DefinitionFile))).ToList() is { Count: > 0 } defined) matches = defined;
         if (matches.Count > 1)
@@ -141,13 +141,20 @@ public sealed class VmStore
         return matches.Count == 1 ? matches[0] : null;
     }
 
-    /// <summary>The valid VM names among the folders in vms/ (with or without a definition).</summary>
-    private List<string> FolderNames()
+    /// <summary>The valid VM names among the folders in vms/ (with or without a definition); with <paramref name="equalTo"/>,
+    /// only those equal to it ignoring case (the name pattern is then matched only for those: a name is resolved often).</summary>
+    private List<string> FolderNames(string? equalTo = null)
     {
         try
         {
             if (!Directory.Exists(VmsFolder)) return [];
-            return Directory.EnumerateDirectories(VmsFolder).Select(Path.GetFileName).OfType<string>().Where(VirtualMachine.IsValidName).ToList();
+            var names = new List<string>();
+            foreach (var folder in Directory.EnumerateDirectories(VmsFolder))
+            {
+                string name = Path.GetFileName(folder);
+                if ((equalTo == null || string.Equals(name, equalTo, StringComparison.OrdinalIgnoreCase)) && VirtualMachine.IsValidName(name)) names.Add(name);
+            }
+            return names;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw Unavailable(VmsFolder, e); }
     }
