@@ -16,8 +16,8 @@
                  Install-PSResource Xhyve -Repository XhyveLocal)
       Docs    - bring docs/en-US/*.md (platyPS markdown) in step with the cmdlets: new cmdlets and
                 parameters get sections (seeded from the code's comments), syntax and yaml are regenerated
-      Bench   - run every benchmark of issue 16 in one go (bench/run.sh, bench/idle.sh, bench/linux.sh, bench/storage.sh,
-                bench/management.sh, bench/module.sh) against QEMU pc and microvm, then print all their tables
+      Bench   - run every benchmark of issue 16 in one go (bench/run.sh, bench/hello-phases.sh, bench/idle.sh,
+                bench/linux.sh, bench/storage.sh, bench/management.sh, bench/module.sh) against QEMU pc and microvm, then print all their tables
                 (also written to out/bench/tables.md) and the total time. The engine is published once (bench/lib.sh;
                 XHYVE_ENGINE measures another build); run counts come from the environment (RUNS, EXIT_RUNS,
                 LINUX_RUNS, IDLE_RUNS, docs/benchmarks.md). A script that fails does not stop the others; the task
@@ -120,7 +120,7 @@ foreach ($t in $Task) {
                 $tables = [Collections.Generic.List[string]]::new()
                 $failed = @()
                 # Progress goes to stderr (shown as it comes); each script's stdout is its tables.
-                foreach ($script in 'run.sh', 'idle.sh', 'linux.sh', 'storage.sh', 'management.sh', 'module.sh') {
+                foreach ($script in 'run.sh', 'hello-phases.sh', 'idle.sh', 'linux.sh', 'storage.sh', 'management.sh', 'module.sh') {
                     $started = $clock.Elapsed
                     Write-Host "== bench/$script"
                     # management.sh and module.sh take their run count as an argument: RUNS, when set, is passed on.
