@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.IO.Pipes;
 using Microsoft.Win32.SafeHandles;
 
 namespace Xhyve.Management.Engine;
@@ -13,22 +14,26 @@ namespace Xhyve.Management.Engine;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 internal static unsafe partial class SessionLauncher
 {
-    private const int O_CLOEXEC = 0x80000, EINTR = 4;
+    private const int O_CLOEXEC = 0x80000, EINTR = 4, ECHILD = 10;
     private const short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08;
     // glibc's opaque types, with room to spare (posix_spawnattr_t is 336 bytes, posix_spawn_file_actions_t 80, sigset_t 128).
     private const int OpaqueSize = 512;
 
-    /// <summary>The program's exit status (128 + the signal for one killed by a signal) and its standard error, read
-    /// from a pipe that whatever it started may go on holding. Throws <see cref="EngineException"/> when it cannot be run.</summary>
-    public static (int Status, FileStream StandardError) Run(string program, IReadOnlyList<string> args)
+    /// <summary>The program's exit status (128 + the signal for one killed by a signal; 0 when it was reaped by someone
+    /// else, see below) and its standard error, read from a pipe that whatever it started may go on holding. Throws
+    /// <see cref="EngineException"/> when it cannot be run.</summary>
+    public static (int Status, Stream StandardError) Run(string program, IReadOnlyList<string> args)
     {
+        string path = Resolve(program);
         int* pipe = stackalloc int[2];
         if (Pipe2(pipe, O_CLOEXEC) != 0) throw new EngineException($"{program}: cannot make a pipe: {Marshal.GetLastPInvokeErrorMessage()}");
-        var readEnd = new SafeFileHandle(pipe[0], ownsHandle: true);
+        // A pipe stream: its reads wait in the runtime's epoll loop, not on a blocked thread-pool thread, however long
+        // the engine keeps the write end (until it redirects into its log) or whatever it starts inherits it.
+        var readEnd = new SafePipeHandle((nint)pipe[0], ownsHandle: true);
         int pid;
         try
         {
-            pid = Spawn(program, args, pipe[1]);
+            pid = Spawn(path, args, pipe[1]);
         }
         catch
         {
@@ -36,15 +41,33 @@ internal static unsafe partial class SessionLauncher
             throw;
         }
         finally { Close(pipe[1]); }   // the child has its own copy (as fd 2); ours would keep the pipe open for ever
-        int status;
-        while (WaitPid(pid, &status, 0) < 0)
+        int status, code;
+        while (true)
         {
-            if (Marshal.GetLastPInvokeError() == EINTR) continue;
+            if (WaitPid(pid, &status, 0) >= 0) { code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f); break; }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR) continue;
+            // A host that started this process with SIGCHLD ignored has .NET reap every child itself: the status is gone,
+            // not the launch; what the engine does next (its socket, pid file or exit file) decides.
+            if (errno == ECHILD) { code = 0; break; }
             readEnd.Dispose();
-            throw new EngineException($"{program}: waitpid: {Marshal.GetLastPInvokeErrorMessage()}");
+            throw new EngineException($"{program}: waitpid: {Marshal.GetPInvokeErrorMessage(errno)}");
         }
-        int code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
-        return (code, new FileStream(readEnd, FileAccess.Read, bufferSize: 1));
+        return (code, new AnonymousPipeClientStream(PipeDirection.In, readEnd));
+    }
+
+    /// <summary>The program's path through the PATH of .NET's environment (what `$env:PATH` changes), as Process.Start
+    /// finds it; posix_spawnp would search the PATH the process started with.</summary>
+    private static string Resolve(string program)
+    {
+        if (program.Contains('/')) return program;
+        foreach (var folder in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string candidate = Path.Combine(folder, program);
+            if (File.Exists(candidate) && (File.GetUnixFileMode(candidate) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0)
+                return candidate;
+        }
+        return program;   // not found: posix_spawnp's own search, and its error, name it
     }
 
     private static int Spawn(string program, IReadOnlyList<string> args, int stderr)

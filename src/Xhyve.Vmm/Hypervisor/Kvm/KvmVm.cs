@@ -47,8 +47,9 @@ internal sealed unsafe class KvmVm : IVirtualMachine
     /// Switching it unregisters two interrupt notifiers, each waiting for an SRCU grace period: the second, right after
     /// the first, is a full one (12-17 ms on our hosts), which kvm_destroy_vm would otherwise pay when the VM ends. It
     /// runs beside the rest of the build: the mode may change while the guest runs, and only <see cref="Dispose"/>
-    /// waits for it, so that the descriptor is not closed (and its number reused) under the call. Reinjection simply
-    /// stays on where the switch fails.
+    /// waits for it, so that the descriptor is not closed (and its number reused) under the call. KVM holds the PIT's
+    /// lock meanwhile: a guest that programs the PIT within those milliseconds waits for them once. Reinjection simply
+    /// stays on where the switch fails (a preference, not something the guest needs).
     /// </summary>
     private void TurnOffPitReinjection()
     {
