@@ -25,7 +25,8 @@ _start:
     incb counts                 /* this boot */
     mov $0x0301, %ax            /* AH=03 write it back */
     call disk
-
+    cli                         /* no timer tick from here: SeaBIOS's serial console writes the last characters */
+                                /* of its screen late, from its timer handler; none may land inside our lines */
     mov $msg_boot, %si
     call puts
     mov counts, %al
@@ -138,12 +139,12 @@ gdt_desc:  .word 15
            .balign 8
 gdt:       .quad 0
            .quad 0x00CF9A000000FFFF    /* 0x08: flat 32-bit code */
-msg_boot:  .asciz "XHYVE-TEST boot="
+msg_boot:  .asciz "\r\nXHYVE-TEST boot="     /* a line of our own, whatever the firmware left unfinished */
 msg_drive: .asciz " drive="
 msg_crlf:  .asciz "\r\n"
 msg_reset: .asciz "XHYVE-TEST resetting\r\n"
 msg_done:  .asciz "XHYVE-TEST done\r\n"
-msg_fail:  .asciz "XHYVE-TEST disk_error\r\n"
+msg_fail:  .asciz "\r\nXHYVE-TEST disk_error\r\n"
 drive:     .byte 0
 
     .org 510

@@ -30,7 +30,7 @@ public sealed class KvmStructLayoutTests
         #define I(n) printf("ioctl %s %lu\n", #n, (unsigned long)(n));
         int main(void) {
           S(kvm_regs) S(kvm_sregs) S(kvm_segment) S(kvm_dtable) S(kvm_userspace_memory_region)
-          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_irq_level) S(kvm_translation) S(kvm_msi) S(kvm_enable_cap) S(kvm_irq_routing_entry) S(kvm_irq_routing) S(kvm_ioeventfd) S(kvm_irqfd) S(iovec) S(stat) S(ifreq) S(virtio_net_hdr) S(virtio_net_hdr_mrg_rxbuf)
+          S(kvm_cpuid_entry2) S(kvm_cpuid2) S(kvm_pit_config) S(kvm_reinject_control) S(kvm_irq_level) S(kvm_translation) S(kvm_msi) S(kvm_enable_cap) S(kvm_irq_routing_entry) S(kvm_irq_routing) S(kvm_ioeventfd) S(kvm_irqfd) S(iovec) S(stat) S(ifreq) S(virtio_net_hdr) S(virtio_net_hdr_mrg_rxbuf)
           O(ifreq, ifr_flags)
           O(kvm_regs, rip) O(kvm_regs, rflags) O(kvm_regs, rsi)
           O(kvm_segment, selector) O(kvm_segment, type) O(kvm_segment, present) O(kvm_segment, dpl)
@@ -45,7 +45,7 @@ public sealed class KvmStructLayoutTests
           O(kvm_run, internal.data) O(kvm_run, fail_entry.hardware_entry_failure_reason) O(kvm_run, system_event.type)
           I(KVM_GET_API_VERSION) I(KVM_CREATE_VM) I(KVM_CHECK_EXTENSION) I(KVM_GET_VCPU_MMAP_SIZE)
           I(KVM_GET_SUPPORTED_CPUID) I(KVM_CREATE_VCPU) I(KVM_SET_USER_MEMORY_REGION) I(KVM_SET_TSS_ADDR)
-          I(KVM_SET_IDENTITY_MAP_ADDR) I(KVM_CREATE_IRQCHIP) I(KVM_IRQ_LINE) I(KVM_CREATE_PIT2) I(KVM_RUN)
+          I(KVM_SET_IDENTITY_MAP_ADDR) I(KVM_CREATE_IRQCHIP) I(KVM_IRQ_LINE) I(KVM_CREATE_PIT2) I(KVM_REINJECT_CONTROL) I(KVM_CAP_REINJECT_CONTROL) I(KVM_RUN)
           I(KVM_GET_REGS) I(KVM_SET_REGS) I(KVM_GET_SREGS) I(KVM_SET_SREGS) I(KVM_TRANSLATE) I(KVM_SET_CPUID2) I(KVM_SIGNAL_MSI) I(KVM_CAP_SIGNAL_MSI) I(KVM_ENABLE_CAP) I(KVM_SET_GSI_ROUTING) I(KVM_IRQ_ROUTING_IRQCHIP) I(KVM_IRQCHIP_PIC_SLAVE) I(KVM_IRQCHIP_IOAPIC) I(KVM_CAP_X86_USER_SPACE_MSR) I(KVM_MSR_EXIT_REASON_UNKNOWN) I(KVM_EXIT_X86_RDMSR) I(KVM_EXIT_X86_WRMSR) I(KVM_IOEVENTFD) I(KVM_CAP_IOEVENTFD) I(KVM_IOEVENTFD_FLAG_DATAMATCH) I(KVM_IOEVENTFD_FLAG_PIO) I(KVM_IOEVENTFD_FLAG_DEASSIGN) I(KVM_IRQFD) I(KVM_CAP_IRQFD) I(KVM_CAP_IRQ_ROUTING) I(KVM_IRQFD_FLAG_DEASSIGN) I(KVM_IRQ_ROUTING_MSI)
           I(KVM_CAP_IRQCHIP) I(KVM_CAP_NR_VCPUS) I(KVM_CAP_MAX_VCPUS) I(KVM_CAP_IMMEDIATE_EXIT)
           I(KVM_EXIT_IO) I(KVM_EXIT_MMIO) I(KVM_EXIT_HLT) I(KVM_EXIT_SHUTDOWN) I(KVM_EXIT_FAIL_ENTRY)
@@ -91,6 +91,7 @@ public sealed class KvmStructLayoutTests
     [InlineData(typeof(KvmCpuidEntry2), "kvm_cpuid_entry2")]
     [InlineData(typeof(KvmCpuid2Header), "kvm_cpuid2")]
     [InlineData(typeof(KvmPitConfig), "kvm_pit_config")]
+    [InlineData(typeof(KvmReinjectControl), "kvm_reinject_control")]
     [InlineData(typeof(KvmIrqLevel), "kvm_irq_level")]
     [InlineData(typeof(KvmTranslation), "kvm_translation")]
     [InlineData(typeof(KvmMsi), "kvm_msi")]
@@ -193,7 +194,8 @@ public sealed class KvmStructLayoutTests
         { "KVM_GET_SUPPORTED_CPUID", KvmIoctl.GetSupportedCpuid }, { "KVM_CREATE_VCPU", KvmIoctl.CreateVcpu },
         { "KVM_SET_USER_MEMORY_REGION", KvmIoctl.SetUserMemoryRegion }, { "KVM_SET_TSS_ADDR", KvmIoctl.SetTssAddr },
         { "KVM_SET_IDENTITY_MAP_ADDR", KvmIoctl.SetIdentityMapAddr }, { "KVM_CREATE_IRQCHIP", KvmIoctl.CreateIrqchip },
-        { "KVM_IRQ_LINE", KvmIoctl.IrqLine }, { "KVM_CREATE_PIT2", KvmIoctl.CreatePit2 }, { "KVM_RUN", KvmIoctl.Run },
+        { "KVM_IRQ_LINE", KvmIoctl.IrqLine }, { "KVM_CREATE_PIT2", KvmIoctl.CreatePit2 },
+        { "KVM_REINJECT_CONTROL", KvmIoctl.ReinjectControl }, { "KVM_CAP_REINJECT_CONTROL", KvmIoctl.CapReinjectControl }, { "KVM_RUN", KvmIoctl.Run },
         { "KVM_GET_REGS", KvmIoctl.GetRegs }, { "KVM_SET_REGS", KvmIoctl.SetRegs }, { "KVM_GET_SREGS", KvmIoctl.GetSregs },
         { "KVM_SET_SREGS", KvmIoctl.SetSregs }, { "KVM_TRANSLATE", KvmIoctl.Translate }, { "KVM_SET_CPUID2", KvmIoctl.SetCpuid2 },
         { "KVM_SIGNAL_MSI", KvmIoctl.SignalMsi }, { "KVM_CAP_SIGNAL_MSI", KvmIoctl.CapSignalMsi },

@@ -115,6 +115,13 @@ internal struct KvmPitConfig
     public const uint SpeakerDummy = 1;
 }
 
+/// <summary>struct kvm_reinject_control: whether the in-kernel PIT makes up for ticks the guest did not take.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct KvmReinjectControl
+{
+    [FieldOffset(0)] public byte PitReinject;
+}
+
 [StructLayout(LayoutKind.Explicit, Size = 8)]
 internal struct KvmIrqLevel
 {
@@ -268,6 +275,7 @@ internal static class KvmIoctl
     public static readonly nuint CreateIrqchip = Io(0x60);
     public static readonly nuint IrqLine = Iow(0x61, 8);
     public static readonly nuint CreatePit2 = Iow(0x77, 64);
+    public static readonly nuint ReinjectControl = Io(0x71);
     public static readonly nuint Run = Io(0x80);
     public static readonly nuint GetRegs = Ior(0x81, 144);
     public static readonly nuint SetRegs = Iow(0x82, 144);
@@ -284,7 +292,7 @@ internal static class KvmIoctl
     public static readonly nuint Irqfd = Iow(0x76, 32);
 
     public const int ApiVersion = 12;
-    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapSignalMsi = 77, CapX86UserSpaceMsr = 188, CapIoeventfd = 36,
+    public const int CapIrqchip = 0, CapNrVcpus = 9, CapMaxVcpus = 66, CapImmediateExit = 136, CapPit2 = 33, CapReinjectControl = 24, CapSignalMsi = 77, CapX86UserSpaceMsr = 188, CapIoeventfd = 36,
         CapIrqRouting = 25, CapIrqfd = 32, CapReadonlyMem = 81;
     public const ulong MsrExitReasonUnknown = 1 << 1;
 }
