@@ -168,6 +168,28 @@ public sealed class VmStoreTests : IDisposable
     }
 
     [Fact]
+    public void ADefinitionExactlyOneMiB_IsRead()
+    {
+        _store.Create(Vm());
+        string json = File.ReadAllText(DefinitionPath).TrimEnd().TrimEnd('}');
+        File.WriteAllText(DefinitionPath, json + new string(' ', (1 << 20) - json.Length - 1) + "}");
+        Assert.Equal(1 << 20, new FileInfo(DefinitionPath).Length);
+        Assert.Equal("web", _store.Get("web").Name);
+    }
+
+    [Fact]
+    public void ReadingADefinition_AllocatesForItsSize_NotForTheOneMiBCap()
+    {
+        // A 1 MiB buffer per read went to the large object heap: a full collection every few cmdlets in a session.
+        _store.Create(Vm());
+        _store.Get("web");
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10; i++) _store.Get("web");
+        long perRead = (GC.GetAllocatedBytesForCurrentThread() - before) / 10;
+        Assert.True(perRead < 64 * 1024, $"one read of a {new FileInfo(DefinitionPath).Length}-byte vm.json allocated {perRead} bytes");
+    }
+
+    [Fact]
     public void AFieldGivenTwice_IsRefused_NamingTheField()
     {
         _store.Create(Vm());

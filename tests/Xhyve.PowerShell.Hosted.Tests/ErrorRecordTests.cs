@@ -176,6 +176,16 @@ public sealed class ErrorRecordTests(HostedModule module) : IDisposable
     }
 
     [Fact]
+    public void A_wait_that_ends_before_its_first_report_writes_no_progress_record()
+    {
+        NewVm("off");
+        // Already there: no progress was shown, so there is none to complete (a completion alone costs the host ~0.6 ms).
+        var result = module.Run("Wait-XhyveVM off -For Off; Wait-XhyveVM off -TimeoutSec 600");
+        Assert.Equal("VMNotRunning", result.SingleError().FullyQualifiedErrorId.Split(',')[0]);
+        Assert.Empty(result.Progress);
+    }
+
+    [Fact]
     public void ConsoleText_without_a_Pattern_stops_Wait_XhyveVM_with_PatternMissing()
     {
         NewVm("nopattern");

@@ -72,6 +72,7 @@ public sealed class HostedModule : IDisposable
         return new HostedResult(what, output, [.. ps.Streams.Error], [.. ps.Streams.Warning.Select(w => w.Message)], [.. Host.Lines], [.. Host.Prompts], thrown)
         {
             UnusedAnswers = Host.DropUnusedAnswers(),
+            Progress = [.. ps.Streams.Progress],
         };
     }
 
@@ -149,6 +150,9 @@ public sealed record HostedResult(string Script, Collection<PSObject> Output, IR
 {
     /// <summary>Answers the test queued (<see cref="RecordingHost.Answer"/>) that no prompt took.</summary>
     public int UnusedAnswers { get; init; }
+
+    /// <summary>The progress records written, in order.</summary>
+    public IReadOnlyList<ProgressRecord> Progress { get; init; } = [];
 
     public void AssertNoErrors()
     {

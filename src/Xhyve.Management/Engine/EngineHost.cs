@@ -120,6 +120,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         using var launch = Launch(args, In(EngineLogFile));
 
         var clock = Stopwatch.StartNew();
+        var sinceLivenessCheck = Stopwatch.StartNew();
         bool asked = false;
         while (true)
         {
@@ -142,7 +143,15 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 }
             }
             // An engine killed or crashed before it wrote its exit file (while it builds the machine, before its socket)
-            // leaves nothing to wake for: its pid file names a process that is gone.
+            // leaves nothing to wake for: its pid file names a process that is gone. Looked at when the watch waited a
+            // whole LivenessCheck, not on each file the engine creates (its pid file, logs, socket: a status read,
+            // /proc reads and a refused connect each, ~1 ms per start).
+            if (sinceLivenessCheck.Elapsed < LivenessCheck && clock.Elapsed <= timeout)
+            {
+                watch.Wait(Min(left, LivenessCheck - sinceLivenessCheck.Elapsed));
+                continue;
+            }
+            sinceLivenessCheck.Restart();
             bool hasPid = ReadPidIn(folder) != null;
             if (hasPid && StatusIn(vm.Name, folder) is { State: VmState.Off } died) return Ended(vm.Name, died);
             // Gone before its pid file: setsid could not execute it, or it died before it opened its log. Only while there
@@ -155,12 +164,14 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
                 throw new EngineException($"VM '{vm.Name}': the engine did not come up within {timeout.TotalSeconds:F0} s " +
                     $"(see {In(EngineLogFile)}{launch.Output() switch { "" => "", var text => $"; before its log it wrote: {text}" }})");
             // Bounded: an engine that dies before it creates anything wakes no one.
-            watch.Wait(left < LivenessCheck ? left : LivenessCheck);
+            watch.Wait(Min(left, LivenessCheck));
         }
     }
 
     /// <summary>How often a start that waits for the engine's socket looks whether the engine is still there.</summary>
     private static readonly TimeSpan LivenessCheck = TimeSpan.FromMilliseconds(500);
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
     /// <summary>Launches `setsid --fork ENGINE --engine-log LOG ARGS`: the engine gets its own session and is not our
     /// child (setsid forks it and exits at once), so it outlives this shell, init reaps it and a long-lived pwsh

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Xhyve.Management.Model;
 
 using Xhyve.Vmm.Native;
@@ -191,15 +192,33 @@ public sealed class VmStore
         return vm;
     }
 
-    /// <summary>vm.json's text, refused when it is larger than a definition may be (it is never read whole then).</summary>
+    /// <summary>vm.json's text, refused when it is larger than a definition may be (it is never read whole then). Read
+    /// into a pooled buffer that grows from the file's size as it is read: a buffer of the cap (1 MiB) for every read
+    /// went to the large object heap and cost a full garbage collection every few cmdlets.</summary>
     private static string ReadCapped(string file)
     {
         using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1);
-        var buffer = new byte[VmJson.MaxFileBytes + 1];
-        int length = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
-        if (length > VmJson.MaxFileBytes)
-            throw new IOException($"{Math.Max(length, stream.Length)} bytes, more than a VM definition may be ({VmJson.MaxFileBytes} bytes)");
-        return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: false).GetString(buffer, 0, length).TrimStart('\uFEFF');
+        // One more than the size seen, so that a file that grew meanwhile still reads on (and is capped) below.
+        byte[] buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(stream.Length, VmJson.MaxFileBytes) + 1);
+        try
+        {
+            int length = 0, read;
+            while ((read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+            {
+                length += read;
+                if (length > VmJson.MaxFileBytes)
+                    throw new IOException($"{Math.Max(length, stream.Length)} bytes, more than a VM definition may be ({VmJson.MaxFileBytes} bytes)");
+                if (length == buffer.Length)
+                {
+                    byte[] larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, VmJson.MaxFileBytes + 1));
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+            }
+            return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: false).GetString(buffer, 0, length).TrimStart('\uFEFF');
+        }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
 
     /// <summary>Stores a new VM; refuses an invalid definition or a name already taken in any case
