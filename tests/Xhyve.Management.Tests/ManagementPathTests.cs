@@ -48,6 +48,25 @@ public sealed class ManagementPathTests : IDisposable
         Assert.Equal(FolderWatch.MaxIdle, FolderWatch.IdleCount);
     }
 
+    [Fact]
+    public void A_watch_without_inotify_returns_from_a_negative_wait_instead_of_sleeping_forever()
+    {
+        // No such folder: inotify_add_watch fails and the watch falls back to sleeping, where -1 ms would mean forever.
+        using var watch = FolderWatch.Open(Path.Combine(_root, "missing"));
+        foreach (double ms in new[] { -1.5, -20 })
+        {
+            Exception? failed = null;
+            var wait = new Thread(() =>
+            {
+                try { watch.Wait(TimeSpan.FromMilliseconds(ms)); }
+                catch (Exception e) { failed = e; }
+            }) { IsBackground = true };
+            wait.Start();
+            Assert.True(wait.Join(TimeSpan.FromSeconds(30)), $"a wait of {ms} ms did not return");
+            Assert.Null(failed);
+        }
+    }
+
     /// <summary>A one-connection server on a Unix socket that answers the first line it reads with <paramref name="reply"/>,
     /// written in pieces of <paramref name="chunk"/> bytes.</summary>
     private (string Path, Thread Served) Serve(byte[] reply, int chunk)

@@ -146,9 +146,10 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
             // leaves nothing to wake for: its pid file names a process that is gone. Looked at when the watch waited a
             // whole LivenessCheck, not on each file the engine creates (its pid file, logs, socket: a status read,
             // /proc reads and a refused connect each, ~1 ms per start).
-            if (sinceLivenessCheck.Elapsed < LivenessCheck && clock.Elapsed <= timeout)
+            TimeSpan untilCheck = LivenessCheck - sinceLivenessCheck.Elapsed;   // read once: it must stay positive below
+            if (untilCheck > TimeSpan.Zero && clock.Elapsed <= timeout)
             {
-                watch.Wait(Min(left, LivenessCheck - sinceLivenessCheck.Elapsed));
+                watch.Wait(Min(left, untilCheck));
                 continue;
             }
             sinceLivenessCheck.Restart();

@@ -54,7 +54,8 @@ internal sealed partial class FolderWatch : IDisposable
     {
         if (_fd < 0)
         {
-            Thread.Sleep(timeout < FallbackSleep ? timeout : FallbackSleep);
+            // Never negative: Thread.Sleep takes -1 ms as "forever".
+            Thread.Sleep(timeout < TimeSpan.Zero ? TimeSpan.Zero : timeout < FallbackSleep ? timeout : FallbackSleep);
             return;
         }
         var poll = new PollFd { Fd = _fd, Events = POLLIN };
