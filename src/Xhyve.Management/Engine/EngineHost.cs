@@ -69,9 +69,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         if (!string.IsNullOrEmpty(configured)) return configured;
         string beside = Path.Combine(Path.GetDirectoryName(typeof(EngineHost).Assembly.Location) ?? AppContext.BaseDirectory, "xhyve");
         if (File.Exists(beside)) return beside;
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
-            if (File.Exists(Path.Combine(dir, "xhyve"))) return Path.Combine(dir, "xhyve");
-        return beside;   // Start reports it missing, naming this path
+        return ProgramSearch.OnPath("xhyve", File.Exists) ?? beside;   // Start reports it missing, naming this path
     }
 
     public string FileOf(string name, string file) => Path.Combine(store.FolderOf(name), file);
@@ -83,7 +81,7 @@ public sealed partial class EngineHost(VmStore store, string? enginePath = null)
         HostFacts.CheckMemory(vm);   // memory above the host's RAM: refused before anything is launched
         if (!File.Exists(EnginePath)) throw new EngineException($"the engine host {EnginePath} does not exist (set XHYVE_ENGINE to the xhyve executable)");
         // The shell's exec would fail into engine.log, and the start would wait out its timeout for a socket.
-        if ((File.GetUnixFileMode(EnginePath) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) == 0)
+        if (!ProgramSearch.IsExecutable(EnginePath))
             throw new EngineException($"the engine host {EnginePath} is not executable (chmod +x it, or import the module once as its owner)");
         // The VM's folder, resolved once: resolving a name lists vms/ (for its case-insensitive match), and a start
         // looks at its files many times.

@@ -56,19 +56,12 @@ internal static unsafe partial class SessionLauncher
         return (code, new AnonymousPipeClientStream(PipeDirection.In, readEnd));
     }
 
-    /// <summary>The program's path through the PATH of .NET's environment (what `$env:PATH` changes), as Process.Start
-    /// finds it; posix_spawnp would search the PATH the process started with.</summary>
-    private static string Resolve(string program)
-    {
-        if (program.Contains('/')) return program;
-        foreach (var folder in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
-        {
-            string candidate = Path.Combine(folder, program);
-            if (File.Exists(candidate) && (File.GetUnixFileMode(candidate) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0)
-                return candidate;
-        }
-        return program;   // not found: posix_spawnp's own search, and its error, name it
-    }
+    /// <summary>The program's path through the PATH of .NET's environment, as Process.Start finds it; posix_spawnp would
+    /// search the PATH the process started with.</summary>
+    private static string Resolve(string program) =>
+        program.Contains('/') ? program
+        // Not found: posix_spawnp's own search, and its error, name it.
+        : ProgramSearch.OnPath(program, c => File.Exists(c) && ProgramSearch.IsExecutable(c)) ?? program;
 
     private static int Spawn(string program, IReadOnlyList<string> args, int stderr)
     {
