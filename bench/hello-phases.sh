@@ -65,25 +65,24 @@ for i, label in enumerate(labels):
 EOF
 
 if command -v perf >/dev/null; then
-  trace=${TMPDIR:-/tmp}/hello-phases.$$
-  closes=()
+  bench_workdir
+  trace=$bench_work/close.trace
   for _ in $(seq 1 "$runs"); do
     rm -f "$trace" "$trace.old"
     # The VM descriptor's close is the longest close of the run (perf names it anon_inode:kvm-vm when it can).
     if perf trace -e close -o "$trace" -- "${ours[@]}" </dev/null >/dev/null 2>&1 || [ -s "$trace" ] &&
        close=$(awk 'match($0, /\( *[0-9.]+ ms\): .* close\(/) { d = substr($0, RSTART + 1); sub(/ ms.*/, "", d); if (d + 0 > max) max = d + 0; n++ }
                    END { if (!n) exit 1; printf "%.2f", max }' "$trace"); then
-      closes+=("$close")
+      bench_put close_ms ours "$close"
     else
       echo "perf trace could not trace the engine's close() (it needs root or perf_event_paranoid <= 1): not timed" >&2
-      closes=()
+      : > "$BENCH_RESULTS"
       break
     fi
   done
-  rm -f "$trace" "$trace.old"
-  if [ ${#closes[@]} -gt 0 ]; then
-    printf '%s\n' "${closes[@]}" | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-      printf "\nours, close() of the KVM VM descriptor (kvm_destroy_vm), %d runs under perf trace: median %.2f ms (%.2f-%.2f)\n", NR, m, v[1], v[NR] }'
+  if [ -s "$BENCH_RESULTS" ]; then
+    echo
+    echo "ours, close() of the KVM VM descriptor (kvm_destroy_vm), $runs runs under perf trace, ms min / median / max: $(bench_stat close_ms ours %.2f)"
   fi
 else
   echo "perf is not installed (apt-get install linux-perf): the close() of the KVM VM descriptor is not timed"
